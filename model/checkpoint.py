@@ -1,0 +1,312 @@
+"""Checkpoints in the official NVILA / VILA1.5 directory layout (reference §11), safetensors only.
+
+    <dir>/config.json                 top-level VLM config (image_aspect_ratio, s2_scales, ...)
+    <dir>/llm/                        config.json + *.safetensors (sharded with an index, or not)
+    <dir>/vision_tower/               config.json + model.safetensors (keys `vision_model.*`)
+    <dir>/mm_projector/               config.json + model.safetensors (keys `layers.<idx>.*`)
+
+Loading is strict: every tensor must be present, expected and of the right shape, or a `CheckpointError`
+names the offenders. Pickle files (`*.bin`, `*.pt`) are never opened.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from transformers.initialization import no_init_weights
+
+from .config import LLMConfig, MediaConfig, NVILAConfig, ProjectorConfig, VisionConfig
+from .nvila import NVILAModel, _default_dtype, llm_hf_config
+from .vision import siglip_config
+
+COMPONENTS = {"llm": "llm", "vision_tower": "vision_tower", "mm_projector": "mm_projector"}
+VISION_PREFIX = "vision_model."
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+NEWLINE_IDS = {"qwen2": 198, "llama": 13}  # tokenizer("\n") of the Qwen2 and LLaMA-2 tokenizers
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory that cannot be loaded as asked; the message says what is wrong."""
+
+
+# ---- writing ---------------------------------------------------------------------------------------------
+def top_level_config(cfg: NVILAConfig) -> dict:
+    media, vision = cfg.media, cfg.vision
+    pool = media.temporal_pool
+    video_encoder = {"_target_": "llava.model.encoders.TSPVideoEncoder", "pool_sizes": [list(pool)]} if pool else {
+        "_target_": "llava.model.encoders.BasicVideoEncoder"
+    }
+    return {
+        "architectures": ["LlavaLlamaModel"],
+        "model_type": "llava_llama",
+        "hidden_size": cfg.llm.hidden_size,
+        "mm_hidden_size": cfg.projector.mm_hidden_size,
+        "image_aspect_ratio": media.image_mode,
+        "dynamic_s2": media.image_mode == "dynamic_s2",
+        "s2_scales": ",".join(map(str, media.s2_scales)),
+        "s2_resize_output_to_scale_idx": -1,
+        "min_tiles": media.min_tiles,
+        "max_tiles": media.max_tiles,
+        "num_video_frames": media.num_video_frames,
+        "mm_vision_select_layer": vision.select_layer,
+        "mm_vision_select_feature": "cls_patch",
+        "video_encoder": json.dumps(video_encoder),
+        "llm_cfg": {"architectures": [_llm_class_name(cfg.llm)], "model_type": cfg.llm.arch},
+        "vision_tower_cfg": {"architectures": ["SiglipVisionModel"], "model_type": "siglip_vision_model"},
+        "mm_projector_cfg": {"mm_projector_type": cfg.projector.type, "model_type": "v2l_projector"},
+    }
+
+
+def save_checkpoint(model: NVILAModel, path: str | Path) -> Path:
+    """Write `model` in the official layout (configs + safetensors); returns the directory."""
+    root = Path(path)
+    cfg = model.config
+    llm_state = model.llm.state_dict()
+    if cfg.llm.tie_word_embeddings:
+        llm_state.pop("lm_head.weight", None)  # tied: stored once, as the embedding
+    vision_state = {_with_vision_prefix(k): v for k, v in model.vision_tower.state_dict().items()}
+    parts = {
+        "llm": (llm_hf_config(cfg.llm).to_dict() | {"architectures": [_llm_class_name(cfg.llm)]}, llm_state),
+        "vision_tower": (siglip_config(cfg.vision).to_dict() | {"architectures": ["SiglipVisionModel"]}, vision_state),
+        "mm_projector": (
+            {"mm_projector_type": cfg.projector.type, "model_type": "v2l_projector"},
+            model.mm_projector.state_dict(),
+        ),
+    }
+    for folder, (config, state) in parts.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        _write_json(root / folder / "config.json", config)
+        tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+        save_file(tensors, str(root / folder / "model.safetensors"), metadata={"format": "pt"})
+    _write_json(root / "config.json", top_level_config(cfg))
+    return root
+
+
+# ---- reading ---------------------------------------------------------------------------------------------
+def config_from_checkpoint(path: str | Path, name: str | None = None) -> NVILAConfig:
+    """The `NVILAConfig` a checkpoint directory describes, from its config.json files."""
+    root = _check_dir(path)
+    top = _read_json(root / "config.json")
+    llm_json = _component_config(root, top, "llm")
+    vit_json = _component_config(root, top, "vision_tower")
+    proj_json = _component_config(root, top, "mm_projector")
+
+    arch = str(llm_json.get("model_type", "")).lower()
+    if arch not in NEWLINE_IDS:
+        raise CheckpointError(f"{root}/llm: unsupported LLM model_type {arch!r} (supported: qwen2, llama)")
+    rope = llm_json.get("rope_parameters") or {}
+    llm = LLMConfig(
+        arch=arch,
+        hidden_size=llm_json["hidden_size"],
+        num_layers=llm_json["num_hidden_layers"],
+        num_heads=llm_json["num_attention_heads"],
+        num_kv_heads=llm_json.get("num_key_value_heads") or llm_json["num_attention_heads"],
+        intermediate_size=llm_json["intermediate_size"],
+        vocab_size=llm_json["vocab_size"],
+        rope_theta=float(rope.get("rope_theta", llm_json.get("rope_theta", 1e4))),
+        rms_norm_eps=llm_json.get("rms_norm_eps", 1e-6),
+        tie_word_embeddings=bool(llm_json.get("tie_word_embeddings", False)),
+        max_position_embeddings=llm_json.get("max_position_embeddings", 4096),
+        bos_token_id=llm_json.get("bos_token_id"),
+        eos_token_id=_first(llm_json.get("eos_token_id")),
+        newline_token_id=NEWLINE_IDS[arch],
+    )
+    use_head = vit_json.get("vision_use_head")
+    if use_head is None:  # transformers' default is True; let the stored tensors decide
+        use_head = any(k.startswith(VISION_PREFIX + "head.") for k in _tensor_names(root / "vision_tower"))
+    vision = VisionConfig(
+        image_size=vit_json["image_size"],
+        patch_size=vit_json["patch_size"],
+        hidden_size=vit_json["hidden_size"],
+        intermediate_size=vit_json["intermediate_size"],
+        num_layers=vit_json["num_hidden_layers"],
+        num_heads=vit_json["num_attention_heads"],
+        layer_norm_eps=vit_json.get("layer_norm_eps", 1e-6),
+        select_layer=top.get("mm_vision_select_layer", -2),
+        use_head=bool(use_head),
+    )
+    image_mode = "dynamic_s2" if top.get("dynamic_s2") else top.get("image_aspect_ratio", "resize")
+    if image_mode not in ("dynamic_s2", "dynamic", "resize"):
+        raise CheckpointError(f"{root}/config.json: unsupported image_aspect_ratio {image_mode!r}")
+    projector_type = proj_json.get("mm_projector_type")
+    family = _family(image_mode, projector_type, arch)
+    media = MediaConfig(
+        image_mode=image_mode,
+        s2_scales=tuple(int(s) for s in str(top.get("s2_scales", "448,896,1344")).split(",")),
+        min_tiles=top.get("min_tiles", 1),
+        max_tiles=top.get("max_tiles", 12),
+        separator=family != "vila1.5",  # VILA1.5-era code appended no "\n" after media (§3.3)
+        tile_newline_text=family == "nvila-lite",
+        temporal_pool=_tsp_pool(top.get("video_encoder")),
+        num_video_frames=top.get("num_video_frames", 8),
+    )
+    try:
+        projector = ProjectorConfig(
+            type=projector_type,
+            mm_hidden_size=top.get("mm_hidden_size", vision.hidden_size),
+            hidden_size=llm.hidden_size,
+            token_order="column" if family == "vila1.5" else "row",  # VILA1.5 was trained on the old order (§4)
+        )
+        return NVILAConfig(name or root.name, family, vision, projector, llm, media, f"checkpoint {root}")
+    except ValueError as e:
+        raise CheckpointError(f"{root}: {e}") from None
+
+
+def load_checkpoint(
+    path: str | Path,
+    dtype: torch.dtype = torch.bfloat16,
+    device: str | torch.device = "cpu",
+    attn_implementation: str = "sdpa",
+    config: NVILAConfig | None = None,
+) -> NVILAModel:
+    """Build the model a checkpoint describes (or `config`) and load its weights strictly."""
+    root = _check_dir(path)
+    cfg = config or config_from_checkpoint(root)
+    with no_init_weights(), torch.device(device), _default_dtype(dtype):  # weights are overwritten below
+        model = NVILAModel(cfg, attn_implementation)
+    targets = {
+        "llm": (model.llm, lambda k: k),
+        "vision_tower": (model.vision_tower, _with_vision_prefix),
+        "mm_projector": (model.mm_projector, lambda k: k),
+    }
+    problems = []
+    for folder, (module, to_file_key) in targets.items():  # one component in host memory at a time
+        expected = {to_file_key(k): v for k, v in module.state_dict().items()}
+        if folder == "llm" and cfg.llm.tie_word_embeddings:
+            expected.pop("lm_head.weight", None)
+        stored = _read_tensors(root / folder)
+        problems += _compare(folder, expected, stored)
+        if problems:
+            continue  # keep checking the other components so the error lists everything
+        with torch.no_grad():
+            for key, value in stored.items():
+                expected[key].copy_(value)
+    if problems:
+        raise CheckpointError(f"{root}: weights do not match {cfg.name}: " + "; ".join(problems))
+    if cfg.llm.tie_word_embeddings:
+        model.llm.tie_weights()
+    return model.eval()
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------
+def _compare(folder: str, expected: dict[str, torch.Tensor], stored: dict[str, torch.Tensor]) -> list[str]:
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    shapes = sorted(
+        f"{k} {tuple(stored[k].shape)} != {tuple(expected[k].shape)}"
+        for k in set(expected) & set(stored)
+        if stored[k].shape != expected[k].shape
+    )
+    return [
+        f"{folder}: {label} {len(items)} ({_preview(items)})"
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes))
+        if items
+    ]
+
+
+def _preview(items: list[str], limit: int = 4) -> str:
+    return ", ".join(items[:limit]) + (f", ... {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _check_dir(path: str | Path) -> Path:
+    root = Path(path)
+    if not root.is_dir():
+        raise CheckpointError(f"checkpoint directory {root} does not exist")
+    if not (root / "config.json").is_file():
+        raise CheckpointError(f"{root} has no config.json: not an NVILA / VILA checkpoint directory")
+    return root
+
+
+def _component_config(root: Path, top: dict, folder: str) -> dict:
+    file = root / folder / "config.json"
+    if file.is_file():
+        return _read_json(file)
+    inline = top.get(f"{folder}_cfg")
+    if isinstance(inline, dict) and len(inline) > 3:  # a full copy, not just a pointer
+        return inline
+    raise CheckpointError(f"{root}: missing {folder}/config.json")
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        names = sorted(set(_read_json(index)["weight_map"].values()))
+        files = [folder / n for n in names]
+        absent = [f.name for f in files if not f.is_file()]
+        if absent:
+            raise CheckpointError(f"{folder}: shards named in the index are missing: {', '.join(absent)}")
+        return files
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        pickles = sorted(f.name for f in folder.iterdir() if f.suffix in PICKLE_SUFFIXES) if folder.is_dir() else []
+        if pickles:
+            raise CheckpointError(
+                f"{folder} holds only pickle weights ({', '.join(pickles)}); nvila-bench loads safetensors only "
+                "(pickle can run code): convert them with safetensors first"
+            )
+        raise CheckpointError(f"{folder}: no *.safetensors weights found")
+    return files
+
+
+def _tensor_names(folder: Path) -> list[str]:
+    names = []
+    for file in _weight_files(folder):
+        with safe_open(str(file), framework="pt") as f:
+            names += list(f.keys())
+    return names
+
+
+def _read_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    tensors: dict[str, torch.Tensor] = {}
+    for file in _weight_files(folder):
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():
+                tensors[key] = f.get_tensor(key)
+    return tensors
+
+
+def _with_vision_prefix(key: str) -> str:
+    """SiglipVisionModel keys as stored upstream (`vision_model.` prefix), whatever this transformers
+    release calls them internally."""
+    return key if key.startswith(VISION_PREFIX) else VISION_PREFIX + key
+
+
+def _family(image_mode: str, projector_type: str | None, arch: str) -> str:
+    if image_mode == "dynamic_s2":
+        return "nvila"
+    if projector_type == "mlp_downsample_3x3_fix" or image_mode == "dynamic":
+        return "nvila-lite"
+    return "vila1.5" if arch == "llama" else "nvila-video"
+
+
+def _tsp_pool(video_encoder) -> tuple[int, int, int] | None:
+    spec = json.loads(video_encoder) if isinstance(video_encoder, str) else (video_encoder or {})
+    if "TSP" not in str(spec.get("_target_", "")):
+        return None
+    sizes = spec.get("pool_sizes") or []
+    if len(sizes) != 1:
+        raise CheckpointError(f"TSP video encoder with {len(sizes)} pool sizes is not supported (one expected)")
+    return tuple(int(x) for x in sizes[0])
+
+
+def _llm_class_name(cfg: LLMConfig) -> str:
+    return {"qwen2": "Qwen2ForCausalLM", "llama": "LlamaForCausalLM"}[cfg.arch]
+
+
+def _first(value):
+    return value[0] if isinstance(value, list) else value
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"cannot read {path}: {e}") from None
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

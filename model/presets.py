@@ -1,0 +1,110 @@
+"""Preset registry: the published NVILA / VILA1.5 shapes and tiny CPU-sized stand-ins.
+
+Real presets follow `../shared/reference/nvila.md` §1 (tags there say which dimensions are confirmed by an
+official config). Tiny presets keep the real tile size, patch size, projector and token geometry, so
+token counts are identical to the real model, with small widths and two layers so a forward pass takes
+well under a second on CPU.
+"""
+
+from __future__ import annotations
+
+from .config import LLMConfig, MediaConfig, NVILAConfig, ProjectorConfig, VisionConfig
+
+SIGLIP_384 = VisionConfig(image_size=384)  # VILA1.5 towers: 27x27 patches
+
+QWEN25_7B = LLMConfig()  # NVILA-8B LLM (§1, [C])
+QWEN2_15B = LLMConfig(hidden_size=1536, num_heads=12, num_kv_heads=2, intermediate_size=8960, tie_word_embeddings=True)
+SHEARED_LLAMA_27B = LLMConfig(
+    arch="llama", hidden_size=2560, num_layers=32, num_heads=20, num_kv_heads=20, intermediate_size=6912,
+    vocab_size=32000, rope_theta=1e4, rms_norm_eps=1e-5, max_position_embeddings=4096,
+    bos_token_id=1, eos_token_id=2, newline_token_id=13,
+)
+LLAMA3_8B = LLMConfig(
+    arch="llama", hidden_size=4096, num_layers=32, num_heads=32, num_kv_heads=8, intermediate_size=14336,
+    vocab_size=128256, rope_theta=5e5, rms_norm_eps=1e-5, max_position_embeddings=8192,
+    bos_token_id=128000, eos_token_id=128009, newline_token_id=198,
+)
+
+S2_MEDIA = MediaConfig(image_mode="dynamic_s2")
+LITE_MEDIA = MediaConfig(image_mode="dynamic", tile_newline_text=True)
+VIDEO_MEDIA = MediaConfig(image_mode="resize", temporal_pool=(8, 1, 1), num_video_frames=256)
+VILA15_MEDIA = MediaConfig(image_mode="resize", separator=False)
+
+
+def _nvila(name, llm, vision=VisionConfig(), description=""):
+    return NVILAConfig(
+        name=name, family="nvila", vision=vision, llm=llm, media=S2_MEDIA, description=description,
+        projector=ProjectorConfig("mlp_downsample", 3 * vision.hidden_size, llm.hidden_size),
+    )
+
+
+def _lite(name, llm, vision=VisionConfig(), description=""):
+    return NVILAConfig(
+        name=name, family="nvila-lite", vision=vision, llm=llm, media=LITE_MEDIA, description=description,
+        projector=ProjectorConfig("mlp_downsample_3x3_fix", vision.hidden_size, llm.hidden_size),
+    )
+
+
+def _video(name, llm, vision=VisionConfig(), description=""):
+    return NVILAConfig(
+        name=name, family="nvila-video", vision=vision, llm=llm, media=VIDEO_MEDIA, description=description,
+        projector=ProjectorConfig("mlp_downsample_2x2_fix", vision.hidden_size, llm.hidden_size),
+    )
+
+
+def _vila15(name, llm, vision=SIGLIP_384, description=""):
+    return NVILAConfig(
+        name=name, family="vila1.5", vision=vision, llm=llm, media=VILA15_MEDIA, description=description,
+        projector=ProjectorConfig("mlp_downsample", vision.hidden_size, llm.hidden_size, token_order="column"),
+    )
+
+
+# Tiny stand-ins: real 448/384 px tiles and 14 px patches, 2 layers, widths of 64.
+TINY_VISION = VisionConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4)
+TINY_VISION_384 = VisionConfig(image_size=384, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4)
+TINY_QWEN2 = LLMConfig(
+    hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128, vocab_size=512,
+    max_position_embeddings=131072, bos_token_id=None, eos_token_id=2,
+)
+TINY_LLAMA = LLMConfig(
+    arch="llama", hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=4, intermediate_size=128,
+    vocab_size=512, rope_theta=1e4, rms_norm_eps=1e-5, max_position_embeddings=131072,
+    bos_token_id=1, eos_token_id=2, newline_token_id=13,
+)
+
+_PRESETS: dict[str, NVILAConfig] = {
+    cfg.name: cfg
+    for cfg in [
+        _nvila("nvila-8b", QWEN25_7B, description="NVILA-8B: Qwen2.5-7B, Dynamic-S2 (448/896/1344), 2x2 STC"),
+        _lite("nvila-lite-2b", QWEN2_15B, description="NVILA-Lite-2B: Qwen2-1.5B, dynamic tiling, 3x3 STC"),
+        _lite("nvila-lite-8b", QWEN25_7B, description="NVILA-Lite-8B: Qwen2.5-7B, dynamic tiling, 3x3 STC"),
+        _video("nvila-8b-video", QWEN25_7B, description="NVILA-8B-Video: 448 resize, 2x2 STC, TSP 8x over time"),
+        _vila15("vila1.5-3b", SHEARED_LLAMA_27B, description="VILA1.5-3B: LLaMA 2.7B, 384 resize, 2x2 STC"),
+        _vila15("vila1.5-8b", LLAMA3_8B, description="Llama-3-VILA1.5-8B: Llama-3-8B, 384 resize, 2x2 STC"),
+        _nvila("nvila-tiny", TINY_QWEN2, TINY_VISION, "tiny NVILA-8B geometry for CPU tests"),
+        _lite("nvila-lite-tiny", TINY_QWEN2, TINY_VISION, "tiny NVILA-Lite geometry for CPU tests"),
+        _video("nvila-video-tiny", TINY_QWEN2, TINY_VISION, "tiny NVILA-8B-Video geometry for CPU tests"),
+        _vila15("vila-tiny", TINY_LLAMA, TINY_VISION_384, "tiny VILA1.5 geometry for CPU tests"),
+    ]
+}
+
+
+class UnknownPresetError(KeyError, ValueError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def preset_names() -> list[str]:
+    return list(_PRESETS)
+
+
+def get_preset(name: str) -> NVILAConfig:
+    """The config registered under `name`; a clear error listing the known names otherwise."""
+    try:
+        return _PRESETS[name]
+    except KeyError:
+        raise UnknownPresetError(f"unknown preset {name!r}; known: {', '.join(_PRESETS)}") from None
+
+
+def is_tiny(cfg: NVILAConfig) -> bool:
+    return cfg.name.endswith("-tiny")

@@ -1,0 +1,2 @@
+"""HTML reports and CI gates rendered from result records: they read results, never measure. Installed as
+`nvila_bench.reports`."""
