@@ -1,0 +1,20 @@
+import functools
+
+import pytest
+import torch
+
+from nvila_bench.model import build_model, get_preset
+
+TINY = ["nvila-tiny", "nvila-lite-tiny", "nvila-video-tiny", "vila-tiny"]
+REAL = ["nvila-8b", "nvila-lite-2b", "nvila-lite-8b", "nvila-8b-video", "vila1.5-3b", "vila1.5-8b"]
+
+
+@functools.cache
+def tiny_model(name: str):
+    """One fp32 random-weight model per tiny preset, shared by the tests (read-only use)."""
+    return build_model(get_preset(name), dtype=torch.float32, attn_implementation="eager")
+
+
+@pytest.fixture(params=TINY)
+def tiny(request):
+    return tiny_model(request.param)
