@@ -90,6 +90,22 @@ def preprocess_media(cfg: NVILAConfig, images: list[Image.Image] = (), video: li
     )
 
 
+def sample_frame_indices(frame_count: int, num_frames: int, fps: float = 0.0, video_fps: float = 30.0) -> list[int]:
+    """Which decoded frames a video contributes (upstream `llava/utils/media.py`, reference §5).
+
+    fps == 0: `num_frames` indices spread evenly over the clip, rounded (duplicates kept for short clips).
+    fps > 0: timestamps 0, 1/fps, ... before the clip ends, the first `num_frames` of them, each mapped to
+    int(t * video_fps); short clips yield fewer frames.
+    """
+    if frame_count < 1 or num_frames < 1 or fps < 0 or video_fps <= 0:
+        raise ValueError(f"bad frame sampling: {frame_count=} {num_frames=} {fps=} {video_fps=}")
+    if fps == 0:
+        return np.round(np.linspace(0, frame_count - 1, num_frames)).astype(int).tolist()
+    duration = frame_count / video_fps
+    times = np.arange(0, duration, 1 / fps)[:num_frames]
+    return [min(int(t * video_fps), frame_count - 1) for t in times]
+
+
 def synthetic_image(width: int, height: int, seed: int = 0) -> Image.Image:
     """Random RGB noise: a stand-in input whose cost equals a real photo's of the same size."""
     rng = np.random.default_rng(seed)

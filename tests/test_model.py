@@ -9,7 +9,7 @@ from conftest import TINY, tiny_model
 from PIL import Image
 
 from nvila_bench.model import build_model, count_visual_tokens, get_preset, preprocess_media, synthetic_image, synthetic_prompt
-from nvila_bench.model.preprocess import normalize
+from nvila_bench.model.preprocess import normalize, sample_frame_indices
 from nvila_bench.model.vision import merge_s2, stitch, vision_features
 
 SIZES = [(448, 448), (640, 480), (1920, 1080), (300, 2000), (2000, 500), (97, 61)]
@@ -121,6 +121,15 @@ def test_lite_thumbnail_is_last():
     tiles = preprocess_media(cfg, [image]).images[0]
     assert tiles.pixels.shape[0] == 9 and tiles.layout.thumbnail
     torch.testing.assert_close(tiles.pixels[-1], normalize(image.resize((448, 448), Image.Resampling.BICUBIC), 448))
+
+
+def test_frame_sampling_follows_upstream():
+    assert sample_frame_indices(100, 8) == [0, 14, 28, 42, 57, 71, 85, 99]
+    assert sample_frame_indices(3, 8) == [0, 0, 1, 1, 1, 1, 2, 2]  # short clip: duplicates kept
+    assert sample_frame_indices(300, 8, fps=1.0, video_fps=30.0) == [0, 30, 60, 90, 120, 150, 180, 210]
+    assert sample_frame_indices(90, 8, fps=1.0, video_fps=30.0) == [0, 30, 60]  # 3 s clip: 3 frames
+    with pytest.raises(ValueError):
+        sample_frame_indices(0, 8)
 
 
 def _prompt_embeds(model, batch=1):
