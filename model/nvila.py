@@ -90,11 +90,13 @@ class NVILAModel(nn.Module):
         self.llm = LLM_CLASSES[cfg.llm.arch](llm_hf_config(cfg.llm, attn_implementation))
 
     # ---- stage 1: vision tower -------------------------------------------------------------------------
-    def encode_media(self, media: MediaInputs) -> list[torch.Tensor]:
-        """Run the ViT once over every tile and frame of the request; features per medium (T, patches, C)."""
+    def encode_media(self, media: MediaInputs, max_batch: int | None = None) -> list[torch.Tensor]:
+        """Run the ViT over every tile and frame of the request, in one batch or in chunks of `max_batch`
+        tiles (long videos on small GPUs); features per medium (T, patches, C)."""
         p = next(self.vision_tower.parameters())
         pixels = media.all_pixels().to(device=p.device, dtype=p.dtype)
-        feats = vision_features(self.vision_tower, pixels, self.config.vision.layers_used)
+        chunks = pixels.split(max_batch) if max_batch else [pixels]
+        feats = torch.cat([vision_features(self.vision_tower, c, self.config.vision.layers_used) for c in chunks])
         return list(feats.split([m.pixels.shape[0] for m in media.items]))
 
     # ---- stage 2: projector (+ S2 merge, TSP, separators) -------------------------------------------

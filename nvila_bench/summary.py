@@ -32,6 +32,7 @@ def tokens_table(names: list[str]) -> pd.DataFrame:
             row[f"{w}x{h}"] = count_visual_tokens(cfg, [(w, h)]).total_tokens
         row["8 frames"] = count_visual_tokens(cfg, video_frames=8).total_tokens
         row["256 frames"] = count_visual_tokens(cfg, video_frames=256).total_tokens
+        row["LLM context"] = cfg.llm.max_position_embeddings  # VILA1.5-3B's 4096 caps its frames (upstream #83)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -79,6 +79,16 @@ def test_vision_features_equal_transformers_hidden_states():
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
 
 
+def test_chunked_vision_batches_give_the_same_features():
+    model = tiny_model("nvila-tiny")
+    media = preprocess_media(model.config, [synthetic_image(640, 480)], [synthetic_image(64, 64)] * 3)
+    with torch.inference_mode():
+        whole, chunked = model.encode_media(media), model.encode_media(media, max_batch=4)
+    assert [f.shape[0] for f in chunked] == [17, 3]
+    for a, b in zip(whole, chunked):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
 def test_s2_merged_map_equals_per_block_projection():
     """Upstream splits the merged map into 32x32 blocks, projects each and stitches the outputs back."""
     model = tiny_model("nvila-tiny")
