@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import DynamicCache, LlamaConfig, StaticCache, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from .config import LLMConfig, NVILAConfig
 from .preprocess import ImageTiles, MediaInputs, VideoFrames
@@ -168,8 +168,16 @@ class NVILAModel(nn.Module):
         return torch.stack(rows)
 
     # ---- stage 4: LLM ------------------------------------------------------------------------------------
-    def new_cache(self):
-        return DynamicCache(config=self.llm.config)
+    def new_cache(self, kind: str = "dynamic", max_len: int | None = None):
+        """A KV cache for `prefill`: "dynamic" grows per step; "static" preallocates `max_len` positions
+        (transformers StaticCache, the torch.compile-friendly path)."""
+        if kind == "dynamic":
+            return DynamicCache(config=self.llm.config)
+        if kind == "static":
+            if not max_len or max_len < 1:
+                raise ValueError("a static cache needs max_len (prompt + new tokens)")
+            return StaticCache(config=self.llm.config, max_cache_len=max_len)
+        raise ValueError(f"unknown cache kind {kind!r}; known: dynamic, static")
 
     @torch.inference_mode()
     def prefill(self, inputs_embeds: torch.Tensor, cache=None, all_logits: bool = False) -> PrefillOutput:

@@ -8,6 +8,8 @@ well under a second on CPU.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .config import LLMConfig, MediaConfig, NVILAConfig, ProjectorConfig, VisionConfig
 
 SIGLIP_384 = VisionConfig(image_size=384)  # VILA1.5 towers: 27x27 patches
@@ -89,6 +91,19 @@ _PRESETS: dict[str, NVILAConfig] = {
 }
 
 
+def scaled_only(cfg: NVILAConfig) -> NVILAConfig:
+    """The same model with token compression removed: a 1x1 (`mlp2x_gelu`) projector keeps every ViT patch
+    (1024 tokens per 448 tile) and no TSP. "Scale" without "compress" in the paper's terms (Table 1)."""
+    projector = ProjectorConfig("mlp2x_gelu", cfg.projector.mm_hidden_size, cfg.projector.hidden_size)
+    media = replace(cfg.media, temporal_pool=None)
+    return replace(cfg, name=f"{cfg.name}-scaled-only", projector=projector, media=media,
+                   description=f"{cfg.name} without token compression (1x1 projector, no TSP)")
+
+
+for _base in ("nvila-8b", "nvila-tiny"):
+    _PRESETS[f"{_base}-scaled-only"] = scaled_only(_PRESETS[_base])
+
+
 class UnknownPresetError(KeyError, ValueError):
     def __str__(self) -> str:
         return str(self.args[0])
@@ -107,4 +122,4 @@ def get_preset(name: str) -> NVILAConfig:
 
 
 def is_tiny(cfg: NVILAConfig) -> bool:
-    return cfg.name.endswith("-tiny")
+    return "tiny" in cfg.name.split("-")

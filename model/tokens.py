@@ -41,6 +41,10 @@ class TokenCount:
         return sum(im.tokens for im in self.images) + (self.video.tokens if self.video else 0)
 
     @property
+    def visual_tokens(self) -> int:
+        return sum(im.visual_tokens for im in self.images) + (self.video.visual_tokens if self.video else 0)
+
+    @property
     def vit_tiles(self) -> int:
         return sum(im.vit_tiles for im in self.images) + (self.video.frames if self.video else 0)
 

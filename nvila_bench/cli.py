@@ -9,6 +9,7 @@ import json
 import re
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import click
 
@@ -152,6 +153,166 @@ def summary():
     from nvila_bench.summary import print_summary
 
     print_summary(click.echo)
+
+
+def _measure_options(f):
+    for option in reversed([
+        click.option("--warmup", default=2, show_default=True, help="Minimum warm-up iterations."),
+        click.option("--warmup-seconds", default=0.0, show_default=True, help="Minimum warm-up time."),
+        click.option("--repeats", default=5, show_default=True, help="Minimum measured iterations."),
+        click.option("--min-seconds", default=1.0, show_default=True, help="Minimum measuring time per point."),
+        click.option("--max-repeats", default=1000, show_default=True, help="Cap on measured iterations."),
+    ]):
+        f = option(f)
+    return f
+
+
+@cli.command(name="run")
+@click.argument("suite", type=click.Choice(["prefill", "decode", "scale-then-compress"]))
+@click.option("--preset", "presets", multiple=True, help="Preset(s); several make a sweep axis.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
+@click.option("--dtype", "dtypes", multiple=True, help="float32 / bfloat16 / float16 (default: bf16 on cuda, fp32 on cpu).")
+@click.option("--image", "images", type=ImageSize(), multiple=True, help="Image WxH; repeat for a multi-image request.")
+@click.option("--video-frames", "video_frames", type=int, multiple=True, help="Video frames (sweep axis).")
+@click.option("--no-temporal-pool", is_flag=True, help="Disable TSP temporal pooling.")
+@click.option("--prompt-tokens", "prompt_tokens", type=int, multiple=True, help="Text tokens after the media [64].")
+@click.option("--new-tokens", "new_tokens", type=int, multiple=True, help="Decode: tokens generated, EOS ignored [32].")
+@click.option("--batch-size", "batch_sizes", type=int, multiple=True, help="Identical requests per batch [1].")
+@click.option("--attn", "attn", default="sdpa", show_default=True, help="sdpa, eager or flash_attention_2.")
+@click.option("--cache", "caches", type=click.Choice(["dynamic", "static"]), multiple=True, help="Decode KV cache [dynamic].")
+@click.option("--config", "suite_file", type=click.Path(dir_okay=False), help="TOML/YAML suite file; lists are sweep axes.")
+@click.option("--hardware", help="Hardware table entry for the analytic floor (see `nvila-bench cost --help`).")
+@click.option("--ceilings", "ceilings_file", type=click.Path(dir_okay=False), help="ceilings.json from `nvila-bench ceilings`.")
+@click.option("--isolate", is_flag=True, help="Run every point in its own subprocess.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@_measure_options
+@click.pass_context
+def run_suite(ctx, suite, presets, device, dtypes, images, video_frames, no_temporal_pool, prompt_tokens, new_tokens,
+              batch_sizes, attn, caches, suite_file, hardware, ceilings_file, isolate, quiet, out_dir, **measure_kw):
+    """Measure a suite over the cartesian product of the given settings; writes OUT/results.jsonl."""
+    from nvila_bench.env import capture_environment
+    from nvila_bench.results import ResultWriter, new_run_id
+    from nvila_bench.suites.common import Session, resolve_peaks
+    from nvila_bench.sweep import expand, load_suite_file, run_sweep
+    from nvila_bench.timing import MeasureConfig
+
+    mcfg = MeasureConfig(**{k: v for k, v in measure_kw.items()})
+    axes = {}
+    if suite_file:
+        file_suite, axes = load_suite_file(suite_file)
+        if file_suite and file_suite != suite:
+            raise click.UsageError(f"{suite_file} is a {file_suite!r} suite file, not {suite!r}")
+    cli_axes = {
+        "preset": list(presets), "dtype": list(dtypes), "video_frames": list(video_frames),
+        "prompt_tokens": list(prompt_tokens), "new_tokens": list(new_tokens), "batch_size": list(batch_sizes),
+        "cache": list(caches),
+    }  # fmt: skip
+    axes |= {k: v for k, v in cli_axes.items() if v}
+    axes |= {"device": [device], "attn_implementation": [attn]}
+    if images:
+        axes["images"] = [tuple(images)]
+    if no_temporal_pool:
+        axes["temporal_pool"] = [False]
+    if "preset" not in axes:
+        raise click.UsageError("give at least one --preset (or a --config file that lists presets)")
+    if suite == "scale-then-compress":
+        raise click.UsageError("scale-then-compress is not available yet")
+    if "images" not in axes and "video_frames" not in axes:
+        axes["images"] = [((448, 448),)]
+    points = expand(axes)
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise click.UsageError("--device cuda, but torch sees no CUDA device here")
+    dtype0 = points[0].dtype
+    ceilings_file = ceilings_file or _existing(Path(out_dir) / "ceilings.json")
+    session = Session(resolve_peaks(device, dtype0, hardware, ceilings_file))
+    writer, run_id = ResultWriter(out_dir), new_run_id()
+    environment = capture_environment(attn, device)
+    show = not quiet and sys.stderr.isatty()
+    bar = click.progressbar(length=len(points), label=f"{suite} {len(points)} points", file=sys.stderr,
+                            item_show_func=lambda p: p.label if p else "", show_eta=True) if show else None
+    def advance(point, record):
+        if bar is not None:
+            bar.update(1, point)
+    try:
+        if bar is not None:
+            bar.__enter__()
+        counts = run_sweep(suite, points, writer, mcfg, run_id, environment, session, isolate, advance)
+    except KeyboardInterrupt:
+        click.echo(f"nvila-bench: interrupted: {writer.count} completed point(s) kept in {writer.path}", err=True)
+        ctx.exit(130)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    if not quiet:
+        done = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+        click.echo(f"{suite}: {len(points)} point(s) ({done}) -> {writer.path}", err=True)
+
+
+def _existing(path: Path) -> str | None:
+    return str(path) if path.is_file() else None
+
+
+@cli.command()
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
+@click.option("--dtype", default="bfloat16", show_default=True, help="GEMM dtype.")
+@click.option("--size", default=4096, show_default=True, help="Square GEMM size.")
+@click.option("--seconds", default=2.0, show_default=True, help="Time per measurement.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Writes OUT/ceilings.json.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def ceilings(device, dtype, size, seconds, out_dir, as_json):
+    """Measure the achieved GEMM rate and copy bandwidth of this device (rooflines use them)."""
+    from nvila_bench.hardware import measure_ceilings, save_ceilings
+
+    result = measure_ceilings(device=device, dtype=dtype, size=size, seconds=seconds)
+    path = save_ceilings(result, out_dir)
+    text = f"{result['device_name']}: GEMM {result['gemm_tflops']:.2f} TFLOP/s ({result['dtype']}), copy {result['copy_gbs']:.1f} GB/s -> {path}"
+    _emit(result, as_json, text)
+
+
+@cli.command()
+@click.option("--preset", "cfg", type=PresetName(), required=True, help="A preset name.")
+@click.option("--image", "images", type=ImageSize(), multiple=True, help="Image WxH; repeat for a multi-image request.")
+@click.option("--video-frames", type=int, help="Frames of one video.")
+@click.option("--no-temporal-pool", is_flag=True, help="Disable TSP temporal pooling.")
+@click.option("--prompt-tokens", default=64, show_default=True, help="Text tokens after the media.")
+@click.option("--context", type=int, help="Decode context length [prefill length].")
+@click.option("--batch-size", default=1, show_default=True, help="Identical requests per batch.")
+@click.option("--dtype", default="bfloat16", show_default=True, help="Weights and activations dtype.")
+@click.option("--hardware", help="Hardware table entry for the time floor, e.g. h100-sxm.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def cost(cfg, images, video_frames, no_temporal_pool, prompt_tokens, context, batch_size, dtype, hardware, as_json):
+    """Analytic FLOPs, minimum bytes and time floor per stage (multiply-add = 2 FLOPs, full N x N attention)."""
+    from nvila_bench import costmodel
+    from nvila_bench.hardware import get_hardware, hardware_keys
+    from nvila_bench.point import canonical_dtype
+
+    if video_frames is not None and video_frames < 1:
+        raise click.BadParameter(f"must be a positive integer, got {video_frames}", param_hint="--video-frames")
+    if not images and video_frames is None:
+        raise click.UsageError("give at least one --image WxH or --video-frames N")
+    for name, value in (("--prompt-tokens", prompt_tokens), ("--batch-size", batch_size), ("--context", context)):
+        if value is not None and value < (0 if name == "--prompt-tokens" else 1):
+            raise click.BadParameter(f"out of range: {value}", param_hint=name)
+    dtype = canonical_dtype(dtype)
+    hw = get_hardware(hardware) if hardware else None
+    costs = costmodel.request_costs(cfg, images, video_frames, not no_temporal_pool, prompt_tokens, context, batch_size, dtype)
+    stages = {name: c.to_dict() for name, c in costs.items()}
+    data = {"preset": cfg.name, "dtype": dtype, "batch_size": batch_size, "stages": stages, "provenance": "analytic"}
+    lines = [f"{cfg.name} ({dtype}, batch {batch_size}), analytic:"]
+    if hw is not None:
+        data["hardware"] = hw.key
+        for name, c in costs.items():
+            stages[name]["time_floor_s"] = costmodel.time_floor(c, hw.peak_flops(dtype), hw.bandwidth)
+    for name, st in stages.items():
+        floor = f"  floor {st['time_floor_s'] * 1e3:9.3f} ms on {hw.key}" if hw is not None else ""
+        lines.append(f"  {name:<12} {st['flops'] / 1e9:12.2f} GFLOP {st['bytes'] / 1e6:12.2f} MB{floor}")
+    if hw is None:
+        lines.append(f"  (add --hardware for time floors: {', '.join(hardware_keys())})")
+    _emit(data, as_json, "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:

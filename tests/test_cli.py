@@ -26,7 +26,7 @@ def run_json(capsys, *args):
 
 def test_presets_json_lists_every_preset(capsys):
     names = [p["name"] for p in run_json(capsys, "presets")]
-    assert names == REAL + TINY
+    assert names == REAL + TINY + ["nvila-8b-scaled-only", "nvila-tiny-scaled-only"]
 
 
 def test_info_reports_exact_params(capsys):
@@ -56,6 +56,11 @@ def test_tokens_multi_image_and_video(capsys):
     assert [im["tokens"] for im in data["images"]] == [122, 122]
     assert data["video"] == {"frames": 8, "pooled": False, "visual_tokens": 968, "tokens": 976}
     assert data["total_tokens"] == 122 * 2 + 976
+
+
+def test_scaled_only_variant_keeps_every_patch(capsys):
+    data = run_json(capsys, "tokens", "--preset", "nvila-8b-scaled-only", "--image", "1920x1080")
+    assert data["images"][0]["visual_tokens"] == 12 * 1024 and data["total_tokens"] == 12289
 
 
 def test_tokens_temporal_pool_switch(capsys):

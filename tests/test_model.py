@@ -163,6 +163,20 @@ def test_prefill_and_cached_decode_equal_full_forward(name):
     assert pre.cache.get_seq_length() == embeds.shape[1] + 5
 
 
+@pytest.mark.parametrize("name", ["nvila-tiny", "vila-tiny"])
+def test_static_cache_decodes_like_the_dynamic_cache(name):
+    model = tiny_model(name)
+    embeds = _prompt_embeds(model)
+    dynamic, static = model.prefill(embeds), model.prefill(embeds, cache=model.new_cache("static", embeds.shape[1] + 4))
+    token = dynamic.logits.argmax(-1, keepdim=True)
+    for _ in range(3):
+        a, b = model.decode_step(token, dynamic.cache), model.decode_step(token, static.cache)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+        token = a.argmax(-1, keepdim=True)
+    with pytest.raises(ValueError, match="needs max_len"):
+        model.new_cache("static")
+
+
 def test_prefill_all_logits_equal_full_forward():
     model = tiny_model("nvila-tiny")
     embeds = _prompt_embeds(model)
@@ -217,3 +231,11 @@ def test_bf16_build_and_forward():
 def test_unknown_attention_implementation_is_rejected():
     with pytest.raises(ValueError, match="unknown attention implementation"):
         build_model(get_preset("nvila-tiny"), attn_implementation="magic")
+
+
+def test_scaled_only_variant_embeds_every_patch():
+    model = build_model(get_preset("nvila-tiny-scaled-only"))
+    for size in [(1920, 1080), (448, 448)]:
+        _, blocks = media_blocks(model, [size])
+        assert blocks[0].shape[0] == count_visual_tokens(model.config, [size]).total_tokens
+    assert blocks[0].shape[0] == 9 * 1024 + 1

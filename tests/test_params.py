@@ -3,13 +3,12 @@
 import dataclasses
 
 import pytest
-from conftest import REAL, TINY
 
-from nvila_bench.model import build_model, get_preset
+from nvila_bench.model import build_model, get_preset, preset_names
 from nvila_bench.model.params import param_counts, vision_params
 
 
-@pytest.mark.parametrize("name", REAL + TINY)
+@pytest.mark.parametrize("name", preset_names())
 def test_closed_form_equals_built_modules(name):
     cfg = get_preset(name)
     assert build_model(cfg, device="meta", seed=None).param_counts() == param_counts(cfg)

@@ -1,0 +1,95 @@
+"""Timing: CUDA events on GPU, `perf_counter_ns` on CPU, with warm-up and adaptive repeats.
+
+An iteration is a function that calls `clock.lap("stage")` after each stage; the clock records one event
+(GPU) or one timestamp (CPU) per lap and nothing else, so the harness adds microseconds per iteration.
+GPU events are read only after the iteration, behind one synchronize, so timing never stalls the stream
+mid-iteration.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """When to stop warming up and when to stop measuring (both conditions must hold)."""
+
+    warmup: int = 2  # at least this many warm-up iterations ...
+    warmup_seconds: float = 0.0  # ... and at least this long warming up
+    repeats: int = 5  # at least this many measured iterations ...
+    min_seconds: float = 1.0  # ... and at least this long measuring
+    max_repeats: int = 1000  # hard cap, whatever min_seconds says
+
+    def __post_init__(self):
+        if self.warmup < 0 or self.repeats < 1 or self.max_repeats < self.repeats:
+            raise ValueError("need warmup >= 0 and 1 <= repeats <= max_repeats")
+        if self.warmup_seconds < 0 or self.min_seconds < 0:
+            raise ValueError("warmup_seconds and min_seconds must be >= 0")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class StageClock:
+    """Marks stage boundaries inside one iteration: `lap(name)` ends the stage called `name`."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.names: list[str] = []
+        self.marks: list = []
+
+    def start(self) -> None:
+        self.names.clear()
+        self.marks = [self._mark()]
+
+    def lap(self, name: str) -> None:
+        self.names.append(name)
+        self.marks.append(self._mark())
+
+    def _mark(self):
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter_ns()
+
+    def durations(self) -> list[tuple[str, float]]:
+        """(stage, seconds) per lap of the iteration just finished (call after synchronize)."""
+        return [
+            (name, a.elapsed_time(b) / 1e3 if self.cuda else (b - a) / 1e9)
+            for name, a, b in zip(self.names, self.marks, self.marks[1:])
+        ]
+
+
+def measure(iteration: Callable[[StageClock], None], device: torch.device, cfg: MeasureConfig) -> dict[str, list[float]]:
+    """Warm up, then repeat `iteration` until cfg's count and duration are both met.
+
+    Returns samples in seconds per stage name (a stage lapped k times per iteration, like a decode step,
+    contributes k samples per iteration) plus "total" (first to last mark of each iteration).
+    """
+    clock = StageClock(device)
+    began, done = time.perf_counter(), 0
+    while done < cfg.warmup or time.perf_counter() - began < cfg.warmup_seconds:
+        clock.start()
+        iteration(clock)
+        synchronize(device)
+        done += 1
+    samples: dict[str, list[float]] = {}
+    began, done = time.perf_counter(), 0
+    while done < cfg.max_repeats and (done < cfg.repeats or time.perf_counter() - began < cfg.min_seconds):
+        clock.start()
+        iteration(clock)
+        synchronize(device)
+        laps = clock.durations()
+        for name, seconds in laps:
+            samples.setdefault(name, []).append(seconds)
+        samples.setdefault("total", []).append(sum(seconds for _, seconds in laps))
+        done += 1
+    return samples

@@ -1,0 +1,25 @@
+"""Subprocess entry point for `--isolate`: read one job (JSON) on stdin, measure it, print its record as one
+JSON line on stdout. An OOM or error inside is recorded by run_point; only a hard crash makes the parent
+write the record instead."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from nvila_bench.point import BenchPoint
+from nvila_bench.suites.common import Session
+from nvila_bench.sweep import run_point
+from nvila_bench.timing import MeasureConfig
+
+
+def main() -> int:
+    job = json.loads(sys.stdin.read())
+    point = BenchPoint.from_config(job["point"])
+    record = run_point(job["suite"], point, MeasureConfig(**job["measure"]), Session(), job["run_id"], job["environment"])
+    print(json.dumps(record, sort_keys=True, allow_nan=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
