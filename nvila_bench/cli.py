@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import click
@@ -55,6 +55,25 @@ def _table(rows: list[dict]) -> str:
     import pandas as pd
 
     return pd.DataFrame(rows).to_string(index=False)
+
+
+def _request_options(f):
+    """--preset, --image (repeatable: one multi-image request), --video-frames, --no-temporal-pool."""
+    for option in reversed([
+        click.option("--preset", "cfg", type=PresetName(), required=True, help="A preset name."),
+        click.option("--image", "images", type=ImageSize(), multiple=True, help="Image WxH; repeat for a multi-image request."),
+        click.option("--video-frames", type=int, help="Frames of one video in the request."),
+        click.option("--no-temporal-pool", is_flag=True, help="Disable TSP temporal pooling (presets that have it)."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _check_request(images, video_frames) -> None:
+    if video_frames is not None and video_frames < 1:
+        raise click.BadParameter(f"must be a positive integer, got {video_frames}", param_hint="--video-frames")
+    if not images and video_frames is None:
+        raise click.UsageError("give at least one --image WxH or --video-frames N")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -125,17 +144,11 @@ def info(cfg, checkpoint, as_json):
 
 
 @cli.command()
-@click.option("--preset", "cfg", type=PresetName(), required=True, help="A preset name.")
-@click.option("--image", "images", type=ImageSize(), multiple=True, help="Image size WxH; repeat for a multi-image request.")
-@click.option("--video-frames", type=int, help="Frames of one video in the request.")
-@click.option("--no-temporal-pool", is_flag=True, help="Disable TSP temporal pooling (presets that have it).")
+@_request_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def tokens(cfg, images, video_frames, no_temporal_pool, as_json):
     """Visual token counts of one request, computed without building a model."""
-    if video_frames is not None and video_frames < 1:
-        raise click.BadParameter(f"must be a positive integer, got {video_frames}", param_hint="--video-frames")
-    if not images and video_frames is None:
-        raise click.UsageError("give at least one --image WxH or --video-frames N")
+    _check_request(images, video_frames)
     count = count_visual_tokens(cfg, list(images), video_frames, temporal_pool=not no_temporal_pool)
     data = count.to_dict()
     lines = [f"{cfg.name}: {data['total_tokens']} LLM positions for media"]
@@ -168,7 +181,7 @@ def _measure_options(f):
 
 
 @cli.command(name="run")
-@click.argument("suite", type=click.Choice(["prefill", "decode", "scale-then-compress"]))
+@click.argument("suite", type=click.Choice(["prefill", "decode", "scale-then-compress", "overhead"]))
 @click.option("--preset", "presets", multiple=True, help="Preset(s); several make a sweep axis.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
 @click.option("--dtype", "dtypes", multiple=True, help="float32 / bfloat16 / float16 (default: bf16 on cuda, fp32 on cpu).")
@@ -181,7 +194,8 @@ def _measure_options(f):
 @click.option("--attn", "attn", default="sdpa", show_default=True, help="sdpa, eager or flash_attention_2.")
 @click.option("--cache", "caches", type=click.Choice(["dynamic", "static"]), multiple=True, help="Decode KV cache [dynamic].")
 @click.option("--config", "suite_file", type=click.Path(dir_okay=False), help="TOML/YAML suite file; lists are sweep axes.")
-@click.option("--hardware", help="Hardware table entry for the analytic floor (see `nvila-bench cost --help`).")
+@click.option("--tiny", is_flag=True, help="scale-then-compress: the tiny stand-ins, measurable on CPU.")
+@click.option("--hardware", help="Hardware table entry for analytic floors [scale-then-compress: h100-sxm].")
 @click.option("--ceilings", "ceilings_file", type=click.Path(dir_okay=False), help="ceilings.json from `nvila-bench ceilings`.")
 @click.option("--isolate", is_flag=True, help="Run every point in its own subprocess.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
@@ -189,15 +203,69 @@ def _measure_options(f):
 @_measure_options
 @click.pass_context
 def run_suite(ctx, suite, presets, device, dtypes, images, video_frames, no_temporal_pool, prompt_tokens, new_tokens,
-              batch_sizes, attn, caches, suite_file, hardware, ceilings_file, isolate, quiet, out_dir, **measure_kw):
-    """Measure a suite over the cartesian product of the given settings; writes OUT/results.jsonl."""
+              batch_sizes, attn, caches, suite_file, tiny, hardware, ceilings_file, isolate, quiet, out_dir, **measure_kw):
+    """Measure a suite over the cartesian product of the given settings; writes OUT/results.jsonl.
+
+    SUITE: prefill (TTFT and its stages), decode (time per output token), scale-then-compress (VILA1.5 vs
+    NVILA scaled-only vs NVILA, one image and one video), overhead (the harness's own cost per iteration).
+    """
     from nvila_bench.env import capture_environment
     from nvila_bench.results import ResultWriter, new_run_id
     from nvila_bench.suites.common import Session, resolve_peaks
-    from nvila_bench.sweep import expand, load_suite_file, run_sweep
+    from nvila_bench.sweep import run_sweep
     from nvila_bench.timing import MeasureConfig
 
-    mcfg = MeasureConfig(**{k: v for k, v in measure_kw.items()})
+    mcfg = MeasureConfig(**measure_kw)
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise click.UsageError("--device cuda, but torch sees no CUDA device here")
+    if suite == "scale-then-compress":
+        if presets or suite_file:
+            raise click.UsageError("scale-then-compress compares fixed presets: drop --preset / --config (use --tiny on CPU)")
+        measured_suites, points = _comparison(device, dtypes, images, video_frames, prompt_tokens, new_tokens, tiny)
+    else:
+        measured_suites = [suite]
+        points = _sweep_points(suite, presets, device, dtypes, images, video_frames, no_temporal_pool, prompt_tokens,
+                               new_tokens, batch_sizes, attn, caches, suite_file)
+    writer, run_id = ResultWriter(out_dir), new_run_id()
+    if suite == "scale-then-compress":
+        from nvila_bench.suites.scale_then_compress import analytic_record
+
+        analytic_points = [replace(p, dtype=p.dtype if dtypes else "bfloat16") for p in points]
+        for point in analytic_points:
+            writer.write(analytic_record(point, hardware or "h100-sxm", run_id))
+    ceilings_file = ceilings_file or _existing(Path(out_dir) / "ceilings.json")
+    session = Session(resolve_peaks(device, points[0].dtype, hardware, ceilings_file) if points else None)
+    environment = capture_environment(attn, device)
+    counts = {"ok": 0, "oom": 0, "error": 0}
+    total = len(points) * len(measured_suites)
+    show = not quiet and sys.stderr.isatty()
+    bar = click.progressbar(length=total, label=f"{suite}: {total} points", file=sys.stderr, show_eta=True,
+                            item_show_func=lambda p: p.label if p else "") if show and total else None
+    try:
+        if bar is not None:
+            bar.__enter__()
+        for name in measured_suites:
+            done = run_sweep(name, points, writer, mcfg, run_id, environment, session, isolate,
+                             lambda point, record: bar.update(1, point) if bar is not None else None)
+            counts = {k: counts[k] + done[k] for k in counts}
+    except KeyboardInterrupt:
+        click.echo(f"nvila-bench: interrupted: {writer.count} completed point(s) kept in {writer.path}", err=True)
+        ctx.exit(130)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    if not quiet:
+        summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "analytic only"
+        click.echo(f"{suite}: {writer.count} record(s) ({summary}) -> {writer.path}", err=True)
+
+
+def _sweep_points(suite, presets, device, dtypes, images, video_frames, no_temporal_pool, prompt_tokens, new_tokens,
+                  batch_sizes, attn, caches, suite_file):
+    from nvila_bench.sweep import expand, load_suite_file
+
     axes = {}
     if suite_file:
         file_suite, axes = load_suite_file(suite_file)
@@ -216,40 +284,25 @@ def run_suite(ctx, suite, presets, device, dtypes, images, video_frames, no_temp
         axes["temporal_pool"] = [False]
     if "preset" not in axes:
         raise click.UsageError("give at least one --preset (or a --config file that lists presets)")
-    if suite == "scale-then-compress":
-        raise click.UsageError("scale-then-compress is not available yet")
     if "images" not in axes and "video_frames" not in axes:
         axes["images"] = [((448, 448),)]
-    points = expand(axes)
-    if device.startswith("cuda"):
-        import torch
+    return expand(axes)
 
-        if not torch.cuda.is_available():
-            raise click.UsageError("--device cuda, but torch sees no CUDA device here")
-    dtype0 = points[0].dtype
-    ceilings_file = ceilings_file or _existing(Path(out_dir) / "ceilings.json")
-    session = Session(resolve_peaks(device, dtype0, hardware, ceilings_file))
-    writer, run_id = ResultWriter(out_dir), new_run_id()
-    environment = capture_environment(attn, device)
-    show = not quiet and sys.stderr.isatty()
-    bar = click.progressbar(length=len(points), label=f"{suite} {len(points)} points", file=sys.stderr,
-                            item_show_func=lambda p: p.label if p else "", show_eta=True) if show else None
-    def advance(point, record):
-        if bar is not None:
-            bar.update(1, point)
-    try:
-        if bar is not None:
-            bar.__enter__()
-        counts = run_sweep(suite, points, writer, mcfg, run_id, environment, session, isolate, advance)
-    except KeyboardInterrupt:
-        click.echo(f"nvila-bench: interrupted: {writer.count} completed point(s) kept in {writer.path}", err=True)
-        ctx.exit(130)
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
-    if not quiet:
-        done = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-        click.echo(f"{suite}: {len(points)} point(s) ({done}) -> {writer.path}", err=True)
+
+def _comparison(device, dtypes, images, video_frames, prompt_tokens, new_tokens, tiny):
+    """(suites to measure, points) of the scale-then-compress comparison; measured on a GPU, or on CPU for
+    the tiny stand-ins; analytic only otherwise."""
+    from nvila_bench.suites.scale_then_compress import comparison_points
+
+    if len(images) > 1 or len(video_frames) > 1 or len(dtypes) > 1 or len(prompt_tokens) > 1 or len(new_tokens) > 1:
+        raise click.UsageError("scale-then-compress takes one --image, --video-frames, --dtype, --prompt-tokens, --new-tokens")
+    points = comparison_points(
+        "tiny" if tiny else "real", images[0] if images else (1920, 1080), video_frames[0] if video_frames else 32,
+        device, dtypes[0] if dtypes else None, prompt_tokens[0] if prompt_tokens else 64,
+        new_tokens[0] if new_tokens else 32,
+    )  # fmt: skip
+    measurable = tiny or device.startswith("cuda")
+    return (["prefill", "decode"] if measurable else []), points
 
 
 def _existing(path: Path) -> str | None:
@@ -274,10 +327,7 @@ def ceilings(device, dtype, size, seconds, out_dir, as_json):
 
 
 @cli.command()
-@click.option("--preset", "cfg", type=PresetName(), required=True, help="A preset name.")
-@click.option("--image", "images", type=ImageSize(), multiple=True, help="Image WxH; repeat for a multi-image request.")
-@click.option("--video-frames", type=int, help="Frames of one video.")
-@click.option("--no-temporal-pool", is_flag=True, help="Disable TSP temporal pooling.")
+@_request_options
 @click.option("--prompt-tokens", default=64, show_default=True, help="Text tokens after the media.")
 @click.option("--context", type=int, help="Decode context length [prefill length].")
 @click.option("--batch-size", default=1, show_default=True, help="Identical requests per batch.")
@@ -290,10 +340,7 @@ def cost(cfg, images, video_frames, no_temporal_pool, prompt_tokens, context, ba
     from nvila_bench.hardware import get_hardware, hardware_keys
     from nvila_bench.point import canonical_dtype
 
-    if video_frames is not None and video_frames < 1:
-        raise click.BadParameter(f"must be a positive integer, got {video_frames}", param_hint="--video-frames")
-    if not images and video_frames is None:
-        raise click.UsageError("give at least one --image WxH or --video-frames N")
+    _check_request(images, video_frames)
     for name, value in (("--prompt-tokens", prompt_tokens), ("--batch-size", batch_size), ("--context", context)):
         if value is not None and value < (0 if name == "--prompt-tokens" else 1):
             raise click.BadParameter(f"out of range: {value}", param_hint=name)

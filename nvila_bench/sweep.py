@@ -27,7 +27,7 @@ from nvila_bench.point import BenchPoint
 from nvila_bench.results import ResultWriter, make_record
 from nvila_bench.timing import MeasureConfig
 
-SUITES = ("prefill", "decode")
+SUITES = ("prefill", "decode", "overhead")
 SWEEP_FIELDS = (
     "preset", "device", "dtype", "images", "video_frames", "temporal_pool", "prompt_tokens", "batch_size",
     "new_tokens", "attn_implementation", "cache",
@@ -40,6 +40,8 @@ def suite_runner(name: str) -> Callable:
         from nvila_bench.suites.prefill import run
     elif name == "decode":
         from nvila_bench.suites.decode import run
+    elif name == "overhead":
+        from nvila_bench.suites.overhead import run
     else:
         raise ValueError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
     return run
@@ -114,9 +116,14 @@ def run_point(suite: str, point: BenchPoint, mcfg: MeasureConfig, session, run_i
     return make_record(suite, point.to_config(), metrics, run_id, environment, status, error)
 
 
-def run_isolated(suite: str, point: BenchPoint, mcfg: MeasureConfig, run_id: str, environment: dict) -> dict:
+def run_isolated(
+    suite: str, point: BenchPoint, mcfg: MeasureConfig, run_id: str, environment: dict, peaks=None
+) -> dict:
     """Measure one point in a fresh subprocess; a crash or kill becomes an oom / error record."""
-    job = {"suite": suite, "point": point.to_config(), "measure": asdict(mcfg), "run_id": run_id, "environment": environment}
+    job = {
+        "suite": suite, "point": point.to_config(), "measure": asdict(mcfg), "run_id": run_id,
+        "environment": environment, "peaks": asdict(peaks) if peaks else None,
+    }  # fmt: skip
     proc = subprocess.run(
         [sys.executable, "-m", "nvila_bench.worker"], input=json.dumps(job), capture_output=True, text=True
     )
@@ -150,7 +157,7 @@ def run_sweep(
     try:
         for point in points:
             if isolate:
-                record = run_isolated(suite, point, mcfg, run_id, environment)
+                record = run_isolated(suite, point, mcfg, run_id, environment, session.peaks)
             else:
                 record = run_point(suite, point, mcfg, session, run_id, environment)
             writer.write(record)

@@ -8,7 +8,7 @@ import json
 import sys
 
 from nvila_bench.point import BenchPoint
-from nvila_bench.suites.common import Session
+from nvila_bench.suites.common import Peaks, Session
 from nvila_bench.sweep import run_point
 from nvila_bench.timing import MeasureConfig
 
@@ -16,7 +16,8 @@ from nvila_bench.timing import MeasureConfig
 def main() -> int:
     job = json.loads(sys.stdin.read())
     point = BenchPoint.from_config(job["point"])
-    record = run_point(job["suite"], point, MeasureConfig(**job["measure"]), Session(), job["run_id"], job["environment"])
+    session = Session(Peaks(**job["peaks"]) if job.get("peaks") else None)
+    record = run_point(job["suite"], point, MeasureConfig(**job["measure"]), session, job["run_id"], job["environment"])
     print(json.dumps(record, sort_keys=True, allow_nan=False))
     return 0
 
