@@ -198,12 +198,15 @@ def _measure_options(f):
 @click.option("--hardware", help="Hardware table entry for analytic floors [scale-then-compress: h100-sxm].")
 @click.option("--ceilings", "ceilings_file", type=click.Path(dir_okay=False), help="ceilings.json from `nvila-bench ceilings`.")
 @click.option("--isolate", is_flag=True, help="Run every point in its own subprocess.")
+@click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Measure every point in this many fresh subprocesses; the CI then covers run-to-run noise.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @_measure_options
 @click.pass_context
 def run_suite(ctx, suite, presets, device, dtypes, images, video_frames, no_temporal_pool, prompt_tokens, new_tokens,
-              batch_sizes, attn, caches, suite_file, tiny, hardware, ceilings_file, isolate, quiet, out_dir, **measure_kw):
+              batch_sizes, attn, caches, suite_file, tiny, hardware, ceilings_file, isolate, processes, quiet, out_dir,
+              **measure_kw):
     """Measure a suite over the cartesian product of the given settings; writes OUT/results.jsonl.
 
     SUITE: prefill (TTFT and its stages), decode (time per output token), scale-then-compress (VILA1.5 vs
@@ -249,7 +252,7 @@ def run_suite(ctx, suite, presets, device, dtypes, images, video_frames, no_temp
             bar.__enter__()
         for name in measured_suites:
             done = run_sweep(name, points, writer, mcfg, run_id, environment, session, isolate,
-                             lambda point, record: bar.update(1, point) if bar is not None else None)
+                             lambda point, record: bar.update(1, point) if bar is not None else None, processes)
             counts = {k: counts[k] + done[k] for k in counts}
     except KeyboardInterrupt:
         click.echo(f"nvila-bench: interrupted: {writer.count} completed point(s) kept in {writer.path}", err=True)

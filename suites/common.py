@@ -89,9 +89,10 @@ def timing_metric(samples: list[float], unit: str = "s") -> dict:
     return metric(summary.median, unit, summary=summary.to_dict(), samples=bounded_samples(samples))
 
 
-def analytic_metrics(point: BenchPoint, medians: dict[str, float], peaks: Peaks | None, context: int | None = None) -> dict:
-    """Cost-model FLOPs and bytes per stage; with peaks, the time floor and the MFU / MBU of each measured
-    stage median in `medians` (stage -> seconds)."""
+def analytic_metrics(point: BenchPoint, metrics: dict, timed: dict[str, str], peaks: Peaks | None, context: int | None = None) -> dict:
+    """Cost-model FLOPs and bytes per stage; with peaks, the time floor, and the MFU / MBU of each stage in
+    `timed` (cost-model stage -> name of the measured metric holding its median). MFU / MBU record that
+    name under "of", so merging runs can rescale them to the merged median."""
     cfg = get_preset(point.preset)
     costs = costmodel.request_costs(
         cfg, point.images, point.video_frames, point.temporal_pool, point.prompt_tokens,
@@ -104,9 +105,10 @@ def analytic_metrics(point: BenchPoint, medians: dict[str, float], peaks: Peaks 
         if peaks is None:
             continue
         out[f"{stage}_floor"] = metric(costmodel.time_floor(cost, peaks.flops, peaks.bandwidth), "s", "analytic")
-        if stage in medians:
-            out[f"{stage}_mfu"] = metric(costmodel.mfu(cost.flops, medians[stage], peaks.flops), "fraction")
-            out[f"{stage}_mbu"] = metric(costmodel.mbu(cost.bytes, medians[stage], peaks.bandwidth), "fraction")
+        if stage in timed:
+            seconds = metrics[timed[stage]]["value"]
+            out[f"{stage}_mfu"] = metric(costmodel.mfu(cost.flops, seconds, peaks.flops), "fraction") | {"of": timed[stage]}
+            out[f"{stage}_mbu"] = metric(costmodel.mbu(cost.bytes, seconds, peaks.bandwidth), "fraction") | {"of": timed[stage]}
     if peaks is not None:
         out["peaks_source"] = metric(peaks.source, "text", "analytic")
     return out

@@ -13,7 +13,7 @@ from nvila_bench import costmodel
 from nvila_bench.model import count_visual_tokens, get_preset, preprocess_media
 from nvila_bench.point import BenchPoint
 from nvila_bench.results import metric
-from nvila_bench.stats import summarize
+from nvila_bench.stats import bounded_samples, summarize
 from nvila_bench.timing import MeasureConfig, StageClock, measure
 
 from .common import Session, analytic_metrics, build_request, memory_metrics, reset_peak_memory, timing_metric
@@ -57,11 +57,12 @@ def run(point: BenchPoint, mcfg: MeasureConfig, session: Session) -> dict:
         samples = measure(iteration, device, mcfg)
     steps = point.new_tokens - 1
     decode_seconds = [total - pre for total, pre in zip(samples["total"], samples["prefill"])]
-    rate = summarize([point.batch_size * steps / s for s in decode_seconds], "tokens/s")
+    rates = [point.batch_size * steps / s for s in decode_seconds]
+    rate = summarize(rates, "tokens/s")
     count = count_visual_tokens(get_preset(point.preset), point.images, point.video_frames, point.temporal_pool)
     metrics = {
         "tpot": timing_metric(samples["decode_step"]),
-        "decode_tokens_per_s": metric(rate.median, "tokens/s", summary=rate.to_dict()),
+        "decode_tokens_per_s": metric(rate.median, "tokens/s", summary=rate.to_dict(), samples=bounded_samples(rates)),
         "prefill": timing_metric(samples["prefill"]),
         "e2e_latency": timing_metric(samples["total"]),
         "context_tokens": metric(context, "tokens"),
@@ -74,5 +75,5 @@ def run(point: BenchPoint, mcfg: MeasureConfig, session: Session) -> dict:
     }
     metrics |= memory_metrics(device)
     # The analytic decode step is costed at the mean context of the measured steps.
-    medians = {"decode_step": metrics["tpot"]["value"], "llm_prefill": metrics["prefill"]["value"]}
-    return metrics | analytic_metrics(point, medians, session.peaks, context=context + steps // 2)
+    timed = {"decode_step": "tpot", "llm_prefill": "prefill"}
+    return metrics | analytic_metrics(point, metrics, timed, session.peaks, context=context + steps // 2)

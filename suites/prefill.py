@@ -51,5 +51,5 @@ def run(point: BenchPoint, mcfg: MeasureConfig, session: Session) -> dict:
         "iterations": metric(len(samples["total"]), "count"),
     }
     metrics |= memory_metrics(device)
-    medians = {stage: metrics[stage]["value"] for stage in STAGES if stage != "preprocess"}
-    return metrics | analytic_metrics(point, medians, session.peaks)
+    timed = {stage: stage for stage in STAGES if stage != "preprocess"}
+    return metrics | analytic_metrics(point, metrics, timed, session.peaks)

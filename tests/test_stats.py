@@ -207,3 +207,18 @@ def test_throughput_passes_options_and_rejects_bad_latencies():
         throughput_from_samples([0.5, 0.0], 10, "tokens/s")
     with pytest.raises(ValueError, match="items"):
         throughput_from_samples([0.5], 0, "tokens/s")
+
+
+def test_hierarchical_ci_carries_run_to_run_spread():
+    from nvila_bench.stats import hierarchical_median_ci, summarize_groups
+
+    rng = np.random.default_rng(1)
+    runs = [rng.normal(loc, 0.01, 300) for loc in (1.0, 1.05, 0.95, 1.02)]  # tight runs, drifting means
+    flat_low, flat_high = bootstrap_median_ci(np.concatenate(runs))
+    low, high = hierarchical_median_ci(runs)
+    assert high - low > 5 * (flat_high - flat_low)
+    assert low < 0.96 and high > 1.03
+    summary = summarize_groups(runs, "s")
+    assert summary.n == 1200
+    assert (summary.ci_low, summary.ci_high) == hierarchical_median_ci(runs, resamples=1000)
+    assert hierarchical_median_ci([runs[0]]) == bootstrap_median_ci(runs[0])
