@@ -1,4 +1,5 @@
 # Two commands on a fresh machine: `make run` (main job) and `make test` (test suite).
+# (The HTML report joins `make run` when the reports issue lands.)
 # Both create .venv when missing. torch is installed first, pinned to the CPU wheel this workplace keeps
 # on disk, so no dependency can pull a multi-GB CUDA build; override with `make TORCH=torch==2.14.1 ...`.
 PYTHON ?= python3
@@ -18,8 +19,17 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip check
 	touch $@
 
+# The main job: model summary, then the latency suites on the tiny (CPU-sized) presets -> $(OUT)/results.jsonl
+OUT   ?= out
+TINY  := --preset nvila-tiny --preset nvila-lite-tiny --preset nvila-video-tiny --preset vila-tiny
 run: $(STAMP)
 	$(BIN)/nvila-bench summary
+	$(BIN)/nvila-bench run prefill $(TINY) --image 448x448 --out $(OUT)
+	$(BIN)/nvila-bench run prefill $(TINY) --image 1920x1080 --out $(OUT)
+	$(BIN)/nvila-bench run prefill $(TINY) --video-frames 8 --out $(OUT)
+	$(BIN)/nvila-bench run decode $(TINY) --image 1920x1080 --new-tokens 32 --out $(OUT)
+	$(BIN)/nvila-bench run scale-then-compress --tiny --out $(OUT)
+	$(BIN)/nvila-bench run overhead --preset nvila-tiny --out $(OUT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
