@@ -1,25 +1,34 @@
 """Analytic cost model: FLOPs and minimum bytes moved per stage, pure functions of an `NVILAConfig`.
 
-Conventions (the same everywhere in nvila-bench):
-- a multiply-add is 2 FLOPs; only matmul-like work is counted: linear layers, the patch-embedding
-  convolution, attention scores (Q K^T) and attention-times-values. Norms, activations, softmax, residual
-  adds, the S2 interpolation and TSP averaging are not (together well under 1% of the total).
+FLOPs (the same conventions everywhere in nvila-bench):
+- a multiply-add is 2 FLOPs, and only matmul-like work is counted: linear layers, the patch-embedding
+  convolution (a matmul over 3*patch^2 inputs per patch), attention scores (Q K^T) and attention-times-values.
+  Norms, activations, softmax, rotary embeddings, residual and position-embedding adds, the S2 interpolation,
+  TSP averaging and biases are not: they are elementwise, O(1/width) of the matmul work.
 - attention is costed over the full N x N square (no causal halving), as eager attention computes it.
-- the vision tower runs `layers_used` encoder layers (it stops at hidden_states[-2]).
+- the vision tower runs `layers_used` encoder layers: it stops at hidden_states[-2], so its last layer and
+  post_layernorm never run.
 - prefill runs the LM head on the last position only (logits_to_keep=1).
-- `batch` identical requests share one encoded media: vision and projector run once, the LLM on all rows.
+On the tiny presets these formulas equal torch's FlopCounterMode exactly (tests/test_costmodel.py).
 
-Bytes are the minimum a stage must move from memory: its weights once, its input and output activations
-once, and for the LLM the KV cache it writes (prefill) or reads and writes (decode). The input embedding
-table is only gathered (one row per token), so it counts as rows, not as the whole table.
+Bytes are the minimum a stage must move from memory, at `dtype` width throughout:
+- the weights it runs, read once (not once per tile or batch row): the vision tower's used layers with the
+  patch and position embeddings; the projector; the LLM's layers, final norm and LM head. The input
+  embedding table is not counted: prefill receives inputs_embeds, and decode gathers one row per token
+  (counted as that row, its input). A tied table is read in full as the LM head.
+- its input and output activations once: pixels in and features out (vision), k*k*C-wide windows in and
+  LLM-width tokens out (projector), embeddings in and last-position logits out (LLM).
+- for the LLM, the KV cache: prefill writes every position's K and V; a decode step reads the cached
+  context and writes the new token's K and V.
+Activations inside a stage (between layers, attention scores) are assumed to stay on chip.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nvila_bench.model.config import NVILAConfig
-from nvila_bench.model.params import layer_norm, linear, projector_params
+from nvila_bench.model.params import layer_norm, llm_params, projector_params, vision_params
 from nvila_bench.model.tokens import count_visual_tokens
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "fp8": 1, "int8": 1}
@@ -34,6 +43,7 @@ class Cost:
         return Cost(self.flops + other.flops, self.bytes + other.bytes)
 
     def scaled(self, k: int) -> "Cost":
+        """`k` identical repetitions."""
         return Cost(self.flops * k, self.bytes * k)
 
     def to_dict(self) -> dict:
@@ -46,86 +56,98 @@ def dtype_bytes(dtype: str) -> int:
     return DTYPE_BYTES[dtype]
 
 
-def _positive(**values: int) -> None:
-    for name, v in values.items():
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+def _check_count(name: str, value, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+
+
+def _check_rate(name: str, value) -> None:
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
 # ---- vision tower ----------------------------------------------------------------------------------------
+def vision_weights(cfg: NVILAConfig) -> int:
+    """Parameters the tower actually runs: everything but its unused top layers, post_layernorm and head."""
+    v = cfg.vision
+    ran = replace(v, num_layers=v.layers_used, select_layer=-1, use_head=False)
+    return vision_params(ran) - layer_norm(v.hidden_size)
+
+
 def vision_cost(cfg: NVILAConfig, tiles: int, dtype: str = "bfloat16") -> Cost:
-    """SigLIP over `tiles` tiles of image_size^2 pixels, `layers_used` layers."""
-    _positive(tiles=tiles)
+    """SigLIP over a batch of `tiles` tiles of image_size^2 pixels, `layers_used` layers."""
+    _check_count("tiles", tiles)
     v, b = cfg.vision, dtype_bytes(dtype)
     p, d, f = v.grid**2, v.hidden_size, v.intermediate_size
-    patch_in = 3 * v.patch_size**2
-    per_layer = 2 * p * (4 * d * d + 2 * d * f) + 2 * 2 * p * p * d  # q,k,v,out + MLP; QK^T and AV
-    flops = tiles * (2 * p * patch_in * d + v.layers_used * per_layer)
-    layer_params = 2 * layer_norm(d) + 4 * linear(d, d) + linear(d, f) + linear(f, d)
-    weights = linear(patch_in, d) + p * d + v.layers_used * layer_params
-    activations = tiles * (3 * v.image_size**2 + p * d)  # pixels in, features out
-    return Cost(flops, (weights + activations) * b)
+    patch_embed = 2 * p * (3 * v.patch_size**2) * d
+    layer = 2 * p * (4 * d * d + 2 * d * f) + 2 * 2 * p * p * d  # q, k, v, out + MLP; then QK^T and AV
+    flops = tiles * (patch_embed + v.layers_used * layer)
+    io = tiles * (3 * v.image_size**2 + p * d)  # pixels in, features out
+    return Cost(flops, (vision_weights(cfg) + io) * b)
 
 
 # ---- projector -------------------------------------------------------------------------------------------
 def projector_cost(cfg: NVILAConfig, tokens_out: int, dtype: str = "bfloat16") -> Cost:
-    """The projector producing `tokens_out` LLM tokens, each from a k x k window of C-wide features."""
-    _positive(tokens_out=tokens_out)
+    """The projector producing `tokens_out` LLM tokens, each from one k x k window of C-wide features
+    (zero-padded windows included: the linear layers run on them too)."""
+    _check_count("tokens_out", tokens_out)
     c, h, k = cfg.projector.mm_hidden_size, cfg.projector.hidden_size, cfg.projector.window
-    if k == 3:
+    if k == 3:  # 9C -> 3C -> H -> H
         macs = 9 * c * 3 * c + 3 * c * h + h * h
-    else:  # k = 1 (mlp2x_gelu) or 2
+    else:  # k*k*C -> H -> H (mlp2x_gelu is k = 1)
         macs = k * k * c * h + h * h
-    activations = tokens_out * (k * k * c + h)
-    return Cost(2 * tokens_out * macs, (projector_params(cfg.projector) + activations) * dtype_bytes(dtype))
+    io = tokens_out * (k * k * c + h)
+    return Cost(2 * tokens_out * macs, (projector_params(cfg.projector) + io) * dtype_bytes(dtype))
 
 
 # ---- LLM -------------------------------------------------------------------------------------------------
 def kv_cache_bytes(cfg: NVILAConfig, tokens: int, batch: int = 1, dtype: str = "bfloat16") -> int:
     """K and V of every layer for `tokens` positions of `batch` rows."""
+    _check_count("tokens", tokens, minimum=0)
+    _check_count("batch", batch)
     llm = cfg.llm
     return 2 * llm.num_layers * llm.num_kv_heads * llm.head_dim * tokens * batch * dtype_bytes(dtype)
 
 
-def _layer_weights(cfg: NVILAConfig) -> int:
+def llm_weights(cfg: NVILAConfig) -> int:
+    """Parameters prefill and decode read: layers, final norm and LM head, not the input embedding table
+    (unless tied, when it is the LM head)."""
     llm = cfg.llm
-    h, hd, qkv_bias = llm.hidden_size, llm.head_dim, llm.arch == "qwen2"
-    attn = linear(h, llm.num_heads * hd, qkv_bias) + 2 * linear(h, llm.num_kv_heads * hd, qkv_bias)
-    attn += linear(llm.num_heads * hd, h, bias=False)
-    return llm.num_layers * (attn + 3 * h * llm.intermediate_size + 2 * h) + h  # + final norm
+    return llm_params(llm) - (0 if llm.tie_word_embeddings else llm.vocab_size * llm.hidden_size)
 
 
 def _llm_flops(cfg: NVILAConfig, new: int, keys: int) -> int:
-    """FLOPs of `new` query positions attending to `keys` positions, per batch row, + LM head once."""
+    """One batch row: `new` query positions attending to `keys` positions, then the LM head once."""
     llm = cfg.llm
-    h, hd = llm.hidden_size, llm.head_dim
-    proj = 2 * new * h * (2 * llm.num_heads * hd + 2 * llm.num_kv_heads * hd)  # q, o and k, v
-    mlp = 2 * new * 3 * h * llm.intermediate_size
-    attention = 2 * 2 * new * keys * llm.num_heads * hd  # QK^T and AV
-    return llm.num_layers * (proj + mlp + attention) + 2 * h * llm.vocab_size
+    h, q, kv = llm.hidden_size, llm.num_heads * llm.head_dim, llm.num_kv_heads * llm.head_dim
+    projections = 2 * new * h * (2 * q + 2 * kv)  # q and o are q wide, k and v are kv wide (GQA)
+    mlp = 2 * new * 3 * h * llm.intermediate_size  # gate, up, down
+    attention = 2 * 2 * new * keys * q  # QK^T and AV over every query head
+    return llm.num_layers * (projections + mlp + attention) + 2 * h * llm.vocab_size
+
+
+def _llm_io(cfg: NVILAConfig, positions: int, batch: int) -> int:
+    """Embeddings in for `positions` per row, logits of one position out."""
+    return batch * (positions * cfg.llm.hidden_size + cfg.llm.vocab_size)
 
 
 def llm_prefill_cost(cfg: NVILAConfig, n_tokens: int, batch: int = 1, dtype: str = "bfloat16") -> Cost:
-    """One forward over `n_tokens` positions per row, writing their KV cache; logits of the last position."""
-    _positive(n_tokens=n_tokens, batch=batch)
-    llm, b = cfg.llm, dtype_bytes(dtype)
-    weights = _layer_weights(cfg) + llm.vocab_size * llm.hidden_size  # layers + LM head
-    activations = batch * (n_tokens * llm.hidden_size + llm.vocab_size)  # embeddings in, logits out
-    bytes_ = (weights + activations) * b + kv_cache_bytes(cfg, n_tokens, batch, dtype)
-    return Cost(batch * _llm_flops(cfg, n_tokens, n_tokens), bytes_)
+    """One forward over `n_tokens` positions per row that writes their KV cache; logits of the last position."""
+    _check_count("n_tokens", n_tokens)
+    _check_count("batch", batch)
+    moved = (llm_weights(cfg) + _llm_io(cfg, n_tokens, batch)) * dtype_bytes(dtype)
+    return Cost(batch * _llm_flops(cfg, n_tokens, n_tokens), moved + kv_cache_bytes(cfg, n_tokens, batch, dtype))
 
 
 def decode_step_cost(cfg: NVILAConfig, context: int, batch: int = 1, dtype: str = "bfloat16") -> Cost:
-    """One new token per row with `context` positions cached: attends context + 1 keys, reads every LLM
-    weight (not the embedding table: one row is gathered) and the cached KV, writes one token's KV."""
-    if not isinstance(context, int) or context < 0:
-        raise ValueError(f"context must be an integer >= 0, got {context!r}")
-    _positive(batch=batch)
-    llm, b = cfg.llm, dtype_bytes(dtype)
-    weights = _layer_weights(cfg) + llm.vocab_size * llm.hidden_size
-    activations = batch * (llm.hidden_size + llm.vocab_size)
+    """One new token per row with `context` positions cached: it attends context + 1 keys, reads the weights
+    and the cached KV, and writes its own KV."""
+    _check_count("context", context, minimum=0)
+    _check_count("batch", batch)
+    moved = (llm_weights(cfg) + _llm_io(cfg, 1, batch)) * dtype_bytes(dtype)
     kv = kv_cache_bytes(cfg, context, batch, dtype) + kv_cache_bytes(cfg, 1, batch, dtype)
-    return Cost(batch * _llm_flops(cfg, 1, context + 1), (weights + activations) * b + kv)
+    return Cost(batch * _llm_flops(cfg, 1, context + 1), moved + kv)
 
 
 # ---- a whole request -------------------------------------------------------------------------------------
@@ -139,13 +161,17 @@ def request_costs(
     batch: int = 1,
     dtype: str = "bfloat16",
 ) -> dict[str, Cost]:
-    """Per stage ("vision", "projector", "llm_prefill", "decode_step") for one request; the decode step
-    at `context` cached positions (default: the prefill length)."""
+    """Cost per stage ("vision", "projector", "llm_prefill", "decode_step") of one request with `images`
+    ((width, height) pairs) and/or a video, followed by `prompt_tokens` text tokens. `batch` identical rows
+    share the media, as the benchmarks run them: vision and projector run once, the LLM on every row. The
+    decode step is costed at `context` cached positions (default: the prefill length)."""
+    _check_count("prompt_tokens", prompt_tokens, minimum=0)
     count = count_visual_tokens(cfg, list(images), video_frames, temporal_pool)
     if count.vit_tiles < 1:
         raise ValueError("a request needs at least one image or video frame")
-    projected = sum(im.visual_tokens for im in count.images)  # TSP pools after the projector:
-    projected += (count.video.frames * cfg.tokens_per_tile) if count.video else 0  # project every frame
+    # TSP pools after the projector, so the projector sees every frame's tokens.
+    projected = sum(im.visual_tokens for im in count.images)
+    projected += count.video.frames * cfg.tokens_per_tile if count.video else 0
     n = count.total_tokens + prompt_tokens
     return {
         "vision": vision_cost(cfg, count.vit_tiles, dtype),
@@ -158,14 +184,20 @@ def request_costs(
 # ---- from cost to time -----------------------------------------------------------------------------------
 def time_floor(cost: Cost, peak_flops: float, peak_bandwidth: float) -> float:
     """Seconds no implementation can beat on that hardware: the binding one of compute and memory."""
+    _check_rate("peak_flops", peak_flops)
+    _check_rate("peak_bandwidth", peak_bandwidth)
     return max(cost.flops / peak_flops, cost.bytes / peak_bandwidth)
 
 
 def mfu(flops: int, seconds: float, peak_flops: float) -> float:
     """Model FLOPs utilisation: achieved FLOP/s over peak."""
+    _check_rate("seconds", seconds)
+    _check_rate("peak_flops", peak_flops)
     return flops / seconds / peak_flops
 
 
 def mbu(bytes_: int, seconds: float, peak_bandwidth: float) -> float:
-    """Memory bandwidth utilisation: minimum bytes / time over peak bandwidth."""
+    """Memory bandwidth utilisation: minimum bytes over the time taken, over peak bandwidth."""
+    _check_rate("seconds", seconds)
+    _check_rate("peak_bandwidth", peak_bandwidth)
     return bytes_ / seconds / peak_bandwidth

@@ -116,12 +116,13 @@ def analytic_metrics(point: BenchPoint, metrics: dict, timed: dict[str, str], pe
 
 def resolve_peaks(device: str, dtype: str, hardware: str | None = None, ceilings: str | None = None) -> Peaks | None:
     """Peaks for the analytic floor, best source first: measured ceilings (a ceilings.json from
-    `nvila-bench ceilings` on this device kind), a named hardware entry, the table entry matching the
-    current GPU's name. None on a CPU with no measured ceilings."""
+    `nvila-bench ceilings` on this device kind and dtype), a named hardware entry, the table entry
+    matching the current GPU's name. None on a CPU with no measured ceilings of the run's dtype."""
     from nvila_bench.hardware import get_hardware, load_ceilings, match_hardware
 
     measured = load_ceilings(ceilings) if ceilings else None
-    if measured and str(measured.get("device", "")).split(":")[0] == device.split(":")[0]:
+    same_kind = measured and str(measured.get("device", "")).split(":")[0] == device.split(":")[0]
+    if same_kind and measured.get("dtype") == dtype:  # a bf16 GEMM rate is no ceiling for an fp32 run
         return Peaks(measured["gemm_tflops"] * 1e12, measured["copy_gbs"] * 1e9, f"measured:{ceilings}")
     entry = get_hardware(hardware) if hardware else None
     if entry is None and device.startswith("cuda") and torch.cuda.is_available():

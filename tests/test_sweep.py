@@ -144,3 +144,16 @@ def test_merge_runs_pools_samples_and_rescales_utilisation():
     assert merged["config"]["processes"] == 3
     failed = make_record("prefill", {"preset": "nvila-tiny"}, {}, "r", status="oom", error="out of memory")
     assert merge_runs([run([1.0], 1), failed])["status"] == "oom"
+
+
+def test_measured_ceilings_feed_mfu_only_for_their_dtype(tmp_path):
+    from nvila_bench.suites.common import resolve_peaks
+
+    (tmp_path / "ceilings.json").write_text(json.dumps({"device": "cpu", "dtype": "float32", "gemm_tflops": 0.5, "copy_gbs": 20.0}))
+    peaks = resolve_peaks("cpu", "float32", ceilings=str(tmp_path / "ceilings.json"))
+    assert (peaks.flops, peaks.bandwidth) == (0.5e12, 20e9) and peaks.source.startswith("measured:")
+    assert resolve_peaks("cpu", "bfloat16", ceilings=str(tmp_path / "ceilings.json")) is None
+    assert resolve_peaks("cpu", "bfloat16", hardware="h100-sxm").flops == pytest.approx(989.4e12)
+    assert main(["run", "prefill", "--preset", "vila-tiny", "--out", str(tmp_path), *FAST]) == 0
+    metrics = read_results(tmp_path)[0]["metrics"]
+    assert metrics["vision_mfu"]["of"] == "vision" and 0 < metrics["vision_mfu"]["value"] < 1
