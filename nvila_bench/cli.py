@@ -351,7 +351,7 @@ def cost(cfg, images, video_frames, no_temporal_pool, prompt_tokens, context, ba
     hw = get_hardware(hardware) if hardware else None
     costs = costmodel.request_costs(cfg, images, video_frames, not no_temporal_pool, prompt_tokens, context, batch_size, dtype)
     stages = {name: c.to_dict() for name, c in costs.items()}
-    data = {"preset": cfg.name, "dtype": dtype, "batch_size": batch_size, "stages": stages, "provenance": "analytic"}
+    data = {"preset": cfg.name, "dtype": dtype, "batch_size": batch_size, "provenance": "analytic"} | stages
     lines = [f"{cfg.name} ({dtype}, batch {batch_size}), analytic:"]
     if hw is not None:
         data["hardware"] = hw.key

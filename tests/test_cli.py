@@ -105,3 +105,41 @@ def test_installed_entry_point_exit_code():
     assert proc.returncode == 2
     assert proc.stderr.startswith("nvila-bench: error: ") and "unknown preset 'nope'" in proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stdout == ""
+
+
+def test_cost_json_per_stage_with_time_floor(capsys):
+    from nvila_bench import costmodel
+    from nvila_bench.hardware import get_hardware
+    from nvila_bench.model import get_preset
+
+    data = run_json(capsys, "cost", "--preset", "nvila-8b", "--image", "1920x1080", "--hardware", "h100-sxm")
+    costs = costmodel.request_costs(get_preset("nvila-8b"), [(1920, 1080)], prompt_tokens=64)
+    h100 = get_hardware("h100-sxm")
+    for stage in ("vision", "projector", "llm_prefill", "decode_step"):
+        assert {k: data[stage][k] for k in ("flops", "bytes")} == costs[stage].to_dict()
+        floor = costmodel.time_floor(costs[stage], h100.peak_flops("bfloat16"), h100.bandwidth)
+        assert data[stage]["time_floor_s"] == pytest.approx(floor)
+    assert data["provenance"] == "analytic" and data["hardware"] == "h100-sxm"
+    context = run_json(capsys, "cost", "--preset", "nvila-8b", "--image", "448x448", "--context", "8000")
+    assert context["decode_step"] == costmodel.decode_step_cost(get_preset("nvila-8b"), 8000).to_dict()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["cost", "--preset", "nvila-8b", "--image", "448x448", "--hardware", "tpu-v9"], "tpu-v9"),
+        (["cost", "--preset", "nvila-8b", "--video-frames", "0"], "--video-frames: must be a positive integer"),
+        (["cost", "--preset", "nvila-8b"], "give at least one --image"),
+        (["cost", "--preset", "nvila-8b", "--image", "448x448", "--dtype", "int3"], "unknown dtype 'int3'"),
+        (["cost", "--preset", "nvila-8b", "--image", "448x448", "--batch-size", "0"], "--batch-size"),
+    ],
+)
+def test_cost_bad_input(capsys, args, message):
+    code, out, err = run(capsys, *args)
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err
+
+
+def test_ceilings_writes_json(capsys, tmp_path):
+    data = run_json(capsys, "ceilings", "--size", "128", "--seconds", "0.05", "--dtype", "float32", "--out", str(tmp_path))
+    assert data["gemm_tflops"] > 0 and data["copy_gbs"] > 0 and data["device"] == "cpu"
+    assert json.loads((tmp_path / "ceilings.json").read_text()) == data
