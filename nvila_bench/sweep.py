@@ -14,8 +14,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import tomllib
 from dataclasses import asdict
 from pathlib import Path
@@ -182,8 +184,20 @@ def run_sweep(
 
     session = session or Session()
     counts = {"ok": 0, "oom": 0, "error": 0}
+    interrupted: list[int] = []
+
+    def on_sigint(signum, frame):
+        # Also remembered: a KeyboardInterrupt raised inside a __del__ or GC callback is swallowed by
+        # Python, so the flag is checked again at every point boundary.
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if in_main_thread else None
     try:
         for point in points:
+            if interrupted:
+                raise KeyboardInterrupt
             if processes > 1:
                 record = merge_runs(
                     [run_isolated(suite, point, mcfg, run_id, environment, session.peaks) for _ in range(processes)]
@@ -196,7 +210,11 @@ def run_sweep(
             counts[record["status"]] += 1
             if on_point:
                 on_point(point, record)
+        if interrupted:
+            raise KeyboardInterrupt
     finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
         session.release()
     return counts
 
