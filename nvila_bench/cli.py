@@ -240,7 +240,7 @@ def run_suite(ctx, suite, presets, device, dtypes, images, video_frames, no_temp
         for point in analytic_points:
             writer.write(analytic_record(point, hardware or "h100-sxm", run_id))
     ceilings_file = ceilings_file or _existing(Path(out_dir) / "ceilings.json")
-    session = Session(resolve_peaks(device, points[0].dtype, hardware, ceilings_file) if points else None)
+    session = Session({dtype: resolve_peaks(device, dtype, hardware, ceilings_file) for dtype in {p.dtype for p in points}})
     environment = capture_environment(attn, device)
     counts = {"ok": 0, "oom": 0, "error": 0}
     total = len(points) * len(measured_suites)

@@ -200,10 +200,10 @@ def run_sweep(
                 raise KeyboardInterrupt
             if processes > 1:
                 record = merge_runs(
-                    [run_isolated(suite, point, mcfg, run_id, environment, session.peaks) for _ in range(processes)]
+                    [run_isolated(suite, point, mcfg, run_id, environment, session.peaks_for(point.dtype)) for _ in range(processes)]
                 )
             elif isolate:
-                record = run_isolated(suite, point, mcfg, run_id, environment, session.peaks)
+                record = run_isolated(suite, point, mcfg, run_id, environment, session.peaks_for(point.dtype))
             else:
                 record = run_point(suite, point, mcfg, session, run_id, environment)
             writer.write(record)

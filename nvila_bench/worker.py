@@ -16,7 +16,7 @@ from nvila_bench.timing import MeasureConfig
 def main() -> int:
     job = json.loads(sys.stdin.read())
     point = BenchPoint.from_config(job["point"])
-    session = Session(Peaks(**job["peaks"]) if job.get("peaks") else None)
+    session = Session({point.dtype: Peaks(**job["peaks"]) if job.get("peaks") else None})
     record = run_point(job["suite"], point, MeasureConfig(**job["measure"]), session, job["run_id"], job["environment"])
     print(json.dumps(record, sort_keys=True, allow_nan=False))
     return 0

@@ -29,12 +29,16 @@ class Peaks:
 
 
 class Session:
-    """Keeps the last model built, so a sweep over inputs reuses it; a new preset frees the old one first."""
+    """Keeps the last model built, so a sweep over inputs reuses it; a new preset frees the old one first.
+    Also holds the peaks of each dtype the sweep runs (None where no peak is known)."""
 
-    def __init__(self, peaks: Peaks | None = None):
-        self.peaks = peaks
+    def __init__(self, peaks: dict[str, Peaks | None] | None = None):
+        self.peaks = peaks or {}
         self._key = None
         self._model: NVILAModel | None = None
+
+    def peaks_for(self, dtype: str) -> Peaks | None:
+        return self.peaks.get(dtype)
 
     def model(self, point: BenchPoint) -> NVILAModel:
         key = (point.preset, point.device, point.dtype, point.attn_implementation)

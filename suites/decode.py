@@ -76,4 +76,4 @@ def run(point: BenchPoint, mcfg: MeasureConfig, session: Session) -> dict:
     metrics |= memory_metrics(device)
     # The analytic decode step is costed at the mean context of the measured steps.
     timed = {"decode_step": "tpot", "llm_prefill": "prefill"}
-    return metrics | analytic_metrics(point, metrics, timed, session.peaks, context=context + steps // 2)
+    return metrics | analytic_metrics(point, metrics, timed, session.peaks_for(point.dtype), context=context + steps // 2)

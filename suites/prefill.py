@@ -52,4 +52,4 @@ def run(point: BenchPoint, mcfg: MeasureConfig, session: Session) -> dict:
     }
     metrics |= memory_metrics(device)
     timed = {stage: stage for stage in STAGES if stage != "preprocess"}
-    return metrics | analytic_metrics(point, metrics, timed, session.peaks)
+    return metrics | analytic_metrics(point, metrics, timed, session.peaks_for(point.dtype))

@@ -157,3 +157,11 @@ def test_measured_ceilings_feed_mfu_only_for_their_dtype(tmp_path):
     assert main(["run", "prefill", "--preset", "vila-tiny", "--out", str(tmp_path), *FAST]) == 0
     metrics = read_results(tmp_path)[0]["metrics"]
     assert metrics["vision_mfu"]["of"] == "vision" and 0 < metrics["vision_mfu"]["value"] < 1
+
+
+def test_each_dtype_of_a_sweep_gets_its_own_peaks(tmp_path):
+    args = ["run", "prefill", "--preset", "vila-tiny", "--dtype", "float32", "--dtype", "bfloat16", "--hardware", "h100-sxm"]
+    assert main([*args, "--out", str(tmp_path), *FAST]) == 0
+    fp32, bf16 = read_results(tmp_path)
+    assert "vision_mfu" not in fp32["metrics"]  # the table has no fp32 tensor-core peak: no made-up MFU
+    assert bf16["metrics"]["peaks_source"]["value"] == "table:h100-sxm" and "vision_mfu" in bf16["metrics"]
