@@ -89,6 +89,13 @@ def save_checkpoint(model: NVILAModel, path: str | Path) -> Path:
 # ---- reading ---------------------------------------------------------------------------------------------
 def config_from_checkpoint(path: str | Path, name: str | None = None) -> NVILAConfig:
     """The `NVILAConfig` a checkpoint directory describes, from its config.json files."""
+    try:
+        return _config_from_checkpoint(path, name)
+    except KeyError as e:
+        raise CheckpointError(f"{path}: a config.json lacks the required key {e.args[0]!r}") from None
+
+
+def _config_from_checkpoint(path: str | Path, name: str | None) -> NVILAConfig:
     root = _check_dir(path)
     top = _read_json(root / "config.json")
     llm_json = _component_config(root, top, "llm")
@@ -113,7 +120,7 @@ def config_from_checkpoint(path: str | Path, name: str | None = None) -> NVILACo
         max_position_embeddings=llm_json.get("max_position_embeddings", 4096),
         bos_token_id=llm_json.get("bos_token_id"),
         eos_token_id=_first(llm_json.get("eos_token_id")),
-        newline_token_id=NEWLINE_IDS[arch],
+        newline_token_id=198 if llm_json["vocab_size"] >= 128000 else NEWLINE_IDS[arch],  # Llama-3: 198
     )
     use_head = vit_json.get("vision_use_head")
     if use_head is None:  # transformers' default is True; let the stored tensors decide
@@ -147,7 +154,7 @@ def config_from_checkpoint(path: str | Path, name: str | None = None) -> NVILACo
     try:
         projector = ProjectorConfig(
             type=projector_type,
-            mm_hidden_size=top.get("mm_hidden_size", vision.hidden_size),
+            mm_hidden_size=top.get("mm_hidden_size", vision.hidden_size * (len(media.s2_scales) if image_mode == "dynamic_s2" else 1)),
             hidden_size=llm.hidden_size,
             token_order="column" if family == "vila1.5" else "row",  # VILA1.5 was trained on the old order (§4)
         )

@@ -68,6 +68,7 @@ def preprocess_image(cfg: NVILAConfig, image: Image.Image, multi_image: bool = F
     """Dynamic-S2 (NVILA), dynamic tiling + thumbnail (NVILA-Lite) or a plain resize (VILA1.5, and any
     image of a multi-image request)."""
     tile = cfg.tile_size
+    image = image.convert("RGB")  # before any resize, as upstream loads images: RGBA resized first darkens
     layout = image_layout(cfg, image.width, image.height, multi_image)
     crops = [c for grid in layout.scale_grids for c in cut_tiles(image, grid, tile)] if layout.mode != "resize" else [image]
     if layout.thumbnail:
@@ -79,7 +80,7 @@ def preprocess_image(cfg: NVILAConfig, image: Image.Image, multi_image: bool = F
 def preprocess_video(cfg: NVILAConfig, frames: list[Image.Image]) -> VideoFrames:
     if not frames:
         raise ValueError("a video needs at least one frame")
-    return VideoFrames(torch.stack([normalize(f, cfg.tile_size) for f in frames]))
+    return VideoFrames(torch.stack([normalize(f.convert("RGB"), cfg.tile_size) for f in frames]))
 
 
 def preprocess_media(cfg: NVILAConfig, images: list[Image.Image] = (), video: list[Image.Image] | None = None) -> MediaInputs:

@@ -121,3 +121,21 @@ def test_vila15_checkpoint_gets_column_order_and_no_separator(tmp_path):
 def test_video_checkpoint_keeps_tsp(tmp_path):
     save_checkpoint(tiny_model("nvila-video-tiny"), tmp_path)
     assert config_from_checkpoint(tmp_path).media.temporal_pool == (8, 1, 1)
+
+
+def test_missing_config_key_is_a_checkpoint_error(tmp_path):
+    save_checkpoint(tiny_model("nvila-tiny"), tmp_path)
+    cfg = json.loads((tmp_path / "llm" / "config.json").read_text())
+    del cfg["hidden_size"]
+    (tmp_path / "llm" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="lacks the required key 'hidden_size'"):
+        config_from_checkpoint(tmp_path)
+
+
+def test_llama3_vocabulary_gets_its_newline_id(tmp_path):
+    from nvila_bench.model import build_model, get_preset
+
+    cfg = get_preset("vila-tiny")
+    cfg = replace(cfg, llm=replace(cfg.llm, vocab_size=128256, newline_token_id=198))
+    save_checkpoint(build_model(cfg), tmp_path)
+    assert config_from_checkpoint(tmp_path).llm.newline_token_id == 198

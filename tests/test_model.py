@@ -239,3 +239,9 @@ def test_scaled_only_variant_embeds_every_patch():
         _, blocks = media_blocks(model, [size])
         assert blocks[0].shape[0] == count_visual_tokens(model.config, [size]).total_tokens
     assert blocks[0].shape[0] == 9 * 1024 + 1
+
+
+def test_rgba_images_are_converted_before_resizing():
+    cfg = get_preset("nvila-lite-tiny")
+    clear_white = Image.new("RGBA", (640, 480), (255, 255, 255, 0))
+    assert preprocess_media(cfg, [clear_white]).images[0].pixels.mean() == pytest.approx(1.0)
