@@ -157,6 +157,9 @@ class NVILAModel(nn.Module):
         counts = is_media.sum(dim=1).tolist()
         if any(c != len(blocks) for c in counts):
             raise ValueError(f"prompt has {counts} media placeholders per row but {len(blocks)} media blocks were given")
+        is_video = input_ids == media.video_token_id
+        if bool((is_video.cummax(dim=1).values & (input_ids == media.image_token_id)).any()):
+            raise ValueError("an image placeholder follows the video placeholder: blocks come images first, then the video")
         text = self.llm.get_input_embeddings()(input_ids.masked_fill(is_media, 0))
         rows = []
         for row_text, row_media in zip(text, is_media):

@@ -117,12 +117,17 @@ def video_tokens(cfg: NVILAConfig, frames: int, temporal_pool: bool = True) -> V
 
 
 def count_visual_tokens(
-    cfg: NVILAConfig,
+    cfg: NVILAConfig | str,
     images: list[tuple[int, int]] | tuple[tuple[int, int], ...] = (),
     video_frames: int | None = None,
     temporal_pool: bool = True,
 ) -> TokenCount:
-    """Token counts for one request: `images` as (width, height) pairs, optionally one video."""
+    """Token counts for one request (`cfg` a config or a preset name): `images` as (width, height) pairs,
+    optionally one video."""
+    if isinstance(cfg, str):
+        from .presets import get_preset
+
+        cfg = get_preset(cfg)
     multi = len(images) > 1
     ims = tuple(image_tokens(cfg, w, h, multi) for w, h in images)
     video = video_tokens(cfg, video_frames, temporal_pool) if video_frames is not None else None

@@ -367,6 +367,8 @@ def cost(cfg, images, video_frames, no_temporal_pool, prompt_tokens, context, ba
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: click in non-standalone mode so every user error becomes one line and exit code 2."""
+    if not (sys.argv[1:] if argv is None else argv):
+        argv = ["--help"]  # no arguments: the help, not an error
     try:
         result = cli.main(args=argv, prog_name="nvila-bench", standalone_mode=False)
     except click.exceptions.Abort:

@@ -143,3 +143,8 @@ def test_ceilings_writes_json(capsys, tmp_path):
     data = run_json(capsys, "ceilings", "--size", "128", "--seconds", "0.05", "--dtype", "float32", "--out", str(tmp_path))
     assert data["gemm_tflops"] > 0 and data["copy_gbs"] > 0 and data["device"] == "cpu"
     assert json.loads((tmp_path / "ceilings.json").read_text()) == data
+
+
+def test_no_arguments_prints_help(capsys):
+    code, out, err = run(capsys)
+    assert code == 0 and "Usage: nvila-bench" in out and err == ""

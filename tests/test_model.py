@@ -245,3 +245,15 @@ def test_rgba_images_are_converted_before_resizing():
     cfg = get_preset("nvila-lite-tiny")
     clear_white = Image.new("RGBA", (640, 480), (255, 255, 255, 0))
     assert preprocess_media(cfg, [clear_white]).images[0].pixels.mean() == pytest.approx(1.0)
+
+
+def test_video_placeholder_before_an_image_is_rejected():
+    model = tiny_model("nvila-tiny")
+    _, blocks = media_blocks(model, [(448, 448)], frames=8)
+    media = model.config.media
+    with pytest.raises(ValueError, match="images first"):
+        model.embed(torch.tensor([[5, media.video_token_id, 6, media.image_token_id, 7]]), blocks)
+
+
+def test_count_visual_tokens_takes_a_preset_name():
+    assert count_visual_tokens("nvila-8b", [(1920, 1080)]).total_tokens == 3073
