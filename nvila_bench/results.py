@@ -117,18 +117,60 @@ class ResultWriter:
 
 
 def read_results(path: str | Path) -> list[dict]:
-    """All records of a results file (or of DIR/results.jsonl), each validated."""
+    """All records of a results file (or of DIR/results.jsonl), each validated. Any problem is a ValueError
+    of one line naming the file and line: missing or empty file, a line that is not JSON (a truncated last
+    line is called truncated), a record of another schema version."""
     path = Path(path)
     if path.is_dir():
         path = path / "results.jsonl"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such results file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read results: {e}") from None
+    lines = text.split("\n")
     records = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
+        except json.JSONDecodeError as e:
+            truncated = number == len(lines) and not text.endswith("\n")
+            why = "truncated record (the file ends mid-line)" if truncated else f"not JSON ({e.msg})"
+            raise ValueError(f"{path}:{number}: {why}") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{number}: a record must be a JSON object")
+        try:
             validate_record(record)
         except ValueError as e:
             raise ValueError(f"{path}:{number}: {e}") from None
         records.append(record)
+    if not records:
+        raise ValueError(f"{path}: no result records")
     return records
+
+
+def load_results(paths) -> list[dict]:
+    """Records of several results files or directories (a directory: every *.jsonl below it), in order."""
+    records = []
+    for path in map(Path, paths):
+        files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
+        if path.is_dir() and not files:
+            raise ValueError(f"{path}: no *.jsonl results files in this directory")
+        for file in files:
+            records.extend(read_results(file))
+    return records
+
+
+def hardware_of(record: dict) -> str:
+    """What a record's figures ran on, in words: the GPU name, the CPU model, or the hardware table entry an
+    analytic record was computed for. Two records are comparable only on the same hardware."""
+    env = record.get("environment") or {}
+    if record.get("provenance") == "analytic" or not env:
+        return f"{record['config'].get('hardware') or 'no hardware'} (analytic)"
+    if str(env.get("device", "cpu")).startswith("cuda"):
+        gpus = env.get("gpu") or [{}]
+        return env.get("torch_device_name") or gpus[0].get("name") or "unknown GPU"
+    return f"CPU {env.get('cpu_model') or 'unknown'} ({env.get('cpu_count')} threads)"

@@ -198,3 +198,55 @@ def throughput_from_samples(samples_seconds: Samples, items: float, unit: str, *
     if (x <= 0).any():
         raise ValueError("latency samples must be > 0 seconds to be turned into a rate")
     return summarize(items / x, unit, **kw)
+
+
+def _resampled_medians(groups: Sequence[np.ndarray], resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap medians: with one group, resample its samples; with several (one per process run), resample
+    the groups, then the samples within each drawn group."""
+    if len(groups) == 1:
+        x = groups[0]
+        rows = max(1, _CHUNK_ELEMENTS // x.size)
+        out = np.empty(resamples)
+        for start in range(0, resamples, rows):
+            stop = min(start + rows, resamples)
+            out[start:stop] = np.median(x[rng.integers(0, x.size, size=(stop - start, x.size))], axis=1)
+        return out
+    out = np.empty(resamples)
+    for r in range(resamples):
+        picked = rng.integers(0, len(groups), len(groups))
+        out[r] = np.median(np.concatenate([rng.choice(groups[i], groups[i].size) for i in picked]))
+    return out
+
+
+def split_groups(samples: Samples, sizes: Sequence[int] | None) -> list[np.ndarray]:
+    """Cut a pooled sample list back into its process groups (`sizes` as stored by a merged record)."""
+    x = _as_samples(samples)
+    if not sizes or len(sizes) < 2:
+        return [x]
+    if sum(sizes) != x.size or min(sizes) < 1:
+        raise ValueError(f"group sizes {list(sizes)} do not partition {x.size} samples")
+    return np.split(x, np.cumsum(sizes)[:-1])
+
+
+def median_ratio_ci(
+    baseline: Sequence[Samples], candidate: Sequence[Samples], confidence: float = 0.95, resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """median(candidate) / median(baseline) and a bootstrap confidence interval of that ratio.
+
+    Each side is a list of sample groups (one per process run; one group for a single-process run). The two
+    sides are resampled independently, so the interval carries the noise of both runs: a regression gate
+    that flags only when the whole interval lies beyond its threshold does not cry wolf on noise.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    base = [_as_samples(g) for g in baseline]
+    cand = [_as_samples(g) for g in candidate]
+    if any((g <= 0).any() for g in base):
+        raise ValueError("baseline samples must be > 0 to form a ratio")
+    rng = np.random.default_rng(seed)
+    ratios = _resampled_medians(cand, resamples, rng) / _resampled_medians(base, resamples, rng)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    point = float(np.median(np.concatenate(cand)) / np.median(np.concatenate(base)))
+    return point, float(low), float(high)

@@ -154,7 +154,10 @@ def merge_runs(records: list[dict]) -> dict:
         runs = [r["metrics"][name] for r in records]
         if "samples" in m and "summary" in m:
             summary = summarize_groups([r["samples"] for r in runs], m["unit"])
-            m.update(value=summary.median, summary=summary.to_dict(), samples=bounded_samples(sum((r["samples"] for r in runs), [])))
+            # Each run's samples stay a contiguous group (bounded per run), so a later comparison (the gate)
+            # can bootstrap over processes too.
+            groups = [bounded_samples(r["samples"], max(2, 1000 // len(runs))) for r in runs]
+            m.update(value=summary.median, summary=summary.to_dict(), samples=sum(groups, []), groups=[len(g) for g in groups])
         elif name.startswith(("peak_", "kv_cache_bytes")) and m["provenance"] == "measured":
             m["value"] = max(r["value"] for r in runs)
     for m in metrics.values():

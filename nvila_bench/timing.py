@@ -4,10 +4,14 @@ An iteration is a function that calls `clock.lap("stage")` after each stage; the
 (GPU) or one timestamp (CPU) per lap and nothing else, so the harness adds microseconds per iteration.
 GPU events are read only after the iteration, behind one synchronize, so timing never stalls the stream
 mid-iteration.
+
+Testing hook (CPU only): NVILA_BENCH_SLOWDOWN=1.10 stretches every stage by 10% with a busy wait before its
+lap, a real slowdown the regression gate's tests must catch.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -44,12 +48,18 @@ class StageClock:
         self.cuda = device.type == "cuda"
         self.names: list[str] = []
         self.marks: list = []
+        self.slowdown = 1.0 if self.cuda else float(os.environ.get("NVILA_BENCH_SLOWDOWN") or 1.0)
 
     def start(self) -> None:
         self.names.clear()
         self.marks = [self._mark()]
 
     def lap(self, name: str) -> None:
+        if self.slowdown != 1.0:  # testing hook: spin until the stage has taken `slowdown` times as long
+            began = self.marks[-1]
+            until = began + (time.perf_counter_ns() - began) * self.slowdown
+            while time.perf_counter_ns() < until:
+                pass
         self.names.append(name)
         self.marks.append(self._mark())
 

@@ -115,6 +115,8 @@ def analytic_metrics(point: BenchPoint, metrics: dict, timed: dict[str, str], pe
             out[f"{stage}_mbu"] = metric(costmodel.mbu(cost.bytes, seconds, peaks.bandwidth), "fraction") | {"of": timed[stage]}
     if peaks is not None:
         out["peaks_source"] = metric(peaks.source, "text", "analytic")
+        out["peak_flops"] = metric(peaks.flops, "FLOP/s", "analytic")
+        out["peak_bandwidth"] = metric(peaks.bandwidth, "bytes/s", "analytic")
     return out
 
 

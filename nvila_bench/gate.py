@@ -1,0 +1,235 @@
+"""The regression gate: compare a candidate run with a baseline, point by point, from raw samples.
+
+Two points match when they ran the same suite with the same settings (the number of processes aside) on
+the same hardware. For each gated metric the change is the ratio of medians, candidate / baseline, with a
+bootstrap 95% confidence interval drawn from both runs' per-iteration samples (and over processes when a
+run used `--processes`). A point regresses only when the whole interval lies beyond the threshold:
+
+    lower is better (seconds):          CI low  > 1 + threshold
+    higher is better (tokens/s, ...):   CI high < 1 - threshold
+
+so a change smaller than the threshold, or one the noise cannot tell from zero, passes. A candidate point
+that failed (oom / error) where the baseline was ok is a regression too. Metrics without samples (peak
+memory) are compared by value against the same threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nvila_bench.results import hardware_of, point_id
+from nvila_bench.stats import median_ratio_ci, split_groups
+
+DEFAULT_METRICS = ("ttft", "tpot", "decode_tokens_per_s", "step_time", "samples_per_s")
+ENV_FIELDS = ("torch", "cuda", "transformers", "attn_implementation", "nvila_bench")
+
+
+class IncomparableError(ValueError):
+    """The two runs cannot be compared at all (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One metric of one matched point."""
+
+    label: str  # e.g. "prefill nvila-tiny 1920x1080 b1 float32"
+    metric: str
+    unit: str
+    baseline: float | None
+    candidate: float | None
+    ratio: float | None  # candidate / baseline
+    ci: tuple[float, float] | None  # of the ratio; None when compared by value
+    verdict: str  # "regression" | "improvement" | "pass" | "failed"
+    note: str = ""
+
+    @property
+    def change_text(self) -> str:
+        if self.ratio is None:
+            return "—"
+        text = f"{(self.ratio - 1) * 100:+.1f}%"
+        if self.ci is not None:
+            text += f" [{(self.ci[0] - 1) * 100:+.1f}%, {(self.ci[1] - 1) * 100:+.1f}%]"
+        return text
+
+
+@dataclass
+class GateResult:
+    threshold: float
+    comparisons: list[Comparison]
+    unmatched_baseline: int
+    unmatched_candidate: int
+    hardware: str
+    environment_changes: list[str] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> list[Comparison]:
+        return [c for c in self.comparisons if c.verdict in ("regression", "failed")]
+
+    @property
+    def passed(self) -> bool:
+        return not self.regressions
+
+
+def lower_is_better(unit: str) -> bool:
+    """Times and bytes go down when things improve; rates (anything per second) go up."""
+    return not unit.endswith("/s")
+
+
+def match_key(record: dict) -> str:
+    """Identity of a point across runs: suite and settings, minus how many processes measured it."""
+    config = {k: v for k, v in record["config"].items() if k != "processes"}
+    return point_id(record["suite"], config)
+
+
+def point_label(record: dict) -> str:
+    c = record["config"]
+    media = list(c.get("images") or []) + ([f"{c['video_frames']}f"] if c.get("video_frames") else [])
+    extra = c.get("extra") or {}
+    parts = [record["suite"], str(record.get("preset")), "+".join(media), f"b{c.get('batch_size', 1)}", str(c.get("dtype"))]
+    if record["suite"] == "decode":
+        parts.append(f"{c.get('new_tokens')}tok {c.get('cache')}")
+    if extra.get("variant"):
+        parts.append(str(extra["variant"]))
+    return " ".join(p for p in parts if p and p != "None")
+
+
+def compare_metric(label: str, name: str, base: dict, cand: dict, threshold: float, seed: int = 0) -> Comparison:
+    """Verdict on one metric of one matched point (see the module docstring for the rule)."""
+    unit, lower = base["unit"], lower_is_better(base["unit"])
+    b, c = base["value"], cand["value"]
+    if "samples" in base and "samples" in cand:
+        ratio, low, high = median_ratio_ci(
+            split_groups(base["samples"], base.get("groups")), split_groups(cand["samples"], cand.get("groups")), seed=seed
+        )
+        ci = (low, high)
+    else:  # no distribution recorded: the value alone decides
+        ratio = c / b if b else None
+        low = high = ratio
+        ci = None
+    if ratio is None:
+        return Comparison(label, name, unit, b, c, None, None, "pass", "baseline value is zero")
+    worse = low > 1 + threshold if lower else high < 1 - threshold
+    better = high < 1 - threshold if lower else low > 1 + threshold
+    verdict = "regression" if worse else "improvement" if better else "pass"
+    note = ""
+    if verdict == "pass" and ci is not None and (low > 1 or high < 1):
+        note = "changed, but less than the threshold"
+    return Comparison(label, name, unit, b, c, ratio, ci, verdict, note)
+
+
+def gate(baseline: list[dict], candidate: list[dict], threshold: float = 0.05, metrics: tuple[str, ...] | None = None) -> GateResult:
+    """Compare the measured points the two runs share. Raises IncomparableError (exit 2) when nothing can be
+    compared: no measured points, no point in common, or the common points ran on different hardware."""
+    if not 0 <= threshold < 1:
+        raise IncomparableError(f"threshold must be in [0%, 100%), got {threshold * 100:g}%")
+    base = _measured(baseline, "baseline")
+    cand = _measured(candidate, "candidate")
+    common = [k for k in base if k in cand]
+    if not common:
+        raise IncomparableError(
+            f"no matching points: the baseline's {len(base)} and the candidate's {len(cand)} measured points share "
+            "no suite + settings"
+        )
+    base_hw = sorted({hardware_of(base[k]) for k in common})
+    cand_hw = sorted({hardware_of(cand[k]) for k in common})
+    if base_hw != cand_hw or len(base_hw) != 1:
+        raise IncomparableError(f"different hardware: baseline ran on {', '.join(base_hw)}; candidate on {', '.join(cand_hw)}")
+    wanted = set(metrics) if metrics else None
+    comparisons = []
+    for key in common:
+        b, c = base[key], cand[key]
+        label = point_label(b)
+        if b["status"] != "ok":
+            continue  # nothing to regress from
+        if c["status"] != "ok":
+            comparisons.append(Comparison(label, "status", "", None, None, None, None, "failed", f"{c['status']}: {c.get('error')}"))
+            continue
+        names = [m for m in b["metrics"] if (m in wanted if wanted else m in DEFAULT_METRICS)]
+        for name in names:
+            bm, cm = b["metrics"][name], c["metrics"].get(name)
+            if cm is None or bm.get("provenance") != "measured" or not isinstance(bm.get("value"), (int, float)):
+                continue
+            comparisons.append(compare_metric(label, name, bm, cm, threshold))
+    if wanted and not comparisons:
+        raise IncomparableError(f"none of the metrics {', '.join(sorted(wanted))} is measured in the matching points")
+    return GateResult(
+        threshold, comparisons, len(set(base) - set(cand)), len(set(cand) - set(base)), base_hw[0],
+        _environment_changes(base[common[0]], cand[common[0]]),
+    )  # fmt: skip
+
+
+def _measured(records: list[dict], side: str) -> dict[str, dict]:
+    """Measured records by match key; the last record of a key wins (a re-run replaces an earlier one)."""
+    out = {match_key(r): r for r in records if r["provenance"] == "measured" and r["suite"] != "overhead"}
+    if not out:
+        raise IncomparableError(f"the {side} holds no measured points (only analytic or overhead records)")
+    return out
+
+
+def _environment_changes(base: dict, cand: dict) -> list[str]:
+    """Software differences that could explain a change (same hardware is already established)."""
+    b, c = base.get("environment") or {}, cand.get("environment") or {}
+    return [f"{k}: {b.get(k)} → {c.get(k)}" for k in ENV_FIELDS if b.get(k) != c.get(k)]
+
+
+def parse_threshold(text: str) -> float:
+    """'5%', '5' or '0.05' -> 0.05 (a bare number above 1 is read as percent)."""
+    raw = str(text).strip()
+    try:
+        value = float(raw.rstrip("%"))
+    except ValueError:
+        raise ValueError(f"threshold {text!r} is not a number: use e.g. 5% or 0.05") from None
+    value = value / 100 if raw.endswith("%") or value > 1 else value
+    if not 0 <= value < 1:
+        raise ValueError(f"threshold must be in [0%, 100%), got {text!r}")
+    return value
+
+
+def _run_line(records: list[dict]) -> str:
+    r = records[0]
+    env = r.get("environment") or {}
+    rev = (env.get("git_revision") or "unknown")[:10] + ("+dirty" if env.get("git_dirty") else "")
+    runs = sorted({x["run_id"] for x in records})
+    return f"run {', '.join(runs[:3])}{' …' if len(runs) > 3 else ''} (revision {rev}, {r['timestamp']})"
+
+
+def markdown_summary(result: GateResult, baseline: list[dict], candidate: list[dict]) -> str:
+    """A CI job summary: the verdict first, then one row per compared metric."""
+    status = f"FAIL: {len(result.regressions)} regression(s)" if not result.passed else "PASS"
+    lines = [
+        f"## nvila-bench gate: {status}",
+        "",
+        f"Threshold {result.threshold * 100:g}%; a point regresses only when the whole 95% bootstrap CI of its "
+        f"change lies beyond the threshold. Hardware: {result.hardware}.",
+        "",
+        f"- Baseline: {_run_line(baseline)}",
+        f"- Candidate: {_run_line(candidate)}",
+    ]
+    if result.environment_changes:
+        lines.append(f"- Software changed: {'; '.join(result.environment_changes)}")
+    if result.unmatched_baseline or result.unmatched_candidate:
+        lines.append(f"- Not compared: {result.unmatched_baseline} baseline-only and {result.unmatched_candidate} candidate-only point(s)")
+    lines += ["", "| point | metric | baseline | candidate | change [95% CI] | verdict |", "|---|---|---|---|---|---|"]
+    icon = {"regression": "❌ regression", "failed": "❌ failed", "improvement": "✅ improvement", "pass": "pass"}
+    order = {"failed": 0, "regression": 1, "improvement": 2, "pass": 3}
+    for c in sorted(result.comparisons, key=lambda c: order[c.verdict]):
+        note = f" ({c.note})" if c.note else ""
+        lines.append(
+            f"| {_md(c.label)} | {c.metric} | {_fmt(c.baseline, c.unit)} | {_fmt(c.candidate, c.unit)} | "
+            f"{c.change_text} | {icon[c.verdict]}{_md(note)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value, unit: str) -> str:
+    if value is None:
+        return "—"
+    if unit == "s":
+        return f"{value * 1e3:.3f} ms"
+    if unit == "bytes":
+        return f"{value / 2**20:.1f} MiB"
+    return f"{value:.4g} {unit}"
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")

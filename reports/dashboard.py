@@ -1,0 +1,137 @@
+"""The history dashboard: many runs (one results file each, e.g. one per CI job) as a static site.
+
+    SITE/index.html          runs by date and git revision, one trend chart per key metric and preset with
+                             regressions and improvements marked, and the list of flagged changes
+    SITE/runs/<run>.html     each run's full report
+
+A change is flagged with the gate's own rule (`nvila_bench.gate.compare_metric`): between consecutive runs
+of the same point on the same hardware, only when the 95% CI of the change lies beyond the threshold.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from nvila_bench.gate import DEFAULT_METRICS, compare_metric, match_key, point_label
+from nvila_bench.results import hardware_of, read_results
+
+from . import charts
+from .records import latest
+from .render import render_dashboard, render_report, write_atomic
+
+
+@dataclass
+class Run:
+    """One results file: its records, when it ran and at which revision."""
+
+    path: Path
+    slug: str
+    records: list[dict]
+
+    @property
+    def date(self) -> str:
+        return min(r["timestamp"] for r in self.records)
+
+    @property
+    def revision(self) -> str:
+        envs = [r.get("environment") or {} for r in self.records]
+        revs = [e.get("git_revision") for e in envs if e.get("git_revision")]
+        if not revs:
+            return "unknown"
+        dirty = any(e.get("git_dirty") for e in envs)
+        return revs[0][:10] + ("+dirty" if dirty else "")
+
+    @property
+    def hardware(self) -> list[str]:
+        return sorted({hardware_of(r) for r in self.records if r["provenance"] == "measured"})
+
+    def count(self, status: str) -> int:
+        return sum(r["status"] == status for r in self.records)
+
+
+def find_runs(results_dir: str | Path) -> list[Run]:
+    """Every *.jsonl under the directory is one run, ordered by its first timestamp."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a directory of results")
+    files = sorted(root.rglob("*.jsonl"))
+    if not files:
+        raise ValueError(f"{root}: no *.jsonl results files below this directory")
+    runs = []
+    for path in files:
+        rel = path.relative_to(root).with_suffix("")
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", str(rel)).strip("_") or "run"
+        runs.append(Run(path, slug, read_results(path)))
+    runs.sort(key=lambda run: (run.date, run.slug))
+    return runs
+
+
+def trends(runs: list[Run], threshold: float, metrics: tuple[str, ...] = DEFAULT_METRICS) -> tuple[list[dict], list[dict]]:
+    """(one chart per metric and preset, the flagged changes). Each point's series follows its match key and
+    hardware across runs; a flag compares a run with the previous run that measured the same point."""
+    series: dict[tuple[str, str], dict[tuple[str, str], dict]] = {}  # (metric, preset) -> (point, hw) -> series
+    flags = []
+    last: dict[tuple[str, str, str], tuple[int, dict]] = {}
+    for index, run in enumerate(runs):
+        for r in latest(run.records):  # a point measured twice in one file counts once: its newest record
+            if r["provenance"] != "measured" or r["status"] != "ok":
+                continue
+            for metric in metrics:
+                m = r["metrics"].get(metric)
+                if m is None or "summary" not in m:
+                    continue
+                hw, key = hardware_of(r), match_key(r)
+                s = series.setdefault((metric, r["preset"]), {}).setdefault((key, hw), {
+                    "label": point_label(r) + f" ({hw})", "x": [], "y": [], "low": [], "high": [], "flags": [], "ticks": [],
+                    "unit": m["unit"],
+                })  # fmt: skip
+                flag = "pass"
+                previous = last.get((metric, key, hw))
+                if previous is not None:
+                    c = compare_metric(s["label"], metric, previous[1]["metrics"][metric], m, threshold)
+                    flag = c.verdict
+                    if flag in ("regression", "improvement"):
+                        flags.append({"run": run.slug, "previous": runs[previous[0]].slug, "metric": metric,
+                                      "point": s["label"], "change": c.change_text, "verdict": flag})
+                last[(metric, key, hw)] = (index, r)
+                s["x"].append(index)
+                s["y"].append(m["value"])
+                s["low"].append(m["summary"]["ci_low"])
+                s["high"].append(m["summary"]["ci_high"])
+                s["flags"].append(flag)
+                s["ticks"].append(f"{run.date[:10]} {run.revision[:7]}")
+    out = []
+    for (metric, preset), by_point in sorted(series.items()):
+        lines = list(by_point.values())
+        unit = lines[0]["unit"]
+        scale = 1e3 if unit == "s" else 1.0
+        for s in lines:
+            for k in ("y", "low", "high"):
+                s[k] = [v * scale for v in s[k]]
+        ylabel = f"{metric} ({'ms' if unit == 's' else unit})"
+        out.append({"metric": metric, "preset": preset, "runs": len({x for s in lines for x in s["x"]}),
+                    "chart": charts.trend(lines, ylabel)})
+    return out, flags
+
+
+def build_site(results_dir: str | Path, site_dir: str | Path, threshold: float = 0.05) -> Path:
+    """Write the dashboard and every run's report; returns the index page's path."""
+    runs = find_runs(results_dir)
+    site = Path(site_dir)
+    for run in runs:
+        html = render_report(run.records, [str(run.path)], title=f"nvila-bench report: {run.slug}")
+        write_atomic(site / "runs" / f"{run.slug}.html", html)
+    charts_, flags = trends(runs, threshold)
+    context = {
+        "title": "nvila-bench dashboard",
+        "source": str(results_dir),
+        "threshold": threshold,
+        "runs": [{"slug": r.slug, "date": r.date, "revision": r.revision, "hardware": r.hardware,
+                  "records": len(r.records), "ok": r.count("ok"), "oom": r.count("oom"), "error": r.count("error"),
+                  "suites": sorted({x["suite"] for x in r.records})} for r in reversed(runs)],
+        "trends": charts_,
+        "flags": flags,
+    }  # fmt: skip
+    return write_atomic(site / "index.html", render_dashboard(context))

@@ -1,0 +1,80 @@
+"""Render reports and the history dashboard with Jinja2 (autoescaping on: names, errors and settings taken
+from result files cannot inject markup). Charts arrive as SVG strings made by matplotlib, the only markup
+marked safe. The output is one self-contained HTML file per page: no scripts from a network, no CDN."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
+
+import nvila_bench
+
+from . import sections
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("nvila_bench.reports", "templates"),
+        autoescape=True,  # every template, whatever its file name
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(ms=fmt_ms, num=fmt_num, mib=fmt_mib, pct=fmt_pct, svg=lambda s: Markup(s) if s else "")
+    return env
+
+
+def fmt_ms(seconds) -> str:
+    return "" if seconds is None else f"{seconds * 1e3:,.3f} ms" if seconds < 1 else f"{seconds:,.3f} s"
+
+
+def fmt_num(x, digits: int = 4) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) < 1e15):
+        return f"{int(x):,}"
+    return f"{x:,.{digits}g}"
+
+
+def fmt_mib(nbytes) -> str:
+    return "" if nbytes is None else f"{nbytes / 2**30:,.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:,.1f} MiB"
+
+
+def fmt_pct(x) -> str:
+    return "" if x is None else f"{x * 100:.1f}%"
+
+
+def _meta() -> dict:
+    return {
+        "version": nvila_bench.__version__,
+        "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+
+
+def render_report(records: list[dict], sources: list[str], title: str = "nvila-bench report") -> str:
+    context = sections.build(records, sources)
+    return _env().get_template("report.html.j2").render(title=title, meta=_meta(), **context)
+
+
+def render_dashboard(context: dict) -> str:
+    return _env().get_template("dashboard.html.j2").render(meta=_meta(), **context)
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write via a temporary file and rename: an interrupted render never leaves half a page behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

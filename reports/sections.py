@@ -1,0 +1,289 @@
+"""The report's sections as plain data: pure functions of the result records, no HTML, no measuring.
+
+Each function returns what one template section shows (rows, an SVG chart, and the commands that would
+fill what is missing). A figure that no record holds is None, and the template prints "not measured".
+"""
+
+from __future__ import annotations
+
+import json
+
+from nvila_bench.stats import Summary
+
+from . import charts, paper
+from .claims import RUN_SUITES, claims_table
+from .records import BASELINES, hardware_of, latest, measured, media_label, point_label, point_name, request_key, value
+
+PREFILL_STAGES = ("preprocess", "vision", "projector", "llm_prefill")
+HARDWARE_COLUMNS = {"a100": "A100", "rtx4090": "RTX 4090", "orin": "Orin"}
+
+
+def _not_measured(suite: str, command: str) -> dict:
+    return {"suite": suite, "command": command, "available": suite in RUN_SUITES}
+
+
+def headline(records: list[dict]) -> dict:
+    """NVILA vs its VILA1.5 baseline per hardware: one row per (preset, request) measured by prefill."""
+    # Comparison records (scale-then-compress variants) have their own section.
+    prefill = [r for r in measured(records, "prefill") if not (r["config"].get("extra") or {}).get("comparison")]
+    decode = {(r["preset"], request_key(r)[:5] + request_key(r)[-1:]): r for r in measured(records, "decode")}
+    by_req = {(r["preset"], request_key(r)): r for r in prefill}
+    train = {r["preset"]: r for r in measured(records, "train")}
+    ftmem = {r["preset"]: r for r in records if r["suite"] == "finetune-memory" and r["status"] == "ok"}
+    acc = {r["preset"]: r for r in measured(records, "accuracy")}
+    groups: dict[str, list[dict]] = {}
+    for r in prefill:
+        key = request_key(r)
+        base = BASELINES.get(r["preset"])
+        base_rec = by_req.get((base, key)) if base else None
+        dec = decode.get((r["preset"], key[:5] + key[-1:]))
+        ttft, base_ttft = value(r, "ttft"), value(base_rec, "ttft")
+        groups.setdefault(hardware_of(r), []).append({
+            "preset": r["preset"], "media": media_label(r["config"]), "dtype": r["config"]["dtype"],
+            "batch": r["config"]["batch_size"], "tokens": value(r, "media_tokens"), "ttft": ttft,
+            "baseline": base if base_rec else None,
+            "ttft_speedup": base_ttft / ttft if ttft and base_ttft else None,
+            "decode_tps": value(dec, "decode_tokens_per_s"),
+            "train_sps": value(train.get(r["preset"]), "samples_per_s"),
+            "ft_memory": value(ftmem.get(r["preset"]), "peak_memory_allocated"),
+            "accuracy": value(acc.get(r["preset"]), "score"),
+        })  # fmt: skip
+    for rows in groups.values():
+        rows.sort(key=lambda row: (row["media"], row["preset"]))
+    missing = []
+    if not decode:
+        missing.append(_not_measured("decode", "nvila-bench run decode --preset nvila-8b --preset vila1.5-8b --device cuda --image 1920x1080 --out results/"))
+    if not train:
+        missing.append(_not_measured("train", "nvila-bench run train --preset nvila-lite-2b --device cuda --out results/"))
+    if not ftmem:
+        missing.append(_not_measured("finetune-memory", "nvila-bench run finetune-memory --preset nvila-8b --device cuda --out results/"))
+    if not acc:
+        missing.append(_not_measured("accuracy", "nvila-bench run accuracy --preset nvila-8b --tasks ai2d,mmmu_val --out results/"))
+    return {
+        "groups": groups,
+        "missing": missing,
+        "command": "nvila-bench run prefill --preset nvila-8b --preset vila1.5-8b --device cuda --image 1920x1080 --out results/",
+    }
+
+
+def stage_breakdown(records: list[dict]) -> dict:
+    """Per point: median preprocess / vision / projector / LLM prefill, plus decode (TPOT x steps) when the
+    decode suite measured the same request; a stacked bar chart of them."""
+    decode = {(r["preset"], request_key(r)[:5] + request_key(r)[-1:]): r for r in measured(records, "decode")}
+    rows = []
+    for r in measured(records, "prefill"):
+        key = request_key(r)
+        dec = decode.get((r["preset"], key[:5] + key[-1:]))
+        steps = dec["config"]["new_tokens"] - 1 if dec else None
+        row = {"label": f"{point_name(r)} ({hardware_of(r)})"}
+        row |= {s: value(r, s) for s in PREFILL_STAGES}
+        row["decode"] = value(dec, "tpot") * steps if dec and value(dec, "tpot") else None
+        row["decode_tokens"] = steps
+        row["ttft"] = value(r, "ttft")
+        rows.append(row)
+    rows.sort(key=lambda row: row["label"])
+    stages = PREFILL_STAGES + (("decode",) if any(r["decode"] for r in rows) else ())
+    chart = charts.stacked_stages(rows, stages) if rows else None
+    return {"rows": rows, "stages": stages, "chart": chart}
+
+
+TIMED = {  # suite -> cost-model stage -> the measured metric holding its time
+    "prefill": {"vision": "vision", "projector": "projector", "llm_prefill": "llm_prefill"},
+    "decode": {"llm_prefill": "prefill", "decode_step": "tpot"},
+}
+
+
+def roofline(records: list[dict]) -> dict:
+    """Achieved FLOP/s of each measured stage against its cost-model arithmetic intensity, under the roof of
+    the peaks the run used (`peak_flops` / `peak_bandwidth`); time floor, MFU and MBU per point and stage."""
+    points, table, roofs = [], [], {}
+    for r in measured(records, "prefill") + measured(records, "decode"):
+        label = point_name(r)
+        for stage, timed in TIMED[r["suite"]].items():
+            flops, nbytes, seconds = value(r, f"{stage}_flops"), value(r, f"{stage}_bytes"), value(r, timed)
+            if not (flops and nbytes and seconds):
+                continue
+            points.append({"label": label, "stage": "decode" if stage == "decode_step" else stage,
+                           "intensity": flops / nbytes, "achieved": flops / seconds})
+            table.append({
+                "point": label, "suite": r["suite"], "hardware": hardware_of(r), "dtype": r["config"]["dtype"],
+                "stage": stage, "measured": seconds, "floor": value(r, f"{stage}_floor"),
+                "mfu": value(r, f"{stage}_mfu"), "mbu": value(r, f"{stage}_mbu"), "peaks": value(r, "peaks_source"),
+            })  # fmt: skip
+        if value(r, "peak_flops") and value(r, "peak_bandwidth"):
+            source = str(value(r, "peaks_source"))
+            roofs[source] = {"label": source, "flops": value(r, "peak_flops"), "bandwidth": value(r, "peak_bandwidth")}
+    chart = charts.roofline(points, list(roofs.values())) if points else None
+    return {
+        "rows": table, "chart": chart, "has_floor": any(t["floor"] for t in table),
+        "command": "nvila-bench ceilings --device cpu --dtype float32 --out out/  (the suites then read out/ceilings.json)",
+    }  # fmt: skip
+
+
+def scale_then_compress(records: list[dict]) -> dict:
+    """Tokens and latency of baseline / scaled-only / NVILA on the image and the video request."""
+    rows, tokens, latency = [], {}, {}
+    variants = ("baseline", "scaled-only", "nvila")
+    for r in records:
+        extra = r["config"].get("extra") or {}
+        if extra.get("comparison") != "scale-then-compress" or r["status"] != "ok":
+            continue
+        kind = "analytic" if r["suite"] == "scale-then-compress" else r["suite"]
+        rows.append({
+            "media": extra["media"], "variant": extra["variant"], "preset": r["preset"], "kind": kind,
+            "provenance": r["provenance"], "hardware": hardware_of(r), "tokens": value(r, "media_tokens"),
+            "ttft": value(r, "ttft"), "ttft_floor": value(r, "ttft_floor"), "tpot": value(r, "tpot"),
+            "tpot_floor": value(r, "tpot_floor"), "decode_tps": value(r, "decode_tokens_per_s"),
+        })  # fmt: skip
+    order = {v: i for i, v in enumerate(variants)}
+    rows.sort(key=lambda x: (x["media"], order.get(x["variant"], 9), x["kind"]))
+    charts_out = {}
+    if rows:
+        for row in rows:
+            tokens.setdefault(row["variant"], {})[row["media"]] = row["tokens"]
+            if row["kind"] == "prefill":
+                latency.setdefault(row["variant"], {})[row["media"]] = row["ttft"] * 1e3
+        media = ["image", "video"]
+        series = {v: [tokens.get(v, {}).get(m) for m in media] for v in variants if v in tokens}
+        charts_out["tokens"] = charts.grouped_bars(media, series, "LLM positions for the media", log=True)
+        if latency:
+            lat = {v: [latency.get(v, {}).get(m) for m in media] for v in variants if v in latency}
+            charts_out["latency"] = charts.grouped_bars(media, lat, "TTFT, ms (measured)", log=True)
+        else:
+            floors = {}
+            for row in rows:
+                if row["kind"] == "analytic" and row["ttft_floor"]:
+                    floors.setdefault(row["variant"], {})[row["media"]] = row["ttft_floor"] * 1e3
+            if floors:
+                fl = {v: [floors.get(v, {}).get(m) for m in media] for v in variants if v in floors}
+                charts_out["latency"] = charts.grouped_bars(media, fl, "TTFT floor, ms (analytic)", log=True)
+    return {"rows": rows, "charts": charts_out, "command": "nvila-bench run scale-then-compress --out results/  (--tiny to measure the stand-ins on CPU, --device cuda for the real models)"}
+
+
+def distributions(records: list[dict]) -> dict:
+    """p50 / p90 / p99 of TTFT and TPOT per point, from the stored summaries, and box plots of raw samples."""
+    rows, plots = [], {}
+    for metric, suite in (("ttft", "prefill"), ("tpot", "decode")):
+        for r in measured(records, suite):
+            m = r["metrics"].get(metric)
+            if not m or "summary" not in m:
+                continue
+            s = Summary.from_dict(m["summary"])
+            label = point_name(r)
+            rows.append({"metric": metric, "point": label, "hardware": hardware_of(r), "summary": s,
+                         "processes": r["config"].get("processes", 1)})
+            if m.get("samples"):
+                plots.setdefault(metric, []).append({"label": label, "samples": m["samples"]})
+    chart = {k: charts.distributions(v) for k, v in plots.items()}
+    return {"rows": rows, "charts": chart}
+
+
+def accuracy(records: list[dict]) -> dict:
+    """Our accuracy records beside the paper's (Table 9 / 10) and beside our TTFT for the same preset."""
+    ours = {(r["preset"], r["config"].get("task")): r for r in records if r["suite"] == "accuracy" and r["status"] == "ok"}
+    tables = {}
+    for kind in ("image", "video"):
+        rows = []
+        for task, entry in paper.accuracy_table(kind).items():
+            presets = {k: v for k, v in entry.items() if k != "name"}
+            rows.append({"task": task, "name": entry["name"], "paper": presets,
+                         "ours": {p: value(ours.get((p, task)), "score") for p in presets}})
+        tables[kind] = rows
+    ttft = {}
+    for r in measured(records, "prefill"):
+        ttft.setdefault(r["preset"], value(r, "ttft"))
+    scatter_points = [{"label": p, "x": ttft[p] * 1e3, "y": value(r, "score")}
+                      for (p, task), r in ours.items() if p in ttft and value(r, "score") is not None]
+    chart = charts.scatter(scatter_points, "TTFT, ms (measured)", "score") if scatter_points else None
+    presets = {"image": ["nvila-8b", "nvila-lite-8b", "vila1.5-8b"], "video": ["nvila-8b-video"]}
+    return {"tables": tables, "presets": presets, "chart": chart, "measured": bool(ours),
+            "command": "nvila-bench run accuracy --preset nvila-8b --checkpoint /path/to/NVILA-8B --tasks ai2d,mmmu_val --out results/",
+            "available": "accuracy" in RUN_SUITES}
+
+
+def training(records: list[dict]) -> dict:
+    """Training throughput and fine-tuning memory records, with the paper's Table 5 / 6 settings beside."""
+    train = [r for r in records if r["suite"] == "train" and r["status"] == "ok"]
+    ft = [r for r in records if r["suite"] == "finetune-memory" and r["status"] == "ok"]
+    return {
+        "train": [{"label": point_label(r), "hardware": hardware_of(r), "samples_per_s": value(r, "samples_per_s"),
+                   "tokens_per_s": value(r, "tokens_per_s"), "step_time": value(r, "step_time"),
+                   "peak": value(r, "peak_memory_allocated"), "mfu": value(r, "mfu")} for r in train],
+        "finetune": [{"label": point_label(r), "hardware": hardware_of(r), "peak": value(r, "peak_memory_allocated"),
+                      "predicted": value(r, "peak_memory_predicted"), "its": value(r, "iterations_per_s"),
+                      "provenance": r["provenance"]} for r in ft],
+        "missing": [m for m, have in ((_not_measured("train", "nvila-bench run train --preset nvila-lite-2b --device cuda --out results/"), train),
+                                      (_not_measured("finetune-memory", "nvila-bench run finetune-memory --preset nvila-8b --device cuda --out results/"), ft)) if not have],
+    }  # fmt: skip
+
+
+def decode_reference(records: list[dict]) -> list[dict]:
+    """The README's deployment decode rates (paper provenance) beside our measured rate of the same preset."""
+    ours: dict[str, list[tuple[str, float]]] = {}
+    for r in measured(records, "decode"):
+        if value(r, "decode_tokens_per_s") and r["config"].get("batch_size") == 1:
+            ours.setdefault(r["preset"], []).append((hardware_of(r), value(r, "decode_tokens_per_s")))
+    rows = []
+    for entry in paper.decode_rates():
+        rows.append({
+            "preset": entry["preset"], "engine": entry["engine"], "source": entry["source"],
+            "paper": {label: entry.get(key) for key, label in HARDWARE_COLUMNS.items()},
+            "ours": ours.get(entry["preset"], []),
+        })  # fmt: skip
+    return rows
+
+
+def failures(records: list[dict]) -> list[dict]:
+    return [{"label": point_label(r), "status": r["status"], "error": r.get("error"), "hardware": hardware_of(r)}
+            for r in records if r["status"] != "ok"]
+
+
+def environments(records: list[dict]) -> list[dict]:
+    """One entry per distinct environment (run), with the key fields up front and the full JSON behind."""
+    seen, out = {}, []
+    for r in records:
+        env = r.get("environment")
+        if not env:
+            continue
+        blob = json.dumps(env, sort_keys=True, indent=1)
+        if blob in seen:
+            seen[blob]["runs"].add(r["run_id"])
+            continue
+        gpus = env.get("gpu") or []
+        entry = {
+            "hardware": hardware_of(r), "runs": {r["run_id"]}, "torch": env.get("torch"), "cuda": env.get("cuda"),
+            "transformers": env.get("transformers"), "python": env.get("python"), "platform": env.get("platform"),
+            "revision": (env.get("git_revision") or "unknown")[:12] + (" (dirty)" if env.get("git_dirty") else ""),
+            "gpu": ", ".join(f"{g.get('name')} (driver {g.get('driver_version')}, {g.get('sm_clock_mhz')} MHz SM, "
+                             f"{g.get('power_limit_w')} W limit)" for g in gpus) or env.get("gpu_error"),
+            "json": blob,
+        }  # fmt: skip
+        seen[blob] = entry
+        out.append(entry)
+    for entry in out:
+        entry["runs"] = sorted(entry["runs"])
+    return out
+
+
+def build(records: list[dict], sources: list[str]) -> dict:
+    """Everything the report template shows."""
+    current = latest(records)
+    provenance = {p: sum(r["provenance"] == p for r in current) for p in ("measured", "analytic", "paper")}
+    return {
+        "sources": sources,
+        "n_records": len(records),
+        "n_points": len(current),
+        "provenance_counts": provenance,
+        "hardware": sorted({hardware_of(r) for r in current}),
+        "headline": headline(current),
+        "claims": claims_table(current),
+        "roofline": roofline(current),
+        "stc": scale_then_compress(current),
+        "stages": stage_breakdown(current),
+        "distributions": distributions(current),
+        "accuracy": accuracy(current),
+        "training": training(current),
+        "decode_reference": decode_reference(current),
+        "failures": failures(current),
+        "environments": environments(current),
+    }
