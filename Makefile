@@ -1,5 +1,4 @@
 # Two commands on a fresh machine: `make run` (main job) and `make test` (test suite).
-# (The HTML report joins `make run` when the reports issue lands.)
 # Both create .venv when missing. torch is installed first, pinned to the CPU wheel this workplace keeps
 # on disk, so no dependency can pull a multi-GB CUDA build; override with `make TORCH=torch==2.14.1 ...`.
 PYTHON ?= python3
@@ -19,17 +18,21 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip check
 	touch $@
 
-# The main job: model summary, then the latency suites on the tiny (CPU-sized) presets -> $(OUT)/results.jsonl
+# The main job: model summary, this machine's GEMM / copy ceilings (for the roofline), the latency suites on
+# the tiny (CPU-sized) presets -> $(OUT)/results.jsonl, and the HTML report -> $(OUT)/report.html
 OUT   ?= out
 TINY  := --preset nvila-tiny --preset nvila-lite-tiny --preset nvila-video-tiny --preset vila-tiny
 run: $(STAMP)
 	$(BIN)/nvila-bench summary
+	$(BIN)/nvila-bench ceilings --device cpu --dtype float32 --size 1024 --seconds 1 --out $(OUT)
 	$(BIN)/nvila-bench run prefill $(TINY) --image 448x448 --out $(OUT)
 	$(BIN)/nvila-bench run prefill $(TINY) --image 1920x1080 --out $(OUT)
 	$(BIN)/nvila-bench run prefill $(TINY) --video-frames 8 --out $(OUT)
 	$(BIN)/nvila-bench run decode $(TINY) --image 1920x1080 --new-tokens 32 --out $(OUT)
 	$(BIN)/nvila-bench run scale-then-compress --tiny --out $(OUT)
 	$(BIN)/nvila-bench run overhead --preset nvila-tiny --out $(OUT)
+	$(BIN)/nvila-bench report $(OUT)/results.jsonl --out $(OUT)/report.html
+	@echo "open $(OUT)/report.html"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

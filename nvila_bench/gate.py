@@ -81,6 +81,12 @@ def match_key(record: dict) -> str:
     return point_id(record["suite"], config)
 
 
+def _portable_key(record: dict) -> str:
+    """The match key without the device: equal keys on different devices mean different hardware."""
+    config = {k: v for k, v in record["config"].items() if k not in ("processes", "device")}
+    return point_id(record["suite"], config)
+
+
 def point_label(record: dict) -> str:
     c = record["config"]
     media = list(c.get("images") or []) + ([f"{c['video_frames']}f"] if c.get("video_frames") else [])
@@ -125,6 +131,10 @@ def gate(baseline: list[dict], candidate: list[dict], threshold: float = 0.05, m
     base = _measured(baseline, "baseline")
     cand = _measured(candidate, "candidate")
     common = [k for k in base if k in cand]
+    if not common and set(map(_portable_key, base.values())) & set(map(_portable_key, cand.values())):
+        base_hw = sorted({hardware_of(r) for r in base.values()})
+        cand_hw = sorted({hardware_of(r) for r in cand.values()})
+        raise IncomparableError(f"different hardware: baseline ran on {', '.join(base_hw)}; candidate on {', '.join(cand_hw)}")
     if not common:
         raise IncomparableError(
             f"no matching points: the baseline's {len(base)} and the candidate's {len(cand)} measured points share "

@@ -1,0 +1,152 @@
+"""The regression gate: decisions from samples, exit codes, and a measured false-alarm rate."""
+
+import json
+
+import pytest
+from fake_records import CPU_ENV, GPU_ENV, decode_record, prefill_record
+
+from nvila_bench.cli import main
+from nvila_bench.gate import IncomparableError, gate, markdown_summary, parse_threshold
+from nvila_bench.results import ResultWriter, make_record
+
+
+def write(path, records):
+    writer = ResultWriter(path)
+    for r in records:
+        writer.write(r)
+    return str(path)
+
+
+def test_threshold_parsing():
+    assert parse_threshold("5%") == pytest.approx(0.05)
+    assert parse_threshold("0.05") == pytest.approx(0.05)
+    assert parse_threshold("10") == pytest.approx(0.10)
+    with pytest.raises(ValueError, match="not a number"):
+        parse_threshold("fast")
+    with pytest.raises(ValueError, match=r"\[0%, 100%\)"):
+        parse_threshold("150%")
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_aa_comparisons_pass_and_a_10_percent_slowdown_is_flagged(seed):
+    """The measured false-alarm rate on synthetic 3%-CV timing noise: 0 of 30 A/A pairs flagged, while each
+    10% slowdown of the same noise is flagged (30 of 30)."""
+    base = [prefill_record(ttft=0.1, seed=seed)]
+    same = [prefill_record(ttft=0.1, seed=1000 + seed, run_id="run-b")]
+    slow = [prefill_record(ttft=0.11, seed=1000 + seed, run_id="run-c")]
+    assert gate(base, same).passed
+    result = gate(base, slow)
+    assert [c.verdict for c in result.regressions] == ["regression"]
+    low, high = result.regressions[0].ci
+    assert 1.05 < low < high < 1.16
+
+
+def test_a_change_below_the_threshold_passes_and_an_improvement_is_named():
+    base = [prefill_record(ttft=0.1, seed=1)]
+    assert gate(base, [prefill_record(ttft=0.103, seed=2)]).passed  # +3% < 5%
+    better = gate(base, [prefill_record(ttft=0.08, seed=2)])
+    assert better.passed and better.comparisons[0].verdict == "improvement"
+
+
+def test_throughput_regresses_downwards():
+    base = [decode_record(tpot=0.001, seed=1)]
+    slow = gate(base, [decode_record(tpot=0.0012, seed=2)])
+    verdicts = {c.metric: c.verdict for c in slow.comparisons}
+    assert verdicts == {"tpot": "regression", "decode_tokens_per_s": "regression"}
+
+
+def test_process_groups_widen_the_interval():
+    """A candidate whose second process ran 12% slower: bootstrapping over processes says "unclear", where
+    pooling the samples as if from one process would claim a significant change."""
+    def merged(shift, seed):
+        r = prefill_record(ttft=0.1, seed=seed)
+        a, b = r["metrics"]["ttft"]["samples"][:100], [v * shift for v in r["metrics"]["ttft"]["samples"][100:]]
+        r["metrics"]["ttft"] |= {"samples": a + b, "groups": [100, 100]}
+        return r
+
+    base, cand = merged(1.0, 1), merged(1.12, 2)  # candidate: second process 12% slower (run-to-run drift)
+    wide = gate([base], [cand]).comparisons[0]
+    cand["metrics"]["ttft"].pop("groups")
+    base["metrics"]["ttft"].pop("groups")
+    narrow = gate([base], [cand]).comparisons[0]
+    assert wide.ci[0] < 1 < wide.ci[1]  # over processes: cannot tell the runs apart
+    assert narrow.ci[0] > 1  # pooled as one process: a (false) significant slowdown
+    assert (wide.ci[1] - wide.ci[0]) > 2 * (narrow.ci[1] - narrow.ci[0])
+
+
+def test_a_point_that_now_fails_is_a_regression():
+    base = [prefill_record()]
+    config = base[0]["config"]
+    failed = make_record("prefill", config, {}, "run-b", environment=CPU_ENV, status="oom", error="CUDA out of memory")
+    result = gate(base, [failed])
+    assert not result.passed and result.regressions[0].verdict == "failed"
+    assert "out of memory" in markdown_summary(result, base, [failed])
+
+
+def test_incomparable_inputs():
+    with pytest.raises(IncomparableError, match="different hardware"):
+        gate([prefill_record()], [prefill_record(env=GPU_ENV)])
+    with pytest.raises(IncomparableError, match="no matching points"):
+        gate([prefill_record(preset="nvila-tiny")], [prefill_record(preset="vila-tiny")])
+    with pytest.raises(IncomparableError, match="none of the metrics"):
+        gate([prefill_record()], [prefill_record(seed=3)], metrics=("no_such_metric",))
+
+
+def test_markdown_summary_names_the_verdict_and_escapes_pipes():
+    base = [prefill_record(preset="nvila-tiny", extra={"variant": "a|b"})]
+    slow = [prefill_record(preset="nvila-tiny", ttft=0.12, seed=5, extra={"variant": "a|b"}, run_id="run-b")]
+    text = markdown_summary(gate(base, slow), base, slow)
+    assert text.startswith("## nvila-bench gate: FAIL: 1 regression(s)")
+    assert "a\\|b" in text and "| ttft |" in text and "❌ regression" in text
+
+
+def test_cli_exit_codes(tmp_path, capsys):
+    a = write(tmp_path / "a", [prefill_record(seed=1), decode_record(seed=1)])
+    b = write(tmp_path / "b", [prefill_record(seed=2, run_id="b"), decode_record(seed=2, run_id="b")])
+    c = write(tmp_path / "c", [prefill_record(ttft=0.115, seed=2, run_id="c"), decode_record(seed=2, run_id="c")])
+    h = write(tmp_path / "h", [prefill_record(env=GPU_ENV)])
+    md = tmp_path / "summary.md"
+    assert main(["gate", "--baseline", a, "--candidate", b, "--summary-md", str(md)]) == 0
+    assert "PASS" in md.read_text()
+    assert main(["gate", "--baseline", a, "--candidate", c]) == 1
+    assert "regression: prefill nvila-tiny 448x448" in capsys.readouterr().err
+    assert main(["gate", "--baseline", a, "--candidate", c, "--threshold", "20%"]) == 0
+    assert main(["gate", "--baseline", a, "--candidate", c, "--metrics", "tpot"]) == 0
+    assert main(["gate", "--baseline", a, "--candidate", h]) == 2
+    assert "different hardware" in capsys.readouterr().err
+    assert main(["gate", "--baseline", a, "--candidate", c, "--threshold", "x"]) == 2
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json}\n", "not JSON"),
+        ('{"schema_version": 1, "run_id": "r"', "truncated record"),
+        (json.dumps({"schema_version": 99}) + "\n", "schema_version 99 != 1"),
+        ("", "no result records"),
+        ("[1, 2]\n", "must be a JSON object"),
+    ],
+)
+def test_bad_results_files_exit_2_with_one_line(tmp_path, capsys, content, message):
+    good = write(tmp_path / "good", [prefill_record()])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(content)
+    for argv in (["gate", "--baseline", good, "--candidate", str(bad)], ["report", str(bad), "--out", str(tmp_path / "r.html")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "r.html").exists()
+    assert main(["gate", "--baseline", str(tmp_path / "missing"), "--candidate", good]) == 2
+    assert "no such results file" in capsys.readouterr().err
+
+
+def test_real_measurements_aa_passes_and_injected_slowdown_is_flagged(tmp_path, monkeypatch):
+    """End to end on this machine: the same prefill point measured twice passes the gate; the same point with
+    every stage stretched 10% (NVILA_BENCH_SLOWDOWN, a busy wait) is flagged."""
+    argv = ["run", "prefill", "--preset", "vila-tiny", "--image", "448x448", "--warmup", "5", "--min-seconds", "1.5", "--quiet"]
+    assert main(argv + ["--out", str(tmp_path / "a")]) == 0
+    assert main(argv + ["--out", str(tmp_path / "b")]) == 0
+    monkeypatch.setenv("NVILA_BENCH_SLOWDOWN", "1.10")
+    assert main(argv + ["--out", str(tmp_path / "c")]) == 0
+    assert main(["gate", "--baseline", str(tmp_path / "a"), "--candidate", str(tmp_path / "b")]) == 0
+    assert main(["gate", "--baseline", str(tmp_path / "a"), "--candidate", str(tmp_path / "c")]) == 1

@@ -1,0 +1,129 @@
+"""The HTML report and the dashboard: sections, provenance, missing data, escaping, self-containment."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+from fake_records import CPU_ENV, decode_record, prefill_record
+
+from nvila_bench.cli import main
+from nvila_bench.reports import paper
+from nvila_bench.reports.claims import claims_table
+from nvila_bench.reports.render import render_report
+from nvila_bench.results import ResultWriter, make_record
+
+SECTIONS = ("headline", "claims", "stages", "stc", "roofline", "distributions", "training", "accuracy", "failures", "environment")
+TEMPLATES = Path(__file__).parent.parent / "reports" / "templates"
+HOSTILE = '<script>alert("x")</script>'
+
+
+def write(path, records):
+    writer = ResultWriter(path)
+    for r in records:
+        writer.write(r)
+    return path
+
+
+def test_report_has_every_section_and_marks_provenance():
+    records = [prefill_record("nvila-tiny", 0.2), prefill_record("vila-tiny", 0.05), decode_record("nvila-tiny")]
+    html = render_report(records, ["x.jsonl"])
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in html
+    for provenance in ("measured", "analytic", "paper"):
+        assert f'<span class="prov {provenance}">' in html
+    assert "0.25x" in html  # nvila-tiny TTFT vs vila-tiny: 0.05 / 0.2, shown honestly
+    assert html.count("<svg") >= 3  # stage bars, distributions (ttft, tpot), roofline needs cost metrics
+
+
+def test_missing_data_says_not_measured_with_the_command_never_zero():
+    html = render_report([prefill_record("nvila-tiny", 0.2)], ["x.jsonl"])
+    assert "not measured" in html
+    assert "nvila-bench run decode --preset nvila-8b --preset vila1.5-8b" in html
+    assert "nvila-bench run finetune-memory" in html and "suite is not in this version yet" in html
+    headline = html[html.index('<section id="headline">') : html.index('<section id="claims">')]
+    row = re.search(r"<tr><td>nvila-tiny</td>.*?</tr>", headline, re.S).group(0)
+    assert row.count("not measured") == 5  # vs VILA1.5, decode, train, fine-tune memory, accuracy
+    assert ">0<" not in row and ">0.0<" not in row
+
+
+def test_hostile_strings_are_escaped_everywhere(tmp_path):
+    env = CPU_ENV | {"platform": HOSTILE, "cpu_model": HOSTILE}
+    ok = prefill_record(HOSTILE, 0.1, env=env, extra={"variant": HOSTILE})
+    bad = make_record("prefill", ok["config"] | {"seed": 1}, {}, HOSTILE, environment=env, status="error", error=HOSTILE)
+    out = tmp_path / "r.html"
+    assert main(["report", str(write(tmp_path / "res", [ok, bad])), "--out", str(out)]) == 0
+    html = out.read_text()
+    assert "<script" not in html  # neither in the tables nor inside the SVG charts' labels
+    assert "&lt;script&gt;alert(" in html or "&lt;script&gt;alert(&#34;x&#34;)" in html
+
+
+def test_report_is_self_contained():
+    html = render_report([prefill_record(), decode_record()], ["x.jsonl"])
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "<link" not in html and "@import" not in html
+    assert not re.search(r"url\((?!#)", html)  # only the SVGs' own clip paths, url(#id)
+
+
+def test_paper_numbers_live_in_the_data_file_not_the_templates():
+    data = tomllib.loads((Path(__file__).parent.parent / "reports" / "data" / "paper.toml").read_text())
+    templates = "".join(p.read_text() for p in TEMPLATES.glob("*.j2"))
+    numbers = {str(c["paper_low"]) for c in data["claims"]} | {"63.5", "19.2", "92.3", "82.1", "995", "268"}
+    for n in numbers:
+        assert not re.search(rf"(?<![\d.]){re.escape(n)}(?![\d.])", templates), n
+    html = render_report([prefill_record()], ["x.jsonl"])
+    assert "92.3" in html and "82.1" in html  # ... yet the report shows them, from the data file
+
+
+def test_claims_verdicts():
+    rows = {r["id"]: r for r in claims_table([prefill_record("nvila-tiny", 0.2), prefill_record("vila-tiny", 0.05)])}
+    assert rows["video-tokens-tsp"]["verdict"] == "holds" and rows["video-tokens-tsp"]["ours"].value == 8192
+    speed = rows["prefill-speedup"]
+    assert speed["verdict"] == "not comparable" and speed["ours"].text == "0.25x" and "tiny" in speed["ours"].note
+    assert rows["finetune-memory"]["verdict"] == "not measured" and rows["finetune-memory"]["ours"] is None
+    assert len(rows) == len(paper.claims())
+
+
+def test_report_from_real_suite_output(tmp_path):
+    """The suites' own records (prefill, decode, scale-then-compress analytic) render, with a roofline when
+    peaks are known (measured CPU ceilings)."""
+    out = tmp_path / "res"
+    assert main(["ceilings", "--device", "cpu", "--dtype", "float32", "--size", "256", "--seconds", "0.2", "--out", str(out)]) == 0
+    common = ["--warmup", "1", "--repeats", "2", "--min-seconds", "0", "--quiet", "--out", str(out)]
+    assert main(["run", "prefill", "--preset", "nvila-tiny", "--preset", "vila-tiny", "--image", "640x480"] + common) == 0
+    assert main(["run", "decode", "--preset", "nvila-tiny", "--image", "640x480", "--new-tokens", "4"] + common) == 0
+    assert main(["run", "scale-then-compress", "--quiet", "--out", str(out)]) == 0
+    page = tmp_path / "report.html"
+    assert main(["report", str(out), "--out", str(page)]) == 0
+    html = page.read_text()
+    assert "measured:" in html and "ceilings.json" in html  # peaks source of the roofline
+    roofline = html[html.index('<section id="roofline">') : html.index('<section id="distributions">')]
+    assert "<svg" in roofline and "%" in roofline
+    stc = html[html.index('<section id="stc">') : html.index('<section id="roofline">')]
+    assert "nvila-8b-scaled-only" in stc and "h100-sxm (analytic)" in stc
+
+
+def test_dashboard_marks_a_regression_and_links_each_run(tmp_path):
+    results = tmp_path / "history"
+    write(results / "2026-11-01", [prefill_record(ttft=0.1, seed=1, run_id="r1")])
+    later = prefill_record(ttft=0.1, seed=2, run_id="r2")
+    slower = prefill_record(ttft=0.12, seed=3, run_id="r3")
+    later["timestamp"], slower["timestamp"] = "2099-01-01T00:00:00Z", "2099-01-02T00:00:00Z"
+    write(results / "2026-11-02", [later])
+    write(results / "2026-11-03", [slower])
+    site = tmp_path / "site"
+    assert main(["dashboard", str(results), "--out", str(site)]) == 0
+    index = (site / "index.html").read_text()
+    flags = index[index.index('<section id="flags">') : index.index('<section id="trends">')]
+    assert flags.count('class="regression"') == 1 and "2026-11-03_results" in flags and "+20." in flags
+    for name in ("2026-11-01_results", "2026-11-02_results", "2026-11-03_results"):
+        assert f'href="runs/{name}.html"' in index and (site / "runs" / f"{name}.html").is_file()
+    assert "<svg" in index
+
+
+def test_dashboard_bad_input_exits_2(tmp_path, capsys):
+    assert main(["dashboard", str(tmp_path / "none"), "--out", str(tmp_path / "site")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["dashboard", str(tmp_path / "empty"), "--out", str(tmp_path / "site")]) == 2
+    assert "no *.jsonl" in capsys.readouterr().err
