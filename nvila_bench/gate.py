@@ -11,13 +11,20 @@ run used `--processes`). A point regresses only when the whole interval lies bey
 so a change smaller than the threshold, or one the noise cannot tell from zero, passes. A candidate point
 that failed (oom / error) where the baseline was ok is a regression too. Metrics without samples (peak
 memory) are compared by value against the same threshold.
+
+Several runs of one point on a side (a folder of nightly runs, or interleaved repeats) are pooled as process
+groups: the CI then carries run-to-run noise, which on a shared runner is larger than within-run noise (a
+2-vCPU cloud VM drifted by up to 30% between consecutive runs of the same point).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from nvila_bench.results import hardware_of, point_id
+import numpy as np
+
 from nvila_bench.stats import median_ratio_ci, split_groups
 
 DEFAULT_METRICS = ("ttft", "tpot", "decode_tokens_per_s", "step_time", "samples_per_s")
@@ -60,6 +67,7 @@ class GateResult:
     unmatched_candidate: int
     hardware: str
     environment_changes: list[str] = field(default_factory=list)
+    single_process: bool = False  # every point on both sides is one process run: run-to-run noise not in the CIs
 
     @property
     def regressions(self) -> list[Comparison]:
@@ -99,15 +107,29 @@ def point_label(record: dict) -> str:
     return " ".join(p for p in parts if p and p != "None")
 
 
-def compare_metric(label: str, name: str, base: dict, cand: dict, threshold: float, seed: int = 0) -> Comparison:
-    """Verdict on one metric of one matched point (see the module docstring for the rule)."""
+def sample_groups(metrics: list[dict]) -> list:
+    """Every process group of one metric over one or more runs of a point (each run adds its own groups)."""
+    return [g for m in metrics for g in split_groups(m["samples"], m.get("groups"))]
+
+
+def compare_metric(
+    label: str, name: str, base: dict | list[dict], cand: dict | list[dict], threshold: float, seed: int = 0
+) -> Comparison:
+    """Verdict on one metric of one matched point (see the module docstring for the rule). Each side is the
+    metric of one run, or of several runs of the point, pooled as process groups."""
+    base_runs = base if isinstance(base, list) else [base]
+    cand_runs = cand if isinstance(cand, list) else [cand]
+    base, cand = base_runs[-1], cand_runs[-1]
     unit, lower = base["unit"], lower_is_better(base["unit"])
     b, c = base["value"], cand["value"]
-    if "samples" in base and "samples" in cand:
-        ratio, low, high = median_ratio_ci(
-            split_groups(base["samples"], base.get("groups")), split_groups(cand["samples"], cand.get("groups")), seed=seed
-        )
+    note = ""
+    if all("samples" in m for m in base_runs + cand_runs):
+        base_groups, cand_groups = sample_groups(base_runs), sample_groups(cand_runs)
+        ratio, low, high = median_ratio_ci(base_groups, cand_groups, seed=seed)
         ci = (low, high)
+        if len(base_runs) > 1 or len(cand_runs) > 1:  # the pooled medians are what was compared
+            b = float(np.median(np.concatenate(base_groups)))
+            c = float(np.median(np.concatenate(cand_groups)))
     else:  # no distribution recorded: the value alone decides
         ratio = c / b if b else None
         low = high = ratio
@@ -117,7 +139,6 @@ def compare_metric(label: str, name: str, base: dict, cand: dict, threshold: flo
     worse = low > 1 + threshold if lower else high < 1 - threshold
     better = high < 1 - threshold if lower else low > 1 + threshold
     verdict = "regression" if worse else "improvement" if better else "pass"
-    note = ""
     if verdict == "pass" and ci is not None and (low > 1 or high < 1):
         note = "changed, but less than the threshold"
     return Comparison(label, name, unit, b, c, ratio, ci, verdict, note)
@@ -131,49 +152,62 @@ def gate(baseline: list[dict], candidate: list[dict], threshold: float = 0.05, m
     base = _measured(baseline, "baseline")
     cand = _measured(candidate, "candidate")
     common = [k for k in base if k in cand]
-    if not common and set(map(_portable_key, base.values())) & set(map(_portable_key, cand.values())):
-        base_hw = sorted({hardware_of(r) for r in base.values()})
-        cand_hw = sorted({hardware_of(r) for r in cand.values()})
+    if not common and {_portable_key(rs[0]) for rs in base.values()} & {_portable_key(rs[0]) for rs in cand.values()}:
+        base_hw = sorted({hardware_of(rs[0]) for rs in base.values()})
+        cand_hw = sorted({hardware_of(rs[0]) for rs in cand.values()})
         raise IncomparableError(f"different hardware: baseline ran on {', '.join(base_hw)}; candidate on {', '.join(cand_hw)}")
     if not common:
         raise IncomparableError(
             f"no matching points: the baseline's {len(base)} and the candidate's {len(cand)} measured points share "
             "no suite + settings"
         )
-    base_hw = sorted({hardware_of(base[k]) for k in common})
-    cand_hw = sorted({hardware_of(cand[k]) for k in common})
+    base_hw = sorted({hardware_of(r) for k in common for r in base[k]})
+    cand_hw = sorted({hardware_of(r) for k in common for r in cand[k]})
     if base_hw != cand_hw or len(base_hw) != 1:
         raise IncomparableError(f"different hardware: baseline ran on {', '.join(base_hw)}; candidate on {', '.join(cand_hw)}")
     wanted = set(metrics) if metrics else None
     comparisons = []
     for key in common:
-        b, c = base[key], cand[key]
-        label = point_label(b)
-        if b["status"] != "ok":
+        b_ok = [r for r in base[key] if r["status"] == "ok"]
+        c_ok = [r for r in cand[key] if r["status"] == "ok"]
+        last = cand[key][-1]
+        label = point_label(base[key][-1])
+        if not b_ok:
             continue  # nothing to regress from
-        if c["status"] != "ok":
-            comparisons.append(Comparison(label, "status", "", None, None, None, None, "failed", f"{c['status']}: {c.get('error')}"))
+        if last["status"] != "ok":  # the candidate's latest run of the point failed
+            comparisons.append(Comparison(label, "status", "", None, None, None, None, "failed", f"{last['status']}: {last.get('error')}"))
             continue
-        names = [m for m in b["metrics"] if (m in wanted if wanted else m in DEFAULT_METRICS)]
+        names = [m for m in b_ok[-1]["metrics"] if (m in wanted if wanted else m in DEFAULT_METRICS)]
         for name in names:
-            bm, cm = b["metrics"][name], c["metrics"].get(name)
-            if cm is None or bm.get("provenance") != "measured" or not isinstance(bm.get("value"), (int, float)):
+            bm = [r["metrics"][name] for r in b_ok if name in r["metrics"]]
+            cm = [r["metrics"][name] for r in c_ok if name in r["metrics"]]
+            if not cm or bm[-1].get("provenance") != "measured" or not isinstance(bm[-1].get("value"), (int, float)):
                 continue
             comparisons.append(compare_metric(label, name, bm, cm, threshold))
     if wanted and not comparisons:
         raise IncomparableError(f"none of the metrics {', '.join(sorted(wanted))} is measured in the matching points")
     return GateResult(
         threshold, comparisons, len(set(base) - set(cand)), len(set(cand) - set(base)), base_hw[0],
-        _environment_changes(base[common[0]], cand[common[0]]),
+        _environment_changes(base[common[0]][-1], cand[common[0]][-1]),
+        single_process=all(_groups(rs) < 2 for rs in list(base.values()) + list(cand.values())),
     )  # fmt: skip
 
 
-def _measured(records: list[dict], side: str) -> dict[str, dict]:
-    """Measured records by match key; the last record of a key wins (a re-run replaces an earlier one)."""
-    out = {match_key(r): r for r in records if r["provenance"] == "measured" and r["suite"] != "overhead"}
+def _measured(records: list[dict], side: str) -> dict[str, list[dict]]:
+    """Measured records by match key, oldest first. Several runs of a point (a directory of nightly runs,
+    or interleaved repeats) are pooled by the comparison as process groups, so run-to-run noise enters the CI."""
+    out: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        if r["provenance"] == "measured" and r["suite"] != "overhead":
+            out[match_key(r)].append(r)
     if not out:
         raise IncomparableError(f"the {side} holds no measured points (only analytic or overhead records)")
-    return out
+    return dict(out)
+
+
+def _groups(records: list[dict]) -> int:
+    """Process groups behind a point: runs times each run's processes."""
+    return sum(int(r["config"].get("processes") or 1) for r in records if r["status"] == "ok")
 
 
 def _environment_changes(base: dict, cand: dict) -> list[str]:
@@ -217,6 +251,11 @@ def markdown_summary(result: GateResult, baseline: list[dict], candidate: list[d
     ]
     if result.environment_changes:
         lines.append(f"- Software changed: {'; '.join(result.environment_changes)}")
+    if result.single_process:
+        lines.append(
+            "- Each side is one process run, so the CIs hold within-run noise only; a shared runner's run-to-run "
+            "drift is not in them. Measure with `--processes 5`, or pass several runs per side, to cover it."
+        )
     if result.unmatched_baseline or result.unmatched_candidate:
         lines.append(f"- Not compared: {result.unmatched_baseline} baseline-only and {result.unmatched_candidate} candidate-only point(s)")
     lines += ["", "| point | metric | baseline | candidate | change [95% CI] | verdict |", "|---|---|---|---|---|---|"]
