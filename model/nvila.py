@@ -63,9 +63,20 @@ def llm_hf_config(cfg: LLMConfig, attn_implementation: str = "sdpa"):
     return hf
 
 
+IGNORE_INDEX = -100  # label of positions that carry no loss (media embeddings)
 LLM_CLASSES = {"qwen2": Qwen2ForCausalLM, "llama": LlamaForCausalLM}
 # transformers renamed `past_key_values` to `cache` (5.2x); pass whichever this release takes.
 _CACHE_KWARG = "cache" if "cache" in inspect.signature(Qwen2ForCausalLM.forward).parameters else "past_key_values"
+
+
+@dataclass
+class _Joined:
+    """Several requests' media as one ViT batch (encode_media reads only `items` and `all_pixels`)."""
+
+    items: list
+
+    def all_pixels(self) -> torch.Tensor:
+        return torch.cat([m.pixels for m in self.items], dim=0)
 
 
 @dataclass
@@ -169,6 +180,52 @@ class NVILAModel(nn.Module):
                 parts += [block.to(row_text.dtype), row_text[cut[i + 1] + 1 : cut[i + 2]]]
             rows.append(torch.cat(parts))
         return torch.stack(rows)
+
+    def labels(self, input_ids: torch.Tensor, blocks: list[torch.Tensor]) -> torch.Tensor:
+        """Training labels aligned with `embed(input_ids, blocks)`: text tokens predict themselves (the LLM
+        shifts them), media positions are -100 (ignored), as in VILA's supervised stages."""
+        media = self.config.media
+        input_ids = input_ids.to(self.llm.device)
+        is_media = (input_ids == media.image_token_id) | (input_ids == media.video_token_id)
+        rows = []
+        for row, row_media in zip(input_ids, is_media):
+            cut = [-1, *row_media.nonzero().flatten().tolist(), row.shape[0]]
+            parts = [row[cut[0] + 1 : cut[1]]]
+            for i, block in enumerate(blocks):
+                parts += [row.new_full((block.shape[0],), IGNORE_INDEX), row[cut[i + 1] + 1 : cut[i + 2]]]
+            rows.append(torch.cat(parts))
+        return torch.stack(rows)
+
+    def training_loss(
+        self, media: MediaInputs | list[MediaInputs], input_ids: torch.Tensor, temporal_pool: bool = True
+    ) -> torch.Tensor:
+        """Mean next-token cross-entropy of the text tokens, through every stage with autograd on: the
+        forward pass of a training step (which parts learn is the caller's choice of requires_grad).
+
+        `media` is one request's media shared by every row, or one per row (a real micro-batch: each sample
+        has its own images, and the vision tower runs over all of them in one batch)."""
+        per_row = media if isinstance(media, list) else None
+        if per_row is not None and len(per_row) != input_ids.shape[0]:
+            raise ValueError(f"{len(per_row)} media for {input_ids.shape[0]} rows")
+        if per_row is None:
+            blocks = self.project(self.encode_media(media), media, temporal_pool)
+            embeds, labels = self.embed(input_ids, blocks), self.labels(input_ids, blocks)
+        else:
+            items = [item for m in per_row for item in m.items]
+            feats = self.encode_media(_Joined(items))  # every tile and frame of the batch through the ViT at once
+            embeds, labels = [], []
+            for row, m in zip(input_ids, per_row):
+                blocks = self.project(self._reorder(feats, items, m), m, temporal_pool)
+                embeds.append(self.embed(row[None], blocks))
+                labels.append(self.labels(row[None], blocks))
+            embeds, labels = torch.cat(embeds), torch.cat(labels)
+        return self.llm(inputs_embeds=embeds, labels=labels, use_cache=False).loss
+
+    @staticmethod
+    def _reorder(feats: list[torch.Tensor], items: list, media: MediaInputs) -> list[torch.Tensor]:
+        """The features of `media`'s items, picked out of a joined batch by identity."""
+        index = {id(item): i for i, item in enumerate(items)}
+        return [feats[index[id(item)]] for item in media.items]
 
     # ---- stage 4: LLM ------------------------------------------------------------------------------------
     def new_cache(self, kind: str = "dynamic", max_len: int | None = None):

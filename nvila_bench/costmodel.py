@@ -201,3 +201,37 @@ def mbu(bytes_: int, seconds: float, peak_bandwidth: float) -> float:
     _check_rate("seconds", seconds)
     _check_rate("peak_bandwidth", peak_bandwidth)
     return bytes_ / seconds / peak_bandwidth
+
+
+# ---- a training step -------------------------------------------------------------------------------------
+def train_step_flops(
+    cfg: NVILAConfig,
+    learns: dict[str, str],
+    images=(),
+    video_frames: int | None = None,
+    temporal_pool: bool = True,
+    prompt_tokens: int = 64,
+    batch: int = 1,
+    checkpointing: bool = False,
+) -> int:
+    """FLOPs of one training step over `batch` samples (each with its own media). `learns` maps "vision",
+    "projector", "llm" to "weights" (its weights learn: backward = 2x forward), "input" (frozen, but the
+    gradient passes through to a part below that learns: 1x) or "none" (no backward). The LM head runs at
+    every position. Gradient checkpointing recomputes the forward of the parts that backpropagate."""
+    costs = request_costs(cfg, images, video_frames, temporal_pool, prompt_tokens, batch=1)
+    count = count_visual_tokens(cfg, list(images), video_frames, temporal_pool)
+    n = count.total_tokens + prompt_tokens
+    forward = {
+        "vision": costs["vision"].flops,
+        "projector": costs["projector"].flops,
+        "llm": costs["llm_prefill"].flops + 2 * (n - 1) * cfg.llm.hidden_size * cfg.llm.vocab_size,
+    }
+    backward = {"weights": 2, "input": 1, "none": 0}
+    total = 0
+    for part, flops in forward.items():
+        mode = learns.get(part, "none")
+        if mode not in backward:
+            raise ValueError(f"learns[{part!r}] must be weights, input or none, got {mode!r}")
+        recompute = 1 if checkpointing and mode != "none" and part != "projector" else 0
+        total += flops * (1 + backward[mode] + recompute)
+    return batch * total

@@ -30,7 +30,7 @@ from nvila_bench.results import ResultWriter, make_record, point_id, validate_re
 from nvila_bench.stats import bounded_samples, summarize_groups
 from nvila_bench.timing import MeasureConfig
 
-SUITES = ("prefill", "decode", "overhead")
+SUITES = ("prefill", "decode", "overhead", "train", "finetune-memory")
 SWEEP_FIELDS = (
     "preset", "device", "dtype", "images", "video_frames", "temporal_pool", "prompt_tokens", "batch_size",
     "new_tokens", "attn_implementation", "cache",
@@ -45,6 +45,10 @@ def suite_runner(name: str) -> Callable:
         from nvila_bench.suites.decode import run
     elif name == "overhead":
         from nvila_bench.suites.overhead import run
+    elif name == "train":
+        from nvila_bench.suites.train import run
+    elif name == "finetune-memory":
+        from nvila_bench.suites.finetune_memory import run
     else:
         raise ValueError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
     return run

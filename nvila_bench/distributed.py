@@ -1,0 +1,150 @@
+"""Data-parallel training under torchrun with PyTorch's FSDP2 (`fully_shard`).
+
+    torchrun --nproc-per-node 8 -m nvila_bench run train --preset nvila-lite-2b --device cuda --out out/
+
+Every ViT layer, every LLM decoder layer and the input embedding are their own FSDP2 units, the rest (patch
+embedding, projector, final norm, LM head) the root; `training_loss` is registered as a forward method so
+the root's parameters are gathered around it. Each rank trains on its own rows of the global batch
+(`--batch-size` is per rank), gradients are averaged by the reduce-scatter, so N ranks of batch b follow
+the same trajectory as one process of batch N*b. NCCL on GPUs, gloo on CPU (the tests run 2 gloo ranks).
+
+Steps are counted, not timed (every rank must run the same number of collectives): `--warmup` then
+`--repeats` steps. Rank 0 writes one record: per-rank step times, per-GPU and aggregate samples/s.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import torch
+import torch.distributed as dist
+
+from nvila_bench import costmodel
+from nvila_bench.memory_model import geometry
+from nvila_bench.model import get_preset
+from nvila_bench.model.vision import _body
+from nvila_bench.point import BenchPoint
+from nvila_bench.results import ResultWriter, make_record, metric, new_run_id
+from nvila_bench.stats import bounded_samples, summarize
+from nvila_bench.suites.train import prepare, settings
+from nvila_bench.timing import MeasureConfig, synchronize
+from nvila_bench.training import build_optimizer, flop_modes, synthetic_batch, train_step
+
+
+def shard(model) -> None:
+    """FSDP2 units: each ViT layer, each LLM layer, the input embedding; then the root."""
+    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+
+    for layer in _body(model.vision_tower).encoder.layers:
+        fully_shard(layer)
+    for layer in model.llm.model.layers:
+        fully_shard(layer)
+    if not model.config.llm.tie_word_embeddings:  # tied: it shares the LM head's weight, so it stays in the root
+        fully_shard(model.llm.model.embed_tokens)
+    fully_shard(model)
+    register_fsdp_forward_method(model, "training_loss")
+
+
+def run_distributed(points: list[BenchPoint], mcfg: MeasureConfig, out_dir: str, quiet: bool = False) -> int:
+    from nvila_bench.env import capture_environment
+
+    if any(p.extra.get("recipe") for p in points):
+        raise ValueError("under torchrun only the train suite runs (finetune-memory is one device)")
+    cuda = points[0].device.startswith("cuda")
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    if cuda:
+        torch.cuda.set_device(local)
+    dist.init_process_group("nccl" if cuda else "gloo")
+    try:
+        writer = ResultWriter(out_dir) if rank == 0 else None
+        run_id = new_run_id() if rank == 0 else None
+        run_id = _broadcast(run_id)
+        environment = capture_environment(points[0].attn_implementation, points[0].device) if rank == 0 else {}
+        for point in points:
+            if cuda:
+                point = replace(point, device=f"cuda:{local}")
+            metrics = train_ranks(point, settings(point), mcfg, rank, world)
+            if rank == 0:
+                config = point.to_config() | {"device": points[0].device}
+                config["extra"] = config["extra"] | {"world_size": world, "backend": dist.get_backend()}
+                writer.write(make_record("train", config, metrics, run_id, environment))
+        if rank == 0 and not quiet:
+            print(f"train: {writer.count} record(s) on {world} ranks -> {writer.path}", flush=True)
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
+def train_ranks(point: BenchPoint, s: dict, mcfg: MeasureConfig, rank: int, world: int, steps: int | None = None) -> dict:
+    """This rank's share of `warmup + repeats` steps; every rank returns the same metrics (gathered)."""
+    device = torch.device(point.device)
+    model, recipe, _, autocast = prepare(point, s)
+    shard(model)
+    optimizer = build_optimizer(model, recipe, lr=float(s["lr"]), fused=False)
+    accum = int(s["grad_accum"])
+    total_steps = steps if steps is not None else mcfg.warmup + mcfg.repeats
+    times, losses = [], []
+    for step in range(total_steps):
+        batches = [synthetic_batch(point, step * accum + k, first_row=rank * point.batch_size) for k in range(accum)]
+        synchronize(device)
+        began = torch.cuda.Event(enable_timing=True) if device.type == "cuda" else None
+        t0 = _now(device, began)
+        local_loss = train_step(model, batches, optimizer, None, autocast)
+        loss = torch.tensor([local_loss], device=device)
+        dist.all_reduce(loss)  # the mean over ranks = the loss of the global batch (equal tokens per row)
+        seconds = _elapsed(device, t0, began)
+        losses.append(float(loss) / world)
+        if step >= (0 if steps is not None else mcfg.warmup):
+            times.append(seconds)
+    per_rank = [None] * world
+    dist.all_gather_object(per_rank, times)
+    slowest = [max(ts) for ts in zip(*per_rank)]  # a step ends when the slowest rank ends
+    cfg = get_preset(point.preset)
+    g = geometry(cfg, point.images, point.video_frames, point.temporal_pool, point.prompt_tokens, point.batch_size)
+    rows = point.batch_size * accum
+    aggregate = [world * rows / t for t in slowest]
+    per_gpu = [rows / t for ts in per_rank for t in ts]
+    agg, gpu = summarize(aggregate, "samples/s"), summarize(per_gpu, "samples/s")
+    step_summary = summarize(slowest, "s")
+    return {
+        "step_time": metric(step_summary.median, "s", summary=step_summary.to_dict(), samples=bounded_samples(slowest)),
+        "samples_per_s": metric(agg.median, "samples/s", summary=agg.to_dict(), samples=bounded_samples(aggregate)),
+        "per_gpu_samples_per_s": metric(gpu.median, "samples/s", summary=gpu.to_dict(), samples=bounded_samples(per_gpu)),
+        "tokens_per_s": metric(agg.median * g.sequence, "tokens/s"),
+        "rank_step_time_median": metric([summarize(ts, "s").median for ts in per_rank], "s"),
+        "world_size": metric(world, "ranks"),
+        "losses": metric(losses, "nats"),
+        "loss_first": metric(losses[0], "nats"),
+        "loss_last": metric(losses[-1], "nats"),
+        "step_flops": metric(
+            world * costmodel.train_step_flops(cfg, flop_modes(recipe), point.images, point.video_frames, point.temporal_pool,
+                                               point.prompt_tokens, rows, s["grad_ckpt"]), "FLOP", "analytic"),
+    }  # fmt: skip
+
+
+def _broadcast(value):
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _now(device, event):
+    if event is not None:
+        event.record()
+        return event
+    import time
+
+    return time.perf_counter()
+
+
+def _elapsed(device, t0, began) -> float:
+    if began is not None:
+        end = torch.cuda.Event(enable_timing=True)
+        end.record()
+        end.synchronize()
+        return began.elapsed_time(end) / 1e3
+    import time
+
+    return time.perf_counter() - t0
