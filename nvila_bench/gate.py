@@ -102,8 +102,13 @@ def point_label(record: dict) -> str:
     parts = [record["suite"], str(record.get("preset")), "+".join(media), f"b{c.get('batch_size', 1)}", str(c.get("dtype"))]
     if record["suite"] == "decode":
         parts.append(f"{c.get('new_tokens')}tok {c.get('cache')}")
-    if extra.get("variant"):
-        parts.append(str(extra["variant"]))
+    for key in ("variant", "stage", "recipe"):
+        if extra.get(key):
+            parts.append(str(extra[key]))
+    if extra.get("fp8"):
+        parts.append("fp8")
+    if (extra.get("world_size") or 1) > 1:
+        parts.append(f"x{extra['world_size']} ranks")
     return " ".join(p for p in parts if p and p != "None")
 
 

@@ -284,9 +284,11 @@ def flop_modes(recipe: Recipe) -> dict[str, str]:
 def enable_gradient_checkpointing(model: NVILAModel) -> None:
     """Recompute each ViT and LLM layer in backward instead of keeping its activations (transformers'
     per-layer checkpointing, non-reentrant)."""
-    kwargs = {"gradient_checkpointing_kwargs": {"use_reentrant": False}}
-    model.llm.gradient_checkpointing_enable(**kwargs)
-    model.vision_tower.gradient_checkpointing_enable(**kwargs)
+    for module in (model.llm, model.vision_tower):  # transformers 5.2x renamed it; 5.17 has only the old name
+        if hasattr(module, "activation_checkpointing_enable"):
+            module.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def enable_fp8(model: NVILAModel) -> None:

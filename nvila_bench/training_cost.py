@@ -1,0 +1,91 @@
+"""Training cost estimate: GPU-hours of NVILA-8B vs VILA1.5-8B on one GPU type, and where the difference
+comes from (paper: "training cost 4.5x lower", from fewer visual tokens, FP8 training and data pruning).
+
+    GPU-hours = samples x training FLOPs per sample / (peak FLOP/s x MFU) / 3600
+
+Training FLOPs per sample come from the cost model (every part learns: the SFT stage). The three factors:
+- tokens: VILA1.5-8B's FLOPs per sample over NVILA-8B's at the same image size (NVILA scales the
+  resolution up, then compresses: at high resolution it can cost *more* per sample than VILA1.5);
+- FP8: measured train-suite samples/s, FP8 over BF16 (same preset, hardware), else the paper's Table 5
+  ratio 390.1 / 199.2 (provenance "paper");
+- pruning: DeltaLoss keeps 50% of the SFT data (§7) -> 2x.
+Sample counts: the reference gives the SFT stage's (~10M samples, pruned to 5M); other stages need
+`--samples stage=N`. The MFU is an assumption of the estimate (default 40%), recorded with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nvila_bench import costmodel
+from nvila_bench.hardware import get_hardware
+from nvila_bench.model import count_visual_tokens, get_preset
+
+SFT_SAMPLES = 10_000_000  # §7: "~10M SFT mix pruned to 5M by DeltaLoss"
+PRUNE_KEEP = 0.5  # §7: DeltaLoss rho = 50%
+PAPER_FP8 = 390.1 / 199.2  # §8, FP8 training table (no gradient checkpointing)
+ALL_LEARN = {"vision": "weights", "projector": "weights", "llm": "weights"}
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    hardware: str
+    image: tuple[int, int]
+    text_tokens: int
+    samples: dict[str, int]
+    mfu: float
+    tokens: dict[str, int]  # LLM positions per sample
+    flops: dict[str, int]  # training FLOPs per sample
+    fp8_factor: float
+    fp8_source: str
+    prune_factor: float
+
+    def gpu_hours(self, preset: str) -> float:
+        peak = get_hardware(self.hardware).peak_flops("bfloat16")
+        nvila = preset.startswith("nvila")
+        speed = peak * self.mfu * (self.fp8_factor if nvila else 1.0)
+        kept = 1 / self.prune_factor if nvila else 1.0
+        return sum(self.samples.values()) * kept * self.flops[preset] / speed / 3600
+
+    @property
+    def token_factor(self) -> float:
+        return self.flops["vila1.5-8b"] / self.flops["nvila-8b"]
+
+    @property
+    def cost_ratio(self) -> float:
+        return self.gpu_hours("vila1.5-8b") / self.gpu_hours("nvila-8b")
+
+
+def estimate(hardware: str, image=(1920, 1080), text_tokens: int = 128, samples: dict[str, int] | None = None,
+             mfu: float = 0.4, fp8_factor: float | None = None, fp8_source: str = "") -> CostEstimate:  # fmt: skip
+    if not 0 < mfu <= 1:
+        raise ValueError(f"--mfu must be in (0, 1], got {mfu}")
+    get_hardware(hardware)  # clear error for an unknown name
+    samples = samples or {"sft": SFT_SAMPLES}
+    if any(n < 1 for n in samples.values()):
+        raise ValueError("sample counts must be positive")
+    tokens, flops = {}, {}
+    for preset in ("nvila-8b", "vila1.5-8b"):
+        cfg = get_preset(preset)
+        tokens[preset] = count_visual_tokens(cfg, [tuple(image)]).total_tokens + text_tokens
+        flops[preset] = costmodel.train_step_flops(cfg, ALL_LEARN, [tuple(image)], prompt_tokens=text_tokens)
+    if fp8_factor is None:
+        fp8_factor, fp8_source = PAPER_FP8, "paper: FP8 training table (v3 Table 5), 390.1 / 199.2"
+    return CostEstimate(hardware, tuple(image), text_tokens, dict(samples), mfu, tokens, flops, fp8_factor, fp8_source,
+                        1 / PRUNE_KEEP)  # fmt: skip
+
+
+def measured_fp8_factor(records: list[dict]) -> tuple[float, str] | None:
+    """FP8 over BF16 samples/s from train records of the same preset and hardware, if both were measured."""
+    from nvila_bench.results import hardware_of
+
+    rows = [r for r in records if r["suite"] == "train" and r["status"] == "ok" and "samples_per_s" in r["metrics"]]
+    by = {}
+    for r in rows:
+        by[(r["preset"], hardware_of(r), bool((r["config"].get("extra") or {}).get("fp8")))] = r
+    for (preset, hw, fp8), r in by.items():
+        base = by.get((preset, hw, False))
+        if fp8 and base:
+            ratio = r["metrics"]["samples_per_s"]["value"] / base["metrics"]["samples_per_s"]["value"]
+            return ratio, f"measured: train suite, {preset} on {hw}"
+    return None
