@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip check
 	touch $@
 
-# The main job: model summary, this machine's GEMM / copy ceilings (for the roofline), the latency suites on
-# the tiny (CPU-sized) presets -> $(OUT)/results.jsonl, and the HTML report -> $(OUT)/report.html
+# The main job: model summary, this machine's GEMM / copy ceilings (for the roofline), the latency, training
+# and fine-tuning memory suites on the tiny (CPU-sized) presets and the training-cost estimate
+# -> $(OUT)/results.jsonl, and the HTML report -> $(OUT)/report.html
 OUT   ?= out
 TINY  := --preset nvila-tiny --preset nvila-lite-tiny --preset nvila-video-tiny --preset vila-tiny
 run: $(STAMP)
@@ -31,6 +32,9 @@ run: $(STAMP)
 	$(BIN)/nvila-bench run decode $(TINY) --image 1920x1080 --new-tokens 32 --out $(OUT)
 	$(BIN)/nvila-bench run scale-then-compress --tiny --out $(OUT)
 	$(BIN)/nvila-bench run overhead --preset nvila-tiny --out $(OUT)
+	$(BIN)/nvila-bench run train --preset nvila-tiny --stage projector --stage full --batch-size 2 --repeats 3 --out $(OUT)
+	$(BIN)/nvila-bench run finetune-memory --preset nvila-tiny --recipe nvila --recipe full-full --repeats 3 --out $(OUT)
+	$(BIN)/nvila-bench estimate training-cost --hardware h100-sxm --out $(OUT)
 	$(BIN)/nvila-bench report $(OUT)/results.jsonl --out $(OUT)/report.html
 	@echo "open $(OUT)/report.html"
 

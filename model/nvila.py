@@ -197,13 +197,15 @@ class NVILAModel(nn.Module):
         return torch.stack(rows)
 
     def training_loss(
-        self, media: MediaInputs | list[MediaInputs], input_ids: torch.Tensor, temporal_pool: bool = True
+        self, media: MediaInputs | list[MediaInputs], input_ids: torch.Tensor, temporal_pool: bool = True,
+        answer_len: int | None = None,
     ) -> torch.Tensor:
         """Mean next-token cross-entropy of the text tokens, through every stage with autograd on: the
         forward pass of a training step (which parts learn is the caller's choice of requires_grad).
 
         `media` is one request's media shared by every row, or one per row (a real micro-batch: each sample
-        has its own images, and the vision tower runs over all of them in one batch)."""
+        has its own images, and the vision tower runs over all of them in one batch). `answer_len`: only the
+        last that many positions carry loss (supervised fine-tuning on the answer, not the prompt)."""
         per_row = media if isinstance(media, list) else None
         if per_row is not None and len(per_row) != input_ids.shape[0]:
             raise ValueError(f"{len(per_row)} media for {input_ids.shape[0]} rows")
@@ -219,6 +221,8 @@ class NVILAModel(nn.Module):
                 embeds.append(self.embed(row[None], blocks))
                 labels.append(self.labels(row[None], blocks))
             embeds, labels = torch.cat(embeds), torch.cat(labels)
+        if answer_len is not None:
+            labels[:, : labels.shape[1] - answer_len] = IGNORE_INDEX
         return self.llm(inputs_embeds=embeds, labels=labels, use_cache=False).loss
 
     @staticmethod

@@ -6,6 +6,7 @@ Bad input never shows a traceback: it prints one line `nvila-bench: error: ...` 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from dataclasses import asdict, replace
@@ -16,6 +17,7 @@ import click
 from nvila_bench.model.config import NVILAConfig
 from nvila_bench.model.presets import get_preset, is_tiny, preset_names
 from nvila_bench.model.tokens import count_visual_tokens
+from nvila_bench.profile_cli import profile_command
 
 EXIT_USAGE = 2
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
@@ -180,8 +182,31 @@ def _measure_options(f):
     return f
 
 
+def _training_options(f):
+    """Options of the train and finetune-memory suites (collected into `train_kw`)."""
+    for option in reversed([
+        click.option("--stage", "stages", multiple=True, type=click.Choice(["projector", "projector-llm", "full"]),
+                     help="train: what learns (NVILA stage 1, 3, 4) [full]; a sweep axis."),
+        click.option("--recipe", "recipes", multiple=True,
+                     help="finetune-memory: VISION-LLM recipe, e.g. ln-lora, full-full, frozen-qlora, or nvila [nvila]; a sweep axis."),
+        click.option("--paper-table", is_flag=True,
+                     help="finetune-memory: the paper's fine-tuning table (batch 1, 448 px, context 300, its six recipes)."),
+        click.option("--grad-accum", default=1, show_default=True, type=click.IntRange(min=1), help="train: micro-batches per step."),
+        click.option("--grad-ckpt", is_flag=True, help="train: gradient checkpointing of every ViT and LLM layer."),
+        click.option("--fp8", is_flag=True, help="train: torchao float8 training of the LLM (Ada / Hopper GPUs)."),
+        click.option("--compile", "compile_", is_flag=True, help="train: torch.compile every ViT and LLM layer."),
+        click.option("--autocast", is_flag=True, help="train: fp32 weights under bf16 autocast (default: weights in --dtype)."),
+        click.option("--lr", default=2e-5, show_default=True, type=float, help="train / finetune-memory: learning rate."),
+        click.option("--lora-rank", default=64, show_default=True, type=click.IntRange(min=1), help="LoRA rank."),
+        click.option("--lora-alpha", default=16.0, show_default=True, type=float, help="LoRA alpha."),
+        click.option("--lora-dropout", default=0.05, show_default=True, type=float, help="LoRA dropout."),
+    ]):
+        f = option(f)
+    return f
+
+
 @cli.command(name="run")
-@click.argument("suite", type=click.Choice(["prefill", "decode", "scale-then-compress", "overhead"]))
+@click.argument("suite", type=click.Choice(["prefill", "decode", "scale-then-compress", "overhead", "train", "finetune-memory"]))
 @click.option("--preset", "presets", multiple=True, help="Preset(s); several make a sweep axis.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
 @click.option("--dtype", "dtypes", multiple=True, help="float32 / bfloat16 / float16 (default: bf16 on cuda, fp32 on cpu).")
@@ -203,15 +228,19 @@ def _measure_options(f):
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @_measure_options
+@_training_options
 @click.pass_context
 def run_suite(ctx, suite, presets, device, dtypes, images, video_frames, no_temporal_pool, prompt_tokens, new_tokens,
               batch_sizes, attn, caches, suite_file, tiny, hardware, ceilings_file, isolate, processes, quiet, out_dir,
-              **measure_kw):
+              warmup, warmup_seconds, repeats, min_seconds, max_repeats, **train_kw):
     """Measure a suite over the cartesian product of the given settings; writes OUT/results.jsonl.
 
     SUITE: prefill (TTFT and its stages), decode (time per output token), scale-then-compress (VILA1.5 vs
-    NVILA scaled-only vs NVILA, one image and one video), overhead (the harness's own cost per iteration).
+    NVILA scaled-only vs NVILA, one image and one video), overhead (the harness's own cost per iteration),
+    train (optimizer steps of an NVILA training stage), finetune-memory (memory and speed per tuning recipe,
+    measured and predicted). Run train under `torchrun --nproc-per-node N` for FSDP2 data parallel.
     """
+    measure_kw = dict(warmup=warmup, warmup_seconds=warmup_seconds, repeats=repeats, min_seconds=min_seconds, max_repeats=max_repeats)
     from nvila_bench.env import capture_environment
     from nvila_bench.results import ResultWriter, new_run_id
     from nvila_bench.suites.common import Session, resolve_peaks
@@ -230,8 +259,19 @@ def run_suite(ctx, suite, presets, device, dtypes, images, video_frames, no_temp
         measured_suites, points = _comparison(device, dtypes, images, video_frames, prompt_tokens, new_tokens, tiny)
     else:
         measured_suites = [suite]
-        points = _sweep_points(suite, presets, device, dtypes, images, video_frames, no_temporal_pool, prompt_tokens,
-                               new_tokens, batch_sizes, attn, caches, suite_file)
+        if suite == "finetune-memory" and train_kw["paper_table"]:
+            images, prompt_tokens = images or ((448, 448),), prompt_tokens or (None,)
+        points = _sweep_points(suite, presets, device, dtypes, images, video_frames, no_temporal_pool,
+                               tuple(p for p in prompt_tokens if p is not None), new_tokens, batch_sizes, attn, caches,
+                               suite_file)  # fmt: skip
+        if suite in ("train", "finetune-memory"):
+            from nvila_bench.suites.training_points import training_points
+
+            points = training_points(suite, points, train_kw, paper_context=None in prompt_tokens)
+            if os.environ.get("WORLD_SIZE", "1") != "1":
+                from nvila_bench.distributed import run_distributed
+
+                return run_distributed(points, MeasureConfig(**measure_kw), out_dir, quiet)
     writer, run_id = ResultWriter(out_dir), new_run_id()
     if suite == "scale-then-compress":
         from nvila_bench.suites.scale_then_compress import analytic_record
@@ -240,7 +280,8 @@ def run_suite(ctx, suite, presets, device, dtypes, images, video_frames, no_temp
         for point in analytic_points:
             writer.write(analytic_record(point, hardware or "h100-sxm", run_id))
     ceilings_file = ceilings_file or _existing(Path(out_dir) / "ceilings.json")
-    session = Session({dtype: resolve_peaks(device, dtype, hardware, ceilings_file) for dtype in {p.dtype for p in points}})
+    dtypes_run = {p.dtype for p in points} | ({"bfloat16"} if any(p.extra.get("autocast") for p in points) else set())
+    session = Session({dtype: resolve_peaks(device, dtype, hardware, ceilings_file) for dtype in dtypes_run})
     environment = capture_environment(attn, device)
     counts = {"ok": 0, "oom": 0, "error": 0}
     total = len(points) * len(measured_suites)
@@ -420,6 +461,76 @@ def gate_command(ctx, baseline, candidate, threshold, metrics, summary_md):
     click.echo(f"nvila-bench gate: regression: {worst.label} {worst.metric} {worst.change_text}"
                f"{' and ' + str(len(result.regressions) - 1) + ' more' if len(result.regressions) > 1 else ''}", err=True)
     ctx.exit(1)
+
+
+cli.add_command(profile_command(ImageSize(), PresetName()))
+
+
+@cli.group()
+def estimate():
+    """Analytic estimates (no measurement)."""
+
+
+@estimate.command(name="training-cost")
+@click.option("--hardware", default="h100-sxm", show_default=True, help="Hardware table entry (its bf16 peak).")
+@click.option("--image", type=ImageSize(), default="1920x1080", show_default=True, help="Image size of a training sample.")
+@click.option("--text-tokens", default=128, show_default=True, type=click.IntRange(min=0), help="Text tokens per sample (an assumption).")
+@click.option("--samples", "samples", multiple=True, help="STAGE=N samples (repeat); default: the SFT stage's 10M (§7).")
+@click.option("--mfu", default=0.4, show_default=True, type=float, help="Model FLOPs utilisation assumed for both models.")
+@click.option("--results", "results", multiple=True, type=click.Path(), help="Results with train records: measured FP8 speed-up.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Also write an analytic record to OUT/results.jsonl.")
+def training_cost(hardware, image, text_tokens, samples, mfu, results, as_json, out_dir):
+    """GPU-hours of NVILA-8B vs VILA1.5-8B and the factors behind the ratio: tokens, FP8, data pruning."""
+    from nvila_bench import training_cost as tc
+
+    counts = {}
+    for item in samples:
+        stage, _, n = item.partition("=")
+        if not stage or not n.strip().replace("_", "").isdigit():
+            raise click.UsageError(f"--samples {item!r}: expected STAGE=N, e.g. sft=5000000")
+        counts[stage] = int(n.replace("_", ""))
+    fp8 = None
+    if results:
+        from nvila_bench.results import load_results
+
+        fp8 = tc.measured_fp8_factor(load_results(results))
+    est = tc.estimate(hardware, image, text_tokens, counts or None, mfu, *(fp8 or (None, "")))
+    data = {
+        "hardware": est.hardware, "image": f"{image[0]}x{image[1]}", "text_tokens": text_tokens, "samples": est.samples,
+        "mfu_assumed": mfu, "tokens_per_sample": est.tokens, "train_flops_per_sample": est.flops,
+        "gpu_hours": {p: est.gpu_hours(p) for p in est.flops},
+        "factors": {"tokens": est.token_factor, "fp8": est.fp8_factor, "pruning": est.prune_factor},
+        "fp8_source": est.fp8_source, "cost_ratio": est.cost_ratio, "paper_claim": 4.5,
+    }  # fmt: skip
+    lines = [
+        f"training cost on {est.hardware} at {mfu:.0%} MFU, {sum(est.samples.values()):,} samples ({image[0]}x{image[1]} + {text_tokens} text tokens)",
+        f"  {'':<12}{'tokens/sample':>14}{'TFLOP/sample':>14}{'GPU-hours':>12}",
+    ]
+    for p in est.flops:
+        lines.append(f"  {p:<12}{est.tokens[p]:>14,}{est.flops[p] / 1e12:>14.1f}{est.gpu_hours(p):>12,.0f}")
+    lines += [
+        f"  VILA1.5-8B / NVILA-8B = {est.cost_ratio:.2f}x (paper: 4.5x) = tokens {est.token_factor:.2f}x"
+        f" x FP8 {est.fp8_factor:.2f}x x pruning {est.prune_factor:.1f}x",
+        f"  FP8 from {est.fp8_source}",
+    ]
+    _emit(data, as_json, "\n".join(lines))
+    if out_dir:
+        from nvila_bench.results import ResultWriter, make_record, metric, new_run_id
+
+        m = {
+            "cost_ratio": metric(est.cost_ratio, "x", "analytic"),
+            "token_factor": metric(est.token_factor, "x", "analytic"),
+            "fp8_factor": metric(est.fp8_factor, "x", "measured" if est.fp8_source.startswith("measured") else "paper"),
+            "pruning_factor": metric(est.prune_factor, "x", "paper"),
+            "nvila_gpu_hours": metric(est.gpu_hours("nvila-8b"), "GPU-h", "analytic"),
+            "vila_gpu_hours": metric(est.gpu_hours("vila1.5-8b"), "GPU-h", "analytic"),
+        }
+        config = {"preset": "nvila-8b", "device": "cuda", "hardware": est.hardware, "dtype": "bfloat16", "images": [data["image"]],
+                  "prompt_tokens": text_tokens, "extra": {"baseline": "vila1.5-8b", "mfu": mfu, "samples": est.samples}}  # fmt: skip
+        writer = ResultWriter(out_dir)
+        writer.write(make_record("training-cost", config, m, new_run_id(), provenance="analytic"))
+        click.echo(f"training-cost: 1 record -> {writer.path}", err=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ lap, a real slowdown the regression gate's tests must catch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -78,11 +79,15 @@ class StageClock:
         ]
 
 
-def measure(iteration: Callable[[StageClock], None], device: torch.device, cfg: MeasureConfig) -> dict[str, list[float]]:
+def measure(
+    iteration: Callable[[StageClock], None], device: torch.device, cfg: MeasureConfig,
+    region: contextlib.AbstractContextManager | None = None,
+) -> dict[str, list[float]]:
     """Warm up, then repeat `iteration` until cfg's count and duration are both met.
 
     Returns samples in seconds per stage name (a stage lapped k times per iteration, like a decode step,
-    contributes k samples per iteration) plus "total" (first to last mark of each iteration).
+    contributes k samples per iteration) plus "total" (first to last mark of each iteration). `region` (e.g.
+    an energy meter) is entered after the warm-up and left after the last measured iteration's synchronize.
     """
     clock = StageClock(device)
     began, done = time.perf_counter(), 0
@@ -92,14 +97,15 @@ def measure(iteration: Callable[[StageClock], None], device: torch.device, cfg: 
         synchronize(device)
         done += 1
     samples: dict[str, list[float]] = {}
-    began, done = time.perf_counter(), 0
-    while done < cfg.max_repeats and (done < cfg.repeats or time.perf_counter() - began < cfg.min_seconds):
-        clock.start()
-        iteration(clock)
-        synchronize(device)
-        laps = clock.durations()
-        for name, seconds in laps:
-            samples.setdefault(name, []).append(seconds)
-        samples.setdefault("total", []).append(sum(seconds for _, seconds in laps))
-        done += 1
+    with region or contextlib.nullcontext():
+        began, done = time.perf_counter(), 0
+        while done < cfg.max_repeats and (done < cfg.repeats or time.perf_counter() - began < cfg.min_seconds):
+            clock.start()
+            iteration(clock)
+            synchronize(device)
+            laps = clock.durations()
+            for name, seconds in laps:
+                samples.setdefault(name, []).append(seconds)
+            samples.setdefault("total", []).append(sum(seconds for _, seconds in laps))
+            done += 1
     return samples

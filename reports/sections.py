@@ -210,7 +210,10 @@ def training(records: list[dict]) -> dict:
                    "tokens_per_s": value(r, "tokens_per_s"), "step_time": value(r, "step_time"),
                    "peak": value(r, "peak_memory_allocated"), "mfu": value(r, "mfu")} for r in train],
         "finetune": [{"label": point_label(r), "hardware": hardware_of(r), "peak": value(r, "peak_memory_allocated"),
-                      "predicted": value(r, "peak_memory_predicted"), "its": value(r, "iterations_per_s"),
+                      "counted": value(r, "memory_counted"), "predicted": value(r, "peak_memory_predicted"),
+                      "its": value(r, "iterations_per_s"), "trainable": value(r, "trainable_params"),
+                      "parts": [(part, value(r, f"{part}_bytes"), value(r, f"{part}_bytes_predicted"))
+                                for part in ("weights", "gradients", "optimizer", "activations")],
                       "provenance": r["provenance"]} for r in ft],
         "missing": [m for m, have in ((_not_measured("train", "nvila-bench run train --preset nvila-lite-2b --device cuda --out results/"), train),
                                       (_not_measured("finetune-memory", "nvila-bench run finetune-memory --preset nvila-8b --device cuda --out results/"), ft)) if not have],
@@ -231,6 +234,33 @@ def decode_reference(records: list[dict]) -> list[dict]:
             "ours": ours.get(entry["preset"], []),
         })  # fmt: skip
     return rows
+
+
+def profiles(records: list[dict]) -> dict:
+    """`nvila-bench profile` records (time per stage, top operators, the profiler's overhead, GPU memory) and the
+    energy of every record that has it (GPU runs with NVML; CPU records have no energy fields)."""
+    gflop = lambda rows: [r | {"gflop": None if r["flops"] is None else r["flops"] / 1e9} for r in rows]  # noqa: E731
+    rows = []
+    for r in records:
+        if r["suite"] != "profile" or r["status"] != "ok":
+            continue
+        rows.append({
+            "label": point_name(r), "stage": (r["config"].get("extra") or {}).get("stage"), "hardware": hardware_of(r),
+            "stages": gflop(value(r, "stage_times") or []), "top_ops": gflop(value(r, "top_ops") or []),
+            "profiled": value(r, "profiled_step_time"), "unprofiled": value(r, "unprofiled_step_time"),
+            "overhead": value(r, "profiler_overhead"), "trace": value(r, "chrome_trace"),
+            "tensorboard": value(r, "tensorboard_dir"), "snapshot": value(r, "memory_snapshot"),
+            "peak": value(r, "peak_memory_allocated"), "breakdown": value(r, "peak_memory_breakdown") or {},
+            "cuda": any(s["self_cuda_s"] is not None for s in value(r, "stage_times") or []),
+        })  # fmt: skip
+    energy = [{"label": point_label(r), "hardware": hardware_of(r), "joules_per_token": value(r, "joules_per_token"),
+               "avg_power_w": value(r, "avg_power_w"), "energy_j": value(r, "energy_j")}
+              for r in records if r["status"] == "ok" and "energy_j" in r["metrics"]]  # fmt: skip
+    return {
+        "rows": rows, "energy": energy,
+        "command": "nvila-bench profile --preset nvila-tiny --stage prefill --image 1920x1080 --out out/",
+        "energy_command": "nvila-bench run prefill --preset nvila-8b --device cuda --image 1920x1080 --out results/",
+    }  # fmt: skip
 
 
 def failures(records: list[dict]) -> list[dict]:
@@ -283,6 +313,7 @@ def build(records: list[dict], sources: list[str]) -> dict:
         "distributions": distributions(current),
         "accuracy": accuracy(current),
         "training": training(current),
+        "profile": profiles(current),
         "decode_reference": decode_reference(current),
         "failures": failures(current),
         "environments": environments(current),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from nvila_bench import costmodel
+from nvila_bench.energy import EnergyMeter, energy_metrics
 from nvila_bench.model import count_visual_tokens, get_preset, preprocess_media
 from nvila_bench.point import BenchPoint
 from nvila_bench.results import metric
@@ -53,8 +54,9 @@ def run(point: BenchPoint, mcfg: MeasureConfig, session: Session) -> dict:
         last_cache[:] = [cache]
 
     reset_peak_memory(device)
+    meter = EnergyMeter.open(device)  # None on CPU: the record then has no energy fields
     with torch.inference_mode():
-        samples = measure(iteration, device, mcfg)
+        samples = measure(iteration, device, mcfg, region=meter)
     steps = point.new_tokens - 1
     decode_seconds = [total - pre for total, pre in zip(samples["total"], samples["prefill"])]
     rates = [point.batch_size * steps / s for s in decode_seconds]
@@ -74,6 +76,9 @@ def run(point: BenchPoint, mcfg: MeasureConfig, session: Session) -> dict:
         "iterations": metric(len(samples["total"]), "count"),
     }
     metrics |= memory_metrics(device)
+    # Joules per generated token of the whole request (the prefill of the context included): NVML's counter is
+    # too coarse to split one iteration's prefill from its decode steps.
+    metrics |= energy_metrics(meter, len(samples["total"]) * point.batch_size * point.new_tokens)
     # The analytic decode step is costed at the mean context of the measured steps.
     timed = {"decode_step": "tpot", "llm_prefill": "prefill"}
     return metrics | analytic_metrics(point, metrics, timed, session.peaks_for(point.dtype), context=context + steps // 2)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from nvila_bench.energy import EnergyMeter, energy_metrics
 from nvila_bench.model import count_visual_tokens, get_preset, preprocess_media
 from nvila_bench.point import BenchPoint
 from nvila_bench.results import metric
@@ -38,8 +39,9 @@ def run(point: BenchPoint, mcfg: MeasureConfig, session: Session) -> dict:
         clock.lap("llm_prefill")
 
     reset_peak_memory(device)
+    meter = EnergyMeter.open(device)  # None on CPU: the record then has no energy fields
     with torch.inference_mode():
-        samples = measure(iteration, device, mcfg)
+        samples = measure(iteration, device, mcfg, region=meter)
     count = count_visual_tokens(get_preset(point.preset), point.images, point.video_frames, point.temporal_pool)
     metrics = {"ttft": timing_metric(samples["total"])}
     metrics |= {stage: timing_metric(samples[stage]) for stage in STAGES}
@@ -51,5 +53,7 @@ def run(point: BenchPoint, mcfg: MeasureConfig, session: Session) -> dict:
         "iterations": metric(len(samples["total"]), "count"),
     }
     metrics |= memory_metrics(device)
+    # Joules per prefilled position (media + prompt, every row of the batch), preprocessing and vision included.
+    metrics |= energy_metrics(meter, len(samples["total"]) * point.batch_size * (count.total_tokens + point.prompt_tokens))
     timed = {stage: stage for stage in STAGES if stage != "preprocess"}
     return metrics | analytic_metrics(point, metrics, timed, session.peaks_for(point.dtype))
