@@ -200,13 +200,17 @@ def _training_options(f):
         click.option("--lora-rank", default=64, show_default=True, type=click.IntRange(min=1), help="LoRA rank."),
         click.option("--lora-alpha", default=16.0, show_default=True, type=float, help="LoRA alpha."),
         click.option("--lora-dropout", default=0.05, show_default=True, type=float, help="LoRA dropout."),
+        click.option("--checkpoint", type=click.Path(), help="accuracy: official-layout checkpoint directory (else --preset, random weights)."),
+        click.option("--tasks", "tasks", help="accuracy: synthetic, paper-image, paper-video or lmms-eval task names, comma-separated."),
+        click.option("--limit", type=click.IntRange(min=1), help="accuracy: at most this many samples per task."),
+        click.option("--data-dir", type=click.Path(file_okay=False), help="accuracy: where the synthetic tasks live [~/.cache/nvila-bench/synthetic]."),
     ]):
         f = option(f)
     return f
 
 
 @cli.command(name="run")
-@click.argument("suite", type=click.Choice(["prefill", "decode", "scale-then-compress", "overhead", "train", "finetune-memory"]))
+@click.argument("suite", type=click.Choice(["prefill", "decode", "scale-then-compress", "overhead", "train", "finetune-memory", "accuracy"]))
 @click.option("--preset", "presets", multiple=True, help="Preset(s); several make a sweep axis.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
 @click.option("--dtype", "dtypes", multiple=True, help="float32 / bfloat16 / float16 (default: bf16 on cuda, fp32 on cpu).")
@@ -241,6 +245,10 @@ def run_suite(ctx, suite, presets, device, dtypes, images, video_frames, no_temp
     measured and predicted). Run train under `torchrun --nproc-per-node N` for FSDP2 data parallel.
     """
     measure_kw = dict(warmup=warmup, warmup_seconds=warmup_seconds, repeats=repeats, min_seconds=min_seconds, max_repeats=max_repeats)
+    if suite == "accuracy":
+        return _run_accuracy(ctx, presets, device, dtypes, no_temporal_pool, out_dir, quiet, train_kw)
+    if train_kw["checkpoint"] or train_kw["tasks"] or train_kw["limit"] or train_kw["data_dir"]:
+        raise click.UsageError("--checkpoint / --tasks / --limit / --data-dir belong to the accuracy suite")
     from nvila_bench.env import capture_environment
     from nvila_bench.results import ResultWriter, new_run_id
     from nvila_bench.suites.common import Session, resolve_peaks
@@ -304,6 +312,88 @@ def run_suite(ctx, suite, presets, device, dtypes, images, video_frames, no_temp
     if not quiet:
         summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "analytic only"
         click.echo(f"{suite}: {writer.count} record(s) ({summary}) -> {writer.path}", err=True)
+
+
+def _run_accuracy(ctx, presets, device, dtypes, no_temporal_pool, out_dir, quiet, kw):
+    """`run accuracy`: lmms-eval over our adapter, one record per task; exit 1 when a task failed."""
+    from nvila_bench.env import capture_environment
+    from nvila_bench.results import ResultWriter, new_run_id
+    from nvila_bench.suites.accuracy import AccuracyRun, evaluate, expand_tasks
+
+    if not kw["tasks"]:
+        raise click.UsageError("accuracy needs --tasks (e.g. --tasks synthetic)")
+    if bool(kw["checkpoint"]) == bool(presets) or len(presets) > 1:
+        raise click.UsageError("accuracy takes one --preset (random weights) or --checkpoint DIR")
+    if kw["checkpoint"] and not Path(kw["checkpoint"]).is_dir():
+        raise click.UsageError(f"--checkpoint {kw['checkpoint']}: no such directory")
+    if len(dtypes) > 1:
+        raise click.UsageError("accuracy takes one --dtype")
+    run = AccuracyRun(presets[0] if presets else None, kw["checkpoint"], tuple(expand_tasks(kw["tasks"])), kw["limit"],
+                      device, dtypes[0] if dtypes else None, not no_temporal_pool, kw["data_dir"])  # fmt: skip
+    writer, run_id = ResultWriter(out_dir), new_run_id()
+    environment = capture_environment("sdpa", device)
+
+    def show(record):
+        if quiet:
+            return
+        task = record["config"]["task"]
+        if record["status"] == "ok":
+            m = record["metrics"]
+            stderr = f" ± {m['stderr']['value']:.3f}" if "stderr" in m else ""
+            chance = f" (chance {m['chance']['value']:.3f})" if "chance" in m else ""
+            click.echo(f"accuracy: {task}: {m['metric']['value']} {m['score']['value']:.3f}{stderr}, n={m['n']['value']}{chance}", err=True)
+        else:
+            click.echo(f"accuracy: {task}: error: {record['error']}", err=True)
+
+    try:
+        records = evaluate(run, run_id, environment, lambda r: (writer.write(r), show(r)))
+    except KeyboardInterrupt:
+        click.echo(f"nvila-bench: interrupted: {writer.count} completed task(s) kept in {writer.path}", err=True)
+        ctx.exit(130)
+    failed = [r for r in records if r["status"] != "ok"]
+    if not quiet:
+        click.echo(f"accuracy: {writer.count} record(s) ({len(records) - len(failed)} ok, {len(failed)} error) -> {writer.path}", err=True)
+    if failed:
+        ctx.exit(1)
+
+
+@cli.command(name="synthetic-data")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for the data.")
+@click.option("--seed", default=0, show_default=True, type=int)
+def synthetic_data(out_dir, seed):
+    """Write the synthetic tasks (images, splits, lmms-eval task YAMLs) to OUT."""
+    from nvila_bench.synthetic_tasks import generate, write_lmms_tasks
+
+    root = generate(out_dir, seed)
+    click.echo(f"synthetic tasks -> {root}; lmms-eval include path {write_lmms_tasks(root)}", err=True)
+
+
+@cli.command(name="train-synthetic")
+@click.option("--preset", required=True, help="A tiny preset to train (e.g. vila-tiny).")
+@click.option("--tasks", default="synthetic_colour,synthetic_count", show_default=True, help="Synthetic tasks to train on.")
+@click.option("--steps", default=200, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", default=1e-3, show_default=True, type=float)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--no-temporal-pool", is_flag=True, help="Train the video task without TSP.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Synthetic data [~/.cache/nvila-bench/synthetic].")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Checkpoint directory (official layout).")
+def train_synthetic_command(preset, tasks, steps, batch_size, lr, seed, no_temporal_pool, data_dir, out_dir):
+    """Train a tiny preset on the synthetic tasks' train split; save a checkpoint for `run accuracy --checkpoint`."""
+    from nvila_bench.suites.accuracy import default_data_dir
+    from nvila_bench.synthetic_tasks import TASKS
+    from nvila_bench.synthetic_train import save_trained, train_synthetic
+
+    names = [t.strip() for t in tasks.split(",") if t.strip()]
+    bad = [t for t in names if t not in TASKS]
+    if bad or not names:
+        raise click.UsageError(f"unknown synthetic task(s) {', '.join(bad) or '(none)'}; known: {', '.join(TASKS)}")
+    if not is_tiny(get_preset(preset)):
+        raise click.UsageError(f"train-synthetic trains tiny presets on CPU; {preset!r} is not one")
+    model, tokenizer, losses = train_synthetic(preset, data_dir or default_data_dir(), names, steps, batch_size, lr, seed,
+                                               not no_temporal_pool, log=lambda m: click.echo(m, err=True))  # fmt: skip
+    path = save_trained(model, tokenizer, out_dir)
+    click.echo(f"trained {preset} {steps} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}; checkpoint -> {path}", err=True)
 
 
 def _sweep_points(suite, presets, device, dtypes, images, video_frames, no_temporal_pool, prompt_tokens, new_tokens,

@@ -127,6 +127,45 @@ def generate(data_dir: str | Path, seed: int = 0, splits: dict[str, int] | None 
     return root
 
 
+def write_lmms_tasks(data_dir: str | Path, split: str = "test") -> Path:
+    """lmms-eval task YAMLs over `split` (absolute paths: lmms-eval resolves data files against the working
+    directory), the task functions beside them, and the `synthetic` group. Returns the include path."""
+    import shutil
+
+    root = Path(data_dir).resolve()
+    tasks_dir = root / "lmms_tasks"
+    tasks_dir.mkdir(exist_ok=True)
+    shutil.copyfile(Path(__file__).with_name("lmms_tasks") / "utils.py", tasks_dir / "utils.py")
+    names = []
+    for task in TASKS:
+        rows = load_split(root, task, split)
+        data = tasks_dir / f"{task}.{split}.jsonl"
+        data.write_text("".join(json.dumps(r | {"media": [str(root / m) for m in r["media"]]}) + "\n" for r in rows))
+        head = f"dataset_path: json\ndataset_kwargs:\n  data_files:\n    {split}: {data}\ntest_split: {split}\n"
+        common = "doc_to_visual: !function utils.doc_to_visual\ndoc_to_text: !function utils.doc_to_text\nmetadata:\n  version: 1.0\n"
+        (tasks_dir / f"{task}.yaml").write_text(
+            f"task: {task}\n{head}output_type: multiple_choice\n{common}"
+            "doc_to_choice: !function utils.doc_to_choice\ndoc_to_target: !function utils.doc_to_target\n"
+            "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
+        )
+        names.append(task)
+    # A free-form twin of the colour task: exercises generate_until (exact match on the generated word).
+    gen = "synthetic_colour_gen"
+    (tasks_dir / f"{gen}.yaml").write_text(
+        f"task: {gen}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    {split}: {tasks_dir / f'synthetic_colour.{split}.jsonl'}\n"
+        f"test_split: {split}\noutput_type: generate_until\ndoc_to_visual: !function utils.doc_to_visual\n"
+        "doc_to_text: !function utils.doc_to_text\ndoc_to_target: !function utils.doc_to_answer\n"
+        "generation_kwargs:\n  max_new_tokens: 4\n  do_sample: false\n  until: [\"\\n\"]\n"
+        "metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n    ignore_case: true\n"
+        "    ignore_punctuation: true\nmetadata:\n  version: 1.0\n"
+    )
+    names.append(gen)
+    (tasks_dir / "synthetic.yaml").write_text(
+        "group: synthetic\ntask:\n" + "".join(f"  - {n}\n" for n in names) + "metadata:\n  version: 1.0\n"
+    )
+    return tasks_dir
+
+
 def load_split(data_dir: str | Path, task: str, split: str) -> list[dict]:
     path = Path(data_dir) / task / f"{split}.jsonl"
     if not path.is_file():

@@ -39,7 +39,8 @@ def train_synthetic(preset: str, data_dir: str | Path, tasks: list[str], steps: 
     """Train a fresh random-weight `preset` on the tasks' train splits; returns (model, tokenizer, losses)."""
     cfg = get_preset(preset)
     torch.manual_seed(seed)
-    generate(data_dir, seed=0)
+    if not (Path(data_dir) / "manifest.json").is_file():
+        generate(data_dir)
     tokenizer = build_tokenizer(cfg)
     model = apply_recipe(build_model(cfg, seed=seed).train(), Recipe.parse("full"))
     optimizer = build_optimizer(model, Recipe.parse("full"), lr=lr)
