@@ -196,7 +196,15 @@ def accuracy(records: list[dict]) -> dict:
                       for (p, task), r in ours.items() if p in ttft and value(r, "score") is not None]
     chart = charts.scatter(scatter_points, "TTFT, ms (measured)", "score") if scatter_points else None
     presets = {"image": ["nvila-8b", "nvila-lite-8b", "vila1.5-8b"], "video": ["nvila-8b-video"]}
-    return {"tables": tables, "presets": presets, "chart": chart, "measured": bool(ours),
+    synthetic = [
+        {"task": r["config"].get("task"), "preset": r["preset"], "hardware": hardware_of(r),
+         "weights": (r["config"].get("extra") or {}).get("weights"), "checkpoint": r["config"].get("checkpoint"),
+         "temporal_pool": r["config"].get("temporal_pool"), "score": value(r, "score"), "stderr": value(r, "stderr"),
+         "n": value(r, "n"), "chance": value(r, "chance"), "tokens": value(r, "media_tokens")}
+        for r in records
+        if r["suite"] == "accuracy" and r["status"] == "ok" and str(r["config"].get("task", "")).startswith("synthetic")
+    ]  # fmt: skip
+    return {"tables": tables, "presets": presets, "chart": chart, "measured": bool(ours), "synthetic": synthetic,
             "command": "nvila-bench run accuracy --preset nvila-8b --checkpoint /path/to/NVILA-8B --tasks ai2d,mmmu_val --out results/",
             "available": "accuracy" in RUN_SUITES}
 

@@ -53,7 +53,7 @@ def test_trained_model_scores_far_above_chance_untrained_near_it(tmp_path, data_
     trained = {r["config"]["task"]: r for r in records(tmp_path / "trained")}
     untrained = {r["config"]["task"]: r for r in records(tmp_path / "untrained")}
     mc, gen = trained["synthetic_colour"]["metrics"], trained["synthetic_colour_gen"]["metrics"]
-    assert mc["chance"]["value"] == CHANCE["synthetic_colour"] == 0.25
+    assert mc["chance"]["value"] == CHANCE["synthetic_colour"] == gen["chance"]["value"] == 0.25
     assert mc["n"]["value"] == 40 and mc["metric"]["value"] == "acc"
     assert mc["score"]["value"] >= 0.8  # multiple choice through loglikelihood
     assert gen["score"]["value"] >= 0.8  # free-form answer through generate_until
