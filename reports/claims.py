@@ -20,7 +20,7 @@ from . import paper
 from .records import TINY_PRESETS, baseline_pairs, hardware_of, value
 
 TOLERANCE = 0.10
-RUN_SUITES = ("prefill", "decode", "scale-then-compress", "overhead", "train", "finetune-memory", "training-cost")  # what `nvila-bench run` offers today
+RUN_SUITES = ("prefill", "decode", "scale-then-compress", "overhead", "train", "finetune-memory", "training-cost", "accuracy")  # what `nvila-bench run` offers today
 
 COMMANDS = {  # claim id -> (suite it needs, the command that measures it)
     "prefill-speedup": ("prefill", "nvila-bench run prefill --device cuda --preset nvila-8b --preset vila1.5-8b --image 1920x1080 --out results/"),

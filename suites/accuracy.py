@@ -112,7 +112,11 @@ def evaluate(run: AccuracyRun, run_id: str, environment: dict, on_record=None) -
                                      log_samples=False, verbosity="WARNING")  # fmt: skip
             metrics = _score(result, task)
         except Exception as e:  # noqa: BLE001 - one task's failure is its record, the others go on
-            record = make_record("accuracy", config, {}, run_id, environment, "error", _one_line(f"{type(e).__name__}: {e}"))
+            message = f"{type(e).__name__}: {e}"
+            if task not in SYNTHETIC:  # the usual cause offline: the dataset is not in the local cache
+                cache = os.environ.get("HF_DATASETS_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+                message = f"{task} failed; its dataset must be in the local Hugging Face cache ({cache}), read offline: {message}"
+            record = make_record("accuracy", config, {}, run_id, environment, "error", _one_line(message))
         else:
             metrics |= _tokens(cfg, task, run.temporal_pool)
             if CHANCE.get(task) is not None:
