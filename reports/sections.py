@@ -30,7 +30,9 @@ def headline(records: list[dict]) -> dict:
     by_req = {(r["preset"], request_key(r)): r for r in prefill}
     train = {r["preset"]: r for r in measured(records, "train")}
     ftmem = {r["preset"]: r for r in records if r["suite"] == "finetune-memory" and r["status"] == "ok"}
-    acc = {r["preset"]: r for r in measured(records, "accuracy")}
+    acc: dict[str, list[float]] = {}  # the latest score of each (preset, task)
+    for r in measured(records, "accuracy"):
+        acc.setdefault(r["preset"], {})[r["config"].get("task")] = value(r, "score")
     groups: dict[str, list[dict]] = {}
     for r in prefill:
         key = request_key(r)
@@ -45,8 +47,9 @@ def headline(records: list[dict]) -> dict:
             "ttft_speedup": base_ttft / ttft if ttft and base_ttft else None,
             "decode_tps": value(dec, "decode_tokens_per_s"),
             "train_sps": value(train.get(r["preset"]), "samples_per_s"),
-            "ft_memory": value(ftmem.get(r["preset"]), "peak_memory_allocated"),
-            "accuracy": value(acc.get(r["preset"]), "score"),
+            "ft_memory": value(ftmem.get(r["preset"]), "peak_memory_allocated") or value(ftmem.get(r["preset"]), "memory_counted"),
+            "accuracy": _mean([s for s in acc.get(r["preset"], {}).values() if s is not None]),
+            "accuracy_tasks": len(acc.get(r["preset"], {})),
         })  # fmt: skip
     for rows in groups.values():
         rows.sort(key=lambda row: (row["media"], row["preset"]))
@@ -176,6 +179,10 @@ def distributions(records: list[dict]) -> dict:
                 plots.setdefault(metric, []).append({"label": label, "samples": m["samples"]})
     chart = {k: charts.distributions(v) for k, v in plots.items()}
     return {"rows": rows, "charts": chart}
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def accuracy(records: list[dict]) -> dict:
