@@ -28,7 +28,7 @@ from nvila_bench.point import BenchPoint
 from nvila_bench.results import ResultWriter, make_record, metric, new_run_id
 from nvila_bench.stats import bounded_samples, summarize
 from nvila_bench.suites.train import prepare, settings
-from nvila_bench.timing import MeasureConfig, synchronize
+from nvila_bench.timing import MeasureConfig, StageClock, synchronize
 from nvila_bench.training import build_optimizer, flop_modes, synthetic_batch, train_step
 
 
@@ -86,15 +86,16 @@ def train_ranks(point: BenchPoint, s: dict, mcfg: MeasureConfig, rank: int, worl
     accum = int(s["grad_accum"])
     total_steps = steps if steps is not None else mcfg.warmup + mcfg.repeats
     times, losses = [], []
+    clock = StageClock(device)
     for step in range(total_steps):
         batches = [synthetic_batch(point, step * accum + k, first_row=rank * point.batch_size) for k in range(accum)]
         synchronize(device)
-        began = torch.cuda.Event(enable_timing=True) if device.type == "cuda" else None
-        t0 = _now(device, began)
-        local_loss = train_step(model, batches, optimizer, None, autocast)
+        clock.start()
+        local_loss = train_step(model, batches, optimizer, clock, autocast)
+        synchronize(device)
+        seconds = sum(t for _, t in clock.durations())  # forward, backward (with the reduce-scatter), optimizer
         loss = torch.tensor([local_loss], device=device)
         dist.all_reduce(loss)  # the mean over ranks = the loss of the global batch (equal tokens per row)
-        seconds = _elapsed(device, t0, began)
         losses.append(float(loss) / world)
         if step >= (0 if steps is not None else mcfg.warmup):
             times.append(seconds)
@@ -129,22 +130,3 @@ def _broadcast(value):
     dist.broadcast_object_list(box, src=0)
     return box[0]
 
-
-def _now(device, event):
-    if event is not None:
-        event.record()
-        return event
-    import time
-
-    return time.perf_counter()
-
-
-def _elapsed(device, t0, began) -> float:
-    if began is not None:
-        end = torch.cuda.Event(enable_timing=True)
-        end.record()
-        end.synchronize()
-        return began.elapsed_time(end) / 1e3
-    import time
-
-    return time.perf_counter() - t0

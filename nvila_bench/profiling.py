@@ -86,15 +86,20 @@ def build_step(model, point: BenchPoint, stage: str) -> ProfiledStep:
     request = build_request(point)
     count = count_visual_tokens(get_preset(point.preset), point.images, point.video_frames, point.temporal_pool)
     sequence = point.batch_size * (count.total_tokens + point.prompt_tokens)
+
+    def media_stages(section):
+        """preprocess -> vision -> projector, each in its range; the media blocks for the LLM."""
+        with section("preprocess"):
+            media = preprocess_media(cfg, request.images, request.video)
+        with section("vision"):
+            features = model.encode_media(media)
+        with section("projector"):
+            return model.project(features, media, point.temporal_pool)
+
     if stage == "prefill":
 
         def step(section):
-            with section("preprocess"):
-                media = preprocess_media(cfg, request.images, request.video)
-            with section("vision"):
-                features = model.encode_media(media)
-            with section("projector"):
-                blocks = model.project(features, media, point.temporal_pool)
+            blocks = media_stages(section)
             with section("llm_prefill"):
                 model.prefill(model.embed(request.input_ids, blocks)).logits.argmax(-1)  # the first token
 
@@ -122,12 +127,7 @@ def build_step(model, point: BenchPoint, stage: str) -> ProfiledStep:
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)  # cost, not result
 
         def step(section):
-            with section("preprocess"):
-                media = preprocess_media(cfg, request.images, request.video)
-            with section("vision"):
-                features = model.encode_media(media)
-            with section("projector"):
-                blocks = model.project(features, media, point.temporal_pool)
+            blocks = media_stages(section)
             with section("llm_forward"):
                 embeds = model.embed(request.input_ids, blocks)
                 labels = model.labels(request.input_ids, blocks)

@@ -75,17 +75,23 @@ def estimate(hardware: str, image=(1920, 1080), text_tokens: int = 128, samples:
                         1 / PRUNE_KEEP)  # fmt: skip
 
 
-def measured_fp8_factor(records: list[dict]) -> tuple[float, str] | None:
-    """FP8 over BF16 samples/s from train records of the same preset and hardware, if both were measured."""
+def fp8_speedup(records: list[dict]) -> tuple[float, str, str] | None:
+    """(FP8 over BF16 samples/s, preset, hardware) from measured train records of the same preset and
+    hardware (the latest of each), or None when no such pair was measured."""
     from nvila_bench.results import hardware_of
 
-    rows = [r for r in records if r["suite"] == "train" and r["status"] == "ok" and "samples_per_s" in r["metrics"]]
-    by = {}
-    for r in rows:
-        by[(r["preset"], hardware_of(r), bool((r["config"].get("extra") or {}).get("fp8")))] = r
-    for (preset, hw, fp8), r in by.items():
-        base = by.get((preset, hw, False))
-        if fp8 and base:
-            ratio = r["metrics"]["samples_per_s"]["value"] / base["metrics"]["samples_per_s"]["value"]
-            return ratio, f"measured: train suite, {preset} on {hw}"
+    latest = {}
+    for r in records:
+        if r["suite"] == "train" and r["status"] == "ok" and r["provenance"] == "measured" and "samples_per_s" in r["metrics"]:
+            latest[(r["preset"], hardware_of(r), bool((r["config"].get("extra") or {}).get("fp8")))] = r
+    for (preset, hw, fp8), r in latest.items():
+        base = latest.get((preset, hw, False))
+        if fp8 and base and base["metrics"]["samples_per_s"]["value"]:
+            return r["metrics"]["samples_per_s"]["value"] / base["metrics"]["samples_per_s"]["value"], preset, hw
     return None
+
+
+def measured_fp8_factor(records: list[dict]) -> tuple[float, str] | None:
+    """The FP8 speed-up and where it was measured, for `estimate`."""
+    found = fp8_speedup(records)
+    return (found[0], f"measured: train suite, {found[1]} on {found[2]}") if found else None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from nvila_bench.model import count_visual_tokens, get_preset
 from nvila_bench.model.presets import is_tiny, preset_names
+from nvila_bench.training_cost import fp8_speedup
 
 from . import paper
 from .records import TINY_PRESETS, baseline_pairs, hardware_of, value
@@ -116,16 +117,11 @@ def finetune_memory(records, claim) -> Ours | None:
 
 
 def fp8_training(records, claim) -> Ours | None:
-    rows = [r for r in records if r["suite"] == "train" and r["status"] == "ok" and r["provenance"] == "measured"]
-    by_fp8 = {}
-    for r in rows:  # the latest of each (preset, hardware, fp8)
-        by_fp8[(r["preset"], hardware_of(r), bool((r["config"].get("extra") or {}).get("fp8")))] = r
-    for (preset, hw, fp8), r in by_fp8.items():
-        base = by_fp8.get((preset, hw, False))
-        a, b = value(r, "samples_per_s"), value(base, "samples_per_s")
-        if fp8 and a and b:
-            return Ours(a / b, f"{a / b:.2f}x", hw, "measured", True, f"preset {preset}")
-    return None
+    found = fp8_speedup(records)
+    if found is None:
+        return None
+    ratio, preset, hw = found
+    return Ours(ratio, f"{ratio:.2f}x", hw, "measured", True, f"preset {preset}")
 
 
 def training_cost(records, claim) -> Ours | None:
