@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from nvila_bench.costmodel import dtype_bytes
 from nvila_bench.model import count_visual_tokens
 from nvila_bench.model.config import NVILAConfig
-from nvila_bench.model.params import layer_norm, linear, param_counts, projector_params, vision_params
+from nvila_bench.model.params import layer_norm, linear, param_counts, projector_params
 from nvila_bench.training import Recipe
 
 FP32 = 4
@@ -209,11 +209,3 @@ def estimate(cfg: NVILAConfig, recipe: Recipe, g: Geometry, dtype: str = "bfloat
     tensors = sum(t for _, t in trainable.values())
     activations = vision_activations(cfg, recipe, g, dtype) + projector_activations(cfg, g, dtype) + llm_activations(cfg, recipe, g, dtype)
     return MemoryEstimate(weight_bytes(cfg, recipe, dtype), n * b, 2 * n * b + tensors * FP32, activations, n, tensors)
-
-
-def vision_params_used(cfg: NVILAConfig) -> int:
-    """Parameters of the ViT that run (the rest never learn)."""
-    return _vit_used_params(cfg)[0]
-
-
-__all__ = ["Geometry", "MemoryEstimate", "estimate", "geometry", "trainable_parameters", "vision_params", "vision_params_used"]

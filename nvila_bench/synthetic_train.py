@@ -20,7 +20,7 @@ from nvila_bench.tokenizer import build_tokenizer, chat_prompt, encode_with_medi
 from nvila_bench.training import Recipe, apply_recipe, build_optimizer
 
 
-def examples(cfg, tokenizer, data_dir, task: str, split: str, temporal_pool: bool = True, limit: int | None = None):
+def examples(cfg, tokenizer, data_dir, task: str, split: str, limit: int | None = None):
     """(media, prompt + answer ids, answer length) per row, media preprocessed."""
     rows = load_split(data_dir, task, split)[:limit]
     out = []
@@ -44,7 +44,7 @@ def train_synthetic(preset: str, data_dir: str | Path, tasks: list[str], steps: 
     tokenizer = build_tokenizer(cfg)
     model = apply_recipe(build_model(cfg, seed=seed).train(), Recipe.parse("full"))
     optimizer = build_optimizer(model, Recipe.parse("full"), lr=lr)
-    pools = {task: examples(cfg, tokenizer, data_dir, task, "train", temporal_pool) for task in tasks}
+    pools = {task: examples(cfg, tokenizer, data_dir, task, "train") for task in tasks}
     rng = random.Random(seed)
     losses = []
     for step in range(steps):
