@@ -4,4 +4,4 @@ Kept import-light: lmms-eval loads it while importing `lmms_eval.models`."""
 
 from lmms_eval.models.registry_v2 import ModelManifest
 
-MANIFESTS = [ModelManifest(model_id="nvila_bench", simple_class_path="nvila_bench.lmms_model.NVILABench")]
+MANIFESTS = [ModelManifest(model_id="nvila_bench", simple_class_path="nvila_bench.suites.lmms_adapter.NVILABench")]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from nvila_bench.model import count_visual_tokens, get_preset
 from nvila_bench.model.presets import is_tiny, preset_names
-from nvila_bench.training_cost import fp8_speedup
+from nvila_bench.core.training_cost import fp8_speedup
 
 from . import paper
 from .records import TINY_PRESETS, baseline_pairs, hardware_of, value

@@ -6,8 +6,8 @@ newest record, so a report shows one figure per point and hardware.
 
 from __future__ import annotations
 
-from nvila_bench.gate import match_key, point_label
-from nvila_bench.results import hardware_of
+from nvila_bench.core.gate import match_key, point_label
+from nvila_bench.core.results import hardware_of
 
 # Which VILA1.5 model each NVILA preset is compared with (same LLM size class); tiny stand-ins likewise.
 BASELINES = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from nvila_bench.stats import Summary
+from nvila_bench.core.stats import Summary
 
 from . import charts, paper
 from .claims import RUN_SUITES, claims_table

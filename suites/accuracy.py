@@ -1,4 +1,4 @@
-"""Accuracy suite: lmms-eval, run programmatically, over our model adapter (nvila_bench.lmms_model).
+"""Accuracy suite: lmms-eval, run programmatically, over our model adapter (nvila_bench.suites.lmms_adapter).
 
 Each task runs in its own `simple_evaluate` call, so one failing task cannot take the others' scores with
 it; a task that raises, or returns no numeric score, is recorded as an error, never as a score (lmms-eval's
@@ -6,7 +6,7 @@ own CLI exits 0 after a failed task). Scores go into the shared results schema w
 standard error, the chance level where known, and the visual tokens per sample (for the accuracy /
 token-count trade of temporal pooling).
 
-Task groups: `synthetic` (offline, generated from a seed: nvila_bench.synthetic_tasks), `paper-image` and
+Task groups: `synthetic` (offline, generated from a seed: nvila_bench.core.synthetic_tasks), `paper-image` and
 `paper-video` (the lmms-eval tasks of the paper's accuracy tables; they need official weights and the
 datasets in the local Hugging Face cache).
 """
@@ -17,9 +17,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from nvila_bench import synthetic_tasks as st
+from nvila_bench.core import synthetic_tasks as st
 from nvila_bench.model import count_visual_tokens
-from nvila_bench.results import make_record, metric
+from nvila_bench.core.results import make_record, metric
 
 SYNTHETIC = (*st.TASKS, "synthetic_colour_gen")
 CHANCE = st.CHANCE | {"synthetic_colour_gen": 0.25}  # a uniform guess among the four colours
@@ -83,7 +83,7 @@ def evaluate(run: AccuracyRun, run_id: str, environment: dict, on_record=None) -
         from lmms_eval.tasks import TaskManager
     except ImportError as e:
         raise ValueError(f"the accuracy suite needs lmms-eval (pip install 'nvila-bench[eval]'): {e}") from None
-    from nvila_bench.lmms_model import NVILABench
+    from nvila_bench.suites.lmms_adapter import NVILABench
 
     data_dir = Path(run.data_dir) if run.data_dir else default_data_dir()
     if any(t in SYNTHETIC for t in run.tasks):

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from nvila_bench import costmodel
+from nvila_bench.core import costmodel
 from nvila_bench.model import build_model, get_preset, synthetic_image, synthetic_prompt, synthetic_video
 from nvila_bench.model.nvila import NVILAModel
-from nvila_bench.point import BenchPoint
-from nvila_bench.results import metric
-from nvila_bench.stats import bounded_samples, summarize
+from nvila_bench.core.point import BenchPoint
+from nvila_bench.core.results import metric
+from nvila_bench.core.stats import bounded_samples, summarize
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def resolve_peaks(device: str, dtype: str, hardware: str | None = None, ceilings
     """Peaks for the analytic floor, best source first: measured ceilings (a ceilings.json from
     `nvila-bench ceilings` on this device kind and dtype), a named hardware entry, the table entry
     matching the current GPU's name. None on a CPU with no measured ceilings of the run's dtype."""
-    from nvila_bench.hardware import get_hardware, load_ceilings, match_hardware
+    from nvila_bench.core.hardware import get_hardware, load_ceilings, match_hardware
 
     measured = load_ceilings(ceilings) if ceilings else None
     same_kind = measured and str(measured.get("device", "")).split(":")[0] == device.split(":")[0]

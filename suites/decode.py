@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import torch
 
-from nvila_bench import costmodel
-from nvila_bench.energy import EnergyMeter, energy_metrics
+from nvila_bench.core import costmodel
+from nvila_bench.core.energy import EnergyMeter, energy_metrics
 from nvila_bench.model import count_visual_tokens, get_preset, preprocess_media
-from nvila_bench.point import BenchPoint
-from nvila_bench.results import metric
-from nvila_bench.stats import bounded_samples, summarize
-from nvila_bench.timing import MeasureConfig, StageClock, measure
+from nvila_bench.core.point import BenchPoint
+from nvila_bench.core.results import metric
+from nvila_bench.core.stats import bounded_samples, summarize
+from nvila_bench.core.timing import MeasureConfig, StageClock, measure
 
 from .common import Session, analytic_metrics, build_request, memory_metrics, reset_peak_memory, timing_metric
 

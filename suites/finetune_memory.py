@@ -6,7 +6,7 @@ learns. "nvila" is the paper's recipe (ViT LayerNorms + LLM LoRA, ViT LR 5x lowe
 
 The first step is the measured one: the bytes autograd saves during its forward pass (activations), the
 gradients after its backward, the AdamW state after its update, and the parameters, each counted tensor by
-tensor, on any device; on a GPU also the allocator's peak. `nvila_bench.memory_model` predicts each part
+tensor, on any device; on a GPU also the allocator's peak. `nvila_bench.core.memory_model` predicts each part
 from the config alone; both are recorded. Then steps are timed for iterations/s.
 """
 
@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import torch
 
-from nvila_bench.memory_model import estimate, geometry
+from nvila_bench.core.memory_model import estimate, geometry
 from nvila_bench.model import build_model, get_preset
-from nvila_bench.point import BenchPoint
-from nvila_bench.results import metric
-from nvila_bench.stats import bounded_samples, summarize
-from nvila_bench.timing import MeasureConfig, StageClock, measure, synchronize
-from nvila_bench.training import (
+from nvila_bench.core.point import BenchPoint
+from nvila_bench.core.results import metric
+from nvila_bench.core.stats import bounded_samples, summarize
+from nvila_bench.core.timing import MeasureConfig, StageClock, measure, synchronize
+from nvila_bench.model.training import (
     LoraSettings, Recipe, SavedTensors, apply_recipe, build_optimizer, gradient_bytes, loss_of, optimizer_bytes,
     synthetic_batch, train_step, trainable_counts, weight_bytes,
 )  # fmt: skip

@@ -12,10 +12,10 @@ import time
 
 import torch
 
-from nvila_bench.point import BenchPoint
-from nvila_bench.results import metric
-from nvila_bench.stats import summarize
-from nvila_bench.timing import MeasureConfig, StageClock, measure
+from nvila_bench.core.point import BenchPoint
+from nvila_bench.core.results import metric
+from nvila_bench.core.stats import summarize
+from nvila_bench.core.timing import MeasureConfig, StageClock, measure
 
 from . import prefill
 from .common import Session

@@ -11,11 +11,11 @@ from the regular suites, marked with the same `comparison` / `variant` / `media`
 
 from __future__ import annotations
 
-from nvila_bench import costmodel
-from nvila_bench.hardware import get_hardware
+from nvila_bench.core import costmodel
+from nvila_bench.core.hardware import get_hardware
 from nvila_bench.model import count_visual_tokens, get_preset
-from nvila_bench.point import BenchPoint
-from nvila_bench.results import make_record, metric
+from nvila_bench.core.point import BenchPoint
+from nvila_bench.core.results import make_record, metric
 
 VARIANTS = {  # variant -> (image preset, video preset)
     "real": {

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import torch
 
-from nvila_bench import costmodel
-from nvila_bench.memory_model import geometry
+from nvila_bench.core import costmodel
+from nvila_bench.core.memory_model import geometry
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.vision import _body
-from nvila_bench.point import BenchPoint
-from nvila_bench.results import metric
-from nvila_bench.stats import bounded_samples, summarize
-from nvila_bench.timing import MeasureConfig, StageClock, measure
-from nvila_bench.training import (
+from nvila_bench.core.point import BenchPoint
+from nvila_bench.core.results import metric
+from nvila_bench.core.stats import bounded_samples, summarize
+from nvila_bench.core.timing import MeasureConfig, StageClock, measure
+from nvila_bench.model.training import (
     Recipe, apply_recipe, build_optimizer, enable_fp8, enable_gradient_checkpointing, flop_modes, synthetic_batch,
     train_step, trainable_counts,
 )  # fmt: skip

@@ -8,8 +8,8 @@ from dataclasses import replace
 import click
 
 from nvila_bench.model import count_visual_tokens, get_preset
-from nvila_bench.point import BenchPoint
-from nvila_bench.training import Recipe
+from nvila_bench.core.point import BenchPoint
+from nvila_bench.model.training import Recipe
 
 from .finetune_memory import PAPER_CONTEXT, PAPER_RECIPES
 

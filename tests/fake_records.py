@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from nvila_bench.results import make_record, metric
-from nvila_bench.stats import summarize
+from nvila_bench.core.results import make_record, metric
+from nvila_bench.core.stats import summarize
 
 CPU_ENV = {"device": "cpu", "cpu_model": "Test CPU", "cpu_count": 2, "torch": "2.13.0", "transformers": "5.24.0",
            "gpu": None, "git_revision": "a" * 40, "git_dirty": False, "platform": "Linux"}

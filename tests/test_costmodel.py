@@ -6,7 +6,7 @@ import torch
 from conftest import TINY, tiny_model
 from torch.utils.flop_counter import FlopCounterMode
 
-from nvila_bench import costmodel
+from nvila_bench.core import costmodel
 from nvila_bench.model import build_model, count_visual_tokens, get_preset, param_counts
 from nvila_bench.model.vision import vision_features
 

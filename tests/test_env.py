@@ -4,7 +4,7 @@ import sys
 
 import torch
 
-from nvila_bench.env import capture_environment, environment_fingerprint
+from nvila_bench.core.env import capture_environment, environment_fingerprint
 
 
 def test_capture_is_json_serialisable_and_complete():

@@ -6,8 +6,8 @@ import pytest
 from fake_records import CPU_ENV, GPU_ENV, decode_record, prefill_record
 
 from nvila_bench.cli import main
-from nvila_bench.gate import IncomparableError, gate, markdown_summary, parse_threshold
-from nvila_bench.results import ResultWriter, load_results, make_record
+from nvila_bench.core.gate import IncomparableError, gate, markdown_summary, parse_threshold
+from nvila_bench.core.results import ResultWriter, load_results, make_record
 
 
 def write(path, records):

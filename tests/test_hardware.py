@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from nvila_bench.hardware import (
+from nvila_bench.core.hardware import (
     CEILINGS_FILE,
     get_hardware,
     hardware_keys,

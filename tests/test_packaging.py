@@ -8,6 +8,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SUBPACKAGES = ("model", "suites", "reports")
+LAYERS = ("core", "runner", "cli")  # inside nvila_bench/
 
 
 def _python(code: str, cwd: Path, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
@@ -16,15 +17,24 @@ def _python(code: str, cwd: Path, pythonpath: Path | None = None) -> subprocess.
 
 
 def test_built_wheel_layout_and_import(tmp_path):
+    # Built from a copy of the tracked files (a stale build/ of the checkout cannot leak in), without build
+    # isolation: no package index is needed, the machine's setuptools builds it.
+    src = tmp_path / "src"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes((REPO / name).read_bytes())
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src)],
         check=True, capture_output=True,
     )  # fmt: skip
     (wheel,) = (tmp_path / "dist").glob("nvila_bench-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for sub in SUBPACKAGES:
         assert f"nvila_bench/{sub}/__init__.py" in names
-    assert "nvila_bench/model/nvila.py" in names and "nvila_bench/cli.py" in names
+    for layer in LAYERS:
+        assert f"nvila_bench/{layer}/__init__.py" in names
+    assert "nvila_bench/model/nvila.py" in names and "nvila_bench/core/hardware.toml" in names
     assert not [n for n in names if n.split("/")[0] in (*SUBPACKAGES, "tests")]
     assert any(n.endswith("entry_points.txt") for n in names)
 

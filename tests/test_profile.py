@@ -12,10 +12,10 @@ from torch.autograd import DeviceType
 from fake_records import GPU_ENV, prefill_record
 
 from nvila_bench.cli import main
-from nvila_bench.energy import EnergyMeter, energy_metrics
-from nvila_bench.profiling import STAGE_RANGES, operator_tables
+from nvila_bench.core.energy import EnergyMeter, energy_metrics
+from nvila_bench.suites.profile import STAGE_RANGES, operator_tables
 from nvila_bench.reports.render import render_report
-from nvila_bench.results import metric, read_results
+from nvila_bench.core.results import metric, read_results
 
 ENERGY = ("energy_j", "joules_per_token", "avg_power_w")
 FAST = ["--image", "64x64", "--prompt-tokens", "16", "--wait", "0", "--warmup", "1", "--active", "2", "--repeats", "2"]

@@ -11,7 +11,7 @@ from nvila_bench.cli import main
 from nvila_bench.reports import paper
 from nvila_bench.reports.claims import claims_table
 from nvila_bench.reports.render import render_report
-from nvila_bench.results import ResultWriter, make_record
+from nvila_bench.core.results import ResultWriter, make_record
 
 SECTIONS = ("headline", "claims", "stages", "stc", "roofline", "distributions", "training", "accuracy", "failures", "environment")
 TEMPLATES = Path(__file__).parent.parent / "reports" / "templates"

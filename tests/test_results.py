@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from nvila_bench.results import SCHEMA_VERSION, ResultWriter, make_record, metric, point_id, read_results, validate_record
+from nvila_bench.core.results import SCHEMA_VERSION, ResultWriter, make_record, metric, point_id, read_results, validate_record
 
 
 def record(**kw):

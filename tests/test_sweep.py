@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from nvila_bench.cli import main
-from nvila_bench.point import BenchPoint
-from nvila_bench.results import read_results
-from nvila_bench.sweep import expand, load_suite_file
+from nvila_bench.core.point import BenchPoint
+from nvila_bench.core.results import read_results
+from nvila_bench.runner.sweep import expand, load_suite_file
 
 FAST = ["--warmup", "0", "--repeats", "2", "--min-seconds", "0", "--quiet"]
 NVILA_BENCH = str(Path(sys.executable).parent / "nvila-bench")
@@ -123,8 +123,8 @@ def test_point_round_trip():
 
 
 def test_merge_runs_pools_samples_and_rescales_utilisation():
-    from nvila_bench.results import make_record, metric
-    from nvila_bench.sweep import merge_runs
+    from nvila_bench.core.results import make_record, metric
+    from nvila_bench.runner.sweep import merge_runs
 
     def run(samples, peak):
         m = {

@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from nvila_bench.timing import MeasureConfig, measure
+from nvila_bench.core.timing import MeasureConfig, measure
 
 
 def test_repeats_and_stage_samples():

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from nvila_bench.results import metric
+from nvila_bench.core.results import metric
 
 
 class EnergyMeter:
@@ -37,7 +37,7 @@ class EnergyMeter:
         try:
             import pynvml  # nvidia-ml-py; imported here so CPU-only machines never need it
 
-            from nvila_bench.env import _visible_indices
+            from nvila_bench.core.env import _visible_indices
 
             pynvml.nvmlInit()
         except Exception:

@@ -34,13 +34,13 @@ from typing import Callable
 
 import torch
 
-from nvila_bench import costmodel
-from nvila_bench.energy import EnergyMeter, energy_metrics
+from nvila_bench.core import costmodel
+from nvila_bench.core.energy import EnergyMeter, energy_metrics
 from nvila_bench.model import build_model, count_visual_tokens, get_preset, preprocess_media
-from nvila_bench.point import BenchPoint
-from nvila_bench.results import metric
+from nvila_bench.core.point import BenchPoint
+from nvila_bench.core.results import metric
 from nvila_bench.suites.common import build_request, timing_metric
-from nvila_bench.timing import MeasureConfig, StageClock, measure, synchronize
+from nvila_bench.core.timing import MeasureConfig, StageClock, measure, synchronize
 
 STAGE_RANGES = {
     "prefill": ("preprocess", "vision", "projector", "llm_prefill"),

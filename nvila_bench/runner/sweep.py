@@ -2,7 +2,7 @@
 
 A point that runs out of memory is recorded as `oom`, one that fails as `error` (with the message), and the
 sweep goes on. With `isolate=True` every point runs in its own Python subprocess (`python -m
-nvila_bench.worker`), so even a hard crash or the host OOM killer takes only that point. Ctrl-C stops the
+nvila_bench.runner.worker`), so even a hard crash or the host OOM killer takes only that point. Ctrl-C stops the
 sweep; every completed point is already on disk.
 
 Testing hook: NVILA_BENCH_FAULT="oom:<preset>" (or "error:<preset>") makes points of that preset fail as if
@@ -25,10 +25,10 @@ from typing import Callable, Iterable
 
 import torch
 
-from nvila_bench.point import BenchPoint
-from nvila_bench.results import ResultWriter, make_record, point_id, validate_record
-from nvila_bench.stats import bounded_samples, summarize_groups
-from nvila_bench.timing import MeasureConfig
+from nvila_bench.core.point import BenchPoint
+from nvila_bench.core.results import ResultWriter, make_record, point_id, validate_record
+from nvila_bench.core.stats import bounded_samples, summarize_groups
+from nvila_bench.core.timing import MeasureConfig
 
 SUITES = ("prefill", "decode", "overhead", "train", "finetune-memory")
 SWEEP_FIELDS = (
@@ -132,7 +132,7 @@ def run_isolated(
         "environment": environment, "peaks": asdict(peaks) if peaks else None,
     }  # fmt: skip
     proc = subprocess.run(
-        [sys.executable, "-m", "nvila_bench.worker"], input=json.dumps(job), capture_output=True, text=True
+        [sys.executable, "-m", "nvila_bench.runner.worker"], input=json.dumps(job), capture_output=True, text=True
     )
     if proc.returncode == 0 and proc.stdout.strip():
         return json.loads(proc.stdout.strip().splitlines()[-1])

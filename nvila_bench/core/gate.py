@@ -22,10 +22,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from nvila_bench.results import hardware_of, point_id
+from nvila_bench.core.results import hardware_of, point_id
 import numpy as np
 
-from nvila_bench.stats import median_ratio_ci, split_groups
+from nvila_bench.core.stats import median_ratio_ci, split_groups
 
 DEFAULT_METRICS = ("ttft", "tpot", "decode_tokens_per_s", "step_time", "samples_per_s")
 ENV_FIELDS = ("torch", "cuda", "transformers", "attn_implementation", "nvila_bench")

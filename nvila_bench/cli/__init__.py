@@ -17,7 +17,7 @@ import click
 from nvila_bench.model.config import NVILAConfig
 from nvila_bench.model.presets import get_preset, is_tiny, preset_names
 from nvila_bench.model.tokens import count_visual_tokens
-from nvila_bench.profile_cli import profile_command
+from nvila_bench.cli.profile import profile_command
 
 EXIT_USAGE = 2
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
@@ -165,7 +165,7 @@ def tokens(cfg, images, video_frames, no_temporal_pool, as_json):
 @cli.command()
 def summary():
     """Model summary: exact parameter counts, token tables, every tiny preset end to end."""
-    from nvila_bench.summary import print_summary
+    from nvila_bench.cli.summary import print_summary
 
     print_summary(click.echo)
 
@@ -249,11 +249,11 @@ def run_suite(ctx, suite, presets, device, dtypes, images, video_frames, no_temp
         return _run_accuracy(ctx, presets, device, dtypes, no_temporal_pool, out_dir, quiet, train_kw)
     if train_kw["checkpoint"] or train_kw["tasks"] or train_kw["limit"] or train_kw["data_dir"]:
         raise click.UsageError("--checkpoint / --tasks / --limit / --data-dir belong to the accuracy suite")
-    from nvila_bench.env import capture_environment
-    from nvila_bench.results import ResultWriter, new_run_id
+    from nvila_bench.core.env import capture_environment
+    from nvila_bench.core.results import ResultWriter, new_run_id
     from nvila_bench.suites.common import Session, resolve_peaks
-    from nvila_bench.sweep import run_sweep
-    from nvila_bench.timing import MeasureConfig
+    from nvila_bench.runner.sweep import run_sweep
+    from nvila_bench.core.timing import MeasureConfig
 
     mcfg = MeasureConfig(**measure_kw)
     if device.startswith("cuda"):
@@ -277,7 +277,7 @@ def run_suite(ctx, suite, presets, device, dtypes, images, video_frames, no_temp
 
             points = training_points(suite, points, train_kw, paper_context=None in prompt_tokens)
             if os.environ.get("WORLD_SIZE", "1") != "1":
-                from nvila_bench.distributed import run_distributed
+                from nvila_bench.runner.distributed import run_distributed
 
                 return run_distributed(points, MeasureConfig(**measure_kw), out_dir, quiet)
     writer, run_id = ResultWriter(out_dir), new_run_id()
@@ -316,8 +316,8 @@ def run_suite(ctx, suite, presets, device, dtypes, images, video_frames, no_temp
 
 def _run_accuracy(ctx, presets, device, dtypes, no_temporal_pool, out_dir, quiet, kw):
     """`run accuracy`: lmms-eval over our adapter, one record per task; exit 1 when a task failed."""
-    from nvila_bench.env import capture_environment
-    from nvila_bench.results import ResultWriter, new_run_id
+    from nvila_bench.core.env import capture_environment
+    from nvila_bench.core.results import ResultWriter, new_run_id
     from nvila_bench.suites.accuracy import AccuracyRun, evaluate, expand_tasks
 
     if not kw["tasks"]:
@@ -362,7 +362,7 @@ def _run_accuracy(ctx, presets, device, dtypes, no_temporal_pool, out_dir, quiet
 @click.option("--seed", default=0, show_default=True, type=int)
 def synthetic_data(out_dir, seed):
     """Write the synthetic tasks (images, splits, lmms-eval task YAMLs) to OUT."""
-    from nvila_bench.synthetic_tasks import generate, write_lmms_tasks
+    from nvila_bench.core.synthetic_tasks import generate, write_lmms_tasks
 
     root = generate(out_dir, seed)
     click.echo(f"synthetic tasks -> {root}; lmms-eval include path {write_lmms_tasks(root)}", err=True)
@@ -381,8 +381,8 @@ def synthetic_data(out_dir, seed):
 def train_synthetic_command(preset, tasks, steps, batch_size, lr, seed, no_temporal_pool, data_dir, out_dir):
     """Train a tiny preset on the synthetic tasks' train split; save a checkpoint for `run accuracy --checkpoint`."""
     from nvila_bench.suites.accuracy import default_data_dir
-    from nvila_bench.synthetic_tasks import TASKS
-    from nvila_bench.synthetic_train import save_trained, train_synthetic
+    from nvila_bench.core.synthetic_tasks import TASKS
+    from nvila_bench.suites.synthetic_train import save_trained, train_synthetic
 
     names = [t.strip() for t in tasks.split(",") if t.strip()]
     bad = [t for t in names if t not in TASKS]
@@ -398,7 +398,7 @@ def train_synthetic_command(preset, tasks, steps, batch_size, lr, seed, no_tempo
 
 def _sweep_points(suite, presets, device, dtypes, images, video_frames, no_temporal_pool, prompt_tokens, new_tokens,
                   batch_sizes, attn, caches, suite_file):
-    from nvila_bench.sweep import expand, load_suite_file
+    from nvila_bench.runner.sweep import expand, load_suite_file
 
     axes = {}
     if suite_file:
@@ -452,7 +452,7 @@ def _existing(path: Path) -> str | None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def ceilings(device, dtype, size, seconds, out_dir, as_json):
     """Measure the achieved GEMM rate and copy bandwidth of this device (rooflines use them)."""
-    from nvila_bench.hardware import measure_ceilings, save_ceilings
+    from nvila_bench.core.hardware import measure_ceilings, save_ceilings
 
     result = measure_ceilings(device=device, dtype=dtype, size=size, seconds=seconds)
     path = save_ceilings(result, out_dir)
@@ -470,9 +470,9 @@ def ceilings(device, dtype, size, seconds, out_dir, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def cost(cfg, images, video_frames, no_temporal_pool, prompt_tokens, context, batch_size, dtype, hardware, as_json):
     """Analytic FLOPs, minimum bytes and time floor per stage (multiply-add = 2 FLOPs, full N x N attention)."""
-    from nvila_bench import costmodel
-    from nvila_bench.hardware import get_hardware, hardware_keys
-    from nvila_bench.point import canonical_dtype
+    from nvila_bench.core import costmodel
+    from nvila_bench.core.hardware import get_hardware, hardware_keys
+    from nvila_bench.core.point import canonical_dtype
 
     _check_request(images, video_frames)
     for name, value in (("--prompt-tokens", prompt_tokens), ("--batch-size", batch_size), ("--context", context)):
@@ -503,7 +503,7 @@ def cost(cfg, images, video_frames, no_temporal_pool, prompt_tokens, context, ba
 def report(results, out_file, title):
     """One self-contained HTML report from RESULTS (results files or directories)."""
     from nvila_bench.reports.render import render_report, write_atomic
-    from nvila_bench.results import load_results
+    from nvila_bench.core.results import load_results
 
     records = load_results(results)
     path = write_atomic(out_file, render_report(records, list(results), title))
@@ -516,7 +516,7 @@ def report(results, out_file, title):
 @click.option("--threshold", default="5%", show_default=True, help="Smallest change flagged, as in `gate`.")
 def dashboard(results_dir, site_dir, threshold):
     """History over many runs (each *.jsonl under RESULTS_DIR is one run): trends, flagged changes, reports."""
-    from nvila_bench.gate import parse_threshold
+    from nvila_bench.core.gate import parse_threshold
     from nvila_bench.reports.dashboard import build_site
 
     path = build_site(results_dir, site_dir, parse_threshold(threshold))
@@ -533,8 +533,8 @@ def dashboard(results_dir, site_dir, threshold):
 def gate_command(ctx, baseline, candidate, threshold, metrics, summary_md):
     """Exit 0 when the candidate did not regress against the baseline, 1 when it did, 2 when the two cannot be
     compared. A point regresses only when the 95% CI of its change lies beyond the threshold."""
-    from nvila_bench.gate import gate, markdown_summary, parse_threshold
-    from nvila_bench.results import load_results
+    from nvila_bench.core.gate import gate, markdown_summary, parse_threshold
+    from nvila_bench.core.results import load_results
 
     base, cand = load_results(baseline), load_results(candidate)
     names = tuple(m.strip() for item in metrics for m in item.split(",") if m.strip()) or None
@@ -572,7 +572,7 @@ def estimate():
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Also write an analytic record to OUT/results.jsonl.")
 def training_cost(hardware, image, text_tokens, samples, mfu, results, as_json, out_dir):
     """GPU-hours of NVILA-8B vs VILA1.5-8B and the factors behind the ratio: tokens, FP8, data pruning."""
-    from nvila_bench import training_cost as tc
+    from nvila_bench.core import training_cost as tc
 
     counts = {}
     for item in samples:
@@ -582,7 +582,7 @@ def training_cost(hardware, image, text_tokens, samples, mfu, results, as_json, 
         counts[stage] = int(n.replace("_", ""))
     fp8 = None
     if results:
-        from nvila_bench.results import load_results
+        from nvila_bench.core.results import load_results
 
         fp8 = tc.measured_fp8_factor(load_results(results))
     est = tc.estimate(hardware, image, text_tokens, counts or None, mfu, *(fp8 or (None, "")))
@@ -606,7 +606,7 @@ def training_cost(hardware, image, text_tokens, samples, mfu, results, as_json, 
     ]
     _emit(data, as_json, "\n".join(lines))
     if out_dir:
-        from nvila_bench.results import ResultWriter, make_record, metric, new_run_id
+        from nvila_bench.core.results import ResultWriter, make_record, metric, new_run_id
 
         m = {
             "cost_ratio": metric(est.cost_ratio, "x", "analytic"),

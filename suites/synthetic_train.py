@@ -15,9 +15,9 @@ import torch
 
 from nvila_bench.model import build_model, get_preset, preprocess_media
 from nvila_bench.model.checkpoint import save_checkpoint
-from nvila_bench.synthetic_tasks import generate, load_split, open_media
-from nvila_bench.tokenizer import build_tokenizer, chat_prompt, encode_with_media
-from nvila_bench.training import Recipe, apply_recipe, build_optimizer
+from nvila_bench.core.synthetic_tasks import generate, load_split, open_media
+from nvila_bench.model.tokenizer import build_tokenizer, chat_prompt, encode_with_media
+from nvila_bench.model.training import Recipe, apply_recipe, build_optimizer
 
 
 def examples(cfg, tokenizer, data_dir, task: str, split: str, limit: int | None = None):

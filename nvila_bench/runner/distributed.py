@@ -20,16 +20,16 @@ from dataclasses import replace
 import torch
 import torch.distributed as dist
 
-from nvila_bench import costmodel
-from nvila_bench.memory_model import geometry
+from nvila_bench.core import costmodel
+from nvila_bench.core.memory_model import geometry
 from nvila_bench.model import get_preset
 from nvila_bench.model.vision import _body
-from nvila_bench.point import BenchPoint
-from nvila_bench.results import ResultWriter, make_record, metric, new_run_id
-from nvila_bench.stats import bounded_samples, summarize
+from nvila_bench.core.point import BenchPoint
+from nvila_bench.core.results import ResultWriter, make_record, metric, new_run_id
+from nvila_bench.core.stats import bounded_samples, summarize
 from nvila_bench.suites.train import prepare, settings
-from nvila_bench.timing import MeasureConfig, StageClock, synchronize
-from nvila_bench.training import build_optimizer, flop_modes, synthetic_batch, train_step
+from nvila_bench.core.timing import MeasureConfig, StageClock, synchronize
+from nvila_bench.model.training import build_optimizer, flop_modes, synthetic_batch, train_step
 
 
 def shard(model) -> None:
@@ -47,7 +47,7 @@ def shard(model) -> None:
 
 
 def run_distributed(points: list[BenchPoint], mcfg: MeasureConfig, out_dir: str, quiet: bool = False) -> int:
-    from nvila_bench.env import capture_environment
+    from nvila_bench.core.env import capture_environment
 
     if any(p.extra.get("recipe") for p in points):
         raise ValueError("under torchrun only the train suite runs (finetune-memory is one device)")

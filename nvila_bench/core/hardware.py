@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from nvila_bench.env import cpu_model
+from nvila_bench.core.env import cpu_model
 
 CEILINGS_FILE = "ceilings.json"
 

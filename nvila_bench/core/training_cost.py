@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nvila_bench import costmodel
-from nvila_bench.hardware import get_hardware
+from nvila_bench.core import costmodel
+from nvila_bench.core.hardware import get_hardware
 from nvila_bench.model import count_visual_tokens, get_preset
 
 SFT_SAMPLES = 10_000_000  # §7: "~10M SFT mix pruned to 5M by DeltaLoss"
@@ -78,7 +78,7 @@ def estimate(hardware: str, image=(1920, 1080), text_tokens: int = 128, samples:
 def fp8_speedup(records: list[dict]) -> tuple[float, str, str] | None:
     """(FP8 over BF16 samples/s, preset, hardware) from measured train records of the same preset and
     hardware (the latest of each), or None when no such pair was measured."""
-    from nvila_bench.results import hardware_of
+    from nvila_bench.core.results import hardware_of
 
     latest = {}
     for r in records:

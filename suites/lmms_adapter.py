@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from nvila_bench.inference import generate_ids, loglikelihood, media_blocks
 from nvila_bench.model import build_model, get_preset, load_checkpoint
-from nvila_bench.point import canonical_dtype, DTYPES
-from nvila_bench.tokenizer import chat_prompt, encode_with_media, load_tokenizer
+from nvila_bench.core.point import canonical_dtype, DTYPES
+from nvila_bench.model.tokenizer import chat_prompt, encode_with_media, load_tokenizer
 
 
 class NVILABench(lmms):

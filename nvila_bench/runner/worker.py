@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import sys
 
-from nvila_bench.point import BenchPoint
+from nvila_bench.core.point import BenchPoint
 from nvila_bench.suites.common import Peaks, Session
-from nvila_bench.sweep import run_point
-from nvila_bench.timing import MeasureConfig
+from nvila_bench.runner.sweep import run_point
+from nvila_bench.core.timing import MeasureConfig
 
 
 def main() -> int:

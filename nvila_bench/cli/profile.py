@@ -45,10 +45,10 @@ def profile(cfg, stage, device, dtype, images, video_frames, no_temporal_pool, p
     OUT/results.jsonl."""
     import torch
 
-    from nvila_bench.env import capture_environment
-    from nvila_bench.point import BenchPoint
-    from nvila_bench.profiling import Schedule, profile_point
-    from nvila_bench.results import ResultWriter, make_record, new_run_id
+    from nvila_bench.core.env import capture_environment
+    from nvila_bench.core.point import BenchPoint
+    from nvila_bench.suites.profile import Schedule, profile_point
+    from nvila_bench.core.results import ResultWriter, make_record, new_run_id
 
     if video_frames is not None and video_frames < 1:
         raise click.BadParameter(f"must be a positive integer, got {video_frames}", param_hint="--video-frames")

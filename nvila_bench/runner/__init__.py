@@ -1,0 +1,1 @@
+"""The running layer: sweeps over points, process isolation, data-parallel training under torchrun."""
