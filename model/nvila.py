@@ -1,11 +1,11 @@
 """The NVILA / VILA1.5 reference model with separately timeable stages.
 
     pixels --encode_media--> ViT features --project--> embedding blocks --embed--> inputs_embeds
-           --prefill--> (logits, KV cache) --decode_step--> ... (`generate` chains them)
+           --prefill--> (logits, KV cache) --decode_step--> ... (pipeline.py chains them)
 
 The media stages stay differentiable (the training suites backpropagate through them); wrap inference
-calls in `torch.inference_mode()`. The LLM inference stages (prefill, decode_step, generate) run in
-inference mode themselves.
+calls in `torch.inference_mode()`. The LLM inference stages (prefill, decode_step) run in inference
+mode themselves.
 
 Media assembly follows upstream `LlavaMetaForCausalLM._embed` (§6): each media placeholder id in the prompt
 is replaced by its block (visual tokens + "\\n" separator embeddings); placeholder ids are masked before the
@@ -26,6 +26,7 @@ from transformers import DynamicCache, LlamaConfig, StaticCache, LlamaForCausalL
 from .config import LLMConfig, NVILAConfig
 from .preprocess import ImageTiles, MediaInputs, VideoFrames
 from .projector import MultimodalProjector
+from .stages import LLM_FORWARD, PROJECTOR, VISION
 from .tokens import positions_per_block, temporal_pool_size
 from .vision import merge_s2, siglip_config, vision_features
 
@@ -198,32 +199,38 @@ class NVILAModel(nn.Module):
 
     def training_loss(
         self, media: MediaInputs | list[MediaInputs], input_ids: torch.Tensor, temporal_pool: bool = True,
-        answer_len: int | None = None,
+        answer_len: int | None = None, section=None,
     ) -> torch.Tensor:
         """Mean next-token cross-entropy of the text tokens, through every stage with autograd on: the
-        forward pass of a training step (which parts learn is the caller's choice of requires_grad).
+        forward pass of a training step (which parts learn is the caller's choice of requires_grad). Each
+        stage runs inside `section(name)` when given (vision, projector, llm_forward; see pipeline.py).
 
         `media` is one request's media shared by every row, or one per row (a real micro-batch: each sample
         has its own images, and the vision tower runs over all of them in one batch). `answer_len`: only the
         last that many positions carry loss (supervised fine-tuning on the answer, not the prompt)."""
-        per_row = media if isinstance(media, list) else None
-        if per_row is not None and len(per_row) != input_ids.shape[0]:
+        section = section or (lambda name: contextlib.nullcontext())
+        per_row = media if isinstance(media, list) else [media] * input_ids.shape[0]
+        if len(per_row) != input_ids.shape[0]:
             raise ValueError(f"{len(per_row)} media for {input_ids.shape[0]} rows")
-        if per_row is None:
-            blocks = self.project(self.encode_media(media), media, temporal_pool)
-            embeds, labels = self.embed(input_ids, blocks), self.labels(input_ids, blocks)
-        else:
-            items = [item for m in per_row for item in m.items]
-            feats = self.encode_media(_Joined(items))  # every tile and frame of the batch through the ViT at once
-            embeds, labels = [], []
-            for row, m in zip(input_ids, per_row):
-                blocks = self.project(self._reorder(feats, items, m), m, temporal_pool)
-                embeds.append(self.embed(row[None], blocks))
-                labels.append(self.labels(row[None], blocks))
-            embeds, labels = torch.cat(embeds), torch.cat(labels)
+        shared = not isinstance(media, list)
+        items = list(media.items) if shared else [item for m in per_row for item in m.items]
+        with section(VISION):  # every tile and frame of the batch through the ViT at once
+            feats = self.encode_media(_Joined(items)) if items else []
+        with section(PROJECTOR):
+            if shared:
+                blocks = self.project(feats, media, temporal_pool)
+                embeds, labels = self.embed(input_ids, blocks), self.labels(input_ids, blocks)
+            else:
+                embeds, labels = [], []
+                for row, m in zip(input_ids, per_row):
+                    blocks = self.project(self._reorder(feats, items, m), m, temporal_pool)
+                    embeds.append(self.embed(row[None], blocks))
+                    labels.append(self.labels(row[None], blocks))
+                embeds, labels = torch.cat(embeds), torch.cat(labels)
         if answer_len is not None:
             labels[:, : labels.shape[1] - answer_len] = IGNORE_INDEX
-        return self.llm(inputs_embeds=embeds, labels=labels, use_cache=False).loss
+        with section(LLM_FORWARD):
+            return self.llm(inputs_embeds=embeds, labels=labels, use_cache=False).loss
 
     @staticmethod
     def _reorder(feats: list[torch.Tensor], items: list, media: MediaInputs) -> list[torch.Tensor]:
@@ -263,23 +270,6 @@ class NVILAModel(nn.Module):
     def forward_logits(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
         """Logits at every position from one cache-free forward (the reference for cache correctness)."""
         return self.llm(inputs_embeds=inputs_embeds, use_cache=False).logits
-
-    @torch.inference_mode()
-    def generate(self, inputs_embeds: torch.Tensor, max_new_tokens: int, ignore_eos: bool = True) -> torch.Tensor:
-        """Greedy decoding of `max_new_tokens` tokens (B, n). Benchmarks keep ignore_eos=True so every run
-        decodes the same number of tokens."""
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        pre = self.prefill(inputs_embeds)
-        token = pre.logits.argmax(-1, keepdim=True)
-        out = [token]
-        eos = self.config.llm.eos_token_id
-        for _ in range(max_new_tokens - 1):
-            if not ignore_eos and bool((token == eos).all()):
-                break
-            token = self.decode_step(token, pre.cache).argmax(-1, keepdim=True)
-            out.append(token)
-        return torch.cat(out, dim=1)
 
     def param_counts(self) -> dict[str, int]:
         """Parameters per component; tied embeddings are counted once."""

@@ -15,9 +15,11 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from nvila_bench.model import preprocess_media
-from nvila_bench.model.nvila import NVILAModel
-from nvila_bench.model.vision import _body
+from .nvila import NVILAModel
+from .pipeline import no_sections
+from .preprocess import preprocess_media
+from .stages import BACKWARD, OPTIMIZER
+from .vision import _body
 
 VISION_MODES = ("frozen", "ln", "lora", "full")
 LLM_MODES = ("frozen", "lora", "qlora", "full")
@@ -184,7 +186,9 @@ def synthetic_batch(point, step: int = 0, first_row: int = 0) -> Batch:
     """`point.batch_size` samples with the point's media sizes and prompt length (the real token geometry),
     each with its own synthetic images / frames, seeded by step and global row (`first_row`: where this
     data-parallel rank's rows start), so N ranks of batch b see the rows one process of batch N*b sees."""
-    from nvila_bench.model import get_preset, synthetic_image, synthetic_prompt, synthetic_video
+    from .presets import get_preset
+    from .preprocess import synthetic_image, synthetic_video
+    from .prompt import synthetic_prompt
 
     cfg = get_preset(point.preset)
     media = []
@@ -197,29 +201,29 @@ def synthetic_batch(point, step: int = 0, first_row: int = 0) -> Batch:
     return Batch(media, ids.expand(point.batch_size, -1).contiguous(), point.temporal_pool)
 
 
-def loss_of(model: NVILAModel, batch: Batch, autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
+def loss_of(model: NVILAModel, batch: Batch, autocast_dtype: torch.dtype | None = None, section=None) -> torch.Tensor:
     device = next(model.parameters()).device
     ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
     with ctx:
-        return model.training_loss(batch.media, batch.input_ids, batch.temporal_pool)
+        return model.training_loss(batch.media, batch.input_ids, batch.temporal_pool, section=section)
 
 
-def train_step(model, batches: list[Batch], optimizer, clock=None, autocast_dtype=None, clip: float | None = None) -> float:
+def train_step(model, batches: list[Batch], optimizer, section=None, autocast_dtype=None, clip: float | None = None) -> float:
     """One optimizer step over `batches` (gradient accumulation: the loss of each micro-batch is scaled by
-    1/len(batches)); returns the mean loss. `clock` (a StageClock) gets laps forward / backward / optimizer."""
-    lap = clock.lap if clock is not None else (lambda name: None)
+    1/len(batches)); returns the mean loss. Each stage runs inside `section(name)` when given (see
+    pipeline.py): vision, projector, llm_forward per micro-batch, backward, then optimizer."""
+    section = section or no_sections
     total = 0.0
     for batch in batches:
-        loss = loss_of(model, batch, autocast_dtype) / len(batches)
-        lap("forward")
-        loss.backward()
-        lap("backward")
+        loss = loss_of(model, batch, autocast_dtype, section) / len(batches)
+        with section(BACKWARD):
+            loss.backward()
         total += float(loss.detach())
-    if clip:
-        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    lap("optimizer")
+    with section(OPTIMIZER):
+        if clip:
+            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
     return total
 
 

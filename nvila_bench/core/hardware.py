@@ -313,3 +313,32 @@ def load_ceilings(path: str | Path) -> dict | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+# ----------------------------------------------------------------------------------------------- peaks of a run
+@dataclass(frozen=True)
+class Peaks:
+    """Peak FLOP/s and bytes/s the analytic floor uses, and where they come from."""
+
+    flops: float
+    bandwidth: float
+    source: str  # e.g. "table:h100-sxm" or "measured:ceilings.json"
+
+
+def resolve_peaks(device: str, dtype: str, hardware: str | None = None, ceilings: str | None = None) -> Peaks | None:
+    """Peaks for the analytic floor, best source first: measured ceilings (a ceilings.json from
+    `nvila-bench ceilings` on this device kind and dtype), a named hardware entry, the table entry
+    matching the current GPU's name. None on a CPU with no measured ceilings of the run's dtype."""
+    measured = load_ceilings(ceilings) if ceilings else None
+    same_kind = measured and str(measured.get("device", "")).split(":")[0] == device.split(":")[0]
+    if same_kind and measured.get("dtype") == dtype:  # a bf16 GEMM rate is no ceiling for an fp32 run
+        return Peaks(measured["gemm_tflops"] * 1e12, measured["copy_gbs"] * 1e9, f"measured:{ceilings}")
+    entry = get_hardware(hardware) if hardware else None
+    if entry is None and device.startswith("cuda") and torch.cuda.is_available():
+        entry = match_hardware(torch.cuda.get_device_name(torch.device(device)))
+    if entry is None:
+        return None
+    try:
+        return Peaks(entry.peak_flops(dtype), entry.bandwidth, f"table:{entry.key}")
+    except ValueError:  # no tensor-core peak for this dtype (e.g. float32): no floor rather than a wrong one
+        return None

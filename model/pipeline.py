@@ -1,0 +1,130 @@
+"""The request pipeline: one request through the model's stages, and the one greedy decode loop.
+
+    Request --media_blocks--> [preprocess, vision, projector] --first_token--> [llm_prefill] --greedy_decode-->
+
+Every caller runs requests through these functions: the latency suites, the profiler, the training step,
+the lmms-eval adapter and `nvila-bench summary`. A caller that wants to time or trace the stages passes a
+`section`: a function that takes a stage name and returns a context manager around that stage (a clock lap,
+a profiler range). The model never times itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, ContextManager
+
+import torch
+from PIL import Image
+
+from .config import NVILAConfig
+from .preprocess import preprocess_media, synthetic_image, synthetic_video
+from .prompt import synthetic_prompt
+from .stages import DECODE_STEP, LLM_PREFILL, MEDIA_STAGES
+
+Section = Callable[[str], ContextManager]
+
+
+def no_sections(name: str) -> ContextManager:
+    return contextlib.nullcontext()
+
+
+@dataclass
+class Request:
+    """What a user sends: images and / or one video's frames, and the prompt ids (batch, length) with one
+    placeholder per medium."""
+
+    images: list[Image.Image]
+    video: list[Image.Image] | None
+    input_ids: torch.Tensor
+    temporal_pool: bool = True
+
+    @property
+    def batch(self) -> int:
+        return self.input_ids.shape[0]
+
+
+def synthetic_request(
+    cfg: NVILAConfig, images: tuple[tuple[int, int], ...] = (), video_frames: int | None = None,
+    prompt_tokens: int = 64, batch: int = 1, seed: int = 0, temporal_pool: bool = True,
+) -> Request:
+    """Random images / frames of the given sizes (decoded once, before any timing) and a prompt of
+    `prompt_tokens` text tokens after the media placeholders, repeated `batch` times."""
+    pictures = [synthetic_image(w, h, seed=seed + i) for i, (w, h) in enumerate(images)]
+    video = synthetic_video(video_frames, seed=seed) if video_frames else None
+    ids = synthetic_prompt(cfg, len(pictures), video is not None, prompt_tokens, seed)
+    return Request(pictures, video, ids.expand(batch, -1).contiguous(), temporal_pool)
+
+
+def media_blocks(model, request: Request, section: Section = no_sections) -> list[torch.Tensor]:
+    """preprocess -> vision -> projector: one embedding block per medium, separators included."""
+    preprocess, vision, projector = MEDIA_STAGES
+    with section(preprocess):
+        media = preprocess_media(model.config, request.images, request.video)
+    with section(vision):
+        features = model.encode_media(media)
+    with section(projector):
+        return model.project(features, media, request.temporal_pool)
+
+
+def embed(model, request: Request, section: Section = no_sections) -> torch.Tensor:
+    """The LLM's inputs_embeds of the whole request (media spliced into the prompt)."""
+    return model.embed(request.input_ids, media_blocks(model, request, section))
+
+
+def prefill(model, inputs_embeds: torch.Tensor, cache=None) -> tuple[torch.Tensor, object]:
+    """(first token (B, 1), the filled KV cache): the LLM prefill and its greedy pick."""
+    out = model.prefill(inputs_embeds, cache)
+    return out.logits.argmax(-1, keepdim=True), out.cache
+
+
+def first_token(model, request: Request, section: Section = no_sections, cache=None) -> tuple[torch.Tensor, object]:
+    """Time to first token's work: the media stages, then the LLM prefill (embedding included)."""
+    blocks = media_blocks(model, request, section)
+    with section(LLM_PREFILL):
+        return prefill(model, model.embed(request.input_ids, blocks), cache)
+
+
+@torch.inference_mode()
+def greedy_decode(
+    model, token: torch.Tensor, cache, steps: int, section: Section = no_sections, eos: int | None = None
+) -> torch.Tensor:
+    """The decode loop: `steps` greedy steps after `token` (B, 1), each inside section("decode_step"); stops
+    early only when `eos` is given and every row produced it. Returns the new ids (B, <= steps)."""
+    out = []
+    for _ in range(steps):
+        if eos is not None and bool((token == eos).all()):
+            break
+        with section(DECODE_STEP):
+            token = model.decode_step(token, cache).argmax(-1, keepdim=True)
+        out.append(token)
+    return torch.cat(out, dim=1) if out else token.new_empty((token.shape[0], 0))
+
+
+@torch.inference_mode()
+def generate(model, inputs_embeds: torch.Tensor, new_tokens: int, cache=None, eos: int | None = None,
+             section: Section = no_sections) -> torch.Tensor:
+    """Greedy generation of `new_tokens` ids (B, n): the prefill's token, then the decode loop. With `eos`,
+    generation stops once every row produced it (the EOS id is kept); benchmarks pass none so every run
+    decodes the same number of tokens."""
+    if new_tokens < 1:
+        raise ValueError(f"new_tokens must be >= 1, got {new_tokens}")
+    with section(LLM_PREFILL):
+        token, cache = prefill(model, inputs_embeds, cache)
+    return torch.cat([token, greedy_decode(model, token, cache, new_tokens - 1, section, eos)], dim=1)
+
+
+@torch.inference_mode()
+def loglikelihood(model, blocks, context_ids: list[int], continuation_ids: list[int]) -> tuple[float, bool]:
+    """(sum of log p(continuation | media, context), whether greedy decoding would produce it)."""
+    if not continuation_ids:
+        raise ValueError("empty continuation")
+    ids = torch.tensor([context_ids + continuation_ids])
+    logits = model.forward_logits(model.embed(ids, blocks))[0].float()
+    n = len(continuation_ids)
+    # Positions after media expansion: the continuation is the last n positions; position i predicts i + 1.
+    preds = logits[-n - 1 : -1].log_softmax(-1)
+    target = torch.tensor(continuation_ids, device=preds.device)
+    logp = preds.gather(1, target[:, None]).sum().item()
+    greedy = bool((preds.argmax(-1) == target).all())
+    return logp, greedy

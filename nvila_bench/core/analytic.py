@@ -1,0 +1,38 @@
+"""The cost model's figures beside a measured point: FLOPs and bytes per stage, and with known peaks the
+time floor and the MFU / MBU of each timed stage."""
+
+from __future__ import annotations
+
+from nvila_bench.core import costmodel
+from nvila_bench.core.hardware import Peaks
+from nvila_bench.core.point import BenchPoint
+from nvila_bench.core.results import Metric
+from nvila_bench.model import get_preset
+
+
+def analytic_metrics(point: BenchPoint, metrics: dict[str, Metric], timed: dict[str, str], peaks: Peaks | None,
+                     context: int | None = None) -> dict[str, Metric]:
+    """Cost-model FLOPs and bytes per stage; with peaks, the time floor, and the MFU / MBU of each stage in
+    `timed` (cost-model stage -> name of the measured metric holding its median). MFU / MBU are derived from
+    that metric, so merging runs rescales them to the merged median."""
+    cfg = get_preset(point.preset)
+    costs = costmodel.request_costs(
+        cfg, point.images, point.video_frames, point.temporal_pool, point.prompt_tokens,
+        context=context, batch=point.batch_size, dtype=point.dtype,
+    )  # fmt: skip
+    out = {}
+    for stage, cost in costs.items():
+        out[f"{stage}_flops"] = Metric.analytic(cost.flops, "FLOP")
+        out[f"{stage}_bytes"] = Metric.analytic(cost.bytes, "bytes")
+        if peaks is None:
+            continue
+        out[f"{stage}_floor"] = Metric.analytic(costmodel.time_floor(cost, peaks.flops, peaks.bandwidth), "s")
+        if stage in timed:
+            seconds = metrics[timed[stage]].value
+            out[f"{stage}_mfu"] = Metric.utilisation(costmodel.mfu(cost.flops, seconds, peaks.flops), timed[stage])
+            out[f"{stage}_mbu"] = Metric.utilisation(costmodel.mbu(cost.bytes, seconds, peaks.bandwidth), timed[stage])
+    if peaks is not None:
+        out["peaks_source"] = Metric.analytic(peaks.source, "text")
+        out["peak_flops"] = Metric.analytic(peaks.flops, "FLOP/s")
+        out["peak_bandwidth"] = Metric.analytic(peaks.bandwidth, "bytes/s")
+    return out

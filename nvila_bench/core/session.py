@@ -1,0 +1,45 @@
+"""What one run gives every point it measures: the measuring rule, the peaks of each dtype, the output
+folder, and a cache of the last model built (a sweep over inputs reuses it; a new preset frees the old one).
+
+The running layer creates a Session; a suite's `measure(point, session)` asks it for the model."""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from nvila_bench.core.hardware import Peaks
+from nvila_bench.core.point import BenchPoint
+from nvila_bench.core.timing import MeasureConfig
+from nvila_bench.model import build_model, get_preset
+from nvila_bench.model.nvila import NVILAModel
+
+
+@dataclass
+class Session:
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    peaks: dict[str, Peaks | None] = field(default_factory=dict)  # dtype -> peaks (None: unknown here)
+    out_dir: Path | None = None  # where a suite may put files beside results.jsonl (profiler traces)
+    options: dict = field(default_factory=dict)  # run-wide options a suite reads (e.g. the hardware entry)
+    _key: tuple | None = field(default=None, repr=False)
+    _model: NVILAModel | None = field(default=None, repr=False)
+
+    def peaks_for(self, dtype: str) -> Peaks | None:
+        return self.peaks.get(dtype)
+
+    def model(self, point: BenchPoint) -> NVILAModel:
+        key = (point.preset, point.device, point.dtype, point.attn_implementation)
+        if key != self._key:
+            self.release()
+            self._model = build_model(get_preset(point.preset), point.torch_dtype, point.device, point.attn_implementation)
+            self._key = key
+        return self._model
+
+    def release(self) -> None:
+        self._model, self._key = None, None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
