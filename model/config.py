@@ -146,6 +146,11 @@ class NVILAConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     description: str = ""
+    # Roles, for reports and comparisons (preset names; None where the role does not apply):
+    baseline: str | None = None  # the VILA1.5 model this one is compared with (same LLM size class)
+    scaled_only: str | None = None  # this model with token compression removed (the paper's "scale" step)
+    video_model: str | None = None  # the family's video model (TSP), for the video half of a comparison
+    stands_in_for: str | None = None  # a tiny CPU-sized stand-in: the real preset whose geometry it keeps
 
     def __post_init__(self):
         scales = len(self.media.s2_scales) if self.media.image_mode == "dynamic_s2" else 1
@@ -158,6 +163,15 @@ class NVILAConfig:
             raise ValueError(f"{self.name}: projector output {self.projector.hidden_size} != LLM width")
         if self.media.image_mode == "dynamic_s2" and self.media.s2_scales[0] != self.vision.image_size:
             raise ValueError(f"{self.name}: first S2 scale must equal the tile size {self.vision.image_size}")
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.stands_in_for is not None
+
+    @property
+    def is_nvila(self) -> bool:
+        """NVILA (any variant), as opposed to its VILA1.5 baselines."""
+        return self.family != "vila1.5"
 
     @property
     def tile_size(self) -> int:

@@ -33,32 +33,43 @@ VIDEO_MEDIA = MediaConfig(image_mode="resize", temporal_pool=(8, 1, 1), num_vide
 VILA15_MEDIA = MediaConfig(image_mode="resize", separator=False)
 
 
-def _nvila(name, llm, vision=VisionConfig(), description=""):
+def _nvila(name, llm, vision=VisionConfig(), description="", **roles):
     return NVILAConfig(
         name=name, family="nvila", vision=vision, llm=llm, media=S2_MEDIA, description=description,
-        projector=ProjectorConfig("mlp_downsample", 3 * vision.hidden_size, llm.hidden_size),
+        projector=ProjectorConfig("mlp_downsample", 3 * vision.hidden_size, llm.hidden_size), **roles,
     )
 
 
-def _lite(name, llm, vision=VisionConfig(), description=""):
+def _lite(name, llm, vision=VisionConfig(), description="", **roles):
     return NVILAConfig(
         name=name, family="nvila-lite", vision=vision, llm=llm, media=LITE_MEDIA, description=description,
-        projector=ProjectorConfig("mlp_downsample_3x3_fix", vision.hidden_size, llm.hidden_size),
+        projector=ProjectorConfig("mlp_downsample_3x3_fix", vision.hidden_size, llm.hidden_size), **roles,
     )
 
 
-def _video(name, llm, vision=VisionConfig(), description=""):
+def _video(name, llm, vision=VisionConfig(), description="", **roles):
     return NVILAConfig(
         name=name, family="nvila-video", vision=vision, llm=llm, media=VIDEO_MEDIA, description=description,
-        projector=ProjectorConfig("mlp_downsample_2x2_fix", vision.hidden_size, llm.hidden_size),
+        projector=ProjectorConfig("mlp_downsample_2x2_fix", vision.hidden_size, llm.hidden_size), **roles,
     )
 
 
-def _vila15(name, llm, vision=SIGLIP_384, description=""):
+def _vila15(name, llm, vision=SIGLIP_384, description="", **roles):
     return NVILAConfig(
         name=name, family="vila1.5", vision=vision, llm=llm, media=VILA15_MEDIA, description=description,
         projector=ProjectorConfig("mlp_downsample", vision.hidden_size, llm.hidden_size, token_order="column"),
+        **roles,
     )
+
+
+def scaled_only(cfg: NVILAConfig) -> NVILAConfig:
+    """The same model with token compression removed: a 1x1 (`mlp2x_gelu`) projector keeps every ViT patch
+    (1024 tokens per 448 tile) and no TSP. "Scale" without "compress" in the paper's terms (Table 1)."""
+    projector = ProjectorConfig("mlp2x_gelu", cfg.projector.mm_hidden_size, cfg.projector.hidden_size)
+    media = replace(cfg.media, temporal_pool=None)
+    stands_in_for = f"{cfg.stands_in_for}-scaled-only" if cfg.stands_in_for else None
+    return replace(cfg, name=cfg.scaled_only, projector=projector, media=media, scaled_only=None, video_model=None,
+                   stands_in_for=stands_in_for, description=f"{cfg.name} without token compression (1x1 projector, no TSP)")
 
 
 # Tiny stand-ins: real 448/384 px tiles and 14 px patches, 2 layers, widths of 64.
@@ -74,34 +85,31 @@ TINY_LLAMA = LLMConfig(
     bos_token_id=1, eos_token_id=2, newline_token_id=13,
 )
 
+# Adding a preset: one entry here (its roles name other presets; docs/architecture.md).
+_NVILA_8B = _nvila("nvila-8b", QWEN25_7B, description="NVILA-8B: Qwen2.5-7B, Dynamic-S2 (448/896/1344), 2x2 STC",
+                   baseline="vila1.5-8b", scaled_only="nvila-8b-scaled-only", video_model="nvila-8b-video")
+_NVILA_TINY = _nvila("nvila-tiny", TINY_QWEN2, TINY_VISION, "tiny NVILA-8B geometry for CPU tests", baseline="vila-tiny",
+                     scaled_only="nvila-tiny-scaled-only", video_model="nvila-video-tiny", stands_in_for="nvila-8b")
 _PRESETS: dict[str, NVILAConfig] = {
     cfg.name: cfg
     for cfg in [
-        _nvila("nvila-8b", QWEN25_7B, description="NVILA-8B: Qwen2.5-7B, Dynamic-S2 (448/896/1344), 2x2 STC"),
-        _lite("nvila-lite-2b", QWEN2_15B, description="NVILA-Lite-2B: Qwen2-1.5B, dynamic tiling, 3x3 STC"),
-        _lite("nvila-lite-8b", QWEN25_7B, description="NVILA-Lite-8B: Qwen2.5-7B, dynamic tiling, 3x3 STC"),
-        _video("nvila-8b-video", QWEN25_7B, description="NVILA-8B-Video: 448 resize, 2x2 STC, TSP 8x over time"),
+        _NVILA_8B,
+        _lite("nvila-lite-2b", QWEN2_15B, description="NVILA-Lite-2B: Qwen2-1.5B, dynamic tiling, 3x3 STC", baseline="vila1.5-3b"),
+        _lite("nvila-lite-8b", QWEN25_7B, description="NVILA-Lite-8B: Qwen2.5-7B, dynamic tiling, 3x3 STC", baseline="vila1.5-8b"),
+        _video("nvila-8b-video", QWEN25_7B, description="NVILA-8B-Video: 448 resize, 2x2 STC, TSP 8x over time",
+               baseline="vila1.5-8b"),
         _vila15("vila1.5-3b", SHEARED_LLAMA_27B, description="VILA1.5-3B: LLaMA 2.7B, 384 resize, 2x2 STC"),
         _vila15("vila1.5-8b", LLAMA3_8B, description="Llama-3-VILA1.5-8B: Llama-3-8B, 384 resize, 2x2 STC"),
-        _nvila("nvila-tiny", TINY_QWEN2, TINY_VISION, "tiny NVILA-8B geometry for CPU tests"),
-        _lite("nvila-lite-tiny", TINY_QWEN2, TINY_VISION, "tiny NVILA-Lite geometry for CPU tests"),
-        _video("nvila-video-tiny", TINY_QWEN2, TINY_VISION, "tiny NVILA-8B-Video geometry for CPU tests"),
-        _vila15("vila-tiny", TINY_LLAMA, TINY_VISION_384, "tiny VILA1.5 geometry for CPU tests"),
+        _NVILA_TINY,
+        _lite("nvila-lite-tiny", TINY_QWEN2, TINY_VISION, "tiny NVILA-Lite geometry for CPU tests", baseline="vila-tiny",
+              stands_in_for="nvila-lite-8b"),
+        _video("nvila-video-tiny", TINY_QWEN2, TINY_VISION, "tiny NVILA-8B-Video geometry for CPU tests",
+               baseline="vila-tiny", stands_in_for="nvila-8b-video"),
+        _vila15("vila-tiny", TINY_LLAMA, TINY_VISION_384, "tiny VILA1.5 geometry for CPU tests", stands_in_for="vila1.5-8b"),
+        scaled_only(_NVILA_8B),
+        scaled_only(_NVILA_TINY),
     ]
 }
-
-
-def scaled_only(cfg: NVILAConfig) -> NVILAConfig:
-    """The same model with token compression removed: a 1x1 (`mlp2x_gelu`) projector keeps every ViT patch
-    (1024 tokens per 448 tile) and no TSP. "Scale" without "compress" in the paper's terms (Table 1)."""
-    projector = ProjectorConfig("mlp2x_gelu", cfg.projector.mm_hidden_size, cfg.projector.hidden_size)
-    media = replace(cfg.media, temporal_pool=None)
-    return replace(cfg, name=f"{cfg.name}-scaled-only", projector=projector, media=media,
-                   description=f"{cfg.name} without token compression (1x1 projector, no TSP)")
-
-
-for _base in ("nvila-8b", "nvila-tiny"):
-    _PRESETS[f"{_base}-scaled-only"] = scaled_only(_PRESETS[_base])
 
 
 class UnknownPresetError(KeyError, ValueError):
@@ -122,4 +130,4 @@ def get_preset(name: str) -> NVILAConfig:
 
 
 def is_tiny(cfg: NVILAConfig) -> bool:
-    return "tiny" in cfg.name.split("-")
+    return cfg.is_tiny

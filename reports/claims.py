@@ -18,7 +18,7 @@ from nvila_bench.model import count_visual_tokens, get_preset
 from nvila_bench.model.presets import is_tiny, preset_names
 from nvila_bench.core.training_cost import fp8_speedup
 
-from . import paper
+from nvila_bench.core import paper
 from .records import TINY_PRESETS, baseline_pairs, hardware_of, value
 
 TOLERANCE = 0.10

@@ -10,7 +10,9 @@ import json
 
 from nvila_bench.core.stats import Summary
 
-from . import charts, paper
+from nvila_bench.core import paper
+
+from . import charts
 from .claims import RUN_SUITES, claims_table
 from .records import BASELINES, hardware_of, latest, measured, media_label, point_label, point_name, request_key, value
 

@@ -1,7 +1,7 @@
 """Accuracy suite: lmms-eval, run programmatically, over our model adapter (nvila_bench.suites.lmms_adapter).
 
-Each task runs in its own `simple_evaluate` call, so one failing task cannot take the others' scores with
-it; a task that raises, or returns no numeric score, is recorded as an error, never as a score (lmms-eval's
+Each task is a point: its own `simple_evaluate` call, so one failing task cannot take the others' scores
+with it; a task that raises, or returns no numeric score, is recorded as an error, never as a score (lmms-eval's
 own CLI exits 0 after a failed task). Scores go into the shared results schema with the metric, n, the
 standard error, the chance level where known, and the visual tokens per sample (for the accuracy /
 token-count trade of temporal pooling).
@@ -18,29 +18,47 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nvila_bench.core import synthetic_tasks as st
+from nvila_bench.core.point import canonical_dtype
+from nvila_bench.core.results import Metric
+from nvila_bench.core.session import Session
 from nvila_bench.model import count_visual_tokens
-from nvila_bench.core.results import make_record, metric
+
+from .registry import Option, Suite, SuiteError
 
 SYNTHETIC = (*st.TASKS, "synthetic_colour_gen")
 CHANCE = st.CHANCE | {"synthetic_colour_gen": 0.25}  # a uniform guess among the four colours
 
 
 def paper_tasks(kind: str) -> list[str]:
-    from nvila_bench.reports import paper
+    from nvila_bench.core import paper
 
     return list(paper.accuracy_table(kind))
 
 
 @dataclass(frozen=True)
-class AccuracyRun:
+class TaskPoint:
+    """One lmms-eval task on one model: a random-weight preset or an official-layout checkpoint."""
+
+    task: str
     preset: str | None
     checkpoint: str | None
-    tasks: tuple[str, ...]
     limit: int | None = None
     device: str = "cpu"
     dtype: str | None = None
     temporal_pool: bool = True
     data_dir: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.preset or self.checkpoint} {self.task}"
+
+    def to_config(self) -> dict:
+        dtype = canonical_dtype(self.dtype or ("bfloat16" if self.device.startswith("cuda") else "float32"))
+        return {
+            "preset": self.preset or Path(self.checkpoint).name, "device": self.device, "dtype": dtype,
+            "task": self.task, "checkpoint": self.checkpoint, "limit": self.limit, "temporal_pool": self.temporal_pool,
+            "images": [], "extra": {"harness": "lmms-eval", "weights": "checkpoint" if self.checkpoint else "random"},
+        }  # fmt: skip
 
 
 def expand_tasks(spec: str) -> list[str]:
@@ -62,22 +80,42 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("NVILA_BENCH_DATA") or Path.home() / ".cache" / "nvila-bench" / "synthetic")
 
 
-def check_tasks(run: AccuracyRun) -> list[str]:
-    """Fail early (exit 2) on what cannot work: unknown task names, paper tasks without weights."""
-    others = [t for t in run.tasks if t not in SYNTHETIC]
-    if others and run.checkpoint is None:
-        raise ValueError(
+def expand(axes: dict[str, list], options: dict) -> list[TaskPoint]:
+    """One point per task; fails early (exit 2) on what cannot work: no tasks, unknown task names, benchmark
+    tasks without weights, a missing checkpoint, several models."""
+    presets, checkpoint = axes.get("preset", []), options.get("checkpoint")
+    if not options.get("tasks"):
+        raise SuiteError("accuracy needs --tasks (e.g. --tasks synthetic)")
+    if bool(checkpoint) == bool(presets) or len(presets) > 1:
+        raise SuiteError("accuracy takes one --preset (random weights) or --checkpoint DIR")
+    if checkpoint and not Path(checkpoint).is_dir():
+        raise SuiteError(f"--checkpoint {checkpoint}: no such directory")
+    if len(axes.get("dtype", [])) > 1:
+        raise SuiteError("accuracy takes one --dtype")
+    tasks = expand_tasks(options["tasks"])
+    others = [t for t in tasks if t not in SYNTHETIC]
+    if others:
+        from lmms_eval.tasks import TaskManager
+
+        unknown = [t for t in others if t not in TaskManager("WARNING").all_tasks]
+        if unknown:
+            raise SuiteError(f"unknown lmms-eval task(s): {', '.join(unknown)}")
+    if others and checkpoint is None:
+        raise SuiteError(
             f"{', '.join(others[:4])}{' ...' if len(others) > 4 else ''}: benchmark tasks need official weights "
             "(--checkpoint DIR); random-weight presets score at chance. Offline, use --tasks synthetic"
         )
-    return others
+    device = axes.get("device", ["cpu"])[0]
+    dtype = axes.get("dtype", [None])[0]
+    temporal_pool = axes.get("temporal_pool", [True])[0]
+    return [TaskPoint(t, presets[0] if presets else None, checkpoint, options.get("limit"), device, dtype, temporal_pool,
+                      options.get("data_dir")) for t in tasks]  # fmt: skip
 
 
-def evaluate(run: AccuracyRun, run_id: str, environment: dict, on_record=None) -> list[dict]:
-    """Run every task; returns the records (ok or error), calling `on_record` as each completes."""
+def harness(point: TaskPoint, session: Session):
+    """(lmms-eval's simple_evaluate, its TaskManager, our adapter), built once per model and reused per task."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: fail fast on a missing dataset
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    others = [t for t in run.tasks if t not in SYNTHETIC]
     try:
         from lmms_eval.evaluator import simple_evaluate
         from lmms_eval.tasks import TaskManager
@@ -85,47 +123,41 @@ def evaluate(run: AccuracyRun, run_id: str, environment: dict, on_record=None) -
         raise ValueError(f"the accuracy suite needs lmms-eval (pip install 'nvila-bench[eval]'): {e}") from None
     from nvila_bench.suites.lmms_adapter import NVILABench
 
-    data_dir = Path(run.data_dir) if run.data_dir else default_data_dir()
-    if any(t in SYNTHETIC for t in run.tasks):
-        if not (data_dir / "manifest.json").is_file():  # generate once; an existing set is used as it is
-            st.generate(data_dir)
-        include = str(st.write_lmms_tasks(data_dir))
-    else:
+    def build():
+        data_dir = Path(point.data_dir) if point.data_dir else default_data_dir()
         include = None
-    manager = TaskManager("WARNING", include_path=include, include_defaults=bool(others))
-    unknown = [t for t in run.tasks if t not in manager.all_tasks]
-    if unknown:
-        raise ValueError(f"unknown lmms-eval task(s): {', '.join(unknown)}")
-    check_tasks(run)
-    model = NVILABench(pretrained=run.checkpoint, preset=run.preset, device=run.device, dtype=run.dtype,
-                       temporal_pool=run.temporal_pool)  # fmt: skip
-    cfg = model.vlm.config
-    records = []
-    for task in run.tasks:
-        config = {
-            "preset": cfg.name, "device": run.device, "dtype": str(next(model.vlm.parameters()).dtype).split(".")[-1],
-            "task": task, "checkpoint": run.checkpoint, "limit": run.limit, "temporal_pool": run.temporal_pool,
-            "images": [], "extra": {"harness": "lmms-eval", "weights": "checkpoint" if run.checkpoint else "random"},
-        }  # fmt: skip
-        try:
-            result = simple_evaluate(model=model, tasks=[task], limit=run.limit, task_manager=manager,
-                                     log_samples=False, verbosity="WARNING")  # fmt: skip
-            metrics = _score(result, task)
-        except Exception as e:  # noqa: BLE001 - one task's failure is its record, the others go on
-            message = f"{type(e).__name__}: {e}"
-            if task not in SYNTHETIC:  # the usual cause offline: the dataset is not in the local cache
-                cache = os.environ.get("HF_DATASETS_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
-                message = f"{task} failed; its dataset must be in the local Hugging Face cache ({cache}), read offline: {message}"
-            record = make_record("accuracy", config, {}, run_id, environment, "error", _one_line(message))
-        else:
-            metrics |= _tokens(cfg, task, run.temporal_pool)
-            if CHANCE.get(task) is not None:
-                metrics["chance"] = metric(CHANCE[task], "fraction", "analytic")
-            record = make_record("accuracy", config, metrics, run_id, environment)
-        records.append(record)
-        if on_record:
-            on_record(record)
-    return records
+        if point.task in SYNTHETIC or point.checkpoint is None:
+            if not (data_dir / "manifest.json").is_file():  # generate once; an existing set is used as it is
+                st.generate(data_dir)
+            include = str(st.write_lmms_tasks(data_dir))
+        manager = TaskManager("WARNING", include_path=include, include_defaults=point.checkpoint is not None)
+        model = NVILABench(pretrained=point.checkpoint, preset=point.preset, device=point.device, dtype=point.dtype,
+                           temporal_pool=point.temporal_pool)  # fmt: skip
+        return simple_evaluate, manager, model
+
+    return session.cached(("accuracy", point.preset, point.checkpoint, point.device, point.dtype, point.temporal_pool,
+                           point.data_dir), build)  # fmt: skip
+
+
+def measure_point(point: TaskPoint, session: Session) -> dict[str, Metric]:
+    """One task through lmms-eval; a task that raises or returns no numeric score is an error record."""
+    simple_evaluate, manager, model = harness(point, session)
+    if point.task not in manager.all_tasks:
+        raise ValueError(f"unknown lmms-eval task: {point.task}")
+    try:
+        result = simple_evaluate(model=model, tasks=[point.task], limit=point.limit, task_manager=manager,
+                                 log_samples=False, verbosity="WARNING")  # fmt: skip
+    except Exception as e:
+        if point.task in SYNTHETIC:
+            raise
+        # The usual cause offline: the dataset is not in the local cache.
+        cache = os.environ.get("HF_DATASETS_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+        raise RuntimeError(f"{point.task} failed; its dataset must be in the local Hugging Face cache ({cache}), "
+                           f"read offline: {type(e).__name__}: {e}") from None  # fmt: skip
+    metrics = _score(result, point.task) | _tokens(model.vlm.config, point.task, point.temporal_pool)
+    if CHANCE.get(point.task) is not None:
+        metrics["chance"] = Metric.analytic(CHANCE[point.task], "fraction")
+    return metrics
 
 
 def _score(result: dict | None, task: str) -> dict:
@@ -142,10 +174,11 @@ def _score(result: dict | None, task: str) -> dict:
         raise ValueError(f"lmms-eval returned a non-numeric {name} for {task}: {value!r}")
     stderr = row.get(name.replace(",none", "_stderr,none"))
     n = (result.get("n-samples", {}).get(task) or {}).get("effective")
-    out = {"score": metric(float(value), "fraction"), "n": metric(int(n) if n is not None else None, "samples")}
-    out["metric"] = metric(name.split(",")[0], "text")
+    out = {"score": Metric.measured(float(value), "fraction", "higher"),
+           "n": Metric.measured(int(n) if n is not None else None, "samples")}  # fmt: skip
+    out["metric"] = Metric.measured(name.split(",")[0], "text")
     if isinstance(stderr, (int, float)):
-        out["stderr"] = metric(float(stderr), "fraction")
+        out["stderr"] = Metric.measured(float(stderr), "fraction")
     return out
 
 
@@ -157,8 +190,18 @@ def _tokens(cfg, task: str, temporal_pool: bool) -> dict:
         count = count_visual_tokens(cfg, [], st.FRAMES, temporal_pool)
     else:
         count = count_visual_tokens(cfg, [(st.SIZE, st.SIZE)])
-    return {"media_tokens": metric(count.total_tokens, "tokens", "analytic")}
+    return {"media_tokens": Metric.analytic(count.total_tokens, "tokens")}
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())[:500]
+SUITE = Suite(
+    "accuracy",
+    "lmms-eval tasks over the model adapter, one record per task.",
+    measure_point,
+    options=(
+        Option("tasks", "synthetic, paper-image, paper-video or lmms-eval task names, comma-separated.", str),
+        Option("checkpoint", "Official-layout checkpoint directory (else --preset, random weights).", str),
+        Option("limit", "At most this many samples per task.", int),
+        Option("data_dir", "Where the synthetic tasks live [~/.cache/nvila-bench/synthetic].", str),
+    ),
+    expand=expand, config=TaskPoint.to_config,
+)  # fmt: skip

@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import torch
 
+from dataclasses import replace
+
+from nvila_bench.core.memory import memory_metrics, reset_peak_memory
 from nvila_bench.core.memory_model import estimate, geometry
-from nvila_bench.model import build_model, get_preset
 from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import metric
-from nvila_bench.core.stats import bounded_samples, summarize
-from nvila_bench.core.timing import MeasureConfig, StageClock, measure, synchronize
+from nvila_bench.core.results import Metric
+from nvila_bench.core.session import Session
+from nvila_bench.core.timing import StageClock, measure, synchronize
+from nvila_bench.model import build_model, count_visual_tokens, get_preset
 from nvila_bench.model.training import (
     LoraSettings, Recipe, SavedTensors, apply_recipe, build_optimizer, gradient_bytes, loss_of, optimizer_bytes,
     synthetic_batch, train_step, trainable_counts, weight_bytes,
 )  # fmt: skip
 
-from .common import Session, reset_peak_memory, timing_metric
+from .registry import Option, Suite, SuiteError, sweep_points, with_extra
 
 DEFAULTS = {"recipe": "nvila", "lora_rank": 64, "lora_alpha": 16, "lora_dropout": 0.05, "lr": 2e-5}
 # v1 Table 5 / v3 Table 6: one A100 80 GB, batch 1, 448 px, context 300, no gradient checkpointing.
@@ -42,7 +45,7 @@ def recipe_of(point: BenchPoint) -> Recipe:
     return Recipe.parse(s["recipe"], lora)
 
 
-def run(point: BenchPoint, mcfg: MeasureConfig, session: Session) -> dict:
+def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     recipe = recipe_of(point)
     session.release()
     device = torch.device(point.device)
@@ -68,36 +71,76 @@ def run(point: BenchPoint, mcfg: MeasureConfig, session: Session) -> dict:
     first_loss = float(loss.detach())
     del loss
     synchronize(device)
-    peak = {}
-    if device.type == "cuda":
-        peak = {"peak_memory_allocated": metric(torch.cuda.max_memory_allocated(device), "bytes"),
-                "peak_memory_reserved": metric(torch.cuda.max_memory_reserved(device), "bytes")}  # fmt: skip
+    peak = memory_metrics(device) if device.type == "cuda" else {}  # the allocator's peak of the measured step
 
     step = [1]
 
     def iteration(clock: StageClock) -> None:
         b = synthetic_batch(point, step[0])
         clock.start()
-        train_step(model, [b], optimizer, clock)
+        train_step(model, [b], optimizer, clock.section)
         step[0] += 1
 
-    samples = measure(iteration, device, mcfg)
-    rates = [1 / t for t in samples["total"]]
-    rate = summarize(rates, "it/s")
+    samples = measure(iteration, device, session.measure)
     g = geometry(cfg, point.images, point.video_frames, point.temporal_pool, point.prompt_tokens, point.batch_size)
     predicted = estimate(cfg, recipe, g, point.dtype)
     counts = trainable_counts(model)
     metrics = {
-        "step_time": timing_metric(samples["total"]),
-        "iterations_per_s": metric(rate.median, "it/s", summary=rate.to_dict(), samples=bounded_samples(rates)),
-        "trainable_params": metric(counts["total"], "params"),
-        "trainable_params_predicted": metric(predicted.trainable, "params", "analytic"),
-        "sequence_tokens": metric(g.sequence, "tokens"),
-        "loss_first": metric(first_loss, "nats"),
+        "step_time": Metric.timing(samples["total"]),
+        "iterations_per_s": Metric.rate(samples["total"], 1, "it/s"),
+        "trainable_params": Metric.measured(counts["total"], "params"),
+        "trainable_params_predicted": Metric.analytic(predicted.trainable, "params"),
+        "sequence_tokens": Metric.measured(g.sequence, "tokens"),
+        "loss_first": Metric.measured(first_loss, "nats"),
     }
     for part, value in counted.items():
-        metrics[f"{part}_bytes"] = metric(value, "bytes")
-        metrics[f"{part}_bytes_predicted"] = metric(getattr(predicted, part), "bytes", "analytic")
-    metrics["memory_counted"] = metric(sum(counted.values()), "bytes")  # the four parts, counted
-    metrics["peak_memory_predicted"] = metric(predicted.total, "bytes", "analytic")
+        metrics[f"{part}_bytes"] = Metric.measured(value, "bytes", "lower")
+        metrics[f"{part}_bytes_predicted"] = Metric.analytic(getattr(predicted, part), "bytes")
+    metrics["memory_counted"] = Metric.measured(sum(counted.values()), "bytes", "lower")  # the four parts, counted
+    metrics["peak_memory_predicted"] = Metric.analytic(predicted.total, "bytes")
     return metrics | peak
+
+
+def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
+    """The sweep's points times each --recipe (or the paper's six with --paper-table: batch 1, 448 px, and
+    the prompt filling what the media leave of a 300-position context)."""
+    names = options["recipe"] or (PAPER_RECIPES if options["paper_table"] else ("nvila",))
+    lora = {"lora_rank": options["lora_rank"], "lora_alpha": options["lora_alpha"], "lora_dropout": options["lora_dropout"]}
+    extras = []
+    for name in names:
+        try:
+            recipe = Recipe.parse(name, LoraSettings(lora["lora_rank"], lora["lora_alpha"], lora["lora_dropout"]))
+        except ValueError as e:
+            raise SuiteError(str(e)) from None
+        extras.append({"recipe": recipe.name, "lr": options["lr"]} | (lora if recipe.uses_lora else {}))
+    if options["paper_table"]:
+        axes = axes | {"images": axes.get("images") or [((448, 448),)]}
+    points = []
+    for point in sweep_points(axes, options):
+        if options["paper_table"] and "prompt_tokens" not in axes:
+            media = count_visual_tokens(get_preset(point.preset), list(point.images), point.video_frames, point.temporal_pool)
+            point = replace(point, prompt_tokens=max(0, PAPER_CONTEXT - media.total_tokens))
+        points += [with_extra(point, **extra) for extra in extras]
+    return points
+
+
+def cannot_run(point: BenchPoint) -> str | None:
+    if point.extra.get("recipe", "").endswith("-qlora") and not point.device.startswith("cuda"):
+        return "QLoRA needs a CUDA GPU (bitsandbytes 4-bit kernels)"
+    return None
+
+
+SUITE = Suite(
+    "finetune-memory",
+    "Memory (counted part by part, and predicted) and speed of each fine-tuning recipe.",
+    measure_point,
+    options=(
+        Option("recipe", "VISION-LLM recipe, e.g. ln-lora, full-full, frozen-qlora, or nvila [nvila].", str, multiple=True),
+        Option("paper_table", "The paper's fine-tuning table (batch 1, 448 px, context 300, its six recipes).", bool, False),
+        Option("lr", "Learning rate.", float, 2e-5),
+        Option("lora_rank", "LoRA rank.", int, 64),
+        Option("lora_alpha", "LoRA alpha.", float, 16.0),
+        Option("lora_dropout", "LoRA dropout.", float, 0.05),
+    ),
+    expand=expand, cannot_run=cannot_run,
+)  # fmt: skip

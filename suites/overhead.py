@@ -13,12 +13,14 @@ import time
 import torch
 
 from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import metric
+from nvila_bench.core.results import Metric
+from nvila_bench.core.session import Session
 from nvila_bench.core.stats import summarize
 from nvila_bench.core.timing import MeasureConfig, StageClock, measure
+from nvila_bench.model.stages import PREFILL_STAGES
 
 from . import prefill
-from .common import Session
+from .registry import Suite
 
 
 def harness_seconds_per_iteration(device: torch.device, laps: int, iterations: int = 2000) -> list[float]:
@@ -26,7 +28,7 @@ def harness_seconds_per_iteration(device: torch.device, laps: int, iterations: i
 
     def empty(clock: StageClock) -> None:
         for i in range(laps):
-            clock.lap(prefill.STAGES[i % len(prefill.STAGES)])
+            clock.lap(PREFILL_STAGES[i % len(PREFILL_STAGES)])
 
     per_batch = iterations // 20
     cfg = MeasureConfig(warmup=0, repeats=per_batch, min_seconds=0, max_repeats=per_batch)
@@ -38,12 +40,14 @@ def harness_seconds_per_iteration(device: torch.device, laps: int, iterations: i
     return out
 
 
-def run(point: BenchPoint, mcfg: MeasureConfig, session: Session) -> dict:
-    device = torch.device(point.device)
-    harness = summarize(harness_seconds_per_iteration(device, len(prefill.STAGES)), "s")
-    ttft = prefill.run(point, mcfg, session)["ttft"]
+def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
+    harness = summarize(harness_seconds_per_iteration(torch.device(point.device), len(PREFILL_STAGES)), "s")
+    ttft = prefill.measure_point(point, session)["ttft"]
     return {
-        "harness_per_iteration": metric(harness.median, "s", summary=harness.to_dict()),
+        "harness_per_iteration": Metric(harness.median, "s", better="lower", summary=harness.to_dict()),
         "ttft": ttft,
-        "overhead_fraction": metric(harness.median / ttft["value"], "fraction"),
+        "overhead_fraction": Metric.measured(harness.median / ttft.value, "fraction", "lower"),
     }
+
+
+SUITE = Suite("overhead", "The timing harness's own cost per iteration, as a fraction of TTFT.", measure_point)

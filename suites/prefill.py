@@ -10,50 +10,57 @@ from __future__ import annotations
 
 import torch
 
+from nvila_bench.core.analytic import analytic_metrics
 from nvila_bench.core.energy import EnergyMeter, energy_metrics
-from nvila_bench.model import count_visual_tokens, get_preset, preprocess_media
+from nvila_bench.core.memory import memory_metrics, reset_peak_memory
 from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import metric
-from nvila_bench.core.timing import MeasureConfig, StageClock, measure
+from nvila_bench.core.results import Metric
+from nvila_bench.core.session import Session
+from nvila_bench.core.timing import StageClock, measure
+from nvila_bench.model import count_visual_tokens, get_preset
+from nvila_bench.model.pipeline import first_token, synthetic_request
+from nvila_bench.model.stages import PREFILL_STAGES, PREPROCESS
 
-from .common import Session, analytic_metrics, build_request, memory_metrics, reset_peak_memory, timing_metric
-
-STAGES = ("preprocess", "vision", "projector", "llm_prefill")
+from .registry import Suite
 
 
-def run(point: BenchPoint, mcfg: MeasureConfig, session: Session) -> dict:
+def request_of(point: BenchPoint):
+    return synthetic_request(get_preset(point.preset), point.images, point.video_frames, point.prompt_tokens,
+                             point.batch_size, point.seed, point.temporal_pool)  # fmt: skip
+
+
+def token_metrics(point: BenchPoint) -> dict[str, Metric]:
+    count = count_visual_tokens(get_preset(point.preset), point.images, point.video_frames, point.temporal_pool)
+    return {
+        "vit_tiles": Metric.measured(count.vit_tiles, "tiles"),
+        "visual_tokens": Metric.measured(count.visual_tokens, "tokens"),
+        "media_tokens": Metric.measured(count.total_tokens, "tokens"),  # visual + separators
+        "sequence_tokens": Metric.measured(count.total_tokens + point.prompt_tokens, "tokens"),
+    }
+
+
+def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     model = session.model(point)
-    cfg = model.config
-    request = build_request(point)
+    request = request_of(point)
     device = torch.device(point.device)
 
     def iteration(clock: StageClock) -> None:
-        media = preprocess_media(cfg, request.images, request.video)
-        clock.lap("preprocess")
-        features = model.encode_media(media)
-        clock.lap("vision")
-        blocks = model.project(features, media, point.temporal_pool)
-        clock.lap("projector")
-        embeds = model.embed(request.input_ids, blocks)
-        model.prefill(embeds).logits.argmax(-1)  # the first token
-        clock.lap("llm_prefill")
+        first_token(model, request, clock.section)
 
     reset_peak_memory(device)
     meter = EnergyMeter.open(device)  # None on CPU: the record then has no energy fields
     with torch.inference_mode():
-        samples = measure(iteration, device, mcfg, region=meter)
-    count = count_visual_tokens(get_preset(point.preset), point.images, point.video_frames, point.temporal_pool)
-    metrics = {"ttft": timing_metric(samples["total"])}
-    metrics |= {stage: timing_metric(samples[stage]) for stage in STAGES}
-    metrics |= {
-        "vit_tiles": metric(count.vit_tiles, "tiles"),
-        "visual_tokens": metric(count.visual_tokens, "tokens"),
-        "media_tokens": metric(count.total_tokens, "tokens"),  # visual + separators
-        "sequence_tokens": metric(count.total_tokens + point.prompt_tokens, "tokens"),
-        "iterations": metric(len(samples["total"]), "count"),
-    }
+        samples = measure(iteration, device, session.measure, region=meter)
+    metrics = {"ttft": Metric.timing(samples["total"])}
+    metrics |= {stage: Metric.timing(samples[stage]) for stage in PREFILL_STAGES}
+    metrics |= token_metrics(point)
+    metrics["iterations"] = Metric.measured(len(samples["total"]), "count")
     metrics |= memory_metrics(device)
     # Joules per prefilled position (media + prompt, every row of the batch), preprocessing and vision included.
-    metrics |= energy_metrics(meter, len(samples["total"]) * point.batch_size * (count.total_tokens + point.prompt_tokens))
-    timed = {stage: stage for stage in STAGES if stage != "preprocess"}
+    positions = metrics["sequence_tokens"].value * point.batch_size
+    metrics |= energy_metrics(meter, len(samples["total"]) * positions)
+    timed = {stage: stage for stage in PREFILL_STAGES if stage != PREPROCESS}
     return metrics | analytic_metrics(point, metrics, timed, session.peaks_for(point.dtype))
+
+
+SUITE = Suite("prefill", "TTFT and its stages (preprocess, vision, projector, LLM prefill).", measure_point)

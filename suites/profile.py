@@ -4,8 +4,8 @@ A step is one iteration of the profiled stage, split into named ranges:
 
     prefill  preprocess -> vision -> projector -> llm_prefill       (the prefill suite's iteration: TTFT)
     decode   llm_prefill of the embedded context -> decode_step x (new_tokens - 1)   (the decode suite's)
-    train    preprocess -> vision -> projector -> llm_forward (loss) -> backward -> optimizer (AdamW, every
-             parameter: a full fine-tuning step)
+    train    preprocess -> vision -> projector -> llm_forward (loss) -> backward -> optimizer (the training
+             suite's step: AdamW over every parameter that runs, the "full" stage)
 
 Each range is a `record_function` (named in the traces and the operator tables) and, on CUDA, an NVTX range
 (the same names in Nsight Systems). The run:
@@ -36,16 +36,22 @@ import torch
 
 from nvila_bench.core import costmodel
 from nvila_bench.core.energy import EnergyMeter, energy_metrics
-from nvila_bench.model import build_model, count_visual_tokens, get_preset, preprocess_media
 from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import metric
-from nvila_bench.suites.common import build_request, timing_metric
+from nvila_bench.core.results import Metric
+from nvila_bench.core.session import Session
 from nvila_bench.core.timing import MeasureConfig, StageClock, measure, synchronize
+from nvila_bench.model import build_model, get_preset, preprocess_media
+from nvila_bench.model.pipeline import embed, first_token, generate
+from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES, PREPROCESS, TRAIN_STAGES
+from nvila_bench.model.training import Batch, Recipe, apply_recipe, build_optimizer, train_step
+
+from .prefill import request_of, token_metrics
+from .registry import Option, Suite, SuiteError, sweep_points, with_extra
 
 STAGE_RANGES = {
-    "prefill": ("preprocess", "vision", "projector", "llm_prefill"),
-    "decode": ("llm_prefill", "decode_step"),
-    "train": ("preprocess", "vision", "projector", "llm_forward", "backward", "optimizer"),
+    "prefill": PREFILL_STAGES,
+    "decode": (LLM_PREFILL, DECODE_STEP),
+    "train": (PREPROCESS, *TRAIN_STAGES),
 }
 MEMORY_HISTORY_ENTRIES = 100_000  # allocator events kept for the snapshot (the newest win)
 
@@ -82,61 +88,32 @@ class ProfiledStep:
 
 def build_step(model, point: BenchPoint, stage: str) -> ProfiledStep:
     """The step of `stage` (see the module docstring) on `point`'s synthetic request."""
-    cfg = model.config
-    request = build_request(point)
-    count = count_visual_tokens(get_preset(point.preset), point.images, point.video_frames, point.temporal_pool)
-    sequence = point.batch_size * (count.total_tokens + point.prompt_tokens)
-
-    def media_stages(section):
-        """preprocess -> vision -> projector, each in its range; the media blocks for the LLM."""
-        with section("preprocess"):
-            media = preprocess_media(cfg, request.images, request.video)
-        with section("vision"):
-            features = model.encode_media(media)
-        with section("projector"):
-            return model.project(features, media, point.temporal_pool)
-
+    request = request_of(point)
+    sequence = point.batch_size * token_metrics(point)["sequence_tokens"].value
     if stage == "prefill":
-
-        def step(section):
-            blocks = media_stages(section)
-            with section("llm_prefill"):
-                model.prefill(model.embed(request.input_ids, blocks)).logits.argmax(-1)  # the first token
-
-        return ProfiledStep(step, sequence)
+        return ProfiledStep(lambda section: first_token(model, request, section), sequence)
     if stage == "decode":
         if point.new_tokens < 2:
             raise ValueError("profiling decode needs --new-tokens >= 2 (the first token comes from the prefill)")
         with torch.inference_mode():  # as the decode suite: the context is embedded once, outside the steps
-            media = preprocess_media(cfg, request.images, request.video)
-            blocks = model.project(model.encode_media(media), media, point.temporal_pool)
-            embeds = model.embed(request.input_ids, blocks)
+            embeds = embed(model, request)
 
         def step(section):
-            with section("llm_prefill"):
-                cache = model.new_cache(point.cache, embeds.shape[1] + point.new_tokens)
-                token = model.prefill(embeds, cache).logits.argmax(-1, keepdim=True)
-            for _ in range(point.new_tokens - 1):
-                with section("decode_step"):
-                    token = model.decode_step(token, cache).argmax(-1, keepdim=True)
+            cache = model.new_cache(point.cache, embeds.shape[1] + point.new_tokens)
+            generate(model, embeds, point.new_tokens, cache, section=section)
 
-        kv = costmodel.kv_cache_bytes(cfg, embeds.shape[1] + point.new_tokens, point.batch_size, point.dtype)
+        kv = costmodel.kv_cache_bytes(model.config, embeds.shape[1] + point.new_tokens, point.batch_size, point.dtype)
         return ProfiledStep(step, point.batch_size * point.new_tokens, kv_cache_bytes=kv)
     if stage == "train":
-        model.train()
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)  # cost, not result
+        recipe = Recipe.parse("full")
+        apply_recipe(model.train(), recipe)
+        optimizer = build_optimizer(model, recipe)
 
         def step(section):
-            blocks = media_stages(section)
-            with section("llm_forward"):
-                embeds = model.embed(request.input_ids, blocks)
-                labels = model.labels(request.input_ids, blocks)
-                loss = model.llm(inputs_embeds=embeds, labels=labels, use_cache=False).loss
-            with section("backward"):
-                loss.backward()
-            with section("optimizer"):
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+            with section(PREPROCESS):
+                media = preprocess_media(model.config, request.images, request.video)
+            batch = Batch([media] * request.batch, request.input_ids, request.temporal_pool)
+            train_step(model, [batch], optimizer, section)
 
         return ProfiledStep(step, sequence, optimizer)
     raise ValueError(f"unknown stage {stage!r}; known: {', '.join(STAGE_RANGES)}")
@@ -242,10 +219,10 @@ def _memory_step(model, step: ProfiledStep, device: torch.device, snapshot: Path
         parts["kv_cache"] = step.kv_cache_bytes
     parts["activations_and_other"] = max(0, peak - sum(parts.values()))
     return {
-        "peak_memory_allocated": metric(peak, "bytes"),
-        "peak_memory_reserved": metric(torch.cuda.max_memory_reserved(device), "bytes"),
-        "peak_memory_breakdown": metric(parts, "bytes"),
-        "memory_snapshot": metric(snapshot.name, "path"),
+        "peak_memory_allocated": Metric.measured(peak, "bytes", "lower", "max"),
+        "peak_memory_reserved": Metric.measured(torch.cuda.max_memory_reserved(device), "bytes", "lower", "max"),
+        "peak_memory_breakdown": Metric.measured(parts, "bytes"),
+        "memory_snapshot": Metric.measured(snapshot.name, "path"),
     }
 
 
@@ -293,19 +270,56 @@ def profile_point(point: BenchPoint, stage: str, schedule: Schedule, out_dir: st
     plain += unprofiled(repeats // 2, warmup=0)
     stage_rows, top_rows = operator_tables(store["events"], STAGE_RANGES[stage], schedule.active, top, cuda)
 
-    with_profiler, without = timing_metric(profiled), timing_metric(plain)
+    with_profiler, without = Metric.timing(profiled), Metric.timing(plain)
     metrics = {
-        "stage_times": metric(stage_rows, "per step"),
-        "top_ops": metric(top_rows, "per step"),
+        "stage_times": Metric.measured(stage_rows, "per step"),
+        "top_ops": Metric.measured(top_rows, "per step"),
         "profiled_step_time": with_profiler,
         "unprofiled_step_time": without,
-        "profiler_overhead": metric(with_profiler["value"] / without["value"], "ratio"),  # of the medians
-        "tokens_per_step": metric(step.tokens, "tokens"),
-        "chrome_trace": metric(chrome_path.name, "path"),
-        "tensorboard_dir": metric(str(tb_dir.relative_to(out_dir)), "path"),
+        "profiler_overhead": Metric.measured(with_profiler.value / without.value, "ratio", "lower"),  # of the medians
+        "tokens_per_step": Metric.measured(step.tokens, "tokens"),
+        "chrome_trace": Metric.measured(chrome_path.name, "path"),
+        "tensorboard_dir": Metric.measured(str(tb_dir.relative_to(out_dir)), "path"),
     }
     metrics |= energy_metrics(meter, step.tokens * len(plain))
     if cuda:  # 3. the allocator's view of one more step
         with grad_mode():
             metrics |= _memory_step(model, step, device, out_dir / f"{name}.memory.pickle")
     return metrics
+
+
+def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
+    """The registry's entry: the point's `extra` holds the stage, the schedule and the table settings."""
+    extra = point.extra
+    schedule = Schedule(**extra["schedule"])
+    session.release()  # the profiler builds its own model (train changes the weights)
+    return profile_point(point, extra["stage"], schedule, session.out_dir, session.measure.repeats, extra["top"],
+                         extra["with_stack"])  # fmt: skip
+
+
+def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
+    if options["stage"] not in STAGE_RANGES:
+        raise SuiteError(f"--stage must be one of {', '.join(STAGE_RANGES)}")
+    try:
+        schedule = Schedule(options["wait"], options["schedule_warmup"], options["active"])
+    except ValueError as e:
+        raise SuiteError(str(e)) from None
+    extra = {"stage": options["stage"], "schedule": {"wait": schedule.wait, "warmup": schedule.warmup, "active": schedule.active},
+             "with_stack": bool(options["with_stack"]), "top": options["top"]}  # fmt: skip
+    return [with_extra(p, **extra) for p in sweep_points(axes, options)]
+
+
+SUITE = Suite(
+    "profile",
+    "torch.profiler traces, top operators per stage, the profiler's overhead (also `nvila-bench profile`).",
+    measure_point,
+    options=(
+        Option("stage", "What one profiled step runs: prefill, decode or train.", tuple(STAGE_RANGES), "prefill"),
+        Option("wait", "Schedule: steps before tracing.", int, 1),
+        Option("schedule_warmup", "Schedule: traced steps discarded.", int, 1),
+        Option("active", "Schedule: traced steps kept.", int, 3),
+        Option("top", "Operators kept per stage.", int, 10),
+        Option("with_stack", "Record Python stacks (larger traces, more overhead).", bool, False),
+    ),
+    expand=expand,
+)  # fmt: skip

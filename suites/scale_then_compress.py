@@ -1,80 +1,120 @@
-"""The scale-then-compress comparison (paper §2, Table 1): for one image and one video, side by side,
+"""The scale-then-compress comparison (paper Table 1, docs/reference.md#accuracy): for one image and one video,
+side by side,
 
-    baseline       VILA1.5-8B: one 384 px tile, 196 tokens per image / frame
-    scaled only    NVILA-8B with compression removed: Dynamic-S2 tiles, 1x1 projector, no TSP
-    NVILA          NVILA-8B as published: Dynamic-S2 + 2x2 STC (image), NVILA-8B-Video with TSP (video)
+    baseline       the preset's VILA1.5 baseline: one 384 px tile, 196 tokens per image / frame
+    scaled only    NVILA with compression removed: Dynamic-S2 tiles, 1x1 projector, no TSP
+    NVILA          NVILA as published: Dynamic-S2 + 2x2 STC (image), its video model with TSP (video)
 
-Every variant gets an analytic record (tokens, FLOPs, bytes, time floors on the named hardware). Where
-the hardware allows (a GPU, or the tiny stand-ins on CPU) it also gets measured prefill and decode records
-from the regular suites, marked with the same `comparison` / `variant` / `media` settings.
+The variants come from the presets' roles (`NVILAConfig.baseline`, `.scaled_only`, `.video_model`), for the
+real models or (`--tiny`) their CPU-sized stand-ins. Every variant gets an analytic record (tokens, FLOPs,
+bytes, time floors on `--hardware`). Where the hardware allows (a GPU, or the tiny stand-ins on CPU) it also
+gets measured prefill and decode records from those suites, marked with the same `comparison` / `variant` /
+`media` settings.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from nvila_bench.core import costmodel
-from nvila_bench.core.hardware import get_hardware
-from nvila_bench.model import count_visual_tokens, get_preset
+from nvila_bench.core.hardware import get_hardware, hardware_keys
 from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import make_record, metric
+from nvila_bench.core.results import Metric
+from nvila_bench.core.session import Session
+from nvila_bench.model import count_visual_tokens, get_preset
 
-VARIANTS = {  # variant -> (image preset, video preset)
-    "real": {
-        "baseline": ("vila1.5-8b", "vila1.5-8b"),
-        "scaled-only": ("nvila-8b-scaled-only", "nvila-8b-scaled-only"),
-        "nvila": ("nvila-8b", "nvila-8b-video"),
-    },
-    "tiny": {
-        "baseline": ("vila-tiny", "vila-tiny"),
-        "scaled-only": ("nvila-tiny-scaled-only", "nvila-tiny-scaled-only"),
-        "nvila": ("nvila-tiny", "nvila-video-tiny"),
-    },
-}
+from .registry import Job, Option, Suite, SuiteError
+
+NVILA = {"real": "nvila-8b", "tiny": "nvila-tiny"}
 
 
-def comparison_points(
-    scale: str, image: tuple[int, int], video_frames: int, device: str, dtype: str | None, prompt_tokens: int,
-    new_tokens: int,
-) -> list[BenchPoint]:
+def variants(nvila: str) -> dict[str, tuple[str, str]]:
+    """variant -> (image preset, video preset), from the NVILA preset's roles."""
+    cfg = get_preset(nvila)
+    return {
+        "baseline": (cfg.baseline, cfg.baseline),
+        "scaled-only": (cfg.scaled_only, cfg.scaled_only),
+        "nvila": (cfg.name, cfg.video_model),
+    }
+
+
+def comparison_points(scale: str, image: tuple[int, int], video_frames: int, device: str, dtype: str | None,
+                      prompt_tokens: int, new_tokens: int) -> list[BenchPoint]:
     """Six points: each variant on the image request and on the video request."""
     points = []
     for media in ("image", "video"):
-        for variant, presets in VARIANTS[scale].items():
-            preset = presets[0] if media == "image" else presets[1]
-            points.append(
-                BenchPoint(
-                    preset, device, dtype,
-                    images=(image,) if media == "image" else (),
-                    video_frames=video_frames if media == "video" else None,
-                    prompt_tokens=prompt_tokens, new_tokens=new_tokens,
-                    extra={"comparison": "scale-then-compress", "variant": variant, "media": media},
-                )
-            )  # fmt: skip
+        for variant, presets in variants(NVILA[scale]).items():
+            points.append(BenchPoint(
+                presets[0] if media == "image" else presets[1], device, dtype,
+                images=(image,) if media == "image" else (),
+                video_frames=video_frames if media == "video" else None,
+                prompt_tokens=prompt_tokens, new_tokens=new_tokens,
+                extra={"comparison": "scale-then-compress", "variant": variant, "media": media},
+            ))  # fmt: skip
     return points
 
 
-def analytic_record(point: BenchPoint, hardware: str, run_id: str) -> dict:
+def expand(axes: dict[str, list], options: dict) -> list[Job]:
+    """Analytic jobs for every variant; prefill and decode jobs where they can be measured."""
+    single = ("images", "video_frames", "dtype", "prompt_tokens", "new_tokens")
+    if any(len(axes.get(name, ())) > 1 for name in single):
+        raise SuiteError("scale-then-compress takes one --image, --video-frames, --dtype, --prompt-tokens, --new-tokens")
+    one = lambda name, default: axes[name][0] if axes.get(name) else default  # noqa: E731
+    image = one("images", ((1920, 1080),))[0]
+    device = one("device", "cpu")
+    hardware = options.get("hardware") or "h100-sxm"
+    if hardware not in hardware_keys():
+        raise SuiteError(f"unknown hardware {hardware!r}; known: {', '.join(hardware_keys())}")
+    tiny = bool(options.get("tiny"))
+    comparison = comparison_points("tiny" if tiny else "real", image, one("video_frames", 32), device, one("dtype", None),
+                                   one("prompt_tokens", 64), one("new_tokens", 32))  # fmt: skip
+    # The analytic figures are of the deployment dtype unless one is given.
+    analytic_dtype = one("dtype", "bfloat16")
+    jobs = [Job("scale-then-compress", replace(p, dtype=analytic_dtype, extra=p.extra | {"hardware": hardware}))
+            for p in comparison]  # fmt: skip
+    if tiny or device.startswith("cuda"):
+        jobs += [Job(suite, p) for suite in ("prefill", "decode") for p in comparison]
+    return jobs
+
+
+def analytic(point: BenchPoint, session: Session) -> dict[str, Metric]:
     """Tokens, per-stage cost and time floors of one variant on a named hardware entry."""
     cfg = get_preset(point.preset)
-    hw = get_hardware(hardware)
+    hw = get_hardware(point.extra["hardware"])
     count = count_visual_tokens(cfg, point.images, point.video_frames, point.temporal_pool)
     n = count.total_tokens + point.prompt_tokens
-    costs = costmodel.request_costs(
-        cfg, point.images, point.video_frames, point.temporal_pool, point.prompt_tokens, context=n,
-        batch=point.batch_size, dtype=point.dtype,
-    )  # fmt: skip
+    costs = costmodel.request_costs(cfg, point.images, point.video_frames, point.temporal_pool, point.prompt_tokens,
+                                    context=n, batch=point.batch_size, dtype=point.dtype)  # fmt: skip
     floors = {s: costmodel.time_floor(c, hw.peak_flops(point.dtype), hw.bandwidth) for s, c in costs.items()}
     metrics = {
-        "visual_tokens": metric(count.visual_tokens, "tokens", "analytic"),
-        "media_tokens": metric(count.total_tokens, "tokens", "analytic"),
-        "vit_tiles": metric(count.vit_tiles, "tiles", "analytic"),
-        "ttft_floor": metric(floors["vision"] + floors["projector"] + floors["llm_prefill"], "s", "analytic"),
-        "tpot_floor": metric(floors["decode_step"], "s", "analytic"),
-        "kv_cache_bytes": metric(costmodel.kv_cache_bytes(cfg, n, point.batch_size, point.dtype), "bytes", "analytic"),
-        "context_limit": metric(cfg.llm.max_position_embeddings, "tokens", "analytic"),
+        "visual_tokens": Metric.analytic(count.visual_tokens, "tokens"),
+        "media_tokens": Metric.analytic(count.total_tokens, "tokens"),
+        "vit_tiles": Metric.analytic(count.vit_tiles, "tiles"),
+        "ttft_floor": Metric.analytic(floors["vision"] + floors["projector"] + floors["llm_prefill"], "s"),
+        "tpot_floor": Metric.analytic(floors["decode_step"], "s"),
+        "kv_cache_bytes": Metric.analytic(costmodel.kv_cache_bytes(cfg, n, point.batch_size, point.dtype), "bytes"),
+        "context_limit": Metric.analytic(cfg.llm.max_position_embeddings, "tokens"),
     }
     for stage, cost in costs.items():
-        metrics[f"{stage}_flops"] = metric(cost.flops, "FLOP", "analytic")
-        metrics[f"{stage}_bytes"] = metric(cost.bytes, "bytes", "analytic")
-        metrics[f"{stage}_floor"] = metric(floors[stage], "s", "analytic")
-    config = point.to_config() | {"hardware": hardware}
-    return make_record("scale-then-compress", config, metrics, run_id, provenance="analytic")
+        metrics[f"{stage}_flops"] = Metric.analytic(cost.flops, "FLOP")
+        metrics[f"{stage}_bytes"] = Metric.analytic(cost.bytes, "bytes")
+        metrics[f"{stage}_floor"] = Metric.analytic(floors[stage], "s")
+    return metrics
+
+
+def record_config(point: BenchPoint) -> dict:
+    """As version 1 stored it: the hardware entry at the top of the settings, not in `extra`."""
+    extra = {k: v for k, v in point.extra.items() if k != "hardware"}
+    return replace(point, extra=extra).to_config() | {"hardware": point.extra["hardware"]}
+
+
+SUITE = Suite(
+    "scale-then-compress",
+    "VILA1.5 vs NVILA scaled-only vs NVILA on one image and one video: analytic, and measured where possible.",
+    analytic,
+    options=(
+        Option("tiny", "The tiny stand-ins, measurable on CPU.", bool, False),
+        Option("hardware", "Hardware table entry for the analytic floors [h100-sxm].", str),
+    ),
+    expand=expand, provenance="analytic", config=record_config, takes_presets=False,
+)  # fmt: skip

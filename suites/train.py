@@ -13,19 +13,21 @@ from __future__ import annotations
 import torch
 
 from nvila_bench.core import costmodel
+from nvila_bench.core.memory import memory_metrics, reset_peak_memory
 from nvila_bench.core.memory_model import geometry
-from nvila_bench.model import build_model, get_preset
-from nvila_bench.model.vision import _body
 from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import metric
-from nvila_bench.core.stats import bounded_samples, summarize
-from nvila_bench.core.timing import MeasureConfig, StageClock, measure
+from nvila_bench.core.results import Metric
+from nvila_bench.core.session import Session
+from nvila_bench.core.timing import StageClock, measure
+from nvila_bench.model import build_model, get_preset
+from nvila_bench.model.stages import BACKWARD, LLM_FORWARD, OPTIMIZER, PROJECTOR, VISION
 from nvila_bench.model.training import (
-    Recipe, apply_recipe, build_optimizer, enable_fp8, enable_gradient_checkpointing, flop_modes, synthetic_batch,
-    train_step, trainable_counts,
+    STAGES, Recipe, apply_recipe, build_optimizer, enable_fp8, enable_gradient_checkpointing, flop_modes,
+    synthetic_batch, train_step, trainable_counts,
 )  # fmt: skip
+from nvila_bench.model.vision import _body
 
-from .common import Session, memory_metrics, reset_peak_memory, timing_metric
+from .registry import Option, Suite, SuiteError, sweep_points, with_extra
 
 DEFAULTS = {"stage": "full", "grad_accum": 1, "grad_ckpt": False, "fp8": False, "compile": False, "autocast": False, "lr": 2e-5}
 
@@ -59,7 +61,7 @@ def prepare(point: BenchPoint, s: dict, seed: int = 0):
     return model, recipe, optimizer, (torch.bfloat16 if s["autocast"] else None)
 
 
-def run(point: BenchPoint, mcfg: MeasureConfig, session: Session) -> dict:
+def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     s = settings(point)
     session.release()  # the latency suites' cached model is not needed here
     device = torch.device(point.device)
@@ -71,41 +73,81 @@ def run(point: BenchPoint, mcfg: MeasureConfig, session: Session) -> dict:
     def iteration(clock: StageClock) -> None:
         batches = [synthetic_batch(point, step[0] * accum + k) for k in range(accum)]  # data prep: before the clock
         clock.start()
-        losses.append(train_step(model, batches, optimizer, clock, autocast))
+        losses.append(train_step(model, batches, optimizer, clock.section, autocast))
         step[0] += 1
 
     reset_peak_memory(device)
-    samples = measure(iteration, device, mcfg)
+    samples = measure(iteration, device, session.measure)
     cfg = get_preset(point.preset)
     g = geometry(cfg, point.images, point.video_frames, point.temporal_pool, point.prompt_tokens, point.batch_size)
     rows = point.batch_size * accum
-    rates = [rows / t for t in samples["total"]]
-    rate = summarize(rates, "samples/s")
-    tokens = [rows * g.sequence / t for t in samples["total"]]
-    token_rate = summarize(tokens, "tokens/s")
+    # The loss forward of an iteration: its media stages and the LLM, over every micro-batch.
+    stages = zip(*(_per_iteration(samples[n], accum) for n in (VISION, PROJECTOR, LLM_FORWARD)))
+    forward = [sum(sum(laps) for laps in iteration) for iteration in stages]
     counts = trainable_counts(model)
     metrics = {
-        "step_time": timing_metric(samples["total"]),
-        "forward": timing_metric(samples["forward"]),
-        "backward": timing_metric(samples["backward"]),
-        "optimizer": timing_metric(samples["optimizer"]),
-        "samples_per_s": metric(rate.median, "samples/s", summary=rate.to_dict(), samples=bounded_samples(rates)),
-        "tokens_per_s": metric(token_rate.median, "tokens/s", summary=token_rate.to_dict(), samples=bounded_samples(tokens)),
-        "sequence_tokens": metric(g.sequence, "tokens"),
-        "trainable_params": metric(counts["total"], "params"),
-        "loss_first": metric(losses[0], "nats"),
-        "loss_last": metric(losses[-1], "nats"),
-        "steps": metric(len(losses), "count"),
+        "step_time": Metric.timing(samples["total"]),
+        "forward": Metric.timing(forward),
+        "backward": Metric.timing([sum(b) for b in _per_iteration(samples[BACKWARD], accum)]),
+        "optimizer": Metric.timing(samples[OPTIMIZER]),
+        "samples_per_s": Metric.rate(samples["total"], rows, "samples/s"),
+        "tokens_per_s": Metric.rate(samples["total"], rows * g.sequence, "tokens/s"),
+        "sequence_tokens": Metric.measured(g.sequence, "tokens"),
+        "trainable_params": Metric.measured(counts["total"], "params"),
+        "loss_first": Metric.measured(losses[0], "nats"),
+        "loss_last": Metric.measured(losses[-1], "nats"),
+        "steps": Metric.measured(len(losses), "count"),
     }
     metrics |= memory_metrics(device)
     flops = costmodel.train_step_flops(cfg, flop_modes(recipe), point.images, point.video_frames, point.temporal_pool,
                                        point.prompt_tokens, rows, s["grad_ckpt"])  # fmt: skip
-    metrics["step_flops"] = metric(flops, "FLOP", "analytic")
+    metrics["step_flops"] = Metric.analytic(flops, "FLOP")
     peaks = session.peaks_for("bfloat16" if s["autocast"] else point.dtype)
     if peaks is not None:
         # Model FLOPs utilisation: the cost model's FLOPs (recomputation excluded, as PaLM defines MFU).
         useful = costmodel.train_step_flops(cfg, flop_modes(recipe), point.images, point.video_frames, point.temporal_pool,
                                             point.prompt_tokens, rows, False)  # fmt: skip
-        metrics["mfu"] = metric(costmodel.mfu(useful, metrics["step_time"]["value"], peaks.flops), "fraction") | {"of": "step_time"}
-        metrics["peaks_source"] = metric(peaks.source, "text", "analytic")
+        metrics["mfu"] = Metric.utilisation(costmodel.mfu(useful, metrics["step_time"].value, peaks.flops), "step_time")
+        metrics["peaks_source"] = Metric.analytic(peaks.source, "text")
     return metrics
+
+
+def _per_iteration(samples: list[float], per: int) -> list[list[float]]:
+    """A stage lapped `per` times an iteration (once per micro-batch): its samples grouped by iteration."""
+    return [samples[i : i + per] for i in range(0, len(samples), per)]
+
+
+def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
+    """The sweep's points times each --stage, with the suite's settings in `extra`."""
+    for stage in options["stage"]:
+        if stage not in STAGES:
+            raise SuiteError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
+    fixed = {k: options[k] for k in ("grad_accum", "grad_ckpt", "fp8", "compile", "autocast", "lr")}
+    if fixed["grad_accum"] < 1:
+        raise SuiteError(f"--grad-accum must be >= 1, got {fixed['grad_accum']}")
+    return [with_extra(p, stage=stage, **fixed) for p in sweep_points(axes, options) for stage in options["stage"] or ("full",)]
+
+
+def cannot_run(point: BenchPoint) -> str | None:
+    if point.extra.get("fp8"):
+        on_cuda = point.device.startswith("cuda") and torch.cuda.is_available()
+        if not on_cuda or torch.cuda.get_device_capability() < (8, 9):
+            return "FP8 training needs a CUDA GPU with compute capability 8.9+ (Ada / Hopper) and torchao"
+    return None
+
+
+SUITE = Suite(
+    "train",
+    "Optimizer steps of an NVILA training stage on synthetic batches (torchrun: FSDP2 data parallel).",
+    measure_point,
+    options=(
+        Option("stage", "What learns: projector (NVILA stage 1), projector-llm (3), full (4-5) [full].", tuple(STAGES), multiple=True),
+        Option("grad_accum", "Micro-batches per step.", int, 1),
+        Option("grad_ckpt", "Gradient checkpointing of every ViT and LLM layer.", bool, False),
+        Option("fp8", "torchao float8 training of the LLM (Ada / Hopper GPUs).", bool, False),
+        Option("compile", "torch.compile every ViT and LLM layer.", bool, False),
+        Option("autocast", "fp32 weights under bf16 autocast (default: weights in --dtype).", bool, False),
+        Option("lr", "Learning rate.", float, 2e-5),
+    ),
+    expand=expand, cannot_run=cannot_run,
+)  # fmt: skip

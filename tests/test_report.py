@@ -8,7 +8,7 @@ import pytest
 from fake_records import CPU_ENV, decode_record, prefill_record
 
 from nvila_bench.cli import main
-from nvila_bench.reports import paper
+from nvila_bench.core import paper
 from nvila_bench.reports.claims import claims_table
 from nvila_bench.reports.render import render_report
 from nvila_bench.core.results import ResultWriter, make_record

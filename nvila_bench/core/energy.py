@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from nvila_bench.core.results import metric
+from nvila_bench.core.results import Metric
 
 
 class EnergyMeter:
@@ -75,7 +75,7 @@ def energy_metrics(meter: EnergyMeter | None, tokens: int) -> dict:
     if meter is None or meter.joules is None or not meter.seconds:
         return {}
     return {
-        "energy_j": metric(meter.joules, "J"),
-        "joules_per_token": metric(meter.joules / tokens, "J/token"),
-        "avg_power_w": metric(meter.joules / meter.seconds, "W"),
+        "energy_j": Metric.measured(meter.joules, "J", "lower"),
+        "joules_per_token": Metric.measured(meter.joules / tokens, "J/token", "lower"),
+        "avg_power_w": Metric.measured(meter.joules / meter.seconds, "W"),
     }

@@ -1,12 +1,14 @@
 """A benchmark point: every setting of one measurement, validated up front.
 
-Sweeps are lists of points; a point's `to_config()` is what the result record stores, so a record says
-exactly what was measured.
+Sweeps are lists of points (`points_from_axes`); a point's `to_config()` is what the result record stores,
+so a record says exactly what was measured. Which media a point needs is its suite's business (the
+accuracy suite's points have none).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import itertools
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
@@ -51,8 +53,6 @@ class BenchPoint:
             raise ValueError(f"image sizes must be positive, got {self.images}")
         if self.video_frames is not None and self.video_frames < 1:
             raise ValueError(f"video frames must be a positive integer, got {self.video_frames}")
-        if not self.images and self.video_frames is None:
-            raise ValueError("a point needs at least one image or a video")
         for name in ("prompt_tokens", "batch_size", "new_tokens"):
             if getattr(self, name) < (0 if name == "prompt_tokens" else 1):
                 raise ValueError(f"{name} must be {'>= 0' if name == 'prompt_tokens' else '>= 1'}, got {getattr(self, name)}")
@@ -78,3 +78,15 @@ class BenchPoint:
     def from_config(cls, config: dict) -> "BenchPoint":
         images = tuple(tuple(int(v) for v in str(im).lower().split("x")) for im in config.get("images", ()))
         return cls(**(config | {"images": images}))
+
+
+SWEEP_FIELDS = tuple(f.name for f in fields(BenchPoint) if f.name not in ("seed", "extra"))
+
+
+def points_from_axes(axes: dict[str, list]) -> list[BenchPoint]:
+    """Every combination of the axes' values, in order (the first axis varies slowest)."""
+    unknown = sorted(set(axes) - set(SWEEP_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown sweep setting(s) {', '.join(unknown)}; known: {', '.join(SWEEP_FIELDS)}")
+    names = list(axes)
+    return [BenchPoint(**dict(zip(names, values))) for values in itertools.product(*(axes[n] for n in names))]

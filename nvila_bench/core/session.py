@@ -25,16 +25,22 @@ class Session:
     out_dir: Path | None = None  # where a suite may put files beside results.jsonl (profiler traces)
     options: dict = field(default_factory=dict)  # run-wide options a suite reads (e.g. the hardware entry)
     _key: tuple | None = field(default=None, repr=False)
-    _model: NVILAModel | None = field(default=None, repr=False)
+    _model: object = field(default=None, repr=False)
 
     def peaks_for(self, dtype: str) -> Peaks | None:
         return self.peaks.get(dtype)
 
     def model(self, point: BenchPoint) -> NVILAModel:
         key = (point.preset, point.device, point.dtype, point.attn_implementation)
+        build = lambda: build_model(get_preset(point.preset), point.torch_dtype, point.device, point.attn_implementation)  # noqa: E731
+        return self.cached(key, build)
+
+    def cached(self, key: tuple, build):
+        """The object built for `key` last time, or a new one from `build()` (the previous one is freed first:
+        one model in memory at a time)."""
         if key != self._key:
             self.release()
-            self._model = build_model(get_preset(point.preset), point.torch_dtype, point.device, point.attn_implementation)
+            self._model = build()
             self._key = key
         return self._model
 

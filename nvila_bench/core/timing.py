@@ -64,6 +64,12 @@ class StageClock:
         self.names.append(name)
         self.marks.append(self._mark())
 
+    @contextlib.contextmanager
+    def section(self, name: str):
+        """`with clock.section(name):` runs one stage and laps it (the pipeline's `section` argument)."""
+        yield
+        self.lap(name)
+
     def _mark(self):
         if self.cuda:
             event = torch.cuda.Event(enable_timing=True)

@@ -1,24 +1,29 @@
-"""Subprocess entry point for `--isolate`: read one job (JSON) on stdin, measure it, print its record as one
-JSON line on stdout. An OOM or error inside is recorded by run_point; only a hard crash makes the parent
-write the record instead."""
+"""Subprocess entry point for `--isolate` / `--processes`: read one job (JSON) on stdin, measure it, print its
+record as one JSON line on stdout. An OOM or error inside is recorded by run_job; only a hard crash makes the
+parent write the record instead."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
+from nvila_bench.core.hardware import Peaks
 from nvila_bench.core.point import BenchPoint
-from nvila_bench.suites.common import Peaks, Session
-from nvila_bench.runner.sweep import run_point
+from nvila_bench.core.session import Session
 from nvila_bench.core.timing import MeasureConfig
+from nvila_bench.runner.sweep import run_job
+from nvila_bench.suites.registry import Job
 
 
 def main() -> int:
-    job = json.loads(sys.stdin.read())
-    point = BenchPoint.from_config(job["point"])
-    session = Session({point.dtype: Peaks(**job["peaks"]) if job.get("peaks") else None})
-    record = run_point(job["suite"], point, MeasureConfig(**job["measure"]), session, job["run_id"], job["environment"])
-    print(json.dumps(record, sort_keys=True, allow_nan=False))
+    payload = json.loads(sys.stdin.read())
+    point = BenchPoint.from_config(payload["point"])
+    peaks = {point.dtype: Peaks(**payload["peaks"]) if payload.get("peaks") else None}
+    out_dir = Path(payload["out_dir"]) if payload.get("out_dir") else None
+    session = Session(MeasureConfig(**payload["measure"]), peaks, out_dir)
+    record = run_job(Job(payload["suite"], point), session, payload["run_id"], payload["environment"])
+    print(record.to_json())
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The paper's published numbers, read from the package data file `data/paper.toml` (never typed into a
+"""The paper's published numbers, read from the package data file `core/paper.toml` (never typed into a
 template). Every value read from here is provenance "paper"."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from importlib import resources
 
 @functools.cache
 def paper_data() -> dict:
-    text = resources.files("nvila_bench.reports").joinpath("data/paper.toml").read_text()
+    text = resources.files("nvila_bench.core").joinpath("paper.toml").read_text()
     return tomllib.loads(text)
 
 

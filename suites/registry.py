@@ -1,0 +1,96 @@
+"""The suite registry: every suite the CLI can run, by name.
+
+A suite module declares one `SUITE = Suite(...)`: its name, its own options, how it turns the run's base
+points and its options into points (`expand`), and how it measures one point (`measure`). The CLI builds a
+`nvila-bench run NAME` command from it and the running layer measures each point and writes its record.
+Adding a suite is one module plus one line below (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from importlib import import_module
+from typing import Any, Callable
+
+from nvila_bench.core.point import BenchPoint, points_from_axes
+from nvila_bench.core.results import Metric
+from nvila_bench.core.session import Session
+
+# name -> module under nvila_bench.suites (imported only when that suite runs, so the CLI starts fast)
+REGISTRY = {
+    "prefill": "prefill",
+    "decode": "decode",
+    "scale-then-compress": "scale_then_compress",
+    "overhead": "overhead",
+    "train": "train",
+    "finetune-memory": "finetune_memory",
+    "accuracy": "accuracy",
+    "profile": "profile",
+}
+
+
+@dataclass(frozen=True)
+class Option:
+    """A suite's own option (`--name` on the command line). `multiple` options are sweep axes."""
+
+    name: str  # with underscores; the flag is --name-with-dashes
+    help: str
+    type: Any = str  # str, int, float, bool (a flag), or a tuple of choices
+    default: Any = None
+    multiple: bool = False
+
+
+class SuiteError(ValueError):
+    """Settings a suite cannot run (the CLI reports it in one line, exit 2, before measuring)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One record to produce: the suite whose `measure` runs, on which point. A suite may schedule other
+    suites' measurements (scale-then-compress runs prefill and decode beside its own analytic figures)."""
+
+    suite: str
+    point: BenchPoint
+
+
+def sweep_points(axes: dict[str, list], options: dict) -> list[BenchPoint]:
+    """The default expansion: every combination of the sweep axes (one 448x448 image when no media is given)."""
+    if "images" not in axes and "video_frames" not in axes:
+        axes = axes | {"images": [((448, 448),)]}
+    if "preset" not in axes:
+        raise SuiteError("give at least one --preset (or a --config file that lists presets)")
+    return points_from_axes(axes)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    help: str
+    measure: Callable[[BenchPoint, Session], dict[str, Metric]]
+    options: tuple[Option, ...] = ()
+    # (sweep axes of the common options, this suite's options) -> its points or jobs; raise SuiteError
+    expand: Callable[[dict[str, list], dict], list] = sweep_points
+    provenance: str = "measured"
+    takes_presets: bool = True  # False: the suite picks its presets itself (--preset is refused)
+    config: Callable[[BenchPoint], dict] = BenchPoint.to_config  # what the record stores as settings
+    # Why this machine cannot run a point (None: it can); such points are skipped with that reason.
+    cannot_run: Callable[[BenchPoint], str | None] = lambda point: None
+
+
+def suite_names() -> list[str]:
+    return list(REGISTRY)
+
+
+def get_suite(name: str) -> Suite:
+    if name not in REGISTRY:
+        raise SuiteError(f"unknown suite {name!r}; known: {', '.join(REGISTRY)}")
+    return import_module(f"nvila_bench.suites.{REGISTRY[name]}").SUITE
+
+
+def jobs_of(suite: Suite, axes: dict[str, list], options: dict) -> list[Job]:
+    """The suite's expansion of the sweep, as jobs (a plain point is a job of the suite itself)."""
+    return [p if isinstance(p, Job) else Job(suite.name, p) for p in suite.expand(axes, options)]
+
+
+def with_extra(point: BenchPoint, **extra) -> BenchPoint:
+    return replace(point, extra=point.extra | extra)
