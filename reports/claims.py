@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nvila_bench.model import count_visual_tokens, get_preset
-from nvila_bench.model.presets import is_tiny, preset_names
-from nvila_bench.core.training_cost import fp8_speedup
-
 from nvila_bench.core import paper
-from .records import TINY_PRESETS, baseline_pairs, hardware_of, value
+from nvila_bench.core.results import Record
+from nvila_bench.core.training_cost import fp8_speedup
+from nvila_bench.model import count_visual_tokens, get_preset
+
+from .records import baseline_pairs, hardware_of, is_tiny, value
 
 TOLERANCE = 0.10
 RUN_SUITES = ("prefill", "decode", "scale-then-compress", "overhead", "train", "finetune-memory", "training-cost", "accuracy")  # what `nvila-bench run` offers today
@@ -50,14 +50,14 @@ def _ratio_range(values: list[float]) -> str:
     return f"{lo:.2f}x" if abs(hi - lo) < 0.005 else f"{lo:.2f}-{hi:.2f}x"
 
 
-def _speedup(records: list[dict], suite: str, metric: str, invert: bool, peer: str) -> Ours | None:
+def _speedup(records: list[Record], suite: str, metric: str, invert: bool, peer: str) -> Ours | None:
     pairs = [(n, b) for n, b in baseline_pairs(records, suite) if value(n, metric) and value(b, metric)]
     if not pairs:
         return None
-    real = [(n, b) for n, b in pairs if n["preset"] not in TINY_PRESETS]
+    real = [(n, b) for n, b in pairs if not is_tiny(n.preset)]
     chosen = real or pairs  # the real presets when measured; tiny stand-ins only otherwise
     ratios = [value(b, metric) / value(n, metric) if invert else value(n, metric) / value(b, metric) for n, b in chosen]
-    names = sorted({f"{n['preset']} vs {b['preset']}" for n, b in chosen})
+    names = sorted({f"{n.preset} vs {b.preset}" for n, b in chosen})
     note = f"{len(chosen)} pair(s): {', '.join(names)}; the paper's peer is {peer}, ours is VILA1.5"
     if not real:
         note += "; tiny random-weight stand-ins, not the 8B models"
@@ -79,17 +79,16 @@ def video_compression_prefill(records, claim) -> Ours | None:
     def pick(provenance: str, suite: str, metric: str):
         found = {}
         for r in records:
-            extra = r["config"].get("extra") or {}
-            if r["suite"] == suite and r["provenance"] == provenance and r["status"] == "ok" and extra.get("media") == "video":
-                found[(extra.get("variant"), hardware_of(r))] = r
+            if r.suite == suite and r.provenance == provenance and r.ok and r.extra.get("media") == "video":
+                found[(r.extra.get("variant"), hardware_of(r))] = r
         return [(found[("scaled-only", hw)], found[("nvila", hw)], hw) for v, hw in found if v == "scaled-only" and ("nvila", hw) in found]
 
     for provenance, suite, metric in (("measured", "prefill", "llm_prefill"), ("analytic", "scale-then-compress", "llm_prefill_floor")):
         for scaled, nvila, hw in pick(provenance, suite, metric):
             a, b = value(scaled, metric), value(nvila, metric)
             if a and b:
-                frames = nvila["config"].get("video_frames")
-                tiny = nvila["preset"] in TINY_PRESETS
+                frames = nvila.config.get("video_frames")
+                tiny = is_tiny(nvila.preset)
                 note = f"{frames} frames (paper: 64){'; tiny stand-ins' if tiny else ''}"
                 return Ours(a / b, f"{a / b:.2f}x", hw, provenance, not tiny, note)
     return None
@@ -102,8 +101,8 @@ def video_tokens_tsp(records, claim) -> Ours | None:
 
 
 def finetune_memory(records, claim) -> Ours | None:
-    rows = [r for r in records if r["suite"] == "finetune-memory" and r["status"] == "ok"]
-    by_recipe = {(r["config"].get("extra") or {}).get("recipe") or r["config"].get("recipe"): r for r in rows}
+    rows = [r for r in records if r.suite == "finetune-memory" and r.ok]
+    by_recipe = {r.extra.get("recipe") or r.config.get("recipe"): r for r in rows}
     full, nvila = by_recipe.get("full-full"), by_recipe.get("nvila")
     a, b = value(full, "peak_memory_allocated"), value(nvila, "peak_memory_allocated")
     what = "allocator peak"
@@ -111,9 +110,9 @@ def finetune_memory(records, claim) -> Ours | None:
         a, b, what = value(full, "memory_counted"), value(nvila, "memory_counted"), "sum of counted parts"
     if not (a and b):
         return None
-    real = not is_tiny(get_preset(nvila["preset"])) if nvila["preset"] in preset_names() else True
-    note = f"preset {nvila['preset']}, {what}" + ("" if real else "; a tiny stand-in, not NVILA-8B")
-    return Ours(a / b, f"{a / b:.2f}x", hardware_of(nvila), nvila["provenance"], real, note)
+    real = not is_tiny(nvila.preset)  # a preset the registry does not know (a checkpoint) counts as real
+    note = f"preset {nvila.preset}, {what}" + ("" if real else "; a tiny stand-in, not NVILA-8B")
+    return Ours(a / b, f"{a / b:.2f}x", hardware_of(nvila), nvila.provenance, real, note)
 
 
 def fp8_training(records, claim) -> Ours | None:
@@ -125,14 +124,14 @@ def fp8_training(records, claim) -> Ours | None:
 
 
 def training_cost(records, claim) -> Ours | None:
-    rows = [r for r in records if r["suite"] == "training-cost" and r["status"] == "ok"]
+    rows = [r for r in records if r.suite == "training-cost" and r.ok]
     ratio = value(rows[-1], "cost_ratio") if rows else None
     if not ratio:
         return None
-    extra = rows[-1]["config"].get("extra") or {}
-    note = (f"vs {extra.get('baseline', 'VILA1.5-8B')} at {', '.join(rows[-1]['config'].get('images') or [])}, "
-            f"{extra.get('mfu', 0):.0%} MFU assumed; the paper's 4.5x is against LLaVA-OneVision-class peers")  # fmt: skip
-    return Ours(ratio, f"{ratio:.2f}x", hardware_of(rows[-1]), rows[-1]["provenance"], False, note)
+    last = rows[-1]
+    note = (f"vs {last.extra.get('baseline', 'VILA1.5-8B')} at {', '.join(last.config.get('images') or [])}, "
+            f"{last.extra.get('mfu', 0):.0%} MFU assumed; the paper's 4.5x is against LLaVA-OneVision-class peers")  # fmt: skip
+    return Ours(ratio, f"{ratio:.2f}x", hardware_of(last), last.provenance, False, note)
 
 
 def verdict(claim: dict, ours: Ours | None) -> str:
@@ -145,7 +144,7 @@ def verdict(claim: dict, ours: Ours | None) -> str:
     return "holds" if ours.value >= claim["paper_low"] * (1 - TOLERANCE) else "does not hold"
 
 
-def claims_table(records: list[dict]) -> list[dict]:
+def claims_table(records: list[Record]) -> list[dict]:
     """One row per claim of the paper data file."""
     rows = []
     for claim in paper.claims():

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from nvila_bench.core.gate import DEFAULT_METRICS, compare_metric, match_key, point_label
-from nvila_bench.core.results import hardware_of, read_results
+from nvila_bench.core.gate import DEFAULT_METRICS, compare_metric, direction, match_key, point_label
+from nvila_bench.core.results import Record, hardware_of, read_results
 
 from . import charts
 from .records import latest
@@ -28,15 +28,15 @@ class Run:
 
     path: Path
     slug: str
-    records: list[dict]
+    records: list[Record]
 
     @property
     def date(self) -> str:
-        return min(r["timestamp"] for r in self.records)
+        return min(r.timestamp for r in self.records)
 
     @property
     def revision(self) -> str:
-        envs = [r.get("environment") or {} for r in self.records]
+        envs = [r.environment or {} for r in self.records]
         revs = [e.get("git_revision") for e in envs if e.get("git_revision")]
         if not revs:
             return "unknown"
@@ -45,10 +45,10 @@ class Run:
 
     @property
     def hardware(self) -> list[str]:
-        return sorted({hardware_of(r) for r in self.records if r["provenance"] == "measured"})
+        return sorted({hardware_of(r) for r in self.records if r.provenance == "measured"})
 
     def count(self, status: str) -> int:
-        return sum(r["status"] == status for r in self.records)
+        return sum(r.status == status for r in self.records)
 
 
 def find_runs(results_dir: str | Path) -> list[Run]:
@@ -70,36 +70,37 @@ def find_runs(results_dir: str | Path) -> list[Run]:
 
 def trends(runs: list[Run], threshold: float, metrics: tuple[str, ...] = DEFAULT_METRICS) -> tuple[list[dict], list[dict]]:
     """(one chart per metric and preset, the flagged changes). Each point's series follows its match key and
-    hardware across runs; a flag compares a run with the previous run that measured the same point."""
+    hardware across runs; a flag compares a run with the previous run that measured the same point (only for a
+    metric that states which direction is better)."""
     series: dict[tuple[str, str], dict[tuple[str, str], dict]] = {}  # (metric, preset) -> (point, hw) -> series
     flags = []
-    last: dict[tuple[str, str, str], tuple[int, dict]] = {}
+    last: dict[tuple[str, str, str], tuple[int, Record]] = {}
     for index, run in enumerate(runs):
         for r in latest(run.records):  # a point measured twice in one file counts once: its newest record
-            if r["provenance"] != "measured" or r["status"] != "ok":
+            if r.provenance != "measured" or not r.ok:
                 continue
             for metric in metrics:
-                m = r["metrics"].get(metric)
-                if m is None or "summary" not in m:
+                m = r.metrics.get(metric)
+                if m is None or m.summary is None:
                     continue
                 hw, key = hardware_of(r), match_key(r)
-                s = series.setdefault((metric, r["preset"]), {}).setdefault((key, hw), {
+                s = series.setdefault((metric, str(r.preset)), {}).setdefault((key, hw), {
                     "label": point_label(r) + f" ({hw})", "x": [], "y": [], "low": [], "high": [], "flags": [], "ticks": [],
-                    "unit": m["unit"],
+                    "unit": m.unit,
                 })  # fmt: skip
                 flag = "pass"
                 previous = last.get((metric, key, hw))
-                if previous is not None:
-                    c = compare_metric(s["label"], metric, previous[1]["metrics"][metric], m, threshold)
+                if previous is not None and direction([previous[1].metrics[metric], m]) is not None:
+                    c = compare_metric(s["label"], metric, previous[1].metrics[metric], m, threshold)
                     flag = c.verdict
                     if flag in ("regression", "improvement"):
                         flags.append({"run": run.slug, "previous": runs[previous[0]].slug, "metric": metric,
                                       "point": s["label"], "change": c.change_text, "verdict": flag})
                 last[(metric, key, hw)] = (index, r)
                 s["x"].append(index)
-                s["y"].append(m["value"])
-                s["low"].append(m["summary"]["ci_low"])
-                s["high"].append(m["summary"]["ci_high"])
+                s["y"].append(m.value)
+                s["low"].append(m.summary["ci_low"])
+                s["high"].append(m.summary["ci_high"])
                 s["flags"].append(flag)
                 s["ticks"].append(f"{run.date[:10]} {run.revision[:7]}")
     out = []
@@ -130,7 +131,7 @@ def build_site(results_dir: str | Path, site_dir: str | Path, threshold: float =
         "threshold": threshold,
         "runs": [{"slug": r.slug, "date": r.date, "revision": r.revision, "hardware": r.hardware,
                   "records": len(r.records), "ok": r.count("ok"), "oom": r.count("oom"), "error": r.count("error"),
-                  "suites": sorted({x["suite"] for x in r.records})} for r in reversed(runs)],
+                  "suites": sorted({x.suite for x in r.records})} for r in reversed(runs)],
         "trends": charts_,
         "flags": flags,
     }  # fmt: skip

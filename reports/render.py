@@ -13,6 +13,7 @@ import jinja2
 from markupsafe import Markup
 
 import nvila_bench
+from nvila_bench.core.results import Record
 
 from . import sections
 
@@ -56,7 +57,8 @@ def _meta() -> dict:
     }
 
 
-def render_report(records: list[dict], sources: list[str], title: str = "nvila-bench report") -> str:
+def render_report(records: list[Record], sources: list[str], title: str = "nvila-bench report") -> str:
+    """The HTML report of the records (as `load_results` returns them; version-1 files are upgraded there)."""
     context = sections.build(records, sources)
     return _env().get_template("report.html.j2").render(title=title, meta=_meta(), **context)
 

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import json
 
-from nvila_bench.core.stats import Summary
-
 from nvila_bench.core import paper
+from nvila_bench.core.results import Record
+from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES, PROJECTOR, VISION
 
 from . import charts
 from .claims import RUN_SUITES, claims_table
-from .records import BASELINES, hardware_of, latest, measured, media_label, point_label, point_name, request_key, value
+from .records import (
+    baseline_of, hardware_of, is_nvila, latest, measured, media_label, point_label, point_name, request_key, value,
+)  # fmt: skip
 
-PREFILL_STAGES = ("preprocess", "vision", "projector", "llm_prefill")
 HARDWARE_COLUMNS = {"a100": "A100", "rtx4090": "RTX 4090", "orin": "Orin"}
 
 
@@ -24,37 +25,43 @@ def _not_measured(suite: str, command: str) -> dict:
     return {"suite": suite, "command": command, "available": suite in RUN_SUITES}
 
 
-def headline(records: list[dict]) -> dict:
+def _decode_key(r: Record) -> tuple:
+    """A decode record's request without its decode settings, to pair it with the prefill of the same request."""
+    key = request_key(r)
+    return key[:5] + key[-1:]
+
+
+def headline(records: list[Record]) -> dict:
     """NVILA vs its VILA1.5 baseline per hardware: one row per (preset, request) measured by prefill."""
     # Comparison records (scale-then-compress variants) have their own section.
-    prefill = [r for r in measured(records, "prefill") if not (r["config"].get("extra") or {}).get("comparison")]
-    decode = {(r["preset"], request_key(r)[:5] + request_key(r)[-1:]): r for r in measured(records, "decode")}
-    by_req = {(r["preset"], request_key(r)): r for r in prefill}
-    train = {r["preset"]: r for r in measured(records, "train")}
-    ftmem = {r["preset"]: r for r in records if r["suite"] == "finetune-memory" and r["status"] == "ok"}
-    acc: dict[str, list[float]] = {}  # the latest score of each (preset, task)
+    prefill = [r for r in measured(records, "prefill") if not r.extra.get("comparison")]
+    decode = {(r.preset, _decode_key(r)): r for r in measured(records, "decode")}
+    by_req = {(r.preset, request_key(r)): r for r in prefill}
+    train = {r.preset: r for r in measured(records, "train")}
+    ftmem = {r.preset: r for r in records if r.suite == "finetune-memory" and r.ok}
+    acc: dict[str, dict] = {}  # the latest score of each (preset, task)
     for r in measured(records, "accuracy"):
-        acc.setdefault(r["preset"], {})[r["config"].get("task")] = value(r, "score")
+        acc.setdefault(r.preset, {})[r.config.get("task")] = value(r, "score")
     groups: dict[str, list[dict]] = {}
     for r in prefill:
         key = request_key(r)
-        base = BASELINES.get(r["preset"])
+        base = baseline_of(r.preset)
         base_rec = by_req.get((base, key)) if base else None
-        dec = decode.get((r["preset"], key[:5] + key[-1:]))
+        dec = decode.get((r.preset, _decode_key(r)))
         ttft, base_ttft = value(r, "ttft"), value(base_rec, "ttft")
         groups.setdefault(hardware_of(r), []).append({
-            "preset": r["preset"], "media": media_label(r["config"]), "dtype": r["config"]["dtype"],
-            "batch": r["config"]["batch_size"], "tokens": value(r, "media_tokens"), "ttft": ttft,
-            "baseline": base if base_rec else None,
+            "preset": r.preset, "media": media_label(r.config), "dtype": r.config.get("dtype"),
+            "batch": r.config.get("batch_size"), "tokens": value(r, "media_tokens"), "ttft": ttft,
+            "baseline": base if base_rec else None, "is_baseline": not is_nvila(r),
             "ttft_speedup": base_ttft / ttft if ttft and base_ttft else None,
             "decode_tps": value(dec, "decode_tokens_per_s"),
-            "train_sps": value(train.get(r["preset"]), "samples_per_s"),
-            "ft_memory": value(ftmem.get(r["preset"]), "peak_memory_allocated") or value(ftmem.get(r["preset"]), "memory_counted"),
-            "accuracy": _mean([s for s in acc.get(r["preset"], {}).values() if s is not None]),
-            "accuracy_tasks": len(acc.get(r["preset"], {})),
+            "train_sps": value(train.get(r.preset), "samples_per_s"),
+            "ft_memory": value(ftmem.get(r.preset), "peak_memory_allocated") or value(ftmem.get(r.preset), "memory_counted"),
+            "accuracy": _mean([s for s in acc.get(r.preset, {}).values() if s is not None]),
+            "accuracy_tasks": len(acc.get(r.preset, {})),
         })  # fmt: skip
     for rows in groups.values():
-        rows.sort(key=lambda row: (row["media"], row["preset"]))
+        rows.sort(key=lambda row: (row["media"], str(row["preset"])))
     missing = []
     if not decode:
         missing.append(_not_measured("decode", "nvila-bench run decode --preset nvila-8b --preset vila1.5-8b --device cuda --image 1920x1080 --out results/"))
@@ -71,47 +78,47 @@ def headline(records: list[dict]) -> dict:
     }
 
 
-def stage_breakdown(records: list[dict]) -> dict:
-    """Per point: median preprocess / vision / projector / LLM prefill, plus decode (TPOT x steps) when the
-    decode suite measured the same request; a stacked bar chart of them."""
-    decode = {(r["preset"], request_key(r)[:5] + request_key(r)[-1:]): r for r in measured(records, "decode")}
+def stage_breakdown(records: list[Record]) -> dict:
+    """Per point: median time of each prefill stage (`model.stages.PREFILL_STAGES`: preprocess, vision,
+    projector, LLM prefill), plus decode (TPOT x steps) when the decode suite measured the same request; a
+    stacked bar chart of them."""
+    decode = {(r.preset, _decode_key(r)): r for r in measured(records, "decode")}
     rows = []
     for r in measured(records, "prefill"):
-        key = request_key(r)
-        dec = decode.get((r["preset"], key[:5] + key[-1:]))
-        steps = dec["config"]["new_tokens"] - 1 if dec else None
+        dec = decode.get((r.preset, _decode_key(r)))
+        steps = dec.config["new_tokens"] - 1 if dec and dec.config.get("new_tokens") else None
         row = {"label": f"{point_name(r)} ({hardware_of(r)})"}
         row |= {s: value(r, s) for s in PREFILL_STAGES}
-        row["decode"] = value(dec, "tpot") * steps if dec and value(dec, "tpot") else None
+        row["decode"] = value(dec, "tpot") * steps if steps is not None and value(dec, "tpot") else None
         row["decode_tokens"] = steps
         row["ttft"] = value(r, "ttft")
         rows.append(row)
     rows.sort(key=lambda row: row["label"])
-    stages = PREFILL_STAGES + (("decode",) if any(r["decode"] for r in rows) else ())
+    stages = tuple(PREFILL_STAGES) + (("decode",) if any(r["decode"] for r in rows) else ())
     chart = charts.stacked_stages(rows, stages) if rows else None
     return {"rows": rows, "stages": stages, "chart": chart}
 
 
 TIMED = {  # suite -> cost-model stage -> the measured metric holding its time
-    "prefill": {"vision": "vision", "projector": "projector", "llm_prefill": "llm_prefill"},
-    "decode": {"llm_prefill": "prefill", "decode_step": "tpot"},
+    "prefill": {VISION: VISION, PROJECTOR: PROJECTOR, LLM_PREFILL: LLM_PREFILL},
+    "decode": {LLM_PREFILL: "prefill", DECODE_STEP: "tpot"},
 }
 
 
-def roofline(records: list[dict]) -> dict:
+def roofline(records: list[Record]) -> dict:
     """Achieved FLOP/s of each measured stage against its cost-model arithmetic intensity, under the roof of
     the peaks the run used (`peak_flops` / `peak_bandwidth`); time floor, MFU and MBU per point and stage."""
     points, table, roofs = [], [], {}
     for r in measured(records, "prefill") + measured(records, "decode"):
         label = point_name(r)
-        for stage, timed in TIMED[r["suite"]].items():
+        for stage, timed in TIMED[r.suite].items():
             flops, nbytes, seconds = value(r, f"{stage}_flops"), value(r, f"{stage}_bytes"), value(r, timed)
             if not (flops and nbytes and seconds):
                 continue
-            points.append({"label": label, "stage": "decode" if stage == "decode_step" else stage,
+            points.append({"label": label, "stage": "decode" if stage == DECODE_STEP else stage,
                            "intensity": flops / nbytes, "achieved": flops / seconds})
             table.append({
-                "point": label, "suite": r["suite"], "hardware": hardware_of(r), "dtype": r["config"]["dtype"],
+                "point": label, "suite": r.suite, "hardware": hardware_of(r), "dtype": r.config.get("dtype"),
                 "stage": stage, "measured": seconds, "floor": value(r, f"{stage}_floor"),
                 "mfu": value(r, f"{stage}_mfu"), "mbu": value(r, f"{stage}_mbu"), "peaks": value(r, "peaks_source"),
             })  # fmt: skip
@@ -125,18 +132,18 @@ def roofline(records: list[dict]) -> dict:
     }  # fmt: skip
 
 
-def scale_then_compress(records: list[dict]) -> dict:
+def scale_then_compress(records: list[Record]) -> dict:
     """Tokens and latency of baseline / scaled-only / NVILA on the image and the video request."""
     rows, tokens, latency = [], {}, {}
     variants = ("baseline", "scaled-only", "nvila")
     for r in records:
-        extra = r["config"].get("extra") or {}
-        if extra.get("comparison") != "scale-then-compress" or r["status"] != "ok":
+        extra = r.extra
+        if extra.get("comparison") != "scale-then-compress" or not r.ok:
             continue
-        kind = "analytic" if r["suite"] == "scale-then-compress" else r["suite"]
+        kind = "analytic" if r.suite == "scale-then-compress" else r.suite
         rows.append({
-            "media": extra["media"], "variant": extra["variant"], "preset": r["preset"], "kind": kind,
-            "provenance": r["provenance"], "hardware": hardware_of(r), "tokens": value(r, "media_tokens"),
+            "media": extra["media"], "variant": extra["variant"], "preset": r.preset, "kind": kind,
+            "provenance": r.provenance, "hardware": hardware_of(r), "tokens": value(r, "media_tokens"),
             "ttft": value(r, "ttft"), "ttft_floor": value(r, "ttft_floor"), "tpot": value(r, "tpot"),
             "tpot_floor": value(r, "tpot_floor"), "decode_tps": value(r, "decode_tokens_per_s"),
         })  # fmt: skip
@@ -146,7 +153,7 @@ def scale_then_compress(records: list[dict]) -> dict:
     if rows:
         for row in rows:
             tokens.setdefault(row["variant"], {})[row["media"]] = row["tokens"]
-            if row["kind"] == "prefill":
+            if row["kind"] == "prefill" and row["ttft"] is not None:
                 latency.setdefault(row["variant"], {})[row["media"]] = row["ttft"] * 1e3
         media = ["image", "video"]
         series = {v: [tokens.get(v, {}).get(m) for m in media] for v in variants if v in tokens}
@@ -165,20 +172,19 @@ def scale_then_compress(records: list[dict]) -> dict:
     return {"rows": rows, "charts": charts_out, "command": "nvila-bench run scale-then-compress --out results/  (--tiny to measure the stand-ins on CPU, --device cuda for the real models)"}
 
 
-def distributions(records: list[dict]) -> dict:
+def distributions(records: list[Record]) -> dict:
     """p50 / p90 / p99 of TTFT and TPOT per point, from the stored summaries, and box plots of raw samples."""
     rows, plots = [], {}
     for metric, suite in (("ttft", "prefill"), ("tpot", "decode")):
         for r in measured(records, suite):
-            m = r["metrics"].get(metric)
-            if not m or "summary" not in m:
+            m = r.metrics.get(metric)
+            if m is None or m.summary is None:
                 continue
-            s = Summary.from_dict(m["summary"])
             label = point_name(r)
-            rows.append({"metric": metric, "point": label, "hardware": hardware_of(r), "summary": s,
-                         "processes": r["config"].get("processes", 1)})
-            if m.get("samples"):
-                plots.setdefault(metric, []).append({"label": label, "samples": m["samples"]})
+            rows.append({"metric": metric, "point": label, "hardware": hardware_of(r), "summary": m.stats,
+                         "processes": r.config.get("processes", 1)})
+            if m.samples:
+                plots.setdefault(metric, []).append({"label": label, "samples": m.samples})
     chart = {k: charts.distributions(v) for k, v in plots.items()}
     return {"rows": rows, "charts": chart}
 
@@ -187,41 +193,42 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def accuracy(records: list[dict]) -> dict:
+def accuracy(records: list[Record]) -> dict:
     """Our accuracy records beside the paper's (Table 9 / 10) and beside our TTFT for the same preset."""
-    ours = {(r["preset"], r["config"].get("task")): r for r in records if r["suite"] == "accuracy" and r["status"] == "ok"}
-    tables = {}
+    ours = {(r.preset, r.config.get("task")): r for r in records if r.suite == "accuracy" and r.ok}
+    tables, presets = {}, {}
     for kind in ("image", "video"):
-        rows = []
+        rows, columns = [], {}  # columns: the presets the paper's table reports, in its order
         for task, entry in paper.accuracy_table(kind).items():
-            presets = {k: v for k, v in entry.items() if k != "name"}
-            rows.append({"task": task, "name": entry["name"], "paper": presets,
-                         "ours": {p: value(ours.get((p, task)), "score") for p in presets}})
-        tables[kind] = rows
+            scores = {k: v for k, v in entry.items() if k != "name"}
+            columns |= dict.fromkeys(scores)
+            rows.append({"task": task, "name": entry["name"], "paper": scores,
+                         "ours": {p: value(ours.get((p, task)), "score") for p in scores}})
+        tables[kind], presets[kind] = rows, list(columns)
     ttft = {}
     for r in measured(records, "prefill"):
-        ttft.setdefault(r["preset"], value(r, "ttft"))
-    scatter_points = [{"label": p, "x": ttft[p] * 1e3, "y": value(r, "score")}
+        if value(r, "ttft") is not None:
+            ttft.setdefault(r.preset, value(r, "ttft"))
+    scatter_points = [{"label": str(p), "x": ttft[p] * 1e3, "y": value(r, "score")}
                       for (p, task), r in ours.items() if p in ttft and value(r, "score") is not None]
     chart = charts.scatter(scatter_points, "TTFT, ms (measured)", "score") if scatter_points else None
-    presets = {"image": ["nvila-8b", "nvila-lite-8b", "vila1.5-8b"], "video": ["nvila-8b-video"]}
     synthetic = [
-        {"task": r["config"].get("task"), "preset": r["preset"], "hardware": hardware_of(r),
-         "weights": (r["config"].get("extra") or {}).get("weights"), "checkpoint": r["config"].get("checkpoint"),
-         "temporal_pool": r["config"].get("temporal_pool"), "score": value(r, "score"), "stderr": value(r, "stderr"),
+        {"task": r.config.get("task"), "preset": r.preset, "hardware": hardware_of(r),
+         "weights": r.extra.get("weights"), "checkpoint": r.config.get("checkpoint"),
+         "temporal_pool": r.config.get("temporal_pool"), "score": value(r, "score"), "stderr": value(r, "stderr"),
          "n": value(r, "n"), "chance": value(r, "chance"), "tokens": value(r, "media_tokens")}
         for r in records
-        if r["suite"] == "accuracy" and r["status"] == "ok" and str(r["config"].get("task", "")).startswith("synthetic")
+        if r.suite == "accuracy" and r.ok and str(r.config.get("task", "")).startswith("synthetic")
     ]  # fmt: skip
     return {"tables": tables, "presets": presets, "chart": chart, "measured": bool(ours), "synthetic": synthetic,
             "command": "nvila-bench run accuracy --preset nvila-8b --checkpoint /path/to/NVILA-8B --tasks ai2d,mmmu_val --out results/",
             "available": "accuracy" in RUN_SUITES}
 
 
-def training(records: list[dict]) -> dict:
+def training(records: list[Record]) -> dict:
     """Training throughput and fine-tuning memory records, with the paper's Table 5 / 6 settings beside."""
-    train = [r for r in records if r["suite"] == "train" and r["status"] == "ok"]
-    ft = [r for r in records if r["suite"] == "finetune-memory" and r["status"] == "ok"]
+    train = [r for r in records if r.suite == "train" and r.ok]
+    ft = [r for r in records if r.suite == "finetune-memory" and r.ok]
     return {
         "train": [{"label": point_label(r), "hardware": hardware_of(r), "samples_per_s": value(r, "samples_per_s"),
                    "tokens_per_s": value(r, "tokens_per_s"), "step_time": value(r, "step_time"),
@@ -231,18 +238,18 @@ def training(records: list[dict]) -> dict:
                       "its": value(r, "iterations_per_s"), "trainable": value(r, "trainable_params"),
                       "parts": [(part, value(r, f"{part}_bytes"), value(r, f"{part}_bytes_predicted"))
                                 for part in ("weights", "gradients", "optimizer", "activations")],
-                      "provenance": r["provenance"]} for r in ft],
+                      "provenance": r.provenance} for r in ft],
         "missing": [m for m, have in ((_not_measured("train", "nvila-bench run train --preset nvila-lite-2b --device cuda --out results/"), train),
                                       (_not_measured("finetune-memory", "nvila-bench run finetune-memory --preset nvila-8b --device cuda --out results/"), ft)) if not have],
     }  # fmt: skip
 
 
-def decode_reference(records: list[dict]) -> list[dict]:
+def decode_reference(records: list[Record]) -> list[dict]:
     """The README's deployment decode rates (paper provenance) beside our measured rate of the same preset."""
     ours: dict[str, list[tuple[str, float]]] = {}
     for r in measured(records, "decode"):
-        if value(r, "decode_tokens_per_s") and r["config"].get("batch_size") == 1:
-            ours.setdefault(r["preset"], []).append((hardware_of(r), value(r, "decode_tokens_per_s")))
+        if value(r, "decode_tokens_per_s") and r.config.get("batch_size") == 1:
+            ours.setdefault(r.preset, []).append((hardware_of(r), value(r, "decode_tokens_per_s")))
     rows = []
     for entry in paper.decode_rates():
         rows.append({
@@ -253,26 +260,26 @@ def decode_reference(records: list[dict]) -> list[dict]:
     return rows
 
 
-def profiles(records: list[dict]) -> dict:
+def profiles(records: list[Record]) -> dict:
     """`nvila-bench profile` records (time per stage, top operators, the profiler's overhead, GPU memory) and the
     energy of every record that has it (GPU runs with NVML; CPU records have no energy fields)."""
     gflop = lambda rows: [r | {"gflop": None if r["flops"] is None else r["flops"] / 1e9} for r in rows]  # noqa: E731
     rows = []
     for r in records:
-        if r["suite"] != "profile" or r["status"] != "ok":
+        if r.suite != "profile" or not r.ok:
             continue
         rows.append({
-            "label": point_name(r), "stage": (r["config"].get("extra") or {}).get("stage"), "hardware": hardware_of(r),
+            "label": point_name(r), "stage": r.extra.get("stage"), "hardware": hardware_of(r),
             "stages": gflop(value(r, "stage_times") or []), "top_ops": gflop(value(r, "top_ops") or []),
             "profiled": value(r, "profiled_step_time"), "unprofiled": value(r, "unprofiled_step_time"),
             "overhead": value(r, "profiler_overhead"), "trace": value(r, "chrome_trace"),
             "tensorboard": value(r, "tensorboard_dir"), "snapshot": value(r, "memory_snapshot"),
             "peak": value(r, "peak_memory_allocated"), "breakdown": value(r, "peak_memory_breakdown") or {},
-            "cuda": any(s["self_cuda_s"] is not None for s in value(r, "stage_times") or []),
+            "cuda": any(s.get("self_cuda_s") is not None for s in value(r, "stage_times") or []),
         })  # fmt: skip
     energy = [{"label": point_label(r), "hardware": hardware_of(r), "joules_per_token": value(r, "joules_per_token"),
                "avg_power_w": value(r, "avg_power_w"), "energy_j": value(r, "energy_j")}
-              for r in records if r["status"] == "ok" and "energy_j" in r["metrics"]]  # fmt: skip
+              for r in records if r.ok and "energy_j" in r.metrics]  # fmt: skip
     return {
         "rows": rows, "energy": energy,
         "command": "nvila-bench profile --preset nvila-tiny --stage prefill --image 1920x1080 --out out/",
@@ -280,25 +287,25 @@ def profiles(records: list[dict]) -> dict:
     }  # fmt: skip
 
 
-def failures(records: list[dict]) -> list[dict]:
-    return [{"label": point_label(r), "status": r["status"], "error": r.get("error"), "hardware": hardware_of(r)}
-            for r in records if r["status"] != "ok"]
+def failures(records: list[Record]) -> list[dict]:
+    return [{"label": point_label(r), "status": r.status, "error": r.error, "hardware": hardware_of(r)}
+            for r in records if not r.ok]
 
 
-def environments(records: list[dict]) -> list[dict]:
+def environments(records: list[Record]) -> list[dict]:
     """One entry per distinct environment (run), with the key fields up front and the full JSON behind."""
     seen, out = {}, []
     for r in records:
-        env = r.get("environment")
+        env = r.environment
         if not env:
             continue
         blob = json.dumps(env, sort_keys=True, indent=1)
         if blob in seen:
-            seen[blob]["runs"].add(r["run_id"])
+            seen[blob]["runs"].add(r.run_id)
             continue
         gpus = env.get("gpu") or []
         entry = {
-            "hardware": hardware_of(r), "runs": {r["run_id"]}, "torch": env.get("torch"), "cuda": env.get("cuda"),
+            "hardware": hardware_of(r), "runs": {r.run_id}, "torch": env.get("torch"), "cuda": env.get("cuda"),
             "transformers": env.get("transformers"), "python": env.get("python"), "platform": env.get("platform"),
             "revision": (env.get("git_revision") or "unknown")[:12] + (" (dirty)" if env.get("git_dirty") else ""),
             "gpu": ", ".join(f"{g.get('name')} (driver {g.get('driver_version')}, {g.get('sm_clock_mhz')} MHz SM, "
@@ -312,10 +319,10 @@ def environments(records: list[dict]) -> list[dict]:
     return out
 
 
-def build(records: list[dict], sources: list[str]) -> dict:
+def build(records: list[Record], sources: list[str]) -> dict:
     """Everything the report template shows."""
     current = latest(records)
-    provenance = {p: sum(r["provenance"] == p for r in current) for p in ("measured", "analytic", "paper")}
+    provenance = {p: sum(r.provenance == p for r in current) for p in ("measured", "analytic", "paper")}
     return {
         "sources": sources,
         "n_records": len(records),

@@ -193,6 +193,17 @@ def _tokens(cfg, task: str, temporal_pool: bool) -> dict:
     return {"media_tokens": Metric.analytic(count.total_tokens, "tokens")}
 
 
+def describe(record) -> str:
+    """The line `run accuracy` prints per task."""
+    task = record.config["task"]
+    if not record.ok:
+        return f"accuracy: {task}: error: {record.error}"
+    m = record.metrics
+    stderr = f" ± {m['stderr'].value:.3f}" if "stderr" in m else ""
+    chance = f" (chance {m['chance'].value:.3f})" if "chance" in m else ""
+    return f"accuracy: {task}: {m['metric'].value} {m['score'].value:.3f}{stderr}, n={m['n'].value}{chance}"
+
+
 SUITE = Suite(
     "accuracy",
     "lmms-eval tasks over the model adapter, one record per task.",
@@ -203,5 +214,5 @@ SUITE = Suite(
         Option("limit", "At most this many samples per task.", int),
         Option("data_dir", "Where the synthetic tasks live [~/.cache/nvila-bench/synthetic].", str),
     ),
-    expand=expand, config=TaskPoint.to_config,
+    expand=expand, config=TaskPoint.to_config, describe=describe, fail_on_error=True,
 )  # fmt: skip

@@ -23,7 +23,7 @@ from lmms_eval.api.model import lmms
 from PIL import Image
 from tqdm import tqdm
 
-from nvila_bench.inference import generate_ids, loglikelihood, media_blocks
+from nvila_bench.model.pipeline import Request, generate, loglikelihood, media_blocks
 from nvila_bench.model import build_model, get_preset, load_checkpoint
 from nvila_bench.core.point import canonical_dtype, DTYPES
 from nvila_bench.model.tokenizer import chat_prompt, encode_with_media, load_tokenizer
@@ -72,9 +72,11 @@ class NVILABench(lmms):
     def _context(self, request) -> tuple[list, list[int]]:
         context, _, doc_to_visual, doc_id, task, split = request.args
         images, video = self._media(doc_to_visual(self.task_dict[task][split][doc_id]))
-        blocks = media_blocks(self.vlm, images, video, self.temporal_pool) if images or video else []
         text = chat_prompt(self.tokenizer, context, len(images), video is not None)
-        return blocks, encode_with_media(self.tokenizer, self.vlm.config, text)
+        ids = encode_with_media(self.tokenizer, self.vlm.config, text)
+        with torch.inference_mode():
+            blocks = media_blocks(self.vlm, Request(images, video, torch.tensor([ids]), self.temporal_pool)) if images or video else []
+        return blocks, ids
 
     # ---- lmms-eval API -----------------------------------------------------------------------------------
     def generate_until(self, requests) -> list[str]:
@@ -82,8 +84,10 @@ class NVILABench(lmms):
         for request in tqdm(requests, desc="nvila_bench generate", disable=len(requests) < 2 or not sys.stderr.isatty()):
             gen_kwargs = dict(request.args[1] or {})
             blocks, ids = self._context(request)
-            new = generate_ids(self.vlm, blocks, ids, int(gen_kwargs.get("max_new_tokens") or self.max_new_tokens),
-                               self.tokenizer.eos_token_id)  # fmt: skip
+            eos = self.tokenizer.eos_token_id
+            embeds = self.vlm.embed(torch.tensor([ids]), blocks)
+            new = generate(self.vlm, embeds, int(gen_kwargs.get("max_new_tokens") or self.max_new_tokens), eos=eos)[0].tolist()
+            new = new[: new.index(eos)] if eos in new else new  # the text ends before EOS
             text = self.tokenizer.decode(new, skip_special_tokens=True)
             until = gen_kwargs.get("until") or []
             for stop in [until] if isinstance(until, str) else until:

@@ -75,6 +75,8 @@ class Suite:
     config: Callable[[BenchPoint], dict] = BenchPoint.to_config  # what the record stores as settings
     # Why this machine cannot run a point (None: it can); such points are skipped with that reason.
     cannot_run: Callable[[BenchPoint], str | None] = lambda point: None
+    describe: Callable[[object], str | None] | None = None  # a line to print per record (else a progress bar)
+    fail_on_error: bool = False  # exit 1 when a point failed (accuracy: a failed task is no score)
 
 
 def suite_names() -> list[str]:

@@ -113,8 +113,7 @@ SUITE = Suite(
     "VILA1.5 vs NVILA scaled-only vs NVILA on one image and one video: analytic, and measured where possible.",
     analytic,
     options=(
-        Option("tiny", "The tiny stand-ins, measurable on CPU.", bool, False),
-        Option("hardware", "Hardware table entry for the analytic floors [h100-sxm].", str),
+        Option("tiny", "The tiny stand-ins, measurable on CPU (analytic floors: --hardware, default h100-sxm).", bool, False),
     ),
     expand=expand, provenance="analytic", config=record_config, takes_presets=False,
 )  # fmt: skip

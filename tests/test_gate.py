@@ -1,13 +1,17 @@
 """The regression gate: decisions from samples, exit codes, and a measured false-alarm rate."""
 
 import json
+from pathlib import Path
 
 import pytest
-from fake_records import CPU_ENV, GPU_ENV, decode_record, prefill_record
+from fake_records import CPU_ENV, GPU_ENV, decode_record, prefill_record, train_record
 
 from nvila_bench.cli import main
-from nvila_bench.core.gate import IncomparableError, gate, markdown_summary, parse_threshold
-from nvila_bench.core.results import ResultWriter, load_results, make_record
+from nvila_bench.core import gate as gate_module
+from nvila_bench.core.gate import IncomparableError, compare_metric, gate, markdown_summary, parse_threshold
+from nvila_bench.core.results import Metric, Record, ResultWriter, load_results, read_results
+
+MEASUREMENTS = Path(__file__).resolve().parents[2] / "shared" / "measurements" / "h100-2026-11-27"
 
 
 def write(path, records):
@@ -48,6 +52,92 @@ def test_a_change_below_the_threshold_passes_and_an_improvement_is_named():
     assert better.passed and better.comparisons[0].verdict == "improvement"
 
 
+def test_the_direction_comes_from_the_metric_not_the_unit():
+    """The unit-suffix guess is gone: "/s" no longer means higher-is-better, and a unit without "/s" no longer
+    means lower-is-better; the metric's own `better` decides."""
+    assert not hasattr(gate_module, "lower_is_better")
+    base, cand = Metric.measured(100.0, "items/s", better="lower"), Metric.measured(120.0, "items/s", better="lower")
+    assert compare_metric("p", "odd", base, cand, 0.05).verdict == "regression"
+    base, cand = Metric.measured(0.5, "fraction", better="higher"), Metric.measured(0.6, "fraction", better="higher")
+    assert compare_metric("p", "mfu", base, cand, 0.05).verdict == "improvement"
+    with pytest.raises(IncomparableError, match="no better direction"):
+        compare_metric("p", "iterations", Metric.measured(5, "count"), Metric.measured(9, "count"), 0.05)
+
+
+def test_an_mfu_drop_beyond_the_threshold_is_a_regression():
+    base = [train_record(mfu=0.40, seed=1)]
+    worse = gate(base, [train_record(mfu=0.30, seed=2, run_id="b")], metrics=("mfu",))
+    (c,) = worse.comparisons
+    assert c.metric == "mfu" and c.unit == "fraction" and c.verdict == "regression" and c.ci is None
+    assert c.ratio == pytest.approx(0.75) and not worse.passed
+    better = gate(base, [train_record(mfu=0.50, seed=2, run_id="b")], metrics=("mfu",))
+    assert better.comparisons[0].verdict == "improvement" and better.passed
+    assert gate(base, [train_record(mfu=0.39, seed=2, run_id="b")], metrics=("mfu",)).passed  # -2.5% < 5%
+
+
+def _as_v1(record: Record) -> dict:
+    """A record as version 1 wrote it: no better / merge; a derived metric names its source with "of"."""
+    d = record.to_dict() | {"schema_version": 1}
+    for m in d["metrics"].values():
+        m.pop("better"), m.pop("merge")
+        if "derived_from" in m:
+            m["of"] = m.pop("derived_from")
+    return d
+
+
+def test_a_version_1_mfu_drop_is_a_regression(tmp_path):
+    """Version 1 stored no direction, and the old gate guessed it from the unit: an MFU ("fraction") was taken
+    as lower-is-better, so a drop passed as an improvement. Upgraded, the MFU is higher-is-better."""
+    for side, mfu in (("a", 0.40), ("b", 0.30)):
+        (tmp_path / side).mkdir()
+        line = json.dumps(_as_v1(train_record(mfu=mfu, seed=ord(side), run_id=side)))
+        (tmp_path / side / "results.jsonl").write_text(line + "\n")
+    base, cand = read_results(tmp_path / "a"), read_results(tmp_path / "b")
+    assert base[0].schema_version == 2 and base[0].metrics["mfu"].better == "higher"
+    result = gate(base, cand, metrics=("mfu",))
+    assert [(c.metric, c.verdict) for c in result.comparisons] == [("mfu", "regression")]
+    assert main(["gate", "--baseline", str(tmp_path / "a"), "--candidate", str(tmp_path / "b"), "--metrics", "mfu"]) == 1
+
+
+def test_metrics_without_a_direction_are_not_gated():
+    base, cand = [train_record(seed=1)], [train_record(seed=2, run_id="b")]
+    with pytest.raises(IncomparableError, match="trainable_params.*no better direction"):
+        gate(base, cand, metrics=("trainable_params",))
+    result = gate(base, cand, metrics=("trainable_params", "step_time"))
+    assert [c.metric for c in result.comparisons] == ["step_time"] and result.not_gated == ["trainable_params"]
+    assert "Not gated (no better direction stated): trainable_params" in markdown_summary(result, base, cand)
+
+
+def test_the_note_says_which_way_a_change_below_the_threshold_went():
+    """A pass whose CI excludes "no change" says whether it improved or got worse; an improvement is never
+    called a mere change."""
+    base = Metric.timing([0.1 + 0.0001 * (i % 7) for i in range(200)])
+    faster = Metric.timing([0.097 + 0.0001 * (i % 7) for i in range(200)])
+    slower = Metric.timing([0.103 + 0.0001 * (i % 7) for i in range(200)])
+    down, up = compare_metric("p", "ttft", base, faster, 0.05), compare_metric("p", "ttft", base, slower, 0.05)
+    assert (down.verdict, down.note) == ("pass", "improved, but less than the threshold")
+    assert (up.verdict, up.note) == ("pass", "worse, but less than the threshold")
+    rate = lambda median: Metric.rate([1 / (median + 0.0001 * (i % 7)) for i in range(200)], 1, "tokens/s")  # noqa: E731
+    assert compare_metric("p", "decode_tokens_per_s", rate(100), rate(103), 0.05).note == "worse, but less than the threshold"
+    assert compare_metric("p", "decode_tokens_per_s", rate(100), rate(97), 0.05).note == "improved, but less than the threshold"
+    assert compare_metric("p", "ttft", base, faster, 0.01).verdict == "improvement"
+
+
+def test_the_h100_aa_pair_gates_without_a_false_alarm():
+    """The first H100 run (version-1 files): the same prefill point twice, three processes each. The gate
+    reads them (upgraded), compares TTFT, and does not call the A/A pair a regression at 5%."""
+    if not MEASUREMENTS.is_dir():
+        pytest.skip(f"{MEASUREMENTS} is absent")
+    base, cand = read_results(MEASUREMENTS / "aa-run-a.jsonl"), read_results(MEASUREMENTS / "aa-run-b.jsonl")
+    result = gate(base, cand, 0.05)
+    assert result.comparisons and result.hardware == "NVIDIA H100 80GB HBM3"
+    (ttft,) = [c for c in result.comparisons if c.metric == "ttft"]
+    assert ttft.verdict in ("pass", "improvement") and ttft.ci is not None
+    if ttft.verdict == "pass" and ttft.ci[1] < 1:
+        assert ttft.note == "improved, but less than the threshold"
+    assert "changed, but" not in markdown_summary(result, base, cand)
+
+
 def test_throughput_regresses_downwards():
     base = [decode_record(tpot=0.001, seed=1)]
     slow = gate(base, [decode_record(tpot=0.0012, seed=2)])
@@ -60,14 +150,15 @@ def test_process_groups_widen_the_interval():
     pooling the samples as if from one process would claim a significant change."""
     def merged(shift, seed):
         r = prefill_record(ttft=0.1, seed=seed)
-        a, b = r["metrics"]["ttft"]["samples"][:100], [v * shift for v in r["metrics"]["ttft"]["samples"][100:]]
-        r["metrics"]["ttft"] |= {"samples": a + b, "groups": [100, 100]}
+        ttft = r.metrics["ttft"]
+        a, b = ttft.samples[:100], [v * shift for v in ttft.samples[100:]]
+        ttft.samples, ttft.groups = a + b, [100, 100]
         return r
 
     base, cand = merged(1.0, 1), merged(1.12, 2)  # candidate: second process 12% slower (run-to-run drift)
     wide = gate([base], [cand]).comparisons[0]
-    cand["metrics"]["ttft"].pop("groups")
-    base["metrics"]["ttft"].pop("groups")
+    cand.metrics["ttft"].groups = None
+    base.metrics["ttft"].groups = None
     narrow = gate([base], [cand]).comparisons[0]
     assert wide.ci[0] < 1 < wide.ci[1]  # over processes: cannot tell the runs apart
     assert narrow.ci[0] > 1  # pooled as one process: a (false) significant slowdown
@@ -76,8 +167,8 @@ def test_process_groups_widen_the_interval():
 
 def test_a_point_that_now_fails_is_a_regression():
     base = [prefill_record()]
-    config = base[0]["config"]
-    failed = make_record("prefill", config, {}, "run-b", environment=CPU_ENV, status="oom", error="CUDA out of memory")
+    config = base[0].config
+    failed = Record("prefill", config, {}, "run-b", environment=CPU_ENV, status="oom", error="CUDA out of memory")
     result = gate(base, [failed])
     assert not result.passed and result.regressions[0].verdict == "failed"
     assert "out of memory" in markdown_summary(result, base, [failed])
@@ -122,7 +213,7 @@ def test_cli_exit_codes(tmp_path, capsys):
     [
         ("{not json}\n", "not JSON"),
         ('{"schema_version": 1, "run_id": "r"', "truncated record"),
-        (json.dumps({"schema_version": 99}) + "\n", "schema_version 99 != 1"),
+        (json.dumps({"schema_version": 99}) + "\n", "schema_version 99 is not one this version reads"),
         ("", "no result records"),
         ("[1, 2]\n", "must be a JSON object"),
     ],

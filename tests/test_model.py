@@ -5,6 +5,8 @@ import dataclasses
 
 import pytest
 import torch
+
+from nvila_bench.model.pipeline import generate
 from conftest import TINY, tiny_model
 from PIL import Image
 
@@ -153,7 +155,7 @@ def _prompt_embeds(model, batch=1):
 def test_prefill_and_cached_decode_equal_full_forward(name):
     model = tiny_model(name)
     embeds = _prompt_embeds(model)
-    tokens = model.generate(embeds, 6)
+    tokens = generate(model, embeds, 6)
     with torch.inference_mode():
         full = torch.cat([embeds, model.llm.get_input_embeddings()(tokens[:, :-1])], dim=1)
         reference = model.forward_logits(full)[:, embeds.shape[1] - 1 :]
@@ -201,11 +203,9 @@ def test_batch_rows_are_identical_requests():
 def test_generate_ignores_eos_or_stops_on_it():
     model = tiny_model("nvila-tiny")
     embeds = _prompt_embeds(model)
-    first = int(model.generate(embeds, 1)[0, 0])
-    stopping = build_model(dataclasses.replace(model.config, llm=dataclasses.replace(model.config.llm, eos_token_id=first)))
-    stopping.load_state_dict(model.state_dict())
-    assert stopping.generate(embeds, 10, ignore_eos=True).shape == (1, 10)
-    assert stopping.generate(embeds, 10, ignore_eos=False).shape == (1, 1)
+    first = int(generate(model, embeds, 1)[0, 0])
+    assert generate(model, embeds, 10).shape == (1, 10)  # no eos given: EOS is ignored
+    assert generate(model, embeds, 10, eos=first).shape == (1, 1)  # stops once every row produced it
 
 
 def test_media_placeholders_are_never_embedded_and_must_match_blocks():
@@ -224,7 +224,7 @@ def test_media_placeholders_are_never_embedded_and_must_match_blocks():
 def test_bf16_build_and_forward():
     model = build_model(get_preset("vila-tiny"), dtype=torch.bfloat16)
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
-    out = model.generate(_prompt_embeds(model), 3)
+    out = generate(model, _prompt_embeds(model), 3)
     assert out.shape == (1, 3)
 
 

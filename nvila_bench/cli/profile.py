@@ -1,70 +1,63 @@
-"""`nvila-bench profile`: torch.profiler traces, per-stage top operators, memory and energy of one point.
-
-cli.py builds the command with its own option types (`profile_command(ImageSize(), PresetName())`), so this
-module never imports cli.py. torch and the profiler load only when the command runs.
-"""
+"""`nvila-bench profile`: torch.profiler traces, per-stage top operators, memory and energy of one point
+(suites/profile.py measures it). torch and the profiler load only when the command runs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-
-def profile_command(image_size: click.ParamType, preset: click.ParamType) -> click.Command:
-    """The `profile` click command; `image_size` parses WxH, `preset` a preset name (as in `run`)."""
-    options = [
-        click.option("--preset", "cfg", type=preset, required=True, help="A preset name."),
-        click.option("--stage", required=True, type=click.Choice(["prefill", "decode", "train"]), help="What one profiled step runs."),
-        click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N]."),
-        click.option("--dtype", help="float32 / bfloat16 / float16 (default: bf16 on cuda, fp32 on cpu)."),
-        click.option("--image", "images", type=image_size, multiple=True, help="Image WxH; repeat for a multi-image request [448x448]."),
-        click.option("--video-frames", type=int, help="Frames of one video in the request."),
-        click.option("--no-temporal-pool", is_flag=True, help="Disable TSP temporal pooling."),
-        click.option("--prompt-tokens", default=64, show_default=True, help="Text tokens after the media."),
-        click.option("--new-tokens", default=32, show_default=True, help="decode: tokens generated per step, EOS ignored."),
-        click.option("--batch-size", default=1, show_default=True, help="Identical requests per batch."),
-        click.option("--attn", default="sdpa", show_default=True, help="sdpa, eager or flash_attention_2."),
-        click.option("--cache", type=click.Choice(["dynamic", "static"]), default="dynamic", show_default=True, help="decode: KV cache."),
-        click.option("--wait", default=1, show_default=True, type=click.IntRange(min=0), help="Schedule: steps before tracing."),
-        click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Schedule: traced steps discarded."),
-        click.option("--active", default=3, show_default=True, type=click.IntRange(min=1), help="Schedule: traced steps kept."),
-        click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1), help="Unprofiled steps timed (the overhead's reference)."),
-        click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Operators kept per stage."),
-        click.option("--with-stack", is_flag=True, help="Record Python stacks (larger traces, more overhead)."),
-        click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory."),
-    ]  # fmt: skip
-    command = profile
-    for option in reversed(options):
-        command = option(command)
-    return click.command(name="profile")(command)
+from .common import ImageSize, PresetName
 
 
+@click.command(name="profile")
+@click.option("--preset", "cfg", type=PresetName(), required=True, help="A preset name.")
+@click.option("--stage", required=True, type=click.Choice(["prefill", "decode", "train"]), help="What one profiled step runs.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
+@click.option("--dtype", help="float32 / bfloat16 / float16 (default: bf16 on cuda, fp32 on cpu).")
+@click.option("--image", "images", type=ImageSize(), multiple=True, help="Image WxH; repeat for a multi-image request [448x448].")
+@click.option("--video-frames", type=int, help="Frames of one video in the request.")
+@click.option("--no-temporal-pool", is_flag=True, help="Disable TSP temporal pooling.")
+@click.option("--prompt-tokens", default=64, show_default=True, help="Text tokens after the media.")
+@click.option("--new-tokens", default=32, show_default=True, help="decode: tokens generated per step, EOS ignored.")
+@click.option("--batch-size", default=1, show_default=True, help="Identical requests per batch.")
+@click.option("--attn", default="sdpa", show_default=True, help="sdpa, eager or flash_attention_2.")
+@click.option("--cache", type=click.Choice(["dynamic", "static"]), default="dynamic", show_default=True, help="decode: KV cache.")
+@click.option("--wait", default=1, show_default=True, type=click.IntRange(min=0), help="Schedule: steps before tracing.")
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Schedule: traced steps discarded.")
+@click.option("--active", default=3, show_default=True, type=click.IntRange(min=1), help="Schedule: traced steps kept.")
+@click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1), help="Unprofiled steps timed (the overhead's reference).")
+@click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Operators kept per stage.")
+@click.option("--with-stack", is_flag=True, help="Record Python stacks (larger traces, more overhead).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 def profile(cfg, stage, device, dtype, images, video_frames, no_temporal_pool, prompt_tokens, new_tokens, batch_size,
             attn, cache, wait, warmup, active, repeats, top, with_stack, out_dir):
     """Profile a prefill, decode or train step (--stage): TensorBoard and Chrome traces, top operators per
     stage, the profiler's overhead; on CUDA also a memory snapshot and energy. Appends a "profile" record to
-    OUT/results.jsonl."""
-    import torch
+    OUT/results.jsonl. (The `profile` suite of `nvila-bench run`, with the profiler's option names.)"""
+    from nvila_bench.core.results import read_results
+    from nvila_bench.suites.registry import get_suite
 
-    from nvila_bench.core.env import capture_environment
-    from nvila_bench.core.point import BenchPoint
-    from nvila_bench.suites.profile import Schedule, profile_point
-    from nvila_bench.core.results import ResultWriter, make_record, new_run_id
+    from .run import run_suite
 
     if video_frames is not None and video_frames < 1:
         raise click.BadParameter(f"must be a positive integer, got {video_frames}", param_hint="--video-frames")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise click.UsageError("--device cuda, but torch sees no CUDA device here")
-    schedule = Schedule(wait, warmup, active)
-    point = BenchPoint(
-        cfg.name, device, dtype, tuple(images) or (() if video_frames else ((448, 448),)), video_frames,
-        not no_temporal_pool, prompt_tokens, batch_size, new_tokens, attn, cache,
-        extra={"stage": stage, "schedule": {"wait": wait, "warmup": warmup, "active": active}, "with_stack": with_stack},
-    )  # fmt: skip
-    metrics = profile_point(point, stage, schedule, out_dir, repeats, top, with_stack)
-    writer = ResultWriter(out_dir)
-    writer.write(make_record("profile", point.to_config(), metrics, new_run_id(), capture_environment(attn, device)))
-    click.echo(profile_text(metrics))
-    click.echo(f"profile: {point.label} {stage} -> {writer.path}, traces in {writer.path.parent / 'tb'}", err=True)
+    common = {
+        "presets": (cfg.name,), "device": device, "dtypes": (dtype,) if dtype else (), "images": images,
+        "video_frames": (video_frames,) if video_frames else (), "no_temporal_pool": no_temporal_pool,
+        "prompt_tokens": (prompt_tokens,), "new_tokens": (new_tokens,), "batch_sizes": (batch_size,), "attn": attn,
+        "caches": (cache,), "suite_file": None, "hardware": None, "ceilings_file": None, "isolate": False,
+        "processes": 1, "quiet": True, "out_dir": out_dir,
+        "warmup": 0, "warmup_seconds": 0.0, "repeats": repeats, "min_seconds": 0.0, "max_repeats": repeats,
+    }  # fmt: skip
+    options = {"stage": stage, "wait": wait, "schedule_warmup": warmup, "active": active, "top": top, "with_stack": with_stack}
+    code = run_suite(get_suite("profile"), common, options)
+    record = read_results(out_dir)[-1]
+    if not record.ok:
+        raise click.ClickException(f"profile failed: {record.error}")
+    click.echo(profile_text({k: m.to_dict() for k, m in record.metrics.items()}))
+    click.echo(f"profile: {cfg.name} {stage} -> {Path(out_dir) / 'results.jsonl'}, traces in {Path(out_dir) / 'tb'}", err=True)
+    return code
 
 
 def profile_text(metrics: dict) -> str:

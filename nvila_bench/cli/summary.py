@@ -8,9 +8,8 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from nvila_bench.model import build_model, count_visual_tokens, get_preset, preset_names, preprocess_media, synthetic_image
-from nvila_bench.model.presets import is_tiny
-from nvila_bench.model.prompt import synthetic_prompt
+from nvila_bench.model import build_model, count_visual_tokens, get_preset, preset_names
+from nvila_bench.model.pipeline import generate, media_blocks, synthetic_request
 
 EXAMPLE_IMAGES = [(448, 448), (1920, 1080), (800, 1200)]
 
@@ -41,17 +40,16 @@ def smoke_run(name: str, size=(1920, 1080), new_tokens: int = 8) -> dict:
     """Build a tiny preset, run one image request through every stage, check the sequence length."""
     cfg = get_preset(name)
     model = build_model(cfg)
+    request = synthetic_request(cfg, (size,), prompt_tokens=32)
     with torch.inference_mode():
-        media = preprocess_media(cfg, [synthetic_image(*size)])
-        blocks = model.project(model.encode_media(media), media)
-        ids = synthetic_prompt(cfg, num_images=1, text_tokens=32)
-        embeds = model.embed(ids[None], blocks)
-        out = model.generate(embeds, new_tokens)
+        blocks = media_blocks(model, request)
+        embeds = model.embed(request.input_ids, blocks)
+        out = generate(model, embeds, new_tokens)
     expected = count_visual_tokens(cfg, [size]).total_tokens
     return {
         "preset": name,
         "image": f"{size[0]}x{size[1]}",
-        "vit_tiles": media.images[0].pixels.shape[0],
+        "vit_tiles": count_visual_tokens(cfg, [size]).vit_tiles,
         "media_positions": blocks[0].shape[0],
         "counted": expected,
         "sequence": embeds.shape[1],
@@ -61,8 +59,8 @@ def smoke_run(name: str, size=(1920, 1080), new_tokens: int = 8) -> dict:
 
 
 def print_summary(echo: Callable[[str], None] = print) -> None:
-    real = [n for n in preset_names() if not is_tiny(get_preset(n))]
-    tiny = [n for n in preset_names() if is_tiny(get_preset(n))]
+    real = [n for n in preset_names() if not get_preset(n).is_tiny]
+    tiny = [n for n in preset_names() if get_preset(n).is_tiny]
     echo("Parameters (exact, from the modules on the meta device)")
     echo(params_table(real).to_string(index=False))
     echo("\nLLM positions per request (analytic: tokens.count_visual_tokens; videos with the preset's TSP)")

@@ -5,12 +5,15 @@ the same hardware. For each gated metric the change is the ratio of medians, can
 bootstrap 95% confidence interval drawn from both runs' per-iteration samples (and over processes when a
 run used `--processes`). A point regresses only when the whole interval lies beyond the threshold:
 
-    lower is better (seconds):          CI low  > 1 + threshold
-    higher is better (tokens/s, ...):   CI high < 1 - threshold
+    better = "lower" (timings, bytes):        CI low  > 1 + threshold
+    better = "higher" (rates, MFU, scores):   CI high < 1 - threshold
 
-so a change smaller than the threshold, or one the noise cannot tell from zero, passes. A candidate point
-that failed (oom / error) where the baseline was ok is a regression too. Metrics without samples (peak
-memory) are compared by value against the same threshold.
+and improves when the whole interval lies beyond the threshold on the other side. The direction is the
+metric's own (`Metric.better`, written by the suite, inferred by name and unit for version-1 files), never
+guessed from the unit here; a metric with no direction (a count, a setting) is not gated. A change smaller
+than the threshold, or one the noise cannot tell from zero, passes (its note says which way it leaned when
+the interval excludes no change). A candidate point that failed (oom / error) where the baseline was ok is a
+regression too. Metrics without samples (peak memory, MFU) are compared by value against the same threshold.
 
 Several runs of one point on a side (a folder of nightly runs, or interleaved repeats) are pooled as process
 groups: the CI then carries run-to-run noise, which on a shared runner is larger than within-run noise (a
@@ -22,9 +25,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from nvila_bench.core.results import hardware_of, point_id
 import numpy as np
 
+from nvila_bench.core.results import Metric, Record, hardware_of, point_id
 from nvila_bench.core.stats import median_ratio_ci, split_groups
 
 DEFAULT_METRICS = ("ttft", "tpot", "decode_tokens_per_s", "step_time", "samples_per_s")
@@ -68,6 +71,7 @@ class GateResult:
     hardware: str
     environment_changes: list[str] = field(default_factory=list)
     single_process: bool = False  # every point on both sides is one process run: run-to-run noise not in the CIs
+    not_gated: list[str] = field(default_factory=list)  # metrics asked for by name that state no better direction
 
     @property
     def regressions(self) -> list[Comparison]:
@@ -78,29 +82,31 @@ class GateResult:
         return not self.regressions
 
 
-def lower_is_better(unit: str) -> bool:
-    """Times and bytes go down when things improve; rates (anything per second) go up."""
-    return not unit.endswith("/s")
+def direction(runs: list[Metric]) -> str | None:
+    """Which way one metric improves, as its records state it: "lower", "higher", or None when no record
+    states a direction or the records disagree (then it is not gated)."""
+    stated = {m.better for m in runs} - {None}
+    return stated.pop() if len(stated) == 1 else None
 
 
-def match_key(record: dict) -> str:
+def match_key(record: Record) -> str:
     """Identity of a point across runs: suite and settings, minus how many processes measured it."""
-    config = {k: v for k, v in record["config"].items() if k != "processes"}
-    return point_id(record["suite"], config)
+    config = {k: v for k, v in record.config.items() if k != "processes"}
+    return point_id(record.suite, config)
 
 
-def _portable_key(record: dict) -> str:
+def _portable_key(record: Record) -> str:
     """The match key without the device: equal keys on different devices mean different hardware."""
-    config = {k: v for k, v in record["config"].items() if k not in ("processes", "device")}
-    return point_id(record["suite"], config)
+    config = {k: v for k, v in record.config.items() if k not in ("processes", "device")}
+    return point_id(record.suite, config)
 
 
-def point_label(record: dict) -> str:
-    c = record["config"]
+def point_label(record: Record) -> str:
+    c = record.config
     media = list(c.get("images") or []) + ([f"{c['video_frames']}f"] if c.get("video_frames") else [])
-    extra = c.get("extra") or {}
-    parts = [record["suite"], str(record.get("preset")), "+".join(media), f"b{c.get('batch_size', 1)}", str(c.get("dtype"))]
-    if record["suite"] == "decode":
+    extra = record.extra
+    parts = [record.suite, str(record.preset), "+".join(media), f"b{c.get('batch_size', 1)}", str(c.get("dtype"))]
+    if record.suite == "decode":
         parts.append(f"{c.get('new_tokens')}tok {c.get('cache')}")
     for key in ("variant", "stage", "recipe"):
         if extra.get(key):
@@ -112,23 +118,27 @@ def point_label(record: dict) -> str:
     return " ".join(p for p in parts if p and p != "None")
 
 
-def sample_groups(metrics: list[dict]) -> list:
+def sample_groups(metrics: list[Metric]) -> list:
     """Every process group of one metric over one or more runs of a point (each run adds its own groups)."""
-    return [g for m in metrics for g in split_groups(m["samples"], m.get("groups"))]
+    return [g for m in metrics for g in split_groups(m.samples, m.groups)]
 
 
 def compare_metric(
-    label: str, name: str, base: dict | list[dict], cand: dict | list[dict], threshold: float, seed: int = 0
+    label: str, name: str, base: Metric | list[Metric], cand: Metric | list[Metric], threshold: float, seed: int = 0
 ) -> Comparison:
     """Verdict on one metric of one matched point (see the module docstring for the rule). Each side is the
-    metric of one run, or of several runs of the point, pooled as process groups."""
+    metric of one run, or of several runs of the point, pooled as process groups. The direction is the
+    metric's `better`; a metric without one cannot be judged (IncomparableError)."""
     base_runs = base if isinstance(base, list) else [base]
     cand_runs = cand if isinstance(cand, list) else [cand]
+    better_side = direction(base_runs + cand_runs)
+    if better_side is None:
+        raise IncomparableError(f"metric {name!r} states no better direction (lower or higher): it is not gated")
     base, cand = base_runs[-1], cand_runs[-1]
-    unit, lower = base["unit"], lower_is_better(base["unit"])
-    b, c = base["value"], cand["value"]
+    unit, lower = base.unit, better_side == "lower"
+    b, c = base.value, cand.value
     note = ""
-    if all("samples" in m for m in base_runs + cand_runs):
+    if all(m.samples for m in base_runs + cand_runs):
         base_groups, cand_groups = sample_groups(base_runs), sample_groups(cand_runs)
         ratio, low, high = median_ratio_ci(base_groups, cand_groups, seed=seed)
         ci = (low, high)
@@ -144,14 +154,18 @@ def compare_metric(
     worse = low > 1 + threshold if lower else high < 1 - threshold
     better = high < 1 - threshold if lower else low > 1 + threshold
     verdict = "regression" if worse else "improvement" if better else "pass"
-    if verdict == "pass" and ci is not None and (low > 1 or high < 1):
-        note = "changed, but less than the threshold"
+    if verdict == "pass" and ci is not None and (low > 1 or high < 1):  # the CI excludes "no change"
+        went_down = high < 1
+        note = f"{'improved' if went_down == lower else 'worse'}, but less than the threshold"
     return Comparison(label, name, unit, b, c, ratio, ci, verdict, note)
 
 
-def gate(baseline: list[dict], candidate: list[dict], threshold: float = 0.05, metrics: tuple[str, ...] | None = None) -> GateResult:
-    """Compare the measured points the two runs share. Raises IncomparableError (exit 2) when nothing can be
-    compared: no measured points, no point in common, or the common points ran on different hardware."""
+def gate(baseline: list[Record], candidate: list[Record], threshold: float = 0.05,
+         metrics: tuple[str, ...] | None = None) -> GateResult:  # fmt: skip
+    """Compare the measured points the two runs share, on `metrics` (default: DEFAULT_METRICS) that state a
+    better direction. Raises IncomparableError (exit 2) when nothing can be compared: no measured points, no
+    point in common, the common points ran on different hardware, or none of the named metrics is measured
+    there with a direction."""
     if not 0 <= threshold < 1:
         raise IncomparableError(f"threshold must be in [0%, 100%), got {threshold * 100:g}%")
     base = _measured(baseline, "baseline")
@@ -171,53 +185,66 @@ def gate(baseline: list[dict], candidate: list[dict], threshold: float = 0.05, m
     if base_hw != cand_hw or len(base_hw) != 1:
         raise IncomparableError(f"different hardware: baseline ran on {', '.join(base_hw)}; candidate on {', '.join(cand_hw)}")
     wanted = set(metrics) if metrics else None
-    comparisons = []
+    comparisons, not_gated = [], set()
     for key in common:
-        b_ok = [r for r in base[key] if r["status"] == "ok"]
-        c_ok = [r for r in cand[key] if r["status"] == "ok"]
+        b_ok = [r for r in base[key] if r.ok]
+        c_ok = [r for r in cand[key] if r.ok]
         last = cand[key][-1]
         label = point_label(base[key][-1])
         if not b_ok:
             continue  # nothing to regress from
-        if last["status"] != "ok":  # the candidate's latest run of the point failed
-            comparisons.append(Comparison(label, "status", "", None, None, None, None, "failed", f"{last['status']}: {last.get('error')}"))
+        if not last.ok:  # the candidate's latest run of the point failed
+            comparisons.append(Comparison(label, "status", "", None, None, None, None, "failed", f"{last.status}: {last.error}"))
             continue
-        names = [m for m in b_ok[-1]["metrics"] if (m in wanted if wanted else m in DEFAULT_METRICS)]
+        names = [m for m in b_ok[-1].metrics if (m in wanted if wanted else m in DEFAULT_METRICS)]
         for name in names:
-            bm = [r["metrics"][name] for r in b_ok if name in r["metrics"]]
-            cm = [r["metrics"][name] for r in c_ok if name in r["metrics"]]
-            if not cm or bm[-1].get("provenance") != "measured" or not isinstance(bm[-1].get("value"), (int, float)):
+            bm = [r.metrics[name] for r in b_ok if name in r.metrics]
+            cm = [r.metrics[name] for r in c_ok if name in r.metrics]
+            if not cm or bm[-1].provenance != "measured" or not _is_number(bm[-1].value) or not _is_number(cm[-1].value):
+                continue
+            if direction(bm + cm) is None:  # a count or a setting: nothing is better
+                not_gated.add(name)
                 continue
             comparisons.append(compare_metric(label, name, bm, cm, threshold))
     if wanted and not comparisons:
+        if not_gated:
+            raise IncomparableError(
+                f"none of the metrics {', '.join(sorted(wanted))} can be gated: {', '.join(sorted(not_gated))} "
+                "state(s) no better direction (lower or higher), so no change of it is a regression"
+            )
         raise IncomparableError(f"none of the metrics {', '.join(sorted(wanted))} is measured in the matching points")
     return GateResult(
         threshold, comparisons, len(set(base) - set(cand)), len(set(cand) - set(base)), base_hw[0],
         _environment_changes(base[common[0]][-1], cand[common[0]][-1]),
         single_process=all(_groups(rs) < 2 for rs in list(base.values()) + list(cand.values())),
+        not_gated=sorted(not_gated),
     )  # fmt: skip
 
 
-def _measured(records: list[dict], side: str) -> dict[str, list[dict]]:
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _measured(records: list[Record], side: str) -> dict[str, list[Record]]:
     """Measured records by match key, oldest first. Several runs of a point (a directory of nightly runs,
     or interleaved repeats) are pooled by the comparison as process groups, so run-to-run noise enters the CI."""
-    out: dict[str, list[dict]] = defaultdict(list)
+    out: dict[str, list[Record]] = defaultdict(list)
     for r in records:
-        if r["provenance"] == "measured" and r["suite"] != "overhead":
+        if r.provenance == "measured" and r.suite != "overhead":
             out[match_key(r)].append(r)
     if not out:
         raise IncomparableError(f"the {side} holds no measured points (only analytic or overhead records)")
     return dict(out)
 
 
-def _groups(records: list[dict]) -> int:
+def _groups(records: list[Record]) -> int:
     """Process groups behind a point: runs times each run's processes."""
-    return sum(int(r["config"].get("processes") or 1) for r in records if r["status"] == "ok")
+    return sum(int(r.config.get("processes") or 1) for r in records if r.ok)
 
 
-def _environment_changes(base: dict, cand: dict) -> list[str]:
+def _environment_changes(base: Record, cand: Record) -> list[str]:
     """Software differences that could explain a change (same hardware is already established)."""
-    b, c = base.get("environment") or {}, cand.get("environment") or {}
+    b, c = base.environment or {}, cand.environment or {}
     return [f"{k}: {b.get(k)} → {c.get(k)}" for k in ENV_FIELDS if b.get(k) != c.get(k)]
 
 
@@ -234,15 +261,15 @@ def parse_threshold(text: str) -> float:
     return value
 
 
-def _run_line(records: list[dict]) -> str:
+def _run_line(records: list[Record]) -> str:
     r = records[0]
-    env = r.get("environment") or {}
+    env = r.environment or {}
     rev = (env.get("git_revision") or "unknown")[:10] + ("+dirty" if env.get("git_dirty") else "")
-    runs = sorted({x["run_id"] for x in records})
-    return f"run {', '.join(runs[:3])}{' …' if len(runs) > 3 else ''} (revision {rev}, {r['timestamp']})"
+    runs = sorted({x.run_id for x in records})
+    return f"run {', '.join(runs[:3])}{' …' if len(runs) > 3 else ''} (revision {rev}, {r.timestamp})"
 
 
-def markdown_summary(result: GateResult, baseline: list[dict], candidate: list[dict]) -> str:
+def markdown_summary(result: GateResult, baseline: list[Record], candidate: list[Record]) -> str:
     """A CI job summary: the verdict first, then one row per compared metric."""
     status = f"FAIL: {len(result.regressions)} regression(s)" if not result.passed else "PASS"
     lines = [
@@ -261,6 +288,8 @@ def markdown_summary(result: GateResult, baseline: list[dict], candidate: list[d
             "- Each side is one process run, so the CIs hold within-run noise only; a shared runner's run-to-run "
             "drift is not in them. Measure with `--processes 5`, or pass several runs per side, to cover it."
         )
+    if result.not_gated:
+        lines.append(f"- Not gated (no better direction stated): {', '.join(result.not_gated)}")
     if result.unmatched_baseline or result.unmatched_candidate:
         lines.append(f"- Not compared: {result.unmatched_baseline} baseline-only and {result.unmatched_candidate} candidate-only point(s)")
     lines += ["", "| point | metric | baseline | candidate | change [95% CI] | verdict |", "|---|---|---|---|---|---|"]

@@ -25,8 +25,8 @@ from nvila_bench.core.memory_model import geometry
 from nvila_bench.model import get_preset
 from nvila_bench.model.vision import _body
 from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import ResultWriter, make_record, metric, new_run_id
-from nvila_bench.core.stats import bounded_samples, summarize
+from nvila_bench.core.results import Metric, Record, ResultWriter, new_run_id
+from nvila_bench.core.stats import summarize
 from nvila_bench.suites.train import prepare, settings
 from nvila_bench.core.timing import MeasureConfig, StageClock, synchronize
 from nvila_bench.model.training import build_optimizer, flop_modes, synthetic_batch, train_step
@@ -69,7 +69,7 @@ def run_distributed(points: list[BenchPoint], mcfg: MeasureConfig, out_dir: str,
             if rank == 0:
                 config = point.to_config() | {"device": points[0].device}
                 config["extra"] = config["extra"] | {"world_size": world, "backend": dist.get_backend()}
-                writer.write(make_record("train", config, metrics, run_id, environment))
+                writer.write(Record("train", config, metrics, run_id, environment=environment))
         if rank == 0 and not quiet:
             print(f"train: {writer.count} record(s) on {world} ranks -> {writer.path}", flush=True)
     finally:
@@ -91,7 +91,7 @@ def train_ranks(point: BenchPoint, s: dict, mcfg: MeasureConfig, rank: int, worl
         batches = [synthetic_batch(point, step * accum + k, first_row=rank * point.batch_size) for k in range(accum)]
         synchronize(device)
         clock.start()
-        local_loss = train_step(model, batches, optimizer, clock, autocast)
+        local_loss = train_step(model, batches, optimizer, clock.section, autocast)
         synchronize(device)
         seconds = sum(t for _, t in clock.durations())  # forward, backward (with the reduce-scatter), optimizer
         loss = torch.tensor([local_loss], device=device)
@@ -105,23 +105,19 @@ def train_ranks(point: BenchPoint, s: dict, mcfg: MeasureConfig, rank: int, worl
     cfg = get_preset(point.preset)
     g = geometry(cfg, point.images, point.video_frames, point.temporal_pool, point.prompt_tokens, point.batch_size)
     rows = point.batch_size * accum
-    aggregate = [world * rows / t for t in slowest]
-    per_gpu = [rows / t for ts in per_rank for t in ts]
-    agg, gpu = summarize(aggregate, "samples/s"), summarize(per_gpu, "samples/s")
-    step_summary = summarize(slowest, "s")
     return {
-        "step_time": metric(step_summary.median, "s", summary=step_summary.to_dict(), samples=bounded_samples(slowest)),
-        "samples_per_s": metric(agg.median, "samples/s", summary=agg.to_dict(), samples=bounded_samples(aggregate)),
-        "per_gpu_samples_per_s": metric(gpu.median, "samples/s", summary=gpu.to_dict(), samples=bounded_samples(per_gpu)),
-        "tokens_per_s": metric(agg.median * g.sequence, "tokens/s"),
-        "rank_step_time_median": metric([summarize(ts, "s").median for ts in per_rank], "s"),
-        "world_size": metric(world, "ranks"),
-        "losses": metric(losses, "nats"),
-        "loss_first": metric(losses[0], "nats"),
-        "loss_last": metric(losses[-1], "nats"),
-        "step_flops": metric(
-            world * costmodel.train_step_flops(cfg, flop_modes(recipe), point.images, point.video_frames, point.temporal_pool,
-                                               point.prompt_tokens, rows, s["grad_ckpt"]), "FLOP", "analytic"),
+        "step_time": Metric.timing(slowest),
+        "samples_per_s": Metric.rate(slowest, world * rows, "samples/s"),
+        "per_gpu_samples_per_s": Metric.rate([t for ts in per_rank for t in ts], rows, "samples/s"),
+        "tokens_per_s": Metric.rate(slowest, world * rows * g.sequence, "tokens/s"),
+        "rank_step_time_median": Metric.measured([summarize(ts, "s").median for ts in per_rank], "s"),
+        "world_size": Metric.measured(world, "ranks"),
+        "losses": Metric.measured(losses, "nats"),
+        "loss_first": Metric.measured(losses[0], "nats"),
+        "loss_last": Metric.measured(losses[-1], "nats"),
+        "step_flops": Metric.analytic(
+            world * costmodel.train_step_flops(cfg, flop_modes(recipe), point.images, point.video_frames,
+                                               point.temporal_pool, point.prompt_tokens, rows, s["grad_ckpt"]), "FLOP"),
     }  # fmt: skip
 
 

@@ -1,0 +1,75 @@
+"""What every command shares: parameter types, request options, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import click
+
+from nvila_bench.model.config import NVILAConfig
+from nvila_bench.model.presets import get_preset
+
+EXIT_USAGE = 2
+_SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+class ImageSize(click.ParamType):
+    """WxH, e.g. 1920x1080, both positive."""
+
+    name = "WxH"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        m = _SIZE.match(str(value))
+        if not m or int(m[1]) < 1 or int(m[2]) < 1:
+            self.fail(f"{value!r} is not an image size: expected WxH with positive integers, e.g. 1920x1080", param, ctx)
+        return int(m[1]), int(m[2])
+
+
+class PresetName(click.ParamType):
+    name = "PRESET"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, NVILAConfig):
+            return value
+        try:
+            return get_preset(value)
+        except KeyError as e:
+            self.fail(str(e), param, ctx)
+
+
+def emit(data, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2) if as_json else text)
+
+
+def table(rows: list[dict]) -> str:
+    import pandas as pd
+
+    return pd.DataFrame(rows).to_string(index=False)
+
+
+def request_options(f):
+    """--preset, --image (repeatable: one multi-image request), --video-frames, --no-temporal-pool."""
+    for option in reversed([
+        click.option("--preset", "cfg", type=PresetName(), required=True, help="A preset name."),
+        click.option("--image", "images", type=ImageSize(), multiple=True, help="Image WxH; repeat for a multi-image request."),
+        click.option("--video-frames", type=int, help="Frames of one video in the request."),
+        click.option("--no-temporal-pool", is_flag=True, help="Disable TSP temporal pooling (presets that have it)."),
+    ]):
+        f = option(f)
+    return f
+
+
+def check_request(images, video_frames) -> None:
+    if video_frames is not None and video_frames < 1:
+        raise click.BadParameter(f"must be a positive integer, got {video_frames}", param_hint="--video-frames")
+    if not images and video_frames is None:
+        raise click.UsageError("give at least one --image WxH or --video-frames N")
+
+
+
+
+def one_line(message: str) -> str:
+    return " ".join(str(message).split())

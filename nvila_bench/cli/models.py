@@ -1,0 +1,142 @@
+"""Commands about the models, no measuring: presets, info, tokens, summary, cost."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import click
+
+from nvila_bench.model.config import NVILAConfig
+from nvila_bench.model.presets import get_preset, preset_names
+from nvila_bench.model.tokens import count_visual_tokens
+
+from .common import PresetName, check_request, emit, request_options, table
+
+
+def register(cli: click.Group) -> None:
+    for command in (presets, info, tokens, summary, cost):
+        cli.add_command(command)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def presets(as_json):
+    """List the model presets."""
+    rows = [preset_row(get_preset(n)) for n in preset_names()]
+    emit(rows, as_json, table([{k: r[k] for k in ("name", "family", "llm", "vision_px", "projector", "image_mode", "tokens_per_tile")} for r in rows]))
+
+
+def preset_row(cfg: NVILAConfig) -> dict:
+    return {
+        "name": cfg.name,
+        "family": cfg.family,
+        "tiny": cfg.is_tiny,
+        "llm": f"{cfg.llm.arch} {cfg.llm.hidden_size}x{cfg.llm.num_layers}",
+        "vision_px": cfg.vision.image_size,
+        "projector": cfg.projector.type,
+        "image_mode": cfg.media.image_mode,
+        "tokens_per_tile": cfg.tokens_per_tile,
+        "temporal_pool": list(cfg.media.temporal_pool) if cfg.media.temporal_pool else None,
+        "description": cfg.description,
+    }
+
+
+def model_info(cfg: NVILAConfig) -> dict:
+    """Exact parameter counts from the modules transformers builds on the meta device (no memory)."""
+    from nvila_bench.model.nvila import build_model
+
+    counts = build_model(cfg, device="meta", seed=None).param_counts()
+    return {
+        "preset": cfg.name,
+        "family": cfg.family,
+        "description": cfg.description,
+        "params": counts,
+        "tokens_per_tile": cfg.tokens_per_tile,
+        "vision_layers_used": cfg.vision.layers_used,
+        "config": asdict(cfg),
+    }
+
+
+@click.command()
+@click.option("--preset", "cfg", type=PresetName(), help="A preset name (see `nvila-bench presets`).")
+@click.option("--checkpoint", type=click.Path(file_okay=False), help="A checkpoint directory in the official layout.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info(cfg, checkpoint, as_json):
+    """Architecture and exact parameter counts of a preset or a checkpoint."""
+    if (cfg is None) == (checkpoint is None):
+        raise click.UsageError("give exactly one of --preset or --checkpoint")
+    if checkpoint:
+        from nvila_bench.model.checkpoint import config_from_checkpoint
+
+        cfg = config_from_checkpoint(checkpoint)
+    data = model_info(cfg)
+    p = data["params"]
+    text = "\n".join(
+        [f"{cfg.name} ({cfg.family}): {cfg.description}"]
+        + [f"  {k:<9} {v:>15,} params" for k, v in p.items()]
+        + [f"  {cfg.tokens_per_tile} visual tokens per tile; ViT runs {cfg.vision.layers_used} of {cfg.vision.num_layers} layers"]
+    )
+    emit(data, as_json, text)
+
+
+@click.command()
+@request_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def tokens(cfg, images, video_frames, no_temporal_pool, as_json):
+    """Visual token counts of one request, computed without building a model."""
+    check_request(images, video_frames)
+    count = count_visual_tokens(cfg, list(images), video_frames, temporal_pool=not no_temporal_pool)
+    data = count.to_dict()
+    lines = [f"{cfg.name}: {data['total_tokens']} LLM positions for media"]
+    if data["images"]:
+        lines.append(table([{"image": f"{i['width']}x{i['height']}", "grid": "x".join(map(str, i["grid"])), "vit_tiles": i["vit_tiles"], "visual_tokens": i["visual_tokens"], "tokens": i["tokens"]} for i in data["images"]]))
+    if data["video"]:
+        v = data["video"]
+        lines.append(f"video: {v['frames']} frames, {'TSP-pooled' if v['pooled'] else 'not pooled'}, {v['visual_tokens']} visual tokens, {v['tokens']} positions")
+    emit(data, as_json, "\n".join(lines))
+
+
+@click.command()
+def summary():
+    """Model summary: exact parameter counts, token tables, every tiny preset end to end."""
+    from nvila_bench.cli.summary import print_summary
+
+    print_summary(click.echo)
+
+
+@click.command()
+@request_options
+@click.option("--prompt-tokens", default=64, show_default=True, help="Text tokens after the media.")
+@click.option("--context", type=int, help="Decode context length [prefill length].")
+@click.option("--batch-size", default=1, show_default=True, help="Identical requests per batch.")
+@click.option("--dtype", default="bfloat16", show_default=True, help="Weights and activations dtype.")
+@click.option("--hardware", help="Hardware table entry for the time floor, e.g. h100-sxm.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def cost(cfg, images, video_frames, no_temporal_pool, prompt_tokens, context, batch_size, dtype, hardware, as_json):
+    """Analytic FLOPs, minimum bytes and time floor per stage (multiply-add = 2 FLOPs, full N x N attention)."""
+    from nvila_bench.core import costmodel
+    from nvila_bench.core.hardware import get_hardware, hardware_keys
+    from nvila_bench.core.point import canonical_dtype
+
+    check_request(images, video_frames)
+    for name, value in (("--prompt-tokens", prompt_tokens), ("--batch-size", batch_size), ("--context", context)):
+        if value is not None and value < (0 if name == "--prompt-tokens" else 1):
+            raise click.BadParameter(f"out of range: {value}", param_hint=name)
+    dtype = canonical_dtype(dtype)
+    hw = get_hardware(hardware) if hardware else None
+    costs = costmodel.request_costs(cfg, images, video_frames, not no_temporal_pool, prompt_tokens, context, batch_size, dtype)
+    stages = {name: c.to_dict() for name, c in costs.items()}
+    data = {"preset": cfg.name, "dtype": dtype, "batch_size": batch_size, "provenance": "analytic"} | stages
+    lines = [f"{cfg.name} ({dtype}, batch {batch_size}), analytic:"]
+    if hw is not None:
+        data["hardware"] = hw.key
+        for name, c in costs.items():
+            stages[name]["time_floor_s"] = costmodel.time_floor(c, hw.peak_flops(dtype), hw.bandwidth)
+    for name, st in stages.items():
+        floor = f"  floor {st['time_floor_s'] * 1e3:9.3f} ms on {hw.key}" if hw is not None else ""
+        lines.append(f"  {name:<12} {st['flops'] / 1e9:12.2f} GFLOP {st['bytes'] / 1e6:12.2f} MB{floor}")
+    if hw is None:
+        lines.append(f"  (add --hardware for time floors: {', '.join(hardware_keys())})")
+    emit(data, as_json, "\n".join(lines))
+
+

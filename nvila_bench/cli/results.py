@@ -1,0 +1,69 @@
+"""Commands over result files, no measuring: report, dashboard, gate."""
+
+from __future__ import annotations
+
+import click
+
+
+def register(cli: click.Group) -> None:
+    for command in (report, dashboard, gate_command):
+        cli.add_command(command)
+
+
+@click.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="The HTML file to write.")
+@click.option("--title", default="nvila-bench report", show_default=True, help="Page title.")
+def report(results, out_file, title):
+    """One self-contained HTML report from RESULTS (results files or directories)."""
+    from nvila_bench.reports.render import render_report, write_atomic
+    from nvila_bench.core.results import load_results
+
+    records = load_results(results)
+    path = write_atomic(out_file, render_report(records, list(results), title))
+    click.echo(f"report: {len(records)} record(s) -> {path}", err=True)
+
+
+@click.command()
+@click.argument("results_dir", type=click.Path())
+@click.option("--out", "site_dir", required=True, type=click.Path(file_okay=False), help="Directory of the static site.")
+@click.option("--threshold", default="5%", show_default=True, help="Smallest change flagged, as in `gate`.")
+def dashboard(results_dir, site_dir, threshold):
+    """History over many runs (each *.jsonl under RESULTS_DIR is one run): trends, flagged changes, reports."""
+    from nvila_bench.core.gate import parse_threshold
+    from nvila_bench.reports.dashboard import build_site
+
+    path = build_site(results_dir, site_dir, parse_threshold(threshold))
+    click.echo(f"dashboard -> {path}", err=True)
+
+
+@click.command(name="gate")
+@click.option("--baseline", "baseline", required=True, multiple=True, type=click.Path(), help="Baseline results file or directory.")
+@click.option("--candidate", "candidate", required=True, multiple=True, type=click.Path(), help="Candidate results file or directory.")
+@click.option("--threshold", default="5%", show_default=True, help="Smallest change that counts, e.g. 5% or 0.05.")
+@click.option("--metrics", "metrics", multiple=True, help="Metrics to gate (repeat or comma-separate) [ttft, tpot, decode_tokens_per_s, ...].")
+@click.option("--summary-md", type=click.Path(dir_okay=False), help="Also write the Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).")
+@click.pass_context
+def gate_command(ctx, baseline, candidate, threshold, metrics, summary_md):
+    """Exit 0 when the candidate did not regress against the baseline, 1 when it did, 2 when the two cannot be
+    compared. A point regresses only when the 95% CI of its change lies beyond the threshold."""
+    from nvila_bench.core.gate import gate, markdown_summary, parse_threshold
+    from nvila_bench.core.results import load_results
+
+    base, cand = load_results(baseline), load_results(candidate)
+    names = tuple(m.strip() for item in metrics for m in item.split(",") if m.strip()) or None
+    result = gate(base, cand, parse_threshold(threshold), names)
+    text = markdown_summary(result, base, cand)
+    if summary_md:
+        with open(summary_md, "a") as f:  # append: $GITHUB_STEP_SUMMARY may already hold other steps' output
+            f.write(text)
+    click.echo(text)
+    if result.passed:
+        click.echo(f"nvila-bench gate: pass ({len(result.comparisons)} comparison(s))", err=True)
+        return 0
+    worst = result.regressions[0]
+    click.echo(f"nvila-bench gate: regression: {worst.label} {worst.metric} {worst.change_text}"
+               f"{' and ' + str(len(result.regressions) - 1) + ' more' if len(result.regressions) > 1 else ''}", err=True)
+    ctx.exit(1)
+
+
