@@ -10,6 +10,7 @@ import json
 
 from nvila_bench.core import paper
 from nvila_bench.core.results import Record
+from nvila_bench.model import get_preset
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES, PROJECTOR, VISION
 
 from . import charts
@@ -18,6 +19,7 @@ from .records import (
     baseline_of, hardware_of, is_nvila, latest, measured, media_label, point_label, point_name, request_key, value,
 )  # fmt: skip
 
+PAPER_MODEL = "nvila-8b"  # the model the paper's accuracy tables are about
 HARDWARE_COLUMNS = {"a100": "A100", "rtx4090": "RTX 4090", "orin": "Orin"}
 
 
@@ -189,6 +191,20 @@ def distributions(records: list[Record]) -> dict:
     return {"rows": rows, "charts": chart}
 
 
+def _scores(entry: dict, prefix: str = "") -> dict[str, float]:
+    """preset -> score of one paper table row. An unquoted TOML key with a dot (vila1.5-8b = ...) reads as a
+    nested table ({"vila1": {"5-8b": ...}}): joined back into the preset's name."""
+    out = {}
+    for k, v in entry.items():
+        if k == "name" and not prefix:
+            continue
+        if isinstance(v, dict):
+            out |= _scores(v, f"{prefix}{k}.")
+        else:
+            out[prefix + k] = v
+    return out
+
+
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -196,15 +212,14 @@ def _mean(values: list[float]) -> float | None:
 def accuracy(records: list[Record]) -> dict:
     """Our accuracy records beside the paper's (Table 9 / 10) and beside our TTFT for the same preset."""
     ours = {(r.preset, r.config.get("task")): r for r in records if r.suite == "accuracy" and r.ok}
-    tables, presets = {}, {}
+    tables = {}
     for kind in ("image", "video"):
-        rows, columns = [], {}  # columns: the presets the paper's table reports, in its order
+        rows = []
         for task, entry in paper.accuracy_table(kind).items():
-            scores = {k: v for k, v in entry.items() if k != "name"}
-            columns |= dict.fromkeys(scores)
+            scores = _scores(entry)
             rows.append({"task": task, "name": entry["name"], "paper": scores,
                          "ours": {p: value(ours.get((p, task)), "score") for p in scores}})
-        tables[kind], presets[kind] = rows, list(columns)
+        tables[kind] = rows
     ttft = {}
     for r in measured(records, "prefill"):
         if value(r, "ttft") is not None:
@@ -212,6 +227,8 @@ def accuracy(records: list[Record]) -> dict:
     scatter_points = [{"label": str(p), "x": ttft[p] * 1e3, "y": value(r, "score")}
                       for (p, task), r in ours.items() if p in ttft and value(r, "score") is not None]
     chart = charts.scatter(scatter_points, "TTFT, ms (measured)", "score") if scatter_points else None
+    nvila = get_preset(PAPER_MODEL)  # the paper's tables: NVILA-8B, NVILA-Lite-8B and the VILA1.5 baseline; the video model
+    presets = {"image": [nvila.name, "nvila-lite-8b", nvila.baseline], "video": [nvila.video_model]}
     synthetic = [
         {"task": r.config.get("task"), "preset": r.preset, "hardware": hardware_of(r),
          "weights": r.extra.get("weights"), "checkpoint": r.config.get("checkpoint"),

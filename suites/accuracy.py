@@ -48,6 +48,8 @@ class TaskPoint:
     temporal_pool: bool = True
     data_dir: str | None = None
 
+    extra = {}  # no suite settings beyond the fields (the runner reads a point's `extra`)
+
     @property
     def label(self) -> str:
         return f"{self.preset or self.checkpoint} {self.task}"

@@ -116,7 +116,7 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
     if options["paper_table"]:
         axes = axes | {"images": axes.get("images") or [((448, 448),)]}
     points = []
-    for point in sweep_points(axes, options):
+    for point in sweep_points(axes, {}):
         if options["paper_table"] and "prompt_tokens" not in axes:
             media = count_visual_tokens(get_preset(point.preset), list(point.images), point.video_frames, point.temporal_pool)
             point = replace(point, prompt_tokens=max(0, PAPER_CONTEXT - media.total_tokens))

@@ -300,13 +300,15 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
 def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
     if options["stage"] not in STAGE_RANGES:
         raise SuiteError(f"--stage must be one of {', '.join(STAGE_RANGES)}")
+    if options["stage"] == "decode" and any(n < 2 for n in axes.get("new_tokens", [])):
+        raise SuiteError("profiling decode needs --new-tokens >= 2 (the first token comes from the prefill)")
     try:
         schedule = Schedule(options["wait"], options["schedule_warmup"], options["active"])
     except ValueError as e:
         raise SuiteError(str(e)) from None
     extra = {"stage": options["stage"], "schedule": {"wait": schedule.wait, "warmup": schedule.warmup, "active": schedule.active},
              "with_stack": bool(options["with_stack"]), "top": options["top"]}  # fmt: skip
-    return [with_extra(p, **extra) for p in sweep_points(axes, options)]
+    return [with_extra(p, **extra) for p in sweep_points(axes, {})]
 
 
 SUITE = Suite(

@@ -29,6 +29,9 @@ REGISTRY = {
 }
 
 
+COMMON_OPTIONS = ("hardware",)  # run-wide options the CLI passes to every suite's expand
+
+
 @dataclass(frozen=True)
 class Option:
     """A suite's own option (`--name` on the command line). `multiple` options are sweep axes."""
@@ -54,12 +57,14 @@ class Job:
 
 
 def sweep_points(axes: dict[str, list], options: dict) -> list[BenchPoint]:
-    """The default expansion: every combination of the sweep axes (one 448x448 image when no media is given)."""
+    """The default expansion: every combination of the sweep axes (one 448x448 image when no media is
+    given), the suite's own options in each point's `extra` (recorded, and read by `measure`)."""
     if "images" not in axes and "video_frames" not in axes:
         axes = axes | {"images": [((448, 448),)]}
     if "preset" not in axes:
         raise SuiteError("give at least one --preset (or a --config file that lists presets)")
-    return points_from_axes(axes)
+    own = {k: v for k, v in options.items() if k not in COMMON_OPTIONS}
+    return [with_extra(p, **own) if own else p for p in points_from_axes(axes)]
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
     fixed = {k: options[k] for k in ("grad_accum", "grad_ckpt", "fp8", "compile", "autocast", "lr")}
     if fixed["grad_accum"] < 1:
         raise SuiteError(f"--grad-accum must be >= 1, got {fixed['grad_accum']}")
-    return [with_extra(p, stage=stage, **fixed) for p in sweep_points(axes, options) for stage in options["stage"] or ("full",)]
+    return [with_extra(p, stage=stage, **fixed) for p in sweep_points(axes, {}) for stage in options["stage"] or ("full",)]
 
 
 def cannot_run(point: BenchPoint) -> str | None:

@@ -18,3 +18,10 @@ def tiny_model(name: str):
 @pytest.fixture(params=TINY)
 def tiny(request):
     return tiny_model(request.param)
+
+
+def read_dicts(path) -> list[dict]:
+    """The records of a results file as the JSON objects the file holds (version 2, with every field)."""
+    from nvila_bench.core.results import read_results
+
+    return [r.to_dict() for r in read_results(path)]

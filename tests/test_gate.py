@@ -117,9 +117,9 @@ def test_the_note_says_which_way_a_change_below_the_threshold_went():
     down, up = compare_metric("p", "ttft", base, faster, 0.05), compare_metric("p", "ttft", base, slower, 0.05)
     assert (down.verdict, down.note) == ("pass", "improved, but less than the threshold")
     assert (up.verdict, up.note) == ("pass", "worse, but less than the threshold")
-    rate = lambda median: Metric.rate([1 / (median + 0.0001 * (i % 7)) for i in range(200)], 1, "tokens/s")  # noqa: E731
-    assert compare_metric("p", "decode_tokens_per_s", rate(100), rate(103), 0.05).note == "worse, but less than the threshold"
-    assert compare_metric("p", "decode_tokens_per_s", rate(100), rate(97), 0.05).note == "improved, but less than the threshold"
+    rate = lambda tokens_per_s: Metric.rate([1 / (tokens_per_s + 0.01 * (i % 7)) for i in range(200)], 1, "tokens/s")  # noqa: E731
+    assert compare_metric("p", "decode_tokens_per_s", rate(100), rate(97), 0.05).note == "worse, but less than the threshold"
+    assert compare_metric("p", "decode_tokens_per_s", rate(100), rate(103), 0.05).note == "improved, but less than the threshold"
     assert compare_metric("p", "ttft", base, faster, 0.01).verdict == "improvement"
 
 
@@ -230,27 +230,6 @@ def test_bad_results_files_exit_2_with_one_line(tmp_path, capsys, content, messa
     assert main(["gate", "--baseline", str(tmp_path / "missing"), "--candidate", good]) == 2
     assert "no such results file" in capsys.readouterr().err
 
-
-def test_real_measurements_aa_passes_and_injected_slowdown_is_flagged(tmp_path, monkeypatch):
-    """End to end on this machine. A shared 2-vCPU runner drifts by up to 30% between consecutive runs of the
-    same point (measured), more than a 10% effect, so the runs are interleaved (A, B, slow, A, B, slow, ...)
-    and each side pools its runs as process groups: the same point measured twice passes, and the same point
-    with every stage stretched (NVILA_BENCH_SLOWDOWN, a busy wait) is flagged. The statistical claim for a 10%
-    slowdown under modelled noise is the synthetic test above; this one proves the path on real timings."""
-    argv = ["run", "prefill", "--preset", "vila-tiny", "--image", "448x448", "--warmup", "3", "--min-seconds", "0.4", "--quiet"]
-    assert main(argv + ["--out", str(tmp_path / "warm")]) == 0  # the first run in a process is slower
-    for i in range(4):
-        monkeypatch.delenv("NVILA_BENCH_SLOWDOWN", raising=False)
-        assert main(argv + ["--out", str(tmp_path / "a" / str(i))]) == 0
-        assert main(argv + ["--out", str(tmp_path / "b" / str(i))]) == 0
-        monkeypatch.setenv("NVILA_BENCH_SLOWDOWN", "2.0")
-        assert main(argv + ["--out", str(tmp_path / "slow" / str(i))]) == 0
-    a, b, slow = (load_results([tmp_path / side]) for side in ("a", "b", "slow"))
-    assert gate(a, b).passed
-    result = gate(a, slow)
-    assert [c.verdict for c in result.comparisons] == ["regression"]
-    assert 1.4 < result.comparisons[0].ratio < 2.8
-    assert not result.single_process  # four runs per side: run-to-run noise is in the CI
 
 def test_several_runs_of_a_point_pool_as_process_groups():
     """A side given several runs of a point pools them as groups: two runs that disagree with each other widen

@@ -1,6 +1,7 @@
 """`nvila-bench profile`: traces written and parseable, every stage range traced, operator tables that add up,
 the overhead stated, energy absent without a GPU, bad input rejected with one line and exit code 2."""
 
+from conftest import read_dicts
 import json
 import sys
 from pathlib import Path
@@ -15,7 +16,15 @@ from nvila_bench.cli import main
 from nvila_bench.core.energy import EnergyMeter, energy_metrics
 from nvila_bench.suites.profile import STAGE_RANGES, operator_tables
 from nvila_bench.reports.render import render_report
-from nvila_bench.core.results import metric, read_results
+from nvila_bench.core.results import Metric, Record
+
+
+def metric(value, unit: str) -> dict:
+    return Metric.measured(value, unit).to_dict()
+
+
+def as_records(records) -> list[Record]:
+    return [r if isinstance(r, Record) else Record.from_dict(r) for r in records]
 
 ENERGY = ("energy_j", "joules_per_token", "avg_power_w")
 FAST = ["--image", "64x64", "--prompt-tokens", "16", "--wait", "0", "--warmup", "1", "--active", "2", "--repeats", "2"]
@@ -28,7 +37,7 @@ def profiled(tmp_path_factory):
     for preset, stage, extra in (("vila-tiny", "prefill", []), ("nvila-tiny", "decode", ["--new-tokens", "4"]),
                                  ("vila-tiny", "train", [])):
         assert main(["profile", "--preset", preset, "--stage", stage, *FAST, *extra, "--out", str(out)]) == 0
-    return out, {r["config"]["extra"]["stage"]: r for r in read_results(out)}
+    return out, {r["config"]["extra"]["stage"]: r for r in read_dicts(out)}
 
 
 @pytest.mark.parametrize("stage", list(STAGE_RANGES))
@@ -70,13 +79,13 @@ def test_overhead_is_stated_and_energy_and_gpu_memory_are_absent_on_cpu(profiled
 
 def test_report_shows_profiles_and_energy(profiled):
     out, records = profiled
-    html = render_report(list(records.values()), [str(out)])
+    html = render_report(as_records(records.values()), [str(out)])
     section = html[html.index('<section id="profile">') : html.index('<section id="training">')]
     assert "vila-tiny 64x64, train step" in section and "aten::mm" in section and "llm_forward" in section
     assert "not measured" in section and "nvila-bench run prefill --preset nvila-8b --device cuda" in section  # energy
-    gpu = prefill_record(env=GPU_ENV)
+    gpu = prefill_record(env=GPU_ENV).to_dict()
     gpu["metrics"] |= {"energy_j": metric(120.0, "J"), "joules_per_token": metric(0.0123, "J/token"), "avg_power_w": metric(412.5, "W")}
-    html = render_report([gpu], ["x.jsonl"])
+    html = render_report(as_records([gpu]), ["x.jsonl"])
     section = html[html.index('<section id="profile">') : html.index('<section id="training">')]
     assert "0.0123" in section and "412.5 W" in section and "NVIDIA H100" in section
     assert "nvila-bench profile --preset nvila-tiny --stage prefill" in section  # no profile record: the command
@@ -86,7 +95,7 @@ def test_prefill_suite_records_have_no_energy_fields_on_cpu(tmp_path):
     args = ["--preset", "vila-tiny", "--image", "64x64", "--prompt-tokens", "8", "--warmup", "0", "--repeats", "1",
             "--min-seconds", "0", "--quiet", "--out", str(tmp_path)]
     assert main(["run", "prefill", *args]) == 0
-    (record,) = read_results(tmp_path)
+    (record,) = read_dicts(tmp_path)
     assert record["status"] == "ok" and "ttft" in record["metrics"]
     assert not set(ENERGY) & set(record["metrics"])
     assert EnergyMeter.open("cpu") is None and energy_metrics(None, 100) == {}
@@ -125,8 +134,9 @@ def test_energy_meter_reads_the_nvml_counter(monkeypatch):
         pass
     assert meter.joules == 500.0 and meter.seconds > 0
     m = energy_metrics(meter, tokens=1000)
-    assert m["energy_j"]["value"] == 500.0 and m["joules_per_token"]["value"] == 0.5
-    assert m["avg_power_w"]["value"] == pytest.approx(500.0 / meter.seconds) and m["avg_power_w"]["unit"] == "W"
+    assert m["energy_j"].value == 500.0 and m["joules_per_token"].value == 0.5
+    assert m["avg_power_w"].value == pytest.approx(500.0 / meter.seconds) and m["avg_power_w"].unit == "W"
+    assert m["joules_per_token"].better == "lower"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -168,7 +178,7 @@ def test_operator_tables_attribute_ops_to_the_enclosing_stage_and_rank_by_cuda_t
 def test_report_shows_gpu_profile_columns_and_memory_breakdown():
     row = {"stage": "vision", "seconds": 0.01, "ranges": 1, "self_cpu_s": 0.002, "self_cuda_s": 0.009, "flops": 5e12}
     op = {"stage": "vision", "op": "aten::mm", "self_cpu_s": 0.001, "self_cuda_s": 0.008, "calls": 24, "flops": 5e12}
-    record = prefill_record(env=GPU_ENV)
+    record = prefill_record(env=GPU_ENV).to_dict()
     record |= {"suite": "profile", "config": record["config"] | {"extra": {"stage": "prefill"}}, "metrics": {
         "stage_times": metric([row], "per step"), "top_ops": metric([op], "per step"),
         "profiled_step_time": metric(0.012, "s"), "unprofiled_step_time": metric(0.011, "s"),
@@ -176,7 +186,7 @@ def test_report_shows_gpu_profile_columns_and_memory_breakdown():
         "tensorboard_dir": metric("tb/x", "path"), "memory_snapshot": metric("x.memory.pickle", "path"),
         "peak_memory_allocated": metric(3 * 2**30, "bytes"),
         "peak_memory_breakdown": metric({"weights": 2**31, "activations_and_other": 2**30}, "bytes")}}
-    html = render_report([record], ["x.jsonl"])
+    html = render_report(as_records([record]), ["x.jsonl"])
     section = html[html.index('<section id="profile">') : html.index('<section id="training">')]
     assert "self CUDA / step" in section and "8.000 ms" in section and "5,000" in section
     assert "x.memory.pickle" in section and "weights 2.00 GiB" in section and "activations and other 1.00 GiB" in section

@@ -5,16 +5,22 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from fake_records import CPU_ENV, decode_record, prefill_record
+from fake_records import CPU_ENV, decode_record, prefill_record, train_record
 
 from nvila_bench.cli import main
 from nvila_bench.core import paper
+from nvila_bench.core.gate import gate
+from nvila_bench.core.results import Record, ResultWriter, load_results, read_results
+from nvila_bench.core.training_cost import fp8_speedup
+from nvila_bench.model.stages import PREFILL_STAGES
+from nvila_bench.reports import records as report_records
+from nvila_bench.reports import sections
 from nvila_bench.reports.claims import claims_table
 from nvila_bench.reports.render import render_report
-from nvila_bench.core.results import ResultWriter, make_record
 
 SECTIONS = ("headline", "claims", "stages", "stc", "roofline", "distributions", "training", "accuracy", "failures", "environment")
 TEMPLATES = Path(__file__).parent.parent / "reports" / "templates"
+MEASUREMENTS = Path(__file__).resolve().parents[2] / "shared" / "measurements" / "h100-2026-11-27"
 HOSTILE = '<script>alert("x")</script>'
 
 
@@ -50,7 +56,7 @@ def test_missing_data_says_not_measured_with_the_command_never_zero():
 def test_hostile_strings_are_escaped_everywhere(tmp_path):
     env = CPU_ENV | {"platform": HOSTILE, "cpu_model": HOSTILE}
     ok = prefill_record(HOSTILE, 0.1, env=env, extra={"variant": HOSTILE})
-    bad = make_record("prefill", ok["config"] | {"seed": 1}, {}, HOSTILE, environment=env, status="error", error=HOSTILE)
+    bad = Record("prefill", ok.config | {"seed": 1}, {}, HOSTILE, environment=env, status="error", error=HOSTILE)
     out = tmp_path / "r.html"
     assert main(["report", str(write(tmp_path / "res", [ok, bad])), "--out", str(out)]) == 0
     html = out.read_text()
@@ -66,7 +72,7 @@ def test_report_is_self_contained():
 
 
 def test_paper_numbers_live_in_the_data_file_not_the_templates():
-    data = tomllib.loads((Path(__file__).parent.parent / "reports" / "data" / "paper.toml").read_text())
+    data = tomllib.loads((Path(__file__).parent.parent / "nvila_bench" / "core" / "paper.toml").read_text())
     templates = "".join(p.read_text() for p in TEMPLATES.glob("*.j2"))
     numbers = {str(c["paper_low"]) for c in data["claims"]} | {"63.5", "19.2", "92.3", "82.1", "995", "268"}
     for n in numbers:
@@ -108,7 +114,7 @@ def test_dashboard_marks_a_regression_and_links_each_run(tmp_path):
     write(results / "2026-11-01", [prefill_record(ttft=0.1, seed=1, run_id="r1")])
     later = prefill_record(ttft=0.1, seed=2, run_id="r2")
     slower = prefill_record(ttft=0.12, seed=3, run_id="r3")
-    later["timestamp"], slower["timestamp"] = "2099-01-01T00:00:00Z", "2099-01-02T00:00:00Z"
+    later.timestamp, slower.timestamp = "2099-01-01T00:00:00Z", "2099-01-02T00:00:00Z"
     write(results / "2026-11-02", [later])
     write(results / "2026-11-03", [slower])
     site = tmp_path / "site"
@@ -127,3 +133,60 @@ def test_dashboard_bad_input_exits_2(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["dashboard", str(tmp_path / "empty"), "--out", str(tmp_path / "site")]) == 2
     assert "no *.jsonl" in capsys.readouterr().err
+
+
+def test_preset_roles_come_from_the_registry():
+    """Baselines, tiny stand-ins and NVILA-ness are the presets' own fields; a preset the registry does not
+    know (a checkpoint directory's name) has no role and crashes nothing."""
+    assert not hasattr(report_records, "BASELINES") and not hasattr(report_records, "TINY_PRESETS")
+    assert report_records.baseline_of("nvila-8b") == "vila1.5-8b" and report_records.baseline_of("nvila-tiny") == "vila-tiny"
+    assert report_records.baseline_of("vila1.5-8b") is None and report_records.baseline_of("NVILA-8B-ckpt") is None
+    assert report_records.is_tiny("nvila-video-tiny") and not report_records.is_tiny("nvila-8b")
+    assert not report_records.is_tiny("NVILA-8B-ckpt") and not report_records.is_tiny(None)
+    assert report_records.is_nvila("nvila-lite-2b") and not report_records.is_nvila("vila-tiny")
+    assert report_records.is_nvila("NVILA-8B-ckpt")
+    vila_ckpt = prefill_record("Llama-3-VILA1.5-8B", 0.05, extra={"family": "vila1.5"})
+    assert not report_records.is_nvila(vila_ckpt) and report_records.is_nvila(prefill_record("NVILA-8B-ckpt"))
+    records = [prefill_record("NVILA-8B-ckpt", 0.2), vila_ckpt, prefill_record("nvila-tiny", 0.2),
+               prefill_record("vila-tiny", 0.05)]
+    html = render_report(records, ["x.jsonl"])
+    headline = html[html.index('<section id="headline">') : html.index('<section id="claims">')]
+    row = lambda preset: re.search(rf"<tr><td>{re.escape(preset)}</td>.*?</tr>", headline, re.S).group(0)  # noqa: E731
+    assert "baseline" in row("vila-tiny") and "baseline" in row("Llama-3-VILA1.5-8B")
+    assert "0.25x" in row("nvila-tiny") and "not measured" in row("NVILA-8B-ckpt")
+    rows = {r["id"]: r for r in claims_table(records)}
+    assert rows["prefill-speedup"]["ours"].note.startswith("1 pair(s): nvila-tiny vs vila-tiny")
+
+
+def test_the_stage_breakdown_uses_the_model_stages():
+    assert sections.stage_breakdown([prefill_record()])["stages"] == tuple(PREFILL_STAGES)
+    assert not hasattr(sections, "PREFILL_STAGES") or sections.PREFILL_STAGES is PREFILL_STAGES
+
+
+def test_fp8_speedup_from_train_records():
+    bf16 = train_record("nvila-tiny", step_time=0.2, seed=1)
+    fp8 = train_record("nvila-tiny", step_time=0.1, seed=2, extra={"fp8": True})
+    ratio, preset, hardware = fp8_speedup([bf16, fp8])
+    assert ratio == pytest.approx(2.0, rel=0.05) and preset == "nvila-tiny" and hardware.startswith("CPU Test CPU")
+    assert fp8_speedup([bf16]) is None
+    rows = {r["id"]: r for r in claims_table([bf16, fp8])}
+    assert rows["fp8-training"]["ours"].text == f"{ratio:.2f}x"
+
+
+def test_version_1_measurements_report_and_gate():
+    """The first H100 run's files (schema version 1, written by revision c358d87) still render and gate: every
+    file reads (upgraded), the report shows them, and the A/A pair's TTFT is not a regression at 5%."""
+    if not MEASUREMENTS.is_dir():
+        pytest.skip(f"{MEASUREMENTS} is absent")
+    files = sorted(MEASUREMENTS.glob("*.jsonl"))
+    assert files
+    records = load_results(files)
+    assert all(isinstance(r, Record) and r.schema_version == 2 for r in records)
+    html = render_report(records, [str(f) for f in files])
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in html
+    assert "NVIDIA H100 80GB HBM3" in html and "nvila-lite-2b" in html
+    result = gate(read_results(MEASUREMENTS / "aa-run-a.jsonl"), read_results(MEASUREMENTS / "aa-run-b.jsonl"), 0.05)
+    assert result.comparisons
+    (ttft,) = [c for c in result.comparisons if c.metric == "ttft"]
+    assert ttft.verdict in ("pass", "improvement")

@@ -1,22 +1,27 @@
-"""Results: schema validation, append-one-line writer, reader errors."""
+"""Results: typed records, validation, append-one-line writer, reader errors, version-1 upgrade."""
 
 import json
 
 import pytest
 
-from nvila_bench.core.results import SCHEMA_VERSION, ResultWriter, make_record, metric, point_id, read_results, validate_record
+from nvila_bench.core.results import (
+    SCHEMA_VERSION, Metric, Record, ResultWriter, point_id, read_results, upgrade_v1,
+)  # fmt: skip
 
 
-def record(**kw):
-    args = dict(suite="prefill", config={"preset": "nvila-tiny"}, metrics={"ttft": metric(0.5, "s")}, run_id="r1")
-    return make_record(**(args | kw))
+def record(**kw) -> Record:
+    args = dict(suite="prefill", config={"preset": "nvila-tiny"}, metrics={"ttft": Metric.measured(0.5, "s")}, run_id="r1")
+    return Record(**(args | kw))
 
 
 def test_record_fields():
     r = record()
-    assert r["schema_version"] == SCHEMA_VERSION and r["status"] == "ok" and r["preset"] == "nvila-tiny"
-    assert r["point_id"] == point_id("prefill", {"preset": "nvila-tiny"}) != point_id("decode", {"preset": "nvila-tiny"})
-    assert r["timestamp"].endswith("Z")
+    assert r.schema_version == SCHEMA_VERSION and r.status == "ok" and r.ok and r.preset == "nvila-tiny"
+    assert r.point_id == point_id("prefill", {"preset": "nvila-tiny"}) != point_id("decode", {"preset": "nvila-tiny"})
+    assert r.timestamp.endswith("Z")
+    d = r.to_dict()
+    assert d["schema_version"] == SCHEMA_VERSION and d["preset"] == "nvila-tiny" and d["point_id"] == r.point_id
+    assert r.value("ttft") == 0.5 and r.value("missing") is None and r.extra == {}
 
 
 @pytest.mark.parametrize(
@@ -25,15 +30,71 @@ def test_record_fields():
         ({"status": "crashed"}, "status 'crashed'"),
         ({"provenance": "guessed"}, "provenance 'guessed'"),
         ({"status": "oom"}, "needs an error message"),
-        ({"metrics": {"x": {"value": 1}}}, "metric 'x' needs value and unit"),
-        ({"metrics": {"x": {"value": 1, "unit": "s", "provenance": "vibes"}}}, "metric 'x' provenance"),
+        ({"metrics": {"x": {"value": 1}}}, "metric 'x'.*needs value and unit"),
+        ({"metrics": {"x": {"value": 1, "unit": "s", "provenance": "vibes"}}}, "metric 'x'.*provenance"),
         ({"schema_version": 99}, "schema_version 99"),
     ],
 )
 def test_invalid_records_are_rejected(change, message):
-    bad = record() | change
+    bad = record().to_dict() | change
     with pytest.raises(ValueError, match=message):
-        validate_record(bad)
+        Record.from_dict(bad)
+
+
+def test_invalid_records_cannot_be_built():
+    with pytest.raises(ValueError, match="needs an error message"):
+        record(status="oom")
+    with pytest.raises(ValueError, match="better 'up'"):
+        Metric(1.0, "s", better="up")
+    with pytest.raises(ValueError, match="needs derived_from"):
+        Metric(0.5, "fraction", merge="rescale")
+
+
+def test_round_trip_through_json():
+    """Record -> JSON -> Record is the identity, for every kind of metric the constructors make."""
+    r = record(
+        metrics={"ttft": Metric.timing([0.1, 0.12, 0.11]), "rate": Metric.rate([0.1, 0.2], 4, "tokens/s"),
+                 "mfu": Metric.utilisation(0.4, of="ttft"), "flops": Metric.analytic(1e12, "FLOP"),
+                 "peak": Metric.measured(2**30, "bytes", better="lower", merge="max"),
+                 "table": Metric.measured([{"stage": "vision", "seconds": 0.1}], "per step")},
+        environment={"device": "cpu"}, config={"preset": "nvila-tiny", "extra": {"variant": "a"}},
+    )  # fmt: skip
+    back = Record.from_dict(json.loads(r.to_json()))
+    assert back == r
+    assert back.metrics["mfu"].derived_from == "ttft" and back.metrics["rate"].better == "higher"
+    assert back.extra == {"variant": "a"} and back.point_id == r.point_id
+
+
+def test_a_version_1_record_upgrades():
+    """Version 1 stored no direction or merge rule: they are inferred (timings lower and pooled, rates higher,
+    a metric with "of" rescaled with its source, counts without a direction)."""
+    v1 = {
+        "schema_version": 1, "run_id": "r", "point_id": "x", "timestamp": "2026-11-27T11:32:11Z", "suite": "decode",
+        "status": "ok", "error": None, "provenance": "measured", "preset": "nvila-8b", "config": {"preset": "nvila-8b"},
+        "environment": None,
+        "metrics": {
+            "ttft": {"value": 0.1, "unit": "s", "provenance": "measured", "samples": [0.1, 0.1], "summary": {"n": 2}},
+            "decode_tokens_per_s": {"value": 50.0, "unit": "tokens/s", "provenance": "measured",
+                                    "samples": [50.0, 50.0], "summary": {"n": 2}},
+            "llm_prefill_mfu": {"value": 0.8, "unit": "fraction", "provenance": "measured", "of": "llm_prefill"},
+            "mfu": {"value": 0.4, "unit": "fraction", "provenance": "measured"},
+            "peak_memory_allocated": {"value": 123, "unit": "bytes", "provenance": "measured"},
+            "iterations": {"value": 5, "unit": "count", "provenance": "measured"},
+            "llm_prefill_flops": {"value": 1e12, "unit": "FLOP", "provenance": "analytic"},
+        },
+    }  # fmt: skip
+    r = Record.from_dict(v1)
+    assert r.schema_version == SCHEMA_VERSION and r.preset == "nvila-8b"
+    m = r.metrics
+    assert (m["ttft"].better, m["ttft"].merge) == ("lower", "pool")
+    assert (m["decode_tokens_per_s"].better, m["decode_tokens_per_s"].merge) == ("higher", "pool")
+    mfu = m["llm_prefill_mfu"]
+    assert (mfu.better, mfu.merge, mfu.derived_from) == ("higher", "rescale", "llm_prefill")
+    assert m["mfu"].better == "higher"  # a fraction: the old unit-suffix guess called it lower-is-better
+    assert (m["peak_memory_allocated"].better, m["peak_memory_allocated"].merge) == ("lower", "max")
+    assert m["iterations"].better is None and m["llm_prefill_flops"].better is None
+    assert "of" not in upgrade_v1(v1["metrics"])["llm_prefill_mfu"]
+    assert Record.from_dict(json.loads(r.to_json())) == r  # and it writes back as version 2
 
 
 def test_writer_appends_whole_lines(tmp_path):
@@ -42,12 +103,12 @@ def test_writer_appends_whole_lines(tmp_path):
         writer.write(record(run_id=f"r{i}"))
     lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
     assert [json.loads(line)["run_id"] for line in lines] == ["r0", "r1", "r2"]
-    assert [r["run_id"] for r in read_results(tmp_path / "out")] == ["r0", "r1", "r2"]
+    assert [r.run_id for r in read_results(tmp_path / "out")] == ["r0", "r1", "r2"]
 
 
 def test_writer_refuses_nan(tmp_path):
     with pytest.raises(ValueError):
-        ResultWriter(tmp_path).write(record(metrics={"ttft": metric(float("nan"), "s")}))
+        ResultWriter(tmp_path).write(record(metrics={"ttft": Metric.measured(float("nan"), "s")}))
     assert not (tmp_path / "results.jsonl").exists() or (tmp_path / "results.jsonl").read_text() == ""
 
 

@@ -13,8 +13,9 @@ import pytest
 
 from nvila_bench.cli import main
 from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import read_results
-from nvila_bench.runner.sweep import expand, load_suite_file
+from conftest import read_dicts
+from nvila_bench.core.point import points_from_axes as expand
+from nvila_bench.runner.suite_file import load_suite_file
 
 FAST = ["--warmup", "0", "--repeats", "2", "--min-seconds", "0", "--quiet"]
 NVILA_BENCH = str(Path(sys.executable).parent / "nvila-bench")
@@ -40,7 +41,7 @@ def test_prefill_and_decode_records(tmp_path):
     out = tmp_path / "out"
     assert main(["run", "prefill", "--preset", "nvila-tiny", "--preset", "vila-tiny", "--image", "640x480", "--out", str(out), *FAST]) == 0
     assert main(["run", "decode", "--preset", "nvila-lite-tiny", "--video-frames", "8", "--new-tokens", "5", "--cache", "static", "--out", str(out), *FAST]) == 0
-    records = read_results(out)
+    records = read_dicts(out)
     assert [(r["suite"], r["preset"], r["status"]) for r in records] == [
         ("prefill", "nvila-tiny", "ok"), ("prefill", "vila-tiny", "ok"), ("decode", "nvila-lite-tiny", "ok"),
     ]  # fmt: skip
@@ -62,7 +63,7 @@ def test_injected_oom_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     monkeypatch.setenv("NVILA_BENCH_FAULT", "oom:nvila-lite-tiny")
     args = ["run", "prefill", "--preset", "nvila-tiny", "--preset", "nvila-lite-tiny", "--preset", "vila-tiny"]
     assert main([*args, "--image", "448x448", "--out", str(tmp_path), *FAST]) == 0
-    records = read_results(tmp_path)
+    records = read_dicts(tmp_path)
     assert [r["status"] for r in records] == ["ok", "oom", "ok"]
     assert "out of memory" in records[1]["error"]
 
@@ -73,7 +74,7 @@ def test_isolated_points(tmp_path, fault, status):
     args = [NVILA_BENCH, "run", "prefill", "--preset", "vila-tiny", "--preset", "nvila-tiny", "--isolate", "--out", str(tmp_path), *FAST]
     proc = subprocess.run(args, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert [r["status"] for r in read_results(tmp_path)] == [status, "ok"]
+    assert [r["status"] for r in read_dicts(tmp_path)] == [status, "ok"]
 
 
 def test_sigint_keeps_completed_points(tmp_path):
@@ -88,7 +89,7 @@ def test_sigint_keeps_completed_points(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
-    records = read_results(tmp_path)  # every line parses and validates
+    records = read_dicts(tmp_path)  # every line parses and validates
     assert 2 <= len(records) < 12
     assert f"{len(records)} completed point(s) kept" in err
     assert results.read_text().endswith("\n")
@@ -123,31 +124,31 @@ def test_point_round_trip():
 
 
 def test_merge_runs_pools_samples_and_rescales_utilisation():
-    from nvila_bench.core.results import make_record, metric
+    from nvila_bench.core.results import Metric, Record
     from nvila_bench.runner.sweep import merge_runs
 
     def run(samples, peak):
         m = {
-            "ttft": metric(sorted(samples)[len(samples) // 2], "s", summary={}, samples=samples),
-            "vision_mfu": metric(0.5, "fraction", "measured") | {"of": "ttft"},
-            "peak_rss": metric(peak, "bytes"),
-            "vit_tiles": metric(17, "tiles"),
+            "ttft": Metric.timing(samples),
+            "vision_mfu": Metric.utilisation(0.5, "ttft"),
+            "peak_rss": Metric.measured(peak, "bytes", "lower", "max"),
+            "vit_tiles": Metric.measured(17, "tiles"),
         }
-        return make_record("prefill", {"preset": "nvila-tiny"}, m, "r")
+        return Record("prefill", {"preset": "nvila-tiny"}, m, "r")
 
-    merged = merge_runs([run([1.0, 1.0, 1.0], 10), run([2.0, 2.0, 2.0], 30), run([2.0, 2.0, 2.0], 20)])
+    merged = merge_runs([run([1.0, 1.0, 1.0], 10), run([2.0, 2.0, 2.0], 30), run([2.0, 2.0, 2.0], 20)]).to_dict()
     ttft = merged["metrics"]["ttft"]
     assert ttft["value"] == 2.0 and ttft["summary"]["n"] == 9 and len(ttft["samples"]) == 9
     assert ttft["summary"]["ci_low"] <= 1.0  # a run sitting at 1.0 can be drawn on its own
     assert merged["metrics"]["vision_mfu"]["value"] == pytest.approx(0.25)  # median doubled
     assert merged["metrics"]["peak_rss"]["value"] == 30 and merged["metrics"]["vit_tiles"]["value"] == 17
     assert merged["config"]["processes"] == 3
-    failed = make_record("prefill", {"preset": "nvila-tiny"}, {}, "r", status="oom", error="out of memory")
-    assert merge_runs([run([1.0], 1), failed])["status"] == "oom"
+    failed = Record("prefill", {"preset": "nvila-tiny"}, {}, "r", status="oom", error="out of memory")
+    assert merge_runs([run([1.0], 1), failed]).status == "oom"
 
 
 def test_measured_ceilings_feed_mfu_only_for_their_dtype(tmp_path):
-    from nvila_bench.suites.common import resolve_peaks
+    from nvila_bench.core.hardware import resolve_peaks
 
     (tmp_path / "ceilings.json").write_text(json.dumps({"device": "cpu", "dtype": "float32", "gemm_tflops": 0.5, "copy_gbs": 20.0}))
     peaks = resolve_peaks("cpu", "float32", ceilings=str(tmp_path / "ceilings.json"))
@@ -155,13 +156,13 @@ def test_measured_ceilings_feed_mfu_only_for_their_dtype(tmp_path):
     assert resolve_peaks("cpu", "bfloat16", ceilings=str(tmp_path / "ceilings.json")) is None
     assert resolve_peaks("cpu", "bfloat16", hardware="h100-sxm").flops == pytest.approx(989.4e12)
     assert main(["run", "prefill", "--preset", "vila-tiny", "--out", str(tmp_path), *FAST]) == 0
-    metrics = read_results(tmp_path)[0]["metrics"]
-    assert metrics["vision_mfu"]["of"] == "vision" and 0 < metrics["vision_mfu"]["value"] < 1
+    metrics = read_dicts(tmp_path)[0]["metrics"]
+    assert metrics["vision_mfu"]["derived_from"] == "vision" and 0 < metrics["vision_mfu"]["value"] < 1
 
 
 def test_each_dtype_of_a_sweep_gets_its_own_peaks(tmp_path):
     args = ["run", "prefill", "--preset", "vila-tiny", "--dtype", "float32", "--dtype", "bfloat16", "--hardware", "h100-sxm"]
     assert main([*args, "--out", str(tmp_path), *FAST]) == 0
-    fp32, bf16 = read_results(tmp_path)
+    fp32, bf16 = read_dicts(tmp_path)
     assert "vision_mfu" not in fp32["metrics"]  # the table has no fp32 tensor-core peak: no made-up MFU
     assert bf16["metrics"]["peaks_source"]["value"] == "table:h100-sxm" and "vision_mfu" in bf16["metrics"]

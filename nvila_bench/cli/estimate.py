@@ -68,11 +68,11 @@ def training_cost(hardware, image, text_tokens, samples, mfu, results, as_json, 
             "token_factor": Metric.analytic(est.token_factor, "x"),
             "fp8_factor": Metric(est.fp8_factor, "x", "measured" if est.fp8_source.startswith("measured") else "paper"),
             "pruning_factor": Metric(est.prune_factor, "x", "paper"),
-            "nvila_gpu_hours": Metric.analytic(est.gpu_hours("nvila-8b"), "GPU-h", "lower"),
-            "vila_gpu_hours": Metric.analytic(est.gpu_hours("vila1.5-8b"), "GPU-h", "lower"),
+            "nvila_gpu_hours": Metric.analytic(est.gpu_hours(est.nvila), "GPU-h", "lower"),
+            "vila_gpu_hours": Metric.analytic(est.gpu_hours(est.baseline), "GPU-h", "lower"),
         }
         config = {"preset": "nvila-8b", "device": "cuda", "hardware": est.hardware, "dtype": "bfloat16", "images": [data["image"]],
-                  "prompt_tokens": text_tokens, "extra": {"baseline": "vila1.5-8b", "mfu": mfu, "samples": est.samples}}  # fmt: skip
+                  "prompt_tokens": text_tokens, "extra": {"baseline": est.baseline, "mfu": mfu, "samples": est.samples}}  # fmt: skip
         writer = ResultWriter(out_dir)
         writer.write(Record("training-cost", config, m, new_run_id(), provenance="analytic"))
         click.echo(f"training-cost: 1 record -> {writer.path}", err=True)

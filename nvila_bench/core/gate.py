@@ -200,7 +200,7 @@ def gate(baseline: list[Record], candidate: list[Record], threshold: float = 0.0
         for name in names:
             bm = [r.metrics[name] for r in b_ok if name in r.metrics]
             cm = [r.metrics[name] for r in c_ok if name in r.metrics]
-            if not cm or bm[-1].provenance != "measured" or not _is_number(bm[-1].value) or not _is_number(cm[-1].value):
+            if not cm or bm[-1].provenance != "measured" or not (_is_number(bm[-1].value) and _is_number(cm[-1].value)):
                 continue
             if direction(bm + cm) is None:  # a count or a setting: nothing is better
                 not_gated.add(name)
@@ -210,7 +210,7 @@ def gate(baseline: list[Record], candidate: list[Record], threshold: float = 0.0
         if not_gated:
             raise IncomparableError(
                 f"none of the metrics {', '.join(sorted(wanted))} can be gated: {', '.join(sorted(not_gated))} "
-                "state(s) no better direction (lower or higher), so no change of it is a regression"
+                "state(s) no better direction (lower or higher), or its runs disagree on it, so no change of it is a regression"
             )
         raise IncomparableError(f"none of the metrics {', '.join(sorted(wanted))} is measured in the matching points")
     return GateResult(

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import torch
 
 CEILINGS_FILE = "ceilings.json"
 
@@ -150,7 +149,11 @@ def resolve_peaks(device: str, dtype: str, hardware: str | None = None, ceilings
     if same_kind and measured.get("dtype") == dtype:  # a bf16 GEMM rate is no ceiling for an fp32 run
         return Peaks(measured["gemm_tflops"] * 1e12, measured["copy_gbs"] * 1e9, f"measured:{ceilings}")
     entry = get_hardware(hardware) if hardware else None
-    if entry is None and device.startswith("cuda") and torch.cuda.is_available():
+    if entry is None and device.startswith("cuda"):
+        import torch  # here, not at the top: the report reads this table and never loads torch
+
+        if not torch.cuda.is_available():
+            return None
         entry = match_hardware(torch.cuda.get_device_name(torch.device(device)))
     if entry is None:
         return None

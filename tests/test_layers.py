@@ -1,0 +1,85 @@
+"""Architecture checks: the import layers (import-linter's contracts in pyproject.toml), the size of source
+files, and that a new suite is one module plus one registry line."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from conftest import read_dicts
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE_DIRS = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+
+
+def installed_layout(dest: Path) -> Path:
+    """The package as it installs (model/, suites/, reports/ inside nvila_bench/), copied under `dest`:
+    import-linter walks the package's folder, which in the repository lacks the three mapped subpackages."""
+    for package, folder in sorted(PACKAGE_DIRS.items()):
+        target = dest / package.replace(".", "/")
+        shutil.copytree(REPO / folder, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def test_import_layers_hold(tmp_path):
+    site = installed_layout(tmp_path / "site")
+    env = os.environ | {"PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1"}
+    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or "lint-imports"
+    proc = subprocess.run([lint, str(REPO / "pyproject.toml"), "--no-cache"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Contracts: 3 kept, 0 broken" in proc.stdout
+
+
+def test_an_upward_import_breaks_the_layers(tmp_path):
+    site = installed_layout(tmp_path / "site")
+    (site / "nvila_bench" / "core" / "upward.py").write_text("from nvila_bench.suites import registry\n")
+    env = os.environ | {"PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1"}
+    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or "lint-imports"
+    proc = subprocess.run([lint, str(REPO / "pyproject.toml"), "--no-cache"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 1 and "nvila_bench.core.upward -> nvila_bench.suites.registry" in proc.stdout
+
+
+def test_no_source_file_over_400_lines():
+    files = [p for folder in ("nvila_bench", "model", "suites", "reports") for p in (REPO / folder).rglob("*.py")]
+    long = {str(p.relative_to(REPO)): n for p in files if (n := len(p.read_text().splitlines())) > 400}
+    assert files and not long
+
+
+EXAMPLE_SUITE = '''
+from nvila_bench.core.results import Metric
+from nvila_bench.model import count_visual_tokens, get_preset
+
+from .registry import Option, Suite
+
+
+def measure(point, session):
+    count = count_visual_tokens(get_preset(point.preset), point.images, point.video_frames, point.temporal_pool)
+    return {"media_tokens": Metric.measured(count.total_tokens * point.extra["scale"], "tokens")}
+
+
+SUITE = Suite("example", "Counts tokens.", measure, options=(Option("scale", "A factor.", int, 1),))
+'''
+
+
+def test_a_new_suite_is_one_module_and_one_registry_line(tmp_path, monkeypatch):
+    """What docs/architecture.md tells a newcomer: write suites/example.py, add one line to REGISTRY."""
+    import nvila_bench.suites
+    from nvila_bench.cli import main
+    from nvila_bench.suites import registry
+
+    folder = tmp_path / "suites"
+    folder.mkdir()
+    (folder / "example.py").write_text(EXAMPLE_SUITE)
+    monkeypatch.setattr(nvila_bench.suites, "__path__", [*nvila_bench.suites.__path__, str(folder)])
+    monkeypatch.setitem(registry.REGISTRY, "example", "example")
+    out = tmp_path / "out"
+    assert main(["run", "example", "--preset", "nvila-tiny", "--image", "1920x1080", "--scale", "3", "--out", str(out)]) == 0
+    (record,) = read_dicts(out)
+    assert record["suite"] == "example" and record["status"] == "ok"
+    assert record["metrics"]["media_tokens"]["value"] == 3 * 3073  # NVILA-8B geometry at 1920x1080, times --scale
+    assert record["config"]["extra"] == {"scale": 3}  # the suite's options are recorded with the point
+    assert main(["run", "example", "--preset", "nvila-tiny", "--recipe", "x", "--out", str(out)]) == 2
