@@ -1,4 +1,4 @@
-"""Checkpoints in the official NVILA / VILA1.5 directory layout (reference §11), safetensors only.
+"""Checkpoints in the official NVILA / VILA1.5 directory layout (reference docs/reference.md#checkpoint-layout), safetensors only.
 
     <dir>/config.json                 top-level VLM config (image_aspect_ratio, s2_scales, ...)
     <dir>/llm/                        config.json + *.safetensors (sharded with an index, or not)
@@ -146,7 +146,7 @@ def _config_from_checkpoint(path: str | Path, name: str | None) -> NVILAConfig:
         s2_scales=tuple(int(s) for s in str(top.get("s2_scales", "448,896,1344")).split(",")),
         min_tiles=top.get("min_tiles", 1),
         max_tiles=top.get("max_tiles", 12),
-        separator=family != "vila1.5",  # VILA1.5-era code appended no "\n" after media (§3.3)
+        separator=family != "vila1.5",  # VILA1.5-era code appended no "\n" after media (docs/reference.md#vila15)
         tile_newline_text=family == "nvila-lite",
         temporal_pool=_tsp_pool(top.get("video_encoder")),
         num_video_frames=top.get("num_video_frames", 8),
@@ -156,7 +156,7 @@ def _config_from_checkpoint(path: str | Path, name: str | None) -> NVILAConfig:
             type=projector_type,
             mm_hidden_size=top.get("mm_hidden_size", vision.hidden_size * (len(media.s2_scales) if image_mode == "dynamic_s2" else 1)),
             hidden_size=llm.hidden_size,
-            token_order="column" if family == "vila1.5" else "row",  # VILA1.5 was trained on the old order (§4)
+            token_order="column" if family == "vila1.5" else "row",  # VILA1.5 was trained on the old order (docs/reference.md#projectors-and-spatial-token-concatenation-stc)
         )
         return NVILAConfig(name or root.name, family, vision, projector, llm, media, f"checkpoint {root}")
     except ValueError as e:

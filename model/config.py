@@ -1,7 +1,7 @@
 """Configuration dataclasses for the NVILA / VILA1.5 reference model.
 
 One `NVILAConfig` = vision tower (SigLIP) + projector + LLM + media rules. Every field mirrors a key of the
-official checkpoint layout (`../shared/reference/nvila.md` §1, §2, §11) so a config can be read from, and
+official checkpoint layout (docs/reference.md#model-family, docs/reference.md#vision-encoder, docs/reference.md#checkpoint-layout) so a config can be read from, and
 written back to, a checkpoint directory without loss.
 """
 
@@ -14,7 +14,7 @@ ImageMode = Literal["dynamic_s2", "dynamic", "resize"]
 ProjectorType = Literal["mlp2x_gelu", "mlp_downsample", "mlp_downsample_2x2_fix", "mlp_downsample_3x3_fix"]
 TokenOrder = Literal["row", "column"]
 
-# STC window per projector type (§4); mlp2x_gelu is the uncompressed 1x1 baseline.
+# STC window per projector type (docs/reference.md#projectors-and-spatial-token-concatenation-stc); mlp2x_gelu is the uncompressed 1x1 baseline.
 PROJECTOR_WINDOW = {
     "mlp2x_gelu": 1,
     "mlp_downsample": 2,
@@ -22,7 +22,7 @@ PROJECTOR_WINDOW = {
     "mlp_downsample_3x3_fix": 3,
 }
 
-# NVILA token ids (§6). Media ids lie beyond the LLM vocabulary and are never embedded.
+# NVILA token ids (docs/reference.md#prompt-and-token-assembly). Media ids lie beyond the LLM vocabulary and are never embedded.
 IMAGE_TOKEN_ID = 151649
 VIDEO_TOKEN_ID = 151650
 QWEN2_NEWLINE_ID = 198
@@ -30,7 +30,7 @@ QWEN2_NEWLINE_ID = 198
 
 @dataclass(frozen=True)
 class VisionConfig:
-    """SigLIP vision tower (§2). Defaults: so400m/14 at 448 px as in NVILA."""
+    """SigLIP vision tower (docs/reference.md#vision-encoder). Defaults: so400m/14 at 448 px as in NVILA."""
 
     image_size: int = 448  # tile side in pixels
     patch_size: int = 14
@@ -61,12 +61,12 @@ class VisionConfig:
 
 @dataclass(frozen=True)
 class ProjectorConfig:
-    """Multimodal projector (§4): STC reshape, then an MLP to the LLM width."""
+    """Multimodal projector (docs/reference.md#projectors-and-spatial-token-concatenation-stc): STC reshape, then an MLP to the LLM width."""
 
     type: ProjectorType = "mlp_downsample"
     mm_hidden_size: int = 3456  # C: vision width x number of S2 scales
     hidden_size: int = 3584  # H: LLM width
-    token_order: TokenOrder = "row"  # "column" reproduces VILA1.5-era DownSampleBlock (§4)
+    token_order: TokenOrder = "row"  # "column" reproduces VILA1.5-era DownSampleBlock (docs/reference.md#projectors-and-spatial-token-concatenation-stc)
 
     def __post_init__(self):
         if self.type not in PROJECTOR_WINDOW:
@@ -96,7 +96,7 @@ class LLMConfig:
     max_position_embeddings: int = 32768
     bos_token_id: int | None = 151643
     eos_token_id: int = 151645
-    newline_token_id: int = QWEN2_NEWLINE_ID  # tokenizer("\n"): the media separator (§6)
+    newline_token_id: int = QWEN2_NEWLINE_ID  # tokenizer("\n"): the media separator (docs/reference.md#prompt-and-token-assembly)
 
     def __post_init__(self):
         if self.arch not in ("qwen2", "llama"):
@@ -111,15 +111,15 @@ class LLMConfig:
 
 @dataclass(frozen=True)
 class MediaConfig:
-    """How images and videos become tiles and LLM positions (§3, §5)."""
+    """How images and videos become tiles and LLM positions (docs/reference.md#image-preprocessing-and-token-counts, docs/reference.md#video-and-temporal-pooling-tsp)."""
 
     image_mode: ImageMode = "dynamic_s2"
     s2_scales: tuple[int, ...] = (448, 896, 1344)
     min_tiles: int = 1
     max_tiles: int = 12
     separator: bool = True  # append the "\n" embedding after each image / frame / tile
-    tile_newline_text: bool = False  # NVILA-Lite: each tile's "<image>\n" adds a literal "\n" token (§3.2)
-    temporal_pool: tuple[int, int, int] | None = None  # TSP pool size (frames, rows, cols) (§5)
+    tile_newline_text: bool = False  # NVILA-Lite: each tile's "<image>\n" adds a literal "\n" token (docs/reference.md#nvila-lite-dynamic-tiling)
+    temporal_pool: tuple[int, int, int] | None = None  # TSP pool size (frames, rows, cols) (docs/reference.md#video-and-temporal-pooling-tsp)
     num_video_frames: int = 8
     image_token_id: int = IMAGE_TOKEN_ID
     video_token_id: int = VIDEO_TOKEN_ID

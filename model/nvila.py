@@ -7,7 +7,7 @@ The media stages stay differentiable (the training suites backpropagate through 
 calls in `torch.inference_mode()`. The LLM inference stages (prefill, decode_step) run in inference
 mode themselves.
 
-Media assembly follows upstream `LlavaMetaForCausalLM._embed` (§6): each media placeholder id in the prompt
+Media assembly follows upstream `LlavaMetaForCausalLM._embed` (docs/reference.md#prompt-and-token-assembly): each media placeholder id in the prompt
 is replaced by its block (visual tokens + "\\n" separator embeddings); placeholder ids are masked before the
 embedding lookup, never embedded.
 """
@@ -145,7 +145,7 @@ class NVILAModel(nn.Module):
     def _video_block(self, feats: torch.Tensor, item: VideoFrames, temporal_pool: bool) -> torch.Tensor:
         tokens = self.mm_projector(self._feature_maps(feats))  # (frames, tokens, H)
         pool = temporal_pool_size(self.config, tokens.shape[0], temporal_pool)
-        if pool:  # TSP: average non-overlapping (frames x rows x cols) groups, after the projector (§5)
+        if pool:  # TSP: average non-overlapping (frames x rows x cols) groups, after the projector (docs/reference.md#video-and-temporal-pooling-tsp)
             pt, ph, pw = pool
             n, t, h = tokens.shape
             s = round(t**0.5)

@@ -1,4 +1,4 @@
-"""Closed-form parameter counts from a config (reference §1, §2, §4): no module is built.
+"""Closed-form parameter counts from a config (reference docs/reference.md#model-family, docs/reference.md#vision-encoder, docs/reference.md#projectors-and-spatial-token-concatenation-stc): no module is built.
 
 The tests check these against the modules transformers builds, and against the reference's figures
 (NVILA-8B: LLM 7,612,634,624 + ViT 413,327,088 + projector 62,425,088).

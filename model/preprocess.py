@@ -1,4 +1,4 @@
-"""Image and video preprocessing as pure functions: PIL images in, normalised pixel tiles out (§2, §3, §5).
+"""Image and video preprocessing as pure functions: PIL images in, normalised pixel tiles out (docs/reference.md#vision-encoder, docs/reference.md#image-preprocessing-and-token-counts, docs/reference.md#video-and-temporal-pooling-tsp).
 
 Crops are made with PIL `resize` (bicubic) as upstream does; the SigLIP image processor then rescales by
 1/255 and normalises with mean = std = 0.5, i.e. pixels in [-1, 1].
@@ -92,7 +92,7 @@ def preprocess_media(cfg: NVILAConfig, images: list[Image.Image] = (), video: li
 
 
 def sample_frame_indices(frame_count: int, num_frames: int, fps: float = 0.0, video_fps: float = 30.0) -> list[int]:
-    """Which decoded frames a video contributes (upstream `llava/utils/media.py`, reference §5).
+    """Which decoded frames a video contributes (upstream `llava/utils/media.py`, reference docs/reference.md#video-and-temporal-pooling-tsp).
 
     fps == 0: `num_frames` indices spread evenly over the clip, rounded (duplicates kept for short clips).
     fps > 0: timestamps 0, 1/fps, ... before the clip ends, the first `num_frames` of them, each mapped to

@@ -1,6 +1,6 @@
 """Preset registry: the published NVILA / VILA1.5 shapes and tiny CPU-sized stand-ins.
 
-Real presets follow `../shared/reference/nvila.md` §1 (tags there say which dimensions are confirmed by an
+Real presets follow docs/reference.md#model-family (tags there say which dimensions are confirmed by an
 official config). Tiny presets keep the real tile size, patch size, projector and token geometry, so
 token counts are identical to the real model, with small widths and two layers so a forward pass takes
 well under a second on CPU.
@@ -14,7 +14,7 @@ from .config import LLMConfig, MediaConfig, NVILAConfig, ProjectorConfig, Vision
 
 SIGLIP_384 = VisionConfig(image_size=384)  # VILA1.5 towers: 27x27 patches
 
-QWEN25_7B = LLMConfig()  # NVILA-8B LLM (§1, [C])
+QWEN25_7B = LLMConfig()  # NVILA-8B LLM (docs/reference.md#model-family, [C])
 QWEN2_15B = LLMConfig(hidden_size=1536, num_heads=12, num_kv_heads=2, intermediate_size=8960, tie_word_embeddings=True)
 SHEARED_LLAMA_27B = LLMConfig(
     arch="llama", hidden_size=2560, num_layers=32, num_heads=20, num_kv_heads=20, intermediate_size=6912,

@@ -1,4 +1,4 @@
-"""Multimodal projectors (reference §4, upstream `base_projector.py`).
+"""Multimodal projectors (reference docs/reference.md#projectors-and-spatial-token-concatenation-stc, upstream `base_projector.py`).
 
 STC (spatial-to-channel) concatenates each k x k window of vision tokens into one token of k^2 times the
 width; an MLP then maps it to the LLM width. Layer indices match upstream so state-dict keys

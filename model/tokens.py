@@ -1,4 +1,4 @@
-"""Visual token counts without building a model (reference §3.4 pseudo-code, §5 budgets).
+"""Visual token counts without building a model (reference docs/reference.md#worked-examples pseudo-code, docs/reference.md#video-and-temporal-pooling-tsp budgets).
 
 `tokens` counts every embedding a medium contributes to the LLM sequence (separators and NVILA-Lite's
 per-tile "\\n" text token included); `visual_tokens` counts projector outputs only.
@@ -59,7 +59,7 @@ class TokenCount:
 
 def image_layout(cfg: NVILAConfig, width: int, height: int, multi_image: bool) -> TileLayout:
     """Tiling of one image. Dynamic-S2 and dynamic tiling apply to a lone image only; an image among
-    several (or a video frame) is a plain resize to one tile (§3.1, §3.2)."""
+    several (or a video frame) is a plain resize to one tile (docs/reference.md#dynamic-s2, docs/reference.md#nvila-lite-dynamic-tiling)."""
     _check_size(width, height)
     media = cfg.media
     if multi_image or media.image_mode == "resize":
@@ -104,7 +104,7 @@ def temporal_pool_size(cfg: NVILAConfig, frames: int, temporal_pool: bool) -> tu
 
 def video_tokens(cfg: NVILAConfig, frames: int, temporal_pool: bool = True) -> VideoTokens:
     """Frames are resized to one tile each; TSP (if the preset has it and it is on) averages groups of
-    frames after the projector, and each (pooled) frame gets its own separator (§5)."""
+    frames after the projector, and each (pooled) frame gets its own separator (docs/reference.md#video-and-temporal-pooling-tsp)."""
     if frames < 1:
         raise ValueError(f"video frames must be a positive integer, got {frames}")
     pool = temporal_pool_size(cfg, frames, temporal_pool)

@@ -1,5 +1,5 @@
 """What the training and fine-tuning suites share: which parameters learn (NVILA's training stages and the
-fine-tuning recipes of §7), LoRA / QLoRA through peft, the optimizer, a synthetic batch with the real token
+fine-tuning recipes of docs/reference.md#training-and-fine-tuning-recipes), LoRA / QLoRA through peft, the optimizer, a synthetic batch with the real token
 geometry, one optimizer step, and byte counts of weights, gradients, optimizer state and activations.
 
 A recipe names what learns in each part: vision tower x LLM, the projector always trains (as in every
@@ -23,7 +23,7 @@ from .vision import _body
 
 VISION_MODES = ("frozen", "ln", "lora", "full")
 LLM_MODES = ("frozen", "lora", "qlora", "full")
-# NVILA's training stages (§7): what learns in each.
+# NVILA's training stages (docs/reference.md#training-and-fine-tuning-recipes): what learns in each.
 STAGES = {"projector": ("frozen", "frozen"), "projector-llm": ("frozen", "full"), "full": ("full", "full")}
 # Named fine-tuning recipes; "nvila" is the paper's: ViT LayerNorms + LLM LoRA, ViT LR 5x lower.
 NAMED = {"nvila": ("ln", "lora"), "full-full": ("full", "full")}
@@ -158,7 +158,7 @@ def trainable_counts(model: NVILAModel) -> dict[str, int]:
 
 
 def build_optimizer(model: NVILAModel, recipe: Recipe, lr: float = 2e-5, fused: bool | None = None) -> torch.optim.AdamW:
-    """AdamW, no weight decay (§7); the ViT's group at lr * vit_lr_ratio. Fused kernel on CUDA."""
+    """AdamW, no weight decay (docs/reference.md#training-and-fine-tuning-recipes); the ViT's group at lr * vit_lr_ratio. Fused kernel on CUDA."""
     vision = [p for p in model.vision_tower.parameters() if p.requires_grad]
     rest = [p for m in (model.mm_projector, model.llm) for p in m.parameters() if p.requires_grad]
     groups = [g for g in ({"params": rest, "lr": lr}, {"params": vision, "lr": lr * recipe.vit_lr_ratio}) if g["params"]]

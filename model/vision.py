@@ -1,4 +1,4 @@
-"""SigLIP vision tower (transformers `SiglipVisionModel`) and the Dynamic-S2 feature merge (§2, §3.1)."""
+"""SigLIP vision tower (transformers `SiglipVisionModel`) and the Dynamic-S2 feature merge (docs/reference.md#vision-encoder, docs/reference.md#dynamic-s2)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def _body(tower: SiglipVisionModel):
 
 def vision_features(tower: SiglipVisionModel, pixels: torch.Tensor, layers_used: int) -> torch.Tensor:
     """(T, 3, S, S) -> (T, patches, C): hidden_states[select_layer], i.e. the output of encoder layer
-    `layers_used`, before post_layernorm. Later layers are never run: their output is unused (§2)."""
+    `layers_used`, before post_layernorm. Later layers are never run: their output is unused (docs/reference.md#vision-encoder)."""
     body = _body(tower)
     hidden = body.embeddings(pixels)
     for layer in body.encoder.layers[:layers_used]:

@@ -1,4 +1,4 @@
-"""Fine-tuning memory suite: memory and speed of each tuning recipe, measured and predicted (§7, paper
+"""Fine-tuning memory suite: memory and speed of each tuning recipe, measured and predicted (docs/reference.md#training-and-fine-tuning-recipes, paper
 Table 5 of v1 / Table 6 of v3).
 
 Recipes are vision tower x LLM: {frozen, ln, lora, full} x {lora, qlora, full}; the projector always

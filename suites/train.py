@@ -1,5 +1,5 @@
 """Training suite: real optimizer steps of NVILA's training stages on synthetic batches with the real token
-geometry (§7).
+geometry (docs/reference.md#training-and-fine-tuning-recipes).
 
 One iteration = one optimizer step: `grad_accum` micro-batches of `batch_size` samples (each with its own
 synthetic images / frames), forward, backward, then AdamW (fused on CUDA). Stages: "projector" (stage 1,

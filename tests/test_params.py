@@ -1,4 +1,4 @@
-"""Parameter counts: closed form == the modules transformers builds == the reference's figures (§1, §2)."""
+"""Parameter counts: closed form == the modules transformers builds == the reference's figures (docs/reference.md#model-family, docs/reference.md#vision-encoder)."""
 
 import dataclasses
 

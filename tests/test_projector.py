@@ -1,4 +1,4 @@
-"""Projectors: STC against a naive loop, exact layer shapes and state-dict names (§4)."""
+"""Projectors: STC against a naive loop, exact layer shapes and state-dict names (docs/reference.md#projectors-and-spatial-token-concatenation-stc)."""
 
 import pytest
 import torch
@@ -65,7 +65,7 @@ def test_projector_params_and_upstream_key_names(preset, params, keys):
 
 
 def test_lite_15b_projector_matches_published_file_size():
-    # Lite-15B (H 5120): 79,782,272 params = the 160 MB bf16 file of the reference (§1, §4)
+    # Lite-15B (H 5120): 79,782,272 params = the 160 MB bf16 file of the reference (docs/reference.md#model-family, docs/reference.md#projectors-and-spatial-token-concatenation-stc)
     assert projector_params(ProjectorConfig("mlp_downsample_3x3_fix", 1152, 5120)) == 79_782_272
 
 

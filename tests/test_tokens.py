@@ -1,11 +1,11 @@
-"""Token counts: the reference's worked examples (§3.4), multi-image and video budgets (§3, §5)."""
+"""Token counts: the reference's worked examples (docs/reference.md#worked-examples), multi-image and video budgets (docs/reference.md#image-preprocessing-and-token-counts, docs/reference.md#video-and-temporal-pooling-tsp)."""
 
 import pytest
 
 from nvila_bench.model import count_visual_tokens, get_preset
 from nvila_bench.model.tiling import candidate_grids, closest_grid
 
-# (W, H): NVILA-8B grid, ViT tiles, visual, LLM pos | Lite grid, tiles, visual, LLM pos  (reference §3.4)
+# (W, H): NVILA-8B grid, ViT tiles, visual, LLM pos | Lite grid, tiles, visual, LLM pos  (reference docs/reference.md#worked-examples)
 WORKED = {
     (448, 448): ((3, 3), 14, 2304, 2305, (1, 1), 1, 121, 123),
     (640, 480): ((4, 3), 17, 3072, 3073, (4, 3), 13, 1573, 1599),
@@ -78,7 +78,7 @@ def test_multi_image_requests_skip_tiling(preset, per_image):
 @pytest.mark.parametrize(
     "preset, frames, pool, tokens",
     [
-        ("nvila-8b", 8, True, 2056),  # §5 budgets: no TSP in the image model
+        ("nvila-8b", 8, True, 2056),  # docs/reference.md#video-and-temporal-pooling-tsp budgets: no TSP in the image model
         ("nvila-8b", 32, True, 8224),
         ("nvila-8b", 64, True, 16448),
         ("nvila-lite-8b", 8, True, 976),

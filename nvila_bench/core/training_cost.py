@@ -8,7 +8,7 @@ Training FLOPs per sample come from the cost model (every part learns: the SFT s
   resolution up, then compresses: at high resolution it can cost *more* per sample than VILA1.5);
 - FP8: measured train-suite samples/s, FP8 over BF16 (same preset, hardware), else the paper's Table 5
   ratio 390.1 / 199.2 (provenance "paper");
-- pruning: DeltaLoss keeps 50% of the SFT data (§7) -> 2x.
+- pruning: DeltaLoss keeps 50% of the SFT data (docs/reference.md#training-and-fine-tuning-recipes) -> 2x.
 Sample counts: the reference gives the SFT stage's (~10M samples, pruned to 5M); other stages need
 `--samples stage=N`. The MFU is an assumption of the estimate (default 40%), recorded with it.
 The VILA1.5 model compared is NVILA-8B's `baseline` role in the preset registry; FP8 and pruning apply to the
@@ -30,9 +30,9 @@ if TYPE_CHECKING:
 
 NVILA = "nvila-8b"  # the model whose cost the paper states; its baseline comes from the preset's roles
 
-SFT_SAMPLES = 10_000_000  # §7: "~10M SFT mix pruned to 5M by DeltaLoss"
-PRUNE_KEEP = 0.5  # §7: DeltaLoss rho = 50%
-PAPER_FP8 = 390.1 / 199.2  # §8, FP8 training table (no gradient checkpointing)
+SFT_SAMPLES = 10_000_000  # docs/reference.md#training-and-fine-tuning-recipes: "~10M SFT mix pruned to 5M by DeltaLoss"
+PRUNE_KEEP = 0.5  # docs/reference.md#training-and-fine-tuning-recipes: DeltaLoss rho = 50%
+PAPER_FP8 = 390.1 / 199.2  # docs/reference.md#published-efficiency-numbers, FP8 training table (no gradient checkpointing)
 ALL_LEARN = {"vision": "weights", "projector": "weights", "llm": "weights"}
 
 
