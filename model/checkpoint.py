@@ -23,7 +23,6 @@ from .config import LLMConfig, MediaConfig, NVILAConfig, ProjectorConfig, Vision
 from .nvila import NVILAModel, _default_dtype, llm_hf_config
 from .vision import siglip_config
 
-COMPONENTS = {"llm": "llm", "vision_tower": "vision_tower", "mm_projector": "mm_projector"}
 VISION_PREFIX = "vision_model."
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 NEWLINE_IDS = {"qwen2": 198, "llama": 13}  # tokenizer("\n") of the Qwen2 and LLaMA-2 tokenizers

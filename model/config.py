@@ -183,6 +183,3 @@ class NVILAConfig:
         side = -(-self.vision.grid // self.projector.window)
         return side * side
 
-    def with_changes(self, **sections) -> "NVILAConfig":
-        """Copy with whole sections or fields replaced, e.g. `cfg.with_changes(name="x")`."""
-        return replace(self, **sections)

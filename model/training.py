@@ -76,12 +76,6 @@ class Recipe:
     def uses_lora(self) -> bool:
         return self.vision == "lora" or self.llm in ("lora", "qlora")
 
-    def to_config(self) -> dict:
-        d = asdict(self)
-        d["lora"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["lora"].items()} if self.uses_lora else None
-        return d
-
-
 def unused_vision_parameters(model: NVILAModel) -> list[nn.Parameter]:
     """ViT parameters the model never runs: layers after the feature layer, post_layernorm, the head."""
     body = _body(model.vision_tower)

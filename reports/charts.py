@@ -13,7 +13,6 @@ import io
 
 from nvila_bench.model.stages import LLM_PREFILL, PREPROCESS, PROJECTOR, VISION
 
-PROVENANCE_COLOURS = {"measured": "#1f77b4", "analytic": "#9e9e9e", "paper": "#d62728"}
 STAGE_COLOURS = {  # the prefill stages (model.stages), then the decode of the remaining tokens
     PREPROCESS: "#8c564b", VISION: "#1f77b4", PROJECTOR: "#ff7f0e", LLM_PREFILL: "#2ca02c", "decode": "#9467bd",
 }  # fmt: skip

@@ -4,7 +4,7 @@ import sys
 
 import torch
 
-from nvila_bench.core.env import capture_environment, environment_fingerprint
+from nvila_bench.core.env import capture_environment
 
 
 def test_capture_is_json_serialisable_and_complete():
@@ -126,16 +126,3 @@ def test_cuda_visible_devices_selects_and_orders_gpus(monkeypatch):
     assert env["gpu"] is None and env["gpu_error"]
 
 
-def test_fingerprint_is_stable_and_tracks_comparability():
-    a = environment_fingerprint(capture_environment("sdpa", "cpu"))
-    assert re.fullmatch(r"[0-9a-f]{12}", a)
-    assert environment_fingerprint(capture_environment("sdpa", "cpu")) == a
-    assert environment_fingerprint(capture_environment("eager", "cpu")) != a
-
-
-def test_fingerprint_ignores_clocks_but_not_gpu_names():
-    gpu = {"name": "NVIDIA H100 80GB HBM3", "driver_version": "550", "sm_clock_mhz": 1980}
-    env = {"torch": "2.13", "device": "cuda", "gpu": [gpu]}
-    base = environment_fingerprint(env)
-    assert environment_fingerprint(env | {"gpu": [gpu | {"sm_clock_mhz": 345}]}) == base
-    assert environment_fingerprint(env | {"gpu": [gpu | {"name": "NVIDIA H200"}]}) != base

@@ -65,19 +65,6 @@ def capture_environment(attn_implementation: str | None = None, device: str = "c
     return env
 
 
-def environment_fingerprint(env: dict) -> str:
-    """12 hex chars identifying the comparable part of `env`, so results can be grouped by it.
-
-    Clocks, temperatures and the git revision are left out on purpose: they vary between runs that should
-    still land in the same group.
-    """
-    gpus = env.get("gpu") or []
-    key = {field: env.get(field) for field in FINGERPRINT_FIELDS}
-    key["gpus"] = [[gpu.get("name"), gpu.get("driver_version")] for gpu in gpus]
-    blob = json.dumps(key, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
 def gpu_info() -> dict:
     """{"gpu": [per-GPU dict, ...]} from NVML, or {"gpu": None, "gpu_error": why} when NVML is unusable.
 

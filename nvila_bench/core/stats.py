@@ -51,23 +51,6 @@ class Summary:
             raise KeyError(f"Summary dict lacks {', '.join(missing)}")
         return cls(unit=str(d["unit"]), n=int(d["n"]), **{name: float(d[name]) for name in _FLOAT_FIELDS})
 
-    def scaled(self, factor: float, unit: str) -> Summary:
-        """The same distribution in another unit (e.g. s -> ms with factor 1000); n and cv do not change.
-
-        A negative factor would swap min/max and the CI bounds, so it is refused rather than half-handled.
-        """
-        if not factor >= 0:
-            raise ValueError(f"scale factor must be >= 0, got {factor}")
-        values = {name: getattr(self, name) * factor for name in _FLOAT_FIELDS if name != "cv"}
-        return Summary(unit=unit, n=self.n, cv=self.cv, **values)
-
-    def overlaps(self, other: Summary) -> bool:
-        """Whether the two median CIs overlap: if they do, the runs are not clearly different."""
-        if self.unit != other.unit:
-            raise ValueError(f"cannot compare summaries in {self.unit!r} and {other.unit!r}")
-        return self.ci_low <= other.ci_high and other.ci_low <= self.ci_high
-
-
 def _as_samples(samples: Samples) -> np.ndarray:
     """Samples as a 1-D float64 array; empty or non-finite input is an error, since every statistic would lie."""
     x = np.asarray(samples, dtype=np.float64)
@@ -79,13 +62,6 @@ def _as_samples(samples: Samples) -> np.ndarray:
     if bad.any():
         raise ValueError(f"samples must be finite: {int(bad.sum())} of {x.size} are NaN or infinite")
     return x
-
-
-def percentile(samples: Samples, q: float) -> float:
-    """The q-th percentile, q in [0, 100], by linear interpolation (numpy's default method)."""
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile q must be in [0, 100], got {q}")
-    return float(np.percentile(_as_samples(samples), q))
 
 
 def bootstrap_median_ci(
