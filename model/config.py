@@ -7,7 +7,7 @@ written back to, a checkpoint directory without loss.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 ImageMode = Literal["dynamic_s2", "dynamic", "resize"]

@@ -10,7 +10,7 @@ the training stages are recipes too ("projector", "projector-llm", "full").
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn

@@ -155,7 +155,7 @@ def run_suite(suite: Suite, c: dict, options: dict) -> int:
     ceilings = c["ceilings_file"] or _existing(Path(c["out_dir"]) / "ceilings.json")
     dtypes = {j.point.dtype for j in jobs} | ({"bfloat16"} if any(j.point.extra.get("autocast") for j in jobs) else set())
     peaks = {dtype: resolve_peaks(device, dtype, c["hardware"], ceilings) for dtype in dtypes}
-    session = Session(measure, peaks, Path(c["out_dir"]), {"hardware": c["hardware"]})
+    session = Session(measure, peaks, Path(c["out_dir"]))
     environment = capture_environment(c["attn"], device)
     show = not c["quiet"] and sys.stderr.isatty()
     bar = click.progressbar(length=len(jobs), label=f"{suite.name}: {len(jobs)} points", file=sys.stderr, show_eta=True,

@@ -7,9 +7,7 @@ A latency number is only meaningful next to the GPU, driver, clocks and library 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import json
 import os
 import platform
 import subprocess

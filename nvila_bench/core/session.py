@@ -23,7 +23,6 @@ class Session:
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     peaks: dict[str, Peaks | None] = field(default_factory=dict)  # dtype -> peaks (None: unknown here)
     out_dir: Path | None = None  # where a suite may put files beside results.jsonl (profiler traces)
-    options: dict = field(default_factory=dict)  # run-wide options a suite reads (e.g. the hardware entry)
     _key: tuple | None = field(default=None, repr=False)
     _model: object = field(default=None, repr=False)
 
