@@ -20,9 +20,11 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[test]' $(TORCH) $(EXTRA_PINS)
+	@# --no-warn-conflicts: once lmms-eval is in the venv, every install would print ~30 "lmms-eval 0.7.3 requires
+	@# ..., which is not installed" lines (pip logs them at CRITICAL, past -q). pip check below stays the gate.
+	$(BIN)/python -m pip install -q --no-warn-conflicts -e '.[test]' $(TORCH) $(EXTRA_PINS)
 	$(BIN)/python -m pip install -q --no-deps $(LMMS_EVAL)
-	$(BIN)/python -m pip install -q $(LMMS_DEPS) $(TORCH) $(EXTRA_PINS)
+	$(BIN)/python -m pip install -q --no-warn-conflicts $(LMMS_DEPS) $(TORCH) $(EXTRA_PINS)
 	@# pip check must be clean, except for lmms-eval's deliberately skipped model extras
 	$(BIN)/python -m pip check > $(VENV)/pip-check.txt || true
 	! grep -v -e '^lmms-eval ' -e '^No broken requirements' $(VENV)/pip-check.txt

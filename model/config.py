@@ -27,6 +27,10 @@ IMAGE_TOKEN_ID = 151649
 VIDEO_TOKEN_ID = 151650
 QWEN2_NEWLINE_ID = 198
 
+# Sane maxima, checked before anything is built (a config.json is untrusted input): 8x the largest published
+# model in each dimension or more, small enough that counting or building never runs for minutes.
+MAX_LAYERS, MAX_WIDTH, MAX_VOCAB, MAX_TILES, MAX_PIXELS = 1024, 65536, 10**7, 128, 16384
+
 
 @dataclass(frozen=True)
 class VisionConfig:
@@ -43,6 +47,10 @@ class VisionConfig:
     use_head: bool = False  # attention-pooling head; NVILA stores none
 
     def __post_init__(self):
+        _check_ints("vision", self, image_size=MAX_PIXELS, patch_size=MAX_PIXELS, hidden_size=MAX_WIDTH,
+                    intermediate_size=4 * MAX_WIDTH, num_layers=MAX_LAYERS, num_heads=MAX_WIDTH)
+        _check_ints("vision", self, select_layer=(-MAX_LAYERS - 1, MAX_LAYERS))
+        _check_positive("vision", self, "layer_norm_eps")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"vision hidden_size {self.hidden_size} not divisible by {self.num_heads} heads")
         if not 1 <= self.layers_used <= self.num_layers:
@@ -69,10 +77,11 @@ class ProjectorConfig:
     token_order: TokenOrder = "row"  # "column" reproduces VILA1.5-era DownSampleBlock (docs/reference.md#projectors-and-spatial-token-concatenation-stc)
 
     def __post_init__(self):
-        if self.type not in PROJECTOR_WINDOW:
+        if not isinstance(self.type, str) or self.type not in PROJECTOR_WINDOW:
             raise ValueError(f"unknown projector type {self.type!r}; known: {', '.join(PROJECTOR_WINDOW)}")
         if self.token_order not in ("row", "column"):
             raise ValueError(f"token_order must be 'row' or 'column', not {self.token_order!r}")
+        _check_ints("projector", self, mm_hidden_size=MAX_WIDTH * MAX_TILES, hidden_size=MAX_WIDTH)
 
     @property
     def window(self) -> int:
@@ -101,6 +110,11 @@ class LLMConfig:
     def __post_init__(self):
         if self.arch not in ("qwen2", "llama"):
             raise ValueError(f"unknown LLM arch {self.arch!r}; known: qwen2, llama")
+        _check_ints("LLM", self, hidden_size=MAX_WIDTH, num_layers=MAX_LAYERS, num_heads=MAX_WIDTH, num_kv_heads=MAX_WIDTH,
+                    intermediate_size=4 * MAX_WIDTH, vocab_size=MAX_VOCAB, max_position_embeddings=10**8)
+        _check_ints("LLM", self, newline_token_id=(0, 10**8), **{
+            k: (0, 10**8) for k in ("bos_token_id", "eos_token_id") if getattr(self, k) is not None})
+        _check_positive("LLM", self, "rope_theta", "rms_norm_eps")
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
             raise ValueError("LLM hidden_size / num_heads / num_kv_heads do not divide evenly")
 
@@ -127,10 +141,18 @@ class MediaConfig:
     def __post_init__(self):
         if self.image_mode not in ("dynamic_s2", "dynamic", "resize"):
             raise ValueError(f"unknown image_mode {self.image_mode!r}; known: dynamic_s2, dynamic, resize")
+        _check_ints("media", self, min_tiles=MAX_TILES, max_tiles=MAX_TILES, num_video_frames=MAX_PIXELS)
+        if not self.s2_scales or not all(type(s) is int and 1 <= s <= MAX_PIXELS for s in self.s2_scales):
+            raise ValueError(f"s2_scales must be integers in 1..{MAX_PIXELS}, got {self.s2_scales!r:.60}")
+        pool = self.temporal_pool
+        if pool is not None and (len(pool) != 3 or not all(type(p) is int and 1 <= p <= MAX_PIXELS for p in pool)):
+            raise ValueError(f"temporal_pool must be three positive integers (frames, rows, cols), got {pool!r:.60}")
         if self.image_mode == "dynamic_s2":
             base = self.s2_scales[0]
             if any(s % base for s in self.s2_scales) or list(self.s2_scales) != sorted(self.s2_scales):
                 raise ValueError(f"s2_scales {self.s2_scales} must ascend in multiples of the first")
+            if (self.s2_scales[-1] // base) ** 2 > MAX_TILES:
+                raise ValueError(f"s2_scales {self.s2_scales}: the last scale has over {MAX_TILES} tiles")
         if not 1 <= self.min_tiles <= self.max_tiles:
             raise ValueError(f"need 1 <= min_tiles <= max_tiles, got {self.min_tiles}, {self.max_tiles}")
 
@@ -183,3 +205,19 @@ class NVILAConfig:
         side = -(-self.vision.grid // self.projector.window)
         return side * side
 
+
+
+def _check_ints(label: str, obj, **limits: int | tuple[int, int]) -> None:
+    """Each named field must be a true int (not bool, float or str) within its limit: (lo, hi) or 1..hi."""
+    for name, limit in limits.items():
+        lo, hi = limit if isinstance(limit, tuple) else (1, limit)
+        value = getattr(obj, name)
+        if type(value) is not int or not lo <= value <= hi:
+            raise ValueError(f"{label} {name} must be an integer in {lo}..{hi}, got {value!r:.60}")
+
+
+def _check_positive(label: str, obj, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if type(value) not in (int, float) or not 0 < value < float("inf"):
+            raise ValueError(f"{label} {name} must be a positive number, got {value!r:.60}")

@@ -19,6 +19,7 @@ from PIL import Image
 
 from .config import NVILAConfig
 from .preprocess import preprocess_media, synthetic_image, synthetic_video
+from .preprocess_tensor import preprocess_media_tensor, to_uint8
 from .prompt import synthetic_prompt
 from .stages import DECODE_STEP, LLM_PREFILL, MEDIA_STAGES
 
@@ -38,6 +39,14 @@ class Request:
     video: list[Image.Image] | None
     input_ids: torch.Tensor
     temporal_pool: bool = True
+    preprocess: str = "cpu"  # cpu: PIL on the host; gpu: tensor ops on the model's device (preprocess_tensor.py)
+
+    def __post_init__(self):
+        # The decoded uint8 pixels, made once (a server decodes a file once); pinned for a fast copy to the GPU.
+        pin = self.preprocess == "gpu" and torch.cuda.is_available()
+        as_tensor = lambda im: to_uint8(im).pin_memory() if pin else to_uint8(im)  # noqa: E731
+        self.image_pixels = [as_tensor(im) for im in self.images] if self.preprocess == "gpu" else []
+        self.video_pixels = [as_tensor(f) for f in self.video] if self.preprocess == "gpu" and self.video else None
 
     @property
     def batch(self) -> int:
@@ -46,21 +55,25 @@ class Request:
 
 def synthetic_request(
     cfg: NVILAConfig, images: tuple[tuple[int, int], ...] = (), video_frames: int | None = None,
-    prompt_tokens: int = 64, batch: int = 1, seed: int = 0, temporal_pool: bool = True,
+    prompt_tokens: int = 64, batch: int = 1, seed: int = 0, temporal_pool: bool = True, preprocess: str = "cpu",
 ) -> Request:
     """Random images / frames of the given sizes (decoded once, before any timing) and a prompt of
     `prompt_tokens` text tokens after the media placeholders, repeated `batch` times."""
     pictures = [synthetic_image(w, h, seed=seed + i) for i, (w, h) in enumerate(images)]
     video = synthetic_video(video_frames, seed=seed) if video_frames else None
     ids = synthetic_prompt(cfg, len(pictures), video is not None, prompt_tokens, seed)
-    return Request(pictures, video, ids.expand(batch, -1).contiguous(), temporal_pool)
+    return Request(pictures, video, ids.expand(batch, -1).contiguous(), temporal_pool, preprocess)
 
 
 def media_blocks(model, request: Request, section: Section = no_sections) -> list[torch.Tensor]:
     """preprocess -> vision -> projector: one embedding block per medium, separators included."""
     preprocess, vision, projector = MEDIA_STAGES
     with section(preprocess):
-        media = preprocess_media(model.config, request.images, request.video)
+        if request.preprocess == "gpu":
+            device = next(model.vision_tower.parameters()).device
+            media = preprocess_media_tensor(model.config, request.image_pixels, request.video_pixels, device)
+        else:
+            media = preprocess_media(model.config, request.images, request.video)
     with section(vision):
         features = model.encode_media(media)
     with section(projector):

@@ -8,6 +8,7 @@ row-major. Both NVILA tilings pick the grid with the closest-aspect rule of Inte
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 Grid = tuple[int, int]
 
@@ -26,14 +27,15 @@ def candidate_grids(lo: int, hi: int) -> list[Grid]:
 
 def closest_grid(width: int, height: int, lo: int, hi: int, tile: int) -> Grid:
     """The grid whose aspect is closest to width/height; on a tie the larger grid wins if the image has
-    more than half its pixel area (upstream's rule, reproduced literally)."""
-    aspect = width / height
-    best, best_diff = (1, 1), float("inf")
+    more than half its pixel area (upstream's rule). Compared exactly, in fractions: upstream's floats make
+    every grid tie for a huge aspect (a 10^22:1 image got a tall grid)."""
+    aspect = Fraction(width, height)
+    best, best_diff = (1, 1), None
     for i, j in candidate_grids(lo, hi):
-        diff = abs(aspect - i / j)
-        if diff < best_diff:
+        diff = abs(aspect - Fraction(i, j))
+        if best_diff is None or diff < best_diff:
             best, best_diff = (i, j), diff
-        elif diff == best_diff and width * height > 0.5 * tile * tile * i * j:
+        elif diff == best_diff and 2 * width * height > tile * tile * i * j:
             best = (i, j)
     return best
 

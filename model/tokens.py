@@ -134,6 +134,11 @@ def count_visual_tokens(
     return TokenCount(cfg.name, ims, video)
 
 
+MAX_SIDE = 10**6  # pixels: larger sides are refused, not counted (no camera or scan comes near)
+
+
 def _check_size(width: int, height: int) -> None:
     if not (isinstance(width, int) and isinstance(height, int)) or width < 1 or height < 1:
-        raise ValueError(f"image size must be positive integers WxH, got {width}x{height}")
+        raise ValueError(f"image size must be positive integers WxH, got {width!r:.20}x{height!r:.20}")
+    if max(width, height) > MAX_SIDE:
+        raise ValueError(f"image size {width}x{height} is too large: each side must be at most {MAX_SIDE:,} px")

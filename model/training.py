@@ -10,6 +10,7 @@ the training stages are recipes too ("projector", "projector-llm", "full").
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from dataclasses import dataclass, field
 
 import torch
@@ -287,6 +288,27 @@ def enable_gradient_checkpointing(model: NVILAModel) -> None:
             module.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def unavailable(recipe: Recipe, device: str, fp8: bool = False) -> str | None:
+    """Why `recipe` (with FP8 training if `fp8`) cannot run on `device` here, or None: QLoRA needs a CUDA GPU
+    and bitsandbytes, LoRA needs peft, FP8 a GPU of compute capability 8.9+ and torchao."""
+    cuda = device.startswith("cuda") and torch.cuda.is_available()
+    if recipe.llm == "qlora" and not cuda:
+        return "QLoRA needs a CUDA GPU (bitsandbytes 4-bit kernels)"
+    if recipe.llm == "qlora" and not _installed("bitsandbytes"):
+        return "QLoRA needs bitsandbytes (pip install bitsandbytes)"
+    if recipe.uses_lora and not _installed("peft"):
+        return "LoRA recipes need peft (pip install 'nvila-bench[finetune]')"
+    if fp8 and (not cuda or torch.cuda.get_device_capability(torch.device(device)) < (8, 9)):
+        return "FP8 training needs a CUDA GPU with compute capability 8.9+ (Ada / Hopper)"
+    if fp8 and not _installed("torchao"):
+        return "FP8 training needs torchao (pip install torchao)"
+    return None
+
+
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
 
 
 def enable_fp8(model: NVILAModel) -> None:

@@ -54,8 +54,14 @@ def _svg(fig) -> str:
 
 def stacked_stages(rows: list[dict], stages: tuple[str, ...]) -> str:
     """Horizontal stacked bars: one bar per row {"label", stage: seconds, ...}, milliseconds on the axis."""
+    return _svg(stacked_stages_figure(rows, stages))
+
+
+def stacked_stages_figure(rows: list[dict], stages: tuple[str, ...]):
+    """The figure of `stacked_stages`; its legend sits in its own strip below the axes and their label
+    (constrained layout reserves the room), so it never covers them."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.0))
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.3), layout="constrained")
     labels = [r["label"] for r in rows][::-1]
     left = [0.0] * len(rows)
     for stage in stages:
@@ -63,8 +69,8 @@ def stacked_stages(rows: list[dict], stages: tuple[str, ...]) -> str:
         ax.barh(labels, widths, left=left, color=STAGE_COLOURS.get(stage), label=stage)
         left = [a + b for a, b in zip(left, widths)]
     ax.set_xlabel("milliseconds (median per stage)")
-    ax.legend(ncols=len(stages), loc="upper center", bbox_to_anchor=(0.5, -0.18 if len(rows) < 4 else -0.08), frameon=False)
-    return _svg(fig)
+    fig.legend(ncols=len(stages), loc="outside lower center", frameon=False)
+    return fig
 
 
 def roofline(points: list[dict], roofs: list[dict]) -> str:

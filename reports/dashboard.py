@@ -10,7 +10,9 @@ of the same point on the same hardware, only when the 95% CI of the change lies 
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,13 +61,23 @@ def find_runs(results_dir: str | Path) -> list[Run]:
     files = sorted(root.rglob("*.jsonl"))
     if not files:
         raise ValueError(f"{root}: no *.jsonl results files below this directory")
-    runs = []
-    for path in files:
-        rel = path.relative_to(root).with_suffix("")
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", str(rel)).strip("_") or "run"
-        runs.append(Run(path, slug, read_results(path)))
+    rels = [str(path.relative_to(root).with_suffix("")) for path in files]
+    runs = [Run(path, slug, read_results(path)) for path, slug in zip(files, page_names(rels))]
     runs.sort(key=lambda run: (run.date, run.slug))
     return runs
+
+
+def page_names(rels: list[str], limit: int = 80) -> list[str]:
+    """A file-name-safe page name per results file (its path, punctuation folded to "_"), unique even on a
+    case-insensitive disk: a name that two files share (`a b` and `a_b`), or that had to be shortened, gets
+    a short hash of the file's whole relative path."""
+    bases = [re.sub(r"[^A-Za-z0-9._-]+", "_", rel).strip("_.") or "run" for rel in rels]
+    counts = Counter(b.casefold() for b in bases)
+    hashed = [f"{b[:limit]}-{hashlib.sha256(rel.encode()).hexdigest()[:8]}" for b, rel in zip(bases, rels)]
+    names = [h if counts[b.casefold()] > 1 or len(b) > limit else b for b, h in zip(bases, hashed)]
+    if len({n.casefold() for n in names}) < len(names):  # a file named like another's hashed name
+        names = hashed
+    return names
 
 
 def trends(runs: list[Run], threshold: float, metrics: tuple[str, ...] = DEFAULT_METRICS) -> tuple[list[dict], list[dict]]:

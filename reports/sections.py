@@ -107,14 +107,24 @@ TIMED = {  # suite -> cost-model stage -> the measured metric holding its time
 }
 
 
+EXECUTED, MODEL = "executed", "model"  # FLOP conventions (core/costmodel.py FLOPS_CONVENTION / MODEL_FLOPS_CONVENTION)
+
+
 def roofline(records: list[Record]) -> dict:
     """Achieved FLOP/s of each measured stage against its cost-model arithmetic intensity, under the roof of
-    the peaks the run used (`peak_flops` / `peak_bandwidth`); time floor, MFU and MBU per point and stage."""
+    the peaks the run used (`peak_flops` / `peak_bandwidth`); time floor, MFU and MBU per point and stage.
+
+    FLOPs are executed FLOPs (`{stage}_executed_flops`: causal attention counted once per kept key), as the
+    record's floor and MFU are. Records written before that metric existed have only model FLOPs (full N x N
+    attention) behind all three figures; they differ from executed FLOPs only in the LLM prefill (the vision
+    tower is bidirectional, a decode token has no masked key), whose rows then say `convention` "model"."""
     points, table, roofs = [], [], {}
     for r in measured(records, "prefill") + measured(records, "decode"):
         label = point_name(r)
         for stage, timed in TIMED[r.suite].items():
-            flops, nbytes, seconds = value(r, f"{stage}_flops"), value(r, f"{stage}_bytes"), value(r, timed)
+            executed = value(r, f"{stage}_executed_flops")
+            flops = executed if executed is not None else value(r, f"{stage}_flops")
+            nbytes, seconds = value(r, f"{stage}_bytes"), value(r, timed)
             if not (flops and nbytes and seconds):
                 continue
             points.append({"label": label, "stage": "decode" if stage == DECODE_STEP else stage,
@@ -123,6 +133,7 @@ def roofline(records: list[Record]) -> dict:
                 "point": label, "suite": r.suite, "hardware": hardware_of(r), "dtype": r.config.get("dtype"),
                 "stage": stage, "measured": seconds, "floor": value(r, f"{stage}_floor"),
                 "mfu": value(r, f"{stage}_mfu"), "mbu": value(r, f"{stage}_mbu"), "peaks": value(r, "peaks_source"),
+                "convention": EXECUTED if executed is not None or stage != LLM_PREFILL else MODEL,
             })  # fmt: skip
         if value(r, "peak_flops") and value(r, "peak_bandwidth"):
             source = str(value(r, "peaks_source"))
@@ -130,6 +141,7 @@ def roofline(records: list[Record]) -> dict:
     chart = charts.roofline(points, list(roofs.values())) if points else None
     return {
         "rows": table, "chart": chart, "has_floor": any(t["floor"] for t in table),
+        "model_flops_rows": any(t["convention"] == MODEL for t in table),
         "command": "nvila-bench ceilings --device cpu --dtype float32 --out out/  (the suites then read out/ceilings.json)",
     }  # fmt: skip
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
 from typing import Callable
 
 import torch
@@ -28,6 +29,7 @@ _ITERATION_SECONDS = 0.01
 _MIN_ITERATIONS = 5  # a short `seconds` shortens the iterations rather than timing one or two of them
 _MAX_CALLS = 1 << 20  # batch cap, for a call too fast for the clock to see
 _STAGE = "batch"
+SIZES = (16, 16384)  # the copy's two buffers take 2 x 64 * size^2 bytes: 32 GiB at 16384
 
 
 def measure_ceilings(device: str = "cpu", dtype: str = "bfloat16", size: int = 4096, seconds: float = 1.0) -> dict:
@@ -39,6 +41,10 @@ def measure_ceilings(device: str = "cpu", dtype: str = "bfloat16", size: int = 4
     """
     if dtype not in _GEMM_DTYPES:
         raise ValueError(f"unsupported GEMM dtype {dtype!r}; known: {', '.join(_GEMM_DTYPES)}")
+    if not SIZES[0] <= size <= SIZES[1]:
+        raise ValueError(f"--size {size}: must be in {SIZES[0]}..{SIZES[1]}")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"--seconds {seconds}: must be a positive finite number")
     dev = torch.device(device)
     used = _GEMM_DTYPES[dtype] if dev.type != "cpu" else _cpu_gemm_dtype(_GEMM_DTYPES[dtype], size)
     gemm_tflops = _gemm_rate(dev, used, size, seconds) / 1e12

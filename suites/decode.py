@@ -1,9 +1,11 @@
 """Decode suite: time per output token (TPOT) after a real prefill of the point's request.
 
 One iteration = a fresh prefill of the full context (media + prompt), then `new_tokens - 1` greedy decode
-steps (the pipeline's decode loop), EOS ignored, each step timed on its own. The first token comes from the
-prefill, so TPOT excludes it (vLLM / MLPerf definition). The KV cache is a transformers DynamicCache or a
-preallocated StaticCache.
+steps, EOS ignored, each step timed on its own. The first token comes from the prefill, so TPOT excludes it
+(vLLM / MLPerf definition). The point's engine runs the steps (model/engines.py: eager, compiled, or the
+transformers peers hf-generate / hf-static); its one-time compile and capture are timed on their own
+(`setup_seconds`), never hidden in the warm-up. The record keeps the first 64 generated ids (`output_ids`),
+so engines can be checked against each other.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from nvila_bench.core.memory import memory_metrics, reset_peak_memory
 from nvila_bench.core.point import BenchPoint
 from nvila_bench.core.results import Metric
 from nvila_bench.core.session import Session
-from nvila_bench.core.timing import StageClock, measure
-from nvila_bench.model.pipeline import embed, greedy_decode, prefill
+from nvila_bench.core.timing import StageClock, measure, timed_once
+from nvila_bench.model.engines import make_engine
+from nvila_bench.model.pipeline import embed
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL
 
 from .prefill import request_of, token_metrics
@@ -50,16 +53,14 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     with torch.inference_mode():  # the context is the same every iteration: embed it once
         embeds = embed(model, request_of(point))
     context, steps = embeds.shape[1], point.new_tokens - 1
-    last_cache = []
+    engine = make_engine(point.engine, model, point.cache)
+    reset_peak_memory(device)
+    setup_seconds = timed_once(lambda: engine.setup(embeds, point.new_tokens), device)
+    ids = []
 
     def iteration(clock: StageClock) -> None:
-        cache = model.new_cache(point.cache, context + point.new_tokens)
-        with clock.section(LLM_PREFILL):
-            token, cache = prefill(model, embeds, cache)
-        greedy_decode(model, token, cache, steps, clock.section)
-        last_cache[:] = [cache]
+        ids[:] = [engine.generate(embeds, point.new_tokens, clock.section)]
 
-    reset_peak_memory(device)
     meter = EnergyMeter.open(device)  # None on CPU: the record then has no energy fields
     with torch.inference_mode():
         samples = measure(iteration, device, session.measure, region=meter)
@@ -71,12 +72,17 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
         "e2e_latency": Metric.timing(samples["total"]),
         "context_tokens": Metric.measured(context, "tokens"),
         "media_tokens": token_metrics(point)["media_tokens"],
-        "kv_cache_bytes": Metric.measured(cache_bytes(last_cache[0]), "bytes", "lower", "max"),
         "kv_cache_bytes_analytic": Metric.analytic(
             costmodel.kv_cache_bytes(model.config, context + steps, point.batch_size, point.dtype), "bytes"
         ),
         "iterations": Metric.measured(len(samples["total"]), "count"),
+        "setup_seconds": Metric.measured(setup_seconds, "s", "lower"),  # compile + graph capture (+ one run for peers)
+        "output_ids": Metric.measured(ids[0][0, :64].tolist(), "token ids"),  # row 0
     }
+    if engine.cache is not None:  # the peers keep theirs inside generate()
+        metrics["kv_cache_bytes"] = Metric.measured(cache_bytes(engine.cache), "bytes", "lower", "max")
+    if engine.note:
+        metrics["engine_note"] = Metric.measured(engine.note, "text")
     metrics |= memory_metrics(device)
     # Joules per generated token of the whole request (the prefill of the context included): NVML's counter is
     # too coarse to split one iteration's prefill from its decode steps.

@@ -19,16 +19,16 @@ from dataclasses import replace
 from nvila_bench.core.memory import memory_metrics, reset_peak_memory
 from nvila_bench.core.memory_model import estimate, geometry
 from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import Metric
+from nvila_bench.core.results import Metric, PointSkipped
 from nvila_bench.core.session import Session
 from nvila_bench.core.timing import StageClock, measure, synchronize
 from nvila_bench.model import build_model, count_visual_tokens, get_preset
 from nvila_bench.model.training import (
     LoraSettings, Recipe, SavedTensors, apply_recipe, build_optimizer, gradient_bytes, loss_of, optimizer_bytes,
-    synthetic_batch, train_step, trainable_counts, weight_bytes,
+    synthetic_batch, train_step, trainable_counts, unavailable, weight_bytes,
 )  # fmt: skip
 
-from .registry import Option, Suite, SuiteError, sweep_points, with_extra
+from .registry import Option, Suite, SuiteError, check_training, sweep_points, with_extra
 
 DEFAULTS = {"recipe": "nvila", "lora_rank": 64, "lora_alpha": 16, "lora_dropout": 0.05, "lr": 2e-5}
 # v1 Table 5 / v3 Table 6: one A100 80 GB, batch 1, 448 px, context 300, no gradient checkpointing.
@@ -47,6 +47,9 @@ def recipe_of(point: BenchPoint) -> Recipe:
 
 def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     recipe = recipe_of(point)
+    reason = unavailable(recipe, point.device)
+    if reason:  # e.g. QLoRA on CPU: a skipped record with the reason, not an error
+        raise PointSkipped(reason)
     session.release()
     device = torch.device(point.device)
     cfg = get_preset(point.preset)
@@ -106,6 +109,7 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
     the prompt filling what the media leave of a 300-position context)."""
     names = options["recipe"] or (PAPER_RECIPES if options["paper_table"] else ("nvila",))
     lora = {"lora_rank": options["lora_rank"], "lora_alpha": options["lora_alpha"], "lora_dropout": options["lora_dropout"]}
+    check_training(axes, options["lr"])
     extras = []
     for name in names:
         try:
@@ -119,15 +123,10 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
     for point in sweep_points(axes, {}):
         if options["paper_table"] and "prompt_tokens" not in axes:
             media = count_visual_tokens(get_preset(point.preset), list(point.images), point.video_frames, point.temporal_pool)
-            point = replace(point, prompt_tokens=max(0, PAPER_CONTEXT - media.total_tokens))
+            # At least one text token: the loss has nothing to predict without one (NaN).
+            point = replace(point, prompt_tokens=max(1, PAPER_CONTEXT - media.total_tokens))
         points += [with_extra(point, **extra) for extra in extras]
     return points
-
-
-def cannot_run(point: BenchPoint) -> str | None:
-    if point.extra.get("recipe", "").endswith("-qlora") and not point.device.startswith("cuda"):
-        return "QLoRA needs a CUDA GPU (bitsandbytes 4-bit kernels)"
-    return None
 
 
 SUITE = Suite(
@@ -142,5 +141,5 @@ SUITE = Suite(
         Option("lora_alpha", "LoRA alpha.", float, 16.0),
         Option("lora_dropout", "LoRA dropout.", float, 0.05),
     ),
-    expand=expand, cannot_run=cannot_run,
+    expand=expand,
 )  # fmt: skip

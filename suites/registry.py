@@ -8,6 +8,7 @@ Adding a suite is one module plus one line below (see docs/architecture.md).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from importlib import import_module
 from typing import Any, Callable
@@ -15,6 +16,8 @@ from typing import Any, Callable
 from nvila_bench.core.point import BenchPoint, points_from_axes
 from nvila_bench.core.results import Metric
 from nvila_bench.core.session import Session
+from nvila_bench.model import get_preset
+from nvila_bench.model.tokens import temporal_pool_size
 
 # name -> module under nvila_bench.suites (imported only when that suite runs, so the CLI starts fast)
 REGISTRY = {
@@ -78,8 +81,8 @@ class Suite:
     provenance: str = "measured"
     takes_presets: bool = True  # False: the suite picks its presets itself (--preset is refused)
     config: Callable[[BenchPoint], dict] = BenchPoint.to_config  # what the record stores as settings
-    # Why this machine cannot run a point (None: it can); such points are skipped with that reason.
-    cannot_run: Callable[[BenchPoint], str | None] = lambda point: None
+    # A point this machine cannot run (a missing library, a GPU-only option on CPU): `measure` raises
+    # core.results.PointSkipped(reason) and the runner records it as `skipped` with that reason.
     describe: Callable[[object], str | None] | None = None  # a line to print per record (else a progress bar)
     fail_on_error: bool = False  # exit 1 when a point failed (accuracy: a failed task is no score)
 
@@ -95,8 +98,22 @@ def get_suite(name: str) -> Suite:
 
 
 def jobs_of(suite: Suite, axes: dict[str, list], options: dict) -> list[Job]:
-    """The suite's expansion of the sweep, as jobs (a plain point is a job of the suite itself)."""
-    return [p if isinstance(p, Job) else Job(suite.name, p) for p in suite.expand(axes, options)]
+    """The suite's expansion of the sweep, as jobs (a plain point is a job of the suite itself), every video
+    checked against its preset's temporal pooling before anything is measured."""
+    jobs = [p if isinstance(p, Job) else Job(suite.name, p) for p in suite.expand(axes, options)]
+    for job in jobs:
+        frames = getattr(job.point, "video_frames", None)
+        if frames is not None:
+            temporal_pool_size(get_preset(job.point.preset), frames, job.point.temporal_pool)  # ValueError: exit 2
+    return jobs
+
+
+def check_training(axes: dict[str, list], lr: float) -> None:
+    """What a training step needs: a positive finite learning rate, and text for the loss to predict."""
+    if not (math.isfinite(lr) and lr > 0):
+        raise SuiteError(f"--lr must be a positive finite number, got {lr}")
+    if any(n < 1 for n in axes.get("prompt_tokens", [])):
+        raise SuiteError("training needs --prompt-tokens >= 1: the loss predicts the text tokens (none: NaN)")
 
 
 def with_extra(point: BenchPoint, **extra) -> BenchPoint:

@@ -16,18 +16,18 @@ from nvila_bench.core import costmodel
 from nvila_bench.core.memory import memory_metrics, reset_peak_memory
 from nvila_bench.core.memory_model import geometry
 from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import Metric
+from nvila_bench.core.results import Metric, PointSkipped
 from nvila_bench.core.session import Session
 from nvila_bench.core.timing import StageClock, measure
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.stages import BACKWARD, LLM_FORWARD, OPTIMIZER, PROJECTOR, VISION
 from nvila_bench.model.training import (
     STAGES, Recipe, apply_recipe, build_optimizer, enable_fp8, enable_gradient_checkpointing, flop_modes,
-    synthetic_batch, train_step, trainable_counts,
+    synthetic_batch, train_step, trainable_counts, unavailable,
 )  # fmt: skip
 from nvila_bench.model.vision import _body
 
-from .registry import Option, Suite, SuiteError, sweep_points, with_extra
+from .registry import Option, Suite, SuiteError, check_training, sweep_points, with_extra
 
 DEFAULTS = {"stage": "full", "grad_accum": 1, "grad_ckpt": False, "fp8": False, "compile": False, "autocast": False, "lr": 2e-5}
 
@@ -63,6 +63,9 @@ def prepare(point: BenchPoint, s: dict, seed: int = 0):
 
 def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     s = settings(point)
+    reason = unavailable(Recipe.parse(s["stage"]), point.device, bool(s["fp8"]))
+    if reason:  # e.g. --fp8 on CPU: a skipped record with the reason, not an error
+        raise PointSkipped(reason)
     session.release()  # the latency suites' cached model is not needed here
     device = torch.device(point.device)
     model, recipe, optimizer, autocast = prepare(point, s)
@@ -125,15 +128,8 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
     fixed = {k: options[k] for k in ("grad_accum", "grad_ckpt", "fp8", "compile", "autocast", "lr")}
     if fixed["grad_accum"] < 1:
         raise SuiteError(f"--grad-accum must be >= 1, got {fixed['grad_accum']}")
+    check_training(axes, fixed["lr"])
     return [with_extra(p, stage=stage, **fixed) for p in sweep_points(axes, {}) for stage in options["stage"] or ("full",)]
-
-
-def cannot_run(point: BenchPoint) -> str | None:
-    if point.extra.get("fp8"):
-        on_cuda = point.device.startswith("cuda") and torch.cuda.is_available()
-        if not on_cuda or torch.cuda.get_device_capability() < (8, 9):
-            return "FP8 training needs a CUDA GPU with compute capability 8.9+ (Ada / Hopper) and torchao"
-    return None
 
 
 SUITE = Suite(
@@ -149,5 +145,5 @@ SUITE = Suite(
         Option("autocast", "fp32 weights under bf16 autocast (default: weights in --dtype).", bool, False),
         Option("lr", "Learning rate.", float, 2e-5),
     ),
-    expand=expand, cannot_run=cannot_run,
+    expand=expand,
 )  # fmt: skip

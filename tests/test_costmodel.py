@@ -140,7 +140,10 @@ def test_cost_arithmetic():
     a, b = costmodel.Cost(10, 3), costmodel.Cost(5, 7)
     assert a + b == costmodel.Cost(15, 10)
     assert a.scaled(4) == costmodel.Cost(40, 12)
-    assert a.to_dict() == {"flops": 10, "bytes": 3}
+    assert a.to_dict() == {"flops": 10, "bytes": 3, "executed_flops": 10}  # no causal attention: executed = model
+    c = costmodel.Cost(10, 3, executed_flops=6)
+    assert (c + a).executed_flops == 16 and c.scaled(3).executed_flops == 18
+    assert c.to_dict() == {"flops": 10, "bytes": 3, "executed_flops": 6}
 
 
 def test_time_floor_picks_the_binding_limit():
@@ -169,3 +172,94 @@ def test_time_floor_picks_the_binding_limit():
 def test_bad_inputs(call, message):
     with pytest.raises(ValueError, match=message):
         call(get_preset("nvila-8b"))
+
+
+# ---- executed FLOPs: causal attention counted once per kept key ------------------------------------------
+def _attention_flops(cfg, pairs: int) -> int:
+    """QK^T and AV over every LLM layer and query head for `pairs` (query, key) pairs."""
+    return cfg.llm.num_layers * 2 * 2 * pairs * cfg.llm.num_heads * cfg.llm.head_dim
+
+
+def test_executed_flops_halve_the_attention_of_a_long_causal_prefill():
+    """The 32,864-position scaled-only prefill of the first H100 run: model FLOPs count the full N^2
+    attention, a causal kernel executes n(n+1)/2 (query, key) pairs, about half of it."""
+    cfg, n, batch = get_preset("nvila-8b-scaled-only"), 32_864, 2
+    cost = costmodel.llm_prefill_cost(cfg, n, batch)
+    assert cost.executed_flops < cost.flops
+    full, causal = _attention_flops(cfg, n * n), _attention_flops(cfg, n * (n + 1) // 2)
+    assert cost.flops - cost.executed_flops == batch * (full - causal)  # matmuls unchanged, only attention shrinks
+    assert causal / full == pytest.approx(0.5, rel=1e-3)
+    assert costmodel.causal_keys(n, n) == n * (n + 1) // 2
+    assert cost.executed_flops / cost.flops < 0.8  # attention dominates at this length
+    short = costmodel.llm_prefill_cost(cfg, 1)  # one position attends to itself: nothing to skip
+    assert short.executed_flops == short.flops
+
+
+@pytest.mark.parametrize("name", ["nvila-8b", "nvila-8b-scaled-only", "vila1.5-8b"])
+def test_executed_flops_equal_model_flops_for_vision_and_projector(name):
+    """The vision tower's attention is bidirectional and the projector has no attention: nothing is skipped."""
+    costs = costmodel.request_costs(get_preset(name), [(1920, 1080)], prompt_tokens=64)
+    for stage in ("vision", "projector"):
+        assert costs[stage].executed_flops == costs[stage].flops > 0
+    assert costs["llm_prefill"].executed_flops < costs["llm_prefill"].flops
+
+
+def test_decode_executed_attention_is_linear_in_the_context():
+    """A decode token with c cached positions attends c + 1 keys: executed FLOPs grow by the same amount per
+    cached position, and equal the model FLOPs (a single query has no masked keys)."""
+    cfg, batch = get_preset("nvila-8b"), 3
+    executed = [costmodel.decode_step_cost(cfg, c, batch).executed_flops for c in (0, 1000, 2000, 4000)]
+    per_key = batch * _attention_flops(cfg, 1)
+    assert [e - executed[0] for e in executed] == [0, 1000 * per_key, 2000 * per_key, 4000 * per_key]
+    assert costmodel.causal_keys(1, 4000 + 1) == 4001
+    for c in (0, 4000):
+        cost = costmodel.decode_step_cost(cfg, c, batch)
+        assert cost.executed_flops == cost.flops
+
+
+def test_mfu_and_floor_use_executed_flops():
+    """A synthetic H100-like case: a prefill time at which model-FLOP MFU is 1.08 (the first H100 run's
+    scaled-only figure) gives an executed-FLOP MFU <= 1; the record says which convention it used."""
+    from nvila_bench.core.analytic import analytic_metrics
+    from nvila_bench.core.hardware import Peaks
+    from nvila_bench.core.point import BenchPoint
+    from nvila_bench.core.results import Metric
+
+    point = BenchPoint("nvila-8b-scaled-only", device="cuda", images=((1920, 1080),), prompt_tokens=20_575)
+    costs = costmodel.request_costs(get_preset(point.preset), point.images, prompt_tokens=point.prompt_tokens,
+                                    dtype=point.dtype)  # fmt: skip
+    llm = costs["llm_prefill"]
+    assert count_visual_tokens(get_preset(point.preset), list(point.images)).total_tokens + 20_575 == 32_864
+    peaks = Peaks(flops=989e12, bandwidth=3.35e12, source="table:h100-sxm")
+    seconds = llm.flops / (1.08 * peaks.flops)  # model-FLOP MFU 1.08
+    assert costmodel.mfu(llm.flops, seconds, peaks.flops) > 1
+    timed = {"llm_prefill": Metric.timing([seconds] * 5)}
+    out = analytic_metrics(point, timed, {"llm_prefill": "llm_prefill"}, peaks)
+    mfu = out["llm_prefill_mfu"].value
+    assert mfu <= 1 and mfu == pytest.approx(llm.executed_flops / seconds / peaks.flops)
+    assert out["llm_prefill_flops"].value == llm.flops  # the model's FLOP count is kept
+    assert out["llm_prefill_executed_flops"].value == llm.executed_flops < llm.flops
+    assert out["vision_executed_flops"].value == out["vision_flops"].value
+    assert out["flops_convention"].value == costmodel.FLOPS_CONVENTION
+    assert "executed" in out["flops_convention"].value and out["flops_convention"].provenance == "analytic"
+    floor = max(llm.executed_flops / peaks.flops, llm.bytes / peaks.bandwidth)
+    assert out["llm_prefill_floor"].value == pytest.approx(floor)
+    assert costmodel.time_floor(llm, peaks.flops, peaks.bandwidth) < llm.flops / peaks.flops  # below model FLOPs
+    assert costmodel.arithmetic_intensity(llm) == llm.executed_flops / llm.bytes
+
+
+def test_cost_json_has_executed_flops_per_stage(capsys):
+    import json
+
+    from nvila_bench.cli import main
+
+    code = main(["cost", "--preset", "nvila-8b", "--image", "1920x1080", "--hardware", "h100-sxm", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
+    costs = costmodel.request_costs(get_preset("nvila-8b"), [(1920, 1080)], prompt_tokens=64)
+    for stage, cost in costs.items():
+        assert data[stage]["executed_flops"] == cost.executed_flops
+        assert data[stage]["flops"] == cost.flops
+    assert data["llm_prefill"]["executed_flops"] < data["llm_prefill"]["flops"]
+    assert data["vision"]["executed_flops"] == data["vision"]["flops"]

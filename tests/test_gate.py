@@ -246,3 +246,65 @@ def test_several_runs_of_a_point_pool_as_process_groups():
 def test_single_process_runs_are_called_out_in_the_summary():
     base, cand = [prefill_record(seed=1)], [prefill_record(seed=2)]
     assert "--processes 5" in markdown_summary(gate(base, cand), base, cand)
+
+
+# ---- host-CPU stages, improvements and direction ----------------------------------------------------------
+HOST_WARNING = "warning: preprocess runs on the host CPU; its noise (not the GPU's) decides this comparison"
+
+
+def _with_preprocess_share(record: Record, share: float) -> Record:
+    """The record with its preprocess stage re-timed to `share` of its TTFT samples."""
+    ttft = record.metrics["ttft"].samples
+    record.metrics["preprocess"] = Metric.timing([t * share for t in ttft])
+    return record
+
+
+def test_a_host_cpu_stage_on_a_gpu_run_is_warned_about():
+    """`preprocess` (PIL resize, tiling) runs on the host even in a GPU run: comparing it, the summary says the
+    host's noise decides; a GPU stage (vision) or a CPU run gets no such warning."""
+    base = [prefill_record(env=GPU_ENV, seed=1)]
+    cand = [prefill_record(env=GPU_ENV, seed=2, run_id="run-b")]
+    result = gate(base, cand, metrics=("preprocess", "vision"))
+    assert {c.metric for c in result.comparisons} == {"preprocess", "vision"}
+    assert result.warnings == [HOST_WARNING]
+    text = markdown_summary(result, base, cand)
+    assert f"- {HOST_WARNING}" in text and text.index(HOST_WARNING) < text.index("| point |")
+    assert gate(base, cand, metrics=("vision",)).warnings == []
+    cpu = gate([prefill_record(seed=1)], [prefill_record(seed=2, run_id="run-b")], metrics=("preprocess",))
+    assert cpu.warnings == [] and HOST_WARNING not in markdown_summary(cpu, base, cand)
+
+
+def test_a_ttft_mostly_spent_on_the_host_is_warned_about():
+    """TTFT includes preprocess: when preprocess is a large share of it on a GPU run (the first H100 run's A/A
+    pair: over half), the TTFT comparison carries the host's noise too; at the fake records' 10% it does not."""
+    base = [_with_preprocess_share(prefill_record(env=GPU_ENV, seed=1), 0.6)]
+    cand = [prefill_record(env=GPU_ENV, seed=2, run_id="run-b")]
+    (line,) = gate(base, cand).warnings
+    assert line.startswith("warning: ttft includes preprocess (up to 60% of it)") and "host CPU" in line
+    assert gate([prefill_record(env=GPU_ENV, seed=1)], cand).warnings == []
+
+
+def test_a_change_whose_whole_ci_is_below_minus_5_percent_is_an_improvement():
+    """Lower is better (a timing): a -10% change whose whole CI lies below -5% is called an improvement, with no
+    "less than the threshold" note, in the comparison and in the summary."""
+    base = [prefill_record(ttft=0.100, seed=1)]
+    cand = [prefill_record(ttft=0.090, seed=2, run_id="run-b")]
+    (c,) = gate(base, cand).comparisons
+    assert c.ci[1] < 0.95 and c.ratio == pytest.approx(0.9, rel=0.02)
+    assert (c.verdict, c.note) == ("improvement", "")
+    text = markdown_summary(gate(base, cand), base, cand)
+    assert "✅ improvement |" in text and "less than the threshold" not in text
+
+
+def test_direction_is_metric_better_even_when_the_unit_says_seconds():
+    import dataclasses
+
+    """A metric in seconds that states better="higher" (an odd but legal declaration) regresses when it drops:
+    the unit suffix plays no part."""
+    def timed(median, seed, better):
+        m = Metric.timing(prefill_record(ttft=median, seed=seed).metrics["ttft"].samples)
+        assert m.unit == "s" and m.better == "lower"
+        return dataclasses.replace(m, better=better)
+
+    assert compare_metric("p", "odd", timed(0.1, 1, "higher"), timed(0.08, 2, "higher"), 0.05).verdict == "regression"
+    assert compare_metric("p", "odd", timed(0.1, 1, "lower"), timed(0.08, 2, "lower"), 0.05).verdict == "improvement"

@@ -190,3 +190,54 @@ def test_version_1_measurements_report_and_gate():
     assert result.comparisons
     (ttft,) = [c for c in result.comparisons if c.metric == "ttft"]
     assert ttft.verdict in ("pass", "improvement")
+
+
+# ---- FLOP conventions: executed FLOPs in the roofline, model FLOPs in training MFU ------------------------
+def _prefill_with_costs(preset="nvila-tiny", executed=True):
+    """A GPU prefill record carrying the cost model's metrics (as the prefill suite writes them), or, with
+    `executed=False`, only the model-FLOP metrics an older record holds."""
+    from fake_records import GPU_ENV
+
+    from nvila_bench.core.analytic import analytic_metrics
+    from nvila_bench.core.hardware import Peaks
+    from nvila_bench.core.point import BenchPoint
+
+    record = prefill_record(preset, ttft=0.1, env=GPU_ENV)
+    point = BenchPoint(preset, device="cuda", images=((448, 448),), prompt_tokens=64)
+    timed = {s: s for s in ("vision", "projector", "llm_prefill")}
+    extra = analytic_metrics(point, record.metrics, timed, Peaks(1e12, 1e11, "table:test"))
+    if not executed:
+        extra = {k: v for k, v in extra.items() if "executed" not in k and k != "flops_convention"}
+    record.metrics.update(extra)
+    return record
+
+
+def test_the_roofline_uses_executed_flops_and_says_so():
+    record = _prefill_with_costs()
+    data = sections.roofline([record])
+    llm = next(r for r in data["rows"] if r["stage"] == "llm_prefill")
+    assert llm["convention"] == "executed" and not data["model_flops_rows"]
+    executed, flops = record.value("llm_prefill_executed_flops"), record.value("llm_prefill_flops")
+    assert executed < flops
+    assert llm["mfu"] == pytest.approx(executed / record.value("llm_prefill") / 1e12)
+    html = render_report([record], ["x.jsonl"])
+    roofline = html[html.index('<section id="roofline">') : html.index('<section id="distributions">')]
+    assert "<th>MFU (executed FLOPs)</th>" in roofline and "executed FLOPs</strong>" in roofline
+    assert "counted once per kept key" in roofline and "model FLOPs</span>" not in roofline
+
+
+def test_older_records_without_executed_flops_are_marked_model_flops():
+    record = _prefill_with_costs(executed=False)
+    data = sections.roofline([record])
+    conventions = {r["stage"]: r["convention"] for r in data["rows"]}  # only the causal LLM prefill differs
+    assert conventions == {"vision": "executed", "projector": "executed", "llm_prefill": "model"}
+    assert data["model_flops_rows"]
+    html = render_report([record], ["x.jsonl"])
+    roofline = html[html.index('<section id="roofline">') : html.index('<section id="distributions">')]
+    assert '<span class="muted">model FLOPs</span>' in roofline and "written before executed FLOPs" in roofline
+
+
+def test_training_mfu_is_labelled_model_flops():
+    html = render_report([train_record()], ["x.jsonl"])
+    training = html[html.index('<section id="training">') : html.index('<section id="accuracy">')]
+    assert "<th>MFU (model FLOPs)</th>" in training and "6N" in training and "model FLOPs</strong>" in training

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
@@ -69,6 +71,26 @@ def check_request(images, video_frames) -> None:
         raise click.UsageError("give at least one --image WxH or --video-frames N")
 
 
+def check_output(path, option: str = "--out", directory: bool = False) -> None:
+    """Refuse an output that cannot be written before any work is done: an empty path, one under a regular
+    file, an existing directory where a file belongs. One line (BadParameter), exit 2."""
+    target = Path(path)
+    if not str(path).strip():
+        raise click.BadParameter("an empty path: give a file or directory to write", param_hint=option)
+    with writing(path, option):
+        (target if directory else target.parent).mkdir(parents=True, exist_ok=True)
+    if not directory and target.is_dir():
+        raise click.BadParameter(f"{path} is a directory, not a file", param_hint=option)
+
+
+@contextmanager
+def writing(path, option: str = "--out"):
+    """Turn a failed write of `path` (full disk, no permission, a file in the way) into one line, exit 2."""
+    try:
+        yield
+    except OSError as e:
+        why = "a file is in the way" if isinstance(e, FileExistsError) else e.strerror or e  # mkdir under a file
+        raise click.BadParameter(f"cannot write {path}: {why}", param_hint=option) from None
 
 
 def one_line(message: str) -> str:

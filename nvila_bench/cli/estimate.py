@@ -21,7 +21,7 @@ def estimate():
 @click.option("--image", type=ImageSize(), default="1920x1080", show_default=True, help="Image size of a training sample.")
 @click.option("--text-tokens", default=128, show_default=True, type=click.IntRange(min=0), help="Text tokens per sample (an assumption).")
 @click.option("--samples", "samples", multiple=True, help="STAGE=N samples (repeat); default: the SFT stage's 10M (docs/reference.md#training-and-fine-tuning-recipes).")
-@click.option("--mfu", default=0.4, show_default=True, type=float, help="Model FLOPs utilisation assumed for both models.")
+@click.option("--mfu", default=0.4, show_default=True, type=float, help="Model FLOPs utilisation assumed for both models (model FLOPs: full attention, as the train suite's MFU).")
 @click.option("--results", "results", multiple=True, type=click.Path(), help="Results with train records: measured FP8 speed-up.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Also write an analytic record to OUT/results.jsonl.")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from .common import check_output, writing
+
 
 def register(cli: click.Group) -> None:
     for command in (report, dashboard, gate_command):
@@ -19,8 +21,10 @@ def report(results, out_file, title):
     from nvila_bench.reports.render import render_report, write_atomic
     from nvila_bench.core.results import load_results
 
+    check_output(out_file)
     records = load_results(results)
-    path = write_atomic(out_file, render_report(records, list(results), title))
+    with writing(out_file):
+        path = write_atomic(out_file, render_report(records, list(results), title))
     click.echo(f"report: {len(records)} record(s) -> {path}", err=True)
 
 
@@ -33,7 +37,9 @@ def dashboard(results_dir, site_dir, threshold):
     from nvila_bench.core.gate import parse_threshold
     from nvila_bench.reports.dashboard import build_site
 
-    path = build_site(results_dir, site_dir, parse_threshold(threshold))
+    check_output(site_dir, directory=True)
+    with writing(site_dir):  # reading problems are ValueErrors already (one line too)
+        path = build_site(results_dir, site_dir, parse_threshold(threshold))
     click.echo(f"dashboard -> {path}", err=True)
 
 
@@ -55,7 +61,8 @@ def gate_command(ctx, baseline, candidate, threshold, metrics, summary_md):
     result = gate(base, cand, parse_threshold(threshold), names)
     text = markdown_summary(result, base, cand)
     if summary_md:
-        with open(summary_md, "a") as f:  # append: $GITHUB_STEP_SUMMARY may already hold other steps' output
+        # Append: $GITHUB_STEP_SUMMARY may already hold other steps' output.
+        with writing(summary_md, "--summary-md"), open(summary_md, "a") as f:
             f.write(text)
     click.echo(text)
     if result.passed:

@@ -7,15 +7,22 @@ the runner measures each -> one writer appends its record.
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
 
+from nvila_bench.model.engines import ENGINES
 from nvila_bench.suites.registry import Suite, SuiteError, get_suite, jobs_of, suite_names
 
-from .common import ImageSize, emit
+from .common import ImageSize, emit, one_line
+
+MAX_SECONDS = 3600.0
 
 
 class SuiteGroup(click.Group):
@@ -28,13 +35,45 @@ class SuiteGroup(click.Group):
         return suite_command(get_suite(name)) if name in suite_names() else None
 
 
+class Seconds(click.ParamType):
+    """Seconds from 0 (exclusive if `positive`) to MAX_SECONDS, finite: NaN or inf would never end."""
+
+    name = "SECONDS"
+
+    def __init__(self, positive: bool = False):
+        self.positive = positive
+
+    def convert(self, value, param, ctx):
+        seconds = _float(value, self, param, ctx)
+        if not (math.isfinite(seconds) and (seconds > 0 if self.positive else seconds >= 0) and seconds <= MAX_SECONDS):
+            self.fail(f"{value!r} seconds: must be finite, {'> 0' if self.positive else '>= 0'} and <= {MAX_SECONDS:g}", param, ctx)
+        return seconds
+
+
+class FiniteFloat(click.ParamType):
+    name = "FLOAT"
+
+    def convert(self, value, param, ctx):
+        number = _float(value, self, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+def _float(value, kind, param, ctx) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        kind.fail(f"{value!r} is not a number", param, ctx)
+
+
 def _measure_options() -> list:
     return [
-        click.option("--warmup", default=2, show_default=True, help="Minimum warm-up iterations."),
-        click.option("--warmup-seconds", default=0.0, show_default=True, help="Minimum warm-up time."),
-        click.option("--repeats", default=5, show_default=True, help="Minimum measured iterations."),
-        click.option("--min-seconds", default=1.0, show_default=True, help="Minimum measuring time per point."),
-        click.option("--max-repeats", default=1000, show_default=True, help="Cap on measured iterations."),
+        click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0), help="Minimum warm-up iterations."),
+        click.option("--warmup-seconds", default=0.0, show_default=True, type=Seconds(), help="Minimum warm-up time."),
+        click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1), help="Minimum measured iterations."),
+        click.option("--min-seconds", default=1.0, show_default=True, type=Seconds(), help="Minimum measuring time per point."),
+        click.option("--max-repeats", default=1000, show_default=True, type=click.IntRange(min=1), help="Cap on measured iterations."),
     ]
 
 
@@ -49,7 +88,11 @@ COMMON = [
     click.option("--new-tokens", "new_tokens", type=int, multiple=True, help="Tokens generated, EOS ignored [32]."),
     click.option("--batch-size", "batch_sizes", type=int, multiple=True, help="Identical requests per batch [1]."),
     click.option("--attn", default="sdpa", show_default=True, help="sdpa, eager or flash_attention_2."),
-    click.option("--cache", "caches", type=click.Choice(["dynamic", "static"]), multiple=True, help="Decode KV cache [dynamic]."),
+    click.option("--cache", "caches", type=click.Choice(["dynamic", "static"]), multiple=True, help="Decode KV cache of the eager engine [dynamic]."),
+    click.option("--engine", "engines", type=click.Choice(list(ENGINES)), multiple=True,
+                 help="How prefill / decode run (sweep axis): compiled (CUDA graphs; default on cuda), eager (default on cpu), and the transformers peers hf-generate, hf-static."),
+    click.option("--preprocess", "preprocess", type=click.Choice(["cpu", "gpu"]), multiple=True,
+                 help="Image tiling on the host with PIL (cpu) or by tensor ops on the point's device (gpu; default on cuda)."),
     click.option("--config", "suite_file", type=click.Path(dir_okay=False), help="TOML/YAML suite file; lists are sweep axes."),
     click.option("--hardware", help="Hardware table entry for analytic floors and MFU (default: the GPU's own, or measured ceilings)."),
     click.option("--ceilings", "ceilings_file", type=click.Path(dir_okay=False), help="ceilings.json from `nvila-bench ceilings`."),
@@ -61,7 +104,7 @@ COMMON = [
     *_measure_options(),
 ]  # fmt: skip
 COMMON_NAMES = {"presets", "device", "dtypes", "images", "video_frames", "no_temporal_pool", "prompt_tokens", "new_tokens",
-                "batch_sizes", "attn", "caches", "suite_file", "hardware", "ceilings_file", "isolate", "processes", "quiet",
+                "batch_sizes", "attn", "caches", "engines", "preprocess", "suite_file", "hardware", "ceilings_file", "isolate", "processes", "quiet",
                 "out_dir", "warmup", "warmup_seconds", "repeats", "min_seconds", "max_repeats"}  # fmt: skip
 
 
@@ -70,6 +113,7 @@ def _click_option(option) -> click.Option:
     if option.type is bool:
         return click.option(flag, option.name, is_flag=True, default=bool(option.default), help=option.help)
     kind = click.Choice(list(option.type)) if isinstance(option.type, tuple) else option.type
+    kind = FiniteFloat() if kind is float else kind
     return click.option(flag, option.name, type=kind, default=option.default, multiple=option.multiple,
                         show_default=option.default is not None, help=option.help)  # fmt: skip
 
@@ -97,7 +141,7 @@ def sweep_axes(suite: Suite, c: dict) -> dict[str, list]:
     cli_axes = {
         "preset": list(c["presets"]), "dtype": list(c["dtypes"]), "video_frames": list(c["video_frames"]),
         "prompt_tokens": list(c["prompt_tokens"]), "new_tokens": list(c["new_tokens"]), "batch_size": list(c["batch_sizes"]),
-        "cache": list(c["caches"]),
+        "cache": list(c["caches"]), "engine": list(c["engines"]), "preprocess": list(c["preprocess"]),
     }  # fmt: skip
     axes |= {k: v for k, v in cli_axes.items() if v}
     axes |= {"device": [c["device"]], "attn_implementation": [c["attn"]]}
@@ -111,22 +155,68 @@ def sweep_axes(suite: Suite, c: dict) -> dict[str, list]:
 
 
 def plan(suite: Suite, c: dict, options: dict) -> list:
-    """The jobs to run, checked before anything is measured; jobs this machine cannot run are skipped with a
-    one-line reason each (exit 2 when nothing is left)."""
+    """The jobs to run, checked before anything is measured (exit 2 on settings that cannot run)."""
     try:
         jobs = jobs_of(suite, sweep_axes(suite, c), options | {"hardware": c["hardware"]})
     except (SuiteError, ValueError) as e:
         raise click.UsageError(str(e)) from None
-    runnable = []
-    for job in jobs:
-        reason = get_suite(job.suite).cannot_run(job.point)
-        if reason:
-            click.echo(f"nvila-bench: skip: {job.suite} {job.point.label}: {reason}", err=True)
-        else:
-            runnable.append(job)
-    if not runnable:
-        raise click.UsageError(f"nothing to run here: {reason}" if jobs else "no points")
-    return runnable
+    if not jobs:
+        raise click.UsageError("no points")
+    return jobs
+
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def check_device(device: str) -> None:
+    """cpu, or cuda[:N] of a device torch sees here."""
+    if not _DEVICE.match(device):
+        raise click.BadParameter(f"unknown device {device!r}; use cpu or cuda[:N]", param_hint="--device")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise click.BadParameter(f"{device}, but torch sees no CUDA device here", param_hint="--device")
+        if int(device.partition(":")[2] or 0) >= torch.cuda.device_count():
+            raise click.BadParameter(f"{device}: torch sees {torch.cuda.device_count()} CUDA device(s)", param_hint="--device")
+
+
+def check_ceilings(path: Path) -> str:
+    """A ceilings.json fit to divide by: a JSON object with positive finite peaks (else exit 2, one line)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise click.UsageError(f"{path}: not a ceilings file: {one_line(e)}") from None
+    if not isinstance(data, dict):
+        raise click.UsageError(f"{path}: not a ceilings file: expected a JSON object (from `nvila-bench ceilings`)")
+    for key in ("gemm_tflops", "copy_gbs"):
+        value = data.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+            raise click.UsageError(f"{path}: {key} must be a positive finite number, got {value!r}; "
+                                   "measure again with `nvila-bench ceilings`")  # fmt: skip
+    for key in ("device", "dtype"):
+        if not isinstance(data.get(key), str):
+            raise click.UsageError(f"{path}: {key} must be a string, got {data.get(key)!r}")
+    return str(path)
+
+
+def ceilings_of(c: dict) -> str | None:
+    """--ceilings (which must exist), else OUT/ceilings.json where present; checked either way."""
+    if c["ceilings_file"] and not Path(c["ceilings_file"]).is_file():
+        raise click.BadParameter(f"{c['ceilings_file']}: no such file", param_hint="--ceilings")
+    path = Path(c["ceilings_file"] or Path(c["out_dir"]) / "ceilings.json")
+    return check_ceilings(path) if path.is_file() else None
+
+
+def summary_line(name: str, records: list, path) -> str:
+    """e.g. "finetune-memory: 6 record(s) (4 ok, 2 skipped: QLoRA needs a CUDA GPU) -> OUT/results.jsonl"."""
+    from nvila_bench.core.results import STATUSES
+
+    counts = Counter(r.status for r in records)
+    parts = [f"{counts[status]} {status}" for status in STATUSES if counts[status]]
+    reasons = "; ".join(dict.fromkeys(r.error for r in records if r.status == "skipped" and r.error))
+    parts = [f"{part}: {reasons}" if part.endswith(" skipped") and reasons else part for part in parts]
+    return f"{name}: {len(records)} record(s) ({', '.join(parts)}) -> {path}"
 
 
 def run_suite(suite: Suite, c: dict, options: dict) -> int:
@@ -139,11 +229,7 @@ def run_suite(suite: Suite, c: dict, options: dict) -> int:
 
     measure = MeasureConfig(c["warmup"], c["warmup_seconds"], c["repeats"], c["min_seconds"], c["max_repeats"])
     device = c["device"]
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise click.UsageError("--device cuda, but torch sees no CUDA device here")
+    check_device(device)
     jobs = plan(suite, c, options)
     if os.environ.get("WORLD_SIZE", "1") != "1":
         if suite.name != "train":
@@ -151,8 +237,8 @@ def run_suite(suite: Suite, c: dict, options: dict) -> int:
         from nvila_bench.runner.distributed import run_distributed
 
         return run_distributed([j.point for j in jobs], measure, c["out_dir"], c["quiet"])
+    ceilings = ceilings_of(c)
     writer, run_id = ResultWriter(c["out_dir"]), new_run_id()
-    ceilings = c["ceilings_file"] or _existing(Path(c["out_dir"]) / "ceilings.json")
     dtypes = {j.point.dtype for j in jobs} | ({"bfloat16"} if any(j.point.extra.get("autocast") for j in jobs) else set())
     peaks = {dtype: resolve_peaks(device, dtype, c["hardware"], ceilings) for dtype in dtypes}
     session = Session(measure, peaks, Path(c["out_dir"]))
@@ -161,7 +247,10 @@ def run_suite(suite: Suite, c: dict, options: dict) -> int:
     bar = click.progressbar(length=len(jobs), label=f"{suite.name}: {len(jobs)} points", file=sys.stderr, show_eta=True,
                             item_show_func=lambda job: f"{job.suite} {job.point.label}" if job else "") if show else None  # fmt: skip
 
+    records = []
+
     def on_record(job, record):
+        records.append(record)
         if bar is not None:
             bar.update(1, job)
         line = suite.describe(record) if suite.describe and not c["quiet"] else None
@@ -171,7 +260,7 @@ def run_suite(suite: Suite, c: dict, options: dict) -> int:
     try:
         if bar is not None:
             bar.__enter__()
-        counts = run_sweep(jobs, writer, session, run_id, environment, c["isolate"], c["processes"], on_record)
+        run_sweep(jobs, writer, session, run_id, environment, c["isolate"], c["processes"], on_record)
     except KeyboardInterrupt:
         click.echo(f"nvila-bench: interrupted: {writer.count} completed point(s) kept in {writer.path}", err=True)
         return 130
@@ -179,13 +268,8 @@ def run_suite(suite: Suite, c: dict, options: dict) -> int:
         if bar is not None:
             bar.__exit__(None, None, None)
     if not c["quiet"]:
-        summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-        click.echo(f"{suite.name}: {writer.count} record(s) ({summary}) -> {writer.path}", err=True)
-    return 1 if suite.fail_on_error and counts["ok"] < writer.count else 0
-
-
-def _existing(path: Path) -> str | None:
-    return str(path) if path.is_file() else None
+        click.echo(summary_line(suite.name, records, writer.path), err=True)
+    return 1 if suite.fail_on_error and any(r.status != "ok" for r in records) else 0
 
 
 run = SuiteGroup(name="run", help="Measure a suite over the cartesian product of the given settings; writes OUT/results.jsonl.")
@@ -194,18 +278,27 @@ run = SuiteGroup(name="run", help="Measure a suite over the cartesian product of
 @click.command()
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
 @click.option("--dtype", default="bfloat16", show_default=True, help="GEMM dtype.")
-@click.option("--size", default=4096, show_default=True, help="Square GEMM size.")
-@click.option("--seconds", default=2.0, show_default=True, help="Time per measurement.")
+@click.option("--size", default=4096, show_default=True, help="Square GEMM size (16 to 16384).")
+@click.option("--seconds", default=2.0, show_default=True, type=Seconds(positive=True), help="Time per measurement.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Writes OUT/ceilings.json.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def ceilings(device, dtype, size, seconds, out_dir, as_json):
     """Measure the achieved GEMM rate and copy bandwidth of this device (rooflines use them)."""
+    import torch
+
     from nvila_bench.core.hardware import save_ceilings
     from nvila_bench.suites.ceilings import measure_ceilings
 
-    result = measure_ceilings(device=device, dtype=dtype, size=size, seconds=seconds)
+    check_device(device)
+    try:
+        result = measure_ceilings(device=device, dtype=dtype, size=size, seconds=seconds)
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and "can't allocate memory" not in str(e):  # torch's CPU allocator
+            raise
+        raise click.UsageError(f"--size {size} does not fit in memory here ({one_line(e)[:200]}); use a smaller --size") from None
+    for key in ("gemm_tflops", "copy_gbs"):  # a zero rate would make every later point's utilisation an error
+        if not (math.isfinite(result[key]) and result[key] > 0):
+            raise click.ClickException(f"measured {key} = {result[key]}: not saved; try a larger --size or --seconds")
     path = save_ceilings(result, out_dir)
     text = f"{result['device_name']}: GEMM {result['gemm_tflops']:.2f} TFLOP/s ({result['dtype']}), copy {result['copy_gbs']:.1f} GB/s -> {path}"
     emit(result, as_json, text)
-
-

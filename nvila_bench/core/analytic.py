@@ -1,5 +1,9 @@
 """The cost model's figures beside a measured point: FLOPs and bytes per stage, and with known peaks the
-time floor and the MFU / MBU of each timed stage."""
+time floor and the MFU / MBU of each timed stage.
+
+`{stage}_flops` are model FLOPs (full N x N attention); `{stage}_executed_flops` are what a causal kernel runs
+(the LLM's attention counted once per kept key). The floor and MFU use executed FLOPs, so a causal prefill
+cannot show an MFU above 1 from FLOPs it never ran; `flops_convention` says so in the record."""
 
 from __future__ import annotations
 
@@ -20,16 +24,18 @@ def analytic_metrics(point: BenchPoint, metrics: dict[str, Metric], timed: dict[
         cfg, point.images, point.video_frames, point.temporal_pool, point.prompt_tokens,
         context=context, batch=point.batch_size, dtype=point.dtype,
     )  # fmt: skip
-    out = {}
+    out = {"flops_convention": Metric.analytic(costmodel.FLOPS_CONVENTION, "text")}
     for stage, cost in costs.items():
         out[f"{stage}_flops"] = Metric.analytic(cost.flops, "FLOP")
+        out[f"{stage}_executed_flops"] = Metric.analytic(cost.executed_flops, "FLOP")
         out[f"{stage}_bytes"] = Metric.analytic(cost.bytes, "bytes")
         if peaks is None:
             continue
         out[f"{stage}_floor"] = Metric.analytic(costmodel.time_floor(cost, peaks.flops, peaks.bandwidth), "s")
         if stage in timed:
             seconds = metrics[timed[stage]].value
-            out[f"{stage}_mfu"] = Metric.utilisation(costmodel.mfu(cost.flops, seconds, peaks.flops), timed[stage])
+            mfu = costmodel.mfu(cost.executed_flops, seconds, peaks.flops)  # FLOPS_CONVENTION
+            out[f"{stage}_mfu"] = Metric.utilisation(mfu, timed[stage])
             out[f"{stage}_mbu"] = Metric.utilisation(costmodel.mbu(cost.bytes, seconds, peaks.bandwidth), timed[stage])
     if peaks is not None:
         out["peaks_source"] = Metric.analytic(peaks.source, "text")

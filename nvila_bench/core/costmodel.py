@@ -5,11 +5,18 @@ FLOPs (the same conventions everywhere in nvila-bench):
   convolution (a matmul over 3*patch^2 inputs per patch), attention scores (Q K^T) and attention-times-values.
   Norms, activations, softmax, rotary embeddings, residual and position-embedding adds, the S2 interpolation,
   TSP averaging and biases are not: they are elementwise, O(1/width) of the matmul work.
-- attention is costed over the full N x N square (no causal halving), as eager attention computes it.
+- `flops` are model FLOPs: attention is costed over the full N x N square (no causal halving), as eager
+  attention computes it and as the training MFU (6N-style model FLOPs) counts it.
+- `executed_flops` are what a causal kernel (SDPA / FlashAttention with is_causal) executes: the LLM's QK^T
+  and AV count only the kept keys, n(n+1)/2 key positions summed over n new queries (about half the square
+  for a long prefill), and c + 1 keys for a decode token with c cached. The vision tower's attention is
+  bidirectional and every matmul runs in full, so there they equal `flops`. MFU and the roofline (time floor,
+  arithmetic intensity) use executed FLOPs (FLOPS_CONVENTION); the training MFU uses model FLOPs
+  (docs/reference.md#flop-conventions).
 - the vision tower runs `layers_used` encoder layers: it stops at hidden_states[-2], so its last layer and
   post_layernorm never run.
 - prefill runs the LM head on the last position only (logits_to_keep=1).
-On the tiny presets these formulas equal torch's FlopCounterMode exactly (tests/test_costmodel.py).
+On the tiny presets `flops` equal torch's FlopCounterMode under eager attention exactly (tests/test_costmodel.py).
 
 Bytes are the minimum a stage must move from memory, at `dtype` width throughout:
 - the weights it runs, read once (not once per tile or batch row): the vision tower's used layers with the
@@ -34,20 +41,31 @@ from nvila_bench.model.tokens import count_visual_tokens
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "fp8": 1, "int8": 1}
 
 
+FLOPS_CONVENTION = "executed (causal attention counted once per kept key)"  # what MFU / the roofline divide
+MODEL_FLOPS_CONVENTION = "model (full N x N attention)"  # `flops`; also the training MFU's convention
+
+
 @dataclass(frozen=True)
 class Cost:
+    """Model FLOPs, minimum bytes moved, and the FLOPs a causal kernel executes (default: all of them)."""
+
     flops: int
     bytes: int
+    executed_flops: int | None = None  # None: equal to `flops` (no causal attention in the stage)
+
+    def __post_init__(self) -> None:
+        if self.executed_flops is None:
+            object.__setattr__(self, "executed_flops", self.flops)
 
     def __add__(self, other: "Cost") -> "Cost":
-        return Cost(self.flops + other.flops, self.bytes + other.bytes)
+        return Cost(self.flops + other.flops, self.bytes + other.bytes, self.executed_flops + other.executed_flops)
 
     def scaled(self, k: int) -> "Cost":
         """`k` identical repetitions."""
-        return Cost(self.flops * k, self.bytes * k)
+        return Cost(self.flops * k, self.bytes * k, self.executed_flops * k)
 
     def to_dict(self) -> dict:
-        return {"flops": self.flops, "bytes": self.bytes}
+        return {"flops": self.flops, "bytes": self.bytes, "executed_flops": self.executed_flops}
 
 
 def dtype_bytes(dtype: str) -> int:
@@ -117,13 +135,22 @@ def llm_weights(cfg: NVILAConfig) -> int:
     return llm_params(llm) - (0 if llm.tie_word_embeddings else llm.vocab_size * llm.hidden_size)
 
 
-def _llm_flops(cfg: NVILAConfig, new: int, keys: int) -> int:
-    """One batch row: `new` query positions attending to `keys` positions, then the LM head once."""
+def causal_keys(new: int, keys: int) -> int:
+    """Key positions a causal kernel keeps, summed over `new` queries that are the last of `keys` positions:
+    each sees the keys - new cached ones plus itself and the new ones before it. Prefill (new = keys = n):
+    n(n+1)/2; a decode token (new = 1, keys = c + 1): c + 1."""
+    return new * (keys - new) + new * (new + 1) // 2
+
+
+def _llm_flops(cfg: NVILAConfig, new: int, keys: int, causal: bool = False) -> int:
+    """One batch row: `new` query positions attending to `keys` positions, then the LM head once. `causal`:
+    count only the (query, key) pairs a causal kernel keeps (executed FLOPs) instead of all new x keys."""
     llm = cfg.llm
     h, q, kv = llm.hidden_size, llm.num_heads * llm.head_dim, llm.num_kv_heads * llm.head_dim
     projections = 2 * new * h * (2 * q + 2 * kv)  # q and o are q wide, k and v are kv wide (GQA)
     mlp = 2 * new * 3 * h * llm.intermediate_size  # gate, up, down
-    attention = 2 * 2 * new * keys * q  # QK^T and AV over every query head
+    pairs = causal_keys(new, keys) if causal else new * keys
+    attention = 2 * 2 * pairs * q  # QK^T and AV over every query head
     return llm.num_layers * (projections + mlp + attention) + 2 * h * llm.vocab_size
 
 
@@ -137,7 +164,8 @@ def llm_prefill_cost(cfg: NVILAConfig, n_tokens: int, batch: int = 1, dtype: str
     _check_count("n_tokens", n_tokens)
     _check_count("batch", batch)
     moved = (llm_weights(cfg) + _llm_io(cfg, n_tokens, batch)) * dtype_bytes(dtype)
-    return Cost(batch * _llm_flops(cfg, n_tokens, n_tokens), moved + kv_cache_bytes(cfg, n_tokens, batch, dtype))
+    return Cost(batch * _llm_flops(cfg, n_tokens, n_tokens), moved + kv_cache_bytes(cfg, n_tokens, batch, dtype),
+                batch * _llm_flops(cfg, n_tokens, n_tokens, causal=True))
 
 
 def decode_step_cost(cfg: NVILAConfig, context: int, batch: int = 1, dtype: str = "bfloat16") -> Cost:
@@ -147,7 +175,8 @@ def decode_step_cost(cfg: NVILAConfig, context: int, batch: int = 1, dtype: str 
     _check_count("batch", batch)
     moved = (llm_weights(cfg) + _llm_io(cfg, 1, batch)) * dtype_bytes(dtype)
     kv = kv_cache_bytes(cfg, context, batch, dtype) + kv_cache_bytes(cfg, 1, batch, dtype)
-    return Cost(batch * _llm_flops(cfg, 1, context + 1), moved + kv)
+    executed = batch * _llm_flops(cfg, 1, context + 1, causal=True)  # one query: no masked key, equal to flops
+    return Cost(batch * _llm_flops(cfg, 1, context + 1), moved + kv, executed)
 
 
 # ---- a whole request -------------------------------------------------------------------------------------
@@ -183,14 +212,21 @@ def request_costs(
 
 # ---- from cost to time -----------------------------------------------------------------------------------
 def time_floor(cost: Cost, peak_flops: float, peak_bandwidth: float) -> float:
-    """Seconds no implementation can beat on that hardware: the binding one of compute and memory."""
+    """Seconds no implementation can beat on that hardware: the binding one of compute (executed FLOPs: a
+    causal kernel skips the masked half of attention) and memory."""
     _check_rate("peak_flops", peak_flops)
     _check_rate("peak_bandwidth", peak_bandwidth)
-    return max(cost.flops / peak_flops, cost.bytes / peak_bandwidth)
+    return max(cost.executed_flops / peak_flops, cost.bytes / peak_bandwidth)
+
+
+def arithmetic_intensity(cost: Cost) -> float:
+    """Executed FLOPs per minimum byte moved: the roofline's x axis."""
+    return cost.executed_flops / cost.bytes
 
 
 def mfu(flops: int, seconds: float, peak_flops: float) -> float:
-    """Model FLOPs utilisation: achieved FLOP/s over peak."""
+    """FLOPs utilisation: `flops` per second over peak. The convention is the caller's: inference stages pass
+    executed FLOPs (FLOPS_CONVENTION), the training step passes model FLOPs (MODEL_FLOPS_CONVENTION)."""
     _check_rate("seconds", seconds)
     _check_rate("peak_flops", peak_flops)
     return flops / seconds / peak_flops

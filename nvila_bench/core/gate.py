@@ -15,6 +15,10 @@ than the threshold, or one the noise cannot tell from zero, passes (its note say
 the interval excludes no change). A candidate point that failed (oom / error) where the baseline was ok is a
 regression too. Metrics without samples (peak memory, MFU) are compared by value against the same threshold.
 
+A stage that runs on the host CPU (`preprocess`: PIL resize, tiling, normalisation) is timed on the host even
+in a GPU run, so the host's noise, not the GPU's, decides its comparison; the summary warns when one is compared
+on a GPU run (HOST_STAGES), and when a compared total (TTFT) is at least HOST_SHARE host time.
+
 Several runs of one point on a side (a folder of nightly runs, or interleaved repeats) are pooled as process
 groups: the CI then carries run-to-run noise, which on a shared runner is larger than within-run noise (a
 2-vCPU cloud VM drifted by up to 30% between consecutive runs of the same point).
@@ -29,8 +33,12 @@ import numpy as np
 
 from nvila_bench.core.results import Metric, Record, hardware_of, point_id
 from nvila_bench.core.stats import median_ratio_ci, split_groups
+from nvila_bench.model.stages import PREPROCESS
 
 DEFAULT_METRICS = ("ttft", "tpot", "decode_tokens_per_s", "step_time", "samples_per_s")
+HOST_STAGES = (PREPROCESS,)  # stage metrics timed on the host CPU whatever the device
+HOST_TOTALS = {"ttft": PREPROCESS}  # totals that include a host stage
+HOST_SHARE = 0.25  # a total this much host time (median share, either side) is warned about too
 ENV_FIELDS = ("torch", "cuda", "transformers", "attn_implementation", "nvila_bench")
 
 
@@ -72,6 +80,21 @@ class GateResult:
     environment_changes: list[str] = field(default_factory=list)
     single_process: bool = False  # every point on both sides is one process run: run-to-run noise not in the CIs
     not_gated: list[str] = field(default_factory=list)  # metrics asked for by name that state no better direction
+    # Compared metrics of GPU (non-CPU) points timed on the host CPU: metric -> None for a host stage itself,
+    # or the largest share of a total (TTFT) that its host stage took.
+    host_stages: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Caveats on how far the verdicts can be trusted, one line each."""
+        out = []
+        for name, share in sorted(self.host_stages.items()):
+            if share is None:
+                out.append(f"warning: {name} runs on the host CPU; its noise (not the GPU's) decides this comparison")
+            else:
+                out.append(f"warning: {name} includes {HOST_TOTALS[name]} (up to {share:.0%} of it), which runs on the "
+                           f"host CPU; its noise (not the GPU's) can decide this comparison")
+        return out
 
     @property
     def regressions(self) -> list[Comparison]:
@@ -185,7 +208,7 @@ def gate(baseline: list[Record], candidate: list[Record], threshold: float = 0.0
     if base_hw != cand_hw or len(base_hw) != 1:
         raise IncomparableError(f"different hardware: baseline ran on {', '.join(base_hw)}; candidate on {', '.join(cand_hw)}")
     wanted = set(metrics) if metrics else None
-    comparisons, not_gated = [], set()
+    comparisons, not_gated, host_stages = [], set(), {}
     for key in common:
         b_ok = [r for r in base[key] if r.ok]
         c_ok = [r for r in cand[key] if r.ok]
@@ -206,6 +229,11 @@ def gate(baseline: list[Record], candidate: list[Record], threshold: float = 0.0
                 not_gated.add(name)
                 continue
             comparisons.append(compare_metric(label, name, bm, cm, threshold))
+            if _on_gpu(last):
+                if name in HOST_STAGES:
+                    host_stages[name] = None
+                elif name in HOST_TOTALS and (share := _host_share(name, b_ok[-1], c_ok[-1])) >= HOST_SHARE:
+                    host_stages[name] = max(share, host_stages.get(name) or 0.0)
     if wanted and not comparisons:
         if not_gated:
             raise IncomparableError(
@@ -217,8 +245,19 @@ def gate(baseline: list[Record], candidate: list[Record], threshold: float = 0.0
         threshold, comparisons, len(set(base) - set(cand)), len(set(cand) - set(base)), base_hw[0],
         _environment_changes(base[common[0]][-1], cand[common[0]][-1]),
         single_process=all(_groups(rs) < 2 for rs in list(base.values()) + list(cand.values())),
-        not_gated=sorted(not_gated),
+        not_gated=sorted(not_gated), host_stages=host_stages,
     )  # fmt: skip
+
+
+def _on_gpu(record: Record) -> bool:
+    return str(record.config.get("device") or "cpu").split(":")[0] != "cpu"
+
+
+def _host_share(total: str, *records: Record) -> float:
+    """The largest share of `total` (its median) that its host stage took in `records` (0 when not recorded)."""
+    shares = [r.value(HOST_TOTALS[total]) / r.value(total) for r in records
+              if _is_number(r.value(HOST_TOTALS[total])) and _is_number(r.value(total)) and r.value(total) > 0]
+    return max(shares, default=0.0)
 
 
 def _is_number(x) -> bool:
@@ -281,6 +320,7 @@ def markdown_summary(result: GateResult, baseline: list[Record], candidate: list
         f"- Baseline: {_run_line(baseline)}",
         f"- Candidate: {_run_line(candidate)}",
     ]
+    lines += [f"- {w}" for w in result.warnings]
     if result.environment_changes:
         lines.append(f"- Software changed: {'; '.join(result.environment_changes)}")
     if result.single_process:

@@ -23,5 +23,16 @@ def decode_rates() -> list[dict]:
 
 
 def accuracy_table(kind: str) -> dict[str, dict]:
-    """lmms-eval task -> {"name": ..., preset: score, ...} for kind "image" or "video"."""
-    return paper_data()["accuracy"][kind]
+    """lmms-eval task -> {"name": ..., preset: score, ...} for kind "image" or "video"; every preset key is
+    flat (quoted in the TOML: a bare `vila1.5-8b` would be the nested table vila1 -> 5-8b, refused here)."""
+    table = paper_data()["accuracy"][kind]
+    for task, entry in table.items():
+        nested = [k for k, v in entry.items() if isinstance(v, dict)]
+        if nested:
+            raise ValueError(f"paper.toml: accuracy.{kind}.{task}: key(s) {nested} hold tables; quote dotted preset names")
+    return table
+
+
+def scores(entry: dict) -> dict[str, float]:
+    """preset -> score of one accuracy row (its keys but "name")."""
+    return {k: v for k, v in entry.items() if k != "name"}

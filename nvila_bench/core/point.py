@@ -12,12 +12,16 @@ from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
+from nvila_bench.model.engines import check_engine, default_engine
 from nvila_bench.model.nvila import check_attn_implementation
 from nvila_bench.model.presets import get_preset
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 CACHES = ("dynamic", "static")
+PREPROCESS = ("cpu", "gpu")  # where images are tiled and normalised
+# The KV cache each engine runs with, whatever --cache says (eager alone takes either).
+ENGINE_CACHE = {"compiled": "static", "hf-static": "static", "hf-generate": "dynamic"}
 
 
 def canonical_dtype(name: str) -> str:
@@ -39,7 +43,9 @@ class BenchPoint:
     batch_size: int = 1
     new_tokens: int = 32  # decode only; EOS is ignored so every run decodes exactly this many
     attn_implementation: str = "sdpa"
-    cache: str = "dynamic"  # decode only: dynamic or static KV cache
+    cache: str = "dynamic"  # decode only: dynamic or static KV cache (the eager engine's choice)
+    engine: str | None = None  # eager, compiled, hf-generate, hf-static (default: compiled on cuda, eager on cpu)
+    preprocess: str | None = None  # cpu (PIL) or gpu (tensor ops on the device); default: gpu on cuda
     seed: int = 0
     extra: dict = field(default_factory=dict)  # suite-specific settings, recorded verbatim
 
@@ -59,6 +65,13 @@ class BenchPoint:
         check_attn_implementation(self.attn_implementation)
         if self.cache not in CACHES:
             raise ValueError(f"unknown cache {self.cache!r}; known: {', '.join(CACHES)}")
+        cuda = self.device.startswith("cuda")
+        object.__setattr__(self, "engine", self.engine or default_engine(self.device))
+        check_engine(self.engine)
+        object.__setattr__(self, "cache", ENGINE_CACHE.get(self.engine, self.cache))
+        object.__setattr__(self, "preprocess", self.preprocess or ("gpu" if cuda else "cpu"))
+        if self.preprocess not in PREPROCESS:
+            raise ValueError(f"unknown preprocess {self.preprocess!r}; known: {', '.join(PREPROCESS)}")
 
     @property
     def torch_dtype(self) -> torch.dtype:

@@ -1,42 +1,50 @@
 """One result currency: typed `Metric`s in `Record`s, written as versioned JSONL by one writer.
 
-A record is one sweep point (or one analytic figure set, one profile, one accuracy task):
-
-    {"schema_version": 2, "run_id": "...", "point_id": "...", "timestamp": "2026-...Z",
-     "suite": "prefill", "status": "ok" | "oom" | "error", "error": null | "one line",
-     "provenance": "measured" | "analytic" | "paper", "preset": "nvila-8b",
-     "config": {... every setting of the point ...}, "environment": {... see env.py ...},
-     "metrics": {"ttft": {"value": 0.041, "unit": "s", "provenance": "measured", "better": "lower",
-                          "merge": "pool", "summary": {...stats.Summary...}, "samples": [...]}, ...}}
-
-A metric says itself which direction is better (`better`: lower, higher, or null for counts and settings)
-and how K process runs of a point merge into one (`merge`: pool the samples, take the max, rescale with the
-metric it is `derived_from`, or keep the first run's). Version-1 files (no `better` / `merge`) are read and
-upgraded on the fly (`upgrade_v1`), so old runs still report and gate.
-
-`ResultWriter` appends a record with a single `os.write` of a whole line and fsyncs it: a crash or Ctrl-C
-loses at most the point in flight, never a completed one.
+A record is one sweep point (or one analytic figure set, one profile, one accuracy task): its settings
+(`config`), `environment`, `status` and `metrics`, each metric with its value, unit, provenance, which direction
+is better (`better`) and how K process runs of a point merge (`merge`). `record.schema.json` is the full format;
+`read_results` checks every line against it. Version-1 files (no `better` / `merge`) are upgraded on reading.
+`ResultWriter` appends one whole fsync'd line or nothing: a crash, Ctrl-C or a full disk loses at most the point
+in flight. A non-finite figure is written as null with a note.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
+import math
+import numbers
 import os
+import signal
+import sys
 import uuid
-from dataclasses import dataclass, field
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
+
+import fastjsonschema
 
 from nvila_bench.core.stats import Summary, bounded_samples, summarize, throughput_from_samples
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-STATUSES = ("ok", "oom", "error")
+# ok: measured; oom: out of (device or host) memory; error: failed; skipped: cannot run here (a missing
+# library, a GPU-only option on CPU), with the reason; nonfinite: measured, but a figure came out NaN / inf
+# (recorded as null with a note, e.g. a diverging training run).
+STATUSES = ("ok", "oom", "error", "skipped", "nonfinite")
 PROVENANCES = ("measured", "analytic", "paper")
 BETTER = ("lower", "higher", None)  # None: not a figure of merit (a count, a setting, a table)
 MERGES = ("pool", "max", "rescale", "first")
+_OPTIONAL = ("summary", "samples", "groups", "derived_from", "note")  # metric fields written only when set
+_KNOWN = {"value", "unit", "provenance", "better", "merge", *_OPTIONAL}
+
+
+class PointSkipped(Exception):
+    """Raised by a suite's measure when a point cannot run here (QLoRA without bitsandbytes, FP8 without
+    torchao, a GPU-only option on CPU): the runner records it as `skipped` with this message as the reason."""
 
 
 def new_run_id() -> str:
@@ -57,7 +65,7 @@ class Metric:
     """One figure of a record: its value and unit, where it comes from, which direction is better and how
     several process runs of the point merge. Timings and rates also keep their distribution."""
 
-    value: Any  # a number, or a table (list / dict) or text for descriptive metrics
+    value: Any  # a number, or a table (list / dict) or text for descriptive metrics; None: see note
     unit: str
     provenance: str = "measured"
     better: str | None = None
@@ -66,20 +74,17 @@ class Metric:
     samples: list[float] | None = None  # raw samples (at most 1000 per process run)
     groups: list[int] | None = None  # sizes of the process runs pooled in `samples`
     derived_from: str | None = None  # e.g. an MFU computed from the median of "ttft"
+    note: str | None = None  # why the value is missing, e.g. "non-finite (nan)"
 
     def __post_init__(self):
         if not isinstance(self.unit, str):
             raise ValueError(f"unit must be text, got {self.unit!r}")
-        if self.provenance not in PROVENANCES:
-            raise ValueError(f"provenance {self.provenance!r} not in {PROVENANCES}")
-        if self.better not in BETTER:
-            raise ValueError(f"better {self.better!r} not in {BETTER}")
-        if self.merge not in MERGES:
-            raise ValueError(f"merge {self.merge!r} not in {MERGES}")
+        for name, allowed in (("provenance", PROVENANCES), ("better", BETTER), ("merge", MERGES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} {getattr(self, name)!r} not in {allowed}")
         if self.merge == "rescale" and not self.derived_from:
             raise ValueError("a rescaled metric needs derived_from")
 
-    # ---- constructors ---------------------------------------------------------------------------------
     @classmethod
     def timing(cls, seconds: Sequence[float], unit: str = "s") -> Metric:
         """A measured duration: median of the samples, lower is better, runs pool their samples."""
@@ -89,8 +94,7 @@ class Metric:
 
     @classmethod
     def rate(cls, seconds: Sequence[float], items: float, unit: str) -> Metric:
-        """A measured throughput: `items` per iteration over each iteration's seconds (each sample inverted,
-        never the median latency), higher is better."""
+        """A measured throughput, higher is better: `items` over each iteration's seconds (never the median)."""
         summary = throughput_from_samples(seconds, items, unit)
         rates = [items / s for s in seconds]
         return cls(summary.median, unit, better="higher", merge="pool", summary=summary.to_dict(),
@@ -118,17 +122,11 @@ class Metric:
     def to_dict(self) -> dict:
         out = {"value": self.value, "unit": self.unit, "provenance": self.provenance, "better": self.better,
                "merge": self.merge}  # fmt: skip
-        for name in ("summary", "samples", "groups", "derived_from"):
-            if getattr(self, name) is not None:
-                out[name] = getattr(self, name)
-        return out
+        return out | {name: getattr(self, name) for name in _OPTIONAL if getattr(self, name) is not None}
 
     @classmethod
-    def from_dict(cls, d: dict) -> Metric:
-        if not isinstance(d, dict) or "value" not in d or "unit" not in d:
-            raise ValueError("a metric needs value and unit")
-        known = {"value", "unit", "provenance", "better", "merge", "summary", "samples", "groups", "derived_from"}
-        return cls(**{k: v for k, v in d.items() if k in known})
+    def from_dict(cls, d: dict) -> Metric:  # d as record.schema.json checked it
+        return cls(**{k: v for k, v in d.items() if k in _KNOWN})
 
 
 @dataclass
@@ -148,21 +146,37 @@ class Record:
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self):
-        problems = []
-        if not isinstance(self.suite, str) or not self.suite:
-            problems.append(f"suite {self.suite!r} is not a name")
-        if not isinstance(self.config, dict):
-            problems.append("config must be an object")
-        if not isinstance(self.metrics, dict) or not all(isinstance(m, Metric) for m in self.metrics.values()):
-            problems.append("metrics must map names to Metric")
-        if self.status not in STATUSES:
-            problems.append(f"status {self.status!r} not in {STATUSES}")
-        if self.provenance not in PROVENANCES:
-            problems.append(f"provenance {self.provenance!r} not in {PROVENANCES}")
-        if self.status != "ok" and not self.error:
-            problems.append(f"status {self.status!r} needs an error message")
+        checks = [
+            (isinstance(self.suite, str) and self.suite, f"suite {self.suite!r} is not a name"),
+            (isinstance(self.config, dict), "config must be an object"),
+            (isinstance(self.metrics, dict) and all(isinstance(m, Metric) for m in self.metrics.values()),
+             "metrics must map names to Metric"),
+            (self.status in STATUSES, f"status {self.status!r} not in {STATUSES}"),
+            (self.provenance in PROVENANCES, f"provenance {self.provenance!r} not in {PROVENANCES}"),
+            (self.status == "ok" or self.error, f"status {self.status!r} needs an error message"),
+        ]  # fmt: skip
+        problems = [message for passed, message in checks if not passed]
         if problems:
             raise ValueError("invalid result record: " + "; ".join(problems))
+        self.make_finite()
+
+    def make_finite(self) -> None:
+        """JSON has no NaN or infinity (and a NaN figure would compare as anything): a metric with a non-finite
+        value, summary or sample becomes null with a note, its finite samples kept, and an `ok` point becomes
+        `nonfinite` naming them; a non-finite setting (config, environment) becomes text, e.g. "inf"."""
+        self.config, self.environment = _scrub(self.config, []), _scrub(self.environment, [])
+        bad = []
+        for name, m in self.metrics.items():
+            found = []
+            _scrub([m.value, m.summary, m.samples], found)
+            if found:
+                kinds = ", ".join(sorted(set(found)))
+                samples = [x for x in m.samples or () if math.isfinite(x)] or None
+                self.metrics[name] = replace(m, value=None, summary=None, samples=samples, groups=None,
+                                             note=f"non-finite ({kinds})")  # fmt: skip
+                bad.append(f"{name} ({kinds})")
+        if bad and self.status == "ok":
+            self.status, self.error = "nonfinite", "non-finite figures: " + ", ".join(bad)
 
     @property
     def preset(self) -> str | None:
@@ -186,6 +200,7 @@ class Record:
         return None if m is None else m.value
 
     def to_dict(self) -> dict:
+        self.make_finite()  # again: a figure may have turned non-finite after construction (a merge)
         return {
             "schema_version": self.schema_version, "run_id": self.run_id, "point_id": self.point_id,
             "timestamp": self.timestamp, "suite": self.suite, "status": self.status, "error": self.error,
@@ -198,32 +213,48 @@ class Record:
 
     @classmethod
     def from_dict(cls, d: dict) -> Record:
-        """A record of any readable schema version (version 1 is upgraded); ValueError names what is wrong."""
+        """A record of any readable schema version (version 1 is upgraded), validated in full against
+        record.schema.json; a ValueError of one line says what is wrong and where in the record."""
         if not isinstance(d, dict):
             raise ValueError("a record must be a JSON object")
         version = d.get("schema_version")
-        if version not in READABLE_VERSIONS:
+        if type(version) is not int or version not in READABLE_VERSIONS:  # type(): `true` is no version
             raise ValueError(f"schema_version {version!r} is not one this version reads ({READABLE_VERSIONS})")
-        missing = [k for k in ("run_id", "timestamp", "suite", "status", "provenance", "config", "metrics") if k not in d]
-        if missing:
-            raise ValueError(f"invalid result record: missing {', '.join(map(repr, missing))}")
-        if not isinstance(d["metrics"], dict):
-            raise ValueError("invalid result record: metrics must be an object")
+        validate_record(d)  # then every metric below is well-formed
         raw = upgrade_v1(d["metrics"]) if version == 1 else d["metrics"]
-        metrics = {}
-        for name, m in raw.items():
-            try:
-                metrics[name] = Metric.from_dict(m)
-            except (TypeError, ValueError) as e:
-                raise ValueError(f"invalid result record: metric {name!r}: {e}") from None
+        metrics = {name: Metric.from_dict(m) for name, m in raw.items()}
         return cls(d["suite"], d["config"], metrics, d["run_id"], d["status"], d.get("error"), d["provenance"],
                    d.get("environment"), d["timestamp"], SCHEMA_VERSION)  # fmt: skip
 
 
-# ---- reading version 1 ----------------------------------------------------------------------------------
-# Version 1 stored neither direction nor merge rule. The gate guessed "higher is better" from a "/s" unit
-# suffix (so an MFU drop passed as an improvement); these are the metrics of version 1 whose direction is
-# known, by name or by unit.
+def _scrub(obj, found: list):
+    """`obj` with each non-finite number as text ("nan", "inf", "-inf"), each appended to `found`."""
+    if isinstance(obj, numbers.Real) and not isinstance(obj, numbers.Integral) and not math.isfinite(obj):
+        found.append(str(float(obj)))
+        return found[-1]
+    if isinstance(obj, dict):
+        return {k: _scrub(v, found) for k, v in obj.items()}
+    return [_scrub(v, found) for v in obj] if isinstance(obj, (list, tuple)) else obj
+
+
+_SCHEMA = Path(__file__).with_name("record.schema.json")
+_validator = functools.cache(lambda: fastjsonschema.compile(json.loads(_SCHEMA.read_text())))  # once, when first used
+
+
+def validate_record(d: dict) -> None:
+    """ValueError of one line unless `d` matches record.schema.json: "invalid result record: what (where)"."""
+    try:
+        _validator()(d)
+    except fastjsonschema.JsonSchemaValueException as e:
+        where = ".".join(map(str, e.path[1:])) or "the record"
+        what = f"{e.message[len(e.name):].strip()}, got {repr(e.value)[:60]}"
+        if e.rule == "required":
+            what = "missing " + ", ".join(repr(k) for k in e.rule_definition if k not in e.value)
+        raise ValueError(f"invalid result record: {what} ({where})") from None
+
+
+# Version 1 stored neither direction nor merge rule (the gate guessed "higher" from a "/s" unit, so an MFU drop
+# passed as an improvement); these are the version-1 metrics whose direction is known, by name or by unit.
 _HIGHER_V1 = ("score", "mfu", "mbu", "samples_per_s", "tokens_per_s", "iterations_per_s", "decode_tokens_per_s")
 
 
@@ -240,8 +271,6 @@ def upgrade_v1(metrics: dict) -> dict:
     measured peaks and KV-cache bytes, rescale what has an "of")."""
     out = {}
     for name, m in metrics.items():
-        if not isinstance(m, dict):
-            raise ValueError(f"invalid result record: metric {name!r} is not an object")
         m = dict(m)
         unit, provenance = str(m.get("unit")), m.get("provenance")
         m.setdefault("better", v1_direction(name, unit, provenance))
@@ -255,30 +284,63 @@ def upgrade_v1(metrics: dict) -> dict:
     return out
 
 
-# ---- writing and reading ---------------------------------------------------------------------------------
 class ResultWriter:
-    """The one writer: appends records to DIR/results.jsonl, one flushed and fsync'd line each."""
+    """The one writer: appends records to DIR/results.jsonl, one whole fsync'd line each, or nothing."""
 
     def __init__(self, out_dir: str | Path, filename: str = "results.jsonl"):
-        self.path = Path(out_dir) / filename
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.count = 0
+        # Checked now, before any measuring: a bad --out must not cost a sweep.
+        if not str(out_dir).strip():
+            raise ValueError("the output directory is '': give a directory for the results")
+        self.path, self.count = Path(out_dir) / filename, 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            existed = self.path.exists()
+            os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+            if not existed:
+                self.path.unlink()  # an empty results file would not read: the first record creates it
+        except OSError as e:
+            raise ValueError(f"{self.path}: cannot write results here ({e.strerror or e})") from None
+        # Past a file-size limit (ulimit -f) the kernel kills the process by default; ignored, the write fails
+        # with EFBIG instead and is undone below. (No SIGXFSZ on Windows; signals only from the main thread.)
+        with suppress(AttributeError, ValueError):
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
     def write(self, record: Record) -> None:
-        line = (record.to_json() + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        line, fd, start = (record.to_json() + "\n").encode(), -1, 0
         try:
-            os.write(fd, line)  # one call: a signal cannot leave half a line behind
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            start = os.fstat(fd).st_size
+            if start and os.pread(fd, 1, start - 1) != b"\n":
+                line = b"\n" + line  # the file ends mid-line (an earlier crash): never glue onto that fragment
+            done = 0
+            while done < len(line):  # a full disk can take part of a line (the next call fails: ENOSPC)
+                done += os.write(fd, line[done:])
             os.fsync(fd)
+        except BaseException as e:
+            with suppress(OSError):
+                os.ftruncate(fd, start)  # whole lines or nothing: the file stays readable
+            if isinstance(e, OSError):
+                raise ValueError(f"{self.path}: cannot write the record ({e.strerror or e}); the file is left as "
+                                 f"it was, with {self.count} record(s) of this run") from None  # fmt: skip
+            raise
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         self.count += 1
+
+
+def _no_constant(name: str):
+    raise ValueError(f"not JSON ({name} is not a number JSON allows)")
+
+
+_WARNED: set[str] = set()  # each skipped line is reported once per process, however often the file is read
 
 
 def read_results(path: str | Path) -> list[Record]:
     """All records of a results file (or of DIR/results.jsonl). Any problem is a ValueError of one line naming
-    the file and line: missing or empty file, a line that is not JSON (a truncated last line is called
-    truncated), a record of an unknown schema version or shape."""
+    the file and line: no file, no records, a line that is not JSON (NaN, Infinity included) or not a record of
+    record.schema.json. But a record cut off by a crash (it starts as one and ends early) is skipped with a warning.
+    A torn record that an older writer glued the next one onto stays an error: split that line by hand."""
     path = Path(path)
     if path.is_dir():
         path = path / "results.jsonl"
@@ -288,23 +350,27 @@ def read_results(path: str | Path) -> list[Record]:
         raise ValueError(f"{path}: no such results file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: cannot read results: {e}") from None
-    lines = text.split("\n")
-    records = []
+    lines, records, torn = text.split("\n"), [], []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
+            records.append(Record.from_dict(json.loads(line, parse_constant=_no_constant)))
         except json.JSONDecodeError as e:
-            truncated = number == len(lines) and not text.endswith("\n")
-            why = "truncated record (the file ends mid-line)" if truncated else f"not JSON ({e.msg})"
-            raise ValueError(f"{path}:{number}: {why}") from None
-        try:
-            records.append(Record.from_dict(data))
+            body = line.rstrip()  # a record cut off: no closing brace, or it ends where the parser wants more
+            if not body.lstrip().startswith("{") or body.endswith("}") and e.pos < len(body):
+                raise ValueError(f"{path}:{number}: not JSON ({e.msg})") from None
+            torn.append((number, "the file ends mid-line" if number == len(lines) else "a write was cut off"))
+        except RecursionError:
+            raise ValueError(f"{path}:{number}: not JSON (nested too deeply)") from None
         except ValueError as e:
             raise ValueError(f"{path}:{number}: {e}") from None
     if not records:
-        raise ValueError(f"{path}: no result records")
+        raise ValueError(f"{path}: no result records" + (f" (line {torn[0][0]}: truncated record)" if torn else ""))
+    for message in (f"{path}:{n}: truncated record skipped ({why})" for n, why in torn):
+        if message not in _WARNED:
+            _WARNED.add(message)
+            print(f"nvila-bench: warning: {message}", file=sys.stderr)
     return records
 
 

@@ -115,3 +115,12 @@ def measure(
             samples.setdefault("total", []).append(sum(seconds for _, seconds in laps))
             done += 1
     return samples
+
+
+def timed_once(work: Callable[[], None], device: torch.device) -> float:
+    """Seconds of one call of `work`, device work included (one-time costs: compile, graph capture)."""
+    synchronize(device)
+    began = time.perf_counter()
+    work()
+    synchronize(device)
+    return time.perf_counter() - began

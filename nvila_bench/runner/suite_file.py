@@ -1,43 +1,87 @@
-"""Suite files (`--config`): TOML or YAML whose list values are sweep axes."""
+"""Suite files (`--config`): TOML or YAML whose list values are sweep axes.
+
+Every problem is a ValueError of one line naming the file and the key: a file that does not parse or is not
+a mapping, an unknown key, a value of the wrong type (a table where a list belongs, 8.0 frames), an empty list.
+"""
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
 
+from nvila_bench.core.point import SWEEP_FIELDS
+
+# The type of one value of each axis (images: a request, a list of WxH).
+KINDS = {"preset": str, "device": str, "dtype": str, "video_frames": int, "temporal_pool": bool, "prompt_tokens": int,
+         "batch_size": int, "new_tokens": int, "attn_implementation": str, "cache": str, "engine": str, "preprocess": str}  # fmt: skip
+
 
 def load_suite_file(path: str | Path) -> tuple[str | None, dict[str, list]]:
     """(optional `suite = "prefill"`, axes) of a TOML or YAML suite file, e.g. `preset = ["nvila-tiny",
     "vila-tiny"]`, `images = [["448x448"], ["1920x1080"]]` (a list of requests, each a list of WxH)."""
     path = Path(path)
+    data = _parse(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of settings (e.g. preset = [\"nvila-tiny\"]), got {_kind(data)}")
+    suite = data.pop("suite", None)
+    if suite is not None and not isinstance(suite, str):
+        raise ValueError(f"{path}: suite: expected a suite name, got {_kind(suite)}")
+    unknown = sorted(set(map(str, data)) - set(SWEEP_FIELDS))
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}; known: suite, {', '.join(SWEEP_FIELDS)}")
+    axes = {key: _axis(path, key, value) for key, value in data.items()}
+    return suite, axes
+
+
+def _parse(path: Path):
     try:
         text = path.read_text()
-    except OSError as e:
-        raise ValueError(f"cannot read suite file {path}: {e.strerror}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read suite file {path}: {getattr(e, 'strerror', None) or e}") from None
     if path.suffix == ".toml":
         try:
-            data = tomllib.loads(text)
+            return tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"{path}: invalid TOML: {e}") from None
-    elif path.suffix in (".yaml", ".yml"):
+    if path.suffix in (".yaml", ".yml"):
         try:
             import yaml
         except ImportError:
             raise ValueError("YAML suite files need PyYAML (pip install pyyaml), or use TOML") from None
-        data = yaml.safe_load(text) or {}
-    else:
-        raise ValueError(f"suite file {path} must end in .toml, .yaml or .yml")
-    suite = data.pop("suite", None)
-    axes = {k: v if isinstance(v, list) and k != "images" else [v] for k, v in data.items()}
-    if "images" in data:  # images: one request (list of WxH) or a list of requests
-        value = data["images"]
-        axes["images"] = value if value and isinstance(value[0], list) else [value]
-        axes["images"] = [tuple(_size(s) for s in request) for request in axes["images"]]
-    return suite, axes
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
+        return {} if data is None else data
+    raise ValueError(f"suite file {path} must end in .toml, .yaml or .yml")
 
 
-def _size(text: str) -> tuple[int, int]:
+def _axis(path: Path, key: str, value) -> list:
+    """The values of one axis: a list, or one value (a one-value axis), each of the key's type."""
+    if key == "images":  # one request (a list of WxH) or a list of requests
+        if not isinstance(value, list):
+            raise ValueError(f"{path}: images: expected a list of WxH (one request) or a list of such lists, got {_kind(value)}")
+        requests = value if value and isinstance(value[0], list) else [value]
+        if not all(requests) or not all(isinstance(r, list) for r in requests):
+            raise ValueError(f"{path}: images: every request must be a non-empty list of WxH, e.g. [\"448x448\"]")
+        return [tuple(_size(path, s) for s in request) for request in requests]
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ValueError(f"{path}: {key}: empty list; give at least one value or leave the key out")
+    kind = KINDS.get(key, object)
+    for v in values:
+        if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+            raise ValueError(f"{path}: {key}: each value must be {_kind(kind())}, got {_kind(v)} {v!r}"[:300])
+    return values
+
+
+def _kind(value) -> str:
+    return {dict: "a table", list: "a list", str: "a string", bool: "a boolean", int: "an integer", float: "a number",
+            type(None): "nothing"}.get(type(value), type(value).__name__)  # fmt: skip
+
+
+def _size(path: Path, text) -> tuple[int, int]:
     w, _, h = str(text).lower().partition("x")
-    if not (w.isdigit() and h.isdigit()) or int(w) < 1 or int(h) < 1:
-        raise ValueError(f"{text!r} is not an image size: expected WxH with positive integers, e.g. 1920x1080")
+    if not isinstance(text, str) or not (w.isdigit() and h.isdigit()) or int(w) < 1 or int(h) < 1:
+        raise ValueError(f"{path}: images: {text!r} is not an image size: expected WxH with positive integers, e.g. 1920x1080")
     return int(w), int(h)

@@ -1,13 +1,16 @@
 """Sweeps: run a suite's jobs one by one, each result written by the one writer as it completes.
 
-A job that runs out of memory is recorded as `oom`, one that fails as `error` (with the message), and the
-sweep goes on. With `isolate=True` every job runs in its own Python subprocess (`python -m
-nvila_bench.runner.worker`), so even a hard crash or the host OOM killer takes only that point; with
-`processes=K` each point is measured in K fresh subprocesses and the K records merge into one, metric by
-metric as each metric says (`Metric.merge`). Ctrl-C stops the sweep; every completed point is already on disk.
+A job that runs out of (device or host) memory is recorded as `oom`, one that fails as `error` (with the
+message), one its suite cannot run here (`PointSkipped`) as `skipped` with the reason, and the sweep goes on; a
+NaN or infinite figure makes the record `nonfinite` (`Record.make_finite`). With `isolate=True` every job runs
+in its own Python subprocess (`python -m nvila_bench.runner.worker`), so even a hard crash or the host OOM
+killer takes only that point; with `processes=K` each point is measured in K fresh subprocesses and the K
+records merge into one, metric by metric as each metric says (`Metric.merge`). Ctrl-C stops the sweep; every
+completed point is already on disk.
 
-Testing hook: NVILA_BENCH_FAULT="oom:<preset>" (or "error:<preset>") makes points of that preset fail as if
-the device ran out of memory (or crashed), to exercise the paths above without a GPU.
+Testing hook: NVILA_BENCH_FAULT="oom:<preset>" makes points of that preset fail as if the device ran out of
+memory; "memory:" as if the host did (MemoryError), "skip:" as if the suite cannot run them here, "error:" (or
+any other) as if they crashed: to exercise the paths above without a GPU.
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ from typing import Callable, Iterable
 
 import torch
 
-from nvila_bench.core.results import Record, ResultWriter
+from nvila_bench.core.results import STATUSES, PointSkipped, Record, ResultWriter
 from nvila_bench.core.session import Session
 from nvila_bench.core.stats import bounded_samples, summarize_groups
 from nvila_bench.suites.registry import Job, get_suite
 
-OOM_MARKERS = ("OutOfMemoryError", "CUDA out of memory", "out of memory")
+OOM_MARKERS = ("OutOfMemoryError", "CUDA out of memory", "out of memory", "MemoryError")
 
 
 def _injected_fault(point) -> None:
@@ -37,6 +40,10 @@ def _injected_fault(point) -> None:
     if preset and preset == getattr(point, "preset", None):
         if kind == "oom":
             raise torch.OutOfMemoryError("injected: CUDA out of memory (NVILA_BENCH_FAULT)")
+        if kind == "memory":
+            raise MemoryError()
+        if kind == "skip":
+            raise PointSkipped("injected: cannot run here (NVILA_BENCH_FAULT)")
         raise RuntimeError("injected failure (NVILA_BENCH_FAULT)")
 
 
@@ -46,14 +53,19 @@ def failed_record(job: Job, run_id: str, environment: dict | None, status: str, 
 
 
 def run_job(job: Job, session: Session, run_id: str, environment: dict | None) -> Record:
-    """Measure one job in this process; failures become oom / error records."""
+    """Measure one job in this process; failures become oom / error / skipped records."""
     suite = get_suite(job.suite)
     try:
         _injected_fault(job.point)
         metrics = suite.measure(job.point, session)
+    except PointSkipped as e:
+        return failed_record(job, run_id, environment, "skipped", _one_line(e) or "cannot run here")
     except torch.OutOfMemoryError as e:
         session.release()
         return failed_record(job, run_id, environment, "oom", _one_line(e))
+    except MemoryError as e:  # the host's memory: an oom as much as the device's
+        session.release()
+        return failed_record(job, run_id, environment, "oom", f"host out of memory: {_one_line(e) or 'MemoryError'}")
     except Exception as e:  # noqa: BLE001 - any failure of one point is recorded, the sweep goes on
         session.release()
         return failed_record(job, run_id, environment, "error", f"{type(e).__name__}: {_one_line(e)}")
@@ -74,7 +86,10 @@ def run_isolated(job: Job, session: Session, run_id: str, environment: dict | No
         [sys.executable, "-m", "nvila_bench.runner.worker"], input=json.dumps(payload), capture_output=True, text=True
     )
     if proc.returncode == 0 and proc.stdout.strip():
-        return Record.from_dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+        try:  # the record keeps every status the worker's run_job gave (skipped, nonfinite, oom, ...)
+            return Record.from_dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+        except ValueError as e:  # not a record (something else printed last): this point failed, not the sweep
+            return failed_record(job, run_id, environment, "error", f"worker printed no record: {_one_line(e)}")
     if proc.returncode < 0 and -proc.returncode == 2:  # the worker got the user's Ctrl-C too
         raise KeyboardInterrupt
     tail = _one_line(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit code {proc.returncode}")
@@ -121,7 +136,7 @@ def run_sweep(
     on_record: Callable[[Job, Record], None] | None = None,
 ) -> dict[str, int]:
     """Run and write every job; returns counts per status."""
-    counts = {"ok": 0, "oom": 0, "error": 0}
+    counts = dict.fromkeys(STATUSES, 0)
     interrupted: list[int] = []
 
     def on_sigint(signum, frame):

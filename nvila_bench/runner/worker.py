@@ -1,6 +1,6 @@
 """Subprocess entry point for `--isolate` / `--processes`: read one job (JSON) on stdin, measure it, print its
-record as one JSON line on stdout. An OOM or error inside is recorded by run_job; only a hard crash makes the
-parent write the record instead."""
+record as one JSON line on stdout. An OOM, error, skip or non-finite figure inside is recorded by run_job (so
+the parent keeps its status); only a hard crash makes the parent write the record instead."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def main() -> int:
     out_dir = Path(payload["out_dir"]) if payload.get("out_dir") else None
     session = Session(MeasureConfig(**payload["measure"]), peaks, out_dir)
     record = run_job(Job(payload["suite"], point), session, payload["run_id"], payload["environment"])
-    print(record.to_json())
+    print("\n" + record.to_json(), flush=True)  # on a line of its own, whatever the suite printed before
     return 0
 
 

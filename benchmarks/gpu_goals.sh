@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The fast-inference goals (issue 15) on one CUDA GPU, in one command:
+#     bash benchmarks/gpu_goals.sh results/<device>-<date>
+# H100, bf16, batch 1, random weights, one 1920x1080 image + 64 text tokens, 128 new tokens:
+#   decode    NVILA-8B, engines compiled / hf-static / hf-generate / eager side by side (same weights, context)
+#   prefill   NVILA-8B and NVILA-Lite-2B: GPU preprocessing with the compiled, eager and hf-static engines;
+#             the CPU (PIL) preprocessing baseline
+#   A/A       five pairs of one prefill and one decode point through `gate --threshold 5%`
+# then the HTML report of it all. Needs the package installed (pip install -e .) and a CUDA GPU.
+set -euo pipefail
+OUT=${1:?usage: gpu_goals.sh OUT_DIR}
+NB="python3 -m nvila_bench"
+COMMON=(--device cuda --image 1920x1080 --prompt-tokens 64 --min-seconds 2 --out "$OUT")
+$NB ceilings --device cuda --out "$OUT"
+$NB run decode --preset nvila-8b --new-tokens 128 --engine compiled --engine hf-static --engine hf-generate --engine eager "${COMMON[@]}"
+$NB run prefill --preset nvila-8b --preset nvila-lite-2b --preprocess gpu --engine compiled --engine eager --engine hf-static "${COMMON[@]}"
+$NB run prefill --preset nvila-8b --preset nvila-lite-2b --preprocess cpu --engine eager "${COMMON[@]}"
+python3 benchmarks/aa_pairs.py "$OUT/aa" --suite decode --preset nvila-lite-2b --pairs 5 | tee "$OUT/aa-decode.txt"
+python3 benchmarks/aa_pairs.py "$OUT/aa" --suite prefill --preset nvila-lite-2b --pairs 5 | tee "$OUT/aa-prefill.txt"
+$NB report "$OUT/results.jsonl" --out "$OUT/report.html"
