@@ -94,7 +94,7 @@ def roofline(points: list[dict], roofs: list[dict]) -> str:
     _log_axis(ax, "x")
     _log_axis(ax, "y")
     ax.set_xlabel("arithmetic intensity (FLOP / byte, cost model)")
-    ax.set_ylabel("achieved FLOP/s (cost-model FLOPs / measured time)")
+    ax.set_ylabel("achieved FLOP/s (executed FLOPs / measured time)")
     ax.legend(frameon=False, fontsize=8)
     return _svg(fig)
 

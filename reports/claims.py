@@ -19,7 +19,7 @@ from nvila_bench.core.results import Record
 from nvila_bench.core.training_cost import fp8_speedup
 from nvila_bench.model import count_visual_tokens, get_preset
 
-from .records import baseline_pairs, hardware_of, is_tiny, value
+from .records import baseline_pairs, engine_of, hardware_of, is_tiny, value
 
 TOLERANCE = 0.10
 RUN_SUITES = ("prefill", "decode", "scale-then-compress", "overhead", "train", "finetune-memory", "training-cost", "accuracy")  # what `nvila-bench run` offers today
@@ -57,7 +57,7 @@ def _speedup(records: list[Record], suite: str, metric: str, invert: bool, peer:
     real = [(n, b) for n, b in pairs if not is_tiny(n.preset)]
     chosen = real or pairs  # the real presets when measured; tiny stand-ins only otherwise
     ratios = [value(b, metric) / value(n, metric) if invert else value(n, metric) / value(b, metric) for n, b in chosen]
-    names = sorted({f"{n.preset} vs {b.preset}" for n, b in chosen})
+    names = sorted({f"{n.preset} vs {b.preset} ({engine_of(n)} engine)" for n, b in chosen})
     note = f"{len(chosen)} pair(s): {', '.join(names)}; the paper's peer is {peer}, ours is VILA1.5"
     if not real:
         note += "; tiny random-weight stand-ins, not the 8B models"

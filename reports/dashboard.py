@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nvila_bench.core.gate import DEFAULT_METRICS, compare_metric, direction, match_key, point_label
-from nvila_bench.core.results import Record, hardware_of, read_results
+from nvila_bench.core.results import STATUSES, Record, hardware_of, read_results
 
 from . import charts
 from .records import latest
@@ -142,7 +142,8 @@ def build_site(results_dir: str | Path, site_dir: str | Path, threshold: float =
         "source": str(results_dir),
         "threshold": threshold,
         "runs": [{"slug": r.slug, "date": r.date, "revision": r.revision, "hardware": r.hardware,
-                  "records": len(r.records), "ok": r.count("ok"), "oom": r.count("oom"), "error": r.count("error"),
+                  "records": len(r.records), **{s: r.count(s) for s in STATUSES},
+                  "statuses": {s: r.count(s) for s in STATUSES if r.count(s)},
                   "suites": sorted({x.suite for x in r.records})} for r in reversed(runs)],
         "trends": charts_,
         "flags": flags,

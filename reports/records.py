@@ -66,16 +66,51 @@ def value(record: Record | None, name: str):
     return None if record is None else record.value(name)
 
 
-def request_key(record: Record) -> tuple:
+ENGINES = ("compiled", "eager", "hf-static", "hf-generate")  # how the LLM ran; the preferred figure first
+REFERENCE_ENGINE = ENGINES[0]
+
+
+def engine_of(record: Record) -> str:
+    """The engine that ran the LLM; records written before engines existed ran it eagerly."""
+    return record.config.get("engine") or "eager"
+
+
+def preprocess_of(record: Record) -> str:
+    """Where the images were preprocessed; records written before `--preprocess` existed did it on the CPU."""
+    return record.config.get("preprocess") or "cpu"
+
+
+def request_key(record: Record, without: tuple[str, ...] = ()) -> tuple:
     """What makes two records the same request on the same machine, whatever the model: media, prompt,
-    batch, dtype and hardware (the preset is left out so NVILA and its baseline can be paired)."""
+    batch, dtype, (decode) tokens and cache, engine, preprocessing and hardware (the preset is left out so
+    NVILA and its baseline can be paired). `without` names fields to leave out as well."""
     c = record.config
     decode = record.suite == "decode"
-    return (
-        tuple(c.get("images") or ()), c.get("video_frames"), c.get("temporal_pool"), c.get("prompt_tokens"),
-        c.get("batch_size"), c.get("dtype"), c.get("new_tokens") if decode else None,
-        c.get("cache") if decode else None, hardware_of(record),
-    )  # fmt: skip
+    fields = {
+        "images": tuple(c.get("images") or ()), "video_frames": c.get("video_frames"),
+        "temporal_pool": c.get("temporal_pool"), "prompt_tokens": c.get("prompt_tokens"),
+        "batch_size": c.get("batch_size"), "dtype": c.get("dtype"),
+        "new_tokens": c.get("new_tokens") if decode else None, "cache": c.get("cache") if decode else None,
+        "engine": engine_of(record), "preprocess": preprocess_of(record), "hardware": hardware_of(record),
+    }  # fmt: skip
+    return tuple(v for k, v in fields.items() if k not in without)
+
+
+def prefer_engine(items: list, record=lambda x: x) -> list:
+    """Of the items that are the same point except the engine (`record(item)` is the item's record), only the
+    preferred engine's (compiled, else eager, hf-static, hf-generate), in first-seen order."""
+    def rank(x) -> int:
+        engine = engine_of(record(x))
+        return ENGINES.index(engine) if engine in ENGINES else len(ENGINES)
+
+    def point(x) -> tuple:  # the engine decides the decode cache, so it is left out too
+        r = record(x)
+        return r.suite, r.preset, request_key(r, without=("engine", "cache"))
+
+    best: dict[tuple, int] = {}
+    for x in items:
+        best[point(x)] = min(best.get(point(x), rank(x)), rank(x))
+    return [x for x in items if rank(x) == best[point(x)]]
 
 
 def media_label(config: dict) -> str:
@@ -84,9 +119,14 @@ def media_label(config: dict) -> str:
 
 
 def point_name(record: Record) -> str:
-    """Preset, request and (for comparison records) the variant: the row label of the report's tables."""
-    variant = record.extra.get("variant")
-    return f"{record.preset} {media_label(record.config)}" + (f" [{variant}]" if variant else "")
+    """Preset, request and, in brackets, the variant (comparison records), the engine and (prefill) where the
+    images were preprocessed, when the record says: the row label of the report's tables."""
+    c = record.config
+    tags = [record.extra.get("variant"), c.get("engine") if record.suite in ("prefill", "decode") else None]
+    if record.suite == "prefill" and c.get("preprocess"):
+        tags.append(f"{c['preprocess']} preprocess")
+    tags = [str(t) for t in tags if t]
+    return f"{record.preset} {media_label(c)}" + (f" [{', '.join(tags)}]" if tags else "")
 
 
 def measured(records: list[Record], suite: str) -> list[Record]:
@@ -94,7 +134,8 @@ def measured(records: list[Record], suite: str) -> list[Record]:
 
 
 def baseline_pairs(records: list[Record], suite: str) -> list[tuple[Record, Record]]:
-    """(NVILA record, its VILA1.5 baseline record) measured on the same request and hardware."""
+    """(NVILA record, its VILA1.5 baseline record) measured on the same request, engine and hardware; of a point
+    several engines measured, the preferred engine's pair (compiled first)."""
     rows = measured(records, suite)
     by_key = {(r.preset, request_key(r)): r for r in rows}
     pairs = []
@@ -102,8 +143,9 @@ def baseline_pairs(records: list[Record], suite: str) -> list[tuple[Record, Reco
         base = baseline_of(r.preset)
         if base and (base, request_key(r)) in by_key:
             pairs.append((r, by_key[(base, request_key(r))]))
-    return pairs
+    return prefer_engine(pairs, record=lambda pair: pair[0])
 
 
 __all__ = ["preset_config", "baseline_of", "is_tiny", "is_nvila", "latest", "value", "request_key", "media_label",
-           "measured", "baseline_pairs", "hardware_of", "point_label", "point_name"]
+           "measured", "baseline_pairs", "hardware_of", "point_label", "point_name", "ENGINES", "REFERENCE_ENGINE",
+           "engine_of", "preprocess_of", "prefer_engine"]

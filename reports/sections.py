@@ -15,8 +15,10 @@ from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES, P
 
 from . import charts
 from .claims import RUN_SUITES, claims_table
+from .engines import side_by_side
 from .records import (
-    baseline_of, hardware_of, is_nvila, latest, measured, media_label, point_label, point_name, request_key, value,
+    ENGINES, baseline_of, engine_of, hardware_of, is_nvila, latest, measured, media_label, point_label, point_name,
+    preprocess_of, request_key, value,
 )  # fmt: skip
 
 PAPER_MODEL = "nvila-8b"  # the model the paper's accuracy tables are about
@@ -28,13 +30,18 @@ def _not_measured(suite: str, command: str) -> dict:
 
 
 def _decode_key(r: Record) -> tuple:
-    """A decode record's request without its decode settings, to pair it with the prefill of the same request."""
-    key = request_key(r)
-    return key[:5] + key[-1:]
+    """A record's request without its decode settings, to pair a prefill with the decode of the same request
+    (and engine)."""
+    return request_key(r, without=("new_tokens", "cache"))
+
+
+def _engine_rank(engine: str) -> int:
+    return ENGINES.index(engine) if engine in ENGINES else len(ENGINES)
 
 
 def headline(records: list[Record]) -> dict:
-    """NVILA vs its VILA1.5 baseline per hardware: one row per (preset, request) measured by prefill."""
+    """NVILA vs its VILA1.5 baseline per hardware: one row per (preset, request, engine, preprocessing) measured by
+    prefill; the baseline and the decode rate are of the same engine."""
     # Comparison records (scale-then-compress variants) have their own section.
     prefill = [r for r in measured(records, "prefill") if not r.extra.get("comparison")]
     decode = {(r.preset, _decode_key(r)): r for r in measured(records, "decode")}
@@ -53,6 +60,7 @@ def headline(records: list[Record]) -> dict:
         ttft, base_ttft = value(r, "ttft"), value(base_rec, "ttft")
         groups.setdefault(hardware_of(r), []).append({
             "preset": r.preset, "media": media_label(r.config), "dtype": r.config.get("dtype"),
+            "engine": engine_of(r), "preprocess": preprocess_of(r),
             "batch": r.config.get("batch_size"), "tokens": value(r, "media_tokens"), "ttft": ttft,
             "baseline": base if base_rec else None, "is_baseline": not is_nvila(r),
             "ttft_speedup": base_ttft / ttft if ttft and base_ttft else None,
@@ -63,7 +71,7 @@ def headline(records: list[Record]) -> dict:
             "accuracy_tasks": len(acc.get(r.preset, {})),
         })  # fmt: skip
     for rows in groups.values():
-        rows.sort(key=lambda row: (row["media"], str(row["preset"])))
+        rows.sort(key=lambda row: (row["media"], str(row["preset"]), _engine_rank(row["engine"]), row["preprocess"]))
     missing = []
     if not decode:
         missing.append(_not_measured("decode", "nvila-bench run decode --preset nvila-8b --preset vila1.5-8b --device cuda --image 1920x1080 --out results/"))
@@ -131,6 +139,7 @@ def roofline(records: list[Record]) -> dict:
                            "intensity": flops / nbytes, "achieved": flops / seconds})
             table.append({
                 "point": label, "suite": r.suite, "hardware": hardware_of(r), "dtype": r.config.get("dtype"),
+                "engine": engine_of(r),
                 "stage": stage, "measured": seconds, "floor": value(r, f"{stage}_floor"),
                 "mfu": value(r, f"{stage}_mfu"), "mbu": value(r, f"{stage}_mbu"), "peaks": value(r, "peaks_source"),
                 "convention": EXECUTED if executed is not None or stage != LLM_PREFILL else MODEL,
@@ -203,20 +212,6 @@ def distributions(records: list[Record]) -> dict:
     return {"rows": rows, "charts": chart}
 
 
-def _scores(entry: dict, prefix: str = "") -> dict[str, float]:
-    """preset -> score of one paper table row. An unquoted TOML key with a dot (vila1.5-8b = ...) reads as a
-    nested table ({"vila1": {"5-8b": ...}}): joined back into the preset's name."""
-    out = {}
-    for k, v in entry.items():
-        if k == "name" and not prefix:
-            continue
-        if isinstance(v, dict):
-            out |= _scores(v, f"{prefix}{k}.")
-        else:
-            out[prefix + k] = v
-    return out
-
-
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -228,7 +223,7 @@ def accuracy(records: list[Record]) -> dict:
     for kind in ("image", "video"):
         rows = []
         for task, entry in paper.accuracy_table(kind).items():
-            scores = _scores(entry)
+            scores = paper.scores(entry)
             rows.append({"task": task, "name": entry["name"], "paper": scores,
                          "ours": {p: value(ours.get((p, task)), "score") for p in scores}})
         tables[kind] = rows
@@ -278,7 +273,7 @@ def decode_reference(records: list[Record]) -> list[dict]:
     ours: dict[str, list[tuple[str, float]]] = {}
     for r in measured(records, "decode"):
         if value(r, "decode_tokens_per_s") and r.config.get("batch_size") == 1:
-            ours.setdefault(r.preset, []).append((hardware_of(r), value(r, "decode_tokens_per_s")))
+            ours.setdefault(r.preset, []).append((f"{hardware_of(r)}, {engine_of(r)}", value(r, "decode_tokens_per_s")))
     rows = []
     for entry in paper.decode_rates():
         rows.append({
@@ -359,6 +354,7 @@ def build(records: list[Record], sources: list[str]) -> dict:
         "provenance_counts": provenance,
         "hardware": sorted({hardware_of(r) for r in current}),
         "headline": headline(current),
+        "engines": side_by_side(current),
         "claims": claims_table(current),
         "roofline": roofline(current),
         "stc": scale_then_compress(current),

@@ -92,6 +92,13 @@ def expand(axes: dict[str, list], options: dict) -> list[TaskPoint]:
         raise SuiteError("accuracy takes one --preset (random weights) or --checkpoint DIR")
     if checkpoint and not Path(checkpoint).is_dir():
         raise SuiteError(f"--checkpoint {checkpoint}: no such directory")
+    if checkpoint:  # a broken config refuses the run up front, not as an error record
+        from nvila_bench.model.checkpoint import CheckpointError, config_from_checkpoint
+
+        try:
+            config_from_checkpoint(checkpoint)
+        except CheckpointError as e:
+            raise SuiteError(str(e)) from None
     if len(axes.get("dtype", [])) > 1:
         raise SuiteError("accuracy takes one --dtype")
     tasks = expand_tasks(options["tasks"])

@@ -116,7 +116,7 @@ def test_cost_json_per_stage_with_time_floor(capsys):
     costs = costmodel.request_costs(get_preset("nvila-8b"), [(1920, 1080)], prompt_tokens=64)
     h100 = get_hardware("h100-sxm")
     for stage in ("vision", "projector", "llm_prefill", "decode_step"):
-        assert {k: data[stage][k] for k in ("flops", "bytes")} == costs[stage].to_dict()
+        assert {k: data[stage][k] for k in ("flops", "executed_flops", "bytes")} == costs[stage].to_dict()
         floor = costmodel.time_floor(costs[stage], h100.peak_flops("bfloat16"), h100.bandwidth)
         assert data[stage]["time_floor_s"] == pytest.approx(floor)
     assert data["provenance"] == "analytic" and data["hardware"] == "h100-sxm"

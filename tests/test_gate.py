@@ -272,6 +272,10 @@ def test_a_host_cpu_stage_on_a_gpu_run_is_warned_about():
     assert gate(base, cand, metrics=("vision",)).warnings == []
     cpu = gate([prefill_record(seed=1)], [prefill_record(seed=2, run_id="run-b")], metrics=("preprocess",))
     assert cpu.warnings == [] and HOST_WARNING not in markdown_summary(cpu, base, cand)
+    on_device = [prefill_record(env=GPU_ENV, seed=s, run_id=f"run-{s}") for s in (1, 2)]
+    for r in on_device:  # --preprocess gpu: the stage runs on the device, its noise is the GPU's
+        r.config["preprocess"] = "gpu"
+    assert gate(on_device[:1], on_device[1:], metrics=("preprocess",)).warnings == []
 
 
 def test_a_ttft_mostly_spent_on_the_host_is_warned_about():

@@ -241,3 +241,68 @@ def test_training_mfu_is_labelled_model_flops():
     html = render_report([train_record()], ["x.jsonl"])
     training = html[html.index('<section id="training">') : html.index('<section id="accuracy">')]
     assert "<th>MFU (model FLOPs)</th>" in training and "6N" in training and "model FLOPs</strong>" in training
+
+
+def engine_record(suite, engine, seconds, preprocess="gpu", preset="nvila-8b", ids=None, setup=1.0, run_id="run-e"):
+    """A decode (TPOT) or prefill (TTFT, LLM prefill) record of one engine, as the engine-aware suites write."""
+    from nvila_bench.core.results import Metric
+
+    make = decode_record if suite == "decode" else prefill_record
+    base = make(preset, seconds, run_id=run_id)
+    cache = "dynamic" if engine == "eager" else "static"
+    config = base.config | {"engine": engine, "preprocess": preprocess, "cache": cache}
+    metrics = dict(base.metrics) | {"setup_seconds": Metric.measured(setup, "s", "lower")}
+    if ids is not None:
+        metrics["output_ids"] = Metric.measured(list(ids), "token ids")
+    return Record(suite, config, metrics, run_id, environment=base.environment)
+
+
+def test_engines_side_by_side_gives_the_compiled_speedup_over_each_peer():
+    ids = list(range(20))
+    records = [engine_record("decode", "compiled", 0.00767, ids=ids, setup=40.0),
+               engine_record("decode", "hf-static", 0.00954, ids=ids, setup=44.0),
+               engine_record("decode", "eager", 0.0205, ids=ids[:5] + [99] + ids[6:], setup=0.0),
+               engine_record("prefill", "compiled", 0.132), engine_record("prefill", "hf-static", 0.147),
+               engine_record("prefill", "eager", 0.3, preprocess="cpu")]  # fmt: skip
+    rows = sections.build(records, ["x.jsonl"])["engines"]["rows"]
+    decode = {r["engine"]: r for r in rows if r["suite"] == "decode"}
+    assert set(decode) == {"hf-static", "eager"} and {r["reference"] for r in rows} == {"compiled"}
+    assert decode["hf-static"]["ratio"] == pytest.approx(1.24, abs=0.005)
+    assert decode["hf-static"]["text"] == "compiled is 1.24x faster than hf-static"
+    assert decode["hf-static"]["tokens"]["agree"] and decode["hf-static"]["setup"] == 44.0
+    assert decode["eager"]["tokens"] == {"agree": False, "compared": 16, "first_difference": 5}
+    prefill = [r for r in rows if r["suite"] == "prefill"]
+    assert [r["engine"] for r in prefill] == ["hf-static"]  # the eager prefill preprocessed on the CPU: another point
+    assert prefill[0]["ratio"] == pytest.approx(0.147 / 0.132, rel=0.05) and prefill[0]["second_ratio"] is not None
+    html = render_report(records, ["x.jsonl"])
+    engines = html[html.index('<section id="engines">') : html.index('<section id="claims">')]
+    assert "compiled is 1.24x faster than hf-static" in engines
+    assert "same run on the same weights and context" in engines
+    assert "differ from id 5" in engines
+    assert "nvila-8b 448x448 [compiled, gpu preprocess]" in html  # point names carry the engine
+
+
+def test_request_key_separates_engines_and_preprocessing_and_old_records_default():
+    old = prefill_record("nvila-tiny", 0.1)  # no engine key: eager, CPU preprocessing
+    eager = engine_record("prefill", "eager", 0.1, preprocess="cpu", preset="nvila-tiny")
+    compiled = engine_record("prefill", "compiled", 0.1, preprocess="cpu", preset="nvila-tiny")
+    gpu = engine_record("prefill", "eager", 0.1, preprocess="gpu", preset="nvila-tiny")
+    key = report_records.request_key
+    assert key(old) == key(eager) and key(eager) != key(compiled) and key(eager) != key(gpu)
+    assert report_records.engine_of(old) == "eager" and report_records.preprocess_of(old) == "cpu"
+    assert report_records.point_name(old) == "nvila-tiny 448x448"
+    assert "compiled gpu-preprocess" in report_records.point_label(engine_record("prefill", "compiled", 0.1))
+    assert "[compiled]" in report_records.point_name(engine_record("decode", "compiled", 0.01))
+
+
+def test_old_records_without_engine_still_render_and_claims_prefer_compiled():
+    html = render_report([prefill_record("nvila-tiny", 0.2), prefill_record("vila-tiny", 0.05), decode_record("nvila-tiny")],
+                         ["x.jsonl"])  # fmt: skip
+    assert '<section id="engines">' in html and "0.25x" in html
+    assert sections.build([prefill_record("nvila-tiny", 0.2)], ["x.jsonl"])["engines"]["rows"] == []
+    pairs = [engine_record("prefill", e, t, preset=p) for e, t in (("eager", 0.4), ("compiled", 0.2))
+             for p in ("nvila-tiny", "vila-tiny")]  # fmt: skip
+    chosen = report_records.baseline_pairs(pairs, "prefill")
+    assert [report_records.engine_of(n) for n, _ in chosen] == ["compiled"]
+    headline = sections.headline(pairs)["groups"]
+    assert {row["engine"] for rows in headline.values() for row in rows} == {"eager", "compiled"}

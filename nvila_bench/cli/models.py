@@ -114,7 +114,7 @@ def summary():
 @click.option("--hardware", help="Hardware table entry for the time floor, e.g. h100-sxm.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def cost(cfg, images, video_frames, no_temporal_pool, prompt_tokens, context, batch_size, dtype, hardware, as_json):
-    """Analytic FLOPs, minimum bytes and time floor per stage (multiply-add = 2 FLOPs, full N x N attention)."""
+    """Analytic FLOPs (model: full N x N attention; executed: causal attention once per kept key), minimum bytes and time floor (executed FLOPs) per stage."""
     from nvila_bench.core import costmodel
     from nvila_bench.core.hardware import get_hardware, hardware_keys
     from nvila_bench.core.point import canonical_dtype

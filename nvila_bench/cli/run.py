@@ -141,7 +141,7 @@ def sweep_axes(suite: Suite, c: dict) -> dict[str, list]:
     cli_axes = {
         "preset": list(c["presets"]), "dtype": list(c["dtypes"]), "video_frames": list(c["video_frames"]),
         "prompt_tokens": list(c["prompt_tokens"]), "new_tokens": list(c["new_tokens"]), "batch_size": list(c["batch_sizes"]),
-        "cache": list(c["caches"]), "engine": list(c["engines"]), "preprocess": list(c["preprocess"]),
+        "cache": list(c["caches"]), "engine": list(c.get("engines", ())), "preprocess": list(c.get("preprocess", ())),
     }  # fmt: skip
     axes |= {k: v for k, v in cli_axes.items() if v}
     axes |= {"device": [c["device"]], "attn_implementation": [c["attn"]]}

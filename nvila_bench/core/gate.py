@@ -136,6 +136,10 @@ def point_label(record: Record) -> str:
             parts.append(str(extra[key]))
     if extra.get("fp8"):
         parts.append("fp8")
+    if c.get("engine") and record.suite in ("prefill", "decode"):  # how the LLM ran, when recorded
+        parts.append(str(c["engine"]))
+    if record.suite == "prefill" and c.get("preprocess"):  # where the images were preprocessed, when recorded
+        parts.append(f"{c['preprocess']}-preprocess")
     if (extra.get("world_size") or 1) > 1:
         parts.append(f"x{extra['world_size']} ranks")
     return " ".join(p for p in parts if p and p != "None")
@@ -229,7 +233,8 @@ def gate(baseline: list[Record], candidate: list[Record], threshold: float = 0.0
                 not_gated.add(name)
                 continue
             comparisons.append(compare_metric(label, name, bm, cm, threshold))
-            if _on_gpu(last):
+            # --preprocess gpu moves the stage onto the device; records before that option preprocessed on the host.
+            if _on_gpu(last) and last.config.get("preprocess", "cpu") == "cpu":
                 if name in HOST_STAGES:
                     host_stages[name] = None
                 elif name in HOST_TOTALS and (share := _host_share(name, b_ok[-1], c_ok[-1])) >= HOST_SHARE:

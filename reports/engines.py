@@ -1,0 +1,94 @@
+"""The "Engines side by side" section: the same point measured by several LLM engines, as plain data.
+
+An engine (`config["engine"]`, `model/engines.py`) is how the LLM ran: `eager` (a Python-driven forward per
+token), `compiled` (static KV cache, CUDA-graph decode, compiled media stages), and transformers' own
+`generate()` as peers, `hf-generate` and `hf-static`. Records that are the same point except the engine (same
+suite, preset, request, dtype, preprocessing and hardware; the decode cache is left out, the engine decides
+it) form a group; each engine other than the reference (`compiled`, else the first of `records.ENGINES`
+measured) gets one row with its figures beside the reference's and the speed-up of the reference over it.
+"""
+
+from __future__ import annotations
+
+from nvila_bench.core.results import Record
+
+from .records import ENGINES, engine_of, hardware_of, measured, media_label, preprocess_of, request_key, value
+
+SUITES = ("prefill", "decode")
+METRICS = {"prefill": ("ttft", "llm_prefill"), "decode": ("tpot", "prefill")}  # suite -> (headline, second figure)
+AGREE_TOKENS = 16  # the first output ids compared between an engine and the reference
+COMMAND = ("nvila-bench run decode --preset nvila-8b --device cuda --image 1920x1080 "
+           "--engine compiled --engine hf-static --engine eager --out results/")  # fmt: skip
+
+
+def _rank(record: Record) -> int:
+    engine = engine_of(record)
+    return ENGINES.index(engine) if engine in ENGINES else len(ENGINES)
+
+
+def _group_key(r: Record) -> tuple:
+    return r.suite, r.preset, r.extra.get("variant"), request_key(r, without=("engine", "cache"))
+
+
+def ratio(reference: float | None, peer: float | None) -> float | None:
+    """How many times faster the reference is than the peer (time over time), or None without both."""
+    return peer / reference if reference and peer else None
+
+
+def ratio_text(reference_engine: str, peer_engine: str, r: float | None) -> str | None:
+    if r is None:
+        return None
+    if r >= 1:
+        return f"{reference_engine} is {r:.2f}x faster than {peer_engine}"
+    return f"{reference_engine} is {1 / r:.2f}x slower than {peer_engine}"
+
+
+def agreement(reference: Record, peer: Record) -> dict | None:
+    """Whether the first `AGREE_TOKENS` output ids of two decode records agree; None when either lacks them."""
+    a, b = value(reference, "output_ids"), value(peer, "output_ids")
+    if not isinstance(a, list) or not isinstance(b, list) or not a or not b:
+        return None
+    a, b = a[:AGREE_TOKENS], b[:AGREE_TOKENS]
+    n = min(len(a), len(b))
+    first = next((i for i in range(n) if a[i] != b[i]), None)
+    return {"agree": first is None and len(a) == len(b), "compared": n, "first_difference": first}
+
+
+def side_by_side(records: list[Record]) -> dict:
+    """One row per non-reference engine of each group of records that differ only in the engine."""
+    groups: dict[tuple, list[Record]] = {}
+    for suite in SUITES:
+        for r in measured(records, suite):
+            groups.setdefault(_group_key(r), []).append(r)
+    rows = []
+    for group in groups.values():
+        by_engine: dict[str, Record] = {}
+        for r in group:  # records arrive newest-per-point (`records.latest`); keep the last of an engine
+            by_engine[engine_of(r)] = r
+        if len(by_engine) < 2:
+            continue
+        ordered = sorted(by_engine.values(), key=_rank)
+        ref, peers = ordered[0], ordered[1:]
+        suite = ref.suite
+        main, second = METRICS[suite]
+        for peer in peers:
+            main_ratio = ratio(value(ref, main), value(peer, main))
+            second_ratio = ratio(value(ref, second), value(peer, second))
+            rows.append({
+                "suite": suite, "preset": ref.preset, "media": media_label(ref.config), "dtype": ref.config.get("dtype"),
+                "batch": ref.config.get("batch_size"), "preprocess": preprocess_of(ref), "hardware": hardware_of(ref),
+                "new_tokens": ref.config.get("new_tokens") if suite == "decode" else None,
+                "variant": ref.extra.get("variant"),
+                "reference": engine_of(ref), "engine": engine_of(peer), "metric": main, "second_metric": second,
+                "reference_value": value(ref, main), "value": value(peer, main),
+                "reference_second": value(ref, second), "second": value(peer, second),
+                "ratio": main_ratio, "text": ratio_text(engine_of(ref), engine_of(peer), main_ratio),
+                "second_ratio": second_ratio,
+                "reference_setup": value(ref, "setup_seconds"), "setup": value(peer, "setup_seconds"),
+                "tokens": agreement(ref, peer) if suite == "decode" else None,
+                "notes": [n for n in (value(ref, "engine_note"), value(peer, "engine_note")) if n],
+                "same_run": ref.run_id == peer.run_id,
+            })  # fmt: skip
+    rows.sort(key=lambda x: (SUITES.index(x["suite"]), str(x["preset"]), x["media"], x["hardware"],
+                             x["preprocess"], ENGINES.index(x["engine"]) if x["engine"] in ENGINES else 9))
+    return {"rows": rows, "command": COMMAND, "agree_tokens": AGREE_TOKENS}

@@ -1,0 +1,139 @@
+"""Engines (model/engines.py) and tensor preprocessing (model/preprocess_tensor.py) on CPU: every engine gives
+the eager reference's ids, the compiled path included (torch.compile without CUDA graphs); the GPU
+preprocessing path gives the PIL path's token geometry and pixels within the stated tolerance."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nvila_bench.cli import main
+from nvila_bench.core.point import BenchPoint
+from nvila_bench.model import build_model, count_visual_tokens, get_preset
+from nvila_bench.model.engines import ENGINES, CompiledEngine, make_engine
+from nvila_bench.model.pipeline import embed, synthetic_request
+from nvila_bench.model.preprocess import preprocess_media, synthetic_image, synthetic_video
+from nvila_bench.model.preprocess_tensor import PIXEL_TOLERANCE, preprocess_media_tensor, to_uint8
+
+
+@pytest.fixture(scope="module")
+def contexts():
+    """(model, inputs_embeds) for a Qwen2 (nvila-tiny) and a Llama (vila-tiny) stand-in, batch 2."""
+    out = {}
+    for preset in ("nvila-tiny", "vila-tiny"):
+        cfg = get_preset(preset)
+        model = build_model(cfg)
+        with torch.inference_mode():
+            out[preset] = (model, embed(model, synthetic_request(cfg, ((448, 448),), None, 16, batch=2)))
+    return out
+
+
+@pytest.mark.parametrize("preset", ["nvila-tiny", "vila-tiny"])
+def test_every_engine_gives_the_eager_ids(contexts, preset):
+    model, embeds = contexts[preset]
+    reference = make_engine("eager", model, "dynamic").generate(embeds, 10)
+    assert reference.shape == (2, 10)
+    for name in ENGINES:
+        engine = make_engine(name, model)
+        engine.setup(embeds, 10)
+        ids = engine.generate(embeds, 10)
+        assert engine.note is None, engine.note
+        assert torch.equal(ids, reference), f"{name}: {ids.tolist()} != {reference.tolist()}"
+        assert torch.equal(engine.generate(embeds, 10), reference), f"{name}: a second run differs"
+
+
+def test_compiled_prefill_gives_the_eager_first_token(contexts):
+    model, embeds = contexts["nvila-tiny"]
+    eager = make_engine("eager", model).first_token(embeds)
+    compiled = make_engine("compiled", model)
+    compiled.setup_prefill(embeds)
+    assert compiled.note is None, compiled.note
+    assert torch.equal(compiled.first_token(embeds), eager)
+
+
+def test_a_capture_that_fails_falls_back_to_eager_with_a_note(contexts, monkeypatch):
+    model, embeds = contexts["nvila-tiny"]
+
+    def broken(self, embeds, new_tokens):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(CompiledEngine, "_prepare", broken)
+    engine = make_engine("compiled", model)
+    engine.setup(embeds, 6)
+    assert engine.note.startswith("fell back to eager: RuntimeError: operation not permitted")
+    assert torch.equal(engine.generate(embeds, 6), make_engine("eager", model).generate(embeds, 6))
+
+
+def test_point_engine_defaults_and_the_cache_each_engine_runs_with():
+    assert BenchPoint("nvila-tiny").engine == "eager"
+    assert BenchPoint("nvila-tiny").preprocess == "cpu"
+    cuda = BenchPoint("nvila-tiny", device="cuda")
+    assert (cuda.engine, cuda.preprocess, cuda.cache) == ("compiled", "gpu", "static")
+    assert BenchPoint("nvila-tiny", engine="hf-generate", cache="static").cache == "dynamic"
+    assert BenchPoint("nvila-tiny", engine="eager", cache="static").cache == "static"
+    with pytest.raises(ValueError, match="unknown engine 'fast'"):
+        BenchPoint("nvila-tiny", engine="fast")
+    with pytest.raises(ValueError, match="unknown preprocess 'tpu'"):
+        BenchPoint("nvila-tiny", preprocess="tpu")
+
+
+def test_decode_records_keep_the_engine_its_setup_time_and_the_ids(tmp_path, capsys):
+    code = main(["run", "decode", "--preset", "nvila-tiny", "--image", "448x448", "--new-tokens", "70",
+                 "--engine", "eager", "--engine", "hf-generate", "--repeats", "1", "--warmup", "0",
+                 "--min-seconds", "0", "--out", str(tmp_path)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [r["config"]["engine"] for r in records] == ["eager", "hf-generate"]
+    ids = [r["metrics"]["output_ids"]["value"] for r in records]
+    assert len(ids[0]) == 64 and ids[0] == ids[1]  # the first 64 of 70, the same for both engines
+    assert all(r["metrics"]["setup_seconds"]["value"] >= 0 for r in records)
+
+
+def test_an_unknown_engine_is_refused_by_name(tmp_path, capsys):
+    code = main(["run", "decode", "--preset", "nvila-tiny", "--image", "448x448", "--engine", "turbo", "--out", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--engine" in err and "turbo" in err and len(err.strip().splitlines()) == 1
+
+
+def _photo(width: int, height: int) -> Image.Image:
+    """A smooth image (upscaled coarse noise): what photos look like to a resampling filter."""
+    coarse = np.random.default_rng(1).integers(0, 256, (max(height // 16, 2), max(width // 16, 2), 3), dtype=np.uint8)
+    return Image.fromarray(coarse).resize((width, height), Image.Resampling.BILINEAR)
+
+
+@pytest.mark.parametrize("preset", ["nvila-8b", "nvila-lite-2b", "vila1.5-8b"])
+@pytest.mark.parametrize("size", [(1920, 1080), (448, 448), (640, 360), (300, 900)])
+def test_tensor_preprocessing_matches_pil(preset, size):
+    cfg = get_preset(preset)
+    for image in (_photo(*size), synthetic_image(*size)):
+        pil = preprocess_media(cfg, [image])
+        tensor = preprocess_media_tensor(cfg, [to_uint8(image)])
+        assert pil.images[0].layout == tensor.images[0].layout
+        a, b = pil.all_pixels(), tensor.all_pixels()
+        assert a.shape == b.shape and b.dtype == torch.float32
+        assert b.min() >= -1 and b.max() <= 1
+        assert (a - b).abs().mean() < PIXEL_TOLERANCE
+
+
+def test_tensor_preprocessing_of_a_video_matches_pil():
+    cfg = get_preset("nvila-8b")
+    frames = synthetic_video(4)
+    pil = preprocess_media(cfg, [], frames).video.pixels
+    tensor = preprocess_media_tensor(cfg, [], [to_uint8(f) for f in frames]).video.pixels
+    assert pil.shape == tensor.shape == (4, 3, cfg.tile_size, cfg.tile_size)
+    assert (pil - tensor).abs().mean() < PIXEL_TOLERANCE
+
+
+def test_gpu_preprocessing_request_gives_the_same_token_count():
+    cfg = get_preset("nvila-lite-tiny")
+    model = build_model(cfg)
+    counts = count_visual_tokens(cfg, ((1920, 1080),), None)
+    with torch.inference_mode():
+        for preprocess in ("cpu", "gpu"):
+            embeds = embed(model, synthetic_request(cfg, ((1920, 1080),), None, 8, preprocess=preprocess))
+            assert embeds.shape[1] == counts.total_tokens + 8
