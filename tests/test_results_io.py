@@ -301,3 +301,20 @@ def test_report_and_dashboard_refuse_an_unwritable_out(tmp_path, capsys, command
 def test_finite_floats_are_untouched():
     r = record(config={"preset": "nvila-tiny", "extra": {"lr": 1e-5, "shape": (1, 2)}})
     assert r.status == "ok" and r.config["extra"]["lr"] == 1e-5 and math.isfinite(r.metrics["ttft"].value)
+
+
+def test_measuring_needs_no_validator_and_reading_without_one_says_what_to_install(tmp_path):
+    """The GPU image has no fastjsonschema: importing the package and writing records must work there; reading
+    names the package to install in one line."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['fastjsonschema'] = None\n"
+        "from nvila_bench.core.results import Metric, Record, ResultWriter, read_results\n"
+        f"ResultWriter({str(tmp_path)!r}).write(Record('prefill', {{'preset': 'nvila-tiny'}}, {{'ttft': Metric.timing([0.1, 0.2])}}, 'r'))\n"
+        f"try:\n    read_results({str(tmp_path)!r})\nexcept ValueError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "reading results needs fastjsonschema (pip install fastjsonschema)" in out.stdout

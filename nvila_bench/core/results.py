@@ -11,7 +11,6 @@ in flight. A non-finite figure is written as null with a note.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import json
 import math
@@ -25,8 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-import fastjsonschema
 
+from nvila_bench.core.record_schema import validate_record
 from nvila_bench.core.stats import Summary, bounded_samples, summarize, throughput_from_samples
 
 SCHEMA_VERSION = 2
@@ -235,22 +234,6 @@ def _scrub(obj, found: list):
     if isinstance(obj, dict):
         return {k: _scrub(v, found) for k, v in obj.items()}
     return [_scrub(v, found) for v in obj] if isinstance(obj, (list, tuple)) else obj
-
-
-_SCHEMA = Path(__file__).with_name("record.schema.json")
-_validator = functools.cache(lambda: fastjsonschema.compile(json.loads(_SCHEMA.read_text())))  # once, when first used
-
-
-def validate_record(d: dict) -> None:
-    """ValueError of one line unless `d` matches record.schema.json: "invalid result record: what (where)"."""
-    try:
-        _validator()(d)
-    except fastjsonschema.JsonSchemaValueException as e:
-        where = ".".join(map(str, e.path[1:])) or "the record"
-        what = f"{e.message[len(e.name):].strip()}, got {repr(e.value)[:60]}"
-        if e.rule == "required":
-            what = "missing " + ", ".join(repr(k) for k in e.rule_definition if k not in e.value)
-        raise ValueError(f"invalid result record: {what} ({where})") from None
 
 
 # Version 1 stored neither direction nor merge rule (the gate guessed "higher" from a "/s" unit, so an MFU drop
