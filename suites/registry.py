@@ -29,6 +29,7 @@ REGISTRY = {
     "finetune-memory": "finetune_memory",
     "accuracy": "accuracy",
     "profile": "profile",
+    "deployment": "deployment",
 }
 
 

@@ -93,8 +93,9 @@ def vision_weights(cfg: NVILAConfig) -> int:
     return vision_params(ran) - layer_norm(v.hidden_size)
 
 
-def vision_cost(cfg: NVILAConfig, tiles: int, dtype: str = "bfloat16") -> Cost:
-    """SigLIP over a batch of `tiles` tiles of image_size^2 pixels, `layers_used` layers."""
+def vision_cost(cfg: NVILAConfig, tiles: int, dtype: str = "bfloat16", weights: int | None = None) -> Cost:
+    """SigLIP over a batch of `tiles` tiles of image_size^2 pixels, `layers_used` layers; `weights`: bytes of
+    its weights when they are not all `dtype` (quantized, see `weights_read`)."""
     _check_count("tiles", tiles)
     v, b = cfg.vision, dtype_bytes(dtype)
     p, d, f = v.grid**2, v.hidden_size, v.intermediate_size
@@ -102,7 +103,7 @@ def vision_cost(cfg: NVILAConfig, tiles: int, dtype: str = "bfloat16") -> Cost:
     layer = 2 * p * (4 * d * d + 2 * d * f) + 2 * 2 * p * p * d  # q, k, v, out + MLP; then QK^T and AV
     flops = tiles * (patch_embed + v.layers_used * layer)
     io = tiles * (3 * v.image_size**2 + p * d)  # pixels in, features out
-    return Cost(flops, (vision_weights(cfg) + io) * b)
+    return Cost(flops, io * b + (vision_weights(cfg) * b if weights is None else weights))
 
 
 # ---- projector -------------------------------------------------------------------------------------------
@@ -159,24 +160,46 @@ def _llm_io(cfg: NVILAConfig, positions: int, batch: int) -> int:
     return batch * (positions * cfg.llm.hidden_size + cfg.llm.vocab_size)
 
 
-def llm_prefill_cost(cfg: NVILAConfig, n_tokens: int, batch: int = 1, dtype: str = "bfloat16") -> Cost:
-    """One forward over `n_tokens` positions per row that writes their KV cache; logits of the last position."""
+def llm_prefill_cost(cfg: NVILAConfig, n_tokens: int, batch: int = 1, dtype: str = "bfloat16",
+                     weights: int | None = None) -> Cost:  # fmt: skip
+    """One forward over `n_tokens` positions per row that writes their KV cache; logits of the last position.
+    `weights`: bytes of the weights read when they are not all `dtype` (quantized, see `weights_read`)."""
     _check_count("n_tokens", n_tokens)
     _check_count("batch", batch)
-    moved = (llm_weights(cfg) + _llm_io(cfg, n_tokens, batch)) * dtype_bytes(dtype)
+    read = llm_weights(cfg) * dtype_bytes(dtype) if weights is None else weights
+    moved = read + _llm_io(cfg, n_tokens, batch) * dtype_bytes(dtype)
     return Cost(batch * _llm_flops(cfg, n_tokens, n_tokens), moved + kv_cache_bytes(cfg, n_tokens, batch, dtype),
                 batch * _llm_flops(cfg, n_tokens, n_tokens, causal=True))
 
 
-def decode_step_cost(cfg: NVILAConfig, context: int, batch: int = 1, dtype: str = "bfloat16") -> Cost:
+def decode_step_cost(cfg: NVILAConfig, context: int, batch: int = 1, dtype: str = "bfloat16",
+                     weights: int | None = None) -> Cost:  # fmt: skip
     """One new token per row with `context` positions cached: it attends context + 1 keys, reads the weights
-    and the cached KV, and writes its own KV."""
+    (`weights` bytes when quantized, see `weights_read`) and the cached KV, and writes its own KV."""
     _check_count("context", context, minimum=0)
     _check_count("batch", batch)
-    moved = (llm_weights(cfg) + _llm_io(cfg, 1, batch)) * dtype_bytes(dtype)
+    read = llm_weights(cfg) * dtype_bytes(dtype) if weights is None else weights
+    moved = read + _llm_io(cfg, 1, batch) * dtype_bytes(dtype)
     kv = kv_cache_bytes(cfg, context, batch, dtype) + kv_cache_bytes(cfg, 1, batch, dtype)
     executed = batch * _llm_flops(cfg, 1, context + 1, causal=True)  # one query: no masked key, equal to flops
     return Cost(batch * _llm_flops(cfg, 1, context + 1), moved + kv, executed)
+
+
+def weights_read(cfg: NVILAConfig, plan, device: str = "cuda") -> dict[str, int]:
+    """Bytes of weights the vision tower and the LLM read per forward with the weight formats of `plan` (a
+    model.quantize.QuantPlan): bf16 everywhere except the quantized linear layers, which take what their
+    format stores (docs/reference.md: the LM head and embeddings stay bf16)."""
+    from nvila_bench.model.quantize import linear_bytes, linear_shapes
+
+    def change(component: str, shapes) -> int:
+        fmt = plan.format_of(component)
+        return sum(linear_bytes(i, o, fmt, plan.group_size, device) - 2 * i * o for i, o in shapes)
+
+    v = cfg.vision
+    vision_shapes = ([(v.hidden_size, v.hidden_size)] * 4 + [(v.hidden_size, v.intermediate_size),
+                     (v.intermediate_size, v.hidden_size)]) * v.layers_used  # fmt: skip
+    return {"vision": 2 * vision_weights(cfg) + change("vision", vision_shapes),
+            "llm": 2 * llm_weights(cfg) + change("llm", linear_shapes(cfg, "llm"))}  # fmt: skip
 
 
 # ---- a whole request -------------------------------------------------------------------------------------

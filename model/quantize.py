@@ -1,0 +1,178 @@
+"""Weight formats per component (vision tower, projector, LLM linear layers), applied with torchao to a built
+or loaded model, and the bytes each format stores (pure functions, so the cost model predicts them).
+
+    bf16        unchanged
+    w4a16       int4 weights, group-wise scales and zero points (groups of `group_size` inputs), activations
+                bf16. CUDA: torchao `Int4WeightOnlyConfig` (tinygemm, packed two weights per byte). CPU:
+                `IntxWeightOnlyConfig(int4, PerGroup)`, which torchao stores unpacked (one int8 per weight).
+    w8a8-int8   int8 weights (per output channel) and int8 activations quantized per token at run time:
+                torchao `Int8DynamicActivationInt8WeightConfig`, on CPU and CUDA.
+    w8a8-fp8    float8 e4m3 weights and per-row dynamic activations: torchao
+                `Float8DynamicActivationFloat8WeightConfig`; needs a GPU with FP8 (Ada / Hopper, sm 8.9+).
+
+Which linear layers each component quantizes: the LLM's decoder layers (q, k, v, o, gate, up, down; the LM
+head and the embeddings stay bf16), the vision tower's encoder layers (q, k, v, out, fc1, fc2; the patch
+embedding is a convolution and stays), every linear layer of the projector. Storage per format is what
+torchao 0.18 keeps (checked on CPU by tests/test_quantize.py; the CUDA int4 packing is from torchao's
+tinygemm layout and is unmeasured here).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import NVILAConfig
+
+FORMATS = ("bf16", "w4a16", "w8a8-int8", "w8a8-fp8")
+COMPONENTS = ("vision", "projector", "llm")
+
+
+@dataclass(frozen=True)
+class QuantPlan:
+    """A weight format per component; `group_size` for the group-wise (int4) formats."""
+
+    llm: str = "bf16"
+    vision: str = "bf16"
+    projector: str = "bf16"
+    group_size: int = 128
+
+    def __post_init__(self):
+        for component in COMPONENTS:
+            if getattr(self, component) not in FORMATS:
+                raise ValueError(f"unknown {component} weight format {getattr(self, component)!r}; known: {', '.join(FORMATS)}")
+        if self.group_size not in (32, 64, 128, 256):
+            raise ValueError(f"group_size must be 32, 64, 128 or 256, got {self.group_size}")
+
+    def format_of(self, component: str) -> str:
+        return getattr(self, component)
+
+    @property
+    def is_bf16(self) -> bool:
+        return all(self.format_of(c) == "bf16" for c in COMPONENTS)
+
+
+def unavailable(plan: QuantPlan, device: str) -> str | None:
+    """Why `plan` cannot run on `device` here, or None."""
+    if plan.is_bf16:
+        return None
+    if importlib.util.find_spec("torchao") is None:
+        return "quantized weights need torchao (pip install 'nvila-bench[quant]')"
+    uses = {plan.format_of(c) for c in COMPONENTS}
+    if "w8a8-fp8" in uses:
+        cuda = str(device).startswith("cuda") and torch.cuda.is_available()
+        if not cuda or torch.cuda.get_device_capability(torch.device(device)) < (8, 9):
+            return "w8a8-fp8 needs a CUDA GPU with FP8 (compute capability 8.9+: Ada / Hopper)"
+    return None
+
+
+# ---- which layers --------------------------------------------------------------------------------------
+def linear_shapes(cfg: NVILAConfig, component: str) -> list[tuple[int, int]]:
+    """(in_features, out_features) of every linear layer a format applies to in `component`, from the config."""
+    if component == "llm":
+        llm = cfg.llm
+        h, f, q, kv = llm.hidden_size, llm.intermediate_size, llm.num_heads * llm.head_dim, llm.num_kv_heads * llm.head_dim
+        return [(h, q), (h, kv), (h, kv), (q, h), (h, f), (h, f), (f, h)] * llm.num_layers
+    if component == "vision":
+        d, f = cfg.vision.hidden_size, cfg.vision.intermediate_size
+        return [(d, d)] * 4 * cfg.vision.num_layers + [(d, f), (f, d)] * cfg.vision.num_layers
+    c, h, k = cfg.projector.mm_hidden_size, cfg.projector.hidden_size, cfg.projector.window
+    if k == 3:
+        return [(9 * c, 3 * c), (3 * c, h), (h, h)]
+    return [(k * k * c, h), (h, h)]
+
+
+def _selected(component: str):
+    """torchao filter: the linear layers of `component` that its format applies to (by module path)."""
+    prefix = {"llm": "llm.model.layers.", "vision": "vision_tower.", "projector": "mm_projector."}[component]
+
+    def keep(module: nn.Module, name: str) -> bool:
+        if not isinstance(module, nn.Linear) or not name.startswith(prefix):
+            return False
+        return component != "vision" or ".encoder.layers." in name
+
+    return keep
+
+
+# ---- bytes -----------------------------------------------------------------------------------------------
+def linear_bytes(n_in: int, n_out: int, fmt: str, group_size: int = 128, device: str = "cpu") -> int:
+    """Bytes one linear layer's weight takes in `fmt` (its bias, if any, stays bf16 and is not counted here)."""
+    if fmt == "bf16":
+        return 2 * n_in * n_out
+    if fmt == "w4a16":
+        groups = n_out * (n_in // group_size)
+        if str(device).startswith("cuda"):  # tinygemm: 2 weights per byte; a bf16 (scale, zero) pair per group
+            return n_in * n_out // 2 + 4 * groups
+        return n_in * n_out + 3 * groups  # CPU: int8 per weight; bf16 scale + int8 zero point per group
+    if fmt == "w8a8-int8":
+        return n_in * n_out + 5 * n_out  # int8 per weight; fp32 scale + int8 zero point per output channel
+    if fmt == "w8a8-fp8":
+        return n_in * n_out + 4 * n_out  # e4m3 per weight; fp32 scale per output row
+    raise ValueError(f"unknown weight format {fmt!r}")
+
+
+def predicted_weight_bytes(cfg: NVILAConfig, plan: QuantPlan, device: str = "cpu") -> dict[str, int]:
+    """Bytes of every parameter of each built component (bf16 everywhere but the quantized linear weights)."""
+    from .params import llm_params, projector_params, vision_params
+
+    params = {"vision": vision_params(cfg.vision), "projector": projector_params(cfg.projector), "llm": llm_params(cfg.llm)}
+    out = {}
+    for component in COMPONENTS:
+        shapes = linear_shapes(cfg, component)
+        fmt = plan.format_of(component)
+        quantized = sum(linear_bytes(i, o, fmt, plan.group_size, device) for i, o in shapes)
+        out[component] = 2 * (params[component] - sum(i * o for i, o in shapes)) + quantized
+    return out
+
+
+def tensor_bytes(t: torch.Tensor) -> int:
+    """Storage of a tensor, a torchao quantized tensor's inner tensors (data, scales, zero points) summed."""
+    if hasattr(t, "__tensor_flatten__") and type(t) is not nn.Parameter and type(t) is not torch.Tensor:
+        names, _ = t.__tensor_flatten__()
+        return sum(tensor_bytes(getattr(t, n)) for n in names if getattr(t, n) is not None)
+    return t.numel() * t.element_size()
+
+
+def measured_weight_bytes(model) -> dict[str, int]:
+    """Bytes of every parameter per component of a built model, after any quantization (tied weights once)."""
+    modules = {"vision": model.vision_tower, "projector": model.mm_projector, "llm": model.llm}
+    return {c: sum(tensor_bytes(p.data if isinstance(p, nn.Parameter) else p) for p in m.parameters()) for c, m in modules.items()}
+
+
+# ---- applying ----------------------------------------------------------------------------------------------
+def _config(fmt: str, group_size: int, device: str):
+    from torchao.quantization import (
+        Float8DynamicActivationFloat8WeightConfig, Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig,
+        IntxWeightOnlyConfig, PerRow,
+    )  # fmt: skip
+    from torchao.quantization.granularity import PerGroup
+
+    if fmt == "w4a16":
+        if str(device).startswith("cuda"):
+            return Int4WeightOnlyConfig(group_size=group_size)
+        return IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(group_size))
+    if fmt == "w8a8-int8":
+        return Int8DynamicActivationInt8WeightConfig()
+    return Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())
+
+
+def quantize_model(model, plan: QuantPlan) -> None:
+    """Quantize `model`'s components in place as `plan` says (bf16 components are left alone). A format
+    that cannot run here is a ValueError saying why (see `unavailable`)."""
+    device = str(next(model.parameters()).device)
+    reason = unavailable(plan, device)
+    if reason:
+        raise ValueError(reason)
+    from torchao.quantization import quantize_
+
+    for component in COMPONENTS:
+        fmt = plan.format_of(component)
+        if fmt == "bf16":
+            continue
+        bad = [(i, o) for i, o in linear_shapes(model.config, component) if fmt == "w4a16" and i % plan.group_size]
+        if bad:
+            raise ValueError(f"{component}: w4a16 groups of {plan.group_size} do not divide in_features {bad[0][0]}")
+        quantize_(model, _config(fmt, plan.group_size, device), filter_fn=_selected(component))

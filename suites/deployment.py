@@ -1,0 +1,178 @@
+"""The deployment ladder (paper Figure 5): what each step from a bf16 scaled-only model to the quantized NVILA
+deployment buys, on this machine, for one image request and one video request. One record per rung:
+
+    scaled-only bf16      the preset's scaled-only variant (no token compression)
+    bf16                  NVILA as published (STC, TSP): "+ token compression"
+    w4a16-llm             + int4 group-wise LLM weights
+    w8a8-vit-int8         + int8 vision tower (weights per channel, activations per token)
+    w8a8-vit-fp8          + float8 vision tower instead (FP8 GPUs only; skipped elsewhere)
+    baseline bf16 / baseline quantized   the VILA1.5 baseline, and the same with w4a16 LLM + int8 ViT
+
+Each record holds TTFT split into its stages, decode tokens/s, weights bytes per component (measured after
+quantization, and the cost model's prediction), peak memory, and the price in quality: top-1 agreement and
+KL divergence of next-token logits against the same model in bf16, over `--quality-prompts` synthetic
+requests. Quantization is torchao's (model/quantize.py); the engine is the point's (compiled on CUDA).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from nvila_bench.core import costmodel
+from nvila_bench.core.memory import memory_metrics, reset_peak_memory
+from nvila_bench.core.point import BenchPoint
+from nvila_bench.core.results import Metric, PointSkipped
+from nvila_bench.core.session import Session
+from nvila_bench.core.timing import StageClock, measure
+from nvila_bench.model import build_model, get_preset
+from nvila_bench.model.engines import make_engine
+from nvila_bench.model.pipeline import embed, media_blocks
+from nvila_bench.model.quantize import COMPONENTS, QuantPlan, measured_weight_bytes, predicted_weight_bytes, quantize_model, unavailable
+from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES
+
+from .prefill import request_of, token_metrics
+from .registry import Job, Option, Suite, SuiteError
+
+QUANTIZED = {"llm": "w4a16", "vision": "w8a8-int8"}
+RUNGS = {  # name -> (role of the preset, formats)
+    "scaled-only bf16": ("scaled_only", {}),
+    "bf16": ("nvila", {}),
+    "w4a16-llm": ("nvila", {"llm": "w4a16"}),
+    "w8a8-vit-int8": ("nvila", QUANTIZED),
+    "w8a8-vit-fp8": ("nvila", {"llm": "w4a16", "vision": "w8a8-fp8"}),
+    "baseline bf16": ("baseline", {}),
+    "baseline quantized": ("baseline", QUANTIZED),
+}
+
+
+def group_size(preset: str) -> int:
+    """The largest int4 group (128, 64 or 32) that divides every LLM linear layer's inputs of the preset."""
+    llm = get_preset(preset).llm
+    widths = (llm.hidden_size, llm.num_heads * llm.head_dim, llm.intermediate_size)
+    return next(g for g in (128, 64, 32) if all(w % g == 0 for w in widths))
+
+
+def plan_of(point: BenchPoint) -> QuantPlan:
+    return QuantPlan(**{c: point.extra.get(f"{c}_weights", "bf16") for c in COMPONENTS}, group_size=group_size(point.preset))
+
+
+def expand(axes: dict[str, list], options: dict) -> list[Job]:
+    presets = axes.get("preset") or []
+    if len(presets) != 1 or not get_preset(presets[0]).is_nvila or not get_preset(presets[0]).baseline:
+        raise SuiteError("deployment takes one NVILA --preset (its scaled-only variant and VILA1.5 baseline join the ladder)")
+    cfg = get_preset(presets[0])
+    one = lambda name, default: axes[name][0] if axes.get(name) else default  # noqa: E731
+    image = one("images", ((1920, 1080),))[0]
+    frames = one("video_frames", 64)
+    device = one("device", "cpu")
+    jobs = []
+    for media in ("image", "video"):
+        for rung, (role, formats) in RUNGS.items():
+            preset = {"scaled_only": cfg.scaled_only, "nvila": cfg.name, "baseline": cfg.baseline}[role]
+            if media == "video" and role == "nvila":
+                preset = cfg.video_model or preset
+            point = BenchPoint(
+                preset, device, "bfloat16", images=(image,) if media == "image" else (),
+                video_frames=frames if media == "video" else None, prompt_tokens=one("prompt_tokens", 64),
+                new_tokens=one("new_tokens", 32), engine=one("engine", None), preprocess=one("preprocess", None),
+                extra={"rung": rung, "media": media} | {f"{c}_weights": f for c, f in formats.items()}
+                      | {"quality_prompts": options.get("quality_prompts") or 4},
+            )  # fmt: skip
+            jobs.append(Job("deployment", point))
+    return jobs
+
+
+def _model(point: BenchPoint, session: Session, plan: QuantPlan):
+    def build():
+        model = build_model(get_preset(point.preset), torch.bfloat16, point.device)
+        quantize_model(model, plan)
+        return model
+
+    return session.cached(("deployment", point.preset, point.device, plan), build)
+
+
+def _logits(model, point: BenchPoint) -> torch.Tensor:
+    """Next-token log-probabilities at every text position of `quality_prompts` requests (float32, CPU)."""
+    out = []
+    with torch.inference_mode():
+        for seed in range(point.extra["quality_prompts"]):
+            request = request_of(replace(point, seed=seed + 1, prompt_tokens=16, batch_size=1))
+            logits = model.prefill(embed(model, request), all_logits=True).logits[0, -16:]
+            out.append(logits.float().log_softmax(-1).cpu())
+    return torch.cat(out)
+
+
+_REFERENCE: dict[tuple, torch.Tensor] = {}  # (preset, device, media) -> the bf16 model's log-probabilities
+
+
+def quality(model, point: BenchPoint, plan: QuantPlan, session: Session) -> dict[str, Metric]:
+    key = (point.preset, point.device, point.extra["media"])
+    ours = _logits(model, point)
+    if plan.is_bf16:
+        _REFERENCE[key] = ours
+    if key not in _REFERENCE:  # a quantized rung run on its own: its bf16 reference first
+        _REFERENCE[key] = _logits(build_model(get_preset(point.preset), torch.bfloat16, point.device), point)
+    ref = _REFERENCE[key]
+    agreement = (ours.argmax(-1) == ref.argmax(-1)).float().mean().item()
+    kl = torch.nn.functional.kl_div(ours, ref, log_target=True, reduction="batchmean").item()
+    return {"top1_agreement": Metric.measured(agreement, "fraction", "higher"),
+            "logits_kl": Metric.measured(kl, "nats", "lower"),
+            "quality_positions": Metric.measured(ref.shape[0], "positions")}  # fmt: skip
+
+
+def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
+    plan = plan_of(point)
+    reason = unavailable(plan, point.device)
+    if reason:
+        raise PointSkipped(reason)
+    device = torch.device(point.device)
+    reset_peak_memory(device)
+    model = _model(point, session, plan)
+    request = request_of(point)
+    engine = make_engine(point.engine, model, point.cache)
+    with torch.inference_mode():
+        engine.setup_media()
+        embeds = embed(model, request)
+        engine.setup_prefill(embeds)
+        engine.setup(embeds, point.new_tokens)
+
+        def first(clock: StageClock) -> None:
+            blocks = media_blocks(model, request, clock.section)
+            with clock.section(LLM_PREFILL):
+                engine.first_token(model.embed(request.input_ids, blocks))
+
+        prefill = measure(first, device, session.measure)
+        decode = measure(lambda clock: engine.generate(embeds, point.new_tokens, clock.section), device, session.measure)
+    steps = point.batch_size * (point.new_tokens - 1)
+    decode_seconds = [t - p for t, p in zip(decode["total"], decode[LLM_PREFILL])]
+    metrics = {"ttft": Metric.timing(prefill["total"])} | {s: Metric.timing(prefill[s]) for s in PREFILL_STAGES}
+    metrics |= {"tpot": Metric.timing(decode[DECODE_STEP]),
+                "decode_tokens_per_s": Metric.rate(decode_seconds, steps, "tokens/s")}  # fmt: skip
+    measured, predicted = measured_weight_bytes(model), predicted_weight_bytes(model.config, plan, point.device)
+    for c in COMPONENTS:
+        metrics[f"{c}_weights_bytes"] = Metric.measured(measured[c], "bytes", "lower")
+        metrics[f"{c}_weights_bytes_predicted"] = Metric.analytic(predicted[c], "bytes")
+    metrics |= token_metrics(point) | memory_metrics(device) | quality(model, point, plan, session)
+    # The decode step's bytes in the plan's weight formats, and its floor on this machine's bandwidth.
+    context = metrics["sequence_tokens"].value + point.new_tokens // 2
+    read = costmodel.weights_read(model.config, plan, point.device)["llm"]
+    step = costmodel.decode_step_cost(model.config, context, point.batch_size, "bfloat16", read)
+    metrics["decode_step_bytes"] = Metric.analytic(step.bytes, "bytes")
+    peaks = session.peaks_for(point.dtype)
+    if peaks:
+        metrics["decode_step_floor"] = Metric.analytic(step.bytes / peaks.bandwidth, "s")
+        metrics["decode_step_mbu"] = Metric.utilisation(step.bytes / peaks.bandwidth / metrics["tpot"].value, "tpot")
+    if engine.note:
+        metrics["engine_note"] = Metric.measured(engine.note, "text")
+    return metrics
+
+
+SUITE = Suite(
+    "deployment",
+    "The deployment ladder (paper Figure 5): bf16 scaled-only -> token compression -> W4A16 LLM -> W8A8 ViT, with quality.",
+    measure_point,
+    options=(Option("quality_prompts", "Synthetic requests whose next-token logits are compared with bf16.", int, 4),),
+    expand=expand,
+)  # fmt: skip

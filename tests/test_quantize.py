@@ -1,0 +1,141 @@
+"""Weight formats (model/quantize.py) on CPU through torchao's CPU kernels: each format round-trips a tiny
+model, its logits stay within a stated tolerance of bf16, and its measured weight bytes equal the
+prediction the cost model uses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nvila_bench.model import build_model, get_preset
+from nvila_bench.model.pipeline import embed, synthetic_request
+from nvila_bench.model.quantize import (
+    QuantPlan, linear_bytes, linear_shapes, measured_weight_bytes, predicted_weight_bytes, quantize_model, unavailable,
+)  # fmt: skip
+
+pytest.importorskip("torchao")
+
+# Relative L2 error of the last position's logits against bf16, on random weights (a harsher case than
+# trained weights: no outlier structure for the scales to exploit). Measured: w4a16 0.08-0.09, int8 < 0.013.
+TOLERANCE = {"w4a16": 0.15, "w8a8-int8": 0.03}
+PLANS = {
+    "w4a16": QuantPlan(llm="w4a16", group_size=32),
+    "w8a8-int8": QuantPlan(llm="w8a8-int8", vision="w8a8-int8", projector="w8a8-int8"),
+}
+
+
+def _logits(model, cfg):
+    with torch.inference_mode():
+        return model.prefill(embed(model, synthetic_request(cfg, ((448, 448),), None, 16))).logits.float()
+
+
+@pytest.mark.parametrize("preset", ["nvila-tiny", "vila-tiny", "nvila-lite-tiny"])
+@pytest.mark.parametrize("fmt", list(PLANS))
+def test_each_format_round_trips_within_tolerance_and_its_bytes_are_predicted(preset, fmt):
+    cfg = get_preset(preset)
+    model = build_model(cfg, torch.bfloat16)
+    reference = _logits(model, cfg)
+    before = measured_weight_bytes(model)
+    assert before == predicted_weight_bytes(cfg, QuantPlan())
+    quantize_model(model, PLANS[fmt])
+    after = measured_weight_bytes(model)
+    assert after == predicted_weight_bytes(cfg, PLANS[fmt], "cpu")
+    assert after["llm"] < before["llm"]
+    quantized = _logits(model, cfg)
+    assert torch.isfinite(quantized).all()
+    error = ((quantized - reference).norm() / reference.norm()).item()
+    assert 0 < error < TOLERANCE[fmt], error  # changed (the format was applied), but not by much
+    weight = model.llm.model.layers[0].mlp.down_proj.weight
+    assert type(weight).__module__.startswith("torchao"), type(weight)  # torchao's tensor, not a bf16 copy
+    assert type(model.llm.lm_head.weight) in (torch.nn.Parameter, torch.Tensor)  # the LM head stays bf16
+
+
+def test_the_lm_head_embeddings_and_patch_embedding_stay_bf16():
+    cfg = get_preset("nvila-tiny")
+    model = build_model(cfg, torch.bfloat16)
+    quantize_model(model, QuantPlan(llm="w8a8-int8", vision="w8a8-int8"))
+    body = getattr(model.vision_tower, "vision_model", model.vision_tower)
+    for p in (model.llm.lm_head.weight, model.llm.model.embed_tokens.weight, body.embeddings.patch_embedding.weight):
+        assert p.dtype == torch.bfloat16 and type(p) is torch.nn.Parameter
+
+
+def test_w4a16_on_cuda_is_about_a_quarter_of_bf16_for_nvila_8b_linears():
+    """The LLM's linear weights: 2 bytes each in bf16, half a byte plus a (scale, zero) pair per 128 in int4."""
+    cfg = get_preset("nvila-8b")
+    shapes = linear_shapes(cfg, "llm")
+    bf16 = sum(linear_bytes(i, o, "bf16") for i, o in shapes)
+    int4 = sum(linear_bytes(i, o, "w4a16", 128, "cuda") for i, o in shapes)
+    assert 3.6 < bf16 / int4 < 3.8
+    assert sum(i * o for i, o in shapes) == 6_525_288_448  # 28 layers of Qwen2-7B's q, k, v, o, gate, up, down
+
+
+def test_formats_that_cannot_run_here_say_why():
+    assert unavailable(QuantPlan(), "cpu") is None
+    assert unavailable(QuantPlan(llm="w4a16"), "cpu") is None
+    assert "FP8" in unavailable(QuantPlan(vision="w8a8-fp8"), "cpu")
+    model = build_model(get_preset("nvila-tiny"), torch.bfloat16)
+    with pytest.raises(ValueError, match="w8a8-fp8 needs a CUDA GPU with FP8"):
+        quantize_model(model, QuantPlan(llm="w8a8-fp8"))
+    with pytest.raises(ValueError, match="groups of 128 do not divide in_features 64"):
+        quantize_model(model, QuantPlan(llm="w4a16"))
+    with pytest.raises(ValueError, match="unknown llm weight format 'int3'"):
+        QuantPlan(llm="int3")
+
+
+def test_the_cost_model_reads_quantized_weights():
+    """bf16 weights_read equals the cost model's own weight bytes; W4A16 shrinks the NVILA-8B decode step's
+    bytes by the linears' ratio (the LM head and embeddings stay bf16)."""
+    from nvila_bench.core import costmodel
+
+    cfg = get_preset("nvila-8b")
+    bf16 = costmodel.weights_read(cfg, QuantPlan())
+    assert bf16["llm"] == 2 * costmodel.llm_weights(cfg) and bf16["vision"] == 2 * costmodel.vision_weights(cfg)
+    assert costmodel.decode_step_cost(cfg, 3200, weights=bf16["llm"]) == costmodel.decode_step_cost(cfg, 3200)
+    int4 = costmodel.weights_read(cfg, QuantPlan(llm="w4a16"))
+    head = 2 * cfg.llm.vocab_size * cfg.llm.hidden_size  # untied LM head, read every step, kept bf16
+    shapes = linear_shapes(cfg, "llm")
+    assert int4["llm"] == bf16["llm"] - sum(2 * i * o - linear_bytes(i, o, "w4a16", 128, "cuda") for i, o in shapes)
+    assert int4["llm"] > head and 2.9 < bf16["llm"] / int4["llm"] < 3.3
+    assert int4["vision"] == bf16["vision"]
+    vit = costmodel.weights_read(cfg, QuantPlan(vision="w8a8-int8"))["vision"]
+    assert 1.8 < bf16["vision"] / vit < 2.0
+
+
+def test_the_deployment_suite_writes_a_record_per_rung(tmp_path, capsys):
+    import json
+
+    from nvila_bench.cli import main
+
+    code = main(["run", "deployment", "--preset", "nvila-tiny", "--image", "448x448", "--video-frames", "8",
+                 "--new-tokens", "4", "--prompt-tokens", "8", "--repeats", "1", "--warmup", "0", "--min-seconds", "0",
+                 "--quality-prompts", "2", "--out", str(tmp_path)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    rungs = [(r["config"]["extra"]["media"], r["config"]["extra"]["rung"], r["status"]) for r in records]
+    from nvila_bench.suites.deployment import RUNGS
+
+    assert rungs == [(m, name, "skipped" if "fp8" in name else "ok") for m in ("image", "video") for name in RUNGS]
+    by = {(r["config"]["extra"]["media"], r["config"]["extra"]["rung"]): r for r in records}
+    image = {name: by[("image", name)] for name in RUNGS}
+    value = lambda r, k: r["metrics"][k]["value"]  # noqa: E731
+    assert image["scaled-only bf16"]["config"]["preset"] == "nvila-tiny-scaled-only"
+    assert image["baseline quantized"]["config"]["preset"] == "vila-tiny"
+    assert by[("video", "bf16")]["config"]["preset"] == "nvila-video-tiny"
+    assert value(image["scaled-only bf16"], "media_tokens") > value(image["bf16"], "media_tokens")  # STC
+    assert value(image["w4a16-llm"], "llm_weights_bytes") < value(image["bf16"], "llm_weights_bytes")
+    assert value(image["w8a8-vit-int8"], "vision_weights_bytes") < value(image["w4a16-llm"], "vision_weights_bytes")
+    for r in records:
+        if r["status"] == "ok":
+            for c in ("vision", "projector", "llm"):
+                assert value(r, f"{c}_weights_bytes") == value(r, f"{c}_weights_bytes_predicted")
+            assert 0 <= value(r, "top1_agreement") <= 1 and value(r, "logits_kl") >= 0
+            assert value(r, "ttft") > 0 and value(r, "decode_tokens_per_s") > 0
+    assert value(image["bf16"], "top1_agreement") == 1.0 and value(image["bf16"], "logits_kl") == 0.0
+    assert "FP8" in by[("image", "w8a8-vit-fp8")]["error"]
+
+
+def test_deployment_needs_one_nvila_preset(tmp_path, capsys):
+    from nvila_bench.cli import main
+
+    assert main(["run", "deployment", "--preset", "vila-tiny", "--out", str(tmp_path)]) == 2
+    assert "deployment takes one NVILA --preset" in capsys.readouterr().err
