@@ -68,19 +68,20 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
     frames = one("video_frames", 64)
     device = one("device", "cpu")
     jobs = []
-    for media in ("image", "video"):
-        for rung, (role, formats) in RUNGS.items():
-            preset = {"scaled_only": cfg.scaled_only, "nvila": cfg.name, "baseline": cfg.baseline}[role]
-            if media == "video" and role == "nvila":
-                preset = cfg.video_model or preset
-            point = BenchPoint(
-                preset, device, "bfloat16", images=(image,) if media == "image" else (),
-                video_frames=frames if media == "video" else None, prompt_tokens=one("prompt_tokens", 64),
-                new_tokens=one("new_tokens", 32), engine=one("engine", None), preprocess=one("preprocess", None),
-                extra={"rung": rung, "media": media} | {f"{c}_weights": f for c, f in formats.items()}
-                      | {"quality_prompts": options.get("quality_prompts") or 4},
-            )  # fmt: skip
-            jobs.append(Job("deployment", point))
+    for engine in axes.get("engine") or [None]:  # e.g. compiled and hf-static: ours and transformers' on the same weights
+        for media in ("image", "video"):
+            for rung, (role, formats) in RUNGS.items():
+                preset = {"scaled_only": cfg.scaled_only, "nvila": cfg.name, "baseline": cfg.baseline}[role]
+                if media == "video" and role == "nvila":
+                    preset = cfg.video_model or preset
+                point = BenchPoint(
+                    preset, device, "bfloat16", images=(image,) if media == "image" else (),
+                    video_frames=frames if media == "video" else None, prompt_tokens=one("prompt_tokens", 64),
+                    new_tokens=one("new_tokens", 32), engine=engine, preprocess=one("preprocess", None),
+                    extra={"rung": rung, "media": media} | {f"{c}_weights": f for c, f in formats.items()}
+                          | {"quality_prompts": options.get("quality_prompts") or 4},
+                )  # fmt: skip
+                jobs.append(Job("deployment", point))
     return jobs
 
 

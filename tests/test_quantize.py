@@ -139,3 +139,15 @@ def test_deployment_needs_one_nvila_preset(tmp_path, capsys):
 
     assert main(["run", "deployment", "--preset", "vila-tiny", "--out", str(tmp_path)]) == 2
     assert "deployment takes one NVILA --preset" in capsys.readouterr().err
+
+
+def test_an_installed_torchao_adds_no_noise_to_a_commands_stderr(tmp_path):
+    """transformers imports torchao with every model class; on CPU torchao logs that its CUDA kernels do not
+    load. A command's error must still be its one line."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "nvila_bench", "run", "prefill", "--preset", "nope", "--out", str(tmp_path)],
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.startswith("nvila-bench: error: unknown preset 'nope'") and out.stderr.count("\n") == 1, out.stderr
