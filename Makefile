@@ -31,8 +31,9 @@ $(STAMP): pyproject.toml Makefile
 	touch $@
 
 # The main job: model summary, this machine's GEMM / copy ceilings (for the roofline), the latency, training
-# and fine-tuning memory suites on the tiny (CPU-sized) presets, the training-cost estimate, a tiny model
-# trained on the synthetic tasks and its accuracy (and the untrained one's) through lmms-eval
+# and fine-tuning memory suites and the quantized deployment ladder on the tiny (CPU-sized) presets, the
+# training-cost estimate, a tiny model trained on the synthetic tasks and its accuracy (and the untrained
+# one's) through lmms-eval
 # -> $(OUT)/results.jsonl, and the HTML report -> $(OUT)/report.html
 OUT   ?= out
 TINY  := --preset nvila-tiny --preset nvila-lite-tiny --preset nvila-video-tiny --preset vila-tiny
@@ -47,6 +48,7 @@ run: $(STAMP)
 	$(BIN)/nvila-bench run overhead --preset nvila-tiny --out $(OUT)
 	$(BIN)/nvila-bench run train --preset nvila-tiny --stage projector --stage full --batch-size 2 --repeats 3 --out $(OUT)
 	$(BIN)/nvila-bench run finetune-memory --preset nvila-tiny --recipe nvila --recipe full-full --repeats 3 --out $(OUT)
+	$(BIN)/nvila-bench run deployment --preset nvila-tiny --image 448x448 --video-frames 8 --new-tokens 8 --repeats 3 --out $(OUT)
 	$(BIN)/nvila-bench estimate training-cost --hardware h100-sxm --out $(OUT)
 	$(BIN)/nvila-bench train-synthetic --preset vila-tiny --steps 120 --out $(OUT)/vila-tiny-synthetic
 	$(BIN)/nvila-bench run accuracy --checkpoint $(OUT)/vila-tiny-synthetic --tasks synthetic --limit 60 --out $(OUT)

@@ -13,7 +13,7 @@ from nvila_bench.core.results import Record
 from nvila_bench.model import get_preset
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES, PROJECTOR, VISION
 
-from . import charts
+from . import charts, deployment
 from .claims import RUN_SUITES, claims_table
 from .engines import side_by_side
 from .records import (
@@ -358,6 +358,7 @@ def build(records: list[Record], sources: list[str]) -> dict:
         "claims": claims_table(current),
         "roofline": roofline(current),
         "stc": scale_then_compress(current),
+        "deployment": deployment.ladder(current),
         "stages": stage_breakdown(current),
         "distributions": distributions(current),
         "accuracy": accuracy(current),

@@ -306,3 +306,95 @@ def test_old_records_without_engine_still_render_and_claims_prefer_compiled():
     assert [report_records.engine_of(n) for n, _ in chosen] == ["compiled"]
     headline = sections.headline(pairs)["groups"]
     assert {row["engine"] for rows in headline.values() for row in rows} == {"eager", "compiled"}
+
+
+
+# ---- the deployment ladder (suites/deployment.py records; values from a CPU run of the nvila-tiny ladder) ----
+QUANTIZED_FORMATS = {"llm_weights": "w4a16", "vision_weights": "w8a8-int8"}
+FP8_REASON = "w8a8-fp8 needs a CUDA GPU with FP8 (compute capability 8.9+: Ada / Hopper)"
+LADDER = (  # rung, preset, formats, TTFT s, decode tokens/s, (vision, projector, LLM) weights bytes, top-1, KL
+    ("scaled-only bf16", "nvila-tiny-scaled-only", {}, 3.367, 102.0, (340608, 33024, 279680), 1.0, 0.0),
+    ("bf16", "nvila-tiny", {}, 2.571, 6.108, (340608, 109824, 279680), 1.0, 0.0),
+    ("w4a16-llm", "nvila-tiny", {"llm_weights": "w4a16"}, 1.873, 34.56, (340608, 109824, 209408), 0.84375, 1.32e-4),
+    ("w8a8-vit-int8", "nvila-tiny", QUANTIZED_FORMATS, 3.164, 6.056, (279552, 109824, 209408), 0.84375, 1.33e-4),
+    ("baseline bf16", "vila-tiny", {}, 0.480, 116.8, (302848, 42240, 295552), 1.0, 0.0),
+    ("baseline quantized", "vila-tiny", QUANTIZED_FORMATS, 1.178, 7.129, (241792, 42240, 217472), 0.859375, 9.2e-5),
+)
+
+
+def deployment_record(rung, preset, formats, ttft=0, tps=0, weights=(), top1=0, kl=0, media="image", env=CPU_ENV,
+                      predicted=None, status="ok", error=None):  # fmt: skip
+    from nvila_bench.core.results import Metric
+
+    cfg = prefill_record(preset, env=env).config | {"dtype": "bfloat16", "new_tokens": 8, "engine": "eager"}
+    cfg |= {"extra": {"rung": rung, "media": media, "quality_prompts": 4} | formats}
+    cfg |= {"images": [], "video_frames": 8} if media == "video" else {}
+    ok = {"ttft": Metric.timing([ttft, ttft * 1.01]), "vision": Metric.timing([ttft * 0.6] * 2),
+          "llm_prefill": Metric.timing([ttft * 0.3] * 2), "decode_tokens_per_s": Metric.measured(tps, "tokens/s"),
+          "top1_agreement": Metric.measured(top1, "fraction"), "logits_kl": Metric.measured(kl, "nats"),
+          "peak_rss": Metric.measured(5 * 2**20, "bytes"), "media_tokens": Metric.measured(257, "tokens")}  # fmt: skip
+    for c, m, p in zip(("vision", "projector", "llm"), weights, predicted or weights):
+        ok |= {f"{c}_weights_bytes": Metric.measured(m, "bytes"), f"{c}_weights_bytes_predicted": Metric.analytic(p, "bytes")}
+    return Record("deployment", cfg, ok if status == "ok" else {}, "run-d", environment=env, status=status, error=error)
+
+
+def ladder_records(media="image"):
+    fp8 = {"llm_weights": "w4a16", "vision_weights": "w8a8-fp8"}
+    skipped = deployment_record("w8a8-vit-fp8", "nvila-tiny", fp8, media=media, status="skipped", error=FP8_REASON)
+    return [deployment_record(*row, media=media) for row in LADDER][::-1] + [skipped]  # out of order: the section sorts
+
+
+def test_deployment_ladder_rows_in_rung_order_with_skips_bytes_and_agreement():
+    from nvila_bench.reports import deployment
+    from nvila_bench.suites.deployment import RUNGS
+
+    section = sections.build(ladder_records() + ladder_records("video"), ["x.jsonl"])["deployment"]
+    assert [(g["media"], g["family"]) for g in section["groups"]] == [("image", "nvila-tiny"), ("video", "nvila-tiny")]
+    rows = section["groups"][0]["rows"]
+    assert [r["rung"] for r in rows] == list(RUNGS) == list(deployment.RUNGS)  # the fp8 rung in its place, though skipped
+    assert [(r["rung"], r["status"], r["reason"]) for r in rows if not r["ok"]] == [("w8a8-vit-fp8", "skipped", FP8_REASON)]
+    by = {r["rung"]: r for r in rows}
+    w4, int8, base_q = by["w4a16-llm"], by["w8a8-vit-int8"], by["baseline quantized"]
+    assert by["bf16"]["ttft_vs_first"] == pytest.approx(3.367 / 2.571, rel=1e-3)
+    assert w4["ttft_vs_previous"] == pytest.approx(2.571 / 1.873, rel=1e-3) and w4["previous"] == "bf16"
+    assert w4["decode_vs_previous"] == pytest.approx(34.56 / 6.108) and by["baseline bf16"]["ttft_vs_previous"] is None
+    assert w4["weights"]["llm"]["ratio"] == pytest.approx(209408 / 279680) and w4["weights"]["vision"]["ratio"] == 1
+    assert int8["weights"]["vision"]["ratio"] == pytest.approx(279552 / 340608)
+    assert int8["weights_ratio"] == pytest.approx((279552 + 109824 + 209408) / (340608 + 109824 + 279680))
+    assert base_q["weights_ratio"] == pytest.approx((241792 + 42240 + 217472) / (302848 + 42240 + 295552))  # vs baseline bf16
+    assert all(r["weights_match"] for r in rows if r["ok"]) and base_q["previous"] == "baseline bf16"
+    assert int8["formats_text"] == "ViT w8a8-int8, LLM w4a16"
+    assert (int8["top1_agreement"], int8["logits_kl"], int8["peak_kind"]) == (0.84375, 1.33e-4, "process peak RSS")
+    assert [f["claim"][:36] for f in section["groups"][1]["figure5"] if f["ours"] is not None] == ["Token compression cuts the video LLM"]
+    for group in section["groups"]:  # a CPU: nothing is comparable with the paper's A100 / RTX 4090 / Orin figures
+        assert {x["verdict"] for x in group["figure5"] + group["tinychat"]} == {"not comparable: different hardware"}
+        assert "nothing here is comparable" in group["note"]
+    html = render_report(ladder_records(), ["x.jsonl"])
+    part = html[html.index('<section id="deployment">') : html.index('<section id="roofline">')]
+    assert '<a href="#deployment">Deployment ladder</a>' in html and "82.1" in part and "186.8" in part  # TinyChat
+    assert FP8_REASON in part and "84.4%" in part and "0.82x" in part and "matches prediction" in part
+    assert part.index(">scaled-only bf16<") < part.index(">w4a16-llm<") < part.index(">baseline quantized<")
+    assert all(f'<span class="prov {p}">' in part for p in ("measured", "analytic", "paper"))
+    near, off = (340608, 109824, 280900), (340608, 109824, 213600)  # LLM bytes 0.4% and 2% off the prediction
+    rows = deployment.ladder([deployment_record(*LADDER[1], predicted=near), deployment_record(*LADDER[2], predicted=off)])
+    assert [r["weights_match"] for r in rows["groups"][0]["rows"]] == [True, False]  # flagged beyond 1%
+
+
+def test_deployment_verdicts_need_the_papers_gpu_and_model_and_an_empty_section_says_how_to_run_it():
+    def group(gpu, preset="nvila-8b"):
+        env = CPU_ENV | {"device": "cuda", "torch_device_name": gpu, "gpu": [{"name": gpu}]}
+        recs = [deployment_record("bf16", preset, {}, 0.2, 80.0, (10, 10, 10), 1.0, 0.0, env=env),
+                deployment_record("w8a8-vit-int8", preset, QUANTIZED_FORMATS, 0.1, 170.0, (9, 10, 5), 0.9, 1e-3, env=env)]
+        return sections.deployment.ladder(recs)["groups"][0]
+
+    a100 = group("NVIDIA A100-SXM4-80GB")
+    verdicts = [(t["preset"], t["verdict"]) for t in a100["tinychat"]]  # nvila-8b Baseline, TinyChat; vila1.5-8b
+    assert verdicts == [("nvila-8b", "comparable")] * 2 + [("vila1.5-8b", "not measured")] and a100["comparable_gpus"] == ["A100"]
+    assert a100["tinychat"][0]["ratio"] == pytest.approx(80 / 82.1)
+    h100 = group("NVIDIA H100 80GB HBM3")
+    assert {t["verdict"] for t in h100["tinychat"] + h100["figure5"]} == {"not comparable: different hardware"}
+    assert "nothing here is comparable" in h100["note"]
+    assert group("NVIDIA GeForce RTX 4090", "nvila-tiny")["tinychat"][0]["verdict"] == "not comparable: different model"
+    html = render_report([prefill_record("nvila-tiny", 0.2)], ["x.jsonl"])
+    part = html[html.index('<section id="deployment">') : html.index('<section id="roofline">')]
+    assert "not measured" in part and "nvila-bench run deployment --preset nvila-8b --device cuda --out results/" in part

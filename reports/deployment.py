@@ -1,0 +1,264 @@
+"""The "Deployment ladder" section (paper Figure 5) as plain data: the `deployment` suite's records, one per rung,
+grouped per (hardware, media, NVILA preset family), with the paper's Figure 5 and TinyChat figures beside them.
+
+A ladder is what `nvila-bench run deployment --preset P` writes for one media: P's scaled-only variant, P (its
+video model for the video request) in bf16 and quantized step by step, and P's VILA1.5 baseline in bf16 and
+quantized. Each row shows the rung's TTFT (and its vision / LLM prefill split), decode tokens/s, the speed-up
+over the first rung (scaled-only bf16) and over the rung it builds on (`PREVIOUS`), the weights' bytes per
+component (measured after quantization, and the cost model's prediction, `model/quantize.py`) with their ratio
+to the same preset in bf16, peak memory, and the quality cost (top-1 agreement and KL of next-token logits
+against the same model in bf16). A rung that could not run here (fp8 without an FP8 GPU) is listed with why.
+
+The paper's figures are only comparable on the hardware they were taken on (an RTX 4090 for Figure 5; A100,
+RTX 4090 and Orin for the TinyChat table) and for the same model: a verdict says "comparable" only where the
+ladder's hardware name contains the paper column's GPU name and the model is the paper's.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from nvila_bench.core import paper
+from nvila_bench.core.results import Record
+from nvila_bench.model import get_preset
+from nvila_bench.model.presets import preset_names
+from nvila_bench.model.quantize import COMPONENTS
+
+from .records import hardware_of, is_nvila, preset_config, value
+
+SUITE = "deployment"
+COMMAND = "nvila-bench run deployment --preset nvila-8b --device cuda --out results/"
+RUNGS = ("scaled-only bf16", "bf16", "w4a16-llm", "w8a8-vit-int8", "w8a8-vit-fp8",
+         "baseline bf16", "baseline quantized")  # suites/deployment.py RUNGS, in order (a test checks)
+PREVIOUS = {  # rung -> the rung it adds one step to (fp8 is the alternative to int8, so both build on w4a16-llm)
+    "bf16": "scaled-only bf16", "w4a16-llm": "bf16", "w8a8-vit-int8": "w4a16-llm", "w8a8-vit-fp8": "w4a16-llm",
+    "baseline quantized": "baseline bf16",
+}  # fmt: skip
+MATCH_TOLERANCE = 0.01  # measured weights bytes "match" the prediction within 1%
+PAPER_MODEL = "nvila-8b"  # the model of Figure 5 and of the TinyChat table
+PAPER_HARDWARE = {"a100": "A100", "rtx4090": "RTX 4090", "orin": "Orin"}  # paper.toml decode_rates column -> GPU
+TINYCHAT_RUNG = {"Baseline (FP16)": "bf16", "TinyChat (W4A16 LLM + W8A8 ViT)": "w8a8-vit-int8"}  # engine -> our rung
+COMPONENT_NAMES = {"vision": "ViT", "projector": "projector", "llm": "LLM"}
+DIFFERENT_HARDWARE = "not comparable: different hardware"
+
+
+# ---- which ladder a record belongs to ----------------------------------------------------------------------
+@functools.cache
+def _roots() -> tuple[dict[str, str], dict[str, str]]:
+    """(preset -> the NVILA preset whose ladder it climbs, VILA1.5 baseline -> the first NVILA preset it serves)."""
+    members, baselines = {}, {}
+    roots = [get_preset(n) for n in preset_names()]
+    roots = [c for c in roots if c.is_nvila and c.baseline and c.scaled_only]
+    for cfg in roots:
+        members[cfg.name] = cfg.name
+        baselines.setdefault(cfg.baseline, cfg.name)
+    for cfg in roots:
+        for member in (cfg.scaled_only, cfg.video_model):
+            if member:
+                members.setdefault(member, cfg.name)
+    return members, baselines
+
+
+def family_of(record: Record, run_families: dict[tuple, str]) -> str:
+    """The NVILA preset whose ladder the record is a rung of: from the registry for NVILA presets; for a
+    baseline, the family of the NVILA rungs of the same run (else the first NVILA preset it is the baseline of)."""
+    members, baselines = _roots()
+    if is_nvila(record):
+        return members.get(record.preset, str(record.preset))
+    return run_families.get((record.run_id, hardware_of(record))) or baselines.get(record.preset) or str(record.preset)
+
+
+# ---- one rung ----------------------------------------------------------------------------------------------
+def _speedup(ref: dict | None, row: dict, key: str, higher_is_better: bool) -> float | None:
+    a, b = (ref or {}).get(key), row.get(key)
+    if not a or not b or ref is row:
+        return None
+    return b / a if higher_is_better else a / b
+
+
+def matches(measured, predicted, tolerance: float = MATCH_TOLERANCE) -> bool | None:
+    """Whether measured bytes are within `tolerance` of the prediction; None without both."""
+    if measured is None or predicted is None:
+        return None
+    return abs(measured - predicted) <= tolerance * max(abs(predicted), 1)
+
+
+def _all(flags: list) -> bool | None:
+    """True when every flag is, False when any is False, None when any is unknown."""
+    return False if False in flags else None if None in flags else True
+
+
+def formats_text(formats: dict[str, str]) -> str:
+    quantized = [f"{COMPONENT_NAMES[c]} {f}" for c, f in formats.items() if f != "bf16"]
+    return ", ".join(quantized) or "bf16"
+
+
+def _row(r: Record) -> dict:
+    formats = {c: r.extra.get(f"{c}_weights", "bf16") for c in COMPONENTS}
+    row = {"rung": r.extra.get("rung"), "preset": r.preset, "formats": formats, "formats_text": formats_text(formats),
+           "status": r.status, "ok": r.ok, "reason": r.error, "run_id": r.run_id}  # fmt: skip
+    if not r.ok:
+        return row
+    weights = {}
+    for c in COMPONENTS:
+        m, p = value(r, f"{c}_weights_bytes"), value(r, f"{c}_weights_bytes_predicted")
+        weights[c] = {"measured": m, "predicted": p, "match": matches(m, p)}
+    measured_all = [w["measured"] for w in weights.values()]
+    predicted_all = [w["predicted"] for w in weights.values()]
+    total = sum(measured_all) if None not in measured_all else None
+    total_predicted = sum(predicted_all) if None not in predicted_all else None
+    gpu = value(r, "peak_memory_allocated")
+    row |= {
+        "tokens": value(r, "media_tokens"), "ttft": value(r, "ttft"), "preprocess": value(r, "preprocess"),
+        "vision": value(r, "vision"), "projector": value(r, "projector"), "llm_prefill": value(r, "llm_prefill"),
+        "tpot": value(r, "tpot"), "decode_tps": value(r, "decode_tokens_per_s"),
+        "weights": weights, "weights_total": total, "weights_total_predicted": total_predicted,
+        "weights_match": _all([w["match"] for w in weights.values()]),
+        "peak_memory": gpu if gpu is not None else value(r, "peak_rss"),
+        "peak_kind": "GPU allocated" if gpu is not None else "process peak RSS" if value(r, "peak_rss") is not None else None,
+        "top1_agreement": value(r, "top1_agreement"), "logits_kl": value(r, "logits_kl"),
+        "quality_positions": value(r, "quality_positions"), "engine_note": value(r, "engine_note"),
+        "engine": r.config.get("engine"),
+    }  # fmt: skip
+    return row
+
+
+def _rank(rung) -> int:
+    return RUNGS.index(rung) if rung in RUNGS else len(RUNGS)
+
+
+def _ladder_rows(records: list[Record]) -> list[dict]:
+    """One group's rows in rung order, with speed-ups and bytes ratios filled in."""
+    by_rung: dict[str, Record] = {}
+    for r in records:  # a rung measured twice in one group: keep the newest
+        rung = r.extra.get("rung")
+        if rung not in by_rung or r.timestamp >= by_rung[rung].timestamp:
+            by_rung[rung] = r
+    rows = sorted((_row(r) for r in by_rung.values()), key=lambda x: (_rank(x["rung"]), str(x["rung"])))
+    ok = {row["rung"]: row for row in rows if row["ok"]}
+    bf16 = {row["preset"]: row for row in rows if row["ok"] and set(row["formats"].values()) == {"bf16"}}
+    first = ok.get(RUNGS[0])
+    for row in rows:
+        if not row["ok"]:
+            continue
+        prev = ok.get(PREVIOUS.get(row["rung"]))
+        row["previous"] = prev["rung"] if prev else None
+        row["ttft_vs_first"] = _speedup(first, row, "ttft", higher_is_better=False)
+        row["decode_vs_first"] = _speedup(first, row, "decode_tps", higher_is_better=True)
+        row["ttft_vs_previous"] = _speedup(prev, row, "ttft", higher_is_better=False)
+        row["decode_vs_previous"] = _speedup(prev, row, "decode_tps", higher_is_better=True)
+        ref = bf16.get(row["preset"])
+        row["bf16_rung"] = ref["rung"] if ref else None
+        for c, w in row["weights"].items():
+            base = ref["weights"][c]["measured"] if ref else None
+            w["ratio"] = w["measured"] / base if w["measured"] is not None and base else None
+        base_total = ref["weights_total"] if ref else None
+        row["weights_ratio"] = row["weights_total"] / base_total if row["weights_total"] is not None and base_total else None
+    return rows
+
+
+# ---- the paper's figures -----------------------------------------------------------------------------------
+def same_hardware(paper_gpu: str, hardware: str) -> bool:
+    """Loosely: the paper's GPU name (e.g. "RTX 4090", "A100") appears in our hardware name, spaces and case aside."""
+    squash = lambda s: re.sub(r"[^a-z0-9]", "", s.lower())  # noqa: E731
+    return bool(paper_gpu) and squash(paper_gpu) in squash(hardware) and not hardware.startswith("CPU ")
+
+
+def paper_gpu_of(setting: str) -> str | None:
+    """The GPU a paper setting names (one of `PAPER_HARDWARE`'s), or None."""
+    return next((gpu for gpu in PAPER_HARDWARE.values() if re.search(re.escape(gpu), setting, re.I)), None)
+
+
+def _verdict(paper_gpu: str | None, hardware: str, model_ok: bool, peer: str | None = None) -> str:
+    if not paper_gpu or not same_hardware(paper_gpu, hardware):
+        return DIFFERENT_HARDWARE
+    if not model_ok:
+        return "not comparable: different model"
+    if peer:
+        return f"not comparable: peer {peer} not measured"
+    return "comparable"
+
+
+def _figure5(media: str, hardware: str, rows: dict[str, dict], model_ok: bool) -> list[dict]:
+    """Figure 5's claims (paper.toml claims whose source names Figure 5), with our counterpart where the ladder has one."""
+    out = []
+    for claim in paper.claims():
+        if "Figure 5" not in claim.get("source", "") or (claim["id"].startswith("video") and media != "video"):
+            continue
+        low, high = claim["paper_low"], claim["paper_high"]
+        ours, our_setting = None, None
+        if claim["id"] == "video-compression-prefill":
+            scaled, nvila = rows.get("scaled-only bf16"), rows.get("bf16")
+            if scaled and nvila and scaled.get("llm_prefill") and nvila.get("llm_prefill"):
+                ours = scaled["llm_prefill"] / nvila["llm_prefill"]
+            our_setting = "LLM prefill, scaled-only bf16 over bf16 (token compression)"
+        else:
+            our_setting = f"the ladder has no {claim.get('peer') or 'peer'} rung"
+        gpu = paper_gpu_of(claim.get("setting", ""))
+        out.append({
+            "claim": claim["claim"], "source": claim["source"], "setting": claim["setting"], "hardware": gpu,
+            "paper": f"{low:g}{claim['unit']}" if low == high else f"{low:g}-{high:g}{claim['unit']}",
+            "ours": ours, "our_setting": our_setting,
+            "verdict": _verdict(gpu, hardware, model_ok, None if ours is not None else claim.get("peer")),
+        })  # fmt: skip
+    return out
+
+
+def _tinychat(media: str, family: str, hardware: str, rows: dict[str, dict]) -> list[dict]:
+    """The TinyChat decode rates (paper.toml decode_rates) of the ladder's models (the paper's model's when the
+    ladder climbs another, e.g. a tiny stand-in), one cell per GPU, with our decode rate of the matching rung."""
+    paper_family = family if any(e["preset"] == family for e in paper.decode_rates()) else PAPER_MODEL
+    pcfg = get_preset(paper_family)
+    nvila = (pcfg.video_model or pcfg.name) if media == "video" else pcfg.name
+    out = []
+    for entry in paper.decode_rates():
+        if entry["preset"] not in (nvila, pcfg.baseline):
+            continue
+        baseline = entry["preset"] == pcfg.baseline
+        rung = ("baseline quantized" if "TinyChat" in entry["engine"] else "baseline bf16") if baseline else TINYCHAT_RUNG.get(entry["engine"])
+        ours = rows.get(rung) if rung else None
+        model_ok = bool(ours) and ours["preset"] == entry["preset"]
+        cells = [{"gpu": gpu, "value": entry.get(key), "comparable": same_hardware(gpu, hardware)} for key, gpu in PAPER_HARDWARE.items()]
+        matched = next((c for c in cells if c["comparable"]), None)
+        verdict = _verdict(matched["gpu"] if matched else None, hardware, model_ok)
+        if matched and not ours:
+            verdict = "not measured"  # the paper's GPU, but the ladder lacks the rung
+        ratio = ours["decode_tps"] / matched["value"] if verdict == "comparable" and ours.get("decode_tps") and matched["value"] else None
+        out.append({"preset": entry["preset"], "engine": entry["engine"], "source": entry["source"], "cells": cells,
+                    "rung": rung, "ours": ours.get("decode_tps") if ours else None, "ours_preset": ours["preset"] if ours else None,
+                    "verdict": verdict, "ratio": ratio})  # fmt: skip
+    return out
+
+
+# ---- the section -------------------------------------------------------------------------------------------
+def ladder(records: list[Record]) -> dict:
+    """Per (hardware, media, NVILA preset family): the ladder's rows in rung order and the paper's figures beside."""
+    mine = [r for r in records if r.suite == SUITE and r.extra.get("rung")]
+    run_families = {}
+    for r in mine:
+        if is_nvila(r):
+            run_families.setdefault((r.run_id, hardware_of(r)), family_of(r, {}))
+    groups: dict[tuple, list[Record]] = {}
+    for r in mine:
+        groups.setdefault((hardware_of(r), r.extra.get("media") or "—", family_of(r, run_families)), []).append(r)
+    out = []
+    for (hardware, media, family), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+        rows = _ladder_rows(group)
+        ok = {row["rung"]: row for row in rows if row["ok"]}
+        model_ok = family == PAPER_MODEL
+        figure5 = _figure5(media, hardware, ok, model_ok)
+        tinychat = _tinychat(media, family, hardware, ok)
+        gpus = [gpu for gpu in PAPER_HARDWARE.values() if same_hardware(gpu, hardware)]
+        note = (f"The paper's figures are from {', '.join(PAPER_HARDWARE.values())}; this ladder ran on {hardware}: "
+                "nothing here is comparable with them." if not gpus else
+                f"Same GPU as the paper's {', '.join(gpus)} column" + ("." if model_ok else
+                f", but {family} is not {PAPER_MODEL}: not comparable."))  # fmt: skip
+        out.append({
+            "hardware": hardware, "media": media, "family": family, "rows": rows,
+            "skipped": [row for row in rows if not row["ok"]], "figure5": figure5, "tinychat": tinychat,
+            "paper_gpus": list(PAPER_HARDWARE.values()), "comparable_gpus": gpus, "note": note,
+            "tiny": bool(preset_config(family) and preset_config(family).is_tiny),
+        })  # fmt: skip
+    return {"groups": out, "command": COMMAND, "components": list(COMPONENTS), "component_names": COMPONENT_NAMES,
+            "tolerance": MATCH_TOLERANCE}  # fmt: skip
