@@ -61,11 +61,19 @@ def load_tokenizer(checkpoint: str | Path | None, cfg: NVILAConfig):
     """The checkpoint's tokenizer (official layout: `llm/`, else the directory itself), or the built one."""
     if checkpoint is None:
         return build_tokenizer(cfg)
-    from transformers import AutoTokenizer
+    import json
+
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     root = Path(checkpoint)
     for folder in (root / "llm", root):
         if (folder / "tokenizer_config.json").is_file() or (folder / "tokenizer.json").is_file():
+            config = folder / "tokenizer_config.json"
+            saved = json.loads(config.read_text()).get("tokenizer_class") if config.is_file() else None
+            if saved in ("TokenizersBackend", "PreTrainedTokenizerFast"):
+                # The project's own word-level tokenizer (a trained tiny checkpoint): AutoTokenizer would pick
+                # the LLM's class from config.json (Qwen2Tokenizer) and rebuild a BPE without our words.
+                return PreTrainedTokenizerFast.from_pretrained(folder, local_files_only=True)
             return AutoTokenizer.from_pretrained(folder, local_files_only=True)
     raise ValueError(f"{root}: no tokenizer (tokenizer.json / tokenizer_config.json in llm/ or the directory itself)")
 

@@ -17,6 +17,7 @@ requests. Quantization is torchao's (model/quantize.py); the engine is the point
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
@@ -67,6 +68,11 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
     image = one("images", ((1920, 1080),))[0]
     frames = one("video_frames", 64)
     device = one("device", "cpu")
+    trained = {}
+    if options.get("checkpoint"):  # accuracy per rung: once per rung (image rows), on the trained weights
+        if not Path(options["checkpoint"]).is_dir():
+            raise SuiteError(f"--checkpoint {options['checkpoint']}: no such directory")
+        trained = {"checkpoint": str(options["checkpoint"]), "accuracy_limit": options.get("accuracy_limit") or 60}
     jobs = []
     for engine in axes.get("engine") or [None]:  # e.g. compiled and hf-static: ours and transformers' on the same weights
         for media in ("image", "video"):
@@ -79,7 +85,8 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
                     video_frames=frames if media == "video" else None, prompt_tokens=one("prompt_tokens", 64),
                     new_tokens=one("new_tokens", 32), engine=engine, preprocess=one("preprocess", None),
                     extra={"rung": rung, "media": media} | {f"{c}_weights": f for c, f in formats.items()}
-                          | {"quality_prompts": options.get("quality_prompts") or 4},
+                          | {"quality_prompts": options.get("quality_prompts") or 4}
+                          | (trained if role == "nvila" and media == "image" else {}),
                 )  # fmt: skip
                 jobs.append(Job("deployment", point))
     return jobs
@@ -167,6 +174,11 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
         metrics["decode_step_mbu"] = Metric.utilisation(step.bytes / peaks.bandwidth / metrics["tpot"].value, "tpot")
     if engine.note:
         metrics["engine_note"] = Metric.measured(engine.note, "text")
+    if point.extra.get("checkpoint"):
+        from .deployment_quality import synthetic_accuracy
+
+        session.release()  # one model in memory at a time
+        metrics |= synthetic_accuracy(point.extra["checkpoint"], plan, point.device, point.extra["accuracy_limit"])
     return metrics
 
 
@@ -174,6 +186,10 @@ SUITE = Suite(
     "deployment",
     "The deployment ladder (paper Figure 5): bf16 scaled-only -> token compression -> W4A16 LLM -> W8A8 ViT, with quality.",
     measure_point,
-    options=(Option("quality_prompts", "Synthetic requests whose next-token logits are compared with bf16.", int, 4),),
+    options=(
+        Option("quality_prompts", "Synthetic requests whose next-token logits are compared with bf16.", int, 4),
+        Option("checkpoint", "A trained checkpoint (train-synthetic) whose synthetic-task accuracy each NVILA rung reports, quantized as the rung says."),
+        Option("accuracy_limit", "Questions per synthetic task for --checkpoint.", int, 60),
+    ),
     expand=expand,
 )  # fmt: skip

@@ -116,3 +116,20 @@ def test_lmms_eval_cli_finds_the_model(tmp_path, data_dir):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "synthetic_count" in proc.stdout and "acc" in proc.stdout
     assert list((tmp_path / "o").rglob("*results.json"))
+
+
+@pytest.mark.parametrize("preset", ["nvila-tiny", "vila-tiny"])
+def test_a_saved_checkpoint_reloads_the_word_level_tokenizer(tmp_path, preset):
+    """AutoTokenizer picks the LLM's class from config.json (Qwen2Tokenizer for NVILA) and rebuilt a BPE
+    without the synthetic tasks' words: every colour choice tokenized to nothing ("empty continuation")."""
+    from nvila_bench.model import build_model, get_preset
+    from nvila_bench.model.tokenizer import WORDS, build_tokenizer, load_tokenizer
+    from nvila_bench.suites.synthetic_train import save_trained
+
+    cfg = get_preset(preset)
+    built = build_tokenizer(cfg)
+    save_trained(build_model(cfg), built, tmp_path / "ckpt")
+    loaded = load_tokenizer(tmp_path / "ckpt", cfg)
+    text = " ".join(WORDS) + "\n"
+    assert loaded(text, add_special_tokens=False)["input_ids"] == built(text, add_special_tokens=False)["input_ids"]
+    assert loaded(" yellow", add_special_tokens=False)["input_ids"] != []

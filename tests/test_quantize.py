@@ -151,3 +151,18 @@ def test_an_installed_torchao_adds_no_noise_to_a_commands_stderr(tmp_path):
                          capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 2
     assert out.stderr.startswith("nvila-bench: error: unknown preset 'nope'") and out.stderr.count("\n") == 1, out.stderr
+
+
+def test_accuracy_per_rung_runs_the_synthetic_tasks_on_the_quantized_checkpoint(tmp_path):
+    """`deployment --checkpoint`: each NVILA rung's synthetic-task accuracy, through lmms-eval as the accuracy
+    suite scores it, on the checkpoint's weights quantized as the rung says."""
+    pytest.importorskip("lmms_eval")
+    from nvila_bench.model.tokenizer import build_tokenizer
+    from nvila_bench.suites.deployment_quality import synthetic_accuracy
+    from nvila_bench.suites.synthetic_train import save_trained
+
+    cfg = get_preset("nvila-tiny")
+    save_trained(build_model(cfg), build_tokenizer(cfg), tmp_path / "ckpt")
+    metrics = synthetic_accuracy(str(tmp_path / "ckpt"), QuantPlan(vision="w8a8-int8"), "cpu", 2, str(tmp_path / "data"))
+    assert set(metrics) == {"synthetic_accuracy", "accuracy_synthetic_colour", "accuracy_synthetic_count", "accuracy_synthetic_frame"}
+    assert all(0 <= m.value <= 1 for m in metrics.values())

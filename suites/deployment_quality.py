@@ -1,0 +1,38 @@
+"""Quality of a quantized rung on a trained checkpoint: synthetic-task accuracy through lmms-eval, the same
+harness and scoring as the accuracy suite, with the checkpoint's weights quantized as the rung says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nvila_bench.core import synthetic_tasks as st
+from nvila_bench.core.results import Metric
+from nvila_bench.model.quantize import QuantPlan, quantize_model
+
+from .accuracy import _score, default_data_dir
+
+
+def synthetic_accuracy(checkpoint: str, plan: QuantPlan, device: str, limit: int, data_dir: str | None = None) -> dict[str, Metric]:
+    """`synthetic_accuracy` (mean over the multiple-choice synthetic tasks) and one `accuracy_<task>` each."""
+    try:
+        from lmms_eval.evaluator import simple_evaluate
+        from lmms_eval.tasks import TaskManager
+    except ImportError as e:
+        raise ValueError(f"accuracy per rung needs lmms-eval (pip install 'nvila-bench[eval]'): {e}") from None
+    from .lmms_adapter import NVILABench
+
+    root = Path(data_dir) if data_dir else default_data_dir()
+    if not (root / "manifest.json").is_file():
+        st.generate(root)
+    manager = TaskManager("WARNING", include_path=str(st.write_lmms_tasks(root)), include_defaults=False)
+    model = NVILABench(pretrained=checkpoint, device=device, dtype="bfloat16")
+    quantize_model(model.vlm, plan)
+    out, scores = {}, []
+    for task in st.TASKS:
+        result = simple_evaluate(model=model, tasks=[task], limit=limit, task_manager=manager, log_samples=False,
+                                 verbosity="WARNING")  # fmt: skip
+        score = _score(result, task)["score"].value
+        scores.append(score)
+        out[f"accuracy_{task}"] = Metric.measured(score, "fraction", "higher")
+    out["synthetic_accuracy"] = Metric.measured(sum(scores) / len(scores), "fraction", "higher")
+    return out
