@@ -178,7 +178,8 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
         from .deployment_quality import synthetic_accuracy
 
         session.release()  # one model in memory at a time
-        metrics |= synthetic_accuracy(point.extra["checkpoint"], plan, point.device, point.extra["accuracy_limit"])
+        metrics |= synthetic_accuracy(point.extra["checkpoint"], plan, point.device, point.extra["accuracy_limit"],
+                                      logprobs=lambda model: _logits(model, point))  # fmt: skip
     return metrics
 
 

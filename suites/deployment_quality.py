@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from nvila_bench.core import synthetic_tasks as st
 from nvila_bench.core.results import Metric
 from nvila_bench.model.quantize import QuantPlan, quantize_model
@@ -12,8 +14,11 @@ from nvila_bench.model.quantize import QuantPlan, quantize_model
 from .accuracy import _score, default_data_dir
 
 
-def synthetic_accuracy(checkpoint: str, plan: QuantPlan, device: str, limit: int, data_dir: str | None = None) -> dict[str, Metric]:
-    """`synthetic_accuracy` (mean over the multiple-choice synthetic tasks) and one `accuracy_<task>` each."""
+def synthetic_accuracy(checkpoint: str, plan: QuantPlan, device: str, limit: int, data_dir: str | None = None,
+                       logprobs=None) -> dict[str, Metric]:  # fmt: skip
+    """`synthetic_accuracy` (mean over the multiple-choice synthetic tasks) and one `accuracy_<task>` each;
+    with `logprobs` (model -> next-token log-probabilities of fixed requests), the checkpoint's top-1
+    agreement and KL against itself in bf16 (`checkpoint_top1_agreement`, `checkpoint_logits_kl`)."""
     try:
         from lmms_eval.evaluator import simple_evaluate
         from lmms_eval.tasks import TaskManager
@@ -26,8 +31,15 @@ def synthetic_accuracy(checkpoint: str, plan: QuantPlan, device: str, limit: int
         st.generate(root)
     manager = TaskManager("WARNING", include_path=str(st.write_lmms_tasks(root)), include_defaults=False)
     model = NVILABench(pretrained=checkpoint, device=device, dtype="bfloat16")
-    quantize_model(model.vlm, plan)
     out, scores = {}, []
+    reference = logprobs(model.vlm) if logprobs else None
+    quantize_model(model.vlm, plan)
+    if logprobs:
+        ours = logprobs(model.vlm)
+        agreement = (ours.argmax(-1) == reference.argmax(-1)).float().mean().item()
+        kl = torch.nn.functional.kl_div(ours, reference, log_target=True, reduction="batchmean").item()
+        out["checkpoint_top1_agreement"] = Metric.measured(agreement, "fraction", "higher")
+        out["checkpoint_logits_kl"] = Metric.measured(kl, "nats", "lower")
     for task in st.TASKS:
         result = simple_evaluate(model=model, tasks=[task], limit=limit, task_manager=manager, log_samples=False,
                                  verbosity="WARNING")  # fmt: skip
