@@ -20,18 +20,19 @@ from nvila_bench.model.tokenizer import build_tokenizer, chat_prompt, encode_wit
 from nvila_bench.model.training import Recipe, apply_recipe, build_optimizer
 
 
+def example(cfg, tokenizer, data_dir, row: dict):
+    """(media, prompt + answer ids, answer length) of one row, media preprocessed."""
+    frames = open_media(data_dir, row)
+    video = row["kind"] == "video"
+    media = preprocess_media(cfg, [] if video else frames, frames if video else None)
+    prompt = encode_with_media(tokenizer, cfg, chat_prompt(tokenizer, row["question"], 0 if video else 1, video))
+    answer = tokenizer(row["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return media, prompt + answer, len(answer)
+
+
 def examples(cfg, tokenizer, data_dir, task: str, split: str, limit: int | None = None):
-    """(media, prompt + answer ids, answer length) per row, media preprocessed."""
-    rows = load_split(data_dir, task, split)[:limit]
-    out = []
-    for row in rows:
-        frames = open_media(data_dir, row)
-        video = row["kind"] == "video"
-        media = preprocess_media(cfg, [] if video else frames, frames if video else None)
-        prompt = encode_with_media(tokenizer, cfg, chat_prompt(tokenizer, row["question"], 0 if video else 1, video))
-        answer = tokenizer(row["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        out.append((media, prompt + answer, len(answer)))
-    return out
+    """`example` of every row of a split."""
+    return [example(cfg, tokenizer, data_dir, row) for row in load_split(data_dir, task, split)[:limit]]
 
 
 def train_synthetic(preset: str, data_dir: str | Path, tasks: list[str], steps: int = 200, batch: int = 8,
@@ -44,12 +45,14 @@ def train_synthetic(preset: str, data_dir: str | Path, tasks: list[str], steps: 
     tokenizer = build_tokenizer(cfg)
     model = apply_recipe(build_model(cfg, seed=seed).train(), Recipe.parse("full"))
     optimizer = build_optimizer(model, Recipe.parse("full"), lr=lr)
-    pools = {task: examples(cfg, tokenizer, data_dir, task, "train") for task in tasks}
+    # Rows, preprocessed when drawn: an NVILA preset's Dynamic-S2 tiles of every training image at once took
+    # over 20 GB (nvila-tiny), where a step needs a batch's worth.
+    pools = {task: load_split(data_dir, task, "train") for task in tasks}
     rng = random.Random(seed)
     losses = []
     for step in range(steps):
         task = tasks[step % len(tasks)]  # one task per step: rows of a task share their length
-        rows = rng.sample(pools[task], batch)
+        rows = [example(cfg, tokenizer, data_dir, row) for row in rng.sample(pools[task], batch)]
         media = [m for m, _, _ in rows]
         ids = torch.tensor([r for _, r, _ in rows])
         loss = model.training_loss(media, ids, temporal_pool, answer_len=rows[0][2])
