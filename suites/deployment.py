@@ -26,14 +26,15 @@ from nvila_bench.core.memory import memory_metrics, reset_peak_memory
 from nvila_bench.core.point import BenchPoint
 from nvila_bench.core.results import Metric, PointSkipped
 from nvila_bench.core.session import Session
-from nvila_bench.core.timing import StageClock, measure
+from nvila_bench.core.timing import measure
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.engines import make_engine
-from nvila_bench.model.pipeline import embed, media_blocks
+from nvila_bench.model.pipeline import embed
 from nvila_bench.model.quantize import COMPONENTS, QuantPlan, measured_weight_bytes, predicted_weight_bytes, quantize_model, unavailable
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES
 
-from .prefill import request_of, token_metrics
+from .deployment_quality import logits_agreement, synthetic_accuracy
+from .prefill import request_of, token_metrics, ttft_iteration
 from .registry import Job, Option, Suite, SuiteError
 
 QUANTIZED = {"llm": "w4a16", "vision": "w8a8-int8"}
@@ -123,11 +124,7 @@ def quality(model, point: BenchPoint, plan: QuantPlan, session: Session) -> dict
     if key not in _REFERENCE:  # a quantized rung run on its own: its bf16 reference first
         _REFERENCE[key] = _logits(build_model(get_preset(point.preset), torch.bfloat16, point.device), point)
     ref = _REFERENCE[key]
-    agreement = (ours.argmax(-1) == ref.argmax(-1)).float().mean().item()
-    kl = torch.nn.functional.kl_div(ours, ref, log_target=True, reduction="batchmean").item()
-    return {"top1_agreement": Metric.measured(agreement, "fraction", "higher"),
-            "logits_kl": Metric.measured(kl, "nats", "lower"),
-            "quality_positions": Metric.measured(ref.shape[0], "positions")}  # fmt: skip
+    return logits_agreement(ours, ref) | {"quality_positions": Metric.measured(ref.shape[0], "positions")}
 
 
 def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
@@ -146,12 +143,7 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
         engine.setup_prefill(embeds)
         engine.setup(embeds, point.new_tokens)
 
-        def first(clock: StageClock) -> None:
-            blocks = media_blocks(model, request, clock.section)
-            with clock.section(LLM_PREFILL):
-                engine.first_token(model.embed(request.input_ids, blocks))
-
-        prefill = measure(first, device, session.measure)
+        prefill = measure(ttft_iteration(model, request, engine), device, session.measure)
         decode = measure(lambda clock: engine.generate(embeds, point.new_tokens, clock.section), device, session.measure)
     steps = point.batch_size * (point.new_tokens - 1)
     decode_seconds = [t - p for t, p in zip(decode["total"], decode[LLM_PREFILL])]
@@ -175,8 +167,6 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     if engine.note:
         metrics["engine_note"] = Metric.measured(engine.note, "text")
     if point.extra.get("checkpoint"):
-        from .deployment_quality import synthetic_accuracy
-
         session.release()  # one model in memory at a time
         metrics |= synthetic_accuracy(point.extra["checkpoint"], plan, point.device, point.extra["accuracy_limit"],
                                       logprobs=lambda model: _logits(model, point))  # fmt: skip

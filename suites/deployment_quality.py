@@ -14,6 +14,14 @@ from nvila_bench.model.quantize import QuantPlan, quantize_model
 from .accuracy import _score, default_data_dir
 
 
+def logits_agreement(ours: torch.Tensor, reference: torch.Tensor, prefix: str = "") -> dict[str, Metric]:
+    """Top-1 agreement and KL(reference || ours) of two sets of next-token log-probabilities."""
+    agreement = (ours.argmax(-1) == reference.argmax(-1)).float().mean().item()
+    kl = torch.nn.functional.kl_div(ours, reference, log_target=True, reduction="batchmean").item()
+    return {f"{prefix}top1_agreement": Metric.measured(agreement, "fraction", "higher"),
+            f"{prefix}logits_kl": Metric.measured(kl, "nats", "lower")}  # fmt: skip
+
+
 def synthetic_accuracy(checkpoint: str, plan: QuantPlan, device: str, limit: int, data_dir: str | None = None,
                        logprobs=None) -> dict[str, Metric]:  # fmt: skip
     """`synthetic_accuracy` (mean over the multiple-choice synthetic tasks) and one `accuracy_<task>` each;
@@ -35,11 +43,7 @@ def synthetic_accuracy(checkpoint: str, plan: QuantPlan, device: str, limit: int
     reference = logprobs(model.vlm) if logprobs else None
     quantize_model(model.vlm, plan)
     if logprobs:
-        ours = logprobs(model.vlm)
-        agreement = (ours.argmax(-1) == reference.argmax(-1)).float().mean().item()
-        kl = torch.nn.functional.kl_div(ours, reference, log_target=True, reduction="batchmean").item()
-        out["checkpoint_top1_agreement"] = Metric.measured(agreement, "fraction", "higher")
-        out["checkpoint_logits_kl"] = Metric.measured(kl, "nats", "lower")
+        out |= logits_agreement(logprobs(model.vlm), reference, "checkpoint_")
     for task in st.TASKS:
         result = simple_evaluate(model=model, tasks=[task], limit=limit, task_manager=manager, log_samples=False,
                                  verbosity="WARNING")  # fmt: skip

@@ -43,6 +43,17 @@ def token_metrics(point: BenchPoint) -> dict[str, Metric]:
     }
 
 
+def ttft_iteration(model, request, engine):
+    """One timed request up to its first token: the media stages, then the engine's LLM prefill."""
+
+    def iteration(clock: StageClock) -> None:
+        blocks = media_blocks(model, request, clock.section)
+        with clock.section(LLM_PREFILL):
+            engine.first_token(model.embed(request.input_ids, blocks))
+
+    return iteration
+
+
 def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     model = session.model(point)
     request = request_of(point)
@@ -57,11 +68,7 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     with torch.inference_mode():
         setup_seconds = timed_once(setup, device)
 
-    def iteration(clock: StageClock) -> None:
-        blocks = media_blocks(model, request, clock.section)
-        with clock.section(LLM_PREFILL):
-            engine.first_token(model.embed(request.input_ids, blocks))
-
+    iteration = ttft_iteration(model, request, engine)
     meter = EnergyMeter.open(device)  # None on CPU: the record then has no energy fields
     with torch.inference_mode():
         samples = measure(iteration, device, session.measure, region=meter)
