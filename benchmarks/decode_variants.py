@@ -1,75 +1,159 @@
-"""Decode and prefill variants of the compiled engine on one GPU (the notes file's experiments).
+"""Variants of the compiled engine on one GPU, measured side by side (the notes file's experiments).
 
-    python benchmarks/decode_variants.py OUT_DIR
+    python benchmarks/decode_variants.py OUT_DIR decode:sdpa,hf-static kernels prefill:nvila-8b:eager,graph-plain vision
 
-For NVILA-8B at 1920x1080 + 64 text tokens, 128 new tokens: TPOT per compile mode of the captured decode
-step, the kernels one decode step spends its time in, and the LLM prefill graph with and without compile.
+NVILA-8B at 1920x1080 + 64 text tokens, 128 new tokens (NVILA-Lite-2B for the small-LLM prefill): TPOT of
+each decode step variant (model/fast_llm.py with flex or SDPA attention, transformers' forward, inductor
+modes) beside transformers' generate(cache_implementation="static") in the same process; the kernels of one
+step; LLM prefill eager vs CUDA graph (compiled or not); the vision tower per inductor mode. One JSON line
+per variant in OUT_DIR/variants.jsonl, written as soon as it is measured.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
+import time
 from pathlib import Path
 
 import torch
 
 from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.session import Session
-from nvila_bench.core.timing import MeasureConfig
-from nvila_bench.model.engines import CompiledEngine
+from nvila_bench.core.timing import MeasureConfig, measure
+from nvila_bench.model.engines import CompiledEngine, Engine, HFEngine, compile_media
+from nvila_bench.model.nvila import build_model
 from nvila_bench.model.pipeline import embed
-from nvila_bench.suites import decode, prefill
-from nvila_bench.suites.prefill import request_of
+from nvila_bench.model.presets import get_preset
+from nvila_bench.model.stages import DECODE_STEP
+from nvila_bench.suites.prefill import request_of, ttft_iteration
+
+CUDA = torch.device("cuda")
+TIMING = MeasureConfig(warmup=1, repeats=3, min_seconds=1.0)
+NEW = 128
 
 
-def kernel_table(session: Session, point: BenchPoint) -> list:
-    """Top kernels of 10 decode steps run without the graph (same kernels, visible to the profiler)."""
+def point(preset: str) -> BenchPoint:
+    return BenchPoint(preset, "cuda", "bfloat16", images=((1920, 1080),), prompt_tokens=64, new_tokens=NEW)
+
+
+def write(out: Path, row: dict) -> None:
+    print(json.dumps(row), flush=True)
+    with open(out / "variants.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
+AUTOTUNE = "max-autotune-no-cudagraphs"
+DECODE = {
+    "flex": lambda model: CompiledEngine(model, attention="flex", compile_mode="default"),
+    "sdpa": lambda model: CompiledEngine(model, attention="sdpa", compile_mode="default"),
+    "transformers": lambda model: CompiledEngine(model, attention="transformers", compile_mode="default"),
+    "flex-autotune": lambda model: CompiledEngine(model, attention="flex", compile_mode=AUTOTUNE),
+    "sdpa-autotune": lambda model: CompiledEngine(model, attention="sdpa", compile_mode=AUTOTUNE),
+    "hf-static": lambda model: HFEngine(model, name="hf-static"),
+}
+
+
+def decode_variants(out: Path, model, embeds, names: list[str], profile: bool) -> None:
+    """TPOT of each variant; with `profile`, the kernels of the compiled ones' captured step."""
+    for name in names:
+        engine, start = DECODE[name](model), time.perf_counter()
+        try:
+            engine.setup(embeds, NEW)
+            setup = time.perf_counter() - start
+            ids = engine.generate(embeds, NEW)
+            samples = measure(lambda clock: engine.generate(embeds, NEW, clock.section), CUDA, TIMING)
+            steps = samples[DECODE_STEP]
+            write(out, {"variant": f"decode {name}", "tpot_ms": median(steps) * 1e3, "min_ms": min(steps) * 1e3,
+                        "setup_s": setup, "note": engine.note, "ids16": ids[0, :16].tolist()})  # fmt: skip
+            if profile and getattr(engine, "_graph", None) is not None:
+                kernels(out, name, engine, embeds)
+        except Exception as e:  # noqa: BLE001 - record and go on
+            write(out, {"variant": f"decode {name}", "error": f"{type(e).__name__}: {e}"[:2000]})
+        del engine
+        torch.compiler.reset()
+        torch.cuda.empty_cache()
+
+
+def kernels(out: Path, name: str, engine: CompiledEngine, embeds) -> None:
+    """Kernels of 20 replays of the captured step, ms per step."""
     from torch.profiler import ProfilerActivity, profile
 
-    model = session.model(point)
     with torch.inference_mode():
-        embeds = embed(model, request_of(point))
-        engine = CompiledEngine(model)
-        engine.setup(embeds, point.new_tokens)
-        engine.generate(embeds, point.new_tokens)
-        engine._rewind(embeds.shape[1])  # 10 more steps from the context's end, inside the cache
+        engine._rewind(embeds.shape[1])
         torch.cuda.synchronize()
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(10):
-                engine._run_step()
+            for _ in range(20):
+                engine._graph.replay()
             torch.cuda.synchronize()
-    rows = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)[:25]
-    return [(e.key[:90], e.count, round(e.device_time_total / 10 / 1e3, 4)) for e in rows]  # ms per step
+    rows = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)[:30]
+    table = [(e.key[:100], e.count // 20, round(e.device_time_total / 20 / 1e3, 4)) for e in rows]
+    write(out, {"variant": f"kernels {name}", "rows": table, "total_ms": sum(r[2] for r in table)})
 
 
-def main(out: Path) -> None:
+PREFILL = {"eager": lambda model: Engine(model), "graph-compiled": lambda model: CompiledEngine(model),
+           "graph-plain": lambda model: CompiledEngine(model, prefill_compile_mode="none")}  # fmt: skip
+
+
+def prefill_variants(out: Path, preset: str, names: list[str]) -> None:
+    model = build_model(get_preset(preset), torch.bfloat16, "cuda")
+    request = request_of(point(preset))
+    compile_media(model, on=True)
+    for name in names:
+        engine = PREFILL[name](model)
+        with torch.inference_mode():
+            start = time.perf_counter()
+            engine.setup_prefill(embed(model, request))
+            setup = time.perf_counter() - start
+            samples = measure(ttft_iteration(model, request, engine), CUDA, TIMING)
+        write(out, {"variant": f"prefill {preset} {name}", "setup_s": setup, "note": engine.note,
+                    **{k: median(v) * 1e3 for k, v in samples.items()}})  # fmt: skip
+        del engine
+        torch.compiler.reset()
+
+
+def vision_variants(out: Path) -> None:
+    from nvila_bench.model.vision import _body
+
+    model = build_model(get_preset("nvila-8b"), torch.bfloat16, "cuda")
+    request = request_of(point("nvila-8b"))
+    body = _body(model.vision_tower)
+    for mode in ("default", "max-autotune-no-cudagraphs"):
+        compile_media(model, on=False)
+        torch.compiler.reset()
+        for module in (body.embeddings, *body.encoder.layers, model.mm_projector):
+            module.compile(dynamic=False, mode=None if mode == "default" else mode)
+        engine = Engine(model)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            embed(model, request)
+            setup = time.perf_counter() - start
+            samples = measure(ttft_iteration(model, request, engine), CUDA, TIMING)
+        write(out, {"variant": f"vision {mode}", "setup_s": setup, **{k: median(v) * 1e3 for k, v in samples.items()}})
+
+
+def main(out: Path, parts: list[str]) -> None:
+    """parts: decode:NAME,NAME  kernels (profile the decode variants)  prefill:PRESET:NAME,NAME  vision"""
     out.mkdir(parents=True, exist_ok=True)
-    session = Session(MeasureConfig(warmup=1, repeats=3, min_seconds=0.5))
-    base = dict(preset="nvila-8b", device="cuda", images=((1920, 1080),), prompt_tokens=64, new_tokens=128)
-    report = {}
-    report["kernels"] = kernel_table(session, BenchPoint(**base, engine="compiled"))
-    for row in report["kernels"]:
-        print(row, flush=True)
-    for mode in ("none", "max-autotune-no-cudagraphs"):
-        os.environ["NVILA_BENCH_COMPILE_MODE"] = mode
-        torch.compiler.reset()
-        try:
-            m = decode.measure_point(BenchPoint(**base, engine="compiled"), session)
-            report[f"decode_{mode}"] = {k: m[k].value for k in ("tpot", "setup_seconds")} | {"note": m.get("engine_note") and m["engine_note"].value}
-        except Exception as e:  # noqa: BLE001
-            report[f"decode_{mode}"] = f"{type(e).__name__}: {e}"[:1000]
-        print("decode", mode, report[f"decode_{mode}"], flush=True)
-    os.environ["NVILA_BENCH_COMPILE_MODE"] = ""
-    for mode in ("none",):
-        os.environ["NVILA_BENCH_PREFILL_COMPILE_MODE"] = mode
-        torch.compiler.reset()
-        m = prefill.measure_point(BenchPoint(**base, engine="compiled"), session)
-        report[f"prefill_{mode}"] = {k: m[k].value for k in ("ttft", "preprocess", "vision", "projector", "llm_prefill", "setup_seconds")}
-        print("prefill", mode, report[f"prefill_{mode}"], flush=True)
-    (out / "variants.json").write_text(json.dumps(report, indent=1, default=str))
+    write(out, {"variant": "device", "name": torch.cuda.get_device_name(), "torch": torch.__version__})
+    for part in parts:
+        kind, _, rest = part.partition(":")
+        if kind == "decode":
+            model = build_model(get_preset("nvila-8b"), torch.bfloat16, "cuda")
+            with torch.inference_mode():
+                embeds = embed(model, request_of(point("nvila-8b")))
+            decode_variants(out, model, embeds, rest.split(","), "kernels" in parts)
+            del model, embeds
+        elif kind == "prefill":
+            preset, _, names = rest.partition(":")
+            prefill_variants(out, preset, names.split(","))
+        elif kind == "vision":
+            vision_variants(out)
+        torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2:])

@@ -6,6 +6,9 @@
 # transformers' generate(cache_implementation="static") on the same quantized weights (the
 # "transformers + torchao" peer). Needs torchao 0.18 (carry its wheel where the image lacks it:
 # pip download --no-deps torchao==0.18.0) and the package installed (pip install -e .).
+# Time: on an H100 a quantized NVILA-8B rung's first record took over 280 s (quantizing, compiling, and its bf16
+# quality reference); the whole ladder (7 rungs x 2 requests x 2 engines) needs well over 30 minutes. Where a
+# machine is lent for less, run it in parts: --rung NAME (repeatable) and --media image|video.
 set -euo pipefail
 OUT=${1:?usage: deployment_gpu.sh OUT_DIR}
 NB="python3 -m nvila_bench"

@@ -39,13 +39,9 @@ def main(out: Path, preset: str = "nvila-8b", new_tokens: int = 128) -> None:
     peaks = Peaks(ceil["gemm_tflops"] * 1e12, ceil["copy_gbs"] * 1e9, "measured:probe")
     session = Session(MeasureConfig(warmup=1, repeats=3, min_seconds=0.5), {"bfloat16": peaks})
     base = dict(preset=preset, device="cuda", images=((1920, 1080),), prompt_tokens=64, new_tokens=new_tokens)
-    import os
-
-    for engine, sdpa in (("compiled", ""), ("compiled", "math"), ("compiled", "cudnn"), ("hf-static", ""),
-                         ("hf-generate", "")):  # fmt: skip
-        os.environ["NVILA_BENCH_DECODE_SDPA"] = sdpa
+    for engine in ("compiled", "hf-static", "hf-generate"):  # decode step variants: decode_variants.py
         torch.compiler.reset()
-        engine_label = f"{engine}{'-' + sdpa if sdpa else ''}"
+        engine_label = engine
         try:
             point = BenchPoint(**base, engine=engine)
             t = time.perf_counter()
@@ -60,7 +56,6 @@ def main(out: Path, preset: str = "nvila-8b", new_tokens: int = 128) -> None:
             row = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-3000:]}
         report[f"decode_{engine_label}"] = row
         print("decode", engine_label, {k: v for k, v in row.items() if k != "trace"}, flush=True)
-    os.environ["NVILA_BENCH_DECODE_SDPA"] = ""
     for pre, engine in (("cpu", "eager"), ("gpu", "eager"), ("gpu", "compiled"), ("gpu", "hf-static")):
         for preset_ in (preset, "nvila-lite-2b"):
             try:

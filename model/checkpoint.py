@@ -81,10 +81,16 @@ def save_checkpoint(model: NVILAModel, path: str | Path) -> Path:
     for folder, (config, state) in parts.items():
         (root / folder).mkdir(parents=True, exist_ok=True)
         _write_json(root / folder / "config.json", config)
-        tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+        tensors = {k: _own(v.detach().contiguous().cpu()) for k, v in state.items()}
         save_file(tensors, str(root / folder / "model.safetensors"), metadata={"format": "pt"})
     _write_json(root / "config.json", top_level_config(cfg))
     return root
+
+
+def _own(t: torch.Tensor) -> torch.Tensor:
+    """`t` in storage of its own: a slice of a fused weight (model/fast_llm.py) is copied, as older
+    safetensors refuse tensors that share memory."""
+    return t.clone() if t.untyped_storage().nbytes() != t.numel() * t.element_size() else t
 
 
 # ---- reading ---------------------------------------------------------------------------------------------

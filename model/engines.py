@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .fast_llm import cache_length, default_attention, FastDecoder
 from .pipeline import Section, greedy_decode, no_sections, prefill
 from .stages import DECODE_STEP, LLM_PREFILL
 
+_WARMUP = 3  # eager runs of the decode step before its capture (compile, cuBLAS workspaces)
 ENGINES = ("eager", "compiled", "hf-generate", "hf-static")
 PEERS = ("hf-generate", "hf-static")
 
@@ -76,40 +78,70 @@ class Engine:
 
 @dataclass
 class CompiledEngine(Engine):
-    """Static cache + compiled forward + (on CUDA) the decode step as one CUDA graph, replayed per token."""
+    """Static cache + compiled decode step + (on CUDA) the step as one CUDA graph, replayed per token.
+
+    `attention` picks the decode step: "flex" / "sdpa" run model/fast_llm.py's step (fused projections,
+    the cache read once per KV head; auto: flex on CUDA, sdpa elsewhere), "transformers" compiles
+    transformers' own forward (the first version, kept to compare against). `compile_mode` is inductor's
+    (None: default; e.g. "max-autotune-no-cudagraphs"; "none": the step uncompiled)."""
 
     name: str = "compiled"
     cache_kind: str = "static"
     use_graph: bool = True  # CUDA only
+    attention: str = "auto"
+    compile_mode: str | None = None
+    prefill_compile_mode: str | None = None
+    prefill_graph_tokens: int = 2048  # batch x context above which the prefill runs eagerly
     _graph: object = field(default=None, repr=False)
-    _forward: object = field(default=None, repr=False)
+    _prefill_graph: object = field(default=None, repr=False)
+    _prefill_run: object = field(default=None, repr=False)
+    _prefill_shape: tuple | None = field(default=None, repr=False)
+    _notes: dict = field(default_factory=lambda: {"prefill": None, "decode": None}, repr=False)
+    _decode: object = field(default=None, repr=False)
     _shape: tuple | None = field(default=None, repr=False)
 
     def setup(self, embeds: torch.Tensor, new_tokens: int) -> None:
-        """Compile the forward and capture the decode step for this batch and context (the first call of
-        `generate` does it anyway; calling setup first keeps it out of the timed iterations)."""
-        self._forward = _compiled(self.model.llm)
-        try:
-            with torch.inference_mode():
-                self._prepare(embeds, new_tokens)
-        except Exception as e:  # noqa: BLE001 - any failure to capture: run eager, and say so in the record
-            self.note = f"fell back to eager: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
-            self._forward, self._graph, self._shape = None, None, None
-            torch.compiler.reset()
+        """Compile the step and capture it for this batch and context (the first call of `generate` does it
+        anyway; calling setup first keeps it out of the timed iterations). If a step cannot be captured the
+        next one is tried (auto: flex, then sdpa), then eager; the note says which and why."""
+        failed = []
+        for attention in self.attentions(embeds.device):
+            try:
+                with torch.inference_mode():
+                    self._prepare(embeds, new_tokens, attention)
+                self._notes["decode"] = f"decode attention {attention}: {'; '.join(failed)}" if failed else None
+                self.note = "; ".join(n for n in self._notes.values() if n) or None
+                return
+            except Exception as e:  # noqa: BLE001 - any failure to capture: try the next, and say so in the record
+                failed.append(f"{attention} failed: {type(e).__name__}: {' '.join(str(e).split())[:160]}")
+                self._decode, self._graph = None, None
+                torch.compiler.reset()
+        reason = failed[0].split(" failed: ", 1)[1] if len(failed) == 1 else "; ".join(failed)
+        self._notes["decode"] = f"fell back to eager: {reason}"
+        self.note = "; ".join(n for n in self._notes.values() if n)
 
-    def _prepare(self, embeds: torch.Tensor, new_tokens: int) -> None:
+    def attentions(self, device: torch.device) -> tuple[str, ...]:
+        """The decode steps to try, in order."""
+        if self.attention != "auto":
+            return (self.attention,)
+        return ("flex", "sdpa") if default_attention(device) == "flex" else ("sdpa",)
+
+    def _prepare(self, embeds: torch.Tensor, new_tokens: int, attention: str) -> None:
         batch, context = embeds.shape[:2]
         self._shape = (batch, context, new_tokens)
-        self.cache = self.model.new_cache("static", context + new_tokens)
+        # Whole KV blocks, and room for the warm-up steps below, which write past the context.
+        self.cache = self.model.new_cache("static", cache_length(context + max(new_tokens, _WARMUP + 1)))
         token = self._prefill(embeds)  # allocates the cache's tensors (transformers allocates them lazily)
         self._token = token.clone()  # the graph's input and output: the id of the current position
         self._ids = torch.zeros((batch, new_tokens), dtype=torch.long, device=token.device)
         self._step = torch.zeros((), dtype=torch.long, device=token.device)
+        self._pos = torch.full((), context, dtype=torch.long, device=token.device)  # where the step writes
+        self._decode = self._decode_function(attention)
         cuda = embeds.device.type == "cuda" and self.use_graph
         # Run the step eagerly (compiling it) a few times, on a side stream as CUDA graph capture requires.
         stream = torch.cuda.Stream() if cuda else None
-        with _decode_attention(), torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
-            for _ in range(3):
+        with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
+            for _ in range(_WARMUP):
                 self._run_step()
             if cuda:
                 torch.cuda.current_stream().wait_stream(stream)
@@ -118,6 +150,16 @@ class CompiledEngine(Engine):
                     self._run_step()
         self._rewind(context)
 
+    def _decode_function(self, attention: str):
+        """A function of no arguments: the logits (B, V) of `_token` at `_pos`, extending the cache."""
+        if attention == "transformers":
+            forward = _compiled(self.model.llm, self.compile_mode)
+            kwargs = {_cache_kwarg(): self.cache}
+            return lambda: forward(input_ids=self._token, use_cache=True, logits_to_keep=1, **kwargs).logits[:, -1]
+        decoder = FastDecoder(self.model.llm, self.cache, self._pos, attention)
+        step = _compiled(decoder.__call__, self.compile_mode)
+        return lambda: step(self._token)
+
     @torch.inference_mode()
     def _prefill(self, embeds: torch.Tensor) -> torch.Tensor:
         out = self.model.llm(inputs_embeds=embeds, use_cache=True, logits_to_keep=1, **{_cache_kwarg(): self.cache})
@@ -125,64 +167,69 @@ class CompiledEngine(Engine):
 
     def _run_step(self) -> None:
         """One decode step on the static buffers: next id of `_token`, written back into it and into `_ids`."""
-        logits = self._forward(input_ids=self._token, use_cache=True, logits_to_keep=1, **{_cache_kwarg(): self.cache}).logits
-        self._token.copy_(logits[:, -1].argmax(-1, keepdim=True))
+        self._token.copy_(self._decode().argmax(-1, keepdim=True))
         self._ids.index_copy_(1, self._step.view(1), self._token)
         self._step.add_(1)
+        self._pos.add_(1)
 
     def _rewind(self, length: int) -> None:
-        """Set every layer's fill level to `length` (entries past it are stale and get overwritten)."""
+        """Set the fill level to `length` (entries past it are stale and get overwritten)."""
         for layer in self.cache.layers:
             layer.cumulative_length.fill_(length)
+        self._pos.fill_(length)
         self._step.fill_(1)  # slot 0 holds the prefill's token
 
     @torch.inference_mode()
     def generate(self, embeds: torch.Tensor, new_tokens: int, section: Section = no_sections) -> torch.Tensor:
         if self._shape != (*embeds.shape[:2], new_tokens):
             self.setup(embeds, new_tokens)
-        if self._forward is None:  # fell back
+        if self._decode is None:  # fell back
             return super().generate(embeds, new_tokens, section)
         with section(LLM_PREFILL):
             self._rewind(0)
             self._token.copy_(self._prefill(embeds))
             self._ids[:, :1].copy_(self._token)
-            self._step.fill_(1)
+            self._rewind(embeds.shape[1])
         for _ in range(new_tokens - 1):
             with section(DECODE_STEP):
                 self._graph.replay() if self._graph is not None else self._run_step()
         return self._ids.clone()
 
-
     # ---- prefill: one CUDA graph per context length (the bucket is the exact length) --------------------
     def setup_prefill(self, embeds: torch.Tensor) -> None:
-        """Compile the media stages and capture the LLM prefill for this batch and length. A prefill into an
-        empty DynamicCache needs no mask (SDPA's is_causal) and no host sync, so it can be captured whole;
-        the cache it fills lives in the graph's memory, as a server's would in its KV pool."""
-        self._prefill_shape = tuple(embeds.shape)
-        try:
-            with torch.inference_mode():
-                self._capture_prefill(embeds)
-        except Exception as e:  # noqa: BLE001 - run the prefill eagerly, and say so in the record
-            self.note = f"prefill fell back to eager: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
-            self._prefill_graph = None
+        """Compile the LLM prefill for this batch and length and capture it as a CUDA graph. A prefill into
+        an empty DynamicCache needs no mask (SDPA's is_causal) and no host sync, so it can be captured whole;
+        the cache it fills lives in the graph's memory, as a server's would in its KV pool. Above
+        `prefill_graph_tokens` the prefill runs eagerly: there the GPU, not Python, is the bottleneck, and
+        on the H100 the graph was slower (benchmarks/NOTES.md)."""
+        self._prefill_shape, self._prefill_graph, self._prefill_run = tuple(embeds.shape), None, None
+        tokens = embeds.shape[0] * embeds.shape[1]
+        self._notes["prefill"] = None
+        if tokens > self.prefill_graph_tokens:
+            self._notes["prefill"] = f"LLM prefill eager ({tokens} tokens > {self.prefill_graph_tokens}: no graph)"
+        else:
+            try:
+                with torch.inference_mode():
+                    self._capture_prefill(embeds)
+            except Exception as e:  # noqa: BLE001 - run the prefill eagerly, and say so in the record
+                self._prefill_graph, self._prefill_run = None, None
+                self._notes["prefill"] = f"prefill fell back to eager: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
+        self.note = "; ".join(n for n in self._notes.values() if n) or None
 
     def _capture_prefill(self, embeds: torch.Tensor) -> None:
         from transformers import DynamicCache
 
-        import os
-
-        forward = _compiled(self.model.llm, os.environ.get("NVILA_BENCH_PREFILL_COMPILE_MODE"))
+        forward = _compiled(self.model.llm, self.prefill_compile_mode)
         self._embeds = embeds.clone()
-        cuda = embeds.device.type == "cuda"
 
         def run() -> torch.Tensor:
             cache = DynamicCache(config=self.model.llm.config)
             out = forward(inputs_embeds=self._embeds, use_cache=True, logits_to_keep=1, **{_cache_kwarg(): cache})
             return out.logits[:, -1].argmax(-1, keepdim=True)
 
-        if not cuda:  # compiled only
+        if embeds.device.type != "cuda":  # compiled only
             run()
-            self._prefill_graph, self._prefill_run = None, run
+            self._prefill_run = run
             return
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -193,18 +240,18 @@ class CompiledEngine(Engine):
         self._prefill_graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self._prefill_graph):
             self._prefill_token = run()
+        self._prefill_run = run
 
     @torch.inference_mode()
     def first_token(self, embeds: torch.Tensor) -> torch.Tensor:
-        if getattr(self, "_prefill_shape", None) != tuple(embeds.shape):
+        if self._prefill_shape != tuple(embeds.shape):
             self.setup_prefill(embeds)
-        graph = getattr(self, "_prefill_graph", None)
-        if graph is None and not hasattr(self, "_prefill_run"):
-            return super().first_token(embeds)
+        if self._prefill_run is None:  # eager
+            return prefill(self.model, embeds, self.model.new_cache("dynamic"))[0]
         self._embeds.copy_(embeds)
-        if graph is None:
+        if self._prefill_graph is None:
             return self._prefill_run()
-        graph.replay()
+        self._prefill_graph.replay()
         return self._prefill_token
 
 
@@ -283,33 +330,11 @@ def make_engine(name: str, model, cache_kind: str = "dynamic") -> Engine:
     return Engine(model, cache_kind)
 
 
-def _decode_attention():
-    """Experiment knob (benchmarks/engine_probe.py): NVILA_BENCH_DECODE_SDPA=math|efficient|cudnn|flash pins
-    the SDPA backend of the captured decode step; unset, PyTorch picks."""
-    import os
-
-    name = os.environ.get("NVILA_BENCH_DECODE_SDPA")
-    if not name:
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    backend = {"math": SDPBackend.MATH, "efficient": SDPBackend.EFFICIENT_ATTENTION,
-               "cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION}[name]  # fmt: skip
-    return sdpa_kernel([backend])
-
-
-def _compiled(module, mode: str | None = None):
-    """The module's forward through torch.compile (inductor; CUDA graphs are ours, not inductor's).
-    Experiment knob: NVILA_BENCH_COMPILE_MODE=none captures the plain forward, or names an inductor mode
-    (e.g. max-autotune-no-cudagraphs)."""
-    import os
-
-    mode = mode or os.environ.get("NVILA_BENCH_COMPILE_MODE") or None
+def _compiled(fn, mode: str | None = None):
+    """`fn` through torch.compile (inductor; CUDA graphs are ours, not inductor's), or as it is for "none"."""
     if mode == "none":
-        return module
-    if mode and "autotune" in mode:
-        torch._inductor.config.coordinate_descent_tuning = True
-    return torch.compile(module, dynamic=False, fullgraph=False, mode=mode)
+        return fn
+    return torch.compile(fn, dynamic=False, mode=None if mode == "default" else mode)
 
 
 def _cache_kwarg() -> str:

@@ -151,8 +151,11 @@ def _config(fmt: str, group_size: int, device: str):
     from torchao.quantization.granularity import PerGroup
 
     if fmt == "w4a16":
-        if str(device).startswith("cuda"):
-            return Int4WeightOnlyConfig(group_size=group_size)
+        if str(device).startswith("cuda"):  # tinygemm (torch's own _weight_int4pack_mm); torchao's default
+            # packing ("plain") needs the separate mslk kernel library (H100 run, 2026-11-28)
+            from torchao.quantization.quantize_.workflows import Int4PackingFormat
+
+            return Int4WeightOnlyConfig(group_size=group_size, int4_packing_format=Int4PackingFormat.TILE_PACKED_TO_4D)
         return IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(group_size))
     if fmt == "w8a8-int8":
         return Int8DynamicActivationInt8WeightConfig()

@@ -76,8 +76,10 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
         trained = {"checkpoint": str(options["checkpoint"]), "accuracy_limit": options.get("accuracy_limit") or 60}
     jobs = []
     for engine in axes.get("engine") or [None]:  # e.g. compiled and hf-static: ours and transformers' on the same weights
-        for media in ("image", "video"):
+        for media in [options["media"]] if options.get("media") else ("image", "video"):
             for rung, (role, formats) in RUNGS.items():
+                if options.get("rung") and rung not in options["rung"]:
+                    continue
                 preset = {"scaled_only": cfg.scaled_only, "nvila": cfg.name, "baseline": cfg.baseline}[role]
                 if media == "video" and role == "nvila":
                     preset = cfg.video_model or preset
@@ -178,6 +180,8 @@ SUITE = Suite(
     "The deployment ladder (paper Figure 5): bf16 scaled-only -> token compression -> W4A16 LLM -> W8A8 ViT, with quality.",
     measure_point,
     options=(
+        Option("rung", "Run only these rungs (default: the whole ladder).", tuple(RUNGS), multiple=True),
+        Option("media", "Run only this request (default: image and video).", ("image", "video")),
         Option("quality_prompts", "Synthetic requests whose next-token logits are compared with bf16.", int, 4),
         Option("checkpoint", "A trained checkpoint (train-synthetic) whose synthetic-task accuracy each NVILA rung reports, quantized as the rung says."),
         Option("accuracy_limit", "Questions per synthetic task for --checkpoint.", int, 60),

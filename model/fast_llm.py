@@ -1,0 +1,199 @@
+"""The compiled engine's decode step: the LLM's forward for one new token, written for speed (gpt-fast's way)
+on the transformers model's own modules and its StaticCache (docs/architecture.md#engines).
+
+Why not transformers' forward: at batch 1 a decode step is a few hundred small kernels reading the weights
+once (14 GB for NVILA-8B), and the H100 profile of transformers' path (benchmarks/NOTES.md) showed two
+costs that are not reading weights:
+- attention: with a mask (a static cache always has one) its SDPA path repeats K and V to every query
+  head first, a copy of the whole cache per layer per token (0.5 ms of a 7.7 ms step), then attends over
+  the copy (0.6 ms) where the cache's own bytes need 0.06 ms. Here the cache is read once per KV head:
+  FlexAttention's split-KV decoding kernel, the query heads of a KV head as rows of one query (`flex`,
+  CUDA), or SDPA with `enable_gqa` (`sdpa`: 0.33 ms on the H100, cuDNN with few blocks).
+- q/k/v and gate/up are three and two small matmuls; here one each: their weights (and biases) become row
+  slices of one tensor (views, so no memory is added and every other path still sees the same modules).
+Modules whose weights are not plain tensors (torchao's quantized ones) run one by one, as they are.
+
+Supported: the LLMs NVILA and VILA use, Qwen2 and Llama as transformers builds them (tests compare the
+logits with transformers' own forward). Positions are one tensor `pos` on the device, so the step can be
+captured once as a CUDA graph and replayed with no host work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ATTENTIONS = ("flex", "sdpa")
+KV_BLOCK = 128  # FlexAttention's KV block: the engine allocates the static cache in whole blocks
+
+
+def cache_length(tokens: int) -> int:
+    """Static cache positions for `tokens` (prompt + new): whole FlexAttention blocks (the rest is masked)."""
+    return -(-tokens // KV_BLOCK) * KV_BLOCK
+
+
+def default_attention(device: torch.device | str) -> str:
+    return "flex" if torch.device(device).type == "cuda" else "sdpa"
+
+
+def _plain(modules) -> bool:
+    """Plain nn.Linear with plain weights of one dtype and device (no quantized tensor subclass, no LoRA)."""
+    weights = [getattr(m, "weight", None) for m in modules]
+    if any(type(m) is not nn.Linear or type(w) is not nn.Parameter for m, w in zip(modules, weights)):
+        return False
+    biases = {m.bias is None for m in modules}
+    return len(biases) == 1 and len({(w.dtype, w.device, w.shape[1]) for w in weights}) == 1
+
+
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor | None:
+    """The one tensor whose consecutive row slices `parts` already are (an earlier engine fused them)."""
+    first = parts[0]
+    offset = first.data_ptr()
+    for p in parts:
+        if not p.is_contiguous() or p.data_ptr() != offset or p.untyped_storage().data_ptr() != first.untyped_storage().data_ptr():
+            return None
+        offset += p.numel() * p.element_size()
+    rows = sum(p.shape[0] for p in parts)
+    return first.new_empty(0).set_(first.untyped_storage(), first.storage_offset(), (rows, *first.shape[1:]))
+
+
+def _join(modules, name: str) -> torch.Tensor:
+    """One tensor of the modules' `name` parameters, stacked by rows; each module's parameter becomes its
+    slice of it (no copy is kept: memory stays as it was)."""
+    params = [getattr(m, name) for m in modules]
+    joined = _joined([p.detach() for p in params])
+    if joined is not None:
+        return joined
+    with torch.inference_mode(False), torch.no_grad():  # normal tensors: the model may be trained later
+        joined = torch.cat([p.detach() for p in params])
+        for m, p, part in zip(modules, params, joined.split([p.shape[0] for p in params])):
+            setattr(m, name, nn.Parameter(part, requires_grad=p.requires_grad))
+    return joined
+
+
+@dataclass
+class Fused:
+    """Linear layers on one input as one matmul when their weights are plain, the modules one by one if not."""
+
+    modules: tuple
+    weight: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+    sizes: tuple = ()
+
+    @classmethod
+    def of(cls, *modules: nn.Module) -> "Fused":
+        if not _plain(modules):
+            return cls(modules)
+        bias = None if modules[0].bias is None else _join(modules, "bias")
+        return cls(modules, _join(modules, "weight"), bias, tuple(m.out_features for m in modules))
+
+    def __call__(self, x: torch.Tensor) -> tuple:
+        if self.weight is None:
+            return tuple(m(x) for m in self.modules)
+        return F.linear(x, self.weight, self.bias).split(self.sizes, dim=-1)
+
+
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding as transformers applies it (rotate_half convention), cos/sin (B, T, D)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos.unsqueeze(1) + rotated * sin.unsqueeze(1)
+
+
+def _sdpa(q, keys, values, pos, scale):
+    """q (B, Hq, 1, D) over the cache (B, Hkv, L, D) up to `pos`; SDPA groups the heads (no K/V copy)."""
+    mask = (torch.arange(keys.shape[2], device=q.device) <= pos).view(1, 1, 1, -1)
+    return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale, enable_gqa=True)
+
+
+def flex_block_mask(rows: int, length: int, pos: torch.Tensor):
+    """A BlockMask for `rows` query rows over `length` cache positions whose every block is partial, so the
+    mask function (position <= pos, read from the tensor at run time) decides: one mask for every step."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    blocks = length // KV_BLOCK
+    count = torch.full((1, 1, 1), blocks, dtype=torch.int32, device=pos.device)
+    indices = torch.arange(blocks, dtype=torch.int32, device=pos.device).view(1, 1, 1, blocks)
+
+    def visible(b, h, q_idx, kv_idx):
+        return kv_idx <= pos
+
+    return BlockMask.from_kv_blocks(count, indices, BLOCK_SIZE=KV_BLOCK, mask_mod=visible, seq_lengths=(rows, length))
+
+
+def _flex(q, keys, values, mask, scale):
+    """q (B, Hq, 1, D) as (B, Hkv, Hq/Hkv, D): the query heads of one KV head become rows of one query, so
+    FlexAttention runs its split-KV decoding kernel (its own GQA path needs a power-of-two group; Qwen2-7B's
+    is 7) and reads each KV head once."""
+    batch, heads, _, dim = q.shape
+    rows = q.reshape(batch, keys.shape[1], -1, dim)
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return flex_attention(rows, keys, values, block_mask=mask, scale=scale).reshape(batch, heads, 1, dim)
+
+
+@dataclass
+class _Layer:
+    input_norm: nn.Module
+    qkv: Fused
+    o_proj: nn.Module
+    post_norm: nn.Module
+    gate_up: Fused
+    down: nn.Module
+    act: nn.Module
+    keys: torch.Tensor  # this layer's slice of the static cache (B, Hkv, L, D)
+    values: torch.Tensor
+
+    @classmethod
+    def of(cls, layer: nn.Module, cache_layer) -> "_Layer":
+        attn, mlp = layer.self_attn, layer.mlp
+        return cls(layer.input_layernorm, Fused.of(attn.q_proj, attn.k_proj, attn.v_proj), attn.o_proj,
+                   layer.post_attention_layernorm, Fused.of(mlp.gate_proj, mlp.up_proj), mlp.down_proj, mlp.act_fn,
+                   cache_layer.keys, cache_layer.values)  # fmt: skip
+
+
+class FastDecoder:
+    """`decoder(token (B, 1))` -> next-token logits (B, V): writes the token's K/V at position `pos` (a 0-d
+    tensor the caller advances) of the static cache, filled up to there by a prefill, and attends over
+    positions 0..pos."""
+
+    def __init__(self, llm: nn.Module, cache, pos: torch.Tensor, attention: str = "sdpa"):
+        if attention not in ATTENTIONS:
+            raise ValueError(f"unknown decode attention {attention!r}; known: {', '.join(ATTENTIONS)}")
+        body = llm.model
+        self.embed, self.norm, self.rotary, self.lm_head = body.embed_tokens, body.norm, body.rotary_emb, llm.lm_head
+        if any(getattr(layer, "keys", None) is None for layer in cache.layers):
+            raise ValueError("the static cache is not allocated yet: prefill into it first")
+        self.layers = [_Layer.of(layer, c) for layer, c in zip(body.layers, cache.layers)]
+        first = body.layers[0].self_attn
+        self.head_dim, self.scale = first.head_dim, first.scaling
+        self.attention, self.pos = attention, pos
+        length = self.layers[0].keys.shape[2]
+        if attention == "flex" and length % KV_BLOCK:
+            raise ValueError(f"flex decode attention needs a cache of whole {KV_BLOCK}-position blocks, got {length}")
+        group = first.config.num_attention_heads // first.config.num_key_value_heads
+        self._mask = flex_block_mask(group, length, pos) if attention == "flex" else None
+
+    def _attend(self, q, layer: _Layer):
+        if self.attention == "sdpa":
+            return _sdpa(q, layer.keys, layer.values, self.pos, self.scale)
+        return _flex(q, layer.keys, layer.values, self._mask, self.scale)
+
+    def __call__(self, token: torch.Tensor) -> torch.Tensor:
+        batch, pos = token.shape[0], self.pos
+        x = self.embed(token)
+        cos, sin = self.rotary(x, pos.view(1, 1).expand(batch, 1))
+        where = pos.view(1)
+        for layer in self.layers:
+            q, k, v = (t.view(batch, 1, -1, self.head_dim).transpose(1, 2) for t in layer.qkv(layer.input_norm(x)))
+            q, k = _rope(q, cos, sin), _rope(k, cos, sin)
+            layer.keys.index_copy_(2, where, k)
+            layer.values.index_copy_(2, where, v)
+            out = self._attend(q, layer)
+            x = x + layer.o_proj(out.transpose(1, 2).reshape(batch, 1, -1))
+            gate, up = layer.gate_up(layer.post_norm(x))
+            x = x + layer.down(layer.act(gate) * up)
+        return self.lm_head(self.norm(x[:, -1]))

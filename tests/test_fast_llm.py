@@ -1,0 +1,134 @@
+"""The compiled engine's decode step (model/fast_llm.py) on CPU: its logits are transformers' own for Qwen2
+(NVILA) and Llama (VILA1.5) with either attention; fusing q/k/v and gate/up adds no memory and leaves the
+model's modules, parameters and checkpoints as they were; quantized modules run unfused; the engine tries
+the next step when one cannot be captured and says so."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from nvila_bench.model import build_model, get_preset
+from nvila_bench.model.checkpoint import load_checkpoint, save_checkpoint
+from nvila_bench.model.engines import CompiledEngine, make_engine
+from nvila_bench.model.fast_llm import KV_BLOCK, FastDecoder, Fused, cache_length
+from nvila_bench.model.pipeline import embed, synthetic_request
+
+
+def _llm_context(preset: str, batch: int = 2, tokens: int = 37):
+    torch.manual_seed(0)
+    model = build_model(get_preset(preset))
+    embeds = torch.randn(batch, tokens, model.llm.config.hidden_size) * 0.1
+    return model, embeds
+
+
+@pytest.mark.parametrize("preset", ["nvila-tiny", "vila-tiny"])
+@pytest.mark.parametrize("attention", ["sdpa", "flex"])
+def test_the_decode_step_gives_transformers_logits_for_several_steps(preset, attention):
+    model, embeds = _llm_context(preset)
+    context = embeds.shape[1]
+    with torch.inference_mode():
+        ours, theirs = (model.new_cache("static", cache_length(context + 4)) for _ in range(2))
+        token = model.prefill(embeds, theirs).logits.argmax(-1, keepdim=True)
+        model.prefill(embeds, ours)
+        pos = torch.tensor(context)
+        step = FastDecoder(model.llm, ours, pos, attention)
+        for _ in range(3):  # positions context..context+2: the cache grows and the mask moves with pos
+            expected = model.decode_step(token, theirs)
+            got = step(token)
+            assert got.shape == expected.shape == (2, model.llm.config.vocab_size)
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+            token = expected.argmax(-1, keepdim=True)
+            pos.add_(1)
+
+
+def test_fusing_adds_no_memory_and_keeps_modules_parameters_and_checkpoints(tmp_path):
+    model, embeds = _llm_context("nvila-tiny")
+    before = {k: v.clone() for k, v in model.llm.state_dict().items()}
+    count = sum(p.numel() for p in model.parameters())
+    attn = model.llm.model.layers[0].self_attn
+    qkv = Fused.of(attn.q_proj, attn.k_proj, attn.v_proj)
+    assert qkv.weight is not None and qkv.sizes == (attn.q_proj.out_features, attn.k_proj.out_features, attn.v_proj.out_features)
+    # q/k/v are now row slices of the fused tensor: the same storage, nothing copied
+    assert attn.k_proj.weight.data_ptr() == qkv.weight.data_ptr() + attn.q_proj.weight.numel() * qkv.weight.element_size()
+    assert attn.q_proj.bias.untyped_storage().data_ptr() == qkv.bias.untyped_storage().data_ptr()
+    assert Fused.of(attn.q_proj, attn.k_proj, attn.v_proj).weight.data_ptr() == qkv.weight.data_ptr()  # found, not re-fused
+    assert sum(p.numel() for p in model.parameters()) == count
+    after = model.llm.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    x = torch.randn(3, attn.q_proj.in_features)
+    for module, part in zip((attn.q_proj, attn.k_proj, attn.v_proj), qkv(x)):
+        torch.testing.assert_close(part, module(x))
+    # a checkpoint of a fused model saves (safetensors refuses shared storage) and loads back equal
+    reloaded = load_checkpoint(save_checkpoint(model, tmp_path / "ckpt"), dtype=torch.float32, device="cpu")
+    assert all(torch.equal(before[k], v) for k, v in reloaded.llm.state_dict().items() if k in before)
+
+
+def test_modules_that_are_not_plain_linears_run_one_by_one():
+    class Scaled(nn.Linear):  # e.g. a LoRA-wrapped or quantized layer: its own forward must run
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    a, b = nn.Linear(8, 4), Scaled(8, 4)
+    fused = Fused.of(a, b)
+    assert fused.weight is None
+    x = torch.randn(2, 8)
+    torch.testing.assert_close(fused(x)[1], b(x))
+    assert Fused.of(nn.Linear(8, 4), nn.Linear(8, 4, bias=False)).weight is None  # bias on one only
+    assert Fused.of(nn.Linear(8, 4), nn.Linear(6, 4)).weight is None  # different inputs
+
+
+def test_flex_needs_whole_blocks_and_the_cache_allocated():
+    model, embeds = _llm_context("nvila-tiny")
+    assert cache_length(1) == KV_BLOCK and cache_length(KV_BLOCK + 1) == 2 * KV_BLOCK
+    with torch.inference_mode():
+        cache = model.new_cache("static", 50)
+        with pytest.raises(ValueError, match="not allocated yet"):
+            FastDecoder(model.llm, cache, torch.tensor(0), "flex")
+        model.prefill(embeds, cache)
+        with pytest.raises(ValueError, match="whole 128-position blocks"):
+            FastDecoder(model.llm, cache, torch.tensor(37), "flex")
+        with pytest.raises(ValueError, match="unknown decode attention 'paged'"):
+            FastDecoder(model.llm, cache, torch.tensor(37), "paged")
+
+
+@pytest.mark.parametrize("attention", ["flex", "transformers"])
+def test_every_decode_step_of_the_compiled_engine_gives_the_eager_ids(attention):
+    model, embeds = _llm_context("vila-tiny")
+    reference = make_engine("eager", model).generate(embeds, 8)
+    engine = CompiledEngine(model, attention=attention)
+    engine.setup(embeds, 8)
+    assert engine.note is None, engine.note
+    assert torch.equal(engine.generate(embeds, 8), reference)
+
+
+def test_a_step_that_cannot_be_captured_gives_way_to_the_next_with_a_note(monkeypatch):
+    model, embeds = _llm_context("nvila-tiny")
+    reference = make_engine("eager", model).generate(embeds, 6)
+    real = CompiledEngine._prepare
+
+    def flaky(self, embeds, new_tokens, attention):
+        if attention == "flex":
+            raise RuntimeError("flex_attention: no kernel for this shape")
+        return real(self, embeds, new_tokens, attention)
+
+    monkeypatch.setattr(CompiledEngine, "_prepare", flaky)
+    monkeypatch.setattr("nvila_bench.model.engines.default_attention", lambda device: "flex")  # as on CUDA
+    engine = CompiledEngine(model)
+    assert engine.attentions(embeds.device) == ("flex", "sdpa")
+    engine.setup(embeds, 6)
+    assert engine.note == "decode attention sdpa: flex failed: RuntimeError: flex_attention: no kernel for this shape"
+    assert torch.equal(engine.generate(embeds, 6), reference)
+
+
+def test_a_long_prefill_runs_eagerly_and_says_so():
+    cfg = get_preset("nvila-tiny")
+    model = build_model(cfg)
+    with torch.inference_mode():
+        embeds = embed(model, synthetic_request(cfg, ((448, 448),), None, 16))
+    eager = make_engine("eager", model).first_token(embeds)
+    engine = CompiledEngine(model, prefill_graph_tokens=embeds.shape[1] - 1)
+    engine.setup_prefill(embeds)
+    assert engine.note == f"LLM prefill eager ({embeds.shape[1]} tokens > {embeds.shape[1] - 1}: no graph)"
+    assert torch.equal(engine.first_token(embeds), eager)
