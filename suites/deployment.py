@@ -98,6 +98,9 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
 def _model(point: BenchPoint, session: Session, plan: QuantPlan):
     def build():
         model = build_model(get_preset(point.preset), torch.bfloat16, point.device)
+        key = (point.preset, point.device, point.extra["media"])
+        if not plan.is_bf16 and key not in _REFERENCE:  # a quantized rung on its own: its bf16 logits first, from
+            _REFERENCE[key] = _logits(model, point)  # these weights before quantizing (not a second 8B model)
         quantize_model(model, plan)
         return model
 

@@ -134,6 +134,32 @@ def test_the_deployment_suite_writes_a_record_per_rung(tmp_path, capsys):
     assert "FP8" in by[("image", "w8a8-vit-fp8")]["error"]
 
 
+def test_a_quantized_rung_on_its_own_compares_with_its_own_bf16_weights(tmp_path, capsys):
+    """--rung / --media run part of the ladder; a quantized rung without the bf16 rung before it takes its
+    reference logits from its model before quantizing, and agrees with the full ladder's figure."""
+    import json
+
+    from nvila_bench.cli import main
+    from nvila_bench.suites import deployment
+
+    deployment._REFERENCE.clear()
+    common = ["run", "deployment", "--preset", "nvila-tiny", "--image", "448x448", "--new-tokens", "3", "--prompt-tokens", "8",
+              "--repeats", "1", "--warmup", "0", "--min-seconds", "0", "--quality-prompts", "2", "--media", "image"]  # fmt: skip
+    assert main([*common, "--rung", "w4a16-llm", "--out", str(tmp_path / "alone")]) == 0, capsys.readouterr().err
+    deployment._REFERENCE.clear()
+    assert main([*common, "--rung", "bf16", "--rung", "w4a16-llm", "--out", str(tmp_path / "after")]) == 0
+    read = lambda name: [json.loads(x) for x in (tmp_path / name / "results.jsonl").read_text().splitlines()]  # noqa: E731
+    alone, after = read("alone"), read("after")
+    assert [r["config"]["extra"]["rung"] for r in alone] == ["w4a16-llm"]
+    assert [r["config"]["extra"]["rung"] for r in after] == ["bf16", "w4a16-llm"]
+    assert all(r["config"]["extra"]["media"] == "image" for r in alone + after)
+    for key in ("top1_agreement", "logits_kl"):
+        assert alone[0]["metrics"][key]["value"] == pytest.approx(after[1]["metrics"][key]["value"])
+    assert alone[0]["metrics"]["top1_agreement"]["value"] < 1
+    assert main([*common, "--rung", "w2a2", "--out", str(tmp_path / "bad")]) == 2
+    assert "--rung" in capsys.readouterr().err
+
+
 def test_deployment_needs_one_nvila_preset(tmp_path, capsys):
     from nvila_bench.cli import main
 
