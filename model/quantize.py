@@ -29,6 +29,7 @@ from .config import NVILAConfig
 
 FORMATS = ("bf16", "w4a16", "w8a8-int8", "w8a8-fp8")
 COMPONENTS = ("vision", "projector", "llm")
+SCALES = ("none", "activation-aware")
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,14 @@ class QuantPlan:
     vision: str = "bf16"
     projector: str = "bf16"
     group_size: int = 128
+    scales: str = "none"  # "activation-aware": AWQ (int4) / SmoothQuant (int8, fp8) scales from calibration
 
     def __post_init__(self):
         for component in COMPONENTS:
             if getattr(self, component) not in FORMATS:
                 raise ValueError(f"unknown {component} weight format {getattr(self, component)!r}; known: {', '.join(FORMATS)}")
+        if self.scales not in SCALES:
+            raise ValueError(f"unknown scales {self.scales!r}; known: {', '.join(SCALES)}")
         if self.group_size not in (32, 64, 128, 256):
             raise ValueError(f"group_size must be 32, 64, 128 or 256, got {self.group_size}")
 
@@ -162,13 +166,25 @@ def _config(fmt: str, group_size: int, device: str):
     return Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())
 
 
-def quantize_model(model, plan: QuantPlan) -> None:
-    """Quantize `model`'s components in place as `plan` says (bf16 components are left alone). A format
-    that cannot run here is a ValueError saying why (see `unavailable`)."""
+def quantize_model(model, plan: QuantPlan, calibration=None) -> None:
+    """Quantize `model`'s components in place as `plan` says (bf16 components are left alone). With
+    `plan.scales == "activation-aware"`, `calibration()` runs the model on calibration requests first and
+    the LLM's and vision tower's scales are folded in (model/calibrate.py; the projector is left as it is).
+    A format that cannot run here is a ValueError saying why (see `unavailable`)."""
     device = str(next(model.parameters()).device)
     reason = unavailable(plan, device)
     if reason:
         raise ValueError(reason)
+    if plan.scales == "activation-aware":
+        if calibration is None:
+            raise ValueError("activation-aware scales need calibration requests")
+        from .calibrate import llm_groups, smooth, vision_groups
+        from .vision import _body
+
+        groups = {"vision": lambda: vision_groups(_body(model.vision_tower).encoder), "llm": lambda: llm_groups(model.llm)}
+        for component, make in groups.items():
+            if plan.format_of(component) != "bf16":
+                smooth(make(), plan.format_of(component), calibration, plan.group_size)
     from torchao.quantization import quantize_
 
     for component in COMPONENTS:

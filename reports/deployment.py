@@ -89,14 +89,24 @@ def _all(flags: list) -> bool | None:
     return False if False in flags else None if None in flags else True
 
 
-def formats_text(formats: dict[str, str]) -> str:
+def formats_text(formats: dict[str, str], scales: str = "none") -> str:
     quantized = [f"{COMPONENT_NAMES[c]} {f}" for c, f in formats.items() if f != "bf16"]
+    if quantized and scales == "activation-aware":
+        quantized.append("AWQ / SmoothQuant scales")
+    elif quantized:
+        quantized.append("round to nearest")
     return ", ".join(quantized) or "bf16"
+
+
+def _scales(r: Record) -> str:
+    """How a quantized rung's scales were chosen (records before the option: round to nearest)."""
+    return r.extra.get("scales") or "none"
 
 
 def _row(r: Record) -> dict:
     formats = {c: r.extra.get(f"{c}_weights", "bf16") for c in COMPONENTS}
-    row = {"rung": r.extra.get("rung"), "preset": r.preset, "formats": formats, "formats_text": formats_text(formats),
+    row = {"rung": r.extra.get("rung"), "preset": r.preset, "formats": formats, "scales": _scales(r),
+           "formats_text": formats_text(formats, _scales(r)),
            "status": r.status, "ok": r.ok, "reason": r.error, "run_id": r.run_id}  # fmt: skip
     if not r.ok:
         return row
@@ -130,13 +140,13 @@ def _rank(rung) -> int:
 
 def _ladder_rows(records: list[Record]) -> list[dict]:
     """One group's rows in rung order, with speed-ups and bytes ratios filled in."""
-    by_rung: dict[str, Record] = {}
-    for r in records:  # a rung measured twice in one group: keep the newest
-        rung = r.extra.get("rung")
-        if rung not in by_rung or r.timestamp >= by_rung[rung].timestamp:
-            by_rung[rung] = r
-    rows = sorted((_row(r) for r in by_rung.values()), key=lambda x: (_rank(x["rung"]), str(x["rung"])))
-    ok = {row["rung"]: row for row in rows if row["ok"]}
+    by_rung: dict[tuple, Record] = {}
+    for r in records:  # a rung measured twice in one group (same scales): keep the newest
+        key = (r.extra.get("rung"), _scales(r))
+        if key not in by_rung or r.timestamp >= by_rung[key].timestamp:
+            by_rung[key] = r
+    rows = sorted((_row(r) for r in by_rung.values()), key=lambda x: (_rank(x["rung"]), str(x["rung"]), x["scales"] != "none"))
+    ok = {row["rung"]: row for row in rows if row["ok"]}  # with both, the activation-aware row (sorted last) is the rung's
     bf16 = {row["preset"]: row for row in rows if row["ok"] and set(row["formats"].values()) == {"bf16"}}
     first = ok.get(RUNGS[0])
     for row in rows:
@@ -241,9 +251,10 @@ def ladder(records: list[Record]) -> dict:
             run_families.setdefault((r.run_id, hardware_of(r)), family_of(r, {}))
     groups: dict[tuple, list[Record]] = {}
     for r in mine:
-        groups.setdefault((hardware_of(r), r.extra.get("media") or "—", family_of(r, run_families)), []).append(r)
+        key = (hardware_of(r), r.extra.get("media") or "—", family_of(r, run_families), r.config.get("engine") or "eager")
+        groups.setdefault(key, []).append(r)
     out = []
-    for (hardware, media, family), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+    for (hardware, media, family, engine), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1], kv[0][3])):
         rows = _ladder_rows(group)
         ok = {row["rung"]: row for row in rows if row["ok"]}
         model_ok = family == PAPER_MODEL
@@ -255,7 +266,7 @@ def ladder(records: list[Record]) -> dict:
                 f"Same GPU as the paper's {', '.join(gpus)} column" + ("." if model_ok else
                 f", but {family} is not {PAPER_MODEL}: not comparable."))  # fmt: skip
         out.append({
-            "hardware": hardware, "media": media, "family": family, "rows": rows,
+            "hardware": hardware, "media": media, "family": family, "engine": engine, "rows": rows,
             "skipped": [row for row in rows if not row["ok"]], "figure5": figure5, "tinychat": tinychat,
             "paper_gpus": list(PAPER_HARDWARE.values()), "comparable_gpus": gpus, "note": note,
             "tiny": bool(preset_config(family) and preset_config(family).is_tiny),

@@ -30,7 +30,7 @@ from nvila_bench.core.timing import measure
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.engines import make_engine
 from nvila_bench.model.pipeline import embed
-from nvila_bench.model.quantize import COMPONENTS, QuantPlan, measured_weight_bytes, predicted_weight_bytes, quantize_model, unavailable
+from nvila_bench.model.quantize import COMPONENTS, SCALES, QuantPlan, measured_weight_bytes, predicted_weight_bytes, quantize_model, unavailable
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES
 
 from .deployment_quality import logits_agreement, synthetic_accuracy
@@ -57,7 +57,23 @@ def group_size(preset: str) -> int:
 
 
 def plan_of(point: BenchPoint) -> QuantPlan:
-    return QuantPlan(**{c: point.extra.get(f"{c}_weights", "bf16") for c in COMPONENTS}, group_size=group_size(point.preset))
+    formats = {c: point.extra.get(f"{c}_weights", "bf16") for c in COMPONENTS}
+    scales = point.extra.get("scales", "none") if any(f != "bf16" for f in formats.values()) else "none"
+    return QuantPlan(**formats, group_size=group_size(point.preset), scales=scales)
+
+
+CALIBRATION_REQUESTS = 2  # synthetic requests like the point's (other seeds than the quality prompts)
+
+
+def calibration(model, point: BenchPoint):
+    """Forward passes for activation-aware scales: the point's kind of request, seeds 1001.."""
+
+    def run() -> None:
+        for seed in range(CALIBRATION_REQUESTS):
+            request = request_of(replace(point, seed=1001 + seed, batch_size=1))
+            model.prefill(embed(model, request))
+
+    return run
 
 
 def expand(axes: dict[str, list], options: dict) -> list[Job]:
@@ -89,6 +105,7 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
                     new_tokens=one("new_tokens", 32), engine=engine, preprocess=one("preprocess", None),
                     extra={"rung": rung, "media": media} | {f"{c}_weights": f for c, f in formats.items()}
                           | {"quality_prompts": options.get("quality_prompts") or 4}
+                          | ({"scales": options.get("scales") or "activation-aware"} if formats else {})
                           | (trained if role == "nvila" and media == "image" else {}),
                 )  # fmt: skip
                 jobs.append(Job("deployment", point))
@@ -101,7 +118,7 @@ def _model(point: BenchPoint, session: Session, plan: QuantPlan):
         key = (point.preset, point.device, point.extra["media"])
         if not plan.is_bf16 and key not in _REFERENCE:  # a quantized rung on its own: its bf16 logits first, from
             _REFERENCE[key] = _logits(model, point)  # these weights before quantizing (not a second 8B model)
-        quantize_model(model, plan)
+        quantize_model(model, plan, calibration(model, point))
         return model
 
     return session.cached(("deployment", point.preset, point.device, plan), build)
@@ -174,7 +191,8 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     if point.extra.get("checkpoint"):
         session.release()  # one model in memory at a time
         metrics |= synthetic_accuracy(point.extra["checkpoint"], plan, point.device, point.extra["accuracy_limit"],
-                                      logprobs=lambda model: _logits(model, point))  # fmt: skip
+                                      logprobs=lambda model: _logits(model, point),
+                                      calibration=lambda model: calibration(model, point))  # fmt: skip
     return metrics
 
 
@@ -185,6 +203,8 @@ SUITE = Suite(
     options=(
         Option("rung", "Run only these rungs (default: the whole ladder).", tuple(RUNGS), multiple=True),
         Option("media", "Run only this request (default: image and video).", ("image", "video")),
+        Option("scales", "Weight scales before quantizing: activation-aware (AWQ for int4, SmoothQuant for int8 / "
+               "fp8, from calibration requests) or none (round to nearest).", SCALES, "activation-aware"),
         Option("quality_prompts", "Synthetic requests whose next-token logits are compared with bf16.", int, 4),
         Option("checkpoint", "A trained checkpoint (train-synthetic) whose synthetic-task accuracy each NVILA rung reports, quantized as the rung says."),
         Option("accuracy_limit", "Questions per synthetic task for --checkpoint.", int, 60),

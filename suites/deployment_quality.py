@@ -23,7 +23,7 @@ def logits_agreement(ours: torch.Tensor, reference: torch.Tensor, prefix: str = 
 
 
 def synthetic_accuracy(checkpoint: str, plan: QuantPlan, device: str, limit: int, data_dir: str | None = None,
-                       logprobs=None) -> dict[str, Metric]:  # fmt: skip
+                       logprobs=None, calibration=None) -> dict[str, Metric]:  # fmt: skip
     """`synthetic_accuracy` (mean over the multiple-choice synthetic tasks) and one `accuracy_<task>` each;
     with `logprobs` (model -> next-token log-probabilities of fixed requests), the checkpoint's top-1
     agreement and KL against itself in bf16 (`checkpoint_top1_agreement`, `checkpoint_logits_kl`)."""
@@ -41,7 +41,7 @@ def synthetic_accuracy(checkpoint: str, plan: QuantPlan, device: str, limit: int
     model = NVILABench(pretrained=checkpoint, device=device, dtype="bfloat16")
     out, scores = {}, []
     reference = logprobs(model.vlm) if logprobs else None
-    quantize_model(model.vlm, plan)
+    quantize_model(model.vlm, plan, calibration(model.vlm) if calibration else None)
     if logprobs:
         out |= logits_agreement(logprobs(model.vlm), reference, "checkpoint_")
     for task in st.TASKS:

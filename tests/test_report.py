@@ -363,7 +363,7 @@ def test_deployment_ladder_rows_in_rung_order_with_skips_bytes_and_agreement():
     assert int8["weights_ratio"] == pytest.approx((279552 + 109824 + 209408) / (340608 + 109824 + 279680))
     assert base_q["weights_ratio"] == pytest.approx((241792 + 42240 + 217472) / (302848 + 42240 + 295552))  # vs baseline bf16
     assert all(r["weights_match"] for r in rows if r["ok"]) and base_q["previous"] == "baseline bf16"
-    assert int8["formats_text"] == "ViT w8a8-int8, LLM w4a16"
+    assert int8["formats_text"] == "ViT w8a8-int8, LLM w4a16, round to nearest"  # records without `scales`
     assert (int8["top1_agreement"], int8["logits_kl"], int8["peak_kind"]) == (0.84375, 1.33e-4, "process peak RSS")
     assert [f["claim"][:36] for f in section["groups"][1]["figure5"] if f["ours"] is not None] == ["Token compression cuts the video LLM"]
     for group in section["groups"]:  # a CPU: nothing is comparable with the paper's A100 / RTX 4090 / Orin figures

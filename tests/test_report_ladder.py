@@ -1,0 +1,41 @@
+"""The deployment ladder section keeps engines and weight scales apart: `--engine compiled --engine hf-static`
+gives one ladder per engine (no rung of one engine hides the other's), and a rung measured with and without
+activation-aware scales shows both, the scaled one standing for the rung in the speed-ups."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from test_report import LADDER, deployment_record
+
+from nvila_bench.reports import deployment
+
+
+def _with(record, engine=None, scales=None):
+    config = dict(record.config)
+    if engine:
+        config["engine"] = engine
+    if scales:
+        config["extra"] = dict(config["extra"]) | {"scales": scales}
+    return replace(record, config=config)
+
+
+def test_one_ladder_per_engine():
+    bf16, w4 = deployment_record(*LADDER[1]), deployment_record(*LADDER[2])
+    records = [_with(r, engine) for engine in ("compiled", "hf-static") for r in (bf16, w4)]
+    groups = deployment.ladder(records)["groups"]
+    assert [(g["engine"], [r["rung"] for r in g["rows"]]) for g in groups] == [
+        ("compiled", ["bf16", "w4a16-llm"]), ("hf-static", ["bf16", "w4a16-llm"])]
+
+
+def test_a_rung_with_and_without_scales_shows_both_and_the_scaled_one_counts():
+    bf16 = deployment_record(*LADDER[1])
+    plain = deployment_record(*LADDER[2])
+    scaled = _with(deployment_record(LADDER[2][0], LADDER[2][1], LADDER[2][2], LADDER[2][3], 2 * LADDER[2][4],
+                                     *LADDER[2][5:]), scales="activation-aware")  # fmt: skip
+    rows = deployment.ladder([scaled, bf16, plain])["groups"][0]["rows"]
+    assert [(r["rung"], r["scales"]) for r in rows] == [("bf16", "none"), ("w4a16-llm", "none"), ("w4a16-llm", "activation-aware")]
+    assert rows[1]["formats_text"] == "LLM w4a16, round to nearest"
+    assert rows[2]["formats_text"] == "LLM w4a16, AWQ / SmoothQuant scales"
+    assert rows[2]["decode_vs_previous"] == pytest.approx(2 * rows[1]["decode_vs_previous"])
