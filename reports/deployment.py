@@ -130,6 +130,7 @@ def _row(r: Record) -> dict:
         "top1_agreement": value(r, "top1_agreement"), "logits_kl": value(r, "logits_kl"),
         "quality_positions": value(r, "quality_positions"), "engine_note": value(r, "engine_note"),
         "engine": r.config.get("engine"),
+        **{k: value(r, k) for k in ("vision_mfu", "vision_mfu_dtype", "llm_prefill_mfu", "llm_prefill_mfu_dtype")},
     }  # fmt: skip
     return row
 

@@ -186,6 +186,7 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     if peaks:
         metrics["decode_step_floor"] = Metric.analytic(step.bytes / peaks.bandwidth, "s")
         metrics["decode_step_mbu"] = Metric.utilisation(step.bytes / peaks.bandwidth / metrics["tpot"].value, "tpot")
+    metrics |= stage_mfu(point, plan, metrics, session)
     if engine.note:
         metrics["engine_note"] = Metric.measured(engine.note, "text")
     if point.extra.get("checkpoint"):
@@ -194,6 +195,26 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
                                       logprobs=lambda model: _logits(model, point),
                                       calibration=lambda model: calibration(model, point))  # fmt: skip
     return metrics
+
+
+GEMM_DTYPE = {"w8a8-int8": "int8", "w8a8-fp8": "fp8"}  # else the activations' dtype (W4A16 multiplies in bf16)
+
+
+def stage_mfu(point: BenchPoint, plan: QuantPlan, metrics: dict[str, Metric], session: Session) -> dict[str, Metric]:
+    """MFU of the vision tower and the LLM prefill against the peak of the dtype each one's GEMMs run in: a
+    W8A8 component's int8 or fp8 tensor-core peak (core/hardware.toml), the run's own peak otherwise.
+    Nothing where that peak is unknown (a CPU, a GPU without fp8)."""
+    costs = costmodel.request_costs(get_preset(point.preset), point.images, point.video_frames, point.temporal_pool,
+                                    point.prompt_tokens, batch=point.batch_size, dtype=point.dtype)  # fmt: skip
+    out = {}
+    for stage, component in (("vision", "vision"), ("llm_prefill", "llm")):
+        dtype = GEMM_DTYPE.get(plan.format_of(component), point.dtype)
+        peaks = session.peaks_for(dtype)
+        if peaks is None or stage not in metrics:
+            continue
+        out[f"{stage}_mfu"] = Metric.utilisation(costmodel.mfu(costs[stage].executed_flops, metrics[stage].value, peaks.flops), stage)
+        out[f"{stage}_mfu_dtype"] = Metric.analytic(dtype, "text")
+    return out
 
 
 SUITE = Suite(

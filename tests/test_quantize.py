@@ -201,3 +201,23 @@ def test_accuracy_per_rung_runs_the_synthetic_tasks_on_the_quantized_checkpoint(
     assert set(metrics) == tasks | {"synthetic_accuracy", "checkpoint_top1_agreement", "checkpoint_logits_kl"}
     assert all(0 <= metrics[k].value <= 1 for k in tasks | {"synthetic_accuracy", "checkpoint_top1_agreement"})
     assert metrics["checkpoint_logits_kl"].value > 0  # the LLM was quantized: its logits moved
+
+
+def test_a_w8a8_stage_reports_its_mfu_against_the_int8_peak(tmp_path, capsys):
+    """In a subprocess (--isolate): the worker gets every peak of the run, not only the points dtype."""
+    import json
+
+    from nvila_bench.cli import main
+    from nvila_bench.core import costmodel
+    from nvila_bench.core.hardware import get_hardware
+
+    code = main(["run", "deployment", "--preset", "nvila-tiny", "--image", "448x448", "--new-tokens", "2", "--prompt-tokens", "8",
+                 "--repeats", "1", "--warmup", "0", "--min-seconds", "0", "--quality-prompts", "1", "--media", "image",
+                 "--rung", "w8a8-vit-int8", "--hardware", "h100-sxm", "--isolate", "--out", str(tmp_path)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "results.jsonl").read_text())["metrics"]
+    value = lambda k: metrics[k]["value"]  # noqa: E731
+    assert (value("vision_mfu_dtype"), value("llm_prefill_mfu_dtype")) == ("int8", "bfloat16")
+    cost = costmodel.request_costs(get_preset("nvila-tiny"), ((448, 448),), None, True, 8, dtype="bfloat16")["vision"]
+    expected = cost.executed_flops / value("vision") / get_hardware("h100-sxm").peak_flops("int8")
+    assert value("vision_mfu") == pytest.approx(expected)

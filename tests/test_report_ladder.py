@@ -39,3 +39,17 @@ def test_a_rung_with_and_without_scales_shows_both_and_the_scaled_one_counts():
     assert rows[1]["formats_text"] == "LLM w4a16, round to nearest"
     assert rows[2]["formats_text"] == "LLM w4a16, AWQ / SmoothQuant scales"
     assert rows[2]["decode_vs_previous"] == pytest.approx(2 * rows[1]["decode_vs_previous"])
+
+
+def test_a_rung_shows_each_stages_mfu_and_the_peak_it_is_of():
+    from nvila_bench.core.results import Metric
+    from nvila_bench.reports.render import render_report
+
+    record = deployment_record(*LADDER[3])
+    record.metrics |= {"vision_mfu": Metric.utilisation(0.31, "vision"), "vision_mfu_dtype": Metric.analytic("int8", "text"),
+                       "llm_prefill_mfu": Metric.utilisation(0.42, "llm_prefill"),
+                       "llm_prefill_mfu_dtype": Metric.analytic("bfloat16", "text")}  # fmt: skip
+    row = deployment.ladder([record])["groups"][0]["rows"][0]
+    assert (row["vision_mfu"], row["vision_mfu_dtype"], row["llm_prefill_mfu"]) == (0.31, "int8", 0.42)
+    html = render_report([record], ["x.jsonl"])
+    assert "MFU 31% (int8 peak) / 42% (bfloat16)" in html

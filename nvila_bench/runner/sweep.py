@@ -80,6 +80,7 @@ def run_isolated(job: Job, session: Session, run_id: str, environment: dict | No
     payload = {
         "suite": job.suite, "point": job.point.to_config(), "measure": asdict(session.measure), "run_id": run_id,
         "environment": environment, "peaks": asdict(peaks) if peaks else None,
+        "other_peaks": {d: asdict(p) for d, p in session.peaks.items() if p and d != job.point.dtype},
         "out_dir": str(session.out_dir) if session.out_dir else None,
     }  # fmt: skip
     proc = subprocess.run(

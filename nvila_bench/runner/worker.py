@@ -19,7 +19,8 @@ from nvila_bench.suites.registry import Job
 def main() -> int:
     payload = json.loads(sys.stdin.read())
     point = BenchPoint.from_config(payload["point"])
-    peaks = {point.dtype: Peaks(**payload["peaks"]) if payload.get("peaks") else None}
+    peaks = {d: Peaks(**p) for d, p in (payload.get("other_peaks") or {}).items()}
+    peaks[point.dtype] = Peaks(**payload["peaks"]) if payload.get("peaks") else None
     out_dir = Path(payload["out_dir"]) if payload.get("out_dir") else None
     session = Session(MeasureConfig(**payload["measure"]), peaks, out_dir)
     record = run_job(Job(payload["suite"], point), session, payload["run_id"], payload["environment"])
