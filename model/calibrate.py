@@ -110,6 +110,11 @@ def fold(group: Group, s: torch.Tensor) -> None:
         linear.weight.mul_(s.view(1, -1).to(linear.weight.dtype))
 
 
+def _spread(rows: torch.Tensor, count: int) -> torch.Tensor:
+    """At most `count` of `rows`, evenly spaced."""
+    return rows[:: max(1, rows.shape[0] // count)][:count]
+
+
 def capture_inputs(groups: list[Group], run: Callable[[], None], max_rows: int = MAX_ROWS) -> list[torch.Tensor | None]:
     """Each group's input rows (T, K) seen while `run()` runs the model's calibration passes (float32,
     at most `max_rows` per group, spread evenly over each pass's tokens); None for a group never run."""
@@ -117,9 +122,7 @@ def capture_inputs(groups: list[Group], run: Callable[[], None], max_rows: int =
 
     def hook(index):
         def keep(module, args):
-            rows = args[0].detach().reshape(-1, args[0].shape[-1])
-            step = max(1, rows.shape[0] // max_rows)
-            seen[index].append(rows[::step][:max_rows].float())
+            seen[index].append(_spread(args[0].detach().reshape(-1, args[0].shape[-1]), max_rows).float())
 
         return keep
 
@@ -135,7 +138,7 @@ def capture_inputs(groups: list[Group], run: Callable[[], None], max_rows: int =
     out = []
     for rows in seen:  # none: a layer the model never runs (NVILA reads the ViT's second-to-last layer)
         x = torch.cat(rows) if rows else None
-        out.append(None if x is None else x[:: max(1, x.shape[0] // max_rows)][:max_rows].clone())
+        out.append(None if x is None else _spread(x, max_rows).clone())
     return out
 
 

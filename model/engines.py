@@ -109,16 +109,19 @@ class CompiledEngine(Engine):
             try:
                 with torch.inference_mode():
                     self._prepare(embeds, new_tokens, attention)
-                self._notes["decode"] = f"decode attention {attention}: {'; '.join(failed)}" if failed else None
-                self.note = "; ".join(n for n in self._notes.values() if n) or None
+                self._set_note("decode", f"decode attention {attention}: {'; '.join(failed)}" if failed else None)
                 return
             except Exception as e:  # noqa: BLE001 - any failure to capture: try the next, and say so in the record
                 failed.append(f"{attention} failed: {type(e).__name__}: {' '.join(str(e).split())[:160]}")
                 self._decode, self._graph = None, None
                 torch.compiler.reset()
         reason = failed[0].split(" failed: ", 1)[1] if len(failed) == 1 else "; ".join(failed)
-        self._notes["decode"] = f"fell back to eager: {reason}"
-        self.note = "; ".join(n for n in self._notes.values() if n)
+        self._set_note("decode", f"fell back to eager: {reason}")
+
+    def _set_note(self, part: str, text: str | None) -> None:
+        """The record's note: what the prefill's and the decode's setup each had to say."""
+        self._notes[part] = text
+        self.note = "; ".join(n for n in self._notes.values() if n) or None
 
     def attentions(self, device: torch.device) -> tuple[str, ...]:
         """The decode steps to try, in order."""
@@ -204,17 +207,16 @@ class CompiledEngine(Engine):
         on the H100 the graph was slower (benchmarks/NOTES.md)."""
         self._prefill_shape, self._prefill_graph, self._prefill_run = tuple(embeds.shape), None, None
         tokens = embeds.shape[0] * embeds.shape[1]
-        self._notes["prefill"] = None
         if tokens > self.prefill_graph_tokens:
-            self._notes["prefill"] = f"LLM prefill eager ({tokens} tokens > {self.prefill_graph_tokens}: no graph)"
-        else:
-            try:
-                with torch.inference_mode():
-                    self._capture_prefill(embeds)
-            except Exception as e:  # noqa: BLE001 - run the prefill eagerly, and say so in the record
-                self._prefill_graph, self._prefill_run = None, None
-                self._notes["prefill"] = f"prefill fell back to eager: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
-        self.note = "; ".join(n for n in self._notes.values() if n) or None
+            self._set_note("prefill", f"LLM prefill eager ({tokens} tokens > {self.prefill_graph_tokens}: no graph)")
+            return
+        try:
+            with torch.inference_mode():
+                self._capture_prefill(embeds)
+            self._set_note("prefill", None)
+        except Exception as e:  # noqa: BLE001 - run the prefill eagerly, and say so in the record
+            self._prefill_graph, self._prefill_run = None, None
+            self._set_note("prefill", f"prefill fell back to eager: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
 
     def _capture_prefill(self, embeds: torch.Tensor) -> None:
         from transformers import DynamicCache

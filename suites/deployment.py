@@ -115,7 +115,7 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
 def _model(point: BenchPoint, session: Session, plan: QuantPlan):
     def build():
         model = build_model(get_preset(point.preset), torch.bfloat16, point.device)
-        key = (point.preset, point.device, point.extra["media"])
+        key = _reference_key(point)
         if not plan.is_bf16 and key not in _REFERENCE:  # a quantized rung on its own: its bf16 logits first, from
             _REFERENCE[key] = _logits(model, point)  # these weights before quantizing (not a second 8B model)
         quantize_model(model, plan, calibration(model, point))
@@ -138,12 +138,16 @@ def _logits(model, point: BenchPoint) -> torch.Tensor:
 _REFERENCE: dict[tuple, torch.Tensor] = {}  # (preset, device, media) -> the bf16 model's log-probabilities
 
 
+def _reference_key(point: BenchPoint) -> tuple:
+    return point.preset, point.device, point.extra["media"]
+
+
 def quality(model, point: BenchPoint, plan: QuantPlan, session: Session) -> dict[str, Metric]:
-    key = (point.preset, point.device, point.extra["media"])
+    key = _reference_key(point)
     ours = _logits(model, point)
     if plan.is_bf16:
         _REFERENCE[key] = ours
-    if key not in _REFERENCE:  # a quantized rung run on its own: its bf16 reference first
+    if key not in _REFERENCE:  # a model cached from the same rung's other request: its bf16 reference now
         _REFERENCE[key] = _logits(build_model(get_preset(point.preset), torch.bfloat16, point.device), point)
     ref = _REFERENCE[key]
     return logits_agreement(ours, ref) | {"quality_positions": Metric.measured(ref.shape[0], "positions")}

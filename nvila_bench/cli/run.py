@@ -240,8 +240,7 @@ def run_suite(suite: Suite, c: dict, options: dict) -> int:
     ceilings = ceilings_of(c)
     writer, run_id = ResultWriter(c["out_dir"]), new_run_id()
     dtypes = {j.point.dtype for j in jobs} | ({"bfloat16"} if any(j.point.extra.get("autocast") for j in jobs) else set())
-    if suite.name == "deployment":  # the tensor-core peaks of its W8A8 stages (core/hardware.toml; None on CPU)
-        dtypes |= {"int8", "fp8"}
+    dtypes |= {"int8", "fp8"}  # tensor-core peaks of quantized (W8A8) stages (core/hardware.toml; None on CPU)
     peaks = {dtype: resolve_peaks(device, dtype, c["hardware"], ceilings) for dtype in dtypes}
     session = Session(measure, peaks, Path(c["out_dir"]))
     environment = capture_environment(c["attn"], device)
