@@ -3,8 +3,17 @@ or loaded model, and the bytes each format stores (pure functions, so the cost m
 
     bf16        unchanged
     w4a16       int4 weights, group-wise scales and zero points (groups of `group_size` inputs), activations
-                bf16. CUDA: torchao `Int4WeightOnlyConfig` (tinygemm, packed two weights per byte). CPU:
-                `IntxWeightOnlyConfig(int4, PerGroup)`, which torchao stores unpacked (one int8 per weight).
+                bf16. CPU: `IntxWeightOnlyConfig(int4, PerGroup)`, which torchao stores unpacked (one int8 per
+                weight). CUDA, one of two kernels (`QuantPlan.int4_kernel`, see `int4_kernel`):
+                  gemlite   gemlite's Triton kernels through torchao's tensor for them (`UIntxBitPackedTensor`,
+                            as torchao's prototype `UIntxWeightOnlyConfig` builds it, with bf16 scales):
+                            HQQ-rounded, eight weights per int32, a GEMV for decode and a GEMM for prefill.
+                            Needs `pip install gemlite`; "auto" picks it where installed.
+                  tinygemm  torchao's `Int4WeightOnlyConfig` (tile_packed_to_4d, PyTorch's own
+                            `_weight_int4pack_mm`). It pads in_features to a multiple of 1024 (Qwen2-7B's 3584 ->
+                            4096: 14% more bytes read) and is a decode kernel: on an H100 transformers' prefill
+                            of 3,140 tokens took 1.57 s with it against ~85 ms in bf16
+                            (../shared/measurements/h100-2026-11-27/torchao-peer.log).
     w8a8-int8   int8 weights (per output channel) and int8 activations quantized per token at run time:
                 torchao `Int8DynamicActivationInt8WeightConfig`, on CPU and CUDA.
     w8a8-fp8    float8 e4m3 weights and per-row dynamic activations: torchao
@@ -30,6 +39,7 @@ from .config import NVILAConfig
 FORMATS = ("bf16", "w4a16", "w8a8-int8", "w8a8-fp8")
 COMPONENTS = ("vision", "projector", "llm")
 SCALES = ("none", "activation-aware")
+INT4_KERNELS = ("auto", "gemlite", "tinygemm")  # CUDA kernels for w4a16 (CPU: torchao's "intx")
 
 
 @dataclass(frozen=True)
@@ -41,11 +51,14 @@ class QuantPlan:
     projector: str = "bf16"
     group_size: int = 128
     scales: str = "none"  # "activation-aware": AWQ (int4) / SmoothQuant (int8, fp8) scales from calibration
+    int4_kernel: str = "auto"  # w4a16 on CUDA: gemlite, tinygemm, or auto (gemlite where installed)
 
     def __post_init__(self):
         for component in COMPONENTS:
             if getattr(self, component) not in FORMATS:
                 raise ValueError(f"unknown {component} weight format {getattr(self, component)!r}; known: {', '.join(FORMATS)}")
+        if self.int4_kernel not in INT4_KERNELS:
+            raise ValueError(f"unknown int4 kernel {self.int4_kernel!r}; known: {', '.join(INT4_KERNELS)}")
         if self.scales not in SCALES:
             raise ValueError(f"unknown scales {self.scales!r}; known: {', '.join(SCALES)}")
         if self.group_size not in (32, 64, 128, 256):
@@ -59,6 +72,16 @@ class QuantPlan:
         return all(self.format_of(c) == "bf16" for c in COMPONENTS)
 
 
+def int4_kernel(plan: QuantPlan, device: str) -> str:
+    """The kernel `plan`'s int4 weights run with on `device`: "intx" (torchao's CPU kernel) off CUDA; on CUDA
+    the plan's choice, "auto" being gemlite where it is installed and tinygemm (in PyTorch) otherwise."""
+    if not str(device).startswith("cuda"):
+        return "intx"
+    if plan.int4_kernel != "auto":
+        return plan.int4_kernel
+    return "gemlite" if importlib.util.find_spec("gemlite") else "tinygemm"
+
+
 def unavailable(plan: QuantPlan, device: str) -> str | None:
     """Why `plan` cannot run on `device` here, or None."""
     if plan.is_bf16:
@@ -66,6 +89,11 @@ def unavailable(plan: QuantPlan, device: str) -> str | None:
     if importlib.util.find_spec("torchao") is None:
         return "quantized weights need torchao (pip install 'nvila-bench[quant]')"
     uses = {plan.format_of(c) for c in COMPONENTS}
+    if "w4a16" in uses and plan.int4_kernel != "auto":
+        if not str(device).startswith("cuda"):
+            return f"the {plan.int4_kernel} int4 kernel runs on CUDA GPUs only"
+        if plan.int4_kernel == "gemlite" and importlib.util.find_spec("gemlite") is None:
+            return "the gemlite int4 kernel needs gemlite (pip install gemlite)"
     if "w8a8-fp8" in uses:
         cuda = str(device).startswith("cuda") and torch.cuda.is_available()
         if not cuda or torch.cuda.get_device_capability(torch.device(device)) < (8, 9):
@@ -102,13 +130,20 @@ def _selected(component: str):
 
 
 # ---- bytes -----------------------------------------------------------------------------------------------
-def linear_bytes(n_in: int, n_out: int, fmt: str, group_size: int = 128, device: str = "cpu") -> int:
-    """Bytes one linear layer's weight takes in `fmt` (its bias, if any, stays bf16 and is not counted here)."""
+def _up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def linear_bytes(n_in: int, n_out: int, fmt: str, group_size: int = 128, kernel: str = "intx") -> int:
+    """Bytes one linear layer's weight takes in `fmt` (its bias, if any, stays bf16 and is not counted here);
+    `kernel` is the w4a16 kernel's (`int4_kernel`), whose layouts differ."""
     if fmt == "bf16":
         return 2 * n_in * n_out
     if fmt == "w4a16":
+        if kernel == "tinygemm":  # padded to (8, 1024) multiples first (torchao Int4TilePackedTo4dTensor.from_hp);
+            n_out, n_in = _up(n_out, 8), _up(n_in, 1024)  # then 2 weights per byte, a bf16 (scale, zero) pair per group
         groups = n_out * (n_in // group_size)
-        if str(device).startswith("cuda"):  # tinygemm: 2 weights per byte; a bf16 (scale, zero) pair per group
+        if kernel in ("tinygemm", "gemlite"):  # gemlite: 8 weights per int32, bf16 scale and zero per group
             return n_in * n_out // 2 + 4 * groups
         return n_in * n_out + 3 * groups  # CPU: int8 per weight; bf16 scale + int8 zero point per group
     if fmt == "w8a8-int8":
@@ -127,7 +162,7 @@ def predicted_weight_bytes(cfg: NVILAConfig, plan: QuantPlan, device: str = "cpu
     for component in COMPONENTS:
         shapes = linear_shapes(cfg, component)
         fmt = plan.format_of(component)
-        quantized = sum(linear_bytes(i, o, fmt, plan.group_size, device) for i, o in shapes)
+        quantized = sum(linear_bytes(i, o, fmt, plan.group_size, int4_kernel(plan, device)) for i, o in shapes)
         out[component] = 2 * (params[component] - sum(i * o for i, o in shapes)) + quantized
     return out
 
@@ -147,7 +182,10 @@ def measured_weight_bytes(model) -> dict[str, int]:
 
 
 # ---- applying ----------------------------------------------------------------------------------------------
-def _config(fmt: str, group_size: int, device: str):
+def _config(fmt: str, group_size: int, kernel: str):
+    """torchao's config for `fmt`. `set_inductor_config=False` throughout: torchao's default turns on
+    inductor's coordinate-descent tuning (and more) for the whole process, which slows every later compile
+    and changes the kernels of the bf16 rungs and peers measured after a quantized one."""
     from torchao.quantization import (
         Float8DynamicActivationFloat8WeightConfig, Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig,
         IntxWeightOnlyConfig, PerRow,
@@ -155,15 +193,15 @@ def _config(fmt: str, group_size: int, device: str):
     from torchao.quantization.granularity import PerGroup
 
     if fmt == "w4a16":
-        if str(device).startswith("cuda"):  # tinygemm (torch's own _weight_int4pack_mm); torchao's default
-            # packing ("plain") needs the separate mslk kernel library (H100 run, 2026-11-28)
+        if kernel == "tinygemm":  # torchao's default packing ("plain") needs the separate mslk kernel library
             from torchao.quantization.quantize_.workflows import Int4PackingFormat
 
-            return Int4WeightOnlyConfig(group_size=group_size, int4_packing_format=Int4PackingFormat.TILE_PACKED_TO_4D)
+            return Int4WeightOnlyConfig(group_size=group_size, int4_packing_format=Int4PackingFormat.TILE_PACKED_TO_4D,
+                                        set_inductor_config=False)  # fmt: skip
         return IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(group_size))
     if fmt == "w8a8-int8":
-        return Int8DynamicActivationInt8WeightConfig()
-    return Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())
+        return Int8DynamicActivationInt8WeightConfig(set_inductor_config=False)
+    return Float8DynamicActivationFloat8WeightConfig(granularity=PerRow(), set_inductor_config=False)
 
 
 def quantize_model(model, plan: QuantPlan, calibration=None) -> None:
@@ -194,4 +232,27 @@ def quantize_model(model, plan: QuantPlan, calibration=None) -> None:
         bad = [(i, o) for i, o in linear_shapes(model.config, component) if fmt == "w4a16" and i % plan.group_size]
         if bad:
             raise ValueError(f"{component}: w4a16 groups of {plan.group_size} do not divide in_features {bad[0][0]}")
-        quantize_(model, _config(fmt, plan.group_size, device), filter_fn=_selected(component))
+        if fmt == "w4a16" and int4_kernel(plan, device) == "gemlite":
+            for name, module in model.named_modules():
+                if _selected(component)(module, name):
+                    module.weight = nn.Parameter(_gemlite_weight(module.weight.detach(), plan.group_size), requires_grad=False)
+            continue
+        quantize_(model, _config(fmt, plan.group_size, int4_kernel(plan, device)), filter_fn=_selected(component))
+
+
+def _gemlite_weight(weight: torch.Tensor, group_size: int):
+    """gemlite's packed int4 of a bf16 weight, as torchao's tensor for it (UIntxBitPackedTensor, whose linear
+    calls gemlite's kernels). What torchao's prototype `UIntxWeightOnlyConfig` does, but with bf16 scales: that
+    config rounds with HQQ in fp16, and gemlite then runs the layer in fp16 (fp16 outputs inside a bf16 model)."""
+    import gemlite
+    from torchao.prototype.quantization.uintx.uintx_bit_packed_tensor import UIntxBitPackedTensor
+    from torchao.quantization.quant_primitives import _choose_qparams_and_quantize_affine_hqq
+
+    q, scale, zero, _ = _choose_qparams_and_quantize_affine_hqq(
+        weight, nbits=4, group_size=group_size, raw_output=True, compute_dtype=weight.dtype, device=weight.device)
+    layer = gemlite.helper.A16Wn(device=weight.device, dtype=weight.dtype).from_weights(q, scale, zero, 4, group_size)
+    qdata, scale, zero = layer.get_tensor_args()
+    kwargs = {"in_features": weight.shape[1], "out_features": weight.shape[0], "packing_bitwidth": None,
+              "data_contiguous": layer.data_contiguous, "elements_per_sample": layer.elements_per_sample,
+              "W_group_mode": layer.W_group_mode, "meta_args": layer.get_meta_args()}  # fmt: skip
+    return UIntxBitPackedTensor(qdata, scale, zero, kwargs, 4, group_size, weight.dtype)

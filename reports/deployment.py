@@ -89,8 +89,9 @@ def _all(flags: list) -> bool | None:
     return False if False in flags else None if None in flags else True
 
 
-def formats_text(formats: dict[str, str], scales: str = "none") -> str:
-    quantized = [f"{COMPONENT_NAMES[c]} {f}" for c, f in formats.items() if f != "bf16"]
+def formats_text(formats: dict[str, str], scales: str = "none", int4_kernel: str | None = None) -> str:
+    kernel = f" ({int4_kernel})" if int4_kernel else ""
+    quantized = [f"{COMPONENT_NAMES[c]} {f}{kernel if f == 'w4a16' else ''}" for c, f in formats.items() if f != "bf16"]
     if quantized and scales == "activation-aware":
         quantized.append("AWQ / SmoothQuant scales")
     elif quantized:
@@ -106,7 +107,7 @@ def _scales(r: Record) -> str:
 def _row(r: Record) -> dict:
     formats = {c: r.extra.get(f"{c}_weights", "bf16") for c in COMPONENTS}
     row = {"rung": r.extra.get("rung"), "preset": r.preset, "formats": formats, "scales": _scales(r),
-           "formats_text": formats_text(formats, _scales(r)),
+           "int4_kernel": r.extra.get("int4_kernel"), "formats_text": formats_text(formats, _scales(r), r.extra.get("int4_kernel")),
            "status": r.status, "ok": r.ok, "reason": r.error, "run_id": r.run_id}  # fmt: skip
     if not r.ok:
         return row
@@ -129,7 +130,8 @@ def _row(r: Record) -> dict:
         "peak_kind": "GPU allocated" if gpu is not None else "process peak RSS" if value(r, "peak_rss") is not None else None,
         "top1_agreement": value(r, "top1_agreement"), "logits_kl": value(r, "logits_kl"),
         "quality_positions": value(r, "quality_positions"), "engine_note": value(r, "engine_note"),
-        "engine": r.config.get("engine"),
+        "engine": r.config.get("engine"), "setup_seconds": value(r, "setup_seconds"),
+        "quantize_seconds": value(r, "quantize_seconds"),
         **{k: value(r, k) for k in ("vision_mfu", "vision_mfu_dtype", "llm_prefill_mfu", "llm_prefill_mfu_dtype")},
     }  # fmt: skip
     return row
@@ -142,11 +144,11 @@ def _rank(rung) -> int:
 def _ladder_rows(records: list[Record]) -> list[dict]:
     """One group's rows in rung order, with speed-ups and bytes ratios filled in."""
     by_rung: dict[tuple, Record] = {}
-    for r in records:  # a rung measured twice in one group (same scales): keep the newest
-        key = (r.extra.get("rung"), _scales(r))
+    for r in records:  # a rung measured twice in one group (same scales and int4 kernel): keep the newest
+        key = (r.extra.get("rung"), _scales(r), r.extra.get("int4_kernel") or "")
         if key not in by_rung or r.timestamp >= by_rung[key].timestamp:
             by_rung[key] = r
-    rows = sorted((_row(r) for r in by_rung.values()), key=lambda x: (_rank(x["rung"]), str(x["rung"]), x["scales"] != "none"))
+    rows = sorted((_row(r) for r in by_rung.values()), key=lambda x: (_rank(x["rung"]), str(x["rung"]), x["scales"] != "none", x["int4_kernel"] or ""))
     ok = {row["rung"]: row for row in rows if row["ok"]}  # with both, the activation-aware row (sorted last) is the rung's
     bf16 = {row["preset"]: row for row in rows if row["ok"] and set(row["formats"].values()) == {"bf16"}}
     first = ok.get(RUNGS[0])
@@ -243,6 +245,25 @@ def _tinychat(media: str, family: str, hardware: str, rows: dict[str, dict]) -> 
 
 
 # ---- the section -------------------------------------------------------------------------------------------
+def _peer_ratios(groups: list[dict]) -> None:
+    """Each row of our engines' ladders gets `vs_peers`: per transformers peer (`hf-*`) ladder of the same
+    hardware, media and family, its decode and TTFT speed-up over that peer's row of the same rung (e.g. W4A16
+    compiled over transformers + torchao int4 on the same weights)."""
+    for group in groups:
+        if group["engine"].startswith("hf-"):
+            continue
+        peers = [g for g in groups if g["engine"].startswith("hf-")
+                 and (g["hardware"], g["media"], g["family"]) == (group["hardware"], group["media"], group["family"])]  # fmt: skip
+        for row in group["rows"]:
+            row["vs_peers"] = []
+            for peer in peers:
+                other = {r["rung"]: r for r in peer["rows"] if r["ok"]}.get(row["rung"])
+                if row["ok"] and other:
+                    row["vs_peers"].append({"engine": peer["engine"], "int4_kernel": other["int4_kernel"],
+                                            "decode": _speedup(other, row, "decode_tps", higher_is_better=True),
+                                            "ttft": _speedup(other, row, "ttft", higher_is_better=False)})  # fmt: skip
+
+
 def ladder(records: list[Record]) -> dict:
     """Per (hardware, media, NVILA preset family): the ladder's rows in rung order and the paper's figures beside."""
     mine = [r for r in records if r.suite == SUITE and r.extra.get("rung")]
@@ -272,5 +293,6 @@ def ladder(records: list[Record]) -> dict:
             "paper_gpus": list(PAPER_HARDWARE.values()), "comparable_gpus": gpus, "note": note,
             "tiny": bool(preset_config(family) and preset_config(family).is_tiny),
         })  # fmt: skip
+    _peer_ratios(out)
     return {"groups": out, "command": COMMAND, "components": list(COMPONENTS), "component_names": COMPONENT_NAMES,
             "tolerance": MATCH_TOLERANCE}  # fmt: skip

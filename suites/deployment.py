@@ -26,11 +26,14 @@ from nvila_bench.core.memory import memory_metrics, reset_peak_memory
 from nvila_bench.core.point import BenchPoint
 from nvila_bench.core.results import Metric, PointSkipped
 from nvila_bench.core.session import Session
-from nvila_bench.core.timing import measure
+from nvila_bench.core.timing import measure, timed_once
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.engines import make_engine
 from nvila_bench.model.pipeline import embed
-from nvila_bench.model.quantize import COMPONENTS, SCALES, QuantPlan, measured_weight_bytes, predicted_weight_bytes, quantize_model, unavailable
+from nvila_bench.model.quantize import (
+    COMPONENTS, INT4_KERNELS, SCALES, QuantPlan, int4_kernel, measured_weight_bytes, predicted_weight_bytes, quantize_model,
+    unavailable,
+)  # fmt: skip
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES
 
 from .deployment_quality import logits_agreement, synthetic_accuracy
@@ -59,7 +62,9 @@ def group_size(preset: str) -> int:
 def plan_of(point: BenchPoint) -> QuantPlan:
     formats = {c: point.extra.get(f"{c}_weights", "bf16") for c in COMPONENTS}
     scales = point.extra.get("scales", "none") if any(f != "bf16" for f in formats.values()) else "none"
-    return QuantPlan(**formats, group_size=group_size(point.preset), scales=scales)
+    kernel = point.extra.get("int4_kernel", "auto")  # resolved at expand: gemlite / tinygemm on CUDA, intx on CPU
+    return QuantPlan(**formats, group_size=group_size(point.preset), scales=scales,
+                     int4_kernel=kernel if kernel in INT4_KERNELS else "auto")  # fmt: skip
 
 
 CALIBRATION_REQUESTS = 2  # synthetic requests like the point's (other seeds than the quality prompts)
@@ -85,6 +90,10 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
     image = one("images", ((1920, 1080),))[0]
     frames = one("video_frames", 64)
     device = one("device", "cpu")
+    kernel_plan = QuantPlan(llm="w4a16", int4_kernel=options.get("int4_kernel") or "auto")
+    if kernel_plan.int4_kernel != "auto" and unavailable(kernel_plan, device):
+        raise SuiteError(f"--int4-kernel {kernel_plan.int4_kernel}: {unavailable(kernel_plan, device)}")
+    kernel = int4_kernel(kernel_plan, device)  # recorded, so the ladder keeps two kernels' rows apart
     trained = {}
     if options.get("checkpoint"):  # accuracy per rung: once per rung (image rows), on the trained weights
         if not Path(options["checkpoint"]).is_dir():
@@ -106,6 +115,7 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
                     extra={"rung": rung, "media": media} | {f"{c}_weights": f for c, f in formats.items()}
                           | {"quality_prompts": options.get("quality_prompts") or 4}
                           | ({"scales": options.get("scales") or "activation-aware"} if formats else {})
+                          | ({"int4_kernel": kernel} if "w4a16" in formats.values() else {})
                           | (trained if role == "nvila" and media == "image" else {}),
                 )  # fmt: skip
                 jobs.append(Job("deployment", point))
@@ -118,7 +128,8 @@ def _model(point: BenchPoint, session: Session, plan: QuantPlan):
         key = _reference_key(point)
         if not plan.is_bf16 and key not in _REFERENCE:  # a quantized rung on its own: its bf16 logits first, from
             _REFERENCE[key] = _logits(model, point)  # these weights before quantizing (not a second 8B model)
-        quantize_model(model, plan, calibration(model, point))
+        # calibration + scales + quantization, recorded apart from the engine's compile (`setup_seconds`)
+        model.quantize_seconds = timed_once(lambda: quantize_model(model, plan, calibration(model, point)), torch.device(point.device))
         return model
 
     return session.cached(("deployment", point.preset, point.device, plan), build)
@@ -164,10 +175,9 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     request = request_of(point)
     engine = make_engine(point.engine, model, point.cache)
     with torch.inference_mode():
-        engine.setup_media()
+        setup_seconds = timed_once(engine.setup_media, device)
         embeds = embed(model, request)
-        engine.setup_prefill(embeds)
-        engine.setup(embeds, point.new_tokens)
+        setup_seconds += timed_once(lambda: (engine.setup_prefill(embeds), engine.setup(embeds, point.new_tokens)), device)
 
         prefill = measure(ttft_iteration(model, request, engine), device, session.measure)
         decode = measure(lambda clock: engine.generate(embeds, point.new_tokens, clock.section), device, session.measure)
@@ -175,7 +185,10 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     decode_seconds = [t - p for t, p in zip(decode["total"], decode[LLM_PREFILL])]
     metrics = {"ttft": Metric.timing(prefill["total"])} | {s: Metric.timing(prefill[s]) for s in PREFILL_STAGES}
     metrics |= {"tpot": Metric.timing(decode[DECODE_STEP]),
-                "decode_tokens_per_s": Metric.rate(decode_seconds, steps, "tokens/s")}  # fmt: skip
+                "decode_tokens_per_s": Metric.rate(decode_seconds, steps, "tokens/s"),
+                "setup_seconds": Metric.measured(setup_seconds, "s", "lower")}  # compile + graph capture  # fmt: skip
+    if not plan.is_bf16:
+        metrics["quantize_seconds"] = Metric.measured(getattr(model, "quantize_seconds", 0.0), "s", "lower")
     measured, predicted = measured_weight_bytes(model), predicted_weight_bytes(model.config, plan, point.device)
     for c in COMPONENTS:
         metrics[f"{c}_weights_bytes"] = Metric.measured(measured[c], "bytes", "lower")
@@ -230,6 +243,9 @@ SUITE = Suite(
         Option("media", "Run only this request (default: image and video).", ("image", "video")),
         Option("scales", "Weight scales before quantizing: activation-aware (AWQ for int4, SmoothQuant for int8 / "
                "fp8, from calibration requests) or none (round to nearest).", SCALES, "activation-aware"),
+        Option("int4_kernel", "The W4A16 rungs' int4 kernel on CUDA: gemlite (Triton GEMV / GEMM; pip install gemlite), "
+               "tinygemm (in PyTorch; pads inputs to 1024s, slow prefill), or auto (gemlite where installed).",
+               INT4_KERNELS, "auto"),
         Option("quality_prompts", "Synthetic requests whose next-token logits are compared with bf16.", int, 4),
         Option("checkpoint", "A trained checkpoint (train-synthetic) whose synthetic-task accuracy each NVILA rung reports, quantized as the rung says."),
         Option("accuracy_limit", "Questions per synthetic task for --checkpoint.", int, 60),

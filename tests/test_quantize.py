@@ -60,13 +60,53 @@ def test_the_lm_head_embeddings_and_patch_embedding_stay_bf16():
 
 
 def test_w4a16_on_cuda_is_about_a_quarter_of_bf16_for_nvila_8b_linears():
-    """The LLM's linear weights: 2 bytes each in bf16, half a byte plus a (scale, zero) pair per 128 in int4."""
+    """The LLM's linear weights: 2 bytes each in bf16, half a byte plus a (scale, zero) pair per 128 in int4
+    with gemlite; tinygemm first pads in_features to a multiple of 1024 (Qwen2-7B's 3584 -> 4096, 18944 -> 19456)."""
     cfg = get_preset("nvila-8b")
     shapes = linear_shapes(cfg, "llm")
     bf16 = sum(linear_bytes(i, o, "bf16") for i, o in shapes)
-    int4 = sum(linear_bytes(i, o, "w4a16", 128, "cuda") for i, o in shapes)
-    assert 3.6 < bf16 / int4 < 3.8
+    gemlite = sum(linear_bytes(i, o, "w4a16", 128, "gemlite") for i, o in shapes)
+    tinygemm = sum(linear_bytes(i, o, "w4a16", 128, "tinygemm") for i, o in shapes)
+    assert 3.6 < bf16 / gemlite < 3.8
     assert sum(i * o for i, o in shapes) == 6_525_288_448  # 28 layers of Qwen2-7B's q, k, v, o, gate, up, down
+    # tinygemm, by hand: q, k, v, o, gate, up read 4096 inputs, down 19456; out_features are multiples of 8
+    padded = 28 * (4096 * (3584 + 512 + 512 + 3584 + 18944 + 18944) + 19456 * 3584)
+    assert tinygemm == padded // 2 + 4 * padded // 128
+    assert 1.10 < tinygemm / gemlite < 1.11
+    assert linear_bytes(100, 3, "w4a16", 32, "tinygemm") == 8 * 1024 // 2 + 4 * 8 * 32  # (3, 100) -> (8, 1024)
+
+
+def test_the_int4_kernel_is_gemlite_where_installed(monkeypatch):
+    import importlib.util
+
+    from nvila_bench.model import quantize
+
+    plan = QuantPlan(llm="w4a16")
+    assert quantize.int4_kernel(plan, "cpu") == "intx"
+    assert quantize.int4_kernel(QuantPlan(llm="w4a16", int4_kernel="gemlite"), "cpu") == "intx"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "gemlite" else real(name, *a))
+    assert quantize.int4_kernel(plan, "cuda") == "gemlite"
+    assert quantize.int4_kernel(QuantPlan(llm="w4a16", int4_kernel="tinygemm"), "cuda:0") == "tinygemm"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gemlite" else real(name, *a))
+    assert quantize.int4_kernel(plan, "cuda") == "tinygemm"
+    assert "needs gemlite" in unavailable(QuantPlan(llm="w4a16", int4_kernel="gemlite"), "cuda")
+    assert "CUDA GPUs only" in unavailable(QuantPlan(llm="w4a16", int4_kernel="gemlite"), "cpu")
+    assert unavailable(QuantPlan(vision="w8a8-int8", int4_kernel="gemlite"), "cpu") is None  # no int4 weights
+    with pytest.raises(ValueError, match="unknown int4 kernel 'marlin'"):
+        QuantPlan(int4_kernel="marlin")
+
+
+def test_quantizing_leaves_the_process_inductor_settings_alone():
+    """torchao's configs default to set_inductor_config=True, which turns on coordinate-descent tuning for the
+    whole process: every later compile (the bf16 rungs and peers after a quantized one) would change."""
+    from torch._inductor import config as inductor
+
+    before = (inductor.coordinate_descent_tuning, inductor.force_fuse_int_mm_with_mul)
+    model = build_model(get_preset("nvila-tiny"), torch.bfloat16)
+    quantize_model(model, QuantPlan(llm="w8a8-int8", vision="w8a8-int8"))
+    quantize_model(build_model(get_preset("nvila-tiny"), torch.bfloat16), QuantPlan(llm="w4a16", group_size=32))
+    assert (inductor.coordinate_descent_tuning, inductor.force_fuse_int_mm_with_mul) == before == (False, False)
 
 
 def test_formats_that_cannot_run_here_say_why():
@@ -91,11 +131,13 @@ def test_the_cost_model_reads_quantized_weights():
     bf16 = costmodel.weights_read(cfg, QuantPlan())
     assert bf16["llm"] == 2 * costmodel.llm_weights(cfg) and bf16["vision"] == 2 * costmodel.vision_weights(cfg)
     assert costmodel.decode_step_cost(cfg, 3200, weights=bf16["llm"]) == costmodel.decode_step_cost(cfg, 3200)
-    int4 = costmodel.weights_read(cfg, QuantPlan(llm="w4a16"))
+    int4 = costmodel.weights_read(cfg, QuantPlan(llm="w4a16", int4_kernel="gemlite"))
     head = 2 * cfg.llm.vocab_size * cfg.llm.hidden_size  # untied LM head, read every step, kept bf16
     shapes = linear_shapes(cfg, "llm")
-    assert int4["llm"] == bf16["llm"] - sum(2 * i * o - linear_bytes(i, o, "w4a16", 128, "cuda") for i, o in shapes)
+    assert int4["llm"] == bf16["llm"] - sum(2 * i * o - linear_bytes(i, o, "w4a16", 128, "gemlite") for i, o in shapes)
     assert int4["llm"] > head and 2.9 < bf16["llm"] / int4["llm"] < 3.3
+    tinygemm = costmodel.weights_read(cfg, QuantPlan(llm="w4a16", int4_kernel="tinygemm"))["llm"]
+    assert 2.8 < bf16["llm"] / tinygemm < 2.9  # its padding of 3584 inputs to 4096 is read every step too
     assert int4["vision"] == bf16["vision"]
     vit = costmodel.weights_read(cfg, QuantPlan(vision="w8a8-int8"))["vision"]
     assert 1.8 < bf16["vision"] / vit < 2.0
@@ -132,6 +174,21 @@ def test_the_deployment_suite_writes_a_record_per_rung(tmp_path, capsys):
             assert value(r, "ttft") > 0 and value(r, "decode_tokens_per_s") > 0
     assert value(image["bf16"], "top1_agreement") == 1.0 and value(image["bf16"], "logits_kl") == 0.0
     assert "FP8" in by[("image", "w8a8-vit-fp8")]["error"]
+    # the int4 kernel is part of a W4A16 rung's config (torchao's CPU kernel here), one-time costs apart
+    assert [r["config"]["extra"].get("int4_kernel") for r in image.values()] == [None, None, "intx", "intx", "intx", None, "intx"]
+    assert value(image["w4a16-llm"], "quantize_seconds") > 0 and "quantize_seconds" not in image["bf16"]["metrics"]
+    assert all(value(r, "setup_seconds") >= 0 for r in records if r["status"] == "ok")
+
+
+def test_an_int4_kernel_that_cannot_run_here_is_one_line_before_measuring(tmp_path, capsys):
+    from nvila_bench.cli import main
+
+    for kernel in ("gemlite", "tinygemm"):
+        code = main(["run", "deployment", "--preset", "nvila-tiny", "--int4-kernel", kernel, "--out", str(tmp_path / kernel)])
+        out, err = capsys.readouterr()
+        assert code == 2 and out == ""
+        assert err == f"nvila-bench: error: --int4-kernel {kernel}: the {kernel} int4 kernel runs on CUDA GPUs only\n"
+        assert not (tmp_path / kernel).exists()
 
 
 def test_a_quantized_rung_on_its_own_compares_with_its_own_bf16_weights(tmp_path, capsys):

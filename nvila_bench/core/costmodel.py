@@ -189,11 +189,13 @@ def weights_read(cfg: NVILAConfig, plan, device: str = "cuda") -> dict[str, int]
     """Bytes of weights the vision tower and the LLM read per forward with the weight formats of `plan` (a
     model.quantize.QuantPlan): bf16 everywhere except the quantized linear layers, which take what their
     format stores (docs/reference.md: the LM head and embeddings stay bf16)."""
-    from nvila_bench.model.quantize import linear_bytes, linear_shapes
+    from nvila_bench.model.quantize import int4_kernel, linear_bytes, linear_shapes
+
+    kernel = int4_kernel(plan, device)
 
     def change(component: str, shapes) -> int:
         fmt = plan.format_of(component)
-        return sum(linear_bytes(i, o, fmt, plan.group_size, device) - 2 * i * o for i, o in shapes)
+        return sum(linear_bytes(i, o, fmt, plan.group_size, kernel) - 2 * i * o for i, o in shapes)
 
     v = cfg.vision
     vision_shapes = ([(v.hidden_size, v.hidden_size)] * 4 + [(v.hidden_size, v.intermediate_size),
