@@ -57,7 +57,10 @@ class Engine:
     def setup_media(self) -> None:
         """Set the media stages this engine measures: compiled for `compiled`, plain for the others (they
         compile on their first run; run them once after this)."""
-        compile_media(self.model, on=self.name == "compiled")
+        compile_media(self.model, on=self.name == "compiled", on_fail=lambda reason: self._set_note("media", reason))
+
+    def _set_note(self, part: str, text: str | None) -> None:
+        self.note = "; ".join(n for n in (self.note, text) if n) or None
 
     def setup_prefill(self, embeds: torch.Tensor) -> None:
         """One-time work before timing `first_token` (the prefill suite)."""
@@ -96,7 +99,7 @@ class CompiledEngine(Engine):
     _prefill_graph: object = field(default=None, repr=False)
     _prefill_run: object = field(default=None, repr=False)
     _prefill_shape: tuple | None = field(default=None, repr=False)
-    _notes: dict = field(default_factory=lambda: {"prefill": None, "decode": None}, repr=False)
+    _notes: dict = field(default_factory=lambda: {"media": None, "prefill": None, "decode": None}, repr=False)
     _decode: object = field(default=None, repr=False)
     _shape: tuple | None = field(default=None, repr=False)
 
@@ -257,17 +260,40 @@ class CompiledEngine(Engine):
         return self._prefill_token
 
 
-def compile_media(model, on: bool = True) -> None:
+def compile_media(model, on: bool = True, on_fail=None) -> None:
     """Compile (or, with on=False, un-compile) the vision tower's layers and the projector in place: an
-    engine sets the media mode it measures, whatever the model's last engine left."""
+    engine sets the media mode it measures, whatever the model's last engine left. Compiling happens at the
+    first call; a module that fails to compile there (e.g. inductor's CPU code for int8 activations) runs
+    plain from then on, and `on_fail(reason)` is told once."""
     from .vision import _body
 
     body = _body(model.vision_tower)
-    for module in (body.embeddings, *body.encoder.layers, model.mm_projector):
+    modules = (body.embeddings, *body.encoder.layers, model.mm_projector)
+    for module in modules:
         if on and getattr(module, "_compiled_call_impl", None) is None:
-            module.compile(dynamic=False)
+            module._compiled_call_impl = _guarded(module, modules, on_fail)
         elif not on:
             module._compiled_call_impl = None  # back to the plain forward (nn.Module.compile's own slot)
+
+
+def _guarded(module, modules, on_fail):
+    """`module`'s forward compiled; once that raises, every one of `modules` runs plain (`on_fail` told why)."""
+    compiled = torch.compile(module._call_impl, dynamic=False)
+
+    def call(*args, **kwargs):
+        try:
+            return compiled(*args, **kwargs)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a compile failure: run the media stages plain, say so in the record
+            for m in modules:
+                m._compiled_call_impl = None
+            if on_fail:
+                on_fail(f"vision tower and projector eager ({type(module).__name__} failed to compile: "
+                        f"{type(e).__name__}: {' '.join(str(e).split())[:120]})")  # fmt: skip
+            return module._call_impl(*args, **kwargs)
+
+    return call
 
 
 class _Lap:

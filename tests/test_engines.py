@@ -68,6 +68,34 @@ def test_a_capture_that_fails_falls_back_to_eager_with_a_note(contexts, monkeypa
     assert torch.equal(engine.generate(embeds, 6), make_engine("eager", model).generate(embeds, 6))
 
 
+def test_media_stages_that_fail_to_compile_run_eagerly_with_a_note(monkeypatch):
+    """The vision tower and projector compile at their first call; one that fails there (inductor's CPU code for
+    int8 activations did, 2026-11) must not lose the point: all media stages run plain, the note says why."""
+    from nvila_bench.model import engines
+
+    cfg = get_preset("nvila-tiny")
+    model = build_model(cfg)
+    request = synthetic_request(cfg, ((448, 448),), None, 16)
+    with torch.inference_mode():
+        reference = embed(model, request)
+
+    def broken(fn, **kwargs):
+        def call(*args, **kw):
+            raise RuntimeError("CppCompileError: conflicting declaration")
+
+        return call
+
+    monkeypatch.setattr(engines.torch, "compile", broken)
+    engine = make_engine("compiled", model)
+    engine.setup_media()
+    with torch.inference_mode():
+        assert torch.equal(embed(model, request), reference)
+    assert engine.note.startswith("vision tower and projector eager (SiglipVisionEmbeddings failed to compile: RuntimeError: CppCompileError")
+    from nvila_bench.model.vision import _body
+
+    assert all(m._compiled_call_impl is None for m in (*_body(model.vision_tower).encoder.layers, model.mm_projector))
+
+
 def test_point_engine_defaults_and_the_cache_each_engine_runs_with():
     assert BenchPoint("nvila-tiny").engine == "eager"
     assert BenchPoint("nvila-tiny").preprocess == "cpu"

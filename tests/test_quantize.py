@@ -278,3 +278,22 @@ def test_a_w8a8_stage_reports_its_mfu_against_the_int8_peak(tmp_path, capsys):
     cost = costmodel.request_costs(get_preset("nvila-tiny"), ((448, 448),), None, True, 8, dtype="bfloat16")["vision"]
     expected = cost.executed_flops / value("vision") / get_hardware("h100-sxm").peak_flops("int8")
     assert value("vision_mfu") == pytest.approx(expected)
+
+
+def test_the_compiled_engine_runs_a_quantized_rung_on_cpu(tmp_path, capsys):
+    """W4A16 LLM + W8A8 ViT with the compiled engine: the fast decode step runs torchao's modules unfused, and
+    a vision tower that inductor cannot compile on this CPU (int8 activations) runs plain with a note."""
+    import json
+
+    from nvila_bench.cli import main
+
+    code = main(["run", "deployment", "--preset", "nvila-tiny", "--image", "448x448", "--new-tokens", "4", "--prompt-tokens", "8",
+                 "--repeats", "1", "--warmup", "0", "--min-seconds", "0", "--quality-prompts", "2", "--media", "image",
+                 "--rung", "w8a8-vit-int8", "--engine", "compiled", "--scales", "none", "--out", str(tmp_path)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    (record,) = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert record["status"] == "ok", record["error"]
+    assert record["config"]["engine"] == "compiled"
+    assert record["metrics"]["decode_tokens_per_s"]["value"] > 0 and record["metrics"]["setup_seconds"]["value"] > 0
+    note = record["metrics"].get("engine_note", {}).get("value") or ""
+    assert "fell back to eager" not in note, note  # the decode step itself compiled
