@@ -29,10 +29,11 @@ from .records import hardware_of, is_nvila, preset_config, value
 
 SUITE = "deployment"
 COMMAND = "nvila-bench run deployment --preset nvila-8b --device cuda --out results/"
-RUNGS = ("scaled-only bf16", "bf16", "w4a16-llm", "w8a8-vit-int8", "w8a8-vit-fp8",
+RUNGS = ("scaled-only bf16", "bf16", "w4a16-llm", "w8a8-vit-int8", "w8a8-vit-fp8", "w8a8-fp8-llm",
          "baseline bf16", "baseline quantized")  # suites/deployment.py RUNGS, in order (a test checks)
 PREVIOUS = {  # rung -> the rung it adds one step to (fp8 is the alternative to int8, so both build on w4a16-llm)
     "bf16": "scaled-only bf16", "w4a16-llm": "bf16", "w8a8-vit-int8": "w4a16-llm", "w8a8-vit-fp8": "w4a16-llm",
+    "w8a8-fp8-llm": "bf16",
     "baseline quantized": "baseline bf16",
 }  # fmt: skip
 MATCH_TOLERANCE = 0.01  # measured weights bytes "match" the prediction within 1%

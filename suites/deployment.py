@@ -6,6 +6,7 @@ deployment buys, on this machine, for one image request and one video request. O
     w4a16-llm             + int4 group-wise LLM weights
     w8a8-vit-int8         + int8 vision tower (weights per channel, activations per token)
     w8a8-vit-fp8          + float8 vision tower instead (FP8 GPUs only; skipped elsewhere)
+    w8a8-fp8-llm          bf16 NVILA with float8 LLM weights and activations instead of int4 (FP8 GPUs only)
     baseline bf16 / baseline quantized   the VILA1.5 baseline, and the same with w4a16 LLM + int8 ViT
 
 Each record holds TTFT split into its stages, decode tokens/s, weights bytes per component (measured after
@@ -47,6 +48,7 @@ RUNGS = {  # name -> (role of the preset, formats)
     "w4a16-llm": ("nvila", {"llm": "w4a16"}),
     "w8a8-vit-int8": ("nvila", QUANTIZED),
     "w8a8-vit-fp8": ("nvila", {"llm": "w4a16", "vision": "w8a8-fp8"}),
+    "w8a8-fp8-llm": ("nvila", {"llm": "w8a8-fp8"}),
     "baseline bf16": ("baseline", {}),
     "baseline quantized": ("baseline", QUANTIZED),
 }

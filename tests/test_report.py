@@ -339,9 +339,9 @@ def deployment_record(rung, preset, formats, ttft=0, tps=0, weights=(), top1=0, 
 
 
 def ladder_records(media="image"):
-    fp8 = {"llm_weights": "w4a16", "vision_weights": "w8a8-fp8"}
-    skipped = deployment_record("w8a8-vit-fp8", "nvila-tiny", fp8, media=media, status="skipped", error=FP8_REASON)
-    return [deployment_record(*row, media=media) for row in LADDER][::-1] + [skipped]  # out of order: the section sorts
+    fp8 = {"w8a8-vit-fp8": {"llm_weights": "w4a16", "vision_weights": "w8a8-fp8"}, "w8a8-fp8-llm": {"llm_weights": "w8a8-fp8"}}
+    skipped = [deployment_record(k, "nvila-tiny", f, media=media, status="skipped", error=FP8_REASON) for k, f in fp8.items()]
+    return [deployment_record(*row, media=media) for row in LADDER][::-1] + skipped  # out of order: the section sorts
 
 
 def test_deployment_ladder_rows_in_rung_order_with_skips_bytes_and_agreement():
@@ -352,7 +352,7 @@ def test_deployment_ladder_rows_in_rung_order_with_skips_bytes_and_agreement():
     assert [(g["media"], g["family"]) for g in section["groups"]] == [("image", "nvila-tiny"), ("video", "nvila-tiny")]
     rows = section["groups"][0]["rows"]
     assert [r["rung"] for r in rows] == list(RUNGS) == list(deployment.RUNGS)  # the fp8 rung in its place, though skipped
-    assert [(r["rung"], r["status"], r["reason"]) for r in rows if not r["ok"]] == [("w8a8-vit-fp8", "skipped", FP8_REASON)]
+    assert [(r["rung"], r["status"], r["reason"]) for r in rows if not r["ok"]] == [(k, "skipped", FP8_REASON) for k in ("w8a8-vit-fp8", "w8a8-fp8-llm")]
     by = {r["rung"]: r for r in rows}
     w4, int8, base_q = by["w4a16-llm"], by["w8a8-vit-int8"], by["baseline quantized"]
     assert by["bf16"]["ttft_vs_first"] == pytest.approx(3.367 / 2.571, rel=1e-3)
