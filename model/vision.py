@@ -32,6 +32,26 @@ def _body(tower: SiglipVisionModel):
     return getattr(tower, "vision_model", tower)
 
 
+def attention_kernel(tower: SiglipVisionModel) -> str:
+    """Which kernel runs the tower's self-attention here: the SDPA backend PyTorch picks for one tile's
+    (heads, patches, head dim) in the tower's dtype and device ("flash_attention", "efficient_attention",
+    "cudnn_attention", "math"), or the attention implementation when it is not SDPA. SigLIP's head dim is 72
+    (1152 / 16), which not every fused kernel takes."""
+    from torch.nn.attention import SDPBackend
+
+    hf = tower.config
+    implementation = getattr(hf, "_attn_implementation", None) or "sdpa"
+    if implementation != "sdpa":
+        return implementation
+    weight = _body(tower).embeddings.patch_embedding.weight
+    heads = hf.num_attention_heads
+    q = torch.empty(1, heads, (hf.image_size // hf.patch_size) ** 2, hf.hidden_size // heads, dtype=weight.dtype, device=weight.device)
+    try:  # PyTorch's own choice (private, but the function SDPA dispatches with)
+        return SDPBackend(torch._fused_sdp_choice(q, q, q, None, 0.0, False)).name.lower()
+    except (AttributeError, RuntimeError, TypeError, ValueError):
+        return "unknown"
+
+
 def vision_features(tower: SiglipVisionModel, pixels: torch.Tensor, layers_used: int) -> torch.Tensor:
     """(T, 3, S, S) -> (T, patches, C): hidden_states[select_layer], i.e. the output of encoder layer
     `layers_used`, before post_layernorm. Later layers are never run: their output is unused (docs/reference.md#vision-encoder)."""

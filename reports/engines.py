@@ -86,7 +86,8 @@ def side_by_side(records: list[Record]) -> dict:
                 "second_ratio": second_ratio,
                 "reference_setup": value(ref, "setup_seconds"), "setup": value(peer, "setup_seconds"),
                 "tokens": agreement(ref, peer) if suite == "decode" else None,
-                "notes": [n for n in (value(ref, "engine_note"), value(peer, "engine_note")) if n],
+                "notes": [n for n in (value(ref, "engine_note"), value(peer, "engine_note")) if n]
+                         + ([f"vision attention: {value(ref, 'vision_attention')}"] if value(ref, "vision_attention") else []),
                 "same_run": ref.run_id == peer.run_id,
             })  # fmt: skip
     rows.sort(key=lambda x: (SUITES.index(x["suite"]), str(x["preset"]), x["media"], x["hardware"],

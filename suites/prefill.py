@@ -24,6 +24,7 @@ from nvila_bench.model import count_visual_tokens, get_preset
 from nvila_bench.model.engines import make_engine
 from nvila_bench.model.pipeline import embed, media_blocks, synthetic_request
 from nvila_bench.model.stages import LLM_PREFILL, PREFILL_STAGES, PREPROCESS
+from nvila_bench.model.vision import attention_kernel
 
 from .registry import Suite
 
@@ -79,6 +80,8 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     metrics["setup_seconds"] = Metric.measured(setup_seconds, "s", "lower")  # compile + graph capture
     if engine.note:
         metrics["engine_note"] = Metric.measured(engine.note, "text")
+    if point.images or point.video_frames:
+        metrics["vision_attention"] = Metric.measured(attention_kernel(model.vision_tower), "text")  # e.g. flash_attention
     metrics |= memory_metrics(device)
     # Joules per prefilled position (media + prompt, every row of the batch), preprocessing and vision included.
     positions = metrics["sequence_tokens"].value * point.batch_size

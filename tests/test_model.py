@@ -193,6 +193,18 @@ def test_sdpa_and_eager_agree():
     torch.testing.assert_close(sdpa.prefill(embeds).logits, eager.prefill(embeds).logits, rtol=1e-4, atol=1e-4)
 
 
+def test_the_vision_attention_kernel_is_the_one_sdpa_dispatches_to():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from nvila_bench.model.vision import attention_kernel
+
+    model = build_model(get_preset("nvila-tiny"), torch.bfloat16, attn_implementation="sdpa")
+    assert attention_kernel(model.vision_tower) == "flash_attention"  # PyTorch's CPU flash kernel, bf16
+    with sdpa_kernel(SDPBackend.MATH):  # what PyTorch would run with only the math kernel allowed
+        assert attention_kernel(model.vision_tower) == "math"
+    assert attention_kernel(build_model(get_preset("nvila-tiny"), attn_implementation="eager").vision_tower) == "eager"
+
+
 def test_batch_rows_are_identical_requests():
     model = tiny_model("vila-tiny")
     logits = model.prefill(_prompt_embeds(model, batch=3)).logits

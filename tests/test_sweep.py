@@ -51,6 +51,7 @@ def test_prefill_and_decode_records(tmp_path):
     stages = sum(prefill[s]["value"] for s in ("preprocess", "vision", "projector", "llm_prefill"))
     assert 0 < stages
     assert prefill["llm_prefill_flops"]["provenance"] == "analytic"
+    assert prefill["vision_attention"]["value"] == "flash_attention"  # PyTorch's CPU flash kernel takes bf16 SigLIP
     decode = records[2]["metrics"]
     assert decode["tpot"]["summary"]["n"] == 2 * 4  # 2 iterations x (5 - 1) steps
     assert decode["context_tokens"]["value"] == 976 + 64
