@@ -43,7 +43,8 @@ class Group:
         return self.linears[0].in_features
 
 
-def llm_groups(llm: nn.Module) -> list[Group]:
+def llm_groups(llm: nn.Module, lm_head: bool = False) -> list[Group]:
+    """The decoder layers' groups, and with `lm_head` the final norm -> LM head."""
     groups = []
     for layer in llm.model.layers:
         attn, mlp = layer.self_attn, layer.mlp
@@ -52,6 +53,8 @@ def llm_groups(llm: nn.Module) -> list[Group]:
             groups.append(Group(attn.v_proj, [attn.o_proj]))
         groups.append(Group(layer.post_attention_layernorm, [mlp.gate_proj, mlp.up_proj]))
         groups.append(Group(mlp.up_proj, [mlp.down_proj]))
+    if lm_head:
+        groups.append(Group(llm.model.norm, [llm.lm_head]))
     return groups
 
 

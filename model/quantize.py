@@ -19,8 +19,9 @@ or loaded model, and the bytes each format stores (pure functions, so the cost m
     w8a8-fp8    float8 e4m3 weights and per-row dynamic activations: torchao
                 `Float8DynamicActivationFloat8WeightConfig`; needs a GPU with FP8 (Ada / Hopper, sm 8.9+).
 
-Which linear layers each component quantizes: the LLM's decoder layers (q, k, v, o, gate, up, down; the LM
-head and the embeddings stay bf16), the vision tower's encoder layers (q, k, v, out, fc1, fc2; the patch
+Which linear layers each component quantizes: the LLM's decoder layers (q, k, v, o, gate, up, down; the
+embeddings stay bf16, the LM head too unless `QuantPlan.lm_head`; a tied head is then untied, the embedding
+table staying bf16), the vision tower's encoder layers (q, k, v, out, fc1, fc2; the patch
 embedding is a convolution and stays), every linear layer of the projector. Storage per format is what
 torchao 0.18 keeps (checked on CPU by tests/test_quantize.py; the CUDA int4 packing is from torchao's
 tinygemm layout and is unmeasured here).
@@ -52,11 +53,14 @@ class QuantPlan:
     group_size: int = 128
     scales: str = "none"  # "activation-aware": AWQ (int4) / SmoothQuant (int8, fp8) scales from calibration
     int4_kernel: str = "auto"  # w4a16 on CUDA: gemlite, tinygemm, or auto (gemlite where installed)
+    lm_head: bool = False  # the LM head in the LLM's format too (a decode step reads it whole: 1.09 GB in bf16 for Qwen2-7B)
 
     def __post_init__(self):
         for component in COMPONENTS:
             if getattr(self, component) not in FORMATS:
                 raise ValueError(f"unknown {component} weight format {getattr(self, component)!r}; known: {', '.join(FORMATS)}")
+        if self.lm_head and self.llm == "bf16":
+            raise ValueError("a quantized LM head needs a quantized LLM format (llm is bf16)")
         if self.int4_kernel not in INT4_KERNELS:
             raise ValueError(f"unknown int4 kernel {self.int4_kernel!r}; known: {', '.join(INT4_KERNELS)}")
         if self.scales not in SCALES:
@@ -117,11 +121,19 @@ def linear_shapes(cfg: NVILAConfig, component: str) -> list[tuple[int, int]]:
     return [(k * k * c, h), (h, h)]
 
 
-def _selected(component: str):
+def quantized_shapes(cfg: NVILAConfig, plan: QuantPlan, component: str) -> list[tuple[int, int]]:
+    """`linear_shapes`, and the LM head's (hidden, vocab) where `plan.lm_head` quantizes it too."""
+    head = [(cfg.llm.hidden_size, cfg.llm.vocab_size)] if component == "llm" and plan.lm_head else []
+    return linear_shapes(cfg, component) + head
+
+
+def _selected(component: str, lm_head: bool = False):
     """torchao filter: the linear layers of `component` that its format applies to (by module path)."""
     prefix = {"llm": "llm.model.layers.", "vision": "vision_tower.", "projector": "mm_projector."}[component]
 
     def keep(module: nn.Module, name: str) -> bool:
+        if lm_head and component == "llm" and name == "llm.lm_head":
+            return True
         if not isinstance(module, nn.Linear) or not name.startswith(prefix):
             return False
         return component != "vision" or ".encoder.layers." in name
@@ -160,10 +172,12 @@ def predicted_weight_bytes(cfg: NVILAConfig, plan: QuantPlan, device: str = "cpu
     params = {"vision": vision_params(cfg.vision), "projector": projector_params(cfg.projector), "llm": llm_params(cfg.llm)}
     out = {}
     for component in COMPONENTS:
-        shapes = linear_shapes(cfg, component)
         fmt = plan.format_of(component)
-        quantized = sum(linear_bytes(i, o, fmt, plan.group_size, int4_kernel(plan, device)) for i, o in shapes)
-        out[component] = 2 * (params[component] - sum(i * o for i, o in shapes)) + quantized
+        quantized = sum(linear_bytes(i, o, fmt, plan.group_size, int4_kernel(plan, device)) for i, o in quantized_shapes(cfg, plan, component))
+        replaced = sum(i * o for i, o in linear_shapes(cfg, component))
+        if component == "llm" and plan.lm_head and not cfg.llm.tie_word_embeddings:
+            replaced += cfg.llm.hidden_size * cfg.llm.vocab_size  # a tied head's bf16 table stays: the embeddings
+        out[component] = 2 * (params[component] - replaced) + quantized
     return out
 
 
@@ -219,7 +233,8 @@ def quantize_model(model, plan: QuantPlan, calibration=None) -> None:
         from .calibrate import llm_groups, smooth, vision_groups
         from .vision import _body
 
-        groups = {"vision": lambda: vision_groups(_body(model.vision_tower).encoder), "llm": lambda: llm_groups(model.llm)}
+        head = plan.lm_head and not model.config.llm.tie_word_embeddings  # a tied head's scales would change the embeddings
+        groups = {"vision": lambda: vision_groups(_body(model.vision_tower).encoder), "llm": lambda: llm_groups(model.llm, head)}
         for component, make in groups.items():
             if plan.format_of(component) != "bf16":
                 smooth(make(), plan.format_of(component), calibration, plan.group_size)
@@ -229,15 +244,15 @@ def quantize_model(model, plan: QuantPlan, calibration=None) -> None:
         fmt = plan.format_of(component)
         if fmt == "bf16":
             continue
-        bad = [(i, o) for i, o in linear_shapes(model.config, component) if fmt == "w4a16" and i % plan.group_size]
+        bad = [(i, o) for i, o in quantized_shapes(model.config, plan, component) if fmt == "w4a16" and i % plan.group_size]
         if bad:
             raise ValueError(f"{component}: w4a16 groups of {plan.group_size} do not divide in_features {bad[0][0]}")
         if fmt == "w4a16" and int4_kernel(plan, device) == "gemlite":
             for name, module in model.named_modules():
-                if _selected(component)(module, name):
+                if _selected(component, plan.lm_head)(module, name):
                     module.weight = nn.Parameter(_gemlite_weight(module.weight.detach(), plan.group_size), requires_grad=False)
             continue
-        quantize_(model, _config(fmt, plan.group_size, int4_kernel(plan, device)), filter_fn=_selected(component))
+        quantize_(model, _config(fmt, plan.group_size, int4_kernel(plan, device)), filter_fn=_selected(component, plan.lm_head))
 
 
 def _gemlite_weight(weight: torch.Tensor, group_size: int):

@@ -90,9 +90,10 @@ def _all(flags: list) -> bool | None:
     return False if False in flags else None if None in flags else True
 
 
-def formats_text(formats: dict[str, str], scales: str = "none", int4_kernel: str | None = None) -> str:
+def formats_text(formats: dict[str, str], scales: str = "none", int4_kernel: str | None = None, lm_head: bool = False) -> str:
     kernel = f" ({int4_kernel})" if int4_kernel else ""
-    quantized = [f"{COMPONENT_NAMES[c]} {f}{kernel if f == 'w4a16' else ''}" for c, f in formats.items() if f != "bf16"]
+    quantized = [f"{COMPONENT_NAMES[c]} {f}{kernel if f == 'w4a16' else ''}{' + LM head' if c == 'llm' and lm_head else ''}"
+                 for c, f in formats.items() if f != "bf16"]  # fmt: skip
     if quantized and scales == "activation-aware":
         quantized.append("AWQ / SmoothQuant scales")
     elif quantized:
@@ -108,7 +109,8 @@ def _scales(r: Record) -> str:
 def _row(r: Record) -> dict:
     formats = {c: r.extra.get(f"{c}_weights", "bf16") for c in COMPONENTS}
     row = {"rung": r.extra.get("rung"), "preset": r.preset, "formats": formats, "scales": _scales(r),
-           "int4_kernel": r.extra.get("int4_kernel"), "formats_text": formats_text(formats, _scales(r), r.extra.get("int4_kernel")),
+           "int4_kernel": r.extra.get("int4_kernel"), "lm_head": r.extra.get("lm_head") == "quantized",
+           "formats_text": formats_text(formats, _scales(r), r.extra.get("int4_kernel"), r.extra.get("lm_head") == "quantized"),
            "status": r.status, "ok": r.ok, "reason": r.error, "run_id": r.run_id}  # fmt: skip
     if not r.ok:
         return row
@@ -146,10 +148,10 @@ def _ladder_rows(records: list[Record]) -> list[dict]:
     """One group's rows in rung order, with speed-ups and bytes ratios filled in."""
     by_rung: dict[tuple, Record] = {}
     for r in records:  # a rung measured twice in one group (same scales and int4 kernel): keep the newest
-        key = (r.extra.get("rung"), _scales(r), r.extra.get("int4_kernel") or "")
+        key = (r.extra.get("rung"), _scales(r), r.extra.get("int4_kernel") or "", r.extra.get("lm_head") or "")
         if key not in by_rung or r.timestamp >= by_rung[key].timestamp:
             by_rung[key] = r
-    rows = sorted((_row(r) for r in by_rung.values()), key=lambda x: (_rank(x["rung"]), str(x["rung"]), x["scales"] != "none", x["int4_kernel"] or ""))
+    rows = sorted((_row(r) for r in by_rung.values()), key=lambda x: (_rank(x["rung"]), str(x["rung"]), x["scales"] != "none", x["int4_kernel"] or "", x["lm_head"]))
     ok = {row["rung"]: row for row in rows if row["ok"]}  # with both, the activation-aware row (sorted last) is the rung's
     bf16 = {row["preset"]: row for row in rows if row["ok"] and set(row["formats"].values()) == {"bf16"}}
     first = ok.get(RUNGS[0])

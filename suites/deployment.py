@@ -66,7 +66,8 @@ def plan_of(point: BenchPoint) -> QuantPlan:
     scales = point.extra.get("scales", "none") if any(f != "bf16" for f in formats.values()) else "none"
     kernel = point.extra.get("int4_kernel", "auto")  # resolved at expand: gemlite / tinygemm on CUDA, intx on CPU
     return QuantPlan(**formats, group_size=group_size(point.preset), scales=scales,
-                     int4_kernel=kernel if kernel in INT4_KERNELS else "auto")  # fmt: skip
+                     int4_kernel=kernel if kernel in INT4_KERNELS else "auto",
+                     lm_head=point.extra.get("lm_head") == "quantized" and formats["llm"] != "bf16")  # fmt: skip
 
 
 CALIBRATION_REQUESTS = 2  # synthetic requests like the point's (other seeds than the quality prompts)
@@ -77,8 +78,8 @@ def calibration(model, point: BenchPoint):
 
     def run() -> None:
         for seed in range(CALIBRATION_REQUESTS):
-            request = request_of(replace(point, seed=1001 + seed, batch_size=1))
-            model.prefill(embed(model, request))
+            request = request_of(replace(point, seed=1001 + seed, batch_size=1))  # every position through a
+            model.prefill(embed(model, request), all_logits=point.extra.get("lm_head") == "quantized")  # quantized LM head
 
     return run
 
@@ -118,6 +119,7 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
                           | {"quality_prompts": options.get("quality_prompts") or 4}
                           | ({"scales": options.get("scales") or "activation-aware"} if formats else {})
                           | ({"int4_kernel": kernel} if "w4a16" in formats.values() else {})
+                          | ({"lm_head": "quantized"} if options.get("lm_head") == "quantized" and "llm" in formats else {})
                           | (trained if role == "nvila" and media == "image" else {}),
                 )  # fmt: skip
                 jobs.append(Job("deployment", point))
@@ -248,6 +250,8 @@ SUITE = Suite(
         Option("int4_kernel", "The W4A16 rungs' int4 kernel on CUDA: gemlite (Triton GEMV / GEMM; pip install gemlite), "
                "tinygemm (in PyTorch; pads inputs to 1024s, slow prefill), or auto (gemlite where installed).",
                INT4_KERNELS, "auto"),
+        Option("lm_head", "The LM head of the rungs with a quantized LLM: bf16 (the paper's deployment) or quantized "
+               "in the LLM's format (a decode step reads the head whole).", ("bf16", "quantized"), "bf16"),
         Option("quality_prompts", "Synthetic requests whose next-token logits are compared with bf16.", int, 4),
         Option("checkpoint", "A trained checkpoint (train-synthetic) whose synthetic-task accuracy each NVILA rung reports, quantized as the rung says."),
         Option("accuracy_limit", "Questions per synthetic task for --checkpoint.", int, 60),

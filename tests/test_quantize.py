@@ -297,3 +297,58 @@ def test_the_compiled_engine_runs_a_quantized_rung_on_cpu(tmp_path, capsys):
     assert record["metrics"]["decode_tokens_per_s"]["value"] > 0 and record["metrics"]["setup_seconds"]["value"] > 0
     note = record["metrics"].get("engine_note", {}).get("value") or ""
     assert "fell back to eager" not in note, note  # the decode step itself compiled
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_a_quantized_lm_head_is_predicted_and_a_tied_one_keeps_bf16_embeddings(tied):
+    import dataclasses
+
+    cfg = get_preset("nvila-tiny")
+    cfg = dataclasses.replace(cfg, llm=dataclasses.replace(cfg.llm, tie_word_embeddings=tied))
+    model = build_model(cfg, torch.bfloat16)
+    assert (model.llm.lm_head.weight is model.llm.model.embed_tokens.weight) == tied
+    reference = _logits(model, cfg)
+    plan = QuantPlan(llm="w4a16", group_size=32, lm_head=True)
+    quantize_model(model, plan)
+    assert type(model.llm.lm_head.weight).__module__.startswith("torchao")
+    assert type(model.llm.model.embed_tokens.weight) is torch.nn.Parameter  # the lookup table stays bf16
+    assert measured_weight_bytes(model) == predicted_weight_bytes(cfg, plan, "cpu")
+    head_only = predicted_weight_bytes(cfg, QuantPlan(llm="w4a16", group_size=32), "cpu")["llm"]
+    h, v = cfg.llm.hidden_size, cfg.llm.vocab_size
+    assert measured_weight_bytes(model)["llm"] - head_only == linear_bytes(h, v, "w4a16", 32) - (0 if tied else 2 * h * v)
+    error = ((_logits(model, cfg) - reference).norm() / reference.norm()).item()
+    assert 0 < error < 0.2, error
+    with pytest.raises(ValueError, match="a quantized LM head needs a quantized LLM format"):
+        QuantPlan(lm_head=True)
+
+
+def test_the_decode_step_reads_a_quantized_lm_head_in_its_format():
+    from nvila_bench.core import costmodel
+    from nvila_bench.model.calibrate import llm_groups
+
+    cfg = get_preset("nvila-8b")
+    plain = costmodel.weights_read(cfg, QuantPlan(llm="w4a16", int4_kernel="gemlite"))["llm"]
+    head = costmodel.weights_read(cfg, QuantPlan(llm="w4a16", int4_kernel="gemlite", lm_head=True))["llm"]
+    h, v = cfg.llm.hidden_size, cfg.llm.vocab_size
+    assert plain - head == 2 * h * v - linear_bytes(h, v, "w4a16", 128, "gemlite")  # 1.09 GB -> 0.31 GB per step
+    assert 1.2 < plain / head < 1.25
+    llm = build_model(get_preset("nvila-tiny"), torch.bfloat16).llm
+    groups = llm_groups(llm, lm_head=True)
+    assert groups[-1].source is llm.model.norm and groups[-1].linears == [llm.lm_head]
+    assert len(groups) == len(llm_groups(llm)) + 1
+
+
+def test_the_deployment_suite_quantizes_the_lm_head_when_asked(tmp_path, capsys):
+    import json
+
+    from nvila_bench.cli import main
+
+    code = main(["run", "deployment", "--preset", "nvila-tiny", "--image", "448x448", "--new-tokens", "3", "--prompt-tokens", "8",
+                 "--repeats", "1", "--warmup", "0", "--min-seconds", "0", "--quality-prompts", "2", "--media", "image",
+                 "--rung", "bf16", "--rung", "w4a16-llm", "--lm-head", "quantized", "--out", str(tmp_path)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    bf16, w4 = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert "lm_head" not in bf16["config"]["extra"] and w4["config"]["extra"]["lm_head"] == "quantized"
+    value = lambda r, k: r["metrics"][k]["value"]  # noqa: E731
+    assert value(w4, "llm_weights_bytes") == value(w4, "llm_weights_bytes_predicted") < value(bf16, "llm_weights_bytes")
+    assert 0 <= value(w4, "top1_agreement") < 1

@@ -188,8 +188,8 @@ def decode_step_cost(cfg: NVILAConfig, context: int, batch: int = 1, dtype: str 
 def weights_read(cfg: NVILAConfig, plan, device: str = "cuda") -> dict[str, int]:
     """Bytes of weights the vision tower and the LLM read per forward with the weight formats of `plan` (a
     model.quantize.QuantPlan): bf16 everywhere except the quantized linear layers, which take what their
-    format stores (docs/reference.md: the LM head and embeddings stay bf16)."""
-    from nvila_bench.model.quantize import int4_kernel, linear_bytes, linear_shapes
+    format stores (docs/reference.md: the embeddings stay bf16, the LM head too unless `plan.lm_head`)."""
+    from nvila_bench.model.quantize import int4_kernel, linear_bytes, quantized_shapes
 
     kernel = int4_kernel(plan, device)
 
@@ -201,7 +201,7 @@ def weights_read(cfg: NVILAConfig, plan, device: str = "cuda") -> dict[str, int]
     vision_shapes = ([(v.hidden_size, v.hidden_size)] * 4 + [(v.hidden_size, v.intermediate_size),
                      (v.intermediate_size, v.hidden_size)]) * v.layers_used  # fmt: skip
     return {"vision": 2 * vision_weights(cfg) + change("vision", vision_shapes),
-            "llm": 2 * llm_weights(cfg) + change("llm", linear_shapes(cfg, "llm"))}  # fmt: skip
+            "llm": 2 * llm_weights(cfg) + change("llm", quantized_shapes(cfg, plan, "llm"))}  # fmt: skip
 
 
 # ---- a whole request -------------------------------------------------------------------------------------
