@@ -23,8 +23,8 @@ Which linear layers each component quantizes: the LLM's decoder layers (q, k, v,
 embeddings stay bf16, the LM head too unless `QuantPlan.lm_head`; a tied head is then untied, the embedding
 table staying bf16), the vision tower's encoder layers (q, k, v, out, fc1, fc2; the patch
 embedding is a convolution and stays), every linear layer of the projector. Storage per format is what
-torchao 0.18 keeps (checked on CPU by tests/test_quantize.py; the CUDA int4 packing is from torchao's
-tinygemm layout and is unmeasured here).
+torchao 0.18 (and gemlite 0.6) keep: checked on CPU by tests/test_quantize.py; the CUDA layouts are read from
+their source and checked on a GPU by tests/test_quantize_cuda.py (not yet run there).
 """
 
 from __future__ import annotations
