@@ -277,12 +277,15 @@ def compile_media(model, on: bool = True, on_fail=None) -> None:
 
 
 def _guarded(module, modules, on_fail):
-    """`module`'s forward compiled; once that raises, every one of `modules` runs plain (`on_fail` told why)."""
+    """`module`'s forward compiled. Its first call compiles it: if that raises, every one of `modules` runs
+    plain (`on_fail` told why); if not, the compiled forward takes the slot, unguarded."""
     compiled = torch.compile(module._call_impl, dynamic=False)
 
     def call(*args, **kwargs):
         try:
-            return compiled(*args, **kwargs)
+            out = compiled(*args, **kwargs)
+            module._compiled_call_impl = compiled  # compiled: later errors are errors, not compile failures
+            return out
         except torch.OutOfMemoryError:
             raise
         except Exception as e:  # noqa: BLE001 - a compile failure: run the media stages plain, say so in the record

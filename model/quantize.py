@@ -266,7 +266,9 @@ def _gemlite_weight(weight: torch.Tensor, group_size: int):
     q, scale, zero, _ = _choose_qparams_and_quantize_affine_hqq(
         weight, nbits=4, group_size=group_size, raw_output=True, compute_dtype=weight.dtype, device=weight.device)
     layer = gemlite.helper.A16Wn(device=weight.device, dtype=weight.dtype).from_weights(q, scale, zero, 4, group_size)
-    qdata, scale, zero = layer.get_tensor_args()
+    # gemlite 0.6 returns [W_q, scales, zeros, meta_scale] as Parameters; meta_scale is only read for NVFP4 or
+    # scaled activations (and torchao 0.18's own from_hp, which unpacks three, fails on it)
+    qdata, scale, zero = (t.detach() for t in layer.get_tensor_args()[:3])
     kwargs = {"in_features": weight.shape[1], "out_features": weight.shape[0], "packing_bitwidth": None,
               "data_contiguous": layer.data_contiguous, "elements_per_sample": layer.elements_per_sample,
               "W_group_mode": layer.W_group_mode, "meta_args": layer.get_meta_args()}  # fmt: skip
