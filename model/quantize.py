@@ -240,6 +240,7 @@ def quantize_model(model, plan: QuantPlan, calibration=None) -> None:
                 smooth(make(), plan.format_of(component), calibration, plan.group_size)
     from torchao.quantization import quantize_
 
+    kernel = int4_kernel(plan, device)
     for component in COMPONENTS:
         fmt = plan.format_of(component)
         if fmt == "bf16":
@@ -247,12 +248,13 @@ def quantize_model(model, plan: QuantPlan, calibration=None) -> None:
         bad = [(i, o) for i, o in quantized_shapes(model.config, plan, component) if fmt == "w4a16" and i % plan.group_size]
         if bad:
             raise ValueError(f"{component}: w4a16 groups of {plan.group_size} do not divide in_features {bad[0][0]}")
-        if fmt == "w4a16" and int4_kernel(plan, device) == "gemlite":
+        selected = _selected(component, plan.lm_head)
+        if fmt == "w4a16" and kernel == "gemlite":  # torchao's config for it is not usable (see _gemlite_weight)
             for name, module in model.named_modules():
-                if _selected(component, plan.lm_head)(module, name):
+                if selected(module, name):
                     module.weight = nn.Parameter(_gemlite_weight(module.weight.detach(), plan.group_size), requires_grad=False)
             continue
-        quantize_(model, _config(fmt, plan.group_size, int4_kernel(plan, device)), filter_fn=_selected(component, plan.lm_head))
+        quantize_(model, _config(fmt, plan.group_size, kernel), filter_fn=selected)
 
 
 def _gemlite_weight(weight: torch.Tensor, group_size: int):

@@ -108,9 +108,9 @@ def _scales(r: Record) -> str:
 
 def _row(r: Record) -> dict:
     formats = {c: r.extra.get(f"{c}_weights", "bf16") for c in COMPONENTS}
-    row = {"rung": r.extra.get("rung"), "preset": r.preset, "formats": formats, "scales": _scales(r),
-           "int4_kernel": r.extra.get("int4_kernel"), "lm_head": r.extra.get("lm_head") == "quantized",
-           "formats_text": formats_text(formats, _scales(r), r.extra.get("int4_kernel"), r.extra.get("lm_head") == "quantized"),
+    scales, kernel, head = _scales(r), r.extra.get("int4_kernel"), r.extra.get("lm_head") == "quantized"
+    row = {"rung": r.extra.get("rung"), "preset": r.preset, "formats": formats, "scales": scales,
+           "int4_kernel": kernel, "lm_head": head, "formats_text": formats_text(formats, scales, kernel, head),
            "status": r.status, "ok": r.ok, "reason": r.error, "run_id": r.run_id}  # fmt: skip
     if not r.ok:
         return row
@@ -152,7 +152,7 @@ def _ladder_rows(records: list[Record]) -> list[dict]:
         if key not in by_rung or r.timestamp >= by_rung[key].timestamp:
             by_rung[key] = r
     rows = sorted((_row(r) for r in by_rung.values()), key=lambda x: (_rank(x["rung"]), str(x["rung"]), x["scales"] != "none", x["int4_kernel"] or "", x["lm_head"]))
-    ok = {row["rung"]: row for row in rows if row["ok"]}  # with both, the activation-aware row (sorted last) is the rung's
+    ok = {row["rung"]: row for row in rows if row["ok"]}  # with several, the last sorted (activation-aware, ...) is the rung's
     bf16 = {row["preset"]: row for row in rows if row["ok"] and set(row["formats"].values()) == {"bf16"}}
     first = ok.get(RUNGS[0])
     for row in rows:
@@ -257,12 +257,13 @@ def _peer_ratios(groups: list[dict]) -> None:
             continue
         peers = [g for g in groups if g["engine"].startswith("hf-")
                  and (g["hardware"], g["media"], g["family"]) == (group["hardware"], group["media"], group["family"])]  # fmt: skip
+        peer_rows = [(peer["engine"], {r["rung"]: r for r in peer["rows"] if r["ok"]}) for peer in peers]
         for row in group["rows"]:
             row["vs_peers"] = []
-            for peer in peers:
-                other = {r["rung"]: r for r in peer["rows"] if r["ok"]}.get(row["rung"])
+            for engine, by_rung in peer_rows:
+                other = by_rung.get(row["rung"])
                 if row["ok"] and other:
-                    row["vs_peers"].append({"engine": peer["engine"], "int4_kernel": other["int4_kernel"],
+                    row["vs_peers"].append({"engine": engine, "int4_kernel": other["int4_kernel"],
                                             "decode": _speedup(other, row, "decode_tps", higher_is_better=True),
                                             "ttft": _speedup(other, row, "ttft", higher_is_better=False)})  # fmt: skip
 
