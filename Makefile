@@ -56,7 +56,14 @@ run: $(STAMP)
 	$(BIN)/nvila-bench report $(OUT)/results.jsonl --out $(OUT)/report.html
 	@echo "open $(OUT)/report.html"
 
-test: $(STAMP)
+# Triton (for its CPU interpreter) and gemlite, for tests/test_gemlite_interpreted.py alone: outside the venvs
+# (Triton is 1 GB and changes what torch and torchao do where it is importable), shared by both of them.
+TRITON_SITE := .triton-interpreter
+$(TRITON_SITE)/.installed: | $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps --target $(TRITON_SITE) triton==3.9.0 gemlite==0.6.0.post2
+	touch $@
+
+test: $(STAMP) $(TRITON_SITE)/.installed
 	$(BIN)/python -m pytest -q
 
 # The lowest transformers we declare (the GPU image's), in a venv of its own.
@@ -64,4 +71,4 @@ test-oldest:
 	$(MAKE) test VENV=.venv-oldest EXTRA_PINS="transformers==5.17.0"
 
 clean:
-	rm -rf .venv .venv-oldest build *.egg-info
+	rm -rf .venv .venv-oldest $(TRITON_SITE) build *.egg-info

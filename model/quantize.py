@@ -250,11 +250,17 @@ def quantize_model(model, plan: QuantPlan, calibration=None) -> None:
             raise ValueError(f"{component}: w4a16 groups of {plan.group_size} do not divide in_features {bad[0][0]}")
         selected = _selected(component, plan.lm_head)
         if fmt == "w4a16" and kernel == "gemlite":  # torchao's config for it is not usable (see _gemlite_weight)
-            for name, module in model.named_modules():
-                if selected(module, name):
-                    module.weight = nn.Parameter(_gemlite_weight(module.weight.detach(), plan.group_size), requires_grad=False)
+            apply_gemlite(model, selected, plan.group_size)
             continue
         quantize_(model, _config(fmt, plan.group_size, kernel), filter_fn=selected)
+
+
+def apply_gemlite(model: nn.Module, selected, group_size: int) -> None:
+    """gemlite int4 weights for the linear layers `selected(module, name)` picks (tests/gemlite_interpreter.py
+    runs this on CPU under Triton's interpreter)."""
+    for name, module in model.named_modules():
+        if selected(module, name):
+            module.weight = nn.Parameter(_gemlite_weight(module.weight.detach(), group_size), requires_grad=False)
 
 
 def _gemlite_weight(weight: torch.Tensor, group_size: int):

@@ -1,0 +1,55 @@
+"""The CUDA W4A16 path through gemlite (model/quantize.py `_gemlite_weight`), on CPU: its Triton kernels run in
+Triton's interpreter, in a subprocess (tests/gemlite_interpreter.py says how and what it cannot cover). It checks
+what no CPU kernel can: gemlite's packed int4 computes with exactly the HQQ-rounded weights, its bytes are
+`linear_bytes(..., "gemlite")`'s, and the compiled engine decodes a gemlite model as eager does.
+
+Triton and gemlite are not in the test venv (Triton is 1 GB and would change what torch and torchao do there):
+`make test` installs them into .triton-interpreter/ for this test alone. Without it the test skips, except
+under CI=true, where it fails.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE = Path(os.environ.get("NVILA_BENCH_TRITON_SITE", ROOT / ".triton-interpreter"))
+
+if not (SITE / "gemlite").is_dir() or not (SITE / "triton").is_dir():
+    if os.environ.get("CI"):
+        pytest.fail(f"CI=true but {SITE} has no triton and gemlite (make test installs them)", pytrace=False)
+    pytest.skip(f"needs triton and gemlite in {SITE} (make test installs them)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def run():
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(SITE), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "gemlite_interpreter.py")], env=env, capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_gemlite_layers_compute_with_the_hqq_weights_and_take_the_predicted_bytes(run):
+    assert run["gemlite"].startswith("0.6.")
+    assert len(run["layers"]) == 3
+    for shape, layer in run["layers"].items():
+        assert layer["bytes"] == layer["predicted"], shape
+        assert layer["dtype"] == "torch.float16"
+        assert set(layer["relative_error"]) == {"1x" + shape.split("x")[0], "3x" + shape.split("x")[0],
+                                                "17x" + shape.split("x")[0], "2x3x" + shape.split("x")[0]}  # fmt: skip
+        for m, error in layer["relative_error"].items():
+            assert error < 5e-3, (shape, m, error)  # fp16 rounding; a wrong scale, zero or packing order is > 10%
+
+
+def test_a_gemlite_llm_keeps_its_bytes_logits_and_ids(run):
+    model = run["model"]
+    assert model["bytes"] == model["predicted"]
+    assert model["logits_relative_error"] < 5e-3
+    eager, compiled = model["ids"]["eager"][0], model["ids"]["compiled"][0]
+    assert len(eager) == 8
+    assert compiled[:4] == eager[:4]  # fp16 rounding of fused ops may part them later
