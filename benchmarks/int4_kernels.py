@@ -3,7 +3,7 @@
     python3 benchmarks/int4_kernels.py OUT_DIR
 
 For each linear layer shape of Qwen2-7B (q/k/v and gate/up fused as the fast decode step runs them, o,
-down) at M = 1 (decode) and M = 3137 (the 1920x1080 prefill), times bf16 `F.linear` against torchao's
+down; and k and gate alone, as unfused layers run) at M = 1 (decode) and M = 3137 (the 1920x1080 prefill), times bf16 `F.linear` against torchao's
 int4 weight-only kernels as model/quantize.py applies them: tinygemm (`Int4WeightOnlyConfig`, tile_packed_to_4d) and gemlite's
 Triton kernels (torchao's `UIntxBitPackedTensor`; needs `pip install gemlite`). Each time is
 one call out of a CUDA graph of calls that cycle through enough copies of the layer to miss L2, so decode
@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-SHAPES = {"qkv": (4608, 3584), "o": (3584, 3584), "gate_up": (37888, 3584), "down": (3584, 18944)}  # (N, K)
+SHAPES = {"qkv": (4608, 3584), "o": (3584, 3584), "gate_up": (37888, 3584), "down": (3584, 18944),  # (N, K)
+          "k": (512, 3584), "gate": (18944, 3584)}  # unfused (tinygemm's layers): q/k/v = o + 2 k, gate/up = 2 gate
 L2_MISS_BYTES = 512 * 2**20  # copies of a layer until their stored bytes pass this (H100's L2 is 50 MiB)
 
 

@@ -11,7 +11,8 @@ costs that are not reading weights:
   CUDA), or SDPA with `enable_gqa` (`sdpa`: 0.33 ms on the H100, cuDNN with few blocks).
 - q/k/v and gate/up are three and two small matmuls; here one each: their weights (and biases) become row
   slices of one tensor (views, so no memory is added and every other path still sees the same modules).
-Modules whose weights are not plain tensors (torchao's quantized ones) run one by one, as they are.
+Quantized q/k/v and gate/up run as one matmul where quantization made them slices of one weight
+(model/quantize.py `Fusion`); other modules whose weights are not plain tensors run one by one.
 
 Supported: the LLMs NVILA and VILA use, Qwen2 and Llama as transformers builds them (tests compare the
 logits with transformers' own forward). Positions are one tensor `pos` on the device, so the step can be
@@ -85,10 +86,14 @@ class Fused:
 
     @classmethod
     def of(cls, *modules: nn.Module) -> "Fused":
+        sizes = tuple(m.out_features for m in modules)
+        fusion = getattr(modules[0], "fusion", None)  # quantized as one weight (model/quantize.py `Fusion`)
+        if fusion is not None and fusion.sizes == sizes and all(getattr(m, "fusion", None) is fusion for m in modules):
+            return cls(modules, fusion.weight, None if modules[0].bias is None else _join(modules, "bias"), sizes)
         if not _plain(modules):
             return cls(modules)
         bias = None if modules[0].bias is None else _join(modules, "bias")
-        return cls(modules, _join(modules, "weight"), bias, tuple(m.out_features for m in modules))
+        return cls(modules, _join(modules, "weight"), bias, sizes)
 
     def __call__(self, x: torch.Tensor) -> tuple:
         if self.weight is None:

@@ -19,7 +19,8 @@ or loaded model, and the bytes each format stores (pure functions, so the cost m
     w8a8-fp8    float8 e4m3 weights and per-row dynamic activations: torchao
                 `Float8DynamicActivationFloat8WeightConfig`; needs a GPU with FP8 (Ada / Hopper, sm 8.9+).
 
-Which linear layers each component quantizes: the LLM's decoder layers (q, k, v, o, gate, up, down; the
+Which linear layers each component quantizes: the LLM's decoder layers (q, k, v, o, gate, up, down, with q/k/v
+and gate/up quantized as one weight each whose row slices the layers hold, `Fusion`; the
 embeddings stay bf16, the LM head too unless `QuantPlan.lm_head`; a tied head is then untied, the embedding
 table staying bf16), the vision tower's encoder layers (q, k, v, out, fc1, fc2; the patch
 embedding is a convolution and stays), every linear layer of the projector. Storage per format is what
@@ -238,8 +239,6 @@ def quantize_model(model, plan: QuantPlan, calibration=None) -> None:
         for component, make in groups.items():
             if plan.format_of(component) != "bf16":
                 smooth(make(), plan.format_of(component), calibration, plan.group_size)
-    from torchao.quantization import quantize_
-
     kernel = int4_kernel(plan, device)
     for component in COMPONENTS:
         fmt = plan.format_of(component)
@@ -248,19 +247,64 @@ def quantize_model(model, plan: QuantPlan, calibration=None) -> None:
         bad = [(i, o) for i, o in quantized_shapes(model.config, plan, component) if fmt == "w4a16" and i % plan.group_size]
         if bad:
             raise ValueError(f"{component}: w4a16 groups of {plan.group_size} do not divide in_features {bad[0][0]}")
-        selected = _selected(component, plan.lm_head)
-        if fmt == "w4a16" and kernel == "gemlite":  # torchao's config for it is not usable (see _gemlite_weight)
-            apply_gemlite(model, selected, plan.group_size)
-            continue
-        quantize_(model, _config(fmt, plan.group_size, kernel), filter_fn=selected)
+        quantize_component(model, component, fmt, plan.group_size, kernel, plan.lm_head)
 
 
-def apply_gemlite(model: nn.Module, selected, group_size: int) -> None:
-    """gemlite int4 weights for the linear layers `selected(module, name)` picks (tests/gemlite_interpreter.py
-    runs this on CPU under Triton's interpreter)."""
-    for name, module in model.named_modules():
-        if selected(module, name):
-            module.weight = nn.Parameter(_gemlite_weight(module.weight.detach(), group_size), requires_grad=False)
+def quantize_component(model, component: str, fmt: str, group_size: int, kernel: str, lm_head: bool = False) -> None:
+    """`component`'s linear layers in `fmt` with `kernel` (checks done: see `quantize_model`). The LLM's q/k/v
+    and gate/up are quantized as one weight each (`Fusion`), but for tinygemm. tests/gemlite_interpreter.py
+    calls this with the gemlite kernel on CPU, under Triton's interpreter."""
+    if component == "llm" and not (fmt == "w4a16" and kernel == "tinygemm"):
+        _quantize_fused(model.llm, lambda linear: _quantized(linear, fmt, group_size, kernel))
+    selected = _selected(component, lm_head)
+    rest = {id(m): m for name, m in model.named_modules() if selected(m, name) and not hasattr(m, "fusion")}
+    if fmt == "w4a16" and kernel == "gemlite":  # torchao's config for it is not usable (see _gemlite_weight)
+        for m in rest.values():
+            m.weight = nn.Parameter(_gemlite_weight(m.weight.detach(), group_size), requires_grad=False)
+    else:
+        from torchao.quantization import quantize_
+
+        quantize_(model, _config(fmt, group_size, kernel), filter_fn=lambda m, _name: id(m) in rest)
+
+
+def _quantized(linear: nn.Linear, fmt: str, group_size: int, kernel: str) -> torch.Tensor:
+    """`linear`'s weight in `fmt` (the layer is changed in place)."""
+    if fmt == "w4a16" and kernel == "gemlite":
+        return _gemlite_weight(linear.weight.detach(), group_size)
+    from torchao.quantization import quantize_
+
+    quantize_(linear, _config(fmt, group_size, kernel))
+    return linear.weight.detach()
+
+
+@dataclass(eq=False)
+class Fusion:
+    """One quantized weight for the linear layers on one input (q/k/v, gate/up): each layer's weight is its row
+    slice (a view, so no memory is added and every engine sees the same layers); the compiled engine's decode
+    step runs it as one matmul (model/fast_llm.py `Fused`), as it does with joined bf16 weights."""
+
+    weight: torch.Tensor
+    sizes: tuple
+
+
+FUSED_GROUPS = (("self_attn", ("q_proj", "k_proj", "v_proj")), ("mlp", ("gate_proj", "up_proj")))
+
+
+def _quantize_fused(llm: nn.Module, quantized) -> None:
+    """Quantize each decoder layer's q/k/v and gate/up as one weight (`quantized(linear)` of their rows stacked;
+    per-row formats give each row what it would get alone) and make each layer's weight its slice. Not for
+    tinygemm: its scales are (groups, rows, 2), so a row slice is not contiguous and its kernel refuses it."""
+    for layer in llm.model.layers:
+        for parent, names in FUSED_GROUPS:
+            modules = [getattr(getattr(layer, parent), n) for n in names]
+            stacked = torch.cat([m.weight.detach() for m in modules])
+            fused = nn.Linear(stacked.shape[1], stacked.shape[0], bias=False, device=stacked.device, dtype=stacked.dtype)
+            fused.weight = nn.Parameter(stacked, requires_grad=False)
+            fusion = Fusion(quantized(fused), tuple(m.out_features for m in modules))
+            start = 0
+            for m, size in zip(modules, fusion.sizes):
+                m.weight = nn.Parameter(fusion.weight[start : start + size], requires_grad=False)
+                m.fusion, start = fusion, start + size
 
 
 def _gemlite_weight(weight: torch.Tensor, group_size: int):

@@ -87,23 +87,29 @@ def layers() -> dict:
 
 
 def model() -> dict:
-    """nvila-tiny's LLM in gemlite int4: measured bytes against the prediction, logits against the same model with
-    the dequantized weights, and the compiled engine's ids against eager's."""
+    """nvila-tiny's LLM in gemlite int4 as `quantize_model` makes it on CUDA (q/k/v and gate/up one weight each,
+    their layers holding column slices of it): measured bytes against the prediction, logits against the same
+    model with the dequantized weights, and the compiled engine's ids against eager's."""
     from nvila_bench.model import build_model, get_preset
     from nvila_bench.model.engines import make_engine
     from nvila_bench.model.pipeline import embed, synthetic_request
-    from nvila_bench.model.quantize import QuantPlan, _selected, apply_gemlite, measured_weight_bytes, predicted_weight_bytes
+    from nvila_bench.model.quantize import FUSED_GROUPS, QuantPlan, measured_weight_bytes, predicted_weight_bytes, quantize_component
 
     cfg, plan = get_preset("nvila-tiny"), QuantPlan(llm="w4a16", group_size=32, int4_kernel="gemlite")
     torch.manual_seed(0)
     quantized = build_model(cfg, DTYPE, "cpu")
     reference = build_model(cfg, DTYPE, "cpu")
     reference.load_state_dict(quantized.state_dict())
-    selected = _selected("llm")
-    for name, module in reference.named_modules():
-        if selected(module, name):
-            module.weight.data = _dequantized(module.weight.detach(), plan.group_size)
-    apply_gemlite(quantized, selected, plan.group_size)
+    for layer in reference.llm.model.layers:  # HQQ's stopping rule is per tensor: round stacks as quantize_component does
+        for parent, names in FUSED_GROUPS:
+            modules = [getattr(getattr(layer, parent), n) for n in names]
+            stacked = _dequantized(torch.cat([m.weight.detach() for m in modules]), plan.group_size)
+            for m, part in zip(modules, stacked.split([m.out_features for m in modules])):
+                m.weight.data = part.clone()
+        for m in (layer.self_attn.o_proj, layer.mlp.down_proj):
+            m.weight.data = _dequantized(m.weight.detach(), plan.group_size)
+    quantize_component(quantized, "llm", plan.llm, plan.group_size, "gemlite")  # q/k/v and gate/up fused: column slices
+    fused = quantized.llm.model.layers[0].self_attn.q_proj
     request = synthetic_request(cfg, ((448, 448),), None, 16)
     logits, ids = {}, {}
     with torch.inference_mode():
@@ -119,7 +125,8 @@ def model() -> dict:
     error = ((logits["gemlite"] - logits["reference"]).norm() / logits["reference"].norm()).item()
     return {
         "bytes": measured_weight_bytes(quantized)["llm"], "predicted": predicted_weight_bytes(cfg, plan, "cuda")["llm"],
-        "logits_relative_error": error, "ids": ids,
+        "logits_relative_error": error, "ids": ids, "fused": type(fused.fusion.weight).__name__,
+        "slice_shares_storage": fused.weight.qdata.data_ptr() == fused.fusion.weight.qdata.data_ptr(),
     }  # fmt: skip
 
 

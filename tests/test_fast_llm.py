@@ -1,7 +1,8 @@
 """The compiled engine's decode step (model/fast_llm.py) on CPU: its logits are transformers' own for Qwen2
 (NVILA) and Llama (VILA1.5) with either attention; fusing q/k/v and gate/up adds no memory and leaves the
-model's modules, parameters and checkpoints as they were; quantized modules run unfused; the engine tries
-the next step when one cannot be captured and says so."""
+model's modules, parameters and checkpoints as they were; modules that are not plain linears run one by one
+(quantized fusion: tests/test_quantize_fused.py); the engine tries the next step when one cannot be captured
+and says so."""
 
 from __future__ import annotations
 

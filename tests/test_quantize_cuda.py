@@ -44,6 +44,8 @@ def test_a_cuda_format_keeps_its_bytes_prediction_and_logits(name):
     assert 0 < error < TOLERANCE[name.split("-")[0] if name.startswith("w4a16") else name], error
     if plan.llm == "w4a16":
         assert int4_kernel(plan, "cuda") == plan.int4_kernel
+    fused = hasattr(model.llm.model.layers[0].self_attn.q_proj, "fusion")  # q/k/v one weight, the layers its slices
+    assert fused == (plan.int4_kernel != "tinygemm" or plan.llm != "w4a16")
 
 
 @pytest.mark.parametrize("name", list(PLANS))
