@@ -144,6 +144,25 @@ def _rank(rung) -> int:
     return RUNGS.index(rung) if rung in RUNGS else len(RUNGS)
 
 
+KERNEL_PREFERENCE = ("tinygemm", "intx", "gemlite")  # the last first: what "auto" picks on CUDA where installed
+
+
+def _preference(row: dict) -> tuple:
+    """How close a row is to the paper's deployment: activation-aware scales, a bf16 LM head, gemlite's kernel."""
+    kernel = row["int4_kernel"]
+    return row["scales"] != "none", not row["lm_head"], KERNEL_PREFERENCE.index(kernel) if kernel in KERNEL_PREFERENCE else -1
+
+
+def standing(rows: list[dict]) -> dict[str, dict]:
+    """Per rung, the measured row that stands for it in speed-ups, peer ratios and beside the paper, where a rung
+    has several (scales, int4 kernels, LM head): the one closest to the paper's deployment (`_preference`)."""
+    out: dict[str, dict] = {}
+    for row in rows:
+        if row["ok"] and (row["rung"] not in out or _preference(row) > _preference(out[row["rung"]])):
+            out[row["rung"]] = row
+    return out
+
+
 def _ladder_rows(records: list[Record]) -> list[dict]:
     """One group's rows in rung order, with speed-ups and bytes ratios filled in."""
     by_rung: dict[tuple, Record] = {}
@@ -152,12 +171,13 @@ def _ladder_rows(records: list[Record]) -> list[dict]:
         if key not in by_rung or r.timestamp >= by_rung[key].timestamp:
             by_rung[key] = r
     rows = sorted((_row(r) for r in by_rung.values()), key=lambda x: (_rank(x["rung"]), str(x["rung"]), x["scales"] != "none", x["int4_kernel"] or "", x["lm_head"]))
-    ok = {row["rung"]: row for row in rows if row["ok"]}  # with several, the last sorted (activation-aware, ...) is the rung's
+    ok = standing(rows)
     bf16 = {row["preset"]: row for row in rows if row["ok"] and set(row["formats"].values()) == {"bf16"}}
     first = ok.get(RUNGS[0])
     for row in rows:
         if not row["ok"]:
             continue
+        row["variant"] = ok[row["rung"]] is not row  # another row stands for this rung
         prev = ok.get(PREVIOUS.get(row["rung"]))
         row["previous"] = prev["rung"] if prev else None
         row["ttft_vs_first"] = _speedup(first, row, "ttft", higher_is_better=False)
@@ -257,7 +277,7 @@ def _peer_ratios(groups: list[dict]) -> None:
             continue
         peers = [g for g in groups if g["engine"].startswith("hf-")
                  and (g["hardware"], g["media"], g["family"]) == (group["hardware"], group["media"], group["family"])]  # fmt: skip
-        peer_rows = [(peer["engine"], {r["rung"]: r for r in peer["rows"] if r["ok"]}) for peer in peers]
+        peer_rows = [(peer["engine"], standing(peer["rows"])) for peer in peers]
         for row in group["rows"]:
             row["vs_peers"] = []
             for engine, by_rung in peer_rows:
@@ -282,7 +302,7 @@ def ladder(records: list[Record]) -> dict:
     out = []
     for (hardware, media, family, engine), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1], kv[0][3])):
         rows = _ladder_rows(group)
-        ok = {row["rung"]: row for row in rows if row["ok"]}
+        ok = standing(rows)
         model_ok = family == PAPER_MODEL
         figure5 = _figure5(media, hardware, ok, model_ok)
         tinychat = _tinychat(media, family, hardware, ok)

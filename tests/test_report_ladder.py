@@ -1,7 +1,8 @@
 """The deployment ladder section keeps engines, weight scales and int4 kernels apart: `--engine compiled --engine
 hf-static` gives one ladder per engine (no rung of one engine hides the other's), a rung measured with and without
 activation-aware scales shows both, the scaled one standing for the rung in the speed-ups, and a W4A16 rung
-measured with gemlite and tinygemm shows both, named by kernel."""
+measured with gemlite and tinygemm shows both, named by kernel; of several rows of a rung, the one closest to the
+paper's deployment stands for it, whatever the order."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from test_report import LADDER, deployment_record
 from nvila_bench.reports import deployment
 
 
-def _with(record, engine=None, scales=None, int4_kernel=None):
+def _with(record, engine=None, scales=None, int4_kernel=None, lm_head=None):
     config = dict(record.config)
+    if lm_head:
+        config["extra"] = dict(config["extra"]) | {"lm_head": lm_head}
     if engine:
         config["engine"] = engine
     if scales:
@@ -87,3 +90,31 @@ def test_our_ladder_rows_state_their_speed_up_over_the_transformers_peer_of_the_
     assert groups["compiled"]["rows"][0]["vs_peers"][0]["decode"] == pytest.approx(1.0)
     assert "vs_peers" not in groups["hf-static"]["rows"][0]  # the peer's own ladder states no ratio over itself
     assert "3.00x</strong> hf-static (tinygemm)" in render_report(ours + peer, ["x.jsonl"])
+
+
+def _rate(row: tuple, factor: float) -> tuple:
+    return (*row[:4], factor * row[4], *row[5:])
+
+
+def test_the_row_closest_to_the_papers_deployment_stands_for_its_rung_in_speed_ups_and_peer_ratios():
+    from nvila_bench.reports.render import render_report
+
+    bf16 = _with(deployment_record(*LADDER[1]), "compiled")
+    w4 = {(kernel, head): _with(deployment_record(*_rate(LADDER[2], factor)), "compiled", "activation-aware", kernel, head)
+          for kernel, head, factor in (("gemlite", None, 2.0), ("tinygemm", None, 3.0), ("gemlite", "quantized", 4.0))}
+    rtn = _with(deployment_record(*_rate(LADDER[2], 5.0)), "compiled", None, "gemlite")  # round to nearest
+    vit = _with(deployment_record(*LADDER[3]), "compiled", "activation-aware", "gemlite")
+    peer = [_with(deployment_record(*_rate(LADDER[2], factor)), "hf-static", "activation-aware", kernel)
+            for kernel, factor in (("gemlite", 1.0), ("tinygemm", 0.5))]  # fmt: skip
+    for records in ([bf16, *w4.values(), rtn, vit], [vit, rtn, *reversed(w4.values()), bf16]):
+        group = {g["engine"]: g for g in deployment.ladder(records + peer)["groups"]}["compiled"]
+        rows = {(r["rung"], r["int4_kernel"], r["lm_head"], r["scales"]): r for r in group["rows"]}
+        stands = rows[("w4a16-llm", "gemlite", False, "activation-aware")]
+        assert not stands["variant"] and sum(not r["variant"] for r in group["rows"] if r["rung"] == "w4a16-llm") == 1
+        assert rows[("w4a16-llm", "tinygemm", False, "activation-aware")]["variant"]
+        assert rows[("w4a16-llm", "gemlite", True, "activation-aware")]["variant"] and rows[("w4a16-llm", "gemlite", False, "none")]["variant"]
+        later = rows[("w8a8-vit-int8", "gemlite", False, "activation-aware")]
+        assert later["previous"] == "w4a16-llm"
+        assert later["decode_vs_previous"] == pytest.approx(LADDER[3][4] / (2.0 * LADDER[2][4]))  # over the standing row
+        assert [(p["int4_kernel"], p["decode"]) for p in stands["vs_peers"]] == [("gemlite", pytest.approx(2.0))]
+    assert "variant: not in later rungs" in render_report(records + peer, ["x.jsonl"])
