@@ -23,6 +23,8 @@ from torch import nn
 
 SHAPES = {"qkv": (4608, 3584), "o": (3584, 3584), "gate_up": (37888, 3584), "down": (3584, 18944),  # (N, K)
           "k": (512, 3584), "gate": (18944, 3584)}  # unfused (tinygemm's layers): q/k/v = o + 2 k, gate/up = 2 gate
+LAYER_COUNTS = {"fused": {"qkv": 1, "o": 1, "gate_up": 1, "down": 1},  # one decoder layer's linears, as run
+                "unfused": {"o": 2, "k": 2, "gate": 2, "down": 1}}  # q has o's shape; v has k's; up has gate's
 L2_MISS_BYTES = 512 * 2**20  # copies of a layer until their stored bytes pass this (H100's L2 is 50 MiB)
 
 
@@ -67,6 +69,18 @@ def time_call(fns, x, repeats: int = 20) -> float:
     end.record()
     torch.cuda.synchronize()
     return start.elapsed_time(end) * 1e3 / repeats / len(fns)
+
+
+def per_step(rows: list[dict], layers: int = 28) -> dict:
+    """Milliseconds of the linears of a decode step and of a prefill, per kernel, fused and unfused."""
+    step = {}
+    for kind in ("bf16", "tinygemm", "gemlite"):
+        timed = {r["layer"]: r for r in rows if r["kernel"] == kind and "us_m1" in r}
+        for layout, counts in LAYER_COUNTS.items():
+            if all(name in timed for name in counts):
+                step[f"{kind} {layout}"] = {f"{phase}_linears_ms": layers * sum(c * timed[n][f"us_m{m}"] for n, c in counts.items()) / 1e3
+                                            for phase, m in (("decode", 1), ("prefill", 3137))}  # fmt: skip
+    return step
 
 
 def main(out: Path) -> None:
@@ -117,12 +131,7 @@ def main(out: Path) -> None:
             report["rows"].append(row)
             print(json.dumps({k_: v for k_, v in row.items() if k_ != "trace"}), flush=True)
             (out / "int4_kernels.json").write_text(json.dumps(report, indent=1))
-    step = {}
-    for kind in ("bf16", "tinygemm", "gemlite"):
-        rows = [r for r in report["rows"] if r["kernel"] == kind and "us_m1" in r]
-        if len(rows) == len(SHAPES):
-            step[kind] = {"decode_linears_ms": 28 * sum(r["us_m1"] for r in rows) / 1e3,
-                          "prefill_linears_ms": 28 * sum(r["us_m3137"] for r in rows) / 1e3}
+    step = per_step(report["rows"])
     report["per_step_28_layers"] = step
     print("per step (28 layers):", json.dumps(step), flush=True)
     (out / "int4_kernels.json").write_text(json.dumps(report, indent=1))
