@@ -298,7 +298,7 @@ def _quantize_fused(llm: nn.Module, quantized) -> None:
         for parent, names in FUSED_GROUPS:
             modules = [getattr(getattr(layer, parent), n) for n in names]
             stacked = torch.cat([m.weight.detach() for m in modules])
-            fused = nn.Linear(stacked.shape[1], stacked.shape[0], bias=False, device=stacked.device, dtype=stacked.dtype)
+            fused = nn.Linear(stacked.shape[1], stacked.shape[0], bias=False, device="meta")  # no init: the rows come next
             fused.weight = nn.Parameter(stacked, requires_grad=False)
             fusion = Fusion(quantized(fused), tuple(m.out_features for m in modules))
             start = 0
