@@ -7,7 +7,8 @@ down; and k and gate alone, as unfused layers run) at M = 1 (decode) and M = 313
 int4 weight-only kernels as model/quantize.py applies them: tinygemm (`Int4WeightOnlyConfig`, tile_packed_to_4d) and gemlite's
 Triton kernels (torchao's `UIntxBitPackedTensor`; needs `pip install gemlite`). Each time is
 one call out of a CUDA graph of calls that cycle through enough copies of the layer to miss L2, so decode
-shapes are timed as they run in the step (weights from HBM, no launch gaps). Writes OUT_DIR/int4_kernels.json
+shapes are timed as they run in the step (weights from HBM, no launch gaps); gemlite at M = 3137 also as
+dequantize-then-cuBLAS (AutoAWQ's way for large M). Writes OUT_DIR/int4_kernels.json
 (microseconds per call, GB/s of the bytes each format stores, max relative error against bf16).
 """
 
@@ -112,6 +113,12 @@ def main(out: Path) -> None:
                             row["gbs_m1"] = layer_bytes / us / 1e3
                         else:
                             row["tflops_m3137"] = 2 * m * n * k / us / 1e6
+                    if kind == "gemlite":  # prefill the AWQ way: dequantize to bf16, then cuBLAS (torchao's unfused dequantize)
+                        try:
+                            dequant = [lambda t, w=c.weight: torch.nn.functional.linear(t, w.dequantize()) for c in copies[:2]]
+                            row["us_m3137_dequant"] = time_call(dequant, x)
+                        except Exception as e:  # noqa: BLE001
+                            row["dequant_error"] = f"{type(e).__name__}: {e}"[:300]
                 # error of the quantized layer against its own bf16 weights (dequantized reference)
                 if kind != "bf16":
                     w = torch.randn(n, k, dtype=torch.bfloat16, device="cuda") * 0.02
