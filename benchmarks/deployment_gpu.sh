@@ -25,9 +25,15 @@ OUT=${1:?usage: deployment_gpu.sh OUT_DIR [all|check|kernels|w4a16|image|video|t
 PART=${2:-all}
 NB="python3 -m nvila_bench"
 COMMON=(--preset nvila-8b --device cuda --image 1920x1080 --video-frames 64 --prompt-tokens 64 --new-tokens 128 --min-seconds 2)
+PARTS=(check kernels w4a16 image video tinygemm lmhead peer)
+for p in ${PART//,/ }; do
+  [[ $p == all || " ${PARTS[*]} " == *" $p "* ]] || { echo "deployment_gpu.sh: unknown part $p (known: all ${PARTS[*]})" >&2; exit 2; }
+done
+run() { [[ ,$PART, == *,all,* && $1 != w4a16 || ,$PART, == *,"$1",* ]]; }
 mkdir -p "$OUT"
-[[ -f "$OUT/ceilings.json" ]] || $NB ceilings --device cuda --out "$OUT"
-run() { [[ ($PART == all && $1 != w4a16) || ,$PART, == *,"$1",* ]]; }
+if run w4a16 || run image || run video || run tinygemm || run lmhead || run peer; then  # the suites' rooflines need them
+  [[ -f "$OUT/ceilings.json" ]] || $NB ceilings --device cuda --out "$OUT"
+fi
 run check && { python3 -m pytest -q tests/test_quantize_cuda.py 2>&1 | tee "$OUT/check.log" || echo "check failed: $OUT/check.log"; }
 run kernels && python3 benchmarks/int4_kernels.py "$OUT"
 run w4a16 && $NB run deployment "${COMMON[@]}" --media image --engine compiled --rung bf16 --rung w4a16-llm --scales none --out "$OUT"

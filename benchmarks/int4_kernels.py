@@ -24,8 +24,8 @@ from torch import nn
 
 SHAPES = {"qkv": (4608, 3584), "o": (3584, 3584), "gate_up": (37888, 3584), "down": (3584, 18944),  # (N, K)
           "k": (512, 3584), "gate": (18944, 3584)}  # unfused (tinygemm's layers): q/k/v = o + 2 k, gate/up = 2 gate
-LAYER_COUNTS = {"fused": {"qkv": 1, "o": 1, "gate_up": 1, "down": 1},  # one decoder layer's linears, as run
-                "unfused": {"o": 2, "k": 2, "gate": 2, "down": 1}}  # q has o's shape; v has k's; up has gate's
+LAYER_COUNTS = {"fused": {"qkv": 1, "o": 1, "gate_up": 1, "down": 1},  # one decoder layer's linears: the decode step
+                "unfused": {"o": 2, "k": 2, "gate": 2, "down": 1}}  # q has o's shape, v k's, up gate's: prefill, tinygemm
 L2_MISS_BYTES = 512 * 2**20  # copies of a layer until their stored bytes pass this (H100's L2 is 50 MiB)
 
 
@@ -73,14 +73,16 @@ def time_call(fns, x, repeats: int = 20) -> float:
 
 
 def per_step(rows: list[dict], layers: int = 28) -> dict:
-    """Milliseconds of the linears of a decode step and of a prefill, per kernel, fused and unfused."""
+    """Milliseconds of a step's linears per kernel, as the model runs them: the compiled decode step fuses q/k/v
+    and gate/up (bf16, gemlite; not tinygemm), the prefill runs transformers' modules one by one (on their
+    slices; timed here as contiguous layers). Unfused decode too, for what fusion saves."""
     step = {}
     for kind in ("bf16", "tinygemm", "gemlite"):
-        timed = {r["layer"]: r for r in rows if r["kernel"] == kind and "us_m1" in r}
-        for layout, counts in LAYER_COUNTS.items():
-            if all(name in timed for name in counts):
-                step[f"{kind} {layout}"] = {f"{phase}_linears_ms": layers * sum(c * timed[n][f"us_m{m}"] for n, c in counts.items()) / 1e3
-                                            for phase, m in (("decode", 1), ("prefill", 3137))}  # fmt: skip
+        timed = {r["layer"]: r for r in rows if r["kernel"] == kind}
+        ms = lambda layout, m: (layers * sum(c * timed[n][f"us_m{m}"] for n, c in LAYER_COUNTS[layout].items()) / 1e3  # noqa: E731
+                                if all(f"us_m{m}" in timed.get(n, {}) for n in LAYER_COUNTS[layout]) else None)  # fmt: skip
+        step[kind] = {"decode_linears_ms": ms("unfused" if kind == "tinygemm" else "fused", 1),
+                      "decode_linears_ms_unfused": ms("unfused", 1), "prefill_linears_ms": ms("unfused", 3137)}  # fmt: skip
     return step
 
 

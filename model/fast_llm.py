@@ -75,6 +75,14 @@ def _join(modules, name: str) -> torch.Tensor:
     return joined
 
 
+def _slice_of(module: nn.Module, fusion) -> bool:
+    """`module`'s weight is still a view of `fusion`'s (not moved or replaced since quantizing)."""
+    if getattr(module, "fusion", None) is not fusion:
+        return False
+    data, whole = getattr(module.weight, "qdata", None), getattr(fusion.weight, "qdata", None)
+    return data is not None and whole is not None and data.untyped_storage().data_ptr() == whole.untyped_storage().data_ptr()
+
+
 @dataclass
 class Fused:
     """Linear layers on one input as one matmul when their weights are plain, the modules one by one if not."""
@@ -88,7 +96,7 @@ class Fused:
     def of(cls, *modules: nn.Module) -> "Fused":
         sizes = tuple(m.out_features for m in modules)
         fusion = getattr(modules[0], "fusion", None)  # quantized as one weight (model/quantize.py `Fusion`)
-        if fusion is not None and fusion.sizes == sizes and all(getattr(m, "fusion", None) is fusion for m in modules):
+        if fusion is not None and fusion.sizes == sizes and all(_slice_of(m, fusion) for m in modules):
             return cls(modules, fusion.weight, None if modules[0].bias is None else _join(modules, "bias"), sizes)
         if not _plain(modules):
             return cls(modules)

@@ -271,17 +271,19 @@ def _tinychat(media: str, family: str, hardware: str, rows: dict[str, dict]) -> 
 def _peer_ratios(groups: list[dict]) -> None:
     """Each row of our engines' ladders gets `vs_peers`: per transformers peer (`hf-*`) ladder of the same
     hardware, media and family, its decode and TTFT speed-up over that peer's row of the same rung (e.g. W4A16
-    compiled over transformers + torchao int4 on the same weights)."""
+    compiled over transformers + torchao int4 on the same weights): the peer's row with the same scales, int4
+    kernel and LM head where there is one, else the one standing for the rung."""
     for group in groups:
         if group["engine"].startswith("hf-"):
             continue
         peers = [g for g in groups if g["engine"].startswith("hf-")
                  and (g["hardware"], g["media"], g["family"]) == (group["hardware"], group["media"], group["family"])]  # fmt: skip
-        peer_rows = [(peer["engine"], standing(peer["rows"])) for peer in peers]
+        same = lambda row: (row["rung"], row["scales"], row["int4_kernel"], row["lm_head"])  # noqa: E731
+        peer_rows = [(peer["engine"], standing(peer["rows"]), {same(r): r for r in peer["rows"] if r["ok"]}) for peer in peers]
         for row in group["rows"]:
             row["vs_peers"] = []
-            for engine, by_rung in peer_rows:
-                other = by_rung.get(row["rung"])
+            for engine, by_rung, alike in peer_rows:  # the peer's row of the same weights, else the one standing for the rung
+                other = alike.get(same(row)) or by_rung.get(row["rung"])
                 if row["ok"] and other:
                     row["vs_peers"].append({"engine": engine, "int4_kernel": other["int4_kernel"],
                                             "decode": _speedup(other, row, "decode_tps", higher_is_better=True),

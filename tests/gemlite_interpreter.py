@@ -109,7 +109,7 @@ def model() -> dict:
         for m in (layer.self_attn.o_proj, layer.mlp.down_proj):
             m.weight.data = _dequantized(m.weight.detach(), plan.group_size)
     quantize_component(quantized, "llm", plan.llm, plan.group_size, "gemlite")  # q/k/v and gate/up fused: column slices
-    fused = quantized.llm.model.layers[0].self_attn.q_proj
+    fused, k = quantized.llm.model.layers[0].self_attn.q_proj, quantized.llm.model.layers[0].self_attn.k_proj
     request = synthetic_request(cfg, ((448, 448),), None, 16)
     logits, ids = {}, {}
     with torch.inference_mode():
@@ -122,11 +122,14 @@ def model() -> dict:
             engine.setup_prefill(embeds)
             engine.setup(embeds, 8)
             ids[engine_name] = engine.generate(embeds, 8).tolist()
+        compiled = engine._decode is not None and "fell back" not in (engine.note or "")  # not eager in disguise
     error = ((logits["gemlite"] - logits["reference"]).norm() / logits["reference"].norm()).item()
     return {
         "bytes": measured_weight_bytes(quantized)["llm"], "predicted": predicted_weight_bytes(cfg, plan, "cuda")["llm"],
         "logits_relative_error": error, "ids": ids, "fused": type(fused.fusion.weight).__name__,
-        "slice_shares_storage": fused.weight.qdata.data_ptr() == fused.fusion.weight.qdata.data_ptr(),
+        "compiled": compiled, "note": engine.note,
+        "slices_are_views": [m.weight.qdata.data_ptr() for m in (fused, k)]
+        == [fused.fusion.weight.qdata.data_ptr() + offset for offset in (0, fused.out_features * 4)],  # int32 columns
     }  # fmt: skip
 
 
