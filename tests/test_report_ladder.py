@@ -117,4 +117,6 @@ def test_the_row_closest_to_the_papers_deployment_stands_for_its_rung_in_speed_u
         assert later["previous"] == "w4a16-llm"
         assert later["decode_vs_previous"] == pytest.approx(LADDER[3][4] / (2.0 * LADDER[2][4]))  # over the standing row
         assert [(p["int4_kernel"], p["decode"]) for p in stands["vs_peers"]] == [("gemlite", pytest.approx(2.0))]
+        variant = rows[("w4a16-llm", "tinygemm", False, "activation-aware")]  # over the peer's row of its own kernel
+        assert [(p["int4_kernel"], p["decode"]) for p in variant["vs_peers"]] == [("tinygemm", pytest.approx(6.0))]
     assert "variant: not in later rungs" in render_report(records + peer, ["x.jsonl"])
