@@ -58,6 +58,7 @@ run: $(STAMP)
 
 # Triton (for its CPU interpreter) and gemlite, for tests/test_gemlite_interpreted.py alone: outside the venvs
 # (Triton is 1 GB and changes what torch and torchao do where it is importable), shared by both of them.
+# Triton 3.9: 3.6's interpreter (the GPU image's Triton, gemlite's floor) fails on gemlite's kernels.
 TRITON_SITE := .triton-interpreter
 $(TRITON_SITE)/.installed: | $(STAMP)
 	$(BIN)/python -m pip install -q --no-deps --target $(TRITON_SITE) triton==3.9.0 gemlite==0.6.0.post2
