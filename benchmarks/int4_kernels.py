@@ -8,7 +8,7 @@ int4 weight-only kernels as model/quantize.py applies them: tinygemm (`Int4Weigh
 Triton kernels (torchao's `UIntxBitPackedTensor`; needs `pip install gemlite`). Each time is
 one call out of a CUDA graph of calls that cycle through enough copies of the layer to miss L2, so decode
 shapes are timed as they run in the step (weights from HBM, no launch gaps); gemlite at M = 3137 also as
-dequantize-then-cuBLAS (AutoAWQ's way for large M). Writes OUT_DIR/int4_kernels.json
+dequantize-then-cuBLAS, what the model runs from 256 tokens (model/gemlite_int4.py). Writes OUT_DIR/int4_kernels.json
 (microseconds per call, GB/s of the bytes each format stores, max relative error against bf16).
 """
 
@@ -33,13 +33,14 @@ def quantizer(kind: str):
     """A function that quantizes an nn.Linear in place with `kind`'s int4 kernel, as model/quantize.py does."""
     from torchao.quantization import quantize_
 
-    from nvila_bench.model.quantize import _config, _gemlite_weight
+    from nvila_bench.model.gemlite_int4 import gemlite_weight
+    from nvila_bench.model.quantize import _config
 
     def apply(linear: nn.Linear) -> nn.Linear:
         if kind == "tinygemm":
             quantize_(linear, _config("w4a16", 128, "tinygemm"))
         elif kind == "gemlite":
-            linear.weight = nn.Parameter(_gemlite_weight(linear.weight.detach(), 128), requires_grad=False)
+            linear.weight = nn.Parameter(gemlite_weight(linear.weight.detach(), 128), requires_grad=False)
         return linear
 
     return apply
@@ -115,9 +116,11 @@ def main(out: Path) -> None:
                             row["gbs_m1"] = layer_bytes / us / 1e3
                         else:
                             row["tflops_m3137"] = 2 * m * n * k / us / 1e6
-                    if kind == "gemlite":  # prefill the AWQ way: dequantize to bf16, then cuBLAS (torchao's unfused dequantize)
+                    if kind == "gemlite":  # prefill as the model runs it (GemliteLinear): dequantize, then cuBLAS
                         try:
-                            dequant = [lambda t, w=c.weight: torch.nn.functional.linear(t, w.dequantize()) for c in copies[:2]]
+                            from nvila_bench.model.gemlite_int4 import dequantize
+
+                            dequant = [lambda t, w=c.weight: torch.nn.functional.linear(t, dequantize(w).t()) for c in copies[:2]]
                             row["us_m3137_dequant"] = time_call(dequant, x)
                         except Exception as e:  # noqa: BLE001
                             row["dequant_error"] = f"{type(e).__name__}: {e}"[:300]

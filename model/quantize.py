@@ -7,7 +7,8 @@ or loaded model, and the bytes each format stores (pure functions, so the cost m
                 weight). CUDA, one of two kernels (`QuantPlan.int4_kernel`, see `int4_kernel`):
                   gemlite   gemlite's Triton kernels through torchao's tensor for them (`UIntxBitPackedTensor`,
                             as torchao's prototype `UIntxWeightOnlyConfig` builds it, with bf16 scales):
-                            HQQ-rounded, eight weights per int32, a GEMV for decode and a GEMM for prefill.
+                            HQQ-rounded, eight weights per int32, a GEMV for decode, and from 256 tokens
+                            dequantize + cuBLAS as vLLM's AWQ does (model/gemlite_int4.py).
                             Needs `pip install gemlite`; "auto" picks it where installed.
                   tinygemm  torchao's `Int4WeightOnlyConfig` (tile_packed_to_4d, PyTorch's own
                             `_weight_int4pack_mm`). It pads in_features to a multiple of 1024 (Qwen2-7B's 3584 ->
@@ -258,9 +259,14 @@ def quantize_component(model, component: str, fmt: str, group_size: int, kernel:
         _quantize_fused(model.llm, lambda linear: _quantized(linear, fmt, group_size, kernel))
     selected = _selected(component, lm_head)
     rest = {id(m): m for name, m in model.named_modules() if selected(m, name) and not hasattr(m, "fusion")}
-    if fmt == "w4a16" and kernel == "gemlite":  # torchao's config for it is not usable (see _gemlite_weight)
+    if fmt == "w4a16" and kernel == "gemlite":  # torchao's config for it is not usable (see gemlite_weight)
+        from .gemlite_int4 import GemliteLinear, gemlite_weight
+
         for m in rest.values():
-            m.weight = nn.Parameter(_gemlite_weight(m.weight.detach(), group_size), requires_grad=False)
+            m.weight = nn.Parameter(gemlite_weight(m.weight.detach(), group_size), requires_grad=False)
+        for name, m in model.named_modules():
+            if selected(m, name):  # prefill-sized inputs: dequantize + cuBLAS
+                m.__class__ = GemliteLinear
     else:
         from torchao.quantization import quantize_
 
@@ -270,7 +276,9 @@ def quantize_component(model, component: str, fmt: str, group_size: int, kernel:
 def _quantized(linear: nn.Linear, fmt: str, group_size: int, kernel: str) -> torch.Tensor:
     """`linear`'s weight in `fmt` (the layer is changed in place)."""
     if fmt == "w4a16" and kernel == "gemlite":
-        return _gemlite_weight(linear.weight.detach(), group_size)
+        from .gemlite_int4 import gemlite_weight
+
+        return gemlite_weight(linear.weight.detach(), group_size)
     from torchao.quantization import quantize_
 
     quantize_(linear, _config(fmt, group_size, kernel))
@@ -305,23 +313,3 @@ def _quantize_fused(llm: nn.Module, quantized) -> None:
             for m, size in zip(modules, fusion.sizes):
                 m.weight = nn.Parameter(fusion.weight[start : start + size], requires_grad=False)
                 m.fusion, start = fusion, start + size
-
-
-def _gemlite_weight(weight: torch.Tensor, group_size: int):
-    """gemlite's packed int4 of a bf16 weight, as torchao's tensor for it (UIntxBitPackedTensor, whose linear
-    calls gemlite's kernels). What torchao's prototype `UIntxWeightOnlyConfig` does, but with bf16 scales: that
-    config rounds with HQQ in fp16, and gemlite then runs the layer in fp16 (fp16 outputs inside a bf16 model)."""
-    import gemlite
-    from torchao.prototype.quantization.uintx.uintx_bit_packed_tensor import UIntxBitPackedTensor
-    from torchao.quantization.quant_primitives import _choose_qparams_and_quantize_affine_hqq
-
-    q, scale, zero, _ = _choose_qparams_and_quantize_affine_hqq(
-        weight, nbits=4, group_size=group_size, raw_output=True, compute_dtype=weight.dtype, device=weight.device)
-    layer = gemlite.helper.A16Wn(device=weight.device, dtype=weight.dtype).from_weights(q, scale, zero, 4, group_size)
-    # gemlite 0.6 returns [W_q, scales, zeros, meta_scale] as Parameters; meta_scale is only read for NVFP4 or
-    # scaled activations (and torchao 0.18's own from_hp, which unpacks three, fails on it)
-    qdata, scale, zero = (t.detach() for t in layer.get_tensor_args()[:3])
-    kwargs = {"in_features": weight.shape[1], "out_features": weight.shape[0], "packing_bitwidth": None,
-              "data_contiguous": layer.data_contiguous, "elements_per_sample": layer.elements_per_sample,
-              "W_group_mode": layer.W_group_mode, "meta_args": layer.get_meta_args()}  # fmt: skip
-    return UIntxBitPackedTensor(qdata, scale, zero, kwargs, 4, group_size, weight.dtype)

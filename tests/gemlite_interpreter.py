@@ -53,7 +53,7 @@ def _pretend_h100() -> None:
 
 
 def _dequantized(weight: torch.Tensor, group_size: int) -> torch.Tensor:
-    """The weight gemlite should compute with: HQQ's int4 values, scales and zeros as `_gemlite_weight` gets them."""
+    """The weight gemlite should compute with: HQQ's int4 values, scales and zeros as `gemlite_weight` gets them."""
     from torchao.quantization.quant_primitives import _choose_qparams_and_quantize_affine_hqq
 
     q, scale, zero, _ = _choose_qparams_and_quantize_affine_hqq(
@@ -64,16 +64,19 @@ def _dequantized(weight: torch.Tensor, group_size: int) -> torch.Tensor:
 
 def layers() -> dict:
     """One linear layer per shape: output against the dequantized weight's at several M (GEMV split-K at 1,
-    GEMV up to 4, GEMM split-K above), with a bias and a (B, T, K) input; its bytes against `linear_bytes`."""
-    from nvila_bench.model.quantize import _gemlite_weight, linear_bytes, tensor_bytes
+    GEMV up to 4, GEMM split-K above, dequantize + matmul from 256), with a bias and a (B, T, K) input; its
+    bytes against `linear_bytes`."""
+    from nvila_bench.model.gemlite_int4 import GemliteLinear, dequantize, gemlite_weight
+    from nvila_bench.model.quantize import linear_bytes, tensor_bytes
 
     out = {}
     for n_in, n_out, group in ((512, 256, 128), (256, 384, 64), (128, 64, 32)):
         layer = torch.nn.Linear(n_in, n_out, dtype=DTYPE)
         reference = _dequantized(layer.weight.detach(), group).float()
-        layer.weight = torch.nn.Parameter(_gemlite_weight(layer.weight.detach(), group), requires_grad=False)
-        errors = {}
-        for shape in ((1, n_in), (3, n_in), (17, n_in), (2, 3, n_in)):
+        layer.weight = torch.nn.Parameter(gemlite_weight(layer.weight.detach(), group), requires_grad=False)
+        layer.__class__ = GemliteLinear  # as quantize_model makes it: gemlite's kernels, dequantize + cuBLAS from 256 rows
+        errors = {"dequantize": ((dequantize(layer.weight).float().t() - reference).norm() / reference.norm()).item()}
+        for shape in ((1, n_in), (3, n_in), (17, n_in), (2, 3, n_in), (300, n_in)):
             x = torch.randn(shape, dtype=DTYPE)
             with torch.no_grad():
                 y = layer(x)
@@ -127,7 +130,7 @@ def model() -> dict:
     return {
         "bytes": measured_weight_bytes(quantized)["llm"], "predicted": predicted_weight_bytes(cfg, plan, "cuda")["llm"],
         "logits_relative_error": error, "ids": ids, "fused": type(fused.fusion.weight).__name__,
-        "compiled": compiled, "note": engine.note,
+        "compiled": compiled, "note": engine.note, "layer_class": type(fused).__name__, "prefill_tokens": embeds.shape[1],
         "slices_are_views": [m.weight.qdata.data_ptr() for m in (fused, k)]
         == [fused.fusion.weight.qdata.data_ptr() + offset for offset in (0, fused.out_features * 4)],  # int32 columns
     }  # fmt: skip
