@@ -92,7 +92,8 @@ def layers() -> dict:
 def model() -> dict:
     """nvila-tiny's LLM in gemlite int4 as `quantize_model` makes it on CUDA (q/k/v and gate/up one weight each,
     their layers holding column slices of it): measured bytes against the prediction, logits against the same
-    model with the dequantized weights, and the compiled engine's ids against eager's."""
+    model with the dequantized weights, and the compiled engine's ids against eager's, for the image request (its
+    prefill eager: over 2,048 tokens) and a 300-token one (its prefill compiled, dequantizing inside)."""
     from nvila_bench.model import build_model, get_preset
     from nvila_bench.model.engines import make_engine
     from nvila_bench.model.pipeline import embed, synthetic_request
@@ -118,19 +119,23 @@ def model() -> dict:
     with torch.inference_mode():
         for name, m in (("reference", reference), ("gemlite", quantized)):
             logits[name] = m.prefill(embed(m, request)).logits.float()
-        embeds = embed(quantized, request)
+        text = torch.randn(1, 300, cfg.llm.hidden_size, dtype=DTYPE) * 0.1  # 300 positions: a compiled prefill that dequantizes
         for engine_name in ("eager", "compiled"):
-            engine = make_engine(engine_name, quantized, "static")
-            engine.setup_media()
-            engine.setup_prefill(embeds)
-            engine.setup(embeds, 8)
-            ids[engine_name] = engine.generate(embeds, 8).tolist()
-        compiled = engine._decode is not None and "fell back" not in (engine.note or "")  # not eager in disguise
+            for name, embeds in (("", embed(quantized, request)), (" text", text)):
+                engine = make_engine(engine_name, quantized, "static")
+                engine.setup_media()
+                engine.setup_prefill(embeds)
+                engine.setup(embeds, 8)
+                ids[engine_name + name] = engine.generate(embeds, 8).tolist()
+                if engine_name == "compiled" and name:
+                    text_note = engine.note
+                    compiled = engine._decode is not None and engine._prefill_run is not None  # not eager in disguise
     error = ((logits["gemlite"] - logits["reference"]).norm() / logits["reference"].norm()).item()
     return {
         "bytes": measured_weight_bytes(quantized)["llm"], "predicted": predicted_weight_bytes(cfg, plan, "cuda")["llm"],
         "logits_relative_error": error, "ids": ids, "fused": type(fused.fusion.weight).__name__,
-        "compiled": compiled, "note": engine.note, "layer_class": type(fused).__name__, "prefill_tokens": embeds.shape[1],
+        "compiled": compiled, "note": text_note, "layer_class": type(fused).__name__,
+        "prefill_tokens": [embed(quantized, request).shape[1], text.shape[1]],
         "slices_are_views": [m.weight.qdata.data_ptr() for m in (fused, k)]
         == [fused.fusion.weight.qdata.data_ptr() + offset for offset in (0, fused.out_features * 4)],  # int32 columns
     }  # fmt: skip
