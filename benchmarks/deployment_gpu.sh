@@ -16,7 +16,7 @@
 #            tinygemm took 1.57 s on an H100)
 #   all      (default) every part but w4a16, then the report. PART may list several: check,kernels
 # Needs torchao 0.18 and, for the gemlite kernel, gemlite 0.6 (pure Python on Triton); where the machine has
-# no registry, carry their wheels (pip download --no-deps torchao==0.18.0; pip wheel --no-deps gemlite==0.6.0.post2).
+# no registry, carry their wheels (bash benchmarks/gpu_wheels.sh puts them in .whl/).
 # Time: a quantized NVILA-8B rung takes minutes (quantizing, compiling, its bf16 quality reference); the
 # whole ladder needs well over 30 minutes. Each part fits one 10-minute command except image and video:
 # split those with --rung by hand where commands are capped.
