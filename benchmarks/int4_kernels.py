@@ -76,14 +76,17 @@ def time_call(fns, x, repeats: int = 20) -> float:
 def per_step(rows: list[dict], layers: int = 28) -> dict:
     """Milliseconds of a step's linears per kernel, as the model runs them: the compiled decode step fuses q/k/v
     and gate/up (bf16, gemlite; not tinygemm), the prefill runs transformers' modules one by one (on their
-    slices; timed here as contiguous layers). Unfused decode too, for what fusion saves."""
+    slices; timed here as contiguous layers), gemlite's by dequantize + cuBLAS (its GEMM too, for comparison).
+    Unfused decode too, for what fusion saves. Prefill rows time two copies: small layers may sit in L2."""
     step = {}
     for kind in ("bf16", "tinygemm", "gemlite"):
         timed = {r["layer"]: r for r in rows if r["kernel"] == kind}
         ms = lambda layout, m: (layers * sum(c * timed[n][f"us_m{m}"] for n, c in LAYER_COUNTS[layout].items()) / 1e3  # noqa: E731
                                 if all(f"us_m{m}" in timed.get(n, {}) for n in LAYER_COUNTS[layout]) else None)  # fmt: skip
+        prefill = "3137_dequant" if kind == "gemlite" else "3137"  # GemliteLinear dequantizes from 256 rows
         step[kind] = {"decode_linears_ms": ms("unfused" if kind == "tinygemm" else "fused", 1),
-                      "decode_linears_ms_unfused": ms("unfused", 1), "prefill_linears_ms": ms("unfused", 3137)}  # fmt: skip
+                      "decode_linears_ms_unfused": ms("unfused", 1), "prefill_linears_ms": ms("unfused", prefill),
+                      **({"prefill_linears_ms_gemm": ms("unfused", 3137)} if kind == "gemlite" else {})}  # fmt: skip
     return step
 
 

@@ -76,7 +76,7 @@ def layers() -> dict:
         layer.weight = torch.nn.Parameter(gemlite_weight(layer.weight.detach(), group), requires_grad=False)
         layer.__class__ = GemliteLinear  # as quantize_model makes it: gemlite's kernels, dequantize + cuBLAS from 256 rows
         errors = {"dequantize": ((dequantize(layer.weight).float().t() - reference).norm() / reference.norm()).item()}
-        for shape in ((1, n_in), (3, n_in), (17, n_in), (2, 3, n_in), (300, n_in)):
+        for shape in ((1, n_in), (3, n_in), (17, n_in), (2, 3, n_in), (300, n_in), (2, 150, n_in)):
             x = torch.randn(shape, dtype=DTYPE)
             with torch.no_grad():
                 y = layer(x)
@@ -130,11 +130,12 @@ def model() -> dict:
                 if engine_name == "compiled" and name:
                     text_note = engine.note
                     compiled = engine._decode is not None and engine._prefill_run is not None  # not eager in disguise
+                    breaks = sum(torch._dynamo.utils.counters["graph_break"].values())  # dequantize inlined, not split
     error = ((logits["gemlite"] - logits["reference"]).norm() / logits["reference"].norm()).item()
     return {
         "bytes": measured_weight_bytes(quantized)["llm"], "predicted": predicted_weight_bytes(cfg, plan, "cuda")["llm"],
         "logits_relative_error": error, "ids": ids, "fused": type(fused.fusion.weight).__name__,
-        "compiled": compiled, "note": text_note, "layer_class": type(fused).__name__,
+        "compiled": compiled, "note": text_note, "graph_breaks": breaks, "layer_class": type(fused).__name__,
         "prefill_tokens": [embed(quantized, request).shape[1], text.shape[1]],
         "slices_are_views": [m.weight.qdata.data_ptr() for m in (fused, k)]
         == [fused.fusion.weight.qdata.data_ptr() + offset for offset in (0, fused.out_features * 4)],  # int32 columns

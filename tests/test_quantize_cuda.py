@@ -1,6 +1,7 @@
 """The CUDA weight formats (issue 16), on a GPU only: each int4 kernel (tinygemm; gemlite where installed) and
 the W8A8 formats quantize a tiny model whose measured bytes equal the prediction (tinygemm's padding
-included), whose logits stay near bf16, and which the compiled engine runs to the same ids as eager.
+included), whose logits stay near bf16, and which the compiled engine runs to the same ids as eager, with its
+prefill compiled and captured where it is short enough.
 Skipped without CUDA (CI); run on a GPU with `pytest tests/test_quantize_cuda.py`."""
 
 from __future__ import annotations
@@ -65,3 +66,23 @@ def test_the_compiled_engine_decodes_a_quantized_model_as_eager_does(name):
     assert "fell back" not in (engine.note or ""), engine.note  # the compiled step itself ran, captured as a graph
     assert engine._decode is not None and engine._graph is not None
     assert ids["compiled"][0][:4] == ids["eager"][0][:4]  # bf16 rounding may part them later; the start agrees
+
+
+@pytest.mark.parametrize("name", list(PLANS))
+def test_a_quantized_prefill_of_300_positions_is_compiled_and_captured(name):
+    """<= 2,048 tokens: the compiled engine compiles the prefill over the quantized layers (gemlite's dequantize +
+    cuBLAS from 256 rows inside it) and captures it as a CUDA graph; its first ids are eager's."""
+    cfg = get_preset("nvila-tiny")
+    model = build_model(cfg, torch.bfloat16, "cuda")
+    quantize_model(model, PLANS[name])
+    torch.manual_seed(0)
+    embeds = torch.randn(1, 300, cfg.llm.hidden_size, dtype=torch.bfloat16, device="cuda") * 0.1
+    ids = {}
+    with torch.inference_mode():
+        for engine_name in ("eager", "compiled"):
+            engine = make_engine(engine_name, model, "static")
+            engine.setup_prefill(embeds)
+            engine.setup(embeds, 8)
+            ids[engine_name] = engine.generate(embeds, 8).tolist()
+    assert engine.note is None and engine._prefill_graph is not None and engine._graph is not None, engine.note
+    assert ids["compiled"][0][:4] == ids["eager"][0][:4]
