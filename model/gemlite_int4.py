@@ -14,6 +14,8 @@ gemlite's own kernels (Triton's interpreter, on CPU).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,7 +52,9 @@ def _unpack(qdata: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, fma: b
     return w.view(rows * 8, n)
 
 
-_unpack_compiled = torch.compile(_unpack, dynamic=True)  # one fused kernel, also outside a compiled forward
+@functools.cache
+def _unpack_compiled():
+    return torch.compile(_unpack, dynamic=True)  # one fused kernel, also outside a compiled forward
 
 
 def dequantize(weight) -> torch.Tensor:
@@ -58,7 +62,7 @@ def dequantize(weight) -> torch.Tensor:
     kwargs = weight.gemlite_kwargs
     if weight.bit_width != 4 or kwargs["elements_per_sample"] != 8 or not kwargs["data_contiguous"] or kwargs["W_group_mode"] not in (3, 4):
         raise ValueError(f"not gemlite int4 as gemlite_weight packs it: {kwargs}")
-    return _unpack_compiled(weight.qdata, weight.scale, weight.zero_point, kwargs["W_group_mode"] == 4)
+    return _unpack_compiled()(weight.qdata, weight.scale, weight.zero_point, kwargs["W_group_mode"] == 4)
 
 
 class GemliteLinear(nn.Linear):

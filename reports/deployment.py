@@ -109,8 +109,9 @@ def _scales(r: Record) -> str:
 def _row(r: Record) -> dict:
     formats = {c: r.extra.get(f"{c}_weights", "bf16") for c in COMPONENTS}
     scales, kernel, head = _scales(r), r.extra.get("int4_kernel"), r.extra.get("lm_head") == "quantized"
+    prefill = f"; int4 prefill: {r.extra['int4_prefill']}" if r.extra.get("int4_prefill") else ""
     row = {"rung": r.extra.get("rung"), "preset": r.preset, "formats": formats, "scales": scales,
-           "int4_kernel": kernel, "lm_head": head, "formats_text": formats_text(formats, scales, kernel, head),
+           "int4_kernel": kernel, "lm_head": head, "formats_text": formats_text(formats, scales, kernel, head) + prefill,
            "status": r.status, "ok": r.ok, "reason": r.error, "run_id": r.run_id}  # fmt: skip
     if not r.ok:
         return row

@@ -30,6 +30,7 @@ from nvila_bench.core.session import Session
 from nvila_bench.core.timing import measure, timed_once
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.engines import make_engine
+from nvila_bench.model.gemlite_int4 import DEQUANT_MIN_TOKENS
 from nvila_bench.model.pipeline import embed
 from nvila_bench.model.quantize import (
     COMPONENTS, INT4_KERNELS, SCALES, QuantPlan, int4_kernel, measured_weight_bytes, predicted_weight_bytes, quantize_model,
@@ -69,6 +70,8 @@ def plan_of(point: BenchPoint) -> QuantPlan:
                      int4_kernel=kernel if kernel in INT4_KERNELS else "auto",
                      lm_head=point.extra.get("lm_head") == "quantized" and formats["llm"] != "bf16")  # fmt: skip
 
+
+GEMLITE_PREFILL = f"dequantize + cuBLAS from {DEQUANT_MIN_TOKENS} tokens"  # recorded: how gemlite layers run a prefill
 
 CALIBRATION_REQUESTS = 2  # synthetic requests like the point's (other seeds than the quality prompts)
 
@@ -119,6 +122,7 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
                           | {"quality_prompts": options.get("quality_prompts") or 4}
                           | ({"scales": options.get("scales") or "activation-aware"} if formats else {})
                           | ({"int4_kernel": kernel} if "w4a16" in formats.values() else {})
+                          | ({"int4_prefill": GEMLITE_PREFILL} if "w4a16" in formats.values() and kernel == "gemlite" else {})
                           | ({"lm_head": "quantized"} if options.get("lm_head") == "quantized" and "llm" in formats else {})
                           | (trained if role == "nvila" and media == "image" else {}),
                 )  # fmt: skip

@@ -71,3 +71,19 @@ def test_the_decode_step_runs_the_fused_quantized_weight_with_transformers_logit
             assert (got.argmax(-1) == expected.argmax(-1)).float().mean() >= 0.5
             token = expected.argmax(-1, keepdim=True).to(token.dtype)
             pos.add_(1)
+
+
+def test_gemlite_rungs_record_how_their_prefill_runs(monkeypatch):
+    import importlib.util
+
+    from nvila_bench.model.gemlite_int4 import DEQUANT_MIN_TOKENS
+    from nvila_bench.suites import deployment
+
+    real = importlib.util.find_spec
+    for installed, kernel in ((True, "gemlite"), (False, "tinygemm")):
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, i=installed: (object() if i else None) if name == "gemlite" else real(name, *a))
+        jobs = deployment.expand({"preset": ["nvila-tiny"], "device": ["cuda"]}, {"media": "image", "rung": ("bf16", "w4a16-llm")})
+        extras = {job.point.extra["rung"]: job.point.extra for job in jobs}
+        assert extras["w4a16-llm"]["int4_kernel"] == kernel and "int4_prefill" not in extras["bf16"]
+        expected = f"dequantize + cuBLAS from {DEQUANT_MIN_TOKENS} tokens" if installed else None
+        assert extras["w4a16-llm"].get("int4_prefill") == expected

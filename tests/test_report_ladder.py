@@ -71,6 +71,9 @@ def test_two_int4_kernels_are_two_rows_named_by_kernel_with_their_setup_times():
     rows = deployment.ladder([gemlite, bf16, tinygemm])["groups"][0]["rows"]
     assert [(r["rung"], r["int4_kernel"]) for r in rows] == [("bf16", None), ("w4a16-llm", "gemlite"), ("w4a16-llm", "tinygemm")]
     assert rows[1]["formats_text"] == "LLM w4a16 (gemlite), round to nearest"
+    prefill = replace(gemlite, config=gemlite.config | {"extra": gemlite.extra | {"int4_prefill": "dequantize + cuBLAS from 256 tokens"}})
+    assert deployment.ladder([prefill])["groups"][0]["rows"][0]["formats_text"] == (
+        "LLM w4a16 (gemlite), round to nearest; int4 prefill: dequantize + cuBLAS from 256 tokens")
     assert deployment.formats_text({"llm": "w4a16"}, "activation-aware", "gemlite", lm_head=True) == (
         "LLM w4a16 (gemlite) + LM head, AWQ / SmoothQuant scales")
     assert (rows[1]["quantize_seconds"], rows[1]["setup_seconds"], rows[2]["quantize_seconds"]) == (12.5, 48.0, None)
