@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nvila_bench.model.quantize import tensor_bytes
+
 SHAPES = {"qkv": (4608, 3584), "o": (3584, 3584), "gate_up": (37888, 3584), "down": (3584, 18944),  # (N, K)
           "k": (512, 3584), "gate": (18944, 3584)}  # unfused (tinygemm's layers): q/k/v = o + 2 k, gate/up = 2 gate
 LAYER_COUNTS = {"fused": {"qkv": 1, "o": 1, "gate_up": 1, "down": 1},  # one decoder layer's linears: the decode step
@@ -44,13 +46,6 @@ def quantizer(kind: str):
         return linear
 
     return apply
-
-
-def stored_bytes(t: torch.Tensor) -> int:
-    if hasattr(t, "__tensor_flatten__") and type(t) not in (nn.Parameter, torch.Tensor):
-        names, _ = t.__tensor_flatten__()
-        return sum(stored_bytes(getattr(t, n)) for n in names if isinstance(getattr(t, n), torch.Tensor))
-    return t.numel() * t.element_size()
 
 
 def time_call(fns, x, repeats: int = 20) -> float:
@@ -105,7 +100,7 @@ def main(out: Path) -> None:
             row = {"layer": name, "n": n, "k": k, "kernel": kind}
             try:
                 layer = quantizer(kind)(nn.Linear(k, n, bias=False, dtype=torch.bfloat16, device="cuda").requires_grad_(False))
-                layer_bytes = stored_bytes(layer.weight)
+                layer_bytes = tensor_bytes(layer.weight.data)
                 copies = [layer] + [quantizer(kind)(nn.Linear(k, n, bias=False, dtype=torch.bfloat16, device="cuda").requires_grad_(False))
                                     for _ in range(max(0, L2_MISS_BYTES // layer_bytes))]
                 row["bytes"] = layer_bytes

@@ -260,13 +260,13 @@ def quantize_component(model, component: str, fmt: str, group_size: int, kernel:
     selected = _selected(component, lm_head)
     rest = {id(m): m for name, m in model.named_modules() if selected(m, name) and not hasattr(m, "fusion")}
     if fmt == "w4a16" and kernel == "gemlite":  # torchao's config for it is not usable (see gemlite_weight)
-        from .gemlite_int4 import GemliteLinear, gemlite_weight
+        from .gemlite_int4 import GemliteLinear
 
-        for m in rest.values():
-            m.weight = nn.Parameter(gemlite_weight(m.weight.detach(), group_size), requires_grad=False)
         for name, m in model.named_modules():
-            if selected(m, name):  # prefill-sized inputs: dequantize + cuBLAS
-                m.__class__ = GemliteLinear
+            if selected(m, name):
+                if id(m) in rest:
+                    m.weight = nn.Parameter(_quantized(m, fmt, group_size, kernel), requires_grad=False)
+                m.__class__ = GemliteLinear  # prefill-sized inputs: dequantize + cuBLAS
     else:
         from torchao.quantization import quantize_
 
