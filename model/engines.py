@@ -50,6 +50,9 @@ class Engine:
     name: str = "eager"
     note: str | None = None
     cache: object = field(default=None, repr=False)
+    # How `generate` runs its prefill, where that is not how this engine's `first_token` runs it (recorded:
+    # a decode record's prefill time is then not this engine's prefill figure).
+    generate_prefill: str | None = None
 
     def setup(self, embeds: torch.Tensor, new_tokens: int) -> None:
         """One-time work before timing (compile, capture). The eager engine has none."""
@@ -90,6 +93,7 @@ class CompiledEngine(Engine):
 
     name: str = "compiled"
     cache_kind: str = "static"
+    generate_prefill: str | None = "eager, into the static cache"  # the captured prefill fills its own cache
     use_graph: bool = True  # CUDA only
     attention: str = "auto"
     compile_mode: str | None = None
@@ -139,7 +143,8 @@ class CompiledEngine(Engine):
         self.cache = self.model.new_cache("static", cache_length(context + max(new_tokens, _WARMUP + 1)))
         token = self._prefill(embeds)  # allocates the cache's tensors (transformers allocates them lazily)
         self._token = token.clone()  # the graph's input and output: the id of the current position
-        self._ids = torch.zeros((batch, new_tokens), dtype=torch.long, device=token.device)
+        # The warm-up steps write ids 0.._WARMUP-1 too, so the buffer has room for them however few tokens are asked.
+        self._ids = torch.zeros((batch, max(new_tokens, _WARMUP)), dtype=torch.long, device=token.device)
         self._step = torch.zeros((), dtype=torch.long, device=token.device)
         self._pos = torch.full((), context, dtype=torch.long, device=token.device)  # where the step writes
         self._decode = self._decode_function(attention)
@@ -199,7 +204,7 @@ class CompiledEngine(Engine):
         for _ in range(new_tokens - 1):
             with section(DECODE_STEP):
                 self._graph.replay() if self._graph is not None else self._run_step()
-        return self._ids.clone()
+        return self._ids[:, :new_tokens].clone()
 
     # ---- prefill: one CUDA graph per context length (the bucket is the exact length) --------------------
     def setup_prefill(self, embeds: torch.Tensor) -> None:

@@ -39,6 +39,7 @@ PREVIOUS = {  # rung -> the rung it adds one step to (fp8 is the alternative to 
 MATCH_TOLERANCE = 0.01  # measured weights bytes "match" the prediction within 1%
 PAPER_MODEL = "nvila-8b"  # the model of Figure 5 and of the TinyChat table
 PAPER_HARDWARE = {"a100": "A100", "rtx4090": "RTX 4090", "orin": "Orin"}  # paper.toml decode_rates column -> GPU
+TINYCHAT_SETTING = "batch 1, Dynamic-S2 off: a shorter context than a ladder's, so a little less KV cache read per token"
 TINYCHAT_RUNG = {"Baseline (FP16)": "bf16", "TinyChat (W4A16 LLM + W8A8 ViT)": "w8a8-vit-int8"}  # engine -> our rung
 COMPONENT_NAMES = {"vision": "ViT", "projector": "projector", "llm": "LLM"}
 DIFFERENT_HARDWARE = "not comparable: different hardware"
@@ -68,6 +69,14 @@ def family_of(record: Record, run_families: dict[tuple, str]) -> str:
     if is_nvila(record):
         return members.get(record.preset, str(record.preset))
     return run_families.get((record.run_id, hardware_of(record))) or baselines.get(record.preset) or str(record.preset)
+
+
+def request_text(r: Record) -> str:
+    """The request a ladder serves: ladders of different requests (image size, frames, prompt, new tokens) are
+    different ladders, never one mixed table."""
+    c = r.config
+    media = "+".join(list(c.get("images") or []) + ([f"{c['video_frames']} frames"] if c.get("video_frames") else []))
+    return f"{media or 'text'}, {c.get('prompt_tokens')} prompt tokens, {c.get('new_tokens')} new tokens"
 
 
 # ---- one rung ----------------------------------------------------------------------------------------------
@@ -127,13 +136,16 @@ def _row(r: Record) -> dict:
     row |= {
         "tokens": value(r, "media_tokens"), "ttft": value(r, "ttft"), "preprocess": value(r, "preprocess"),
         "vision": value(r, "vision"), "projector": value(r, "projector"), "llm_prefill": value(r, "llm_prefill"),
-        "tpot": value(r, "tpot"), "decode_tps": value(r, "decode_tokens_per_s"),
+        "tpot": value(r, "tpot"), "decode_tps": value(r, "decode_tokens_per_s"), "decode_mbu": value(r, "decode_step_mbu"),
         "weights": weights, "weights_total": total, "weights_total_predicted": total_predicted,
         "weights_match": _all([w["match"] for w in weights.values()]),
         "peak_memory": gpu if gpu is not None else value(r, "peak_rss"),
         "peak_kind": "GPU allocated" if gpu is not None else "process peak RSS" if value(r, "peak_rss") is not None else None,
         "top1_agreement": value(r, "top1_agreement"), "logits_kl": value(r, "logits_kl"),
         "quality_positions": value(r, "quality_positions"), "engine_note": value(r, "engine_note"),
+        "fell_back": "fell back to eager" in str(value(r, "engine_note") or ""),
+        # on the trained checkpoint (`--checkpoint`): synthetic-task accuracy, and logits against it in bf16
+        "synthetic_accuracy": value(r, "synthetic_accuracy"), "checkpoint_top1": value(r, "checkpoint_top1_agreement"),
         "engine": r.config.get("engine"), "setup_seconds": value(r, "setup_seconds"),
         "quantize_seconds": value(r, "quantize_seconds"),
         **{k: value(r, k) for k in ("vision_mfu", "vision_mfu_dtype", "llm_prefill_mfu", "llm_prefill_mfu_dtype")},
@@ -190,6 +202,8 @@ def _ladder_rows(records: list[Record]) -> list[dict]:
         for c, w in row["weights"].items():
             base = ref["weights"][c]["measured"] if ref else None
             w["ratio"] = w["measured"] / base if w["measured"] is not None and base else None
+        if row["synthetic_accuracy"] is not None and ref and ref["synthetic_accuracy"] is not None:
+            row["accuracy_points_vs_bf16"] = 100 * (row["synthetic_accuracy"] - ref["synthetic_accuracy"])
         base_total = ref["weights_total"] if ref else None
         row["weights_ratio"] = row["weights_total"] / base_total if row["weights_total"] is not None and base_total else None
     return rows
@@ -197,9 +211,12 @@ def _ladder_rows(records: list[Record]) -> list[dict]:
 
 # ---- the paper's figures -----------------------------------------------------------------------------------
 def same_hardware(paper_gpu: str, hardware: str) -> bool:
-    """Loosely: the paper's GPU name (e.g. "RTX 4090", "A100") appears in our hardware name, spaces and case aside."""
-    squash = lambda s: re.sub(r"[^a-z0-9]", "", s.lower())  # noqa: E731
-    return bool(paper_gpu) and squash(paper_gpu) in squash(hardware) and not hardware.startswith("CPU ")
+    """The paper's GPU name (e.g. "RTX 4090", "A100") appears in our hardware name as a whole name, case and
+    separators aside: "NVIDIA A100-SXM4-80GB" and "GeForce RTX4090" match, "RTX A1000" is not an A100."""
+    if not paper_gpu or hardware.startswith("CPU "):
+        return False
+    name = r"[\s_-]*".join(re.escape(part) for part in paper_gpu.lower().split())
+    return re.search(rf"(?<![a-z0-9]){name}(?![a-z0-9])", hardware.lower()) is not None
 
 
 def paper_gpu_of(setting: str) -> str | None:
@@ -263,6 +280,7 @@ def _tinychat(media: str, family: str, hardware: str, rows: dict[str, dict]) -> 
             verdict = "not measured"  # the paper's GPU, but the ladder lacks the rung
         ratio = ours["decode_tps"] / matched["value"] if verdict == "comparable" and ours.get("decode_tps") and matched["value"] else None
         out.append({"preset": entry["preset"], "engine": entry["engine"], "source": entry["source"], "cells": cells,
+                    "setting": TINYCHAT_SETTING,
                     "rung": rung, "ours": ours.get("decode_tps") if ours else None, "ours_preset": ours["preset"] if ours else None,
                     "verdict": verdict, "ratio": ratio})  # fmt: skip
     return out
@@ -278,7 +296,7 @@ def _peer_ratios(groups: list[dict]) -> None:
         if group["engine"].startswith("hf-"):
             continue
         peers = [g for g in groups if g["engine"].startswith("hf-")
-                 and (g["hardware"], g["media"], g["family"]) == (group["hardware"], group["media"], group["family"])]  # fmt: skip
+                 and (g["hardware"], g["media"], g["family"], g["request"]) == (group["hardware"], group["media"], group["family"], group["request"])]  # fmt: skip
         same = lambda row: (row["rung"], row["scales"], row["int4_kernel"], row["lm_head"])  # noqa: E731
         peer_rows = [(peer["engine"], standing(peer["rows"]), {same(r): r for r in peer["rows"] if r["ok"]}) for peer in peers]
         for row in group["rows"]:
@@ -287,6 +305,7 @@ def _peer_ratios(groups: list[dict]) -> None:
                 other = alike.get(same(row)) or by_rung.get(row["rung"])
                 if row["ok"] and other:
                     row["vs_peers"].append({"engine": engine, "int4_kernel": other["int4_kernel"],
+                                            "same_run": other["run_id"] == row["run_id"],  # else two commands' figures
                                             "decode": _speedup(other, row, "decode_tps", higher_is_better=True),
                                             "ttft": _speedup(other, row, "ttft", higher_is_better=False)})  # fmt: skip
 
@@ -300,10 +319,10 @@ def ladder(records: list[Record]) -> dict:
             run_families.setdefault((r.run_id, hardware_of(r)), family_of(r, {}))
     groups: dict[tuple, list[Record]] = {}
     for r in mine:
-        key = (hardware_of(r), r.extra.get("media") or "—", family_of(r, run_families), r.config.get("engine") or "eager")
+        key = (hardware_of(r), r.extra.get("media") or "—", family_of(r, run_families), r.config.get("engine") or "eager", request_text(r))
         groups.setdefault(key, []).append(r)
     out = []
-    for (hardware, media, family, engine), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1], kv[0][3])):
+    for (hardware, media, family, engine, request), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1], kv[0][4], kv[0][3])):
         rows = _ladder_rows(group)
         ok = standing(rows)
         model_ok = family == PAPER_MODEL
@@ -315,7 +334,7 @@ def ladder(records: list[Record]) -> dict:
                 f"Same GPU as the paper's {', '.join(gpus)} column" + ("." if model_ok else
                 f", but {family} is not {PAPER_MODEL}: not comparable."))  # fmt: skip
         out.append({
-            "hardware": hardware, "media": media, "family": family, "engine": engine, "rows": rows,
+            "hardware": hardware, "media": media, "family": family, "engine": engine, "request": request, "rows": rows,
             "skipped": [row for row in rows if not row["ok"]], "figure5": figure5, "tinychat": tinychat,
             "paper_gpus": list(PAPER_HARDWARE.values()), "comparable_gpus": gpus, "note": note,
             "tiny": bool(preset_config(family) and preset_config(family).is_tiny),

@@ -54,6 +54,33 @@ def agreement(reference: Record, peer: Record) -> dict | None:
     return {"agree": first is None and len(a) == len(b), "compared": n, "first_difference": first}
 
 
+PEERS = ("hf-static", "hf-generate")  # transformers' own generate(): the peers every other engine is stated against
+
+
+def peer_key(r: Record) -> tuple:
+    """A record's point and engine: what `peer_ratios` is looked up by."""
+    return (*_group_key(r), engine_of(r))
+
+
+def peer_ratios(records: list[Record]) -> dict[tuple, list[dict]]:
+    """`peer_key` of each record of a non-peer engine -> per transformers peer measured on the same point, how
+    many times faster the record's headline figure (TTFT, TPOT) is, and whether both come from one run."""
+    groups: dict[tuple, dict[str, Record]] = {}
+    for suite in SUITES:
+        for r in measured(records, suite):
+            groups.setdefault(_group_key(r), {})[engine_of(r)] = r
+    out = {}
+    for by_engine in groups.values():
+        peers = [(e, p) for e, p in by_engine.items() if e in PEERS]
+        for engine, r in by_engine.items():
+            if engine in PEERS:
+                continue
+            main = METRICS[r.suite][0]
+            out[peer_key(r)] = [{"engine": e, "ratio": ratio(value(r, main), value(p, main)), "same_run": p.run_id == r.run_id}
+                                for e, p in peers if ratio(value(r, main), value(p, main)) is not None]  # fmt: skip
+    return out
+
+
 def side_by_side(records: list[Record]) -> dict:
     """One row per non-reference engine of each group of records that differ only in the engine."""
     groups: dict[tuple, list[Record]] = {}
@@ -87,6 +114,7 @@ def side_by_side(records: list[Record]) -> dict:
                 "reference_setup": value(ref, "setup_seconds"), "setup": value(peer, "setup_seconds"),
                 "tokens": agreement(ref, peer) if suite == "decode" else None,
                 "notes": [n for n in (value(ref, "engine_note"), value(peer, "engine_note")) if n]
+                         + [f"{engine_of(r)}'s prefill here: {value(r, 'prefill_engine')}" for r in (ref, peer) if value(r, "prefill_engine")]
                          + ([f"vision attention: {value(ref, 'vision_attention')}"] if value(ref, "vision_attention") else []),
                 "same_run": ref.run_id == peer.run_id,
             })  # fmt: skip

@@ -15,7 +15,7 @@ from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES, P
 
 from . import charts, deployment
 from .claims import RUN_SUITES, claims_table
-from .engines import side_by_side
+from .engines import peer_key, peer_ratios, side_by_side
 from .records import (
     ENGINES, baseline_of, engine_of, hardware_of, is_nvila, latest, measured, media_label, point_label, point_name,
     preprocess_of, request_key, value,
@@ -51,6 +51,7 @@ def headline(records: list[Record]) -> dict:
     acc: dict[str, dict] = {}  # the latest score of each (preset, task)
     for r in measured(records, "accuracy"):
         acc.setdefault(r.preset, {})[r.config.get("task")] = value(r, "score")
+    peers = peer_ratios(records)
     groups: dict[str, list[dict]] = {}
     for r in prefill:
         key = request_key(r)
@@ -65,6 +66,7 @@ def headline(records: list[Record]) -> dict:
             "baseline": base if base_rec else None, "is_baseline": not is_nvila(r),
             "ttft_speedup": base_ttft / ttft if ttft and base_ttft else None,
             "decode_tps": value(dec, "decode_tokens_per_s"),
+            "ttft_vs_peers": peers.get(peer_key(r), []), "decode_vs_peers": peers.get(peer_key(dec), []) if dec else [],
             "train_sps": value(train.get(r.preset), "samples_per_s"),
             "ft_memory": value(ftmem.get(r.preset), "peak_memory_allocated") or value(ftmem.get(r.preset), "memory_counted"),
             "accuracy": _mean([s for s in acc.get(r.preset, {}).values() if s is not None]),
@@ -127,6 +129,7 @@ def roofline(records: list[Record]) -> dict:
     attention) behind all three figures; they differ from executed FLOPs only in the LLM prefill (the vision
     tower is bidirectional, a decode token has no masked key), whose rows then say `convention` "model"."""
     points, table, roofs = [], [], {}
+    peers = peer_ratios(records)
     for r in measured(records, "prefill") + measured(records, "decode"):
         label = point_name(r)
         for stage, timed in TIMED[r.suite].items():
@@ -139,7 +142,9 @@ def roofline(records: list[Record]) -> dict:
                            "intensity": flops / nbytes, "achieved": flops / seconds})
             table.append({
                 "point": label, "suite": r.suite, "hardware": hardware_of(r), "dtype": r.config.get("dtype"),
-                "engine": engine_of(r),
+                "engine": (value(r, "prefill_engine") or engine_of(r)) if r.suite == "decode" and stage == LLM_PREFILL else engine_of(r),
+                # the point's headline figure (TTFT, TPOT) over the peers', on the row of its last stage
+                "vs_peers": peers.get(peer_key(r), []) if stage == {"prefill": LLM_PREFILL, "decode": DECODE_STEP}[r.suite] else [],
                 "stage": stage, "measured": seconds, "floor": value(r, f"{stage}_floor"),
                 "mfu": value(r, f"{stage}_mfu"), "mbu": value(r, f"{stage}_mbu"), "peaks": value(r, "peaks_source"),
                 "convention": EXECUTED if executed is not None or stage != LLM_PREFILL else MODEL,

@@ -83,6 +83,8 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
         metrics["kv_cache_bytes"] = Metric.measured(cache_bytes(engine.cache), "bytes", "lower", "max")
     if engine.note:
         metrics["engine_note"] = Metric.measured(engine.note, "text")
+    if engine.generate_prefill:  # the prefill timed here is not the engine's own (the prefill suite measures that)
+        metrics["prefill_engine"] = Metric.measured(engine.generate_prefill, "text")
     metrics |= memory_metrics(device)
     # Joules per generated token of the whole request (the prefill of the context included): NVML's counter is
     # too coarse to split one iteration's prefill from its decode steps.

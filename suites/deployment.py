@@ -17,6 +17,7 @@ requests. Quantization is torchao's (model/quantize.py); the engine is the point
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,11 +25,12 @@ import torch
 
 from nvila_bench.core import costmodel
 from nvila_bench.core.memory import memory_metrics, reset_peak_memory
-from nvila_bench.core.point import BenchPoint
+from nvila_bench.core.point import BenchPoint, canonical_dtype
 from nvila_bench.core.results import Metric, PointSkipped
 from nvila_bench.core.session import Session
 from nvila_bench.core.timing import measure, timed_once
 from nvila_bench.model import build_model, get_preset
+from nvila_bench.model.checkpoint import CheckpointError, config_from_checkpoint
 from nvila_bench.model.engines import make_engine
 from nvila_bench.model.gemlite_int4 import DEQUANT_MIN_TOKENS
 from nvila_bench.model.pipeline import embed
@@ -73,6 +75,7 @@ def plan_of(point: BenchPoint) -> QuantPlan:
 
 GEMLITE_PREFILL = f"dequantize + cuBLAS from {DEQUANT_MIN_TOKENS} tokens"  # recorded: how gemlite layers run a prefill
 
+QUALITY_PROMPTS, ACCURACY_LIMIT = 4, 60  # defaults (checked >= 1 before the run)
 CALIBRATION_REQUESTS = 2  # synthetic requests like the point's (other seeds than the quality prompts)
 
 
@@ -87,10 +90,36 @@ def calibration(model, point: BenchPoint):
     return run
 
 
+# What a ladder holds fixed (the paper's deployment: batch 1, bf16 activations, STC and TSP as published) and
+# what it takes once; a setting outside these is refused rather than silently ignored.
+FIXED = {"batch_size": 1, "dtype": "bfloat16", "attn_implementation": "sdpa", "temporal_pool": True}
+SINGLE = ("device", "images", "video_frames", "prompt_tokens", "new_tokens", "preprocess", "cache")
+
+
+def check_settings(axes: dict[str, list], options: dict) -> None:
+    for name, fixed in FIXED.items():
+        values = {canonical_dtype(v) if name == "dtype" else v for v in axes.get(name) or []}
+        if values - {fixed}:
+            raise SuiteError(f"deployment runs with {name} {fixed} (the paper's deployment), got {', '.join(map(str, values))}")
+    for name in SINGLE:
+        if len(axes.get(name) or []) > 1:
+            raise SuiteError(f"deployment takes one value of {name} (a ladder is one request), got {len(axes[name])}")
+    if len(one_image := (axes.get("images") or [((1920, 1080),)])[0]) != 1:
+        raise SuiteError(f"deployment's image request has one image, got {len(one_image)}")
+    if (axes.get("new_tokens") or [2])[0] < 2:
+        raise SuiteError(f"deployment needs --new-tokens >= 2 (the first token comes from the prefill), got {axes['new_tokens'][0]}")
+    for name in ("quality_prompts", "accuracy_limit"):
+        if options.get(name) is not None and options[name] < 1:
+            raise SuiteError(f"--{name.replace('_', '-')} must be >= 1, got {options[name]}")
+    if options.get("checkpoint") and importlib.util.find_spec("lmms_eval") is None:
+        raise SuiteError("--checkpoint: accuracy per rung needs lmms-eval (pip install 'nvila-bench[eval]')")
+
+
 def expand(axes: dict[str, list], options: dict) -> list[Job]:
     presets = axes.get("preset") or []
     if len(presets) != 1 or not get_preset(presets[0]).is_nvila or not get_preset(presets[0]).baseline:
         raise SuiteError("deployment takes one NVILA --preset (its scaled-only variant and VILA1.5 baseline join the ladder)")
+    check_settings(axes, options)
     cfg = get_preset(presets[0])
     one = lambda name, default: axes[name][0] if axes.get(name) else default  # noqa: E731
     image = one("images", ((1920, 1080),))[0]
@@ -104,7 +133,11 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
     if options.get("checkpoint"):  # accuracy per rung: once per rung (image rows), on the trained weights
         if not Path(options["checkpoint"]).is_dir():
             raise SuiteError(f"--checkpoint {options['checkpoint']}: no such directory")
-        trained = {"checkpoint": str(options["checkpoint"]), "accuracy_limit": options.get("accuracy_limit") or 60}
+        try:  # its config now, before any rung is measured
+            config_from_checkpoint(options["checkpoint"])
+        except CheckpointError as e:
+            raise SuiteError(f"--checkpoint: {e}") from None
+        trained = {"checkpoint": str(options["checkpoint"]), "accuracy_limit": options.get("accuracy_limit") or ACCURACY_LIMIT}
     jobs = []
     for engine in axes.get("engine") or [None]:  # e.g. compiled and hf-static: ours and transformers' on the same weights
         for media in [options["media"]] if options.get("media") else ("image", "video"):
@@ -112,14 +145,19 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
                 if options.get("rung") and rung not in options["rung"]:
                     continue
                 preset = {"scaled_only": cfg.scaled_only, "nvila": cfg.name, "baseline": cfg.baseline}[role]
+                if preset is None:  # e.g. NVILA-Lite-2B has no scaled-only variant: that rung is left out
+                    if options.get("rung"):
+                        raise SuiteError(f"--rung {rung}: {cfg.name} has no {role.replace('_', '-')} variant")
+                    continue
                 if media == "video" and role == "nvila":
                     preset = cfg.video_model or preset
                 point = BenchPoint(
                     preset, device, "bfloat16", images=(image,) if media == "image" else (),
                     video_frames=frames if media == "video" else None, prompt_tokens=one("prompt_tokens", 64),
                     new_tokens=one("new_tokens", 32), engine=engine, preprocess=one("preprocess", None),
+                    cache=one("cache", "dynamic"),  # the eager engine's; the others run their own (ENGINE_CACHE)
                     extra={"rung": rung, "media": media} | {f"{c}_weights": f for c, f in formats.items()}
-                          | {"quality_prompts": options.get("quality_prompts") or 4}
+                          | {"quality_prompts": options.get("quality_prompts") or QUALITY_PROMPTS}
                           | ({"scales": options.get("scales") or "activation-aware"} if formats else {})
                           | ({"int4_kernel": kernel} if "w4a16" in formats.values() else {})
                           | ({"int4_prefill": GEMLITE_PREFILL} if "w4a16" in formats.values() and kernel == "gemlite" else {})
@@ -178,8 +216,10 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     if reason:
         raise PointSkipped(reason)
     device = torch.device(point.device)
-    reset_peak_memory(device)
     model = _model(point, session, plan)
+    if device.type == "cuda":  # the bf16 weights a quantized build freed: not this rung's memory
+        torch.cuda.empty_cache()
+    reset_peak_memory(device)  # after the build: the peak is the served model's, not its bf16 source's
     request = request_of(point)
     engine = make_engine(point.engine, model, point.cache)
     with torch.inference_mode():
@@ -256,9 +296,9 @@ SUITE = Suite(
                INT4_KERNELS, "auto"),
         Option("lm_head", "The LM head of the rungs with a quantized LLM: bf16 (the paper's deployment) or quantized "
                "in the LLM's format (a decode step reads the head whole).", ("bf16", "quantized"), "bf16"),
-        Option("quality_prompts", "Synthetic requests whose next-token logits are compared with bf16.", int, 4),
+        Option("quality_prompts", "Synthetic requests whose next-token logits are compared with bf16.", int, QUALITY_PROMPTS),
         Option("checkpoint", "A trained checkpoint (train-synthetic) whose synthetic-task accuracy each NVILA rung reports, quantized as the rung says."),
-        Option("accuracy_limit", "Questions per synthetic task for --checkpoint.", int, 60),
+        Option("accuracy_limit", "Questions per synthetic task for --checkpoint.", int, ACCURACY_LIMIT),
     ),
     expand=expand,
 )  # fmt: skip

@@ -46,6 +46,14 @@ def test_every_engine_gives_the_eager_ids(contexts, preset):
         assert torch.equal(engine.generate(embeds, 10), reference), f"{name}: a second run differs"
 
 
+def test_compiled_decode_of_fewer_tokens_than_its_warm_up_steps(contexts):
+    model, embeds = contexts["nvila-tiny"]
+    engine = make_engine("compiled", model)
+    engine.setup(embeds, 2)  # the warm-up runs 3 steps: their ids must not overflow a 2-token buffer
+    assert engine.note is None, engine.note
+    assert torch.equal(engine.generate(embeds, 2), make_engine("eager", model).generate(embeds, 2))
+
+
 def test_compiled_prefill_gives_the_eager_first_token(contexts):
     model, embeds = contexts["nvila-tiny"]
     eager = make_engine("eager", model).first_token(embeds)
@@ -111,14 +119,17 @@ def test_point_engine_defaults_and_the_cache_each_engine_runs_with():
 
 def test_decode_records_keep_the_engine_its_setup_time_and_the_ids(tmp_path, capsys):
     code = main(["run", "decode", "--preset", "nvila-tiny", "--image", "448x448", "--new-tokens", "70",
-                 "--engine", "eager", "--engine", "hf-generate", "--repeats", "1", "--warmup", "0",
+                 "--engine", "eager", "--engine", "hf-generate", "--engine", "compiled", "--repeats", "1", "--warmup", "0",
                  "--min-seconds", "0", "--out", str(tmp_path)])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
-    assert [r["config"]["engine"] for r in records] == ["eager", "hf-generate"]
+    assert [r["config"]["engine"] for r in records] == ["eager", "hf-generate", "compiled"]
+    assert all(r["status"] == "ok" and "engine_note" not in r["metrics"] for r in records)  # compiled: no fallback
     ids = [r["metrics"]["output_ids"]["value"] for r in records]
-    assert len(ids[0]) == 64 and ids[0] == ids[1]  # the first 64 of 70, the same for both engines
+    assert len(ids[0]) == 64 and ids[0] == ids[1] == ids[2]  # the first 64 of 70, the same for every engine
     assert all(r["metrics"]["setup_seconds"]["value"] >= 0 for r in records)
+    # the compiled engine's decode prefills eagerly into its static cache: said, not passed off as its own prefill
+    assert [r["metrics"].get("prefill_engine", {}).get("value") for r in records] == [None, None, "eager, into the static cache"]
 
 
 def test_an_unknown_engine_is_refused_by_name(tmp_path, capsys):

@@ -17,3 +17,34 @@ def test_a_prefill_row_notes_the_vision_attention_kernel():
     assert row["notes"] == ["vision attention: flash_attention"]
     (row,) = sections.build([engine_record("prefill", "compiled", 0.1), peer], ["x.jsonl"])["engines"]["rows"]
     assert row["notes"] == []  # older records: nothing claimed
+
+
+def test_headline_and_roofline_state_each_figure_over_the_transformers_peers():
+    from nvila_bench.reports.render import render_report
+
+    records = [engine_record(suite, engine, seconds) for suite in ("prefill", "decode")
+               for engine, seconds in (("compiled", 0.1), ("hf-static", 0.25), ("eager", 0.3))]  # fmt: skip
+    for r in records:  # the cost model's figures the roofline places each stage by
+        for stage in ("llm_prefill", "decode_step"):
+            r.metrics |= {f"{stage}_flops": Metric.analytic(1e12, "FLOP"), f"{stage}_bytes": Metric.analytic(1e10, "bytes")}
+    built = sections.build(records, ["x.jsonl"])
+    (group,) = built["headline"]["groups"].values()
+    rows = {r["engine"]: r for r in group}
+    assert [(p["engine"], round(p["ratio"], 3), p["same_run"]) for p in rows["compiled"]["ttft_vs_peers"]] == [("hf-static", 2.5, True)]
+    assert [(p["engine"], round(p["ratio"], 3)) for p in rows["eager"]["decode_vs_peers"]] == [("hf-static", 0.833)]
+    assert rows["hf-static"]["ttft_vs_peers"] == []  # a peer states no ratio over itself
+    stated = [(r["suite"], r["engine"], r["stage"]) for r in built["roofline"]["rows"] if r["vs_peers"]]
+    assert ("decode", "compiled", "decode_step") in stated and all(stage != "llm_prefill" or suite == "prefill" for suite, _, stage in stated)
+    assert "<strong>2.50x</strong> TTFT vs hf-static" in render_report(records, ["x.jsonl"])
+
+
+def test_a_compiled_decode_records_prefill_is_named_as_the_eager_one_it_is():
+    decode = engine_record("decode", "compiled", 0.1)
+    decode.metrics["prefill_engine"] = Metric.measured("eager, into the static cache", "text")
+    for stage in ("llm_prefill", "decode_step"):
+        decode.metrics |= {f"{stage}_flops": Metric.analytic(1e12, "FLOP"), f"{stage}_bytes": Metric.analytic(1e10, "bytes")}
+    built = sections.build([decode, engine_record("decode", "hf-static", 0.2)], ["x.jsonl"])
+    engines = {r["stage"]: r["engine"] for r in built["roofline"]["rows"] if r["suite"] == "decode"}
+    assert engines == {"llm_prefill": "eager, into the static cache", "decode_step": "compiled"}
+    (row,) = built["engines"]["rows"]
+    assert "compiled's prefill here: eager, into the static cache" in row["notes"]

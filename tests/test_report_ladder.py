@@ -123,3 +123,11 @@ def test_the_row_closest_to_the_papers_deployment_stands_for_its_rung_in_speed_u
         variant = rows[("w4a16-llm", "tinygemm", False, "activation-aware")]  # over the peer's row of its own kernel
         assert [(p["int4_kernel"], p["decode"]) for p in variant["vs_peers"]] == [("tinygemm", pytest.approx(6.0))]
     assert "variant: not in later rungs" in render_report(records + peer, ["x.jsonl"])
+
+
+def test_a_deployment_records_label_names_its_rung():
+    from nvila_bench.core.gate import point_label
+
+    labels = [point_label(deployment_record(*rung)) for rung in LADDER[:3]]
+    assert [label.rsplit(" ", 1)[-1] for label in labels[1:]] == ["bf16", "w4a16-llm"], labels
+    assert len(set(labels)) == 3

@@ -131,7 +131,7 @@ def point_label(record: Record) -> str:
     parts = [record.suite, str(record.preset), "+".join(media), f"b{c.get('batch_size', 1)}", str(c.get("dtype"))]
     if record.suite == "decode":
         parts.append(f"{c.get('new_tokens')}tok {c.get('cache')}")
-    for key in ("variant", "stage", "recipe"):
+    for key in ("variant", "stage", "recipe", "rung"):
         if extra.get(key):
             parts.append(str(extra[key]))
     if extra.get("fp8"):
