@@ -19,7 +19,7 @@ from PIL import Image
 
 from .config import NVILAConfig
 from .preprocess import preprocess_media, synthetic_image, synthetic_video
-from .preprocess_tensor import preprocess_media_tensor, to_uint8
+from .preprocess_tensor import decode_image, preprocess_media_tensor, to_uint8
 from .prompt import synthetic_prompt
 from .stages import DECODE_STEP, LLM_PREFILL, MEDIA_STAGES
 
@@ -40,8 +40,13 @@ class Request:
     input_ids: torch.Tensor
     temporal_pool: bool = True
     preprocess: str = "cpu"  # cpu: PIL on the host; gpu: tensor ops on the model's device (preprocess_tensor.py)
+    # Image files instead of `images`: decoded in the timed preprocessing stage, as a server receiving them would
+    # (PIL on the host for cpu; torchvision, nvJPEG for JPEGs, on the device for gpu).
+    image_files: tuple[str, ...] = ()
 
     def __post_init__(self):
+        if self.image_files and self.images:
+            raise ValueError("a request holds decoded images or image files, not both")
         # The decoded uint8 pixels, made once (a server decodes a file once); pinned for a fast copy to the GPU.
         pin = self.preprocess == "gpu" and torch.cuda.is_available()
         as_tensor = lambda im: to_uint8(im).pin_memory() if pin else to_uint8(im)  # noqa: E731
@@ -65,15 +70,33 @@ def synthetic_request(
     return Request(pictures, video, ids.expand(batch, -1).contiguous(), temporal_pool, preprocess)
 
 
+def file_request(cfg: NVILAConfig, files: tuple[str, ...], prompt_tokens: int = 64, batch: int = 1, seed: int = 0,
+                 preprocess: str = "cpu") -> Request:  # fmt: skip
+    """A request of image files, decoded when it is served (inside the preprocessing stage's time)."""
+    ids = synthetic_prompt(cfg, len(files), False, prompt_tokens, seed)
+    return Request([], None, ids.expand(batch, -1).contiguous(), True, preprocess, tuple(files))
+
+
+def image_file_size(path: str) -> tuple[int, int]:
+    """(width, height) of an image file from its header, without decoding it; ValueError when it is no image."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, Image.DecompressionBombError) as e:
+        raise ValueError(f"--image-file {path}: not a readable image ({type(e).__name__}: {e})") from None
+
+
 def media_blocks(model, request: Request, section: Section = no_sections) -> list[torch.Tensor]:
     """preprocess -> vision -> projector: one embedding block per medium, separators included."""
     preprocess, vision, projector = MEDIA_STAGES
     with section(preprocess):
         if request.preprocess == "gpu":
             device = next(model.vision_tower.parameters()).device
-            media = preprocess_media_tensor(model.config, request.image_pixels, request.video_pixels, device)
+            pixels = [decode_image(f, device) for f in request.image_files] or request.image_pixels
+            media = preprocess_media_tensor(model.config, pixels, request.video_pixels, device)
         else:
-            media = preprocess_media(model.config, request.images, request.video)
+            images = [Image.open(f).convert("RGB") for f in request.image_files] or request.images
+            media = preprocess_media(model.config, images, request.video)
     with section(vision):
         features = model.encode_media(media)
     with section(projector):

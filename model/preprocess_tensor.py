@@ -9,7 +9,8 @@ antialiasing (`F.interpolate(..., antialias=True)`, PIL's filter for downscaling
 Pixels agree with PIL's within `PIXEL_TOLERANCE` (mean absolute difference, in [-1, 1] units): both are
 separable bicubic filters (a = -0.5) with the support widened by the scale factor, but PIL rounds to 8 bits
 between its horizontal and vertical passes and uses fixed-point weights. Tested on CPU against PIL for the
-worked sizes (tests/test_preprocess_tensor.py).
+worked sizes (tests/test_engines.py). A request from image files (`--image-file`) decodes them in the timed
+preprocessing stage (`decode_image`: nvJPEG on the GPU for JPEGs).
 """
 
 from __future__ import annotations
@@ -39,11 +40,14 @@ def to_uint8(image: Image.Image | np.ndarray | torch.Tensor) -> torch.Tensor:
 
 def decode_image(path: str, device: str | torch.device = "cuda") -> torch.Tensor:
     """An image file -> (H, W, 3) uint8 on `device`; JPEGs are decoded on the GPU (nvJPEG through
-    torchvision) when the device is CUDA."""
-    from torchvision.io import ImageReadMode, decode_image as tv_decode, decode_jpeg, read_file
-
-    data = read_file(path)
+    torchvision) when the device is CUDA, other files by torchvision on the host. Without torchvision (it
+    must match torch exactly, so a CPU venv may lack it) PIL decodes on the host."""
     device = torch.device(device)
+    try:
+        from torchvision.io import ImageReadMode, decode_image as tv_decode, decode_jpeg, read_file
+    except ImportError:
+        return to_uint8(Image.open(path)).to(device)
+    data = read_file(path)
     if device.type == "cuda" and bytes(data[:2].tolist()) == b"\xff\xd8":
         chw = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
     else:

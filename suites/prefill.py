@@ -2,7 +2,8 @@
 
 One iteration = one request, as a server would handle it: preprocess the images (`--preprocess cpu`: PIL
 resize, tiling, normalisation on the host; `gpu`: the uint8 image copied to the device once and tiled
-there by tensor operations; decoding the file is not included), run the vision tower, the projector (S2
+there by tensor operations; decoding the file is not included, except for `--image-file`, whose files are
+decoded inside the preprocessing stage: PIL for cpu, torchvision / nvJPEG on the device for gpu), run the vision tower, the projector (S2
 merge, STC, MLP, TSP), then splice the media into the prompt and run the LLM prefill up to the first token.
 TTFT is the sum, as vLLM / MLPerf define it. The engine decides how the stages run (model/engines.py): the
 compiled engine compiles the vision layers and the projector and replays the LLM prefill as one CUDA graph
@@ -10,6 +11,8 @@ captured for this context length; its one-time cost is `setup_seconds`, outside 
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -22,14 +25,17 @@ from nvila_bench.core.session import Session
 from nvila_bench.core.timing import StageClock, measure, timed_once
 from nvila_bench.model import count_visual_tokens, get_preset
 from nvila_bench.model.engines import make_engine
-from nvila_bench.model.pipeline import embed, media_blocks, synthetic_request
+from nvila_bench.model.pipeline import embed, file_request, image_file_size, media_blocks, synthetic_request
 from nvila_bench.model.stages import LLM_PREFILL, PREFILL_STAGES, PREPROCESS
 from nvila_bench.model.vision import attention_kernel
 
-from .registry import Suite
+from .registry import Option, Suite, SuiteError, sweep_points, with_extra
 
 
 def request_of(point: BenchPoint):
+    if point.extra.get("image_file"):  # a real file: its size is the point's image, its pixels are decoded when served
+        return file_request(get_preset(point.preset), (point.extra["image_file"],), point.prompt_tokens,
+                            point.batch_size, point.seed, point.preprocess)  # fmt: skip
     return synthetic_request(get_preset(point.preset), point.images, point.video_frames, point.prompt_tokens,
                              point.batch_size, point.seed, point.temporal_pool, point.preprocess)  # fmt: skip
 
@@ -90,4 +96,27 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     return metrics | analytic_metrics(point, metrics, timed, session.peaks_for(point.dtype))
 
 
-SUITE = Suite("prefill", "TTFT and its stages (preprocess, vision, projector, LLM prefill).", measure_point)
+def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
+    """The sweep; with `--image-file`, one request per file instead of `--image` sizes (the file's size
+    from its header, so token counts and costs are the file's; the path recorded in the point)."""
+    files = options.get("image_file") or ()
+    if not files:
+        return sweep_points(axes, {})
+    if axes.get("images") or axes.get("video_frames"):
+        raise SuiteError("give --image-file or --image / --video-frames, not both")
+    points = []
+    for path in files:
+        try:
+            size = image_file_size(path)
+        except ValueError as e:
+            raise SuiteError(str(e)) from None
+        points += [with_extra(p, image_file=str(Path(path).resolve())) for p in sweep_points(axes | {"images": [(size,)]}, {})]
+    return points
+
+
+SUITE = Suite(
+    "prefill", "TTFT and its stages (preprocess, vision, projector, LLM prefill).", measure_point,
+    options=(Option("image_file", "An image file as the request's image (repeat for a sweep): decoded inside the "
+                    "timed preprocessing stage, nvJPEG on the GPU for JPEGs with --preprocess gpu.", multiple=True),),
+    expand=expand,
+)  # fmt: skip
