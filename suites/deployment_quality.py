@@ -22,11 +22,32 @@ def logits_agreement(ours: torch.Tensor, reference: torch.Tensor, prefix: str = 
             f"{prefix}logits_kl": Metric.measured(kl, "nats", "lower")}  # fmt: skip
 
 
+TEST_QUESTIONS = 16  # per synthetic task: the checkpoint's logits are compared at these questions' answers
+
+
+def test_split_logprobs(model, tokenizer, data_dir: str | Path, per_task: int = TEST_QUESTIONS) -> torch.Tensor:
+    """Next-token log-probabilities (float32, CPU) at every answer position (its tokens and EOS, teacher-forced)
+    of the first `per_task` test questions of each synthetic task: where the checkpoint's answers are decided."""
+    from .synthetic_train import example
+
+    out = []
+    with torch.inference_mode():
+        for task in st.TASKS:
+            for row in st.load_split(data_dir, task, "test")[:per_task]:
+                media, ids, answer = example(model.config, tokenizer, data_dir, row)
+                prompt = torch.tensor([ids])
+                embeds = model.embed(prompt, model.project(model.encode_media(media), media))
+                logits = model.prefill(embeds, all_logits=True).logits[0]
+                out.append(logits[-answer - 1 : -1].float().log_softmax(-1).cpu())  # the positions predicting the answer
+    return torch.cat(out)
+
+
 def synthetic_accuracy(checkpoint: str, plan: QuantPlan, device: str, limit: int, data_dir: str | None = None,
                        logprobs=None, calibration=None) -> dict[str, Metric]:  # fmt: skip
     """`synthetic_accuracy` (mean over the multiple-choice synthetic tasks) and one `accuracy_<task>` each;
-    with `logprobs` (model -> next-token log-probabilities of fixed requests), the checkpoint's top-1
-    agreement and KL against itself in bf16 (`checkpoint_top1_agreement`, `checkpoint_logits_kl`)."""
+    the checkpoint's top-1 agreement and KL against itself in bf16 (`checkpoint_top1_agreement`,
+    `checkpoint_logits_kl`) at the test split's answer positions (`test_split_logprobs`), or of `logprobs`
+    (model -> next-token log-probabilities) where given."""
     try:
         from lmms_eval.evaluator import simple_evaluate
         from lmms_eval.tasks import TaskManager
@@ -40,10 +61,11 @@ def synthetic_accuracy(checkpoint: str, plan: QuantPlan, device: str, limit: int
     manager = TaskManager("WARNING", include_path=str(st.write_lmms_tasks(root)), include_defaults=False)
     model = NVILABench(pretrained=checkpoint, device=device, dtype="bfloat16")
     out, scores = {}, []
-    reference = logprobs(model.vlm) if logprobs else None
+    logprobs = logprobs or (lambda vlm: test_split_logprobs(vlm, model.tokenizer, root))
+    reference = logprobs(model.vlm)
     quantize_model(model.vlm, plan, calibration(model.vlm) if calibration else None)
-    if logprobs:
-        out |= logits_agreement(logprobs(model.vlm), reference, "checkpoint_")
+    out |= logits_agreement(logprobs(model.vlm), reference, "checkpoint_")
+    out["checkpoint_quality_positions"] = Metric.measured(reference.shape[0], "positions")
     for task in st.TASKS:
         result = simple_evaluate(model=model, tasks=[task], limit=limit, task_manager=manager, log_samples=False,
                                  verbosity="WARNING")  # fmt: skip

@@ -246,16 +246,11 @@ def test_accuracy_per_rung_runs_the_synthetic_tasks_on_the_quantized_checkpoint(
 
     cfg = get_preset("nvila-tiny")
     save_trained(build_model(cfg), build_tokenizer(cfg), tmp_path / "ckpt")
-    from dataclasses import replace
-
-    from nvila_bench.core.point import BenchPoint
-    from nvila_bench.suites.deployment import _logits
-
-    point = BenchPoint("nvila-tiny", images=((448, 448),), extra={"quality_prompts": 2})
-    metrics = synthetic_accuracy(str(tmp_path / "ckpt"), QuantPlan(llm="w8a8-int8"), "cpu", 2, str(tmp_path / "data"),
-                                 logprobs=lambda model: _logits(model, replace(point)))  # fmt: skip
+    metrics = synthetic_accuracy(str(tmp_path / "ckpt"), QuantPlan(llm="w8a8-int8"), "cpu", 2, str(tmp_path / "data"))
     tasks = {"accuracy_synthetic_colour", "accuracy_synthetic_count", "accuracy_synthetic_frame"}
-    assert set(metrics) == tasks | {"synthetic_accuracy", "checkpoint_top1_agreement", "checkpoint_logits_kl"}
+    assert set(metrics) == tasks | {"synthetic_accuracy", "checkpoint_top1_agreement", "checkpoint_logits_kl", "checkpoint_quality_positions"}
+    # logits compared at the test split's answers: 16 questions per task, each answer's tokens and its EOS
+    assert metrics["checkpoint_quality_positions"].value >= 3 * 16 * 2
     assert all(0 <= metrics[k].value <= 1 for k in tasks | {"synthetic_accuracy", "checkpoint_top1_agreement"})
     assert metrics["checkpoint_logits_kl"].value > 0  # the LLM was quantized: its logits moved
 
