@@ -68,8 +68,23 @@ def vision_groups(encoder: nn.Module) -> list[Group]:
     return groups
 
 
-def fake_int4(weight: torch.Tensor, group_size: int) -> torch.Tensor:
-    """Round-to-nearest int4 of `weight` (N, K), asymmetric in groups of `group_size` inputs, dequantized."""
+FLOAT_ZERO_KERNELS = ("tinygemm", "opaque")  # a float zero point per group, stored with the scale in bf16
+
+
+def fake_int4(weight: torch.Tensor, group_size: int, kernel: str = "intx") -> torch.Tensor:
+    """Round-to-nearest int4 of `weight` (N, K), asymmetric in groups of `group_size` inputs, dequantized, as
+    `kernel` stores it: an integer zero point (intx; gemlite's HQQ rounding is near it), or tinygemm's float
+    zero with scale and zero in bf16 (tinygemm, opaque: torchao's own quantize and dequantize, which their
+    `from_hp` use), whose bf16 zero loses precision as a group's offset grows."""
+    if kernel in FLOAT_ZERO_KERNELS:
+        from torchao.quantization.quant_primitives import (
+            MappingType, _choose_qparams_affine_tinygemm, _dequantize_affine_tinygemm, _quantize_affine_tinygemm,
+        )  # fmt: skip
+
+        w, block = weight.to(torch.bfloat16), (1, group_size)
+        scale, zero = _choose_qparams_affine_tinygemm(w, MappingType.ASYMMETRIC, block, torch.int32, 0, 15, 1e-6, None, w.dtype)
+        q = _quantize_affine_tinygemm(w, block, scale, zero, torch.int32, 0, 15)
+        return _dequantize_affine_tinygemm(q, block, scale, zero, torch.int32, 0, 15, output_dtype=torch.float32)
     g = weight.float().reshape(-1, group_size)
     lo, hi = g.amin(1, keepdim=True), g.amax(1, keepdim=True)
     scale = (hi - lo).clamp(min=1e-8) / 15
@@ -77,8 +92,9 @@ def fake_int4(weight: torch.Tensor, group_size: int) -> torch.Tensor:
     return ((((g / scale) + zero).round().clamp(0, 15) - zero) * scale).reshape(weight.shape)
 
 
-def awq_scale(weight: torch.Tensor, x: torch.Tensor, group_size: int, grid: int = GRID) -> torch.Tensor:
-    """AWQ's per-input-channel scale for `weight` (N, K, the group's linears stacked) on activations x (T, K)."""
+def awq_scale(weight: torch.Tensor, x: torch.Tensor, group_size: int, grid: int = GRID, kernel: str = "intx") -> torch.Tensor:
+    """AWQ's per-input-channel scale for `weight` (N, K, the group's linears stacked) on activations x (T, K),
+    searched with `kernel`'s rounding (`fake_int4`)."""
     w, x = weight.float(), x.float()
     reference = x @ w.T
     magnitude = x.abs().mean(0)
@@ -86,7 +102,7 @@ def awq_scale(weight: torch.Tensor, x: torch.Tensor, group_size: int, grid: int 
     for i in range(grid):
         s = magnitude.pow(i / grid).clamp(min=1e-4)
         s = s / (s.max() * s.min()).sqrt()
-        loss = ((x / s) @ fake_int4(w * s, group_size).T - reference).pow(2).mean().item()
+        loss = ((x / s) @ fake_int4(w * s, group_size, kernel).T - reference).pow(2).mean().item()
         if loss < best_loss:
             best, best_loss = s, loss
     return best
@@ -145,13 +161,13 @@ def capture_inputs(groups: list[Group], run: Callable[[], None], max_rows: int =
     return out
 
 
-def smooth(groups: list[Group], fmt: str, run: Callable[[], None], group_size: int = 128) -> None:
-    """Compute the scales of `fmt` (w4a16: AWQ; w8a8-*: SmoothQuant) for each group on the activations
-    `run()` produces, and fold them into the model in place."""
+def smooth(groups: list[Group], fmt: str, run: Callable[[], None], group_size: int = 128, kernel: str = "intx") -> None:
+    """Compute the scales of `fmt` (w4a16: AWQ, for `kernel`'s rounding; w8a8-*: SmoothQuant) for each group on
+    the activations `run()` produces, and fold them into the model in place."""
     inputs = capture_inputs(groups, run)
     for group, x in zip(groups, inputs):
         if x is None:
             continue
         weight = torch.cat([linear.weight.detach() for linear in group.linears])
-        s = awq_scale(weight, x, group_size) if fmt == "w4a16" else smoothquant_scale(weight, x)
+        s = awq_scale(weight, x, group_size, kernel=kernel) if fmt == "w4a16" else smoothquant_scale(weight, x)
         fold(group, s)

@@ -3,8 +3,13 @@ or loaded model, and the bytes each format stores (pure functions, so the cost m
 
     bf16        unchanged
     w4a16       int4 weights, group-wise scales and zero points (groups of `group_size` inputs), activations
-                bf16. CPU: `IntxWeightOnlyConfig(int4, PerGroup)`, which torchao stores unpacked (one int8 per
-                weight). CUDA, one of two kernels (`QuantPlan.int4_kernel`, see `int4_kernel`):
+                bf16. CPU (`int4_kernel`):
+                  opaque    (the default) torchao's `Int4OpaqueTensor` (prototype `PrototypeInt4WeightOnlyConfig`):
+                            two weights per byte, a bf16 (scale, zero) pair per group, PyTorch's CPU int4 GEMM
+                            `_weight_int4pack_mm_for_cpu` (what gpt-fast runs int4 on CPU with). Groups of 32-128.
+                  intx      torchao's `IntxWeightOnlyConfig(int4, PerGroup)`: one int8 per weight, dequantized
+                            then multiplied; kept because its row slices can be fused (`Fusion`) and compared.
+                CUDA, one of two kernels:
                   gemlite   gemlite's Triton kernels through torchao's tensor for them (`UIntxBitPackedTensor`,
                             as torchao's prototype `UIntxWeightOnlyConfig` builds it, with bf16 scales):
                             HQQ-rounded, eight weights per int32, a GEMV for decode, and from 256 tokens
@@ -42,7 +47,9 @@ from .config import NVILAConfig
 FORMATS = ("bf16", "w4a16", "w8a8-int8", "w8a8-fp8")
 COMPONENTS = ("vision", "projector", "llm")
 SCALES = ("none", "activation-aware")
-INT4_KERNELS = ("auto", "gemlite", "tinygemm")  # CUDA kernels for w4a16 (CPU: torchao's "intx")
+INT4_KERNELS = ("auto", "gemlite", "tinygemm", "opaque", "intx")  # w4a16 kernels: CUDA's two, then CPU's two
+CUDA_INT4, CPU_INT4 = ("gemlite", "tinygemm"), ("opaque", "intx")
+UNFUSED_INT4 = ("tinygemm", "opaque")  # (groups, rows, 2) scales: a row slice is not contiguous, their kernels refuse it
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,7 @@ class QuantPlan:
     projector: str = "bf16"
     group_size: int = 128
     scales: str = "none"  # "activation-aware": AWQ (int4) / SmoothQuant (int8, fp8) scales from calibration
-    int4_kernel: str = "auto"  # w4a16 on CUDA: gemlite, tinygemm, or auto (gemlite where installed)
+    int4_kernel: str = "auto"  # w4a16: gemlite / tinygemm (CUDA), opaque / intx (CPU); auto: gemlite where installed, opaque on CPU
     lm_head: bool = False  # the LM head in the LLM's format too (a decode step reads it whole: 1.09 GB in bf16 for Qwen2-7B)
 
     def __post_init__(self):
@@ -79,12 +86,12 @@ class QuantPlan:
 
 
 def int4_kernel(plan: QuantPlan, device: str) -> str:
-    """The kernel `plan`'s int4 weights run with on `device`: "intx" (torchao's CPU kernel) off CUDA; on CUDA
-    the plan's choice, "auto" being gemlite where it is installed and tinygemm (in PyTorch) otherwise."""
-    if not str(device).startswith("cuda"):
-        return "intx"
+    """The kernel `plan`'s int4 weights run with on `device`: the plan's choice; "auto" is gemlite on CUDA where
+    it is installed (else tinygemm, in PyTorch) and opaque (PyTorch's CPU int4 GEMM) elsewhere."""
     if plan.int4_kernel != "auto":
         return plan.int4_kernel
+    if not str(device).startswith("cuda"):
+        return "opaque"
     return "gemlite" if importlib.util.find_spec("gemlite") else "tinygemm"
 
 
@@ -95,11 +102,16 @@ def unavailable(plan: QuantPlan, device: str) -> str | None:
     if importlib.util.find_spec("torchao") is None:
         return "quantized weights need torchao (pip install 'nvila-bench[quant]')"
     uses = {plan.format_of(c) for c in COMPONENTS}
-    if "w4a16" in uses and plan.int4_kernel != "auto":
-        if not str(device).startswith("cuda"):
-            return f"the {plan.int4_kernel} int4 kernel runs on CUDA GPUs only"
-        if plan.int4_kernel == "gemlite" and importlib.util.find_spec("gemlite") is None:
-            return "the gemlite int4 kernel needs gemlite (pip install gemlite)"
+    kernel = int4_kernel(plan, device) if "w4a16" in uses else None
+    cuda = str(device).startswith("cuda")
+    if kernel in CUDA_INT4 and not cuda:
+        return f"the {kernel} int4 kernel runs on CUDA GPUs only"
+    if kernel == "opaque" and cuda:
+        return "the opaque int4 kernel runs on CPUs only"
+    if kernel == "opaque" and plan.group_size > 128:
+        return f"the opaque int4 kernel takes groups of 32, 64 or 128 inputs, not {plan.group_size}"
+    if kernel == "gemlite" and importlib.util.find_spec("gemlite") is None:
+        return "the gemlite int4 kernel needs gemlite (pip install gemlite)"
     if "w8a8-fp8" in uses:
         cuda = str(device).startswith("cuda") and torch.cuda.is_available()
         if not cuda or torch.cuda.get_device_capability(torch.device(device)) < (8, 9):
@@ -148,7 +160,7 @@ def _up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-def linear_bytes(n_in: int, n_out: int, fmt: str, group_size: int = 128, kernel: str = "intx") -> int:
+def linear_bytes(n_in: int, n_out: int, fmt: str, group_size: int = 128, kernel: str = "opaque") -> int:
     """Bytes one linear layer's weight takes in `fmt` (its bias, if any, stays bf16 and is not counted here);
     `kernel` is the w4a16 kernel's (`int4_kernel`), whose layouts differ."""
     if fmt == "bf16":
@@ -157,9 +169,9 @@ def linear_bytes(n_in: int, n_out: int, fmt: str, group_size: int = 128, kernel:
         if kernel == "tinygemm":  # padded to (8, 1024) multiples first (torchao Int4TilePackedTo4dTensor.from_hp);
             n_out, n_in = _up(n_out, 8), _up(n_in, 1024)  # then 2 weights per byte, a bf16 (scale, zero) pair per group
         groups = n_out * (n_in // group_size)
-        if kernel in ("tinygemm", "gemlite"):  # gemlite: 8 weights per int32, bf16 scale and zero per group
-            return n_in * n_out // 2 + 4 * groups
-        return n_in * n_out + 3 * groups  # CPU: int8 per weight; bf16 scale + int8 zero point per group
+        if kernel in ("tinygemm", "gemlite", "opaque"):  # gemlite: 8 weights per int32, bf16 scale and zero per group
+            return n_in * n_out // 2 + 4 * groups  # opaque: 2 weights per byte, a bf16 (scale, zero) pair per group
+        return n_in * n_out + 3 * groups  # intx: int8 per weight; bf16 scale + int8 zero point per group
     if fmt == "w8a8-int8":
         return n_in * n_out + 5 * n_out  # int8 per weight; fp32 scale + int8 zero point per output channel
     if fmt == "w8a8-fp8":
@@ -214,6 +226,10 @@ def _config(fmt: str, group_size: int, kernel: str):
 
             return Int4WeightOnlyConfig(group_size=group_size, int4_packing_format=Int4PackingFormat.TILE_PACKED_TO_4D,
                                         set_inductor_config=False)  # fmt: skip
+        if kernel == "opaque":  # round to nearest, asymmetric (tinygemm's qparams); AWQ scales come before
+            from torchao.prototype.quantization.int4.inference_workflow import PrototypeInt4WeightOnlyConfig
+
+            return PrototypeInt4WeightOnlyConfig(group_size=group_size, set_inductor_config=False)
         return IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(group_size))
     if fmt == "w8a8-int8":
         return Int8DynamicActivationInt8WeightConfig(set_inductor_config=False)
@@ -239,7 +255,7 @@ def quantize_model(model, plan: QuantPlan, calibration=None) -> None:
         groups = {"vision": lambda: vision_groups(_body(model.vision_tower).encoder), "llm": lambda: llm_groups(model.llm, head)}
         for component, make in groups.items():
             if plan.format_of(component) != "bf16":
-                smooth(make(), plan.format_of(component), calibration, plan.group_size)
+                smooth(make(), plan.format_of(component), calibration, plan.group_size, int4_kernel(plan, device))
     kernel = int4_kernel(plan, device)
     for component in COMPONENTS:
         fmt = plan.format_of(component)
@@ -253,9 +269,9 @@ def quantize_model(model, plan: QuantPlan, calibration=None) -> None:
 
 def quantize_component(model, component: str, fmt: str, group_size: int, kernel: str, lm_head: bool = False) -> None:
     """`component`'s linear layers in `fmt` with `kernel` (checks done: see `quantize_model`). The LLM's q/k/v
-    and gate/up are quantized as one weight each (`Fusion`), but for tinygemm. tests/gemlite_interpreter.py
+    and gate/up are quantized as one weight each (`Fusion`), but for `UNFUSED_INT4`. tests/gemlite_interpreter.py
     calls this with the gemlite kernel on CPU, under Triton's interpreter."""
-    if component == "llm" and not (fmt == "w4a16" and kernel == "tinygemm"):
+    if component == "llm" and not (fmt == "w4a16" and kernel in UNFUSED_INT4):
         _quantize_fused(model.llm, lambda linear: _quantized(linear, fmt, group_size, kernel))
     selected = _selected(component, lm_head)
     rest = {id(m): m for name, m in model.named_modules() if selected(m, name) and not hasattr(m, "fusion")}
@@ -301,7 +317,8 @@ FUSED_GROUPS = (("self_attn", ("q_proj", "k_proj", "v_proj")), ("mlp", ("gate_pr
 def _quantize_fused(llm: nn.Module, quantized) -> None:
     """Quantize each decoder layer's q/k/v and gate/up as one weight (`quantized(linear)` of their rows stacked;
     per-row formats give each row what it would get alone) and make each layer's weight its slice. Not for
-    tinygemm: its scales are (groups, rows, 2), so a row slice is not contiguous and its kernel refuses it."""
+    tinygemm or opaque: their scales are (groups, rows, 2), so a row slice is not contiguous and their kernels
+    refuse it."""
     for layer in llm.model.layers:
         for parent, names in FUSED_GROUPS:
             modules = [getattr(getattr(layer, parent), n) for n in names]

@@ -157,7 +157,7 @@ def _rank(rung) -> int:
     return RUNGS.index(rung) if rung in RUNGS else len(RUNGS)
 
 
-KERNEL_PREFERENCE = ("tinygemm", "intx", "gemlite")  # the last first: what "auto" picks on CUDA where installed
+KERNEL_PREFERENCE = ("tinygemm", "intx", "opaque", "gemlite")  # the last first: "auto"'s pick on CUDA where installed, on CPU
 
 
 def _preference(row: dict) -> tuple:

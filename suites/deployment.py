@@ -67,7 +67,7 @@ def group_size(preset: str) -> int:
 def plan_of(point: BenchPoint) -> QuantPlan:
     formats = {c: point.extra.get(f"{c}_weights", "bf16") for c in COMPONENTS}
     scales = point.extra.get("scales", "none") if any(f != "bf16" for f in formats.values()) else "none"
-    kernel = point.extra.get("int4_kernel", "auto")  # resolved at expand: gemlite / tinygemm on CUDA, intx on CPU
+    kernel = point.extra.get("int4_kernel", "auto")  # resolved at expand: gemlite / tinygemm on CUDA, opaque on CPU
     return QuantPlan(**formats, group_size=group_size(point.preset), scales=scales,
                      int4_kernel=kernel if kernel in INT4_KERNELS else "auto",
                      lm_head=point.extra.get("lm_head") == "quantized" and formats["llm"] != "bf16")  # fmt: skip
@@ -290,8 +290,9 @@ SUITE = Suite(
         Option("media", "Run only this request (default: image and video).", ("image", "video")),
         Option("scales", "Weight scales before quantizing: activation-aware (AWQ for int4, SmoothQuant for int8 / "
                "fp8, from calibration requests) or none (round to nearest).", SCALES, "activation-aware"),
-        Option("int4_kernel", "The W4A16 rungs' int4 kernel on CUDA: gemlite (Triton GEMV / GEMM; pip install gemlite), "
-               "tinygemm (in PyTorch; pads inputs to 1024s, slow prefill), or auto (gemlite where installed).",
+        Option("int4_kernel", "The W4A16 rungs' int4 kernel: on CUDA gemlite (Triton GEMV / GEMM; pip install gemlite) "
+               "or tinygemm (in PyTorch; pads inputs to 1024s, slow prefill); on CPU opaque (PyTorch's int4 GEMM) or "
+               "intx (int8 storage, dequantize + matmul); auto: gemlite where installed, else tinygemm; opaque on CPU.",
                INT4_KERNELS, "auto"),
         Option("lm_head", "The LM head of the rungs with a quantized LLM: bf16 (the paper's deployment) or quantized "
                "in the LLM's format (a decode step reads the head whole).", ("bf16", "quantized"), "bf16"),

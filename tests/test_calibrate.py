@@ -104,3 +104,19 @@ def test_activation_aware_scales_need_calibration_and_a_known_name():
         QuantPlan(llm="w4a16", scales="gptq")
     with pytest.raises(ValueError, match="ran no input through the layers"):
         smooth(llm_groups(model.llm), "w4a16", lambda: None, 32)
+
+
+def test_awq_searches_with_the_rounding_its_kernel_stores():
+    """AWQ's grid search models the kernel's quantizer: for opaque (tinygemm's float zero, bf16 scale and zero) the
+    weights it predicts are the kernel's own, read back through F.linear of the identity. (intx's integer zero is
+    modelled in float32 scales: near its bf16 ones, not equal.)"""
+    kernel = "opaque"
+    pytest.importorskip("torchao")
+    from nvila_bench.model.quantize import _quantized
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 64, bias=False, dtype=torch.bfloat16)
+    weight = linear.weight.detach().clone() * torch.linspace(0.2, 5, 256, dtype=torch.bfloat16)  # uneven columns
+    linear.weight.data = weight.clone()
+    stored = torch.nn.functional.linear(torch.eye(256, dtype=torch.bfloat16), _quantized(linear, "w4a16", 32, kernel)).float().T
+    assert torch.allclose(fake_int4(weight, 32, kernel), stored, atol=0, rtol=2**-8)  # the kernel's bf16 output rounding

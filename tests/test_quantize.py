@@ -17,9 +17,10 @@ pytest.importorskip("torchao")
 
 # Relative L2 error of the last position's logits against bf16, on random weights (a harsher case than
 # trained weights: no outlier structure for the scales to exploit). Measured: w4a16 0.08-0.09, int8 < 0.013.
-TOLERANCE = {"w4a16": 0.15, "w8a8-int8": 0.03}
+TOLERANCE = {"w4a16": 0.15, "w4a16-intx": 0.15, "w8a8-int8": 0.03}
 PLANS = {
-    "w4a16": QuantPlan(llm="w4a16", group_size=32),
+    "w4a16": QuantPlan(llm="w4a16", group_size=32),  # opaque: PyTorch's CPU int4 GEMM, two weights per byte
+    "w4a16-intx": QuantPlan(llm="w4a16", group_size=32, int4_kernel="intx"),  # int8 storage
     "w8a8-int8": QuantPlan(llm="w8a8-int8", vision="w8a8-int8", projector="w8a8-int8"),
 }
 
@@ -47,6 +48,9 @@ def test_each_format_round_trips_within_tolerance_and_its_bytes_are_predicted(pr
     assert 0 < error < TOLERANCE[fmt], error  # changed (the format was applied), but not by much
     weight = model.llm.model.layers[0].mlp.down_proj.weight
     assert type(weight).__module__.startswith("torchao"), type(weight)  # torchao's tensor, not a bf16 copy
+    if fmt == "w4a16":  # packed int4 (N, K / 2 bytes) for the CPU kernel, not int8 per weight
+        assert type(weight).__name__ == "Int4OpaqueTensor" and weight.qdata.dtype == torch.uint8
+        assert weight.qdata.numel() == weight.shape[0] * weight.shape[1] // 2
     assert type(model.llm.lm_head.weight) in (torch.nn.Parameter, torch.Tensor)  # the LM head stays bf16
 
 
@@ -82,8 +86,11 @@ def test_the_int4_kernel_is_gemlite_where_installed(monkeypatch):
     from nvila_bench.model import quantize
 
     plan = QuantPlan(llm="w4a16")
-    assert quantize.int4_kernel(plan, "cpu") == "intx"
-    assert quantize.int4_kernel(QuantPlan(llm="w4a16", int4_kernel="gemlite"), "cpu") == "intx"
+    assert quantize.int4_kernel(plan, "cpu") == "opaque"  # PyTorch's CPU int4 GEMM
+    assert quantize.int4_kernel(QuantPlan(llm="w4a16", int4_kernel="intx"), "cpu") == "intx"
+    assert quantize.unavailable(QuantPlan(llm="w4a16", int4_kernel="gemlite"), "cpu") == "the gemlite int4 kernel runs on CUDA GPUs only"
+    assert quantize.unavailable(QuantPlan(llm="w4a16", int4_kernel="opaque"), "cuda") == "the opaque int4 kernel runs on CPUs only"
+    assert quantize.unavailable(QuantPlan(llm="w4a16", group_size=256), "cpu") == "the opaque int4 kernel takes groups of 32, 64 or 128 inputs, not 256"
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "gemlite" else real(name, *a))
     assert quantize.int4_kernel(plan, "cuda") == "gemlite"
@@ -174,8 +181,8 @@ def test_the_deployment_suite_writes_a_record_per_rung(tmp_path, capsys):
             assert value(r, "ttft") > 0 and value(r, "decode_tokens_per_s") > 0
     assert value(image["bf16"], "top1_agreement") == 1.0 and value(image["bf16"], "logits_kl") == 0.0
     assert "FP8" in by[("image", "w8a8-vit-fp8")]["error"]
-    # the int4 kernel is part of a W4A16 rung's config (torchao's CPU kernel here), one-time costs apart
-    assert [r["config"]["extra"].get("int4_kernel") for r in image.values()] == [None, None, "intx", "intx", "intx", None, None, "intx"]
+    # the int4 kernel is part of a W4A16 rung's config (PyTorch's CPU int4 GEMM here), one-time costs apart
+    assert [r["config"]["extra"].get("int4_kernel") for r in image.values()] == [None, None, "opaque", "opaque", "opaque", None, None, "opaque"]
     assert value(image["w4a16-llm"], "quantize_seconds") > 0 and "quantize_seconds" not in image["bf16"]["metrics"]
     assert all(value(r, "setup_seconds") >= 0 for r in records if r["status"] == "ok")
 
