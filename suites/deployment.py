@@ -251,7 +251,7 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     if peaks:
         metrics["decode_step_floor"] = Metric.analytic(step.bytes / peaks.bandwidth, "s")
         metrics["decode_step_mbu"] = Metric.utilisation(step.bytes / peaks.bandwidth / metrics["tpot"].value, "tpot")
-    metrics |= stage_mfu(point, plan, metrics, session)
+    metrics |= stage_roofline(point, plan, metrics, session)
     if engine.note:
         metrics["engine_note"] = Metric.measured(engine.note, "text")
     if point.extra.get("checkpoint"):
@@ -264,18 +264,23 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
 GEMM_DTYPE = {"w8a8-int8": "int8", "w8a8-fp8": "fp8"}  # else the activations' dtype (W4A16 multiplies in bf16)
 
 
-def stage_mfu(point: BenchPoint, plan: QuantPlan, metrics: dict[str, Metric], session: Session) -> dict[str, Metric]:
-    """MFU of the vision tower and the LLM prefill against the peak of the dtype each one's GEMMs run in: a
-    W8A8 component's int8 or fp8 tensor-core peak (core/hardware.toml), the run's own peak otherwise.
-    Nothing where that peak is unknown (a CPU, a GPU without fp8)."""
-    costs = costmodel.request_costs(get_preset(point.preset), point.images, point.video_frames, point.temporal_pool,
-                                    point.prompt_tokens, batch=point.batch_size, dtype=point.dtype)  # fmt: skip
+def stage_roofline(point: BenchPoint, plan: QuantPlan, metrics: dict[str, Metric], session: Session) -> dict[str, Metric]:
+    """The vision tower's and the LLM prefill's bytes in the plan's weight formats (`{stage}_bytes`), and against
+    the peak of the dtype each one's GEMMs run in (a W8A8 component's int8 or fp8 tensor-core peak,
+    core/hardware.toml; the run's own peak otherwise) their floor and MFU. No floor or MFU where that peak is
+    unknown (a CPU, a GPU without fp8)."""
+    model_cfg = get_preset(point.preset)
+    costs = costmodel.request_costs(model_cfg, point.images, point.video_frames, point.temporal_pool, point.prompt_tokens,
+                                    batch=point.batch_size, dtype=point.dtype,
+                                    weights=costmodel.weights_read(model_cfg, plan, point.device))  # fmt: skip
     out = {}
     for stage, component in (("vision", "vision"), ("llm_prefill", "llm")):
+        out[f"{stage}_bytes"] = Metric.analytic(costs[stage].bytes, "bytes")
         dtype = GEMM_DTYPE.get(plan.format_of(component), point.dtype)
         peaks = session.peaks_for(dtype)
         if peaks is None or stage not in metrics:
             continue
+        out[f"{stage}_floor"] = Metric.analytic(costmodel.time_floor(costs[stage], peaks.flops, peaks.bandwidth), "s")
         out[f"{stage}_mfu"] = Metric.utilisation(costmodel.mfu(costs[stage].executed_flops, metrics[stage].value, peaks.flops), stage)
         out[f"{stage}_mfu_dtype"] = Metric.analytic(dtype, "text")
     return out

@@ -173,6 +173,9 @@ def test_the_deployment_suite_writes_a_record_per_rung(tmp_path, capsys):
     assert value(image["scaled-only bf16"], "media_tokens") > value(image["bf16"], "media_tokens")  # STC
     assert value(image["w4a16-llm"], "llm_weights_bytes") < value(image["bf16"], "llm_weights_bytes")
     assert value(image["w8a8-vit-int8"], "vision_weights_bytes") < value(image["w4a16-llm"], "vision_weights_bytes")
+    # the stages' bytes in the rung's weight formats: fewer LLM bytes read by the W4A16 prefill, fewer ViT bytes by int8
+    assert value(image["w4a16-llm"], "llm_prefill_bytes") < value(image["bf16"], "llm_prefill_bytes")
+    assert value(image["w8a8-vit-int8"], "vision_bytes") < value(image["w4a16-llm"], "vision_bytes") == value(image["bf16"], "vision_bytes")
     for r in records:
         if r["status"] == "ok":
             for c in ("vision", "projector", "llm"):

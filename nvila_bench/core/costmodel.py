@@ -214,11 +214,13 @@ def request_costs(
     context: int | None = None,
     batch: int = 1,
     dtype: str = "bfloat16",
+    weights: dict[str, int] | None = None,
 ) -> dict[str, Cost]:
     """Cost per stage ("vision", "projector", "llm_prefill", "decode_step") of one request with `images`
     ((width, height) pairs) and/or a video, followed by `prompt_tokens` text tokens. `batch` identical rows
     share the media, as the benchmarks run them: vision and projector run once, the LLM on every row. The
-    decode step is costed at `context` cached positions (default: the prefill length)."""
+    decode step is costed at `context` cached positions (default: the prefill length). `weights`: bytes the
+    vision tower and the LLM read when their weights are quantized (`weights_read`)."""
     _check_count("prompt_tokens", prompt_tokens, minimum=0)
     count = count_visual_tokens(cfg, list(images), video_frames, temporal_pool)
     if count.vit_tiles < 1:
@@ -228,10 +230,10 @@ def request_costs(
     projected += count.video.frames * cfg.tokens_per_tile if count.video else 0
     n = count.total_tokens + prompt_tokens
     return {
-        "vision": vision_cost(cfg, count.vit_tiles, dtype),
+        "vision": vision_cost(cfg, count.vit_tiles, dtype, (weights or {}).get("vision")),
         "projector": projector_cost(cfg, projected, dtype),
-        "llm_prefill": llm_prefill_cost(cfg, n, batch, dtype),
-        "decode_step": decode_step_cost(cfg, n if context is None else context, batch, dtype),
+        "llm_prefill": llm_prefill_cost(cfg, n, batch, dtype, (weights or {}).get("llm")),
+        "decode_step": decode_step_cost(cfg, n if context is None else context, batch, dtype, (weights or {}).get("llm")),
     }
 
 
