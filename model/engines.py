@@ -50,9 +50,11 @@ class Engine:
     name: str = "eager"
     note: str | None = None
     cache: object = field(default=None, repr=False)
-    # How `generate` runs its prefill, where that is not how this engine's `first_token` runs it (recorded:
-    # a decode record's prefill time is then not this engine's prefill figure).
-    generate_prefill: str | None = None
+    @property
+    def generate_prefill(self) -> str | None:
+        """How `generate` runs its prefill, where that is not how this engine's `first_token` runs it (recorded:
+        a decode record's prefill time is then not this engine's prefill figure)."""
+        return None
 
     def setup(self, embeds: torch.Tensor, new_tokens: int) -> None:
         """One-time work before timing (compile, capture). The eager engine has none."""
@@ -93,7 +95,6 @@ class CompiledEngine(Engine):
 
     name: str = "compiled"
     cache_kind: str = "static"
-    generate_prefill: str | None = "eager, into the static cache"  # the captured prefill fills its own cache
     use_graph: bool = True  # CUDA only
     attention: str = "auto"
     compile_mode: str | None = None
@@ -124,6 +125,10 @@ class CompiledEngine(Engine):
                 torch.compiler.reset()
         reason = failed[0].split(" failed: ", 1)[1] if len(failed) == 1 else "; ".join(failed)
         self._set_note("decode", f"fell back to eager: {reason}")
+
+    @property
+    def generate_prefill(self) -> str | None:  # the captured prefill fills its own cache, not the static one
+        return "eager, into the static cache" if self._decode is not None else None  # a fallback is eager throughout
 
     def _set_note(self, part: str, text: str | None) -> None:
         """The record's note: what the prefill's and the decode's setup each had to say."""

@@ -51,7 +51,10 @@ def decode_image(path: str, device: str | torch.device = "cuda") -> torch.Tensor
     if device.type == "cuda" and bytes(data[:2].tolist()) == b"\xff\xd8":
         chw = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
     else:
-        chw = tv_decode(data, mode=ImageReadMode.RGB).to(device)
+        try:
+            chw = tv_decode(data, mode=ImageReadMode.RGB).to(device)
+        except RuntimeError:  # a format torchvision does not decode (BMP, TIFF, ...): PIL's, as the cpu path reads it
+            return to_uint8(Image.open(path)).to(device)
     return chw.permute(1, 2, 0)
 
 

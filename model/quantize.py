@@ -8,7 +8,7 @@ or loaded model, and the bytes each format stores (pure functions, so the cost m
                             two weights per byte, a bf16 (scale, zero) pair per group, PyTorch's CPU int4 GEMM
                             `_weight_int4pack_mm_for_cpu` (what gpt-fast runs int4 on CPU with). Groups of 32-128.
                   intx      torchao's `IntxWeightOnlyConfig(int4, PerGroup)`: one int8 per weight, dequantized
-                            then multiplied; kept because its row slices can be fused (`Fusion`) and compared.
+                            then multiplied (on any device); kept because its row slices can be fused (`Fusion`).
                 CUDA, one of two kernels:
                   gemlite   gemlite's Triton kernels through torchao's tensor for them (`UIntxBitPackedTensor`,
                             as torchao's prototype `UIntxWeightOnlyConfig` builds it, with bf16 scales):
@@ -48,7 +48,7 @@ FORMATS = ("bf16", "w4a16", "w8a8-int8", "w8a8-fp8")
 COMPONENTS = ("vision", "projector", "llm")
 SCALES = ("none", "activation-aware")
 INT4_KERNELS = ("auto", "gemlite", "tinygemm", "opaque", "intx")  # w4a16 kernels: CUDA's two, then CPU's two
-CUDA_INT4, CPU_INT4 = ("gemlite", "tinygemm"), ("opaque", "intx")
+CUDA_INT4 = ("gemlite", "tinygemm")  # opaque is CPU-only; intx (dequantize + matmul) runs anywhere
 UNFUSED_INT4 = ("tinygemm", "opaque")  # (groups, rows, 2) scales: a row slice is not contiguous, their kernels refuse it
 
 

@@ -39,7 +39,7 @@ PREVIOUS = {  # rung -> the rung it adds one step to (fp8 is the alternative to 
 MATCH_TOLERANCE = 0.01  # measured weights bytes "match" the prediction within 1%
 PAPER_MODEL = "nvila-8b"  # the model of Figure 5 and of the TinyChat table
 PAPER_HARDWARE = {"a100": "A100", "rtx4090": "RTX 4090", "orin": "Orin"}  # paper.toml decode_rates column -> GPU
-TINYCHAT_SETTING = "batch 1, Dynamic-S2 off: a shorter context than a ladder's, so a little less KV cache read per token"
+TINYCHAT_SETTING = "batch 1, Dynamic-S2 off: a shorter image context than a ladder's, so a little less KV cache read per token"
 TINYCHAT_RUNG = {"Baseline (FP16)": "bf16", "TinyChat (W4A16 LLM + W8A8 ViT)": "w8a8-vit-int8"}  # engine -> our rung
 COMPONENT_NAMES = {"vision": "ViT", "projector": "projector", "llm": "LLM"}
 DIFFERENT_HARDWARE = "not comparable: different hardware"
@@ -202,6 +202,7 @@ def _ladder_rows(records: list[Record]) -> list[dict]:
         for c, w in row["weights"].items():
             base = ref["weights"][c]["measured"] if ref else None
             w["ratio"] = w["measured"] / base if w["measured"] is not None and base else None
+        row["accuracy_points_vs_bf16"] = None  # without a bf16 row with the checkpoint's accuracy to compare with
         if row["synthetic_accuracy"] is not None and ref and ref["synthetic_accuracy"] is not None:
             row["accuracy_points_vs_bf16"] = 100 * (row["synthetic_accuracy"] - ref["synthetic_accuracy"])
         base_total = ref["weights_total"] if ref else None
@@ -280,7 +281,7 @@ def _tinychat(media: str, family: str, hardware: str, rows: dict[str, dict]) -> 
             verdict = "not measured"  # the paper's GPU, but the ladder lacks the rung
         ratio = ours["decode_tps"] / matched["value"] if verdict == "comparable" and ours.get("decode_tps") and matched["value"] else None
         out.append({"preset": entry["preset"], "engine": entry["engine"], "source": entry["source"], "cells": cells,
-                    "setting": TINYCHAT_SETTING,
+                    "setting": TINYCHAT_SETTING if media == "image" else "batch 1",
                     "rung": rung, "ours": ours.get("decode_tps") if ours else None, "ours_preset": ours["preset"] if ours else None,
                     "verdict": verdict, "ratio": ratio})  # fmt: skip
     return out

@@ -111,6 +111,10 @@ def check_settings(axes: dict[str, list], options: dict) -> None:
     for name in ("quality_prompts", "accuracy_limit"):
         if options.get(name) is not None and options[name] < 1:
             raise SuiteError(f"--{name.replace('_', '-')} must be >= 1, got {options[name]}")
+    if options.get("checkpoint") and options.get("media") == "video":
+        raise SuiteError("--checkpoint: accuracy per rung is measured with the image request's rows, not --media video")
+    if options.get("checkpoint") and options.get("rung") and all(RUNGS[r][0] != "nvila" for r in options["rung"]):
+        raise SuiteError("--checkpoint: accuracy per rung is of NVILA's rungs; --rung lists none")
     if options.get("checkpoint") and importlib.util.find_spec("lmms_eval") is None:
         raise SuiteError("--checkpoint: accuracy per rung needs lmms-eval (pip install 'nvila-bench[eval]')")
 

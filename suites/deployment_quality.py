@@ -25,7 +25,7 @@ def logits_agreement(ours: torch.Tensor, reference: torch.Tensor, prefix: str = 
 TEST_QUESTIONS = 16  # per synthetic task: the checkpoint's logits are compared at these questions' answers
 
 
-def test_split_logprobs(model, tokenizer, data_dir: str | Path, per_task: int = TEST_QUESTIONS) -> torch.Tensor:
+def answer_logprobs(model, tokenizer, data_dir: str | Path, per_task: int = TEST_QUESTIONS) -> torch.Tensor:
     """Next-token log-probabilities (float32, CPU) at every answer position (its tokens and EOS, teacher-forced)
     of the first `per_task` test questions of each synthetic task: where the checkpoint's answers are decided."""
     from .synthetic_train import example
@@ -46,7 +46,7 @@ def synthetic_accuracy(checkpoint: str, plan: QuantPlan, device: str, limit: int
                        logprobs=None, calibration=None) -> dict[str, Metric]:  # fmt: skip
     """`synthetic_accuracy` (mean over the multiple-choice synthetic tasks) and one `accuracy_<task>` each;
     the checkpoint's top-1 agreement and KL against itself in bf16 (`checkpoint_top1_agreement`,
-    `checkpoint_logits_kl`) at the test split's answer positions (`test_split_logprobs`), or of `logprobs`
+    `checkpoint_logits_kl`) at the test split's answer positions (`answer_logprobs`), or of `logprobs`
     (model -> next-token log-probabilities) where given."""
     try:
         from lmms_eval.evaluator import simple_evaluate
@@ -61,7 +61,7 @@ def synthetic_accuracy(checkpoint: str, plan: QuantPlan, device: str, limit: int
     manager = TaskManager("WARNING", include_path=str(st.write_lmms_tasks(root)), include_defaults=False)
     model = NVILABench(pretrained=checkpoint, device=device, dtype="bfloat16")
     out, scores = {}, []
-    logprobs = logprobs or (lambda vlm: test_split_logprobs(vlm, model.tokenizer, root))
+    logprobs = logprobs or (lambda vlm: answer_logprobs(vlm, model.tokenizer, root))
     reference = logprobs(model.vlm)
     quantize_model(model.vlm, plan, calibration(model.vlm) if calibration else None)
     out |= logits_agreement(logprobs(model.vlm), reference, "checkpoint_")

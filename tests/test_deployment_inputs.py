@@ -18,6 +18,8 @@ REFUSED = [
     (["--quality-prompts", "0"], "--quality-prompts must be >= 1, got 0"),
     (["--accuracy-limit", "0"], "--accuracy-limit must be >= 1, got 0"),
     (["--rung", "scaled-only bf16", "--preset", "nvila-lite-2b"], None),  # more than one preset: the preset message
+    (["--checkpoint", ".", "--media", "video"], "--checkpoint: accuracy per rung is measured with the image request's rows, not --media video"),
+    (["--checkpoint", ".", "--rung", "baseline bf16"], "--checkpoint: accuracy per rung is of NVILA's rungs; --rung lists none"),
 ]
 
 

@@ -73,6 +73,7 @@ def test_a_capture_that_fails_falls_back_to_eager_with_a_note(contexts, monkeypa
     engine = make_engine("compiled", model)
     engine.setup(embeds, 6)
     assert engine.note.startswith("fell back to eager: RuntimeError: operation not permitted")
+    assert engine.generate_prefill is None  # eager throughout: its decode records' prefill is its own
     assert torch.equal(engine.generate(embeds, 6), make_engine("eager", model).generate(embeds, 6))
 
 

@@ -129,5 +129,7 @@ def test_a_deployment_records_label_names_its_rung():
     from nvila_bench.core.gate import point_label
 
     labels = [point_label(deployment_record(*rung)) for rung in LADDER[:3]]
-    assert [label.rsplit(" ", 1)[-1] for label in labels[1:]] == ["bf16", "w4a16-llm"], labels
+    assert [label.rsplit(" ", 2)[-2:] for label in labels[1:]] == [["bf16", "eager"], ["w4a16-llm", "eager"]], labels
     assert len(set(labels)) == 3
+    kernels = {point_label(_with(deployment_record(*LADDER[2]), "compiled", int4_kernel=k)) for k in ("gemlite", "tinygemm")}
+    assert len(kernels) == 2 and all("compiled" in label for label in kernels)  # two kernels' rows: two labels

@@ -59,6 +59,8 @@ def test_a_trained_checkpoints_accuracy_per_rung_with_its_points_against_bf16():
     assert rows["w4a16-llm"]["checkpoint_top1"] == 0.96
     html = render_report([bf16, w4], ["x.jsonl"])
     assert "-2.5 points" in html and "top-1 96.0%" in html
+    alone = deployment.ladder([w4])["groups"][0]["rows"][0]  # no bf16 row to compare with: no points, still rendered
+    assert alone["accuracy_points_vs_bf16"] is None and "87.5%" in render_report([w4], ["x.jsonl"])
 
 
 @pytest.mark.parametrize("paper_gpu, hardware, same", [

@@ -131,12 +131,12 @@ def point_label(record: Record) -> str:
     parts = [record.suite, str(record.preset), "+".join(media), f"b{c.get('batch_size', 1)}", str(c.get("dtype"))]
     if record.suite == "decode":
         parts.append(f"{c.get('new_tokens')}tok {c.get('cache')}")
-    for key in ("variant", "stage", "recipe", "rung"):
+    for key in ("variant", "stage", "recipe", "rung", "int4_kernel", "scales", "lm_head"):
         if extra.get(key):
             parts.append(str(extra[key]))
     if extra.get("fp8"):
         parts.append("fp8")
-    if c.get("engine") and record.suite in ("prefill", "decode"):  # how the LLM ran, when recorded
+    if c.get("engine") and record.suite in ("prefill", "decode", "deployment"):  # how the LLM ran, when recorded
         parts.append(str(c["engine"]))
     if record.suite == "prefill" and c.get("preprocess"):  # where the images were preprocessed, when recorded
         parts.append(f"{c['preprocess']}-preprocess")
