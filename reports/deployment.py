@@ -146,6 +146,7 @@ def _row(r: Record) -> dict:
         "fell_back": "fell back to eager" in str(value(r, "engine_note") or ""),
         # on the trained checkpoint (`--checkpoint`): synthetic-task accuracy, and logits against it in bf16
         "synthetic_accuracy": value(r, "synthetic_accuracy"), "checkpoint_top1": value(r, "checkpoint_top1_agreement"),
+        "benchmark_accuracy": value(r, "benchmark_accuracy"),  # the paper's lmms-eval tasks, official weights
         "engine": r.config.get("engine"), "setup_seconds": value(r, "setup_seconds"),
         "quantize_seconds": value(r, "quantize_seconds"),
         **{k: value(r, k) for k in ("vision_mfu", "vision_mfu_dtype", "llm_prefill_mfu", "llm_prefill_mfu_dtype")},

@@ -14,6 +14,7 @@ datasets in the local Hugging Face cache).
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,18 @@ class TaskPoint:
         }  # fmt: skip
 
 
+def lmms_task_names() -> set[str]:
+    """lmms-eval's task names. Its task loader logs every file it skips at DEBUG through loguru; lmms-eval's
+    logging goes to WARNING first, so that a bad task name is one line of error, not a page."""
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+    from lmms_eval.tasks import TaskManager
+
+    return set(TaskManager("WARNING").all_tasks)
+
+
 def expand_tasks(spec: str) -> list[str]:
     """"synthetic", "paper-image", "paper-video" or task names, comma-separated, in order, no repeats."""
     out: list[str] = []
@@ -104,9 +117,8 @@ def expand(axes: dict[str, list], options: dict) -> list[TaskPoint]:
     tasks = expand_tasks(options["tasks"])
     others = [t for t in tasks if t not in SYNTHETIC]
     if others:
-        from lmms_eval.tasks import TaskManager
-
-        unknown = [t for t in others if t not in TaskManager("WARNING").all_tasks]
+        known = lmms_task_names()
+        unknown = [t for t in others if t not in known]
         if unknown:
             raise SuiteError(f"unknown lmms-eval task(s): {', '.join(unknown)}")
     if others and checkpoint is None:

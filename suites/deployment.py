@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from nvila_bench.core import costmodel
+from nvila_bench.core import synthetic_tasks as st
 from nvila_bench.core.memory import memory_metrics, reset_peak_memory
 from nvila_bench.core.point import BenchPoint, canonical_dtype
 from nvila_bench.core.results import Metric, PointSkipped
@@ -40,7 +41,8 @@ from nvila_bench.model.quantize import (
 )  # fmt: skip
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES
 
-from .deployment_quality import logits_agreement, synthetic_accuracy
+from .accuracy import expand_tasks, lmms_task_names
+from .deployment_quality import logits_agreement, rung_accuracy
 from .prefill import request_of, token_metrics, ttft_iteration
 from .registry import Job, Option, Suite, SuiteError
 
@@ -111,12 +113,30 @@ def check_settings(axes: dict[str, list], options: dict) -> None:
     for name in ("quality_prompts", "accuracy_limit"):
         if options.get(name) is not None and options[name] < 1:
             raise SuiteError(f"--{name.replace('_', '-')} must be >= 1, got {options[name]}")
+    if options.get("tasks") and not options.get("checkpoint"):
+        raise SuiteError("--tasks scores each rung of a checkpoint: give --checkpoint DIR (random weights score at chance)")
     if options.get("checkpoint") and options.get("media") == "video":
         raise SuiteError("--checkpoint: accuracy per rung is measured with the image request's rows, not --media video")
     if options.get("checkpoint") and options.get("rung") and all(RUNGS[r][0] != "nvila" for r in options["rung"]):
         raise SuiteError("--checkpoint: accuracy per rung is of NVILA's rungs; --rung lists none")
     if options.get("checkpoint") and importlib.util.find_spec("lmms_eval") is None:
         raise SuiteError("--checkpoint: accuracy per rung needs lmms-eval (pip install 'nvila-bench[eval]')")
+
+
+def checked_tasks(spec: str) -> list[str]:
+    """`--tasks` of the rungs' accuracy: the synthetic multiple-choice tasks (a trained tiny checkpoint) and / or
+    the paper's lmms-eval tasks (official weights); unknown names refused before any rung."""
+    try:
+        tasks = [t for t in expand_tasks(spec) if t != "synthetic_colour_gen" or t in spec.split(",")]  # the group: multiple choice
+    except ValueError as e:
+        raise SuiteError(f"--tasks: {e}") from None
+    others = [t for t in tasks if t not in st.TASKS]
+    if others:
+        known = lmms_task_names()
+        unknown = [t for t in others if t not in known]
+        if unknown:
+            raise SuiteError(f"--tasks: unknown lmms-eval task(s): {', '.join(unknown)}")
+    return tasks
 
 
 def expand(axes: dict[str, list], options: dict) -> list[Job]:
@@ -141,7 +161,8 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
             config_from_checkpoint(options["checkpoint"])
         except CheckpointError as e:
             raise SuiteError(f"--checkpoint: {e}") from None
-        trained = {"checkpoint": str(options["checkpoint"]), "accuracy_limit": options.get("accuracy_limit") or ACCURACY_LIMIT}
+        trained = {"checkpoint": str(options["checkpoint"]), "accuracy_limit": options.get("accuracy_limit") or ACCURACY_LIMIT,
+                   "tasks": checked_tasks(options.get("tasks") or "synthetic")}
     jobs = []
     for engine in axes.get("engine") or [None]:  # e.g. compiled and hf-static: ours and transformers' on the same weights
         for media in [options["media"]] if options.get("media") else ("image", "video"):
@@ -260,7 +281,8 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
         metrics["engine_note"] = Metric.measured(engine.note, "text")
     if point.extra.get("checkpoint"):
         session.release()  # one model in memory at a time
-        metrics |= synthetic_accuracy(point.extra["checkpoint"], plan, point.device, point.extra["accuracy_limit"],
+        metrics |= rung_accuracy(point.extra["checkpoint"], plan, point.device, point.extra["accuracy_limit"],
+                                 tuple(point.extra["tasks"]),
                                       calibration=lambda model: calibration(model, point))  # logits at the test answers
     return metrics
 
@@ -307,7 +329,10 @@ SUITE = Suite(
                "in the LLM's format (a decode step reads the head whole).", ("bf16", "quantized"), "bf16"),
         Option("quality_prompts", "Synthetic requests whose next-token logits are compared with bf16.", int, QUALITY_PROMPTS),
         Option("checkpoint", "A trained checkpoint (train-synthetic) whose synthetic-task accuracy each NVILA rung reports, quantized as the rung says."),
-        Option("accuracy_limit", "Questions per synthetic task for --checkpoint.", int, ACCURACY_LIMIT),
+        Option("accuracy_limit", "Questions per task for --checkpoint.", int, ACCURACY_LIMIT),
+        Option("tasks", "Tasks each rung of --checkpoint is scored on: synthetic (a train-synthetic checkpoint), "
+               "paper-image, paper-video (official weights, datasets in the local Hugging Face cache) or lmms-eval "
+               "task names, comma-separated.", str),
     ),
     expand=expand,
 )  # fmt: skip

@@ -3,6 +3,7 @@ harness and scoring as the accuracy suite, with the checkpoint's weights quantiz
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -11,7 +12,7 @@ from nvila_bench.core import synthetic_tasks as st
 from nvila_bench.core.results import Metric
 from nvila_bench.model.quantize import QuantPlan, quantize_model
 
-from .accuracy import _score, default_data_dir
+from .accuracy import SYNTHETIC, _score, default_data_dir
 
 
 def logits_agreement(ours: torch.Tensor, reference: torch.Tensor, prefix: str = "") -> dict[str, Metric]:
@@ -42,12 +43,14 @@ def answer_logprobs(model, tokenizer, data_dir: str | Path, per_task: int = TEST
     return torch.cat(out)
 
 
-def synthetic_accuracy(checkpoint: str, plan: QuantPlan, device: str, limit: int, data_dir: str | None = None,
-                       logprobs=None, calibration=None) -> dict[str, Metric]:  # fmt: skip
-    """`synthetic_accuracy` (mean over the multiple-choice synthetic tasks) and one `accuracy_<task>` each;
-    the checkpoint's top-1 agreement and KL against itself in bf16 (`checkpoint_top1_agreement`,
-    `checkpoint_logits_kl`) at the test split's answer positions (`answer_logprobs`), or of `logprobs`
-    (model -> next-token log-probabilities) where given."""
+def rung_accuracy(checkpoint: str, plan: QuantPlan, device: str, limit: int, tasks: tuple[str, ...] = st.TASKS,
+                  data_dir: str | None = None, logprobs=None, calibration=None) -> dict[str, Metric]:  # fmt: skip
+    """The checkpoint quantized as `plan` says, through lmms-eval as the accuracy suite scores it: one
+    `accuracy_<task>` per task, `synthetic_accuracy` (mean over the multiple-choice synthetic tasks) and
+    `benchmark_accuracy` (mean over the others: the paper's lmms-eval tasks, with official weights and their
+    datasets in the local cache); and the checkpoint's top-1 agreement and KL against itself in bf16
+    (`checkpoint_top1_agreement`, `checkpoint_logits_kl`) at the synthetic test split's answer positions
+    (`answer_logprobs`), or of `logprobs` (model -> next-token log-probabilities) where given."""
     try:
         from lmms_eval.evaluator import simple_evaluate
         from lmms_eval.tasks import TaskManager
@@ -58,19 +61,24 @@ def synthetic_accuracy(checkpoint: str, plan: QuantPlan, device: str, limit: int
     root = Path(data_dir) if data_dir else default_data_dir()
     if not (root / "manifest.json").is_file():
         st.generate(root)
-    manager = TaskManager("WARNING", include_path=str(st.write_lmms_tasks(root)), include_defaults=False)
+    benchmarks = [t for t in tasks if t not in SYNTHETIC]
+    if benchmarks:  # no hub here: a dataset missing from the local cache fails fast
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    manager = TaskManager("WARNING", include_path=str(st.write_lmms_tasks(root)), include_defaults=bool(benchmarks))
     model = NVILABench(pretrained=checkpoint, device=device, dtype="bfloat16")
-    out, scores = {}, []
+    out, scores = {}, {}
     logprobs = logprobs or (lambda vlm: answer_logprobs(vlm, model.tokenizer, root))
     reference = logprobs(model.vlm)
     quantize_model(model.vlm, plan, calibration(model.vlm) if calibration else None)
     out |= logits_agreement(logprobs(model.vlm), reference, "checkpoint_")
     out["checkpoint_quality_positions"] = Metric.measured(reference.shape[0], "positions")
-    for task in st.TASKS:
+    for task in tasks:
         result = simple_evaluate(model=model, tasks=[task], limit=limit, task_manager=manager, log_samples=False,
                                  verbosity="WARNING")  # fmt: skip
-        score = _score(result, task)["score"].value
-        scores.append(score)
-        out[f"accuracy_{task}"] = Metric.measured(score, "fraction", "higher")
-    out["synthetic_accuracy"] = Metric.measured(sum(scores) / len(scores), "fraction", "higher")
+        scores[task] = _score(result, task)["score"].value
+        out[f"accuracy_{task}"] = Metric.measured(scores[task], "fraction", "higher")
+    for name, group in (("synthetic_accuracy", [t for t in tasks if t in st.TASKS]), ("benchmark_accuracy", benchmarks)):
+        if group:
+            out[name] = Metric.measured(sum(scores[t] for t in group) / len(group), "fraction", "higher")
     return out

@@ -58,3 +58,23 @@ def test_a_preset_without_a_scaled_only_variant_runs_the_rest_of_its_ladder():
     assert "scaled-only bf16" not in dict(rungs) and ("baseline bf16", "vila1.5-3b") in rungs
     with pytest.raises(Exception, match="--rung scaled-only bf16: nvila-lite-2b has no scaled-only variant"):
         expand({"preset": ["nvila-lite-2b"]}, {"media": "image", "rung": ("scaled-only bf16",)})
+
+
+def test_tasks_need_a_checkpoint_and_known_names(tmp_path, capsys):
+    pytest.importorskip("lmms_eval")
+    from nvila_bench.model import build_model, get_preset
+    from nvila_bench.model.tokenizer import build_tokenizer
+    from nvila_bench.suites.synthetic_train import save_trained
+
+    cfg = get_preset("nvila-tiny")
+    save_trained(build_model(cfg), build_tokenizer(cfg), tmp_path / "ckpt")
+    for args, message in ((["--tasks", "synthetic"], "--tasks scores each rung of a checkpoint: give --checkpoint DIR"),
+                          (["--checkpoint", str(tmp_path / "ckpt"), "--tasks", "no_such_task"],
+                           "--tasks: unknown lmms-eval task(s): no_such_task")):  # fmt: skip
+        code = main(["run", "deployment", "--preset", "nvila-tiny", *args, "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith(f"nvila-bench: error: {message}") and err.count("\n") == 1, err
+    jobs = expand({"preset": ["nvila-tiny"]}, {"checkpoint": str(tmp_path / "ckpt"), "tasks": "synthetic,ai2d", "media": "image"})
+    scored = {j.point.extra["rung"]: j.point.extra.get("tasks") for j in jobs}
+    assert scored["w4a16-llm"] == ["synthetic_colour", "synthetic_count", "synthetic_frame", "ai2d"]  # the group, then ai2d
+    assert scored["baseline bf16"] is None  # the VILA1.5 baseline is not the checkpoint

@@ -251,12 +251,12 @@ def test_accuracy_per_rung_runs_the_synthetic_tasks_on_the_quantized_checkpoint(
     suite scores it, on the checkpoint's weights quantized as the rung says."""
     pytest.importorskip("lmms_eval")
     from nvila_bench.model.tokenizer import build_tokenizer
-    from nvila_bench.suites.deployment_quality import synthetic_accuracy
+    from nvila_bench.suites.deployment_quality import rung_accuracy
     from nvila_bench.suites.synthetic_train import save_trained
 
     cfg = get_preset("nvila-tiny")
     save_trained(build_model(cfg), build_tokenizer(cfg), tmp_path / "ckpt")
-    metrics = synthetic_accuracy(str(tmp_path / "ckpt"), QuantPlan(llm="w8a8-int8"), "cpu", 2, str(tmp_path / "data"))
+    metrics = rung_accuracy(str(tmp_path / "ckpt"), QuantPlan(llm="w8a8-int8"), "cpu", 2, data_dir=str(tmp_path / "data"))
     tasks = {"accuracy_synthetic_colour", "accuracy_synthetic_count", "accuracy_synthetic_frame"}
     assert set(metrics) == tasks | {"synthetic_accuracy", "checkpoint_top1_agreement", "checkpoint_logits_kl", "checkpoint_quality_positions"}
     # logits compared at the test split's answers: 16 questions per task, each answer's tokens and its EOS
