@@ -46,6 +46,18 @@ def test_every_engine_gives_the_eager_ids(contexts, preset):
         assert torch.equal(engine.generate(embeds, 10), reference), f"{name}: a second run differs"
 
 
+@pytest.mark.parametrize("batch, context", [(64, 20), (1, 3000)])
+def test_compiled_decode_at_batch_64_and_a_long_context_gives_the_eager_ids(batch, context):
+    """The issue's range: batch sizes 1-64 and long contexts, captured (compiled here) without a fallback."""
+    model = build_model(get_preset("nvila-tiny"))
+    torch.manual_seed(batch)
+    embeds = torch.randn(batch, context, model.llm.config.hidden_size) * 0.5
+    engine = make_engine("compiled", model)
+    engine.setup(embeds, 6)
+    assert engine.note is None, engine.note
+    assert torch.equal(engine.generate(embeds, 6), make_engine("eager", model, "dynamic").generate(embeds, 6))
+
+
 def test_compiled_decode_of_fewer_tokens_than_its_warm_up_steps(contexts):
     model, embeds = contexts["nvila-tiny"]
     engine = make_engine("compiled", model)
