@@ -149,7 +149,8 @@ def _row(r: Record) -> dict:
         "benchmark_accuracy": value(r, "benchmark_accuracy"),  # the paper's lmms-eval tasks, official weights
         "engine": r.config.get("engine"), "setup_seconds": value(r, "setup_seconds"),
         "quantize_seconds": value(r, "quantize_seconds"),
-        **{k: value(r, k) for k in ("vision_mfu", "vision_mfu_dtype", "llm_prefill_mfu", "llm_prefill_mfu_dtype")},
+        **{k: value(r, k) for k in ("vision_mfu", "vision_mfu_dtype", "llm_prefill_mfu", "llm_prefill_mfu_dtype",
+                                    "vision_peak_source", "llm_prefill_peak_source")},
     }  # fmt: skip
     return row
 

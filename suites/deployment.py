@@ -309,6 +309,7 @@ def stage_roofline(point: BenchPoint, plan: QuantPlan, metrics: dict[str, Metric
         out[f"{stage}_floor"] = Metric.analytic(costmodel.time_floor(costs[stage], peaks.flops, peaks.bandwidth), "s")
         out[f"{stage}_mfu"] = Metric.utilisation(costmodel.mfu(costs[stage].executed_flops, metrics[stage].value, peaks.flops), stage)
         out[f"{stage}_mfu_dtype"] = Metric.analytic(dtype, "text")
+        out[f"{stage}_peak_source"] = Metric.analytic(peaks.source, "text")  # a measured ceiling or a datasheet's
     return out
 
 

@@ -59,6 +59,9 @@ def test_a_rung_shows_each_stages_mfu_and_the_peak_it_is_of():
     assert (row["vision_mfu"], row["vision_mfu_dtype"], row["llm_prefill_mfu"]) == (0.31, "int8", 0.42)
     html = render_report([record], ["x.jsonl"])
     assert "MFU 31% (int8 peak) / 42% (bfloat16)" in html
+    record.metrics |= {"vision_peak_source": Metric.analytic("table:h100-sxm", "text"),
+                       "llm_prefill_peak_source": Metric.analytic("measured:ceilings.json", "text")}  # fmt: skip
+    assert "MFU 31% (int8 peak, datasheet) / 42% (bfloat16)" in render_report([record], ["x.jsonl"])  # a mix, said
 
 
 def test_two_int4_kernels_are_two_rows_named_by_kernel_with_their_setup_times():
