@@ -3,7 +3,8 @@
 #     bash benchmarks/deployment_gpu.sh results/<device>-<date>-deployment [PART]
 # NVILA-8B (and its scaled-only variant and VILA1.5-8B baseline), bf16 activations, batch 1, one 1920x1080
 # image + 64 text tokens and one 64-frame video, 128 new tokens.
-#   check    pytest tests/test_quantize_cuda.py: each CUDA format's bytes, logits and compiled ids (tiny model)
+#   check    pytest tests/test_quantize_cuda.py tests/test_engines_cuda.py: each CUDA format's bytes, logits and
+#            compiled ids, the CUDA graphs' ids, nvJPEG's pixels (tiny model)
 #   kernels  benchmarks/int4_kernels.py: bf16 vs tinygemm vs gemlite per Qwen2-7B linear, M = 1 and 3137 (~3 min)
 #   w4a16    the goals' two rungs alone (bf16 and W4A16 LLM on the default kernel), image, round-to-nearest scales
 #            (speed does not depend on them; the CPU checkpoint measures their quality): a 15-minute session's run
@@ -34,7 +35,7 @@ mkdir -p "$OUT"
 if run w4a16 || run image || run video || run tinygemm || run lmhead || run peer; then  # the suites' rooflines need them
   [[ -f "$OUT/ceilings.json" ]] || $NB ceilings --device cuda --out "$OUT"
 fi
-run check && { python3 -m pytest -q tests/test_quantize_cuda.py 2>&1 | tee "$OUT/check.log" || echo "check failed: $OUT/check.log"; }
+run check && { python3 -m pytest -q tests/test_quantize_cuda.py tests/test_engines_cuda.py 2>&1 | tee "$OUT/check.log" || echo "check failed: $OUT/check.log"; }
 run kernels && python3 benchmarks/int4_kernels.py "$OUT"
 run w4a16 && $NB run deployment "${COMMON[@]}" --media image --engine compiled --rung bf16 --rung w4a16-llm --scales none --out "$OUT"
 run image && $NB run deployment "${COMMON[@]}" --media image --engine compiled --out "$OUT"

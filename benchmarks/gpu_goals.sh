@@ -2,6 +2,7 @@
 # The fast-inference goals (issue 15) on one CUDA GPU, in one command:
 #     bash benchmarks/gpu_goals.sh results/<device>-<date>
 # H100, bf16, batch 1, random weights, one 1920x1080 image + 64 text tokens, 128 new tokens:
+#   check     pytest tests/test_engines_cuda.py (CUDA graphs give eager's ids, nvJPEG's pixels), into check.log
 #   decode    NVILA-8B, engines compiled / hf-static / hf-generate / eager side by side (same weights, context)
 #   prefill   NVILA-8B and NVILA-Lite-2B: GPU preprocessing with the compiled, eager and hf-static engines;
 #             the CPU (PIL) preprocessing baseline
@@ -12,6 +13,7 @@ set -euo pipefail
 OUT=${1:?usage: gpu_goals.sh OUT_DIR}
 NB="python3 -m nvila_bench"
 COMMON=(--device cuda --image 1920x1080 --prompt-tokens 64 --min-seconds 2 --out "$OUT")
+python3 -m pytest -q tests/test_engines_cuda.py 2>&1 | tee "$OUT/check.log" || echo "check failed: $OUT/check.log"
 $NB ceilings --device cuda --out "$OUT"
 $NB run decode --preset nvila-8b --new-tokens 128 --engine compiled --engine hf-static --engine hf-generate --engine eager "${COMMON[@]}"
 $NB run prefill --preset nvila-8b --preset nvila-lite-2b --preprocess gpu --engine compiled --engine eager --engine hf-static "${COMMON[@]}"

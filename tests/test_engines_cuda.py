@@ -1,0 +1,73 @@
+"""The engines and GPU preprocessing (issue 15) on a GPU only: the compiled decode step is captured as a CUDA
+graph and gives eager's ids, the prefill graph gives eager's first token, `--image-file` decodes a JPEG with
+nvJPEG on the device to PIL's pixels (within a level or two: two IDCTs), and the prefill suite runs on it.
+Skipped without CUDA (CI); the GPU scripts' `check` part runs it (`pytest tests/test_engines_cuda.py`)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nvila_bench.cli import main
+from nvila_bench.model import build_model, get_preset
+from nvila_bench.model.engines import CompiledEngine, make_engine
+from nvila_bench.model.pipeline import embed, synthetic_request
+from nvila_bench.model.preprocess_tensor import decode_image
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs, nvJPEG")
+
+
+@pytest.fixture(scope="module")
+def fp32_context():
+    """nvila-tiny in float32 on the GPU (bf16 argmax ties of a random tiny model would make id checks flaky)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    cfg = get_preset("nvila-tiny")
+    model = build_model(cfg, torch.float32, "cuda")
+    with torch.inference_mode():
+        return model, embed(model, synthetic_request(cfg, ((448, 448),), None, 16, batch=2, preprocess="gpu"))
+
+
+def test_the_compiled_decode_is_one_captured_graph_with_eager_ids(fp32_context):
+    model, embeds = fp32_context
+    engine = make_engine("compiled", model)
+    engine.setup(embeds, 12)
+    assert engine.note is None and engine._graph is not None, engine.note  # captured, not fallen back
+    reference = make_engine("eager", model, "dynamic").generate(embeds, 12)
+    assert torch.equal(engine.generate(embeds, 12), reference)
+    assert torch.equal(engine.generate(embeds, 12), reference)  # a replay after a replay: the cache rewound
+
+
+def test_the_prefill_graph_gives_the_eager_first_token(fp32_context):
+    model, embeds = fp32_context
+    engine = CompiledEngine(model)
+    engine.setup_prefill(embeds)
+    assert engine.note is None and engine._prefill_graph is not None, engine.note
+    assert torch.equal(engine.first_token(embeds), make_engine("eager", model).first_token(embeds))
+
+
+@pytest.fixture(scope="module")
+def jpeg(tmp_path_factory):
+    path = tmp_path_factory.mktemp("images") / "street.jpg"
+    coarse = np.random.default_rng(0).integers(0, 256, (45, 80, 3), dtype=np.uint8)
+    Image.fromarray(coarse).resize((1280, 720), Image.BICUBIC).save(path, quality=92)
+    return path
+
+
+def test_nvjpeg_decodes_a_jpeg_on_the_device_to_pils_pixels(jpeg):
+    pytest.importorskip("torchvision")
+    pixels = decode_image(str(jpeg), "cuda")
+    assert pixels.device.type == "cuda" and pixels.dtype == torch.uint8 and pixels.shape == (720, 1280, 3)
+    pil = torch.from_numpy(np.array(Image.open(jpeg).convert("RGB"))).cuda()
+    assert (pixels.float() - pil.float()).abs().mean().item() < 2.0  # two IDCTs and upsamplers, not one
+
+
+def test_prefill_of_an_image_file_on_the_gpu(jpeg, tmp_path, capsys):
+    code = main(["run", "prefill", "--preset", "nvila-tiny", "--device", "cuda", "--image-file", str(jpeg),
+                 "--repeats", "2", "--warmup", "1", "--min-seconds", "0", "--out", str(tmp_path)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    (record,) = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert record["status"] == "ok" and record["config"]["preprocess"] == "gpu" and record["config"]["images"] == ["1280x720"]
