@@ -50,6 +50,7 @@ class Engine:
     name: str = "eager"
     note: str | None = None
     cache: object = field(default=None, repr=False)
+
     @property
     def generate_prefill(self) -> str | None:
         """How `generate` runs its prefill, where that is not how this engine's `first_token` runs it (recorded:

@@ -113,8 +113,7 @@ def unavailable(plan: QuantPlan, device: str) -> str | None:
     if kernel == "gemlite" and importlib.util.find_spec("gemlite") is None:
         return "the gemlite int4 kernel needs gemlite (pip install gemlite)"
     if "w8a8-fp8" in uses:
-        cuda = str(device).startswith("cuda") and torch.cuda.is_available()
-        if not cuda or torch.cuda.get_device_capability(torch.device(device)) < (8, 9):
+        if not (cuda and torch.cuda.is_available()) or torch.cuda.get_device_capability(torch.device(device)) < (8, 9):
             return "w8a8-fp8 needs a CUDA GPU with FP8 (compute capability 8.9+: Ada / Hopper)"
     return None
 
@@ -245,6 +244,7 @@ def quantize_model(model, plan: QuantPlan, calibration=None) -> None:
     reason = unavailable(plan, device)
     if reason:
         raise ValueError(reason)
+    kernel = int4_kernel(plan, device)
     if plan.scales == "activation-aware":
         if calibration is None:
             raise ValueError("activation-aware scales need calibration requests")
@@ -255,8 +255,7 @@ def quantize_model(model, plan: QuantPlan, calibration=None) -> None:
         groups = {"vision": lambda: vision_groups(_body(model.vision_tower).encoder), "llm": lambda: llm_groups(model.llm, head)}
         for component, make in groups.items():
             if plan.format_of(component) != "bf16":
-                smooth(make(), plan.format_of(component), calibration, plan.group_size, int4_kernel(plan, device))
-    kernel = int4_kernel(plan, device)
+                smooth(make(), plan.format_of(component), calibration, plan.group_size, kernel)
     for component in COMPONENTS:
         fmt = plan.format_of(component)
         if fmt == "bf16":

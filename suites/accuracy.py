@@ -76,6 +76,25 @@ def lmms_task_names() -> set[str]:
     return set(TaskManager("WARNING").all_tasks)
 
 
+def check_lmms_tasks(tasks: list[str], prefix: str = "") -> None:
+    """SuiteError naming the tasks lmms-eval does not know (nothing is loaded when `tasks` is empty)."""
+    if tasks:
+        known = lmms_task_names()
+        unknown = [t for t in tasks if t not in known]
+        if unknown:
+            raise SuiteError(f"{prefix}unknown lmms-eval task(s): {', '.join(unknown)}")
+
+
+def check_checkpoint(checkpoint: str, prefix: str = "") -> None:
+    """SuiteError when the directory's config does not describe an NVILA / VILA checkpoint."""
+    from nvila_bench.model.checkpoint import CheckpointError, config_from_checkpoint
+
+    try:
+        config_from_checkpoint(checkpoint)
+    except CheckpointError as e:
+        raise SuiteError(f"{prefix}{e}") from None
+
+
 def expand_tasks(spec: str) -> list[str]:
     """"synthetic", "paper-image", "paper-video" or task names, comma-separated, in order, no repeats."""
     out: list[str] = []
@@ -106,21 +125,12 @@ def expand(axes: dict[str, list], options: dict) -> list[TaskPoint]:
     if checkpoint and not Path(checkpoint).is_dir():
         raise SuiteError(f"--checkpoint {checkpoint}: no such directory")
     if checkpoint:  # a broken config refuses the run up front, not as an error record
-        from nvila_bench.model.checkpoint import CheckpointError, config_from_checkpoint
-
-        try:
-            config_from_checkpoint(checkpoint)
-        except CheckpointError as e:
-            raise SuiteError(str(e)) from None
+        check_checkpoint(checkpoint)
     if len(axes.get("dtype", [])) > 1:
         raise SuiteError("accuracy takes one --dtype")
     tasks = expand_tasks(options["tasks"])
     others = [t for t in tasks if t not in SYNTHETIC]
-    if others:
-        known = lmms_task_names()
-        unknown = [t for t in others if t not in known]
-        if unknown:
-            raise SuiteError(f"unknown lmms-eval task(s): {', '.join(unknown)}")
+    check_lmms_tasks(others)
     if others and checkpoint is None:
         raise SuiteError(
             f"{', '.join(others[:4])}{' ...' if len(others) > 4 else ''}: benchmark tasks need official weights "

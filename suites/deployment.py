@@ -31,7 +31,6 @@ from nvila_bench.core.results import Metric, PointSkipped
 from nvila_bench.core.session import Session
 from nvila_bench.core.timing import measure, timed_once
 from nvila_bench.model import build_model, get_preset
-from nvila_bench.model.checkpoint import CheckpointError, config_from_checkpoint
 from nvila_bench.model.engines import make_engine
 from nvila_bench.model.gemlite_int4 import DEQUANT_MIN_TOKENS
 from nvila_bench.model.pipeline import embed
@@ -41,7 +40,7 @@ from nvila_bench.model.quantize import (
 )  # fmt: skip
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES
 
-from .accuracy import expand_tasks, lmms_task_names
+from .accuracy import check_checkpoint, check_lmms_tasks, expand_tasks
 from .deployment_quality import logits_agreement, rung_accuracy
 from .prefill import request_of, token_metrics, ttft_iteration
 from .registry import Job, Option, Suite, SuiteError
@@ -130,12 +129,7 @@ def checked_tasks(spec: str) -> list[str]:
         tasks = [t for t in expand_tasks(spec) if t != "synthetic_colour_gen" or t in spec.split(",")]  # the group: multiple choice
     except ValueError as e:
         raise SuiteError(f"--tasks: {e}") from None
-    others = [t for t in tasks if t not in st.TASKS]
-    if others:
-        known = lmms_task_names()
-        unknown = [t for t in others if t not in known]
-        if unknown:
-            raise SuiteError(f"--tasks: unknown lmms-eval task(s): {', '.join(unknown)}")
+    check_lmms_tasks([t for t in tasks if t not in st.TASKS], "--tasks: ")
     return tasks
 
 
@@ -157,10 +151,7 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
     if options.get("checkpoint"):  # accuracy per rung: once per rung (image rows), on the trained weights
         if not Path(options["checkpoint"]).is_dir():
             raise SuiteError(f"--checkpoint {options['checkpoint']}: no such directory")
-        try:  # its config now, before any rung is measured
-            config_from_checkpoint(options["checkpoint"])
-        except CheckpointError as e:
-            raise SuiteError(f"--checkpoint: {e}") from None
+        check_checkpoint(options["checkpoint"], "--checkpoint: ")  # its config now, before any rung is measured
         trained = {"checkpoint": str(options["checkpoint"]), "accuracy_limit": options.get("accuracy_limit") or ACCURACY_LIMIT,
                    "tasks": checked_tasks(options.get("tasks") or "synthetic")}
     jobs = []
@@ -267,38 +258,35 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
         metrics[f"{c}_weights_bytes"] = Metric.measured(measured[c], "bytes", "lower")
         metrics[f"{c}_weights_bytes_predicted"] = Metric.analytic(predicted[c], "bytes")
     metrics |= token_metrics(point) | memory_metrics(device) | quality(model, point, plan, session)
-    # The decode step's bytes in the plan's weight formats, and its floor on this machine's bandwidth.
+    # Every stage's cost in the plan's weight formats (the decode step at the mean context of its steps).
     context = metrics["sequence_tokens"].value + point.new_tokens // 2
-    read = costmodel.weights_read(model.config, plan, point.device)["llm"]
-    step = costmodel.decode_step_cost(model.config, context, point.batch_size, "bfloat16", read)
+    costs = costmodel.request_costs(model.config, point.images, point.video_frames, point.temporal_pool, point.prompt_tokens,
+                                    context=context, batch=point.batch_size, dtype=point.dtype,
+                                    weights=costmodel.weights_read(model.config, plan, point.device))  # fmt: skip
+    step = costs["decode_step"]
     metrics["decode_step_bytes"] = Metric.analytic(step.bytes, "bytes")
     peaks = session.peaks_for(point.dtype)
     if peaks:
         metrics["decode_step_floor"] = Metric.analytic(step.bytes / peaks.bandwidth, "s")
         metrics["decode_step_mbu"] = Metric.utilisation(step.bytes / peaks.bandwidth / metrics["tpot"].value, "tpot")
-    metrics |= stage_roofline(point, plan, metrics, session)
+    metrics |= stage_roofline(point, plan, costs, metrics, session)
     if engine.note:
         metrics["engine_note"] = Metric.measured(engine.note, "text")
     if point.extra.get("checkpoint"):
         session.release()  # one model in memory at a time
         metrics |= rung_accuracy(point.extra["checkpoint"], plan, point.device, point.extra["accuracy_limit"],
-                                 tuple(point.extra["tasks"]),
-                                      calibration=lambda model: calibration(model, point))  # logits at the test answers
+                                 tuple(point.extra["tasks"]), calibration=lambda model: calibration(model, point))
     return metrics
 
 
 GEMM_DTYPE = {"w8a8-int8": "int8", "w8a8-fp8": "fp8"}  # else the activations' dtype (W4A16 multiplies in bf16)
 
 
-def stage_roofline(point: BenchPoint, plan: QuantPlan, metrics: dict[str, Metric], session: Session) -> dict[str, Metric]:
-    """The vision tower's and the LLM prefill's bytes in the plan's weight formats (`{stage}_bytes`), and against
-    the peak of the dtype each one's GEMMs run in (a W8A8 component's int8 or fp8 tensor-core peak,
-    core/hardware.toml; the run's own peak otherwise) their floor and MFU. No floor or MFU where that peak is
-    unknown (a CPU, a GPU without fp8)."""
-    model_cfg = get_preset(point.preset)
-    costs = costmodel.request_costs(model_cfg, point.images, point.video_frames, point.temporal_pool, point.prompt_tokens,
-                                    batch=point.batch_size, dtype=point.dtype,
-                                    weights=costmodel.weights_read(model_cfg, plan, point.device))  # fmt: skip
+def stage_roofline(point: BenchPoint, plan: QuantPlan, costs: dict, metrics: dict[str, Metric], session: Session) -> dict[str, Metric]:
+    """The vision tower's and the LLM prefill's bytes in the plan's weight formats (`costs`: `request_costs` with
+    the quantized weights' bytes), and against the peak of the dtype each one's GEMMs run in (a W8A8 component's
+    int8 or fp8 tensor-core peak, core/hardware.toml; the run's own peak otherwise) their floor and MFU. No
+    floor or MFU where that peak is unknown (a CPU, a GPU without fp8)."""
     out = {}
     for stage, component in (("vision", "vision"), ("llm_prefill", "llm")):
         out[f"{stage}_bytes"] = Metric.analytic(costs[stage].bytes, "bytes")
