@@ -1,11 +1,12 @@
 """Variants of the compiled engine on one GPU, measured side by side (the notes file's experiments).
 
-    python benchmarks/decode_variants.py OUT_DIR decode:sdpa,hf-static kernels prefill:nvila-8b:eager,graph-plain vision
+    python benchmarks/decode_variants.py OUT_DIR decode:sdpa,hf-static kernels prefill:nvila-8b:eager,fast vision
 
 NVILA-8B at 1920x1080 + 64 text tokens, 128 new tokens (NVILA-Lite-2B for the small-LLM prefill): TPOT of
 each decode step variant (model/fast_llm.py with flex or SDPA attention, transformers' forward, inductor
 modes) beside transformers' generate(cache_implementation="static") in the same process; the kernels of one
-step; LLM prefill eager vs CUDA graph (compiled or not); the vision tower per inductor mode. One JSON line
+step; the LLM prefill, transformers' eager forward vs model/fast_llm.py's (compiled or not, with a CUDA graph
+or not; PREFILL) and its kernels; the vision tower per inductor mode and its kernels. One JSON line
 per variant in OUT_DIR/variants.jsonl, written as soon as it is measured.
 """
 
@@ -94,28 +95,59 @@ def kernels(out: Path, name: str, engine: CompiledEngine, embeds) -> None:
     write(out, {"variant": f"kernels {name}", "rows": table, "total_ms": sum(r[2] for r in table)})
 
 
-PREFILL = {"eager": lambda model: Engine(model), "graph-compiled": lambda model: CompiledEngine(model),
-           "graph-plain": lambda model: CompiledEngine(model, prefill_compile_mode="none")}  # fmt: skip
+PREFILL = {
+    "eager": lambda model: Engine(model),  # transformers' forward, DynamicCache
+    "fast": lambda model: CompiledEngine(model),  # the compiled engine's: FastPrefill compiled, a graph up to 2,048 tokens
+    "fast-graph": lambda model: CompiledEngine(model, prefill_graph_tokens=1 << 30),  # a graph at any length
+    "fast-nograph": lambda model: CompiledEngine(model, prefill_graph_tokens=0),
+    "fast-plain": lambda model: CompiledEngine(model, prefill_compile_mode="none", prefill_graph_tokens=0),  # uncompiled
+    "fast-autotune": lambda model: CompiledEngine(model, prefill_compile_mode=AUTOTUNE, prefill_graph_tokens=0),
+}
 
 
-def prefill_variants(out: Path, preset: str, names: list[str]) -> None:
+def prefill_variants(out: Path, preset: str, names: list[str], profile: bool) -> None:
+    """TTFT stages per LLM prefill variant (the media stages compiled, as the compiled engine runs them);
+    with `profile`, the kernels of one LLM prefill."""
     model = build_model(get_preset(preset), torch.bfloat16, "cuda")
     request = request_of(point(preset))
     compile_media(model, on=True)
     for name in names:
         engine = PREFILL[name](model)
-        with torch.inference_mode():
-            start = time.perf_counter()
-            engine.setup_prefill(embed(model, request))
-            setup = time.perf_counter() - start
-            samples = measure(ttft_iteration(model, request, engine), CUDA, TIMING)
-        write(out, {"variant": f"prefill {preset} {name}", "setup_s": setup, "note": engine.note,
-                    **{k: median(v) * 1e3 for k, v in samples.items()}})  # fmt: skip
+        try:
+            with torch.inference_mode():
+                embeds = embed(model, request)
+                start = time.perf_counter()
+                engine.setup_prefill(embeds)
+                setup = time.perf_counter() - start
+                token = engine.first_token(embeds)[0].tolist()
+                samples = measure(ttft_iteration(model, request, engine), CUDA, TIMING)
+            write(out, {"variant": f"prefill {preset} {name}", "setup_s": setup, "note": engine.note, "token": token,
+                        **{k: median(v) * 1e3 for k, v in samples.items()}})  # fmt: skip
+            if profile:
+                prefill_kernels(out, f"{preset} {name}", engine, embeds)
+        except Exception as e:  # noqa: BLE001 - record and go on
+            write(out, {"variant": f"prefill {preset} {name}", "error": f"{type(e).__name__}: {e}"[:2000]})
         del engine
         torch.compiler.reset()
+        torch.cuda.empty_cache()
 
 
-def vision_variants(out: Path) -> None:
+def prefill_kernels(out: Path, name: str, engine: Engine, embeds) -> None:
+    """Kernels of 5 LLM prefills, ms per prefill."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode():
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(5):
+                engine.first_token(embeds)
+            torch.cuda.synchronize()
+    rows = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)
+    table = [(e.key[:100], e.count // 5, round(e.device_time_total / 5 / 1e3, 4)) for e in rows]
+    write(out, {"variant": f"prefill kernels {name}", "rows": table[:30], "total_ms": round(sum(r[2] for r in table), 3)})
+
+
+def vision_variants(out: Path, profile: bool) -> None:
     from nvila_bench.model.vision import _body
 
     model = build_model(get_preset("nvila-8b"), torch.bfloat16, "cuda")
@@ -133,10 +165,27 @@ def vision_variants(out: Path) -> None:
             setup = time.perf_counter() - start
             samples = measure(ttft_iteration(model, request, engine), CUDA, TIMING)
         write(out, {"variant": f"vision {mode}", "setup_s": setup, **{k: median(v) * 1e3 for k, v in samples.items()}})
+        if profile:
+            media_kernels(out, mode, model, request)
+
+
+def media_kernels(out: Path, name: str, model, request) -> None:
+    """Kernels of 3 runs of the media stages and the embedding (vision tower, projector), ms per run."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode():
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(3):
+                embed(model, request)
+            torch.cuda.synchronize()
+    rows = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)
+    table = [(e.key[:100], e.count // 3, round(e.device_time_total / 3 / 1e3, 4)) for e in rows]
+    write(out, {"variant": f"vision kernels {name}", "rows": table[:30], "total_ms": round(sum(r[2] for r in table), 3)})
 
 
 def main(out: Path, parts: list[str]) -> None:
-    """parts: decode:NAME,NAME  kernels (profile the decode variants)  prefill:PRESET:NAME,NAME  vision"""
+    """parts: decode:NAME,NAME  kernels (profile the decode and prefill variants)  prefill:PRESET:NAME,NAME  vision"""
     out.mkdir(parents=True, exist_ok=True)
     write(out, {"variant": "device", "name": torch.cuda.get_device_name(), "torch": torch.__version__})
     for part in parts:
@@ -149,9 +198,9 @@ def main(out: Path, parts: list[str]) -> None:
             del model, embeds
         elif kind == "prefill":
             preset, _, names = rest.partition(":")
-            prefill_variants(out, preset, names.split(","))
+            prefill_variants(out, preset, names.split(","), "kernels" in parts)
         elif kind == "vision":
-            vision_variants(out)
+            vision_variants(out, "kernels" in parts)
         torch.cuda.empty_cache()
 
 

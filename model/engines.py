@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .compiling import CapturedPrefill, compile_media, compiled
 from .fast_llm import cache_length, default_attention, FastDecoder
 from .pipeline import Section, greedy_decode, no_sections, prefill
 from .stages import DECODE_STEP, LLM_PREFILL
@@ -87,7 +88,8 @@ class Engine:
 
 @dataclass
 class CompiledEngine(Engine):
-    """Static cache + compiled decode step + (on CUDA) the step as one CUDA graph, replayed per token.
+    """Static cache + compiled decode step + (on CUDA) the step as one CUDA graph, replayed per token; the
+    prefill is model/fast_llm.py's, compiled, and captured as a graph up to `prefill_graph_tokens`.
 
     `attention` picks the decode step: "flex" / "sdpa" run model/fast_llm.py's step (fused projections,
     the cache read once per KV head; auto: flex on CUDA, sdpa elsewhere), "transformers" compiles
@@ -100,10 +102,10 @@ class CompiledEngine(Engine):
     attention: str = "auto"
     compile_mode: str | None = None
     prefill_compile_mode: str | None = None
-    prefill_graph_tokens: int = 2048  # batch x context above which the prefill runs eagerly
+    prefill_graph_tokens: int = 2048  # batch x context above which the compiled prefill runs without a graph
     _graph: object = field(default=None, repr=False)
-    _prefill_graph: object = field(default=None, repr=False)
-    _prefill_run: object = field(default=None, repr=False)
+    _fill: CapturedPrefill | None = field(default=None, repr=False)  # generate's prefill (None: transformers' eager)
+    _first: CapturedPrefill | None = field(default=None, repr=False)  # first_token's (None: eager)
     _prefill_shape: tuple | None = field(default=None, repr=False)
     _notes: dict = field(default_factory=lambda: {"media": None, "prefill": None, "decode": None}, repr=False)
     _decode: object = field(default=None, repr=False)
@@ -128,8 +130,8 @@ class CompiledEngine(Engine):
         self._set_note("decode", f"fell back to eager: {reason}")
 
     @property
-    def generate_prefill(self) -> str | None:  # the captured prefill fills its own cache, not the static one
-        return "eager, into the static cache" if self._decode is not None else None  # a fallback is eager throughout
+    def generate_prefill(self) -> str | None:  # the same as first_token's unless it fell back (or decode did)
+        return "eager, into the static cache" if self._decode is not None and self._fill is None else None
 
     def _set_note(self, part: str, text: str | None) -> None:
         """The record's note: what the prefill's and the decode's setup each had to say."""
@@ -147,7 +149,8 @@ class CompiledEngine(Engine):
         self._shape = (batch, context, new_tokens)
         # Whole KV blocks, and room for the warm-up steps below, which write past the context.
         self.cache = self.model.new_cache("static", cache_length(context + max(new_tokens, _WARMUP + 1)))
-        token = self._prefill(embeds)  # allocates the cache's tensors (transformers allocates them lazily)
+        self._fill = None if attention == "transformers" else self._build_prefill(self.cache, embeds)
+        token = self._prefill(embeds)  # allocates the cache's tensors where transformers' prefill runs
         self._token = token.clone()  # the graph's input and output: the id of the current position
         # The warm-up steps write ids 0.._WARMUP-1 too, so the buffer has room for them however few tokens are asked.
         self._ids = torch.zeros((batch, max(new_tokens, _WARMUP)), dtype=torch.long, device=token.device)
@@ -170,15 +173,18 @@ class CompiledEngine(Engine):
     def _decode_function(self, attention: str):
         """A function of no arguments: the logits (B, V) of `_token` at `_pos`, extending the cache."""
         if attention == "transformers":
-            forward = _compiled(self.model.llm, self.compile_mode)
+            forward = compiled(self.model.llm, self.compile_mode)
             kwargs = {_cache_kwarg(): self.cache}
             return lambda: forward(input_ids=self._token, use_cache=True, logits_to_keep=1, **kwargs).logits[:, -1]
         decoder = FastDecoder(self.model.llm, self.cache, self._pos, attention)
-        step = _compiled(decoder.__call__, self.compile_mode)
+        step = compiled(decoder.__call__, self.compile_mode)
         return lambda: step(self._token)
 
     @torch.inference_mode()
     def _prefill(self, embeds: torch.Tensor) -> torch.Tensor:
+        """The first token (B, 1), the prompt's K/V written into the static cache."""
+        if self._fill is not None:
+            return self._fill(embeds)
         out = self.model.llm(inputs_embeds=embeds, use_cache=True, logits_to_keep=1, **{_cache_kwarg(): self.cache})
         return out.logits[:, -1].argmax(-1, keepdim=True)
 
@@ -212,102 +218,33 @@ class CompiledEngine(Engine):
                 self._graph.replay() if self._graph is not None else self._run_step()
         return self._ids[:, :new_tokens].clone()
 
-    # ---- prefill: one CUDA graph per context length (the bucket is the exact length) --------------------
+    # ---- prefill: compiled per (batch, length), one CUDA graph up to prefill_graph_tokens ----------------
     def setup_prefill(self, embeds: torch.Tensor) -> None:
-        """Compile the LLM prefill for this batch and length and capture it as a CUDA graph. A prefill into
-        an empty DynamicCache needs no mask (SDPA's is_causal) and no host sync, so it can be captured whole;
-        the cache it fills lives in the graph's memory, as a server's would in its KV pool. Above
-        `prefill_graph_tokens` the prefill runs eagerly: there the GPU, not Python, is the bottleneck, and
-        on the H100 the graph was slower (benchmarks/NOTES.md)."""
-        self._prefill_shape, self._prefill_graph, self._prefill_run = tuple(embeds.shape), None, None
-        tokens = embeds.shape[0] * embeds.shape[1]
-        if tokens > self.prefill_graph_tokens:
-            self._set_note("prefill", f"LLM prefill eager ({tokens} tokens > {self.prefill_graph_tokens}: no graph)")
-            return
+        """Compile the LLM prefill for this batch and length (and capture it) into a static cache of the
+        prompt's length, as a server's KV pool would hold it."""
+        self._prefill_shape = tuple(embeds.shape)
+        self._first = self._build_prefill(self.model.new_cache("static", embeds.shape[1]), embeds)
+
+    def _build_prefill(self, cache, embeds: torch.Tensor) -> CapturedPrefill | None:
+        """The fast prefill into `cache`, or None (transformers' eager prefill) with a note saying why."""
         try:
             with torch.inference_mode():
-                self._capture_prefill(embeds)
-            self._set_note("prefill", None)
+                built = CapturedPrefill.build(self.model.llm, cache, embeds, self.prefill_graph_tokens, self.prefill_compile_mode)
+        except torch.OutOfMemoryError:
+            raise  # the point's own outcome, not a reason to run another way
         except Exception as e:  # noqa: BLE001 - run the prefill eagerly, and say so in the record
-            self._prefill_graph, self._prefill_run = None, None
-            self._set_note("prefill", f"prefill fell back to eager: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
-
-    def _capture_prefill(self, embeds: torch.Tensor) -> None:
-        from transformers import DynamicCache
-
-        forward = _compiled(self.model.llm, self.prefill_compile_mode)
-        self._embeds = embeds.clone()
-
-        def run() -> torch.Tensor:
-            cache = DynamicCache(config=self.model.llm.config)
-            out = forward(inputs_embeds=self._embeds, use_cache=True, logits_to_keep=1, **{_cache_kwarg(): cache})
-            return out.logits[:, -1].argmax(-1, keepdim=True)
-
-        if embeds.device.type != "cuda":  # compiled only
-            run()
-            self._prefill_run = run
-            return
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(3):
-                run()
-        torch.cuda.current_stream().wait_stream(stream)
-        self._prefill_graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self._prefill_graph):
-            self._prefill_token = run()
-        self._prefill_run = run
+            self._set_note("prefill", f"LLM prefill eager: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
+            return None
+        self._set_note("prefill", None)
+        return built
 
     @torch.inference_mode()
     def first_token(self, embeds: torch.Tensor) -> torch.Tensor:
         if self._prefill_shape != tuple(embeds.shape):
             self.setup_prefill(embeds)
-        if self._prefill_run is None:  # eager
+        if self._first is None:
             return prefill(self.model, embeds, self.model.new_cache("dynamic"))[0]
-        self._embeds.copy_(embeds)
-        if self._prefill_graph is None:
-            return self._prefill_run()
-        self._prefill_graph.replay()
-        return self._prefill_token
-
-
-def compile_media(model, on: bool = True, on_fail=None) -> None:
-    """Compile (or, with on=False, un-compile) the vision tower's layers and the projector in place: an
-    engine sets the media mode it measures, whatever the model's last engine left. Compiling happens at the
-    first call; a module that fails to compile there (e.g. inductor's CPU code for int8 activations) runs
-    plain from then on, and `on_fail(reason)` is told once."""
-    from .vision import _body
-
-    body = _body(model.vision_tower)
-    modules = (body.embeddings, *body.encoder.layers, model.mm_projector)
-    for module in modules:
-        if on and getattr(module, "_compiled_call_impl", None) is None:
-            module._compiled_call_impl = _guarded(module, modules, on_fail)
-        elif not on:
-            module._compiled_call_impl = None  # back to the plain forward (nn.Module.compile's own slot)
-
-
-def _guarded(module, modules, on_fail):
-    """`module`'s forward compiled. Its first call compiles it: if that raises, every one of `modules` runs
-    plain (`on_fail` told why); if not, the compiled forward takes the slot, unguarded."""
-    compiled = torch.compile(module._call_impl, dynamic=False)
-
-    def call(*args, **kwargs):
-        try:
-            out = compiled(*args, **kwargs)
-            module._compiled_call_impl = compiled  # compiled: later errors are errors, not compile failures
-            return out
-        except torch.OutOfMemoryError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a compile failure: run the media stages plain, say so in the record
-            for m in modules:
-                m._compiled_call_impl = None
-            if on_fail:
-                on_fail(f"vision tower and projector eager ({type(module).__name__} failed to compile: "
-                        f"{type(e).__name__}: {' '.join(str(e).split())[:120]})")  # fmt: skip
-            return module._call_impl(*args, **kwargs)
-
-    return call
+        return self._first(embeds)
 
 
 class _Lap:
@@ -370,13 +307,6 @@ def make_engine(name: str, model, cache_kind: str = "dynamic") -> Engine:
     if name in PEERS:
         return HFEngine(model, name=name)
     return Engine(model, cache_kind)
-
-
-def _compiled(fn, mode: str | None = None):
-    """`fn` through torch.compile (inductor; CUDA graphs are ours, not inductor's), or as it is for "none"."""
-    if mode == "none":
-        return fn
-    return torch.compile(fn, dynamic=False, mode=None if mode == "default" else mode)
 
 
 def _cache_kwarg() -> str:

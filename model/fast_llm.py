@@ -1,7 +1,8 @@
-"""The compiled engine's decode step: the LLM's forward for one new token, written for speed (gpt-fast's way)
-on the transformers model's own modules and its StaticCache (docs/architecture.md#engines).
+"""The compiled engine's LLM: the decode step (the forward for one new token) and the prefill (the prompt's
+forward into the static cache), written for speed (gpt-fast's way) on the transformers model's own modules
+and its StaticCache (docs/architecture.md#engines). The prefill's reasons are in `FastPrefill`'s docstring.
 
-Why not transformers' forward: at batch 1 a decode step is a few hundred small kernels reading the weights
+Why not transformers' forward for decoding: at batch 1 a decode step is a few hundred small kernels reading the weights
 once (14 GB for NVILA-8B), and the H100 profile of transformers' path (benchmarks/NOTES.md) showed two
 costs that are not reading weights:
 - attention: with a mask (a static cache always has one) its SDPA path repeats K and V to every query
@@ -168,7 +169,66 @@ class _Layer:
                    cache_layer.keys, cache_layer.values)  # fmt: skip
 
 
-class FastDecoder:
+class _FastLLM:
+    """The LLM's modules as the fast paths use them: fused q/k/v and gate/up, each layer with its slice of
+    the static cache (allocated already)."""
+
+    def __init__(self, llm: nn.Module, cache):
+        body = llm.model
+        self.embed, self.norm, self.rotary, self.lm_head = body.embed_tokens, body.norm, body.rotary_emb, llm.lm_head
+        if any(getattr(layer, "keys", None) is None for layer in cache.layers):
+            raise ValueError("the static cache is not allocated yet: prefill into it first, or allocate() it")
+        self.layers = [_Layer.of(layer, c) for layer, c in zip(body.layers, cache.layers)]
+        first = body.layers[0].self_attn
+        self.head_dim, self.scale = first.head_dim, first.scaling
+        self.group = first.config.num_attention_heads // first.config.num_key_value_heads
+
+    def _qkv(self, layer: _Layer, x: torch.Tensor, cos, sin) -> tuple:
+        """Normed x (B, T, C) -> q (B, Hq, T, D), k and v (B, Hkv, T, D), q and k rotated."""
+        batch, length = x.shape[:2]
+        q, k, v = (t.view(batch, length, -1, self.head_dim).transpose(1, 2) for t in layer.qkv(layer.input_norm(x)))
+        return _rope(q, cos, sin), _rope(k, cos, sin), v
+
+    def _rest(self, layer: _Layer, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """The layer after attention: o_proj and the residual, then the MLP and its residual."""
+        batch, length = x.shape[:2]
+        x = x + layer.o_proj(attended.transpose(1, 2).reshape(batch, length, -1))
+        gate, up = layer.gate_up(layer.post_norm(x))
+        return x + layer.down(layer.act(gate) * up)
+
+
+def allocate(cache, llm: nn.Module, batch: int, dtype: torch.dtype, device) -> None:
+    """Allocate a transformers StaticCache's tensors now (it otherwise does so at its first update), so a fast
+    prefill can write into them."""
+    config = llm.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    cache.early_initialization(batch, config.num_key_value_heads, head_dim, dtype, torch.device(device))
+
+
+class FastPrefill(_FastLLM):
+    """`prefill(embeds (B, T, C))` -> last-position logits (B, V): the prompt's K/V written into positions
+    0..T-1 of the static cache, causal attention over the prompt itself.
+
+    Why not transformers' forward: the H100 profile of its NVILA-8B prefill (3,137 tokens) spent 23 ms of
+    79 on element-wise kernels (RMSNorm in five fp32 passes, rope's cat and muls, SiLU then x up), which
+    compiled become one pass each; q/k/v and gate/up are one matmul each. SDPA gets `is_causal` and no
+    mask, so it keeps a fused kernel and groups the heads itself (`enable_gqa`, as transformers does on CUDA)."""
+
+    def __call__(self, embeds: torch.Tensor) -> torch.Tensor:
+        batch, length = embeds.shape[:2]
+        positions = torch.arange(length, device=embeds.device).view(1, length).expand(batch, length)
+        cos, sin = self.rotary(embeds, positions)
+        x = embeds
+        for layer in self.layers:
+            q, k, v = self._qkv(layer, x, cos, sin)
+            layer.keys[:, :, :length].copy_(k)
+            layer.values[:, :, :length].copy_(v)
+            attended = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=self.group > 1)
+            x = self._rest(layer, x, attended)
+        return self.lm_head(self.norm(x[:, -1]))
+
+
+class FastDecoder(_FastLLM):
     """`decoder(token (B, 1))` -> next-token logits (B, V): writes the token's K/V at position `pos` (a 0-d
     tensor the caller advances) of the static cache, filled up to there by a prefill, and attends over
     positions 0..pos."""
@@ -176,19 +236,12 @@ class FastDecoder:
     def __init__(self, llm: nn.Module, cache, pos: torch.Tensor, attention: str = "sdpa"):
         if attention not in ATTENTIONS:
             raise ValueError(f"unknown decode attention {attention!r}; known: {', '.join(ATTENTIONS)}")
-        body = llm.model
-        self.embed, self.norm, self.rotary, self.lm_head = body.embed_tokens, body.norm, body.rotary_emb, llm.lm_head
-        if any(getattr(layer, "keys", None) is None for layer in cache.layers):
-            raise ValueError("the static cache is not allocated yet: prefill into it first")
-        self.layers = [_Layer.of(layer, c) for layer, c in zip(body.layers, cache.layers)]
-        first = body.layers[0].self_attn
-        self.head_dim, self.scale = first.head_dim, first.scaling
+        super().__init__(llm, cache)
         self.attention, self.pos = attention, pos
         length = self.layers[0].keys.shape[2]
         if attention == "flex" and length % KV_BLOCK:
             raise ValueError(f"flex decode attention needs a cache of whole {KV_BLOCK}-position blocks, got {length}")
-        group = first.config.num_attention_heads // first.config.num_key_value_heads
-        self._mask = flex_block_mask(group, length, pos) if attention == "flex" else None
+        self._mask = flex_block_mask(self.group, length, pos) if attention == "flex" else None
 
     def _attend(self, q, layer: _Layer):
         if self.attention == "sdpa":
@@ -201,12 +254,8 @@ class FastDecoder:
         cos, sin = self.rotary(x, pos.view(1, 1).expand(batch, 1))
         where = pos.view(1)
         for layer in self.layers:
-            q, k, v = (t.view(batch, 1, -1, self.head_dim).transpose(1, 2) for t in layer.qkv(layer.input_norm(x)))
-            q, k = _rope(q, cos, sin), _rope(k, cos, sin)
+            q, k, v = self._qkv(layer, x, cos, sin)
             layer.keys.index_copy_(2, where, k)
             layer.values.index_copy_(2, where, v)
-            out = self._attend(q, layer)
-            x = x + layer.o_proj(out.transpose(1, 2).reshape(batch, 1, -1))
-            gate, up = layer.gate_up(layer.post_norm(x))
-            x = x + layer.down(layer.act(gate) * up)
+            x = self._rest(layer, x, self._attend(q, layer))
         return self.lm_head(self.norm(x[:, -1]))

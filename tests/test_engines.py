@@ -141,8 +141,22 @@ def test_decode_records_keep_the_engine_its_setup_time_and_the_ids(tmp_path, cap
     ids = [r["metrics"]["output_ids"]["value"] for r in records]
     assert len(ids[0]) == 64 and ids[0] == ids[1] == ids[2]  # the first 64 of 70, the same for every engine
     assert all(r["metrics"]["setup_seconds"]["value"] >= 0 for r in records)
-    # the compiled engine's decode prefills eagerly into its static cache: said, not passed off as its own prefill
-    assert [r["metrics"].get("prefill_engine", {}).get("value") for r in records] == [None, None, "eager, into the static cache"]
+    # the compiled engine's decode prefills with its own compiled prefill: nothing to say about it
+    assert all("prefill_engine" not in r["metrics"] for r in records)
+
+
+def test_a_compiled_decode_whose_prefill_fails_to_compile_prefills_eagerly_and_says_so(contexts, monkeypatch):
+    model, embeds = contexts["nvila-tiny"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("inductor: no kernel")
+
+    monkeypatch.setattr("nvila_bench.model.engines.CapturedPrefill.build", broken)
+    engine = make_engine("compiled", model)
+    engine.setup(embeds, 6)
+    assert engine.note == "LLM prefill eager: RuntimeError: inductor: no kernel"
+    assert engine.generate_prefill == "eager, into the static cache"  # the decode record says whose prefill it timed
+    assert torch.equal(engine.generate(embeds, 6), make_engine("eager", model).generate(embeds, 6))
 
 
 def test_an_unknown_engine_is_refused_by_name(tmp_path, capsys):

@@ -39,13 +39,14 @@ def test_the_compiled_decode_is_one_captured_graph_with_eager_ids(fp32_context):
     reference = make_engine("eager", model, "dynamic").generate(embeds, 12)
     assert torch.equal(engine.generate(embeds, 12), reference)
     assert torch.equal(engine.generate(embeds, 12), reference)  # a replay after a replay: the cache rewound
+    assert engine._fill.graph is not None  # generate's prefill: the captured fast prefill too
 
 
 def test_the_prefill_graph_gives_the_eager_first_token(fp32_context):
     model, embeds = fp32_context
     engine = CompiledEngine(model)
     engine.setup_prefill(embeds)
-    assert engine.note is None and engine._prefill_graph is not None, engine.note
+    assert engine.note is None and engine._first.graph is not None, engine.note
     assert torch.equal(engine.first_token(embeds), make_engine("eager", model).first_token(embeds))
 
 

@@ -1,8 +1,8 @@
-"""The compiled engine's decode step (model/fast_llm.py) on CPU: its logits are transformers' own for Qwen2
-(NVILA) and Llama (VILA1.5) with either attention; fusing q/k/v and gate/up adds no memory and leaves the
-model's modules, parameters and checkpoints as they were; modules that are not plain linears run one by one
-(quantized fusion: tests/test_quantize_fused.py); the engine tries the next step when one cannot be captured
-and says so."""
+"""The compiled engine's decode step and prefill (model/fast_llm.py) on CPU: their logits (and the prefill's
+K/V) are transformers' own for Qwen2 (NVILA) and Llama (VILA1.5), the decode step's with either attention;
+fusing q/k/v and gate/up adds no memory and leaves the model's modules, parameters and checkpoints as they
+were; modules that are not plain linears run one by one (quantized fusion: tests/test_quantize_fused.py);
+the engine tries the next step when one cannot be captured and says so."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch import nn
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.checkpoint import load_checkpoint, save_checkpoint
 from nvila_bench.model.engines import CompiledEngine, make_engine
-from nvila_bench.model.fast_llm import KV_BLOCK, FastDecoder, Fused, cache_length
+from nvila_bench.model.fast_llm import KV_BLOCK, FastDecoder, FastPrefill, Fused, allocate, cache_length
 from nvila_bench.model.pipeline import embed, synthetic_request
 
 
@@ -123,7 +123,7 @@ def test_a_step_that_cannot_be_captured_gives_way_to_the_next_with_a_note(monkey
     assert torch.equal(engine.generate(embeds, 6), reference)
 
 
-def test_a_long_prefill_runs_eagerly_and_says_so():
+def test_a_long_prefill_runs_compiled_without_a_graph():
     cfg = get_preset("nvila-tiny")
     model = build_model(cfg)
     with torch.inference_mode():
@@ -131,5 +131,25 @@ def test_a_long_prefill_runs_eagerly_and_says_so():
     eager = make_engine("eager", model).first_token(embeds)
     engine = CompiledEngine(model, prefill_graph_tokens=embeds.shape[1] - 1)
     engine.setup_prefill(embeds)
-    assert engine.note == f"LLM prefill eager ({embeds.shape[1]} tokens > {embeds.shape[1] - 1}: no graph)"
+    assert engine.note is None and engine._first is not None and engine._first.graph is None
     assert torch.equal(engine.first_token(embeds), eager)
+
+
+@pytest.mark.parametrize("preset", ["nvila-tiny", "vila-tiny"])
+def test_the_prefill_gives_transformers_logits_and_cache_and_decoding_goes_on_from_it(preset):
+    model, embeds = _llm_context(preset)
+    context = embeds.shape[1]
+    with torch.inference_mode():
+        ours, theirs = (model.new_cache("static", cache_length(context + 3)) for _ in range(2))
+        with pytest.raises(ValueError, match="not allocated yet"):
+            FastPrefill(model.llm, ours)
+        allocate(ours, model.llm, embeds.shape[0], embeds.dtype, embeds.device)
+        got, expected = FastPrefill(model.llm, ours)(embeds), model.prefill(embeds, theirs).logits
+        assert got.shape == expected.shape == (2, model.llm.config.vocab_size)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+        for mine, reference in zip(ours.layers, theirs.layers):  # every layer's K/V at the prompt's positions
+            torch.testing.assert_close(mine.keys[:, :, :context], reference.keys[:, :, :context])
+            torch.testing.assert_close(mine.values[:, :, :context], reference.values[:, :, :context])
+        token = expected.argmax(-1, keepdim=True)
+        step = FastDecoder(model.llm, ours, torch.tensor(context), "sdpa")  # decoding from the prefill's cache
+        torch.testing.assert_close(step(token), model.decode_step(token, theirs), rtol=1e-4, atol=1e-5)

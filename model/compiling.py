@@ -1,0 +1,100 @@
+"""How the compiled engine compiles and captures (docs/architecture.md#engines): torch.compile of a
+function, the media stages compiled in place, and the LLM prefill compiled and captured as a CUDA graph.
+The decode step's capture lives with its loop (engines.py `CompiledEngine`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .fast_llm import FastPrefill, allocate
+
+
+def compile_media(model, on: bool = True, on_fail=None) -> None:
+    """Compile (or, with on=False, un-compile) the vision tower's layers and the projector in place: an
+    engine sets the media mode it measures, whatever the model's last engine left. Compiling happens at the
+    first call; a module that fails to compile there (e.g. inductor's CPU code for int8 activations) runs
+    plain from then on, and `on_fail(reason)` is told once."""
+    from .vision import _body
+
+    body = _body(model.vision_tower)
+    modules = (body.embeddings, *body.encoder.layers, model.mm_projector)
+    for module in modules:
+        if on and getattr(module, "_compiled_call_impl", None) is None:
+            module._compiled_call_impl = _guarded(module, modules, on_fail)
+        elif not on:
+            module._compiled_call_impl = None  # back to the plain forward (nn.Module.compile's own slot)
+
+
+def _guarded(module, modules, on_fail):
+    """`module`'s forward compiled. Its first call compiles it: if that raises, every one of `modules` runs
+    plain (`on_fail` told why); if not, the compiled forward takes the slot, unguarded."""
+    compiled = torch.compile(module._call_impl, dynamic=False)
+
+    def call(*args, **kwargs):
+        try:
+            out = compiled(*args, **kwargs)
+            module._compiled_call_impl = compiled  # compiled: later errors are errors, not compile failures
+            return out
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a compile failure: run the media stages plain, say so in the record
+            for m in modules:
+                m._compiled_call_impl = None
+            if on_fail:
+                on_fail(f"vision tower and projector eager ({type(module).__name__} failed to compile: "
+                        f"{type(e).__name__}: {' '.join(str(e).split())[:120]})")  # fmt: skip
+            return module._call_impl(*args, **kwargs)
+
+    return call
+
+
+
+def compiled(fn, mode: str | None = None):
+    """`fn` through torch.compile (inductor; CUDA graphs are ours, not inductor's), or as it is for "none"."""
+    if mode == "none":
+        return fn
+    return torch.compile(fn, dynamic=False, mode=None if mode == "default" else mode)
+
+
+@dataclass
+class CapturedPrefill:
+    """`prefill(embeds)` -> first token (B, 1): FastPrefill into `cache`, compiled, and on CUDA captured as one
+    CUDA graph (the greedy pick included) when batch x length <= `graph_tokens`. Above that the compiled
+    forward runs without a graph: there the GPU, not Python, is the bottleneck, and a graph of a long prefill
+    was slower on the H100 (benchmarks/NOTES.md). Built for one (batch, length); the first call compiles."""
+
+    forward: object
+    graph: torch.cuda.CUDAGraph | None = None
+    embeds: torch.Tensor | None = None  # the graph's input buffer
+    token: torch.Tensor | None = None  # and its output
+
+    @classmethod
+    def build(cls, llm, cache, embeds: torch.Tensor, graph_tokens: int, mode: str | None = None) -> "CapturedPrefill":
+        """Allocate `cache`, compile the prefill on `embeds` and, where it applies, capture it."""
+        allocate(cache, llm, embeds.shape[0], embeds.dtype, embeds.device)
+        fast = FastPrefill(llm, cache)
+        step = compiled(fast.__call__, mode)
+        self = cls(lambda x: step(x).argmax(-1, keepdim=True))
+        if embeds.device.type != "cuda" or embeds.shape[0] * embeds.shape[1] > graph_tokens:
+            self.forward(embeds)  # compiles
+            return self
+        self.embeds = embeds.clone()
+        stream = torch.cuda.Stream()  # warm-up and capture on a side stream, as CUDA graph capture requires
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                self.forward(self.embeds)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.token = self.forward(self.embeds)
+        return self
+
+    def __call__(self, embeds: torch.Tensor) -> torch.Tensor:
+        if self.graph is None:
+            return self.forward(embeds)
+        self.embeds.copy_(embeds)
+        self.graph.replay()
+        return self.token
