@@ -147,13 +147,13 @@ def prefill_kernels(out: Path, name: str, engine: Engine, embeds) -> None:
     write(out, {"variant": f"prefill kernels {name}", "rows": table[:30], "total_ms": round(sum(r[2] for r in table), 3)})
 
 
-def vision_variants(out: Path, profile: bool) -> None:
+def vision_variants(out: Path, modes: list[str], profile: bool) -> None:
     from nvila_bench.model.vision import _body
 
     model = build_model(get_preset("nvila-8b"), torch.bfloat16, "cuda")
     request = request_of(point("nvila-8b"))
     body = _body(model.vision_tower)
-    for mode in ("default", "max-autotune-no-cudagraphs"):
+    for mode in modes:
         compile_media(model, on=False)
         torch.compiler.reset()
         for module in (body.embeddings, *body.encoder.layers, model.mm_projector):
@@ -185,7 +185,7 @@ def media_kernels(out: Path, name: str, model, request) -> None:
 
 
 def main(out: Path, parts: list[str]) -> None:
-    """parts: decode:NAME,NAME  kernels (profile the decode and prefill variants)  prefill:PRESET:NAME,NAME  vision"""
+    """parts: decode:NAME,NAME  kernels (profile each variant)  prefill:PRESET:NAME,NAME  vision[:MODE,MODE]"""
     out.mkdir(parents=True, exist_ok=True)
     write(out, {"variant": "device", "name": torch.cuda.get_device_name(), "torch": torch.__version__})
     for part in parts:
@@ -200,7 +200,7 @@ def main(out: Path, parts: list[str]) -> None:
             preset, _, names = rest.partition(":")
             prefill_variants(out, preset, names.split(","), "kernels" in parts)
         elif kind == "vision":
-            vision_variants(out, "kernels" in parts)
+            vision_variants(out, rest.split(",") if rest else ["default", AUTOTUNE], "kernels" in parts)
         torch.cuda.empty_cache()
 
 

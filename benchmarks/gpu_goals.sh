@@ -9,7 +9,7 @@
 #   file      NVILA-8B prefill of a real 1920x1080 JPEG (--image-file): decoding it (nvJPEG) inside TTFT
 #   aa        five pairs of one prefill and one decode point through `gate --threshold 5%`
 #   probe     benchmarks/decode_variants.py: the LLM prefill variants (transformers' eager forward vs the
-#             compiled engine's, with and without a graph) and the vision tower, with their kernels
+#             compiled engine's, with and without a graph) and the compiled vision tower, with their kernels
 #   all       (default) every part but probe, then the HTML report of it all
 # Needs the package installed (pip install -e .) and a CUDA GPU. With 10-minute commands, run it in parts,
 # e.g. check,prefill then decode,file then aa (benchmarks/NOTES.md, "The next GPU session").
@@ -37,5 +37,5 @@ if run aa; then
   python3 benchmarks/aa_pairs.py "$OUT/aa" --suite decode --preset nvila-lite-2b --pairs 5 | tee "$OUT/aa-decode.txt"
   python3 benchmarks/aa_pairs.py "$OUT/aa" --suite prefill --preset nvila-lite-2b --pairs 5 | tee "$OUT/aa-prefill.txt"
 fi
-run probe && python3 benchmarks/decode_variants.py "$OUT/probe" prefill:nvila-8b:eager,fast,fast-graph prefill:nvila-lite-2b:eager,fast kernels
+run probe && python3 benchmarks/decode_variants.py "$OUT/probe" prefill:nvila-8b:eager,fast,fast-graph prefill:nvila-lite-2b:eager,fast vision:default kernels
 [[ ! -f "$OUT/results.jsonl" ]] || $NB report "$OUT/results.jsonl" --out "$OUT/report.html"
