@@ -11,6 +11,20 @@ import torch
 from .fast_llm import FastPrefill, allocate
 
 
+RECOMPILE_LIMIT = 64  # compiled variants kept per function (dynamo's default, 8, is one sweep of batch sizes)
+
+
+def allow_a_sweep_of_shapes() -> None:
+    """One process compiles the same functions (FastPrefill and FastDecoder's `__call__`, the vision layers,
+    hf-static's forward) for every preset, batch, length and weight format a sweep visits, and dynamo
+    compiles a function again for each (dynamic=False). Past its recompile limit, 8 by default, dynamo runs
+    the function uncompiled without a word, and a record would call eager figures compiled. So: keep up to
+    RECOMPILE_LIMIT variants, and past that raise (the engine's fallback notes, or the point's error, say so)."""
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+    config.fail_on_recompile_limit_hit = True
+
+
 def compile_media(model, on: bool = True, on_fail=None) -> None:
     """Compile (or, with on=False, un-compile) the vision tower's layers and the projector in place: an
     engine sets the media mode it measures, whatever the model's last engine left. Compiling happens at the
@@ -30,6 +44,7 @@ def compile_media(model, on: bool = True, on_fail=None) -> None:
 def _guarded(module, modules, on_fail):
     """`module`'s forward compiled. Its first call compiles it: if that raises, every one of `modules` runs
     plain (`on_fail` told why); if not, the compiled forward takes the slot, unguarded."""
+    allow_a_sweep_of_shapes()
     compiled = torch.compile(module._call_impl, dynamic=False)
 
     def call(*args, **kwargs):
@@ -50,11 +65,11 @@ def _guarded(module, modules, on_fail):
     return call
 
 
-
 def compiled(fn, mode: str | None = None):
     """`fn` through torch.compile (inductor; CUDA graphs are ours, not inductor's), or as it is for "none"."""
     if mode == "none":
         return fn
+    allow_a_sweep_of_shapes()
     return torch.compile(fn, dynamic=False, mode=None if mode == "default" else mode)
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .compiling import CapturedPrefill, compile_media, compiled
+from .compiling import CapturedPrefill, allow_a_sweep_of_shapes, compile_media, compiled
 from .fast_llm import cache_length, default_attention, FastDecoder
 from .pipeline import Section, greedy_decode, no_sections, prefill
 from .stages import DECODE_STEP, LLM_PREFILL
@@ -302,6 +302,7 @@ class HFEngine(Engine):
 
 def make_engine(name: str, model, cache_kind: str = "dynamic") -> Engine:
     check_engine(name)
+    allow_a_sweep_of_shapes()  # hf-static compiles too, and must not run uncompiled unsaid
     if name == "compiled":
         return CompiledEngine(model)
     if name in PEERS:

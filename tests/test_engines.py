@@ -203,3 +203,22 @@ def test_gpu_preprocessing_request_gives_the_same_token_count():
         for preprocess in ("cpu", "gpu"):
             embeds = embed(model, synthetic_request(cfg, ((1920, 1080),), None, 8, preprocess=preprocess))
             assert embeds.shape[1] == counts.total_tokens + 8
+
+
+def test_a_sweep_compiles_every_shape_and_never_runs_uncompiled_unsaid():
+    """dynamo's default recompile limit (8) would run a function uncompiled from the 9th shape on, silently."""
+    from torch._dynamo.utils import counters
+
+    from nvila_bench.model.compiling import RECOMPILE_LIMIT, compiled
+
+    double = compiled(lambda x: x * 2 + 1)
+    before = counters["stats"]["unique_graphs"]
+    for n in range(1, 11):  # ten lengths, as a sweep of contexts would give
+        torch.testing.assert_close(double(torch.ones(n)), torch.full((n,), 3.0))
+    assert counters["stats"]["unique_graphs"] - before == 10  # each one compiled
+    assert torch._dynamo.config.recompile_limit >= RECOMPILE_LIMIT
+    minus = compiled(lambda x: x - 1)
+    with torch._dynamo.config.patch(recompile_limit=1):
+        minus(torch.ones(11))
+        with pytest.raises(Exception, match="recompile_limit"):  # past the limit: an error, not eager figures
+            minus(torch.ones(12))
