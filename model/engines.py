@@ -233,7 +233,7 @@ class CompiledEngine(Engine):
         except torch.OutOfMemoryError:
             raise  # the point's own outcome, not a reason to run another way
         except Exception as e:  # noqa: BLE001 - run the prefill eagerly, and say so in the record
-            self._set_note("prefill", f"LLM prefill eager: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
+            self._set_note("prefill", f"LLM prefill fell back to eager: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
             return None
         self._set_note("prefill", None)
         return built

@@ -154,7 +154,7 @@ def test_a_compiled_decode_whose_prefill_fails_to_compile_prefills_eagerly_and_s
     monkeypatch.setattr("nvila_bench.model.engines.CapturedPrefill.build", broken)
     engine = make_engine("compiled", model)
     engine.setup(embeds, 6)
-    assert engine.note == "LLM prefill eager: RuntimeError: inductor: no kernel"
+    assert engine.note == "LLM prefill fell back to eager: RuntimeError: inductor: no kernel"
     assert engine.generate_prefill == "eager, into the static cache"  # the decode record says whose prefill it timed
     assert torch.equal(engine.generate(embeds, 6), make_engine("eager", model).generate(embeds, 6))
 
