@@ -122,6 +122,7 @@ def prefill_variants(out: Path, preset: str, names: list[str], profile: bool) ->
                 token = engine.first_token(embeds)[0].tolist()
                 samples = measure(ttft_iteration(model, request, engine), CUDA, TIMING)
             write(out, {"variant": f"prefill {preset} {name}", "setup_s": setup, "note": engine.note, "token": token,
+                        "attention": engine.prefill_attention(),
                         **{k: median(v) * 1e3 for k, v in samples.items()}})  # fmt: skip
             if profile:
                 prefill_kernels(out, f"{preset} {name}", engine, embeds)

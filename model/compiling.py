@@ -69,6 +69,8 @@ def compiled(fn, mode: str | None = None):
     """`fn` through torch.compile (inductor; CUDA graphs are ours, not inductor's), or as it is for "none"."""
     if mode == "none":
         return fn
+    if mode in ("reduce-overhead", "max-autotune"):
+        raise ValueError(f"compile mode {mode!r} makes inductor's own CUDA graphs, inside ours; use e.g. max-autotune-no-cudagraphs")
     allow_a_sweep_of_shapes()
     return torch.compile(fn, dynamic=False, mode=None if mode == "default" else mode)
 
@@ -91,7 +93,13 @@ class CapturedPrefill:
         allocate(cache, llm, embeds.shape[0], embeds.dtype, embeds.device)
         fast = FastPrefill(llm, cache)
         step = compiled(fast.__call__, mode)
-        self = cls(lambda x: step(x).argmax(-1, keepdim=True))
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            logits, kv = step(x)
+            fast.write(kv)  # outside the compiled function (one compile for every cache), inside the graph
+            return logits.argmax(-1, keepdim=True)
+
+        self = cls(forward)
         if embeds.device.type != "cuda" or embeds.shape[0] * embeds.shape[1] > graph_tokens:
             self.forward(embeds)  # compiles
             return self

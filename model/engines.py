@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 import torch
 
 from .compiling import CapturedPrefill, allow_a_sweep_of_shapes, compile_media, compiled
-from .fast_llm import cache_length, default_attention, FastDecoder
+from .fast_llm import cache_length, default_attention, FastDecoder, prefill_attention_kernel
 from .pipeline import Section, greedy_decode, no_sections, prefill
 from .stages import DECODE_STEP, LLM_PREFILL
 
 _WARMUP = 3  # eager runs of the decode step before its capture (compile, cuBLAS workspaces)
+# Failures that running another way would not cure, or would hide: they end the point, whose record says why.
+_FATAL = (torch.OutOfMemoryError, *[e for e in [getattr(torch._dynamo.exc, "FailOnRecompileLimitHit", None)] if e])
 ENGINES = ("eager", "compiled", "hf-generate", "hf-static")
 PEERS = ("hf-generate", "hf-static")
 
@@ -72,6 +74,10 @@ class Engine:
     def setup_prefill(self, embeds: torch.Tensor) -> None:
         """One-time work before timing `first_token` (the prefill suite)."""
 
+    def prefill_attention(self) -> str | None:
+        """The attention kernel of this engine's own prefill, where it has one (transformers' is its own)."""
+        return None
+
     @torch.inference_mode()
     def first_token(self, embeds: torch.Tensor) -> torch.Tensor:
         """The LLM prefill of the whole context and its greedy pick (B, 1): the LLM's part of TTFT."""
@@ -107,7 +113,8 @@ class CompiledEngine(Engine):
     _fill: CapturedPrefill | None = field(default=None, repr=False)  # generate's prefill (None: transformers' eager)
     _first: CapturedPrefill | None = field(default=None, repr=False)  # first_token's (None: eager)
     _prefill_shape: tuple | None = field(default=None, repr=False)
-    _notes: dict = field(default_factory=lambda: {"media": None, "prefill": None, "decode": None}, repr=False)
+    _notes: dict = field(default_factory=lambda: dict.fromkeys(("media", "prefill", "decode prefill", "decode")), repr=False)
+    _attention: str | None = field(default=None, repr=False)  # the decode step's, once set up
     _decode: object = field(default=None, repr=False)
     _shape: tuple | None = field(default=None, repr=False)
 
@@ -122,15 +129,17 @@ class CompiledEngine(Engine):
                     self._prepare(embeds, new_tokens, attention)
                 self._set_note("decode", f"decode attention {attention}: {'; '.join(failed)}" if failed else None)
                 return
+            except _FATAL:
+                raise
             except Exception as e:  # noqa: BLE001 - any failure to capture: try the next, and say so in the record
                 failed.append(f"{attention} failed: {type(e).__name__}: {' '.join(str(e).split())[:160]}")
-                self._decode, self._graph = None, None
+                self._decode, self._graph, self._fill, self.cache = None, None, None, None  # free the attempt's memory
                 torch.compiler.reset()
         reason = failed[0].split(" failed: ", 1)[1] if len(failed) == 1 else "; ".join(failed)
         self._set_note("decode", f"fell back to eager: {reason}")
 
     @property
-    def generate_prefill(self) -> str | None:  # the same as first_token's unless it fell back (or decode did)
+    def generate_prefill(self) -> str | None:  # first_token's path unless it fell back (the note says so)
         return "eager, into the static cache" if self._decode is not None and self._fill is None else None
 
     def _set_note(self, part: str, text: str | None) -> None:
@@ -146,10 +155,10 @@ class CompiledEngine(Engine):
 
     def _prepare(self, embeds: torch.Tensor, new_tokens: int, attention: str) -> None:
         batch, context = embeds.shape[:2]
-        self._shape = (batch, context, new_tokens)
+        self._shape, self._attention = (batch, context, new_tokens), attention
         # Whole KV blocks, and room for the warm-up steps below, which write past the context.
         self.cache = self.model.new_cache("static", cache_length(context + max(new_tokens, _WARMUP + 1)))
-        self._fill = None if attention == "transformers" else self._build_prefill(self.cache, embeds)
+        self._fill = None if attention == "transformers" else self._build_prefill(self.cache, embeds, "decode prefill")
         token = self._prefill(embeds)  # allocates the cache's tensors where transformers' prefill runs
         self._token = token.clone()  # the graph's input and output: the id of the current position
         # The warm-up steps write ids 0.._WARMUP-1 too, so the buffer has room for them however few tokens are asked.
@@ -196,9 +205,11 @@ class CompiledEngine(Engine):
         self._pos.add_(1)
 
     def _rewind(self, length: int) -> None:
-        """Set the fill level to `length` (entries past it are stale and get overwritten)."""
-        for layer in self.cache.layers:
-            layer.cumulative_length.fill_(length)
+        """Set the fill level to `length` (entries past it are stale and get overwritten). The cache's own
+        counters matter only where transformers' forward runs (its eager prefill, the "transformers" step)."""
+        if self._fill is None or self._attention == "transformers":
+            for layer in self.cache.layers:
+                layer.cumulative_length.fill_(length)
         self._pos.fill_(length)
         self._step.fill_(1)  # slot 0 holds the prefill's token
 
@@ -209,7 +220,8 @@ class CompiledEngine(Engine):
         if self._decode is None:  # fell back
             return super().generate(embeds, new_tokens, section)
         with section(LLM_PREFILL):
-            self._rewind(0)
+            if self._fill is None:
+                self._rewind(0)  # transformers' prefill writes from the cache's own counter
             self._token.copy_(self._prefill(embeds))
             self._ids[:, :1].copy_(self._token)
             self._rewind(embeds.shape[1])
@@ -223,20 +235,29 @@ class CompiledEngine(Engine):
         """Compile the LLM prefill for this batch and length (and capture it) into a static cache of the
         prompt's length, as a server's KV pool would hold it."""
         self._prefill_shape = tuple(embeds.shape)
-        self._first = self._build_prefill(self.model.new_cache("static", embeds.shape[1]), embeds)
+        self._first = self._build_prefill(self.model.new_cache("static", embeds.shape[1]), embeds, "prefill")
 
-    def _build_prefill(self, cache, embeds: torch.Tensor) -> CapturedPrefill | None:
-        """The fast prefill into `cache`, or None (transformers' eager prefill) with a note saying why."""
+    def _build_prefill(self, cache, embeds: torch.Tensor, part: str) -> CapturedPrefill | None:
+        """The fast prefill into `cache`, or None (transformers' eager prefill) with a note saying why; `part`:
+        whose note ("prefill": first_token's, "decode prefill": generate's)."""
         try:
             with torch.inference_mode():
                 built = CapturedPrefill.build(self.model.llm, cache, embeds, self.prefill_graph_tokens, self.prefill_compile_mode)
-        except torch.OutOfMemoryError:
-            raise  # the point's own outcome, not a reason to run another way
+        except _FATAL:
+            raise
         except Exception as e:  # noqa: BLE001 - run the prefill eagerly, and say so in the record
-            self._set_note("prefill", f"LLM prefill fell back to eager: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
+            reason = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+            self._set_note(part, f"{'the decode' if part == 'decode prefill' else 'LLM'} prefill fell back to eager: {reason}")
             return None
-        self._set_note("prefill", None)
+        self._set_note(part, None)
         return built
+
+    def prefill_attention(self) -> str | None:
+        """The SDPA backend of the compiled prefill set up last (fast_llm.prefill_attention_kernel)."""
+        if self._first is None:
+            return None
+        weight = self.model.llm.lm_head.weight
+        return prefill_attention_kernel(self.model.llm.config, self._prefill_shape[1], weight.dtype, weight.device)
 
     @torch.inference_mode()
     def first_token(self, embeds: torch.Tensor) -> torch.Tensor:

@@ -66,10 +66,12 @@ def _join(modules, name: str) -> torch.Tensor:
     """One tensor of the modules' `name` parameters, stacked by rows; each module's parameter becomes its
     slice of it (no copy is kept: memory stays as it was)."""
     params = [getattr(m, name) for m in modules]
-    joined = _joined([p.detach() for p in params])
-    if joined is not None:
-        return joined
-    with torch.inference_mode(False), torch.no_grad():  # normal tensors: the model may be trained later
+    # Normal tensors, also when found again under inference mode: the model may be trained later, and a
+    # compiled function guards on the kind of tensor, so an inference-mode view would compile it once more.
+    with torch.inference_mode(False), torch.no_grad():
+        joined = _joined([p.detach() for p in params])
+        if joined is not None:
+            return joined
         joined = torch.cat([p.detach() for p in params])
         for m, p, part in zip(modules, params, joined.split([p.shape[0] for p in params])):
             setattr(m, name, nn.Parameter(part, requires_grad=p.requires_grad))
@@ -206,26 +208,53 @@ def allocate(cache, llm: nn.Module, batch: int, dtype: torch.dtype, device) -> N
 
 
 class FastPrefill(_FastLLM):
-    """`prefill(embeds (B, T, C))` -> last-position logits (B, V): the prompt's K/V written into positions
-    0..T-1 of the static cache, causal attention over the prompt itself.
+    """`prefill(embeds (B, T, C))` -> (last-position logits (B, V), the prompt's K and V per layer, each
+    (B, Hkv, T, D)), causal attention over the prompt itself; `write(kv)` puts the K/V into positions 0..T-1
+    of the static cache. The cache stays out of the function, so one compiled prefill serves caches of any
+    length (the prefill suite's and the decode's) and compiles once per (batch, length).
 
     Why not transformers' forward: the H100 profile of its NVILA-8B prefill (3,137 tokens) spent 23 ms of
     79 on element-wise kernels (RMSNorm in five fp32 passes, rope's cat and muls, SiLU then x up), which
     compiled become one pass each; q/k/v and gate/up are one matmul each. SDPA gets `is_causal` and no
-    mask, so it keeps a fused kernel and groups the heads itself (`enable_gqa`, as transformers does on CUDA)."""
+    mask, so it keeps a fused kernel and groups the heads itself (`enable_gqa`, as transformers' prefill into
+    a dynamic cache does on CUDA; into a static cache it passes a mask and repeats K and V)."""
 
-    def __call__(self, embeds: torch.Tensor) -> torch.Tensor:
+    def __call__(self, embeds: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         batch, length = embeds.shape[:2]
         positions = torch.arange(length, device=embeds.device).view(1, length).expand(batch, length)
         cos, sin = self.rotary(embeds, positions)
-        x = embeds
+        x, kv = embeds, []
         for layer in self.layers:
             q, k, v = self._qkv(layer, x, cos, sin)
+            kv += [k, v]
+            x = self._rest(layer, x, F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale,
+                                                                    enable_gqa=self.group > 1))  # fmt: skip
+        return self.lm_head(self.norm(x[:, -1])), kv
+
+    def write(self, kv: list[torch.Tensor]) -> None:
+        """The prompt's K/V (from a call) into the static cache's positions 0..T-1."""
+        length = kv[0].shape[2]
+        for layer, k, v in zip(self.layers, kv[0::2], kv[1::2]):
             layer.keys[:, :, :length].copy_(k)
             layer.values[:, :, :length].copy_(v)
-            attended = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=self.group > 1)
-            x = self._rest(layer, x, attended)
-        return self.lm_head(self.norm(x[:, -1]))
+
+
+def prefill_attention_kernel(config, length: int, dtype: torch.dtype, device) -> str:
+    """The SDPA backend FastPrefill's attention gets for a `length`-token prompt (batch 1) of an LLM with this
+    transformers config, in `dtype` on `device`: q and v as its strided slices of the fused q/k/v output, k
+    fresh from rope. E.g. "cudnn_attention", "flash_attention", or "math" (no fused kernel: far slower)."""
+    from torch.nn.attention import SDPBackend
+
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    fused = torch.empty(1, length, (heads + 2 * kv_heads) * dim, dtype=dtype, device=device)
+    q, _, v = (t.view(1, length, -1, dim).transpose(1, 2) for t in fused.split([heads * dim, kv_heads * dim, kv_heads * dim], -1))
+    k = torch.empty(1, kv_heads, length, dim, dtype=dtype, device=device)
+    try:  # PyTorch's own choice (private, but the function SDPA dispatches with)
+        choice = torch._fused_sdp_choice(q, k, v, None, 0.0, True, scale=dim**-0.5, enable_gqa=heads != kv_heads)
+        return SDPBackend(choice).name.lower()
+    except (AttributeError, RuntimeError, TypeError, ValueError):
+        return "unknown"
 
 
 class FastDecoder(_FastLLM):

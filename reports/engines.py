@@ -115,7 +115,8 @@ def side_by_side(records: list[Record]) -> dict:
                 "tokens": agreement(ref, peer) if suite == "decode" else None,
                 "notes": [n for n in (value(ref, "engine_note"), value(peer, "engine_note")) if n]
                          + [f"{engine_of(r)}'s prefill here: {value(r, 'prefill_engine')}" for r in (ref, peer) if value(r, "prefill_engine")]
-                         + ([f"vision attention: {value(ref, 'vision_attention')}"] if value(ref, "vision_attention") else []),
+                         + ([f"vision attention: {value(ref, 'vision_attention')}"] if value(ref, "vision_attention") else [])
+                         + ([f"LLM prefill attention: {value(ref, 'llm_prefill_attention')}"] if value(ref, "llm_prefill_attention") else []),
                 "same_run": ref.run_id == peer.run_id,
             })  # fmt: skip
     rows.sort(key=lambda x: (SUITES.index(x["suite"]), str(x["preset"]), x["media"], x["hardware"],

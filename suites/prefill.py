@@ -88,6 +88,8 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
         metrics["engine_note"] = Metric.measured(engine.note, "text")
     if point.images or point.video_frames:
         metrics["vision_attention"] = Metric.measured(attention_kernel(model.vision_tower), "text")  # e.g. flash_attention
+    if engine.prefill_attention():  # the compiled engine's LLM prefill: its SDPA backend (math would be a finding)
+        metrics["llm_prefill_attention"] = Metric.measured(engine.prefill_attention(), "text")
     metrics |= memory_metrics(device)
     # Joules per prefilled position (media + prompt, every row of the batch), preprocessing and vision included.
     positions = metrics["sequence_tokens"].value * point.batch_size

@@ -154,7 +154,7 @@ def test_a_compiled_decode_whose_prefill_fails_to_compile_prefills_eagerly_and_s
     monkeypatch.setattr("nvila_bench.model.engines.CapturedPrefill.build", broken)
     engine = make_engine("compiled", model)
     engine.setup(embeds, 6)
-    assert engine.note == "LLM prefill fell back to eager: RuntimeError: inductor: no kernel"
+    assert engine.note == "the decode prefill fell back to eager: RuntimeError: inductor: no kernel"
     assert engine.generate_prefill == "eager, into the static cache"  # the decode record says whose prefill it timed
     assert torch.equal(engine.generate(embeds, 6), make_engine("eager", model).generate(embeds, 6))
 
@@ -222,3 +222,52 @@ def test_a_sweep_compiles_every_shape_and_never_runs_uncompiled_unsaid():
         minus(torch.ones(11))
         with pytest.raises(Exception, match="recompile_limit"):  # past the limit: an error, not eager figures
             minus(torch.ones(12))
+
+
+def test_the_prefill_suites_fallback_note_survives_a_decode_prefill_that_compiled(contexts, monkeypatch):
+    """The deployment suite sets up both prefills on one engine: one's success must not erase the other's note."""
+    from nvila_bench.model.compiling import CapturedPrefill
+
+    model, embeds = contexts["nvila-tiny"]
+    real, calls = CapturedPrefill.build.__func__, []
+
+    def first_fails(cls, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("no kernel")
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(CapturedPrefill, "build", classmethod(first_fails))
+    engine = make_engine("compiled", model)
+    engine.setup_prefill(embeds)
+    engine.setup(embeds, 4)
+    assert engine.note == "LLM prefill fell back to eager: RuntimeError: no kernel"
+    assert engine.prefill_attention() is None and engine.generate_prefill is None  # generate's prefill: the compiled one
+    assert torch.equal(engine.first_token(embeds), make_engine("eager", model).first_token(embeds))
+
+
+def test_one_compiled_prefill_serves_the_prefill_suite_and_the_decode(contexts):
+    """The cache stays out of the compiled function, so caches of two lengths share one compile."""
+    from torch._dynamo.utils import counters
+
+    model, embeds = contexts["vila-tiny"]
+    engine = make_engine("compiled", model)
+    before = counters["stats"]["unique_graphs"]
+    engine.setup_prefill(embeds)
+    after_prefill = counters["stats"]["unique_graphs"]
+    engine.setup(embeds, 4)  # its cache is longer; only the decode step compiles
+    assert (after_prefill - before, counters["stats"]["unique_graphs"] - after_prefill) == (1, 1)
+    assert engine.note is None and torch.equal(engine.generate(embeds, 4), make_engine("eager", model).generate(embeds, 4))
+
+
+def test_running_out_of_memory_while_compiling_ends_the_point_rather_than_falling_back(contexts, monkeypatch):
+    model, embeds = contexts["nvila-tiny"]
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr("nvila_bench.model.engines.CapturedPrefill.build", oom)
+    with pytest.raises(torch.OutOfMemoryError):
+        make_engine("compiled", model).setup(embeds, 4)
+    with pytest.raises(torch.OutOfMemoryError):
+        make_engine("compiled", model).setup_prefill(embeds)

@@ -50,6 +50,16 @@ def test_the_prefill_graph_gives_the_eager_first_token(fp32_context):
     assert torch.equal(engine.first_token(embeds), make_engine("eager", model).first_token(embeds))
 
 
+def test_in_bf16_the_compiled_prefill_attends_with_a_fused_kernel():
+    """The ids tests run in fp32, where SDPA with grouped heads has only the math backend; bf16 is the product's."""
+    from nvila_bench.model.nvila import llm_hf_config
+    from nvila_bench.model.fast_llm import prefill_attention_kernel
+
+    for preset in ("nvila-tiny", "nvila-lite-2b", "nvila-8b", "vila1.5-8b"):  # head dims 16 and 128, 2, 6, 7 and 4 query heads per KV head
+        kernel = prefill_attention_kernel(llm_hf_config(get_preset(preset).llm), 3137, torch.bfloat16, "cuda")
+        assert kernel not in ("math", "unknown"), (preset, kernel)
+
+
 @pytest.fixture(scope="module")
 def jpeg(tmp_path_factory):
     path = tmp_path_factory.mktemp("images") / "street.jpg"

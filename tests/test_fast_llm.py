@@ -13,7 +13,7 @@ from torch import nn
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.checkpoint import load_checkpoint, save_checkpoint
 from nvila_bench.model.engines import CompiledEngine, make_engine
-from nvila_bench.model.fast_llm import KV_BLOCK, FastDecoder, FastPrefill, Fused, allocate, cache_length
+from nvila_bench.model.fast_llm import KV_BLOCK, FastDecoder, FastPrefill, Fused, allocate, cache_length, prefill_attention_kernel
 from nvila_bench.model.pipeline import embed, synthetic_request
 
 
@@ -144,7 +144,10 @@ def test_the_prefill_gives_transformers_logits_and_cache_and_decoding_goes_on_fr
         with pytest.raises(ValueError, match="not allocated yet"):
             FastPrefill(model.llm, ours)
         allocate(ours, model.llm, embeds.shape[0], embeds.dtype, embeds.device)
-        got, expected = FastPrefill(model.llm, ours)(embeds), model.prefill(embeds, theirs).logits
+        fast = FastPrefill(model.llm, ours)
+        (got, kv), expected = fast(embeds), model.prefill(embeds, theirs).logits
+        assert len(kv) == 2 * len(ours.layers) and kv[0].shape == ours.layers[0].keys[:, :, :context].shape
+        fast.write(kv)
         assert got.shape == expected.shape == (2, model.llm.config.vocab_size)
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
         for mine, reference in zip(ours.layers, theirs.layers):  # every layer's K/V at the prompt's positions
@@ -153,3 +156,13 @@ def test_the_prefill_gives_transformers_logits_and_cache_and_decoding_goes_on_fr
         token = expected.argmax(-1, keepdim=True)
         step = FastDecoder(model.llm, ours, torch.tensor(context), "sdpa")  # decoding from the prefill's cache
         torch.testing.assert_close(step(token), model.decode_step(token, theirs), rtol=1e-4, atol=1e-5)
+
+
+def test_the_prefill_attention_kernel_is_named():
+    model, _ = _llm_context("nvila-tiny")
+    kernel = prefill_attention_kernel(model.llm.config, 37, torch.float32, "cpu")
+    assert kernel in ("flash_attention", "math")  # CPU's two SDPA backends
+    engine = CompiledEngine(model)
+    assert engine.prefill_attention() is None  # nothing set up yet
+    engine.setup_prefill(torch.randn(1, 37, model.llm.config.hidden_size))
+    assert engine.prefill_attention() == kernel

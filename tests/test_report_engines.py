@@ -1,5 +1,6 @@
-"""The engines section names the kernel the vision tower's attention ran with (the prefill suite's
-`vision_attention`), so a slow vision stage can be told from a missing fused kernel."""
+"""The engines section names the kernels the vision tower's and the compiled LLM prefill's attention ran with
+(the prefill suite's `vision_attention`, `llm_prefill_attention`), so a slow stage can be told from a missing
+fused kernel."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from nvila_bench.core.results import Metric
 from nvila_bench.reports import sections
 
 
-def test_a_prefill_row_notes_the_vision_attention_kernel():
+def test_a_prefill_row_notes_the_vision_and_llm_prefill_attention_kernels():
     compiled = engine_record("prefill", "compiled", 0.1)
     compiled.metrics["vision_attention"] = Metric.measured("flash_attention", "text")
+    compiled.metrics["llm_prefill_attention"] = Metric.measured("math", "text")
     peer = engine_record("prefill", "hf-static", 0.2)
     (row,) = sections.build([compiled, peer], ["x.jsonl"])["engines"]["rows"]
-    assert row["notes"] == ["vision attention: flash_attention"]
+    assert row["notes"] == ["vision attention: flash_attention", "LLM prefill attention: math"]
     (row,) = sections.build([engine_record("prefill", "compiled", 0.1), peer], ["x.jsonl"])["engines"]["rows"]
     assert row["notes"] == []  # older records: nothing claimed
 
