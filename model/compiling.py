@@ -44,13 +44,12 @@ def compile_media(model, on: bool = True, on_fail=None) -> None:
 def _guarded(module, modules, on_fail):
     """`module`'s forward compiled. Its first call compiles it: if that raises, every one of `modules` runs
     plain (`on_fail` told why); if not, the compiled forward takes the slot, unguarded."""
-    allow_a_sweep_of_shapes()
-    compiled = torch.compile(module._call_impl, dynamic=False)
+    fast = compiled(module._call_impl)
 
     def call(*args, **kwargs):
         try:
-            out = compiled(*args, **kwargs)
-            module._compiled_call_impl = compiled  # compiled: later errors are errors, not compile failures
+            out = fast(*args, **kwargs)
+            module._compiled_call_impl = fast  # compiled: later errors are errors, not compile failures
             return out
         except torch.OutOfMemoryError:
             raise
@@ -73,6 +72,21 @@ def compiled(fn, mode: str | None = None):
         raise ValueError(f"compile mode {mode!r} makes inductor's own CUDA graphs, inside ours; use e.g. max-autotune-no-cudagraphs")
     allow_a_sweep_of_shapes()
     return torch.compile(fn, dynamic=False, mode=None if mode == "default" else mode)
+
+
+def capture(fn, warmups: int) -> tuple[torch.cuda.CUDAGraph, object]:
+    """`fn()` run `warmups` times on a side stream (compiling it, creating cuBLAS workspaces), as CUDA graph
+    capture requires, then captured once: (the graph, what `fn` returned inside it, its static output)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(warmups):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn()
+    return graph, out
 
 
 @dataclass
@@ -104,15 +118,7 @@ class CapturedPrefill:
             self.forward(embeds)  # compiles
             return self
         self.embeds = embeds.clone()
-        stream = torch.cuda.Stream()  # warm-up and capture on a side stream, as CUDA graph capture requires
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(3):
-                self.forward(self.embeds)
-        torch.cuda.current_stream().wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.token = self.forward(self.embeds)
+        self.graph, self.token = capture(lambda: self.forward(self.embeds), warmups=3)
         return self
 
     def __call__(self, embeds: torch.Tensor) -> torch.Tensor:

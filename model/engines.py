@@ -17,19 +17,18 @@ section("decode_step") per step. The model never times itself: `section` is the 
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 import torch
 
-from .compiling import CapturedPrefill, allow_a_sweep_of_shapes, compile_media, compiled
+from .compiling import CapturedPrefill, allow_a_sweep_of_shapes, capture, compile_media, compiled
 from .fast_llm import cache_length, default_attention, FastDecoder, prefill_attention_kernel
 from .pipeline import Section, greedy_decode, no_sections, prefill
 from .stages import DECODE_STEP, LLM_PREFILL
 
 _WARMUP = 3  # eager runs of the decode step before its capture (compile, cuBLAS workspaces)
 # Failures that running another way would not cure, or would hide: they end the point, whose record says why.
-_FATAL = (torch.OutOfMemoryError, *[e for e in [getattr(torch._dynamo.exc, "FailOnRecompileLimitHit", None)] if e])
+_FATAL = tuple(e for e in (torch.OutOfMemoryError, getattr(torch._dynamo.exc, "FailOnRecompileLimitHit", None)) if e)
 ENGINES = ("eager", "compiled", "hf-generate", "hf-static")
 PEERS = ("hf-generate", "hf-static")
 
@@ -166,17 +165,11 @@ class CompiledEngine(Engine):
         self._step = torch.zeros((), dtype=torch.long, device=token.device)
         self._pos = torch.full((), context, dtype=torch.long, device=token.device)  # where the step writes
         self._decode = self._decode_function(attention)
-        cuda = embeds.device.type == "cuda" and self.use_graph
-        # Run the step eagerly (compiling it) a few times, on a side stream as CUDA graph capture requires.
-        stream = torch.cuda.Stream() if cuda else None
-        with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
-            for _ in range(_WARMUP):
+        if embeds.device.type == "cuda" and self.use_graph:
+            self._graph, _ = capture(self._run_step, _WARMUP)
+        else:
+            for _ in range(_WARMUP):  # compiles it
                 self._run_step()
-            if cuda:
-                torch.cuda.current_stream().wait_stream(stream)
-                self._graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(self._graph):
-                    self._run_step()
         self._rewind(context)
 
     def _decode_function(self, attention: str):

@@ -199,12 +199,16 @@ class _FastLLM:
         return x + layer.down(layer.act(gate) * up)
 
 
+def _head_dim(config) -> int:
+    """A transformers LLM config's head dim (Llama configs state it; Qwen2's derive it)."""
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
 def allocate(cache, llm: nn.Module, batch: int, dtype: torch.dtype, device) -> None:
     """Allocate a transformers StaticCache's tensors now (it otherwise does so at its first update), so a fast
     prefill can write into them."""
     config = llm.config
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    cache.early_initialization(batch, config.num_key_value_heads, head_dim, dtype, torch.device(device))
+    cache.early_initialization(batch, config.num_key_value_heads, _head_dim(config), dtype, torch.device(device))
 
 
 class FastPrefill(_FastLLM):
@@ -246,7 +250,7 @@ def prefill_attention_kernel(config, length: int, dtype: torch.dtype, device) ->
     from torch.nn.attention import SDPBackend
 
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
-    dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    dim = _head_dim(config)
     fused = torch.empty(1, length, (heads + 2 * kv_heads) * dim, dtype=dtype, device=device)
     q, _, v = (t.view(1, length, -1, dim).transpose(1, 2) for t in fused.split([heads * dim, kv_heads * dim, kv_heads * dim], -1))
     k = torch.empty(1, kv_heads, length, dim, dtype=dtype, device=device)
