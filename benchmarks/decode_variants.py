@@ -6,12 +6,14 @@ NVILA-8B at 1920x1080 + 64 text tokens, 128 new tokens (NVILA-Lite-2B for the sm
 each decode step variant (model/fast_llm.py with flex or SDPA attention, transformers' forward, inductor
 modes) beside transformers' generate(cache_implementation="static") in the same process; the kernels of one
 step; the LLM prefill, transformers' eager forward vs model/fast_llm.py's (compiled or not, with a CUDA graph
-or not; PREFILL) and its kernels; the vision tower per inductor mode and its kernels. One JSON line
+or not; PREFILL) and its kernels; the vision tower, transformers' layers each compiled vs model/fast_vision.py's
+(per inductor mode, SDPA backend) and its kernels. One JSON line
 per variant in OUT_DIR/variants.jsonl, written as soon as it is measured.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -148,26 +150,53 @@ def prefill_kernels(out: Path, name: str, engine: Engine, embeds) -> None:
     write(out, {"variant": f"prefill kernels {name}", "rows": table[:30], "total_ms": round(sum(r[2] for r in table), 3)})
 
 
-def vision_variants(out: Path, modes: list[str], profile: bool) -> None:
+def _vision(model, name: str) -> None:
+    """Set the media stages to vision variant `name`: "layers" (transformers' layers, each compiled: the first
+    H100 runs' path), "fast" (model/fast_vision.py, the compiled engine's), "fast-noepilogue" (fast, with
+    fc1's GELU as its own pass); "-autotune" appended: inductor's max-autotune-no-cudagraphs."""
+    from nvila_bench.model.fast_vision import FastVision
     from nvila_bench.model.vision import _body
+
+    base, autotune = name.removesuffix("-autotune"), name.endswith("-autotune")
+    compile_media(model, on=False)
+    torch.compiler.reset()
+    options = {"dynamic": False, "mode": AUTOTUNE if autotune else None}
+    body = _body(model.vision_tower)
+    if base == "layers":
+        for module in (body.embeddings, *body.encoder.layers, model.mm_projector):
+            module.compile(**options)
+        return
+    fast = FastVision(model.vision_tower, model.config.vision.layers_used)
+    for layer in fast.layers:
+        layer.epilogue &= base != "fast-noepilogue"
+    model.vision_forward = torch.compile(fast.__call__, **options)
+    model.mm_projector.compile(**options)
+
+
+def vision_variants(out: Path, names: list[str], profile: bool) -> None:
+    """NVILA-8B's media stages per vision variant (`_vision`); "+cudnn", "+flash" or "+efficient" appended
+    pins SDPA's backend (e.g. fast+cudnn). The LLM prefill is eager throughout."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     model = build_model(get_preset("nvila-8b"), torch.bfloat16, "cuda")
     request = request_of(point("nvila-8b"))
-    body = _body(model.vision_tower)
-    for mode in modes:
-        compile_media(model, on=False)
-        torch.compiler.reset()
-        for module in (body.embeddings, *body.encoder.layers, model.mm_projector):
-            module.compile(dynamic=False, mode=None if mode == "default" else mode)
-        engine = Engine(model)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            embed(model, request)
-            setup = time.perf_counter() - start
-            samples = measure(ttft_iteration(model, request, engine), CUDA, TIMING)
-        write(out, {"variant": f"vision {mode}", "setup_s": setup, **{k: median(v) * 1e3 for k, v in samples.items()}})
-        if profile:
-            media_kernels(out, mode, model, request)
+    backends = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION}
+    for name in names:
+        variant, _, backend = name.partition("+")
+        try:
+            with sdpa_kernel([backends[backend]]) if backend else contextlib.nullcontext():
+                _vision(model, variant)
+                start = time.perf_counter()
+                with torch.inference_mode():
+                    embed(model, request)
+                    setup = time.perf_counter() - start
+                    samples = measure(ttft_iteration(model, request, Engine(model)), CUDA, TIMING)
+                write(out, {"variant": f"vision {name}", "setup_s": setup, **{k: median(v) * 1e3 for k, v in samples.items()}})
+                if profile:
+                    media_kernels(out, name, model, request)
+        except Exception as e:  # noqa: BLE001 - record and go on
+            write(out, {"variant": f"vision {name}", "error": f"{type(e).__name__}: {e}"[:2000]})
+    compile_media(model, on=False)
 
 
 def media_kernels(out: Path, name: str, model, request) -> None:
@@ -186,7 +215,7 @@ def media_kernels(out: Path, name: str, model, request) -> None:
 
 
 def main(out: Path, parts: list[str]) -> None:
-    """parts: decode:NAME,NAME  kernels (profile each variant)  prefill:PRESET:NAME,NAME  vision[:MODE,MODE]"""
+    """parts: decode:NAME,NAME  kernels (profile each variant)  prefill:PRESET:NAME,NAME  vision[:NAME,NAME]"""
     out.mkdir(parents=True, exist_ok=True)
     write(out, {"variant": "device", "name": torch.cuda.get_device_name(), "torch": torch.__version__})
     for part in parts:
@@ -201,7 +230,7 @@ def main(out: Path, parts: list[str]) -> None:
             preset, _, names = rest.partition(":")
             prefill_variants(out, preset, names.split(","), "kernels" in parts)
         elif kind == "vision":
-            vision_variants(out, rest.split(",") if rest else ["default", AUTOTUNE], "kernels" in parts)
+            vision_variants(out, rest.split(",") if rest else ["layers", "fast"], "kernels" in parts)
         torch.cuda.empty_cache()
 
 

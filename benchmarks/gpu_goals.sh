@@ -37,5 +37,5 @@ if run aa; then
   python3 benchmarks/aa_pairs.py "$OUT/aa" --suite decode --preset nvila-lite-2b --pairs 5 | tee "$OUT/aa-decode.txt"
   python3 benchmarks/aa_pairs.py "$OUT/aa" --suite prefill --preset nvila-lite-2b --pairs 5 | tee "$OUT/aa-prefill.txt"
 fi
-run probe && python3 benchmarks/decode_variants.py "$OUT/probe" prefill:nvila-8b:eager,fast,fast-graph prefill:nvila-lite-2b:eager,fast vision:default kernels
+run probe && python3 benchmarks/decode_variants.py "$OUT/probe" prefill:nvila-8b:eager,fast,fast-graph vision:layers,fast,fast-noepilogue prefill:nvila-lite-2b:eager,fast kernels
 [[ ! -f "$OUT/results.jsonl" ]] || $NB report "$OUT/results.jsonl" --out "$OUT/report.html"

@@ -26,40 +26,59 @@ def allow_a_sweep_of_shapes() -> None:
 
 
 def compile_media(model, on: bool = True, on_fail=None) -> None:
-    """Compile (or, with on=False, un-compile) the vision tower's layers and the projector in place: an
-    engine sets the media mode it measures, whatever the model's last engine left. Compiling happens at the
-    first call; a module that fails to compile there (e.g. inductor's CPU code for int8 activations) runs
-    plain from then on, and `on_fail(reason)` is told once."""
-    from .vision import _body
+    """Compile (or, with on=False, un-compile) the media stages: the vision tower as model/fast_vision.py's
+    FastVision, one compiled function (`model.vision_forward`; a tower whose attention is not SDPA gets its
+    own layers compiled in place instead), and the projector in place. An engine sets the media mode it
+    measures, whatever the model's last engine left. Compiling happens at the first call; if that fails (e.g.
+    inductor's CPU code for int8 activations), every media stage runs plain from then on, and
+    `on_fail(reason)` is told once."""
+    from .fast_vision import FastVision
+    from .vision import _body, vision_features
 
     body = _body(model.vision_tower)
-    modules = (body.embeddings, *body.encoder.layers, model.mm_projector)
-    for module in modules:
-        if on and getattr(module, "_compiled_call_impl", None) is None:
-            module._compiled_call_impl = _guarded(module, modules, on_fail)
-        elif not on:
+    layers = (body.embeddings, *body.encoder.layers)
+    if not on:
+        model.vision_forward = None
+        for module in (*layers, model.mm_projector):
             module._compiled_call_impl = None  # back to the plain forward (nn.Module.compile's own slot)
+        return
+
+    def fail(name: str, e: Exception) -> None:
+        compile_media(model, on=False)
+        if on_fail:
+            on_fail(f"vision tower and projector eager ({name} failed to compile: "
+                    f"{type(e).__name__}: {' '.join(str(e).split())[:120]})")  # fmt: skip
+
+    modules = (model.mm_projector,)
+    if getattr(model.vision_tower.config, "_attn_implementation", "sdpa") != "sdpa":
+        modules = (*layers, model.mm_projector)
+    elif model.vision_forward is None:
+        tower, used = model.vision_tower, model.config.vision.layers_used
+        model.vision_forward = _guarded(compiled(FastVision(tower, used).__call__),
+                                        lambda f: setattr(model, "vision_forward", f),
+                                        lambda pixels: vision_features(tower, pixels, used), lambda e: fail("FastVision", e))  # fmt: skip
+    for module in modules:
+        if module._compiled_call_impl is None:
+            module._compiled_call_impl = _guarded(compiled(module._call_impl),
+                                                  lambda f, m=module: setattr(m, "_compiled_call_impl", f),
+                                                  module._call_impl, lambda e, m=module: fail(type(m).__name__, e))  # fmt: skip
 
 
-def _guarded(module, modules, on_fail):
-    """`module`'s forward compiled. Its first call compiles it: if that raises, every one of `modules` runs
-    plain (`on_fail` told why); if not, the compiled forward takes the slot, unguarded."""
-    fast = compiled(module._call_impl)
+def _guarded(fast, install, plain, fail):
+    """`fast` (compiled), whose first call compiles it: if that raises, `fail(error)` (which un-compiles the
+    media stages) and the call runs `plain`; if not, `install(fast)` puts it in place, unguarded (later errors
+    are errors, not compile failures)."""
 
     def call(*args, **kwargs):
         try:
             out = fast(*args, **kwargs)
-            module._compiled_call_impl = fast  # compiled: later errors are errors, not compile failures
-            return out
         except torch.OutOfMemoryError:
             raise
         except Exception as e:  # noqa: BLE001 - a compile failure: run the media stages plain, say so in the record
-            for m in modules:
-                m._compiled_call_impl = None
-            if on_fail:
-                on_fail(f"vision tower and projector eager ({type(module).__name__} failed to compile: "
-                        f"{type(e).__name__}: {' '.join(str(e).split())[:120]})")  # fmt: skip
-            return module._call_impl(*args, **kwargs)
+            fail(e)
+            return plain(*args, **kwargs)
+        install(fast)
+        return out
 
     return call
 

@@ -23,8 +23,10 @@ import torch
 
 from .compiling import CapturedPrefill, allow_a_sweep_of_shapes, capture, compile_media, compiled
 from .fast_llm import cache_length, default_attention, FastDecoder, prefill_attention_kernel
+from .fast_vision import fast_vision_attention_kernel
 from .pipeline import Section, greedy_decode, no_sections, prefill
 from .stages import DECODE_STEP, LLM_PREFILL
+from .vision import attention_kernel
 
 _WARMUP = 3  # eager runs of the decode step before its capture (compile, cuBLAS workspaces)
 # Failures that running another way would not cure, or would hide: they end the point, whose record says why.
@@ -76,6 +78,11 @@ class Engine:
     def prefill_attention(self) -> str | None:
         """The attention kernel of this engine's own prefill, where it has one (transformers' is its own)."""
         return None
+
+    def vision_attention(self) -> str:
+        """The vision tower's attention kernel as the media stages run now (after `setup_media`)."""
+        tower = self.model.vision_tower
+        return fast_vision_attention_kernel(tower) if self.model.vision_forward is not None else attention_kernel(tower)
 
     @torch.inference_mode()
     def first_token(self, embeds: torch.Tensor) -> torch.Tensor:

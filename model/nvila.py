@@ -98,6 +98,7 @@ class NVILAModel(nn.Module):
         from transformers import SiglipVisionModel
 
         self.vision_tower = SiglipVisionModel(siglip_config(cfg.vision, attn_implementation))
+        self.vision_forward = None  # pixels -> features in place of vision_features (the compiled engine's, compiling.compile_media)
         self.mm_projector = MultimodalProjector(cfg.projector)
         self.llm = LLM_CLASSES[cfg.llm.arch](llm_hf_config(cfg.llm, attn_implementation))
 
@@ -108,7 +109,9 @@ class NVILAModel(nn.Module):
         p = next(self.vision_tower.parameters())
         pixels = media.all_pixels().to(device=p.device, dtype=p.dtype)
         chunks = pixels.split(max_batch) if max_batch else [pixels]
-        feats = torch.cat([vision_features(self.vision_tower, c, self.config.vision.layers_used) for c in chunks])
+        used = self.config.vision.layers_used
+        forward = self.vision_forward or (lambda c: vision_features(self.vision_tower, c, used))
+        feats = torch.cat([forward(c) for c in chunks])
         return list(feats.split([m.pixels.shape[0] for m in media.items]))
 
     # ---- stage 2: projector (+ S2 merge, TSP, separators) -------------------------------------------

@@ -20,6 +20,7 @@ from nvila_bench.core.point import BenchPoint
 from nvila_bench.core.results import Metric
 from nvila_bench.core.session import Session
 from nvila_bench.core.timing import StageClock, measure, timed_once
+from nvila_bench.model.compiling import compile_media
 from nvila_bench.model.engines import make_engine
 from nvila_bench.model.pipeline import embed
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL
@@ -50,6 +51,7 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
 def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     model = session.model(point)
     device = torch.device(point.device)
+    compile_media(model, on=False)  # the same context for every engine (a prefill point may have compiled them)
     with torch.inference_mode():  # the context is the same every iteration: embed it once
         embeds = embed(model, request_of(point))
     context, steps = embeds.shape[1], point.new_tokens - 1

@@ -27,7 +27,6 @@ from nvila_bench.model import count_visual_tokens, get_preset
 from nvila_bench.model.engines import make_engine
 from nvila_bench.model.pipeline import embed, file_request, image_file_size, media_blocks, synthetic_request
 from nvila_bench.model.stages import LLM_PREFILL, PREFILL_STAGES, PREPROCESS
-from nvila_bench.model.vision import attention_kernel
 
 from .registry import Option, Suite, SuiteError, sweep_points, with_extra
 
@@ -87,7 +86,7 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     if engine.note:
         metrics["engine_note"] = Metric.measured(engine.note, "text")
     if point.images or point.video_frames:
-        metrics["vision_attention"] = Metric.measured(attention_kernel(model.vision_tower), "text")  # e.g. flash_attention
+        metrics["vision_attention"] = Metric.measured(engine.vision_attention(), "text")  # e.g. flash_attention
     if engine.prefill_attention():  # the compiled engine's LLM prefill: its SDPA backend (math would be a finding)
         metrics["llm_prefill_attention"] = Metric.measured(engine.prefill_attention(), "text")
     metrics |= memory_metrics(device)

@@ -5,6 +5,7 @@ preprocessing path gives the PIL path's token geometry and pixels within the sta
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -111,9 +112,10 @@ def test_media_stages_that_fail_to_compile_run_eagerly_with_a_note(monkeypatch):
     engine.setup_media()
     with torch.inference_mode():
         assert torch.equal(embed(model, request), reference)
-    assert engine.note.startswith("vision tower and projector eager (SiglipVisionEmbeddings failed to compile: RuntimeError: CppCompileError")
+    assert engine.note.startswith("vision tower and projector eager (FastVision failed to compile: RuntimeError: CppCompileError")
     from nvila_bench.model.vision import _body
 
+    assert model.vision_forward is None
     assert all(m._compiled_call_impl is None for m in (*_body(model.vision_tower).encoder.layers, model.mm_projector))
 
 
@@ -143,6 +145,22 @@ def test_decode_records_keep_the_engine_its_setup_time_and_the_ids(tmp_path, cap
     assert all(r["metrics"]["setup_seconds"]["value"] >= 0 for r in records)
     # the compiled engine's decode prefills with its own compiled prefill: nothing to say about it
     assert all("prefill_engine" not in r["metrics"] for r in records)
+
+
+def test_decode_points_embed_their_context_with_the_plain_media_stages_whatever_a_prefill_point_left():
+    """A prefill point of the compiled engine leaves the media stages compiled on the session's model; every
+    decode point must still prefill the same context, or the engines' ids would differ for that reason alone."""
+    from nvila_bench.core.session import Session
+    from nvila_bench.core.timing import MeasureConfig
+    from nvila_bench.suites import decode, prefill
+
+    session = Session(measure=MeasureConfig(warmup=0, repeats=1, min_seconds=0))
+    point = BenchPoint("nvila-tiny", images=((448, 448),), prompt_tokens=16, new_tokens=4, engine="eager")
+    plain = decode.measure_point(point, session)["output_ids"].value
+    prefill.measure_point(replace(point, engine="compiled"), session)
+    assert session.model(point).vision_forward is not None
+    assert decode.measure_point(point, session)["output_ids"].value == plain
+    assert session.model(point).vision_forward is None
 
 
 def test_a_compiled_decode_whose_prefill_fails_to_compile_prefills_eagerly_and_says_so(contexts, monkeypatch):

@@ -1,5 +1,6 @@
 """The engines and GPU preprocessing (issue 15) on a GPU only: the compiled decode step is captured as a CUDA
-graph and gives eager's ids, the prefill graph gives eager's first token, `--image-file` decodes a JPEG with
+graph and gives eager's ids, the prefill graph gives eager's first token, the fast vision tower runs its
+GELU in the GEMM and attends with a fused kernel, `--image-file` decodes a JPEG with
 nvJPEG on the device to PIL's pixels (within a level or two: two IDCTs), and the prefill suite runs on it.
 Skipped without CUDA (CI); the GPU scripts' `check` part runs it (`pytest tests/test_engines_cuda.py`)."""
 
@@ -58,6 +59,29 @@ def test_in_bf16_the_compiled_prefill_attends_with_a_fused_kernel():
     for preset in ("nvila-tiny", "nvila-lite-2b", "nvila-8b", "vila1.5-8b"):  # head dims 16 and 128, 2, 6, 7 and 4 query heads per KV head
         kernel = prefill_attention_kernel(llm_hf_config(get_preset(preset).llm), 3137, torch.bfloat16, "cuda")
         assert kernel not in ("math", "unknown"), (preset, kernel)
+
+
+def test_the_fast_vision_tower_runs_gelu_in_the_gemm_and_gives_the_towers_features():
+    """bf16, the product's dtype: fc1's GELU in cuBLASLt's epilogue (the tanh GELU SigLIP uses) and a fused
+    attention kernel for SigLIP's head dim (72 for the 400M tower); features as transformers' tower computes
+    them, within bf16 rounding (the epilogue rounds once, after the GELU)."""
+    from nvila_bench.model.compiling import compiled
+    from nvila_bench.model.fast_vision import FastVision, fast_vision_attention_kernel
+    from nvila_bench.model.vision import vision_features
+
+    cfg = get_preset("nvila-tiny")
+    model = build_model(cfg, torch.bfloat16, "cuda")
+    pixels = torch.randn(3, 3, cfg.vision.image_size, cfg.vision.image_size, device="cuda", dtype=torch.bfloat16)
+    with torch.inference_mode():
+        expected = vision_features(model.vision_tower, pixels, cfg.vision.layers_used).float()
+        fast = FastVision(model.vision_tower, cfg.vision.layers_used)
+        assert all(layer.epilogue for layer in fast.layers)
+        for got in (fast(pixels), compiled(fast.__call__)(pixels)):
+            assert (got.float() - expected).norm() / expected.norm() < 3e-2
+    big = build_model(get_preset("nvila-8b"), torch.bfloat16, "meta", seed=None)
+    assert big.vision_tower.config.hidden_size // big.vision_tower.config.num_attention_heads == 72
+    big.vision_tower.to_empty(device="cuda")
+    assert fast_vision_attention_kernel(big.vision_tower) not in ("math", "unknown")
 
 
 @pytest.fixture(scope="module")
