@@ -151,9 +151,9 @@ def prefill_kernels(out: Path, name: str, engine: Engine, embeds) -> None:
 
 
 def _vision(model, name: str) -> None:
-    """Set the media stages to vision variant `name`: "layers" (transformers' layers, each compiled: the first
-    H100 runs' path), "fast" (model/fast_vision.py, the compiled engine's), "fast-noepilogue" (fast, with
-    fc1's GELU as its own pass); "-autotune" appended: inductor's max-autotune-no-cudagraphs."""
+    """Set the media stages to vision variant `name`: "layers" (transformers' layers and the projector, each
+    compiled, the S2 merge eager: the first H100 runs' path), "fast" (model/fast_vision.py and the merge
+    compiled: the compiled engine's), "fast-noepilogue" (fast, with fc1's GELU as its own pass); "-autotune" appended: inductor's max-autotune-no-cudagraphs."""
     from nvila_bench.model.fast_vision import FastVision
     from nvila_bench.model.vision import _body
 
@@ -170,6 +170,7 @@ def _vision(model, name: str) -> None:
     for layer in fast.layers:
         layer.epilogue &= base != "fast-noepilogue"
     model.vision_forward = torch.compile(fast.__call__, **options)
+    model.s2_merge.compile(**options)
     model.mm_projector.compile(**options)
 
 

@@ -28,7 +28,7 @@ def allow_a_sweep_of_shapes() -> None:
 def compile_media(model, on: bool = True, on_fail=None) -> None:
     """Compile (or, with on=False, un-compile) the media stages: the vision tower as model/fast_vision.py's
     FastVision, one compiled function (`model.vision_forward`; a tower whose attention is not SDPA gets its
-    own layers compiled in place instead), and the projector in place. An engine sets the media mode it
+    own layers compiled in place instead), and the Dynamic-S2 merge and the projector in place. An engine sets the media mode it
     measures, whatever the model's last engine left. Compiling happens at the first call; if that fails (e.g.
     inductor's CPU code for int8 activations), every media stage runs plain from then on, and
     `on_fail(reason)` is told once."""
@@ -39,7 +39,7 @@ def compile_media(model, on: bool = True, on_fail=None) -> None:
     layers = (body.embeddings, *body.encoder.layers)
     if not on:
         model.vision_forward = None
-        for module in (*layers, model.mm_projector):
+        for module in (*layers, model.s2_merge, model.mm_projector):
             module._compiled_call_impl = None  # back to the plain forward (nn.Module.compile's own slot)
         return
 
@@ -49,9 +49,9 @@ def compile_media(model, on: bool = True, on_fail=None) -> None:
             on_fail(f"vision tower and projector eager ({name} failed to compile: "
                     f"{type(e).__name__}: {' '.join(str(e).split())[:120]})")  # fmt: skip
 
-    modules = (model.mm_projector,)
+    modules = (model.s2_merge, model.mm_projector)
     if getattr(model.vision_tower.config, "_attn_implementation", "sdpa") != "sdpa":
-        modules = (*layers, model.mm_projector)
+        modules = (*layers, *modules)
     elif model.vision_forward is None:
         tower, used = model.vision_tower, model.config.vision.layers_used
         model.vision_forward = _guarded(compiled(FastVision(tower, used).__call__),

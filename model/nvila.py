@@ -28,7 +28,7 @@ from .preprocess import ImageTiles, MediaInputs, VideoFrames
 from .projector import MultimodalProjector
 from .stages import LLM_FORWARD, PROJECTOR, VISION
 from .tokens import positions_per_block, temporal_pool_size
-from .vision import merge_s2, siglip_config, vision_features
+from .vision import S2Merge, siglip_config, vision_features
 
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 
@@ -99,6 +99,7 @@ class NVILAModel(nn.Module):
 
         self.vision_tower = SiglipVisionModel(siglip_config(cfg.vision, attn_implementation))
         self.vision_forward = None  # pixels -> features in place of vision_features (the compiled engine's, compiling.compile_media)
+        self.s2_merge = S2Merge()  # no parameters: the state dict is upstream's
         self.mm_projector = MultimodalProjector(cfg.projector)
         self.llm = LLM_CLASSES[cfg.llm.arch](llm_hf_config(cfg.llm, attn_implementation))
 
@@ -137,7 +138,7 @@ class NVILAModel(nn.Module):
         layout = item.layout
         if layout.mode == "dynamic_s2":
             # STC on the whole merged map equals STC per 32x32 block (windows never cross block edges).
-            tokens = self.mm_projector(merge_s2(feats, layout))[0]
+            tokens = self.mm_projector(self.s2_merge(feats, layout))[0]
             return torch.cat([tokens, self._newlines(int(self.config.media.separator))])
         tiles = self.mm_projector(self._feature_maps(feats))  # (tiles, tokens, H)
         extra = positions_per_block(self.config, layout) - tiles.shape[1]  # separator (+ Lite "\n" text)

@@ -87,6 +87,24 @@ def test_the_compiled_engine_runs_the_fast_tower_and_names_its_attention_kernel(
         assert torch.equal(embed(model, request), reference)
 
 
+def test_the_compiled_s2_merge_is_the_eager_one_for_each_layout():
+    """The engine compiles the Dynamic-S2 merge with the projector; one compile per layout (its grids are
+    constants of the compiled function), the same maps as merge_s2."""
+    from nvila_bench.model.tiling import dynamic_s2_layout
+    from nvila_bench.model.vision import merge_s2
+
+    model, _ = _tower("nvila-tiny")
+    compile_media(model)
+    for width, height in ((448, 448), (1920, 1080)):
+        layout = dynamic_s2_layout(width, height, (448, 896, 1344), 12)
+        feats = torch.randn(layout.vit_tiles, 16, 8)
+        with torch.inference_mode():
+            torch.testing.assert_close(model.s2_merge(feats, layout), merge_s2(feats, layout))
+    assert model.s2_merge._compiled_call_impl is not None
+    compile_media(model, on=False)
+    assert model.s2_merge._compiled_call_impl is None
+
+
 def test_a_tower_without_sdpa_attention_gets_its_own_layers_compiled():
     cfg = get_preset("nvila-tiny")
     model = build_model(cfg, attn_implementation="eager")
