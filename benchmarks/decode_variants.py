@@ -158,6 +158,8 @@ def _vision(model, name: str) -> None:
     from nvila_bench.model.vision import _body
 
     base, autotune = name.removesuffix("-autotune"), name.endswith("-autotune")
+    if base not in ("layers", "fast", "fast-noepilogue"):
+        raise ValueError(f"unknown vision variant {name!r}")
     compile_media(model, on=False)
     torch.compiler.reset()
     options = {"dynamic": False, "mode": AUTOTUNE if autotune else None}

@@ -43,11 +43,13 @@ def compile_media(model, on: bool = True, on_fail=None) -> None:
             module._compiled_call_impl = None  # back to the plain forward (nn.Module.compile's own slot)
         return
 
+    model._media_on_fail = on_fail  # the engine setting them up now hears of a failure, not the one that installed them
+
     def fail(name: str, e: Exception) -> None:
         compile_media(model, on=False)
-        if on_fail:
-            on_fail(f"vision tower and projector eager ({name} failed to compile: "
-                    f"{type(e).__name__}: {' '.join(str(e).split())[:120]})")  # fmt: skip
+        if model._media_on_fail:
+            model._media_on_fail(f"vision tower and projector eager ({name} failed to compile: "
+                                 f"{type(e).__name__}: {' '.join(str(e).split())[:120]})")  # fmt: skip
 
     modules = (model.s2_merge, model.mm_projector)
     if getattr(model.vision_tower.config, "_attn_implementation", "sdpa") != "sdpa":

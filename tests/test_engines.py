@@ -108,11 +108,14 @@ def test_media_stages_that_fail_to_compile_run_eagerly_with_a_note(monkeypatch):
         return call
 
     monkeypatch.setattr(engines.torch, "compile", broken)
+    earlier = make_engine("compiled", model)
+    earlier.setup_media()  # installs the media stages to compile at their first call, which is not its point's
     engine = make_engine("compiled", model)
     engine.setup_media()
     with torch.inference_mode():
         assert torch.equal(embed(model, request), reference)
     assert engine.note.startswith("vision tower and projector eager (FastVision failed to compile: RuntimeError: CppCompileError")
+    assert earlier.note is None  # the failure is told to the point that met it
     from nvila_bench.model.vision import _body
 
     assert model.vision_forward is None

@@ -72,12 +72,23 @@ def test_the_fast_vision_tower_runs_gelu_in_the_gemm_and_gives_the_towers_featur
     cfg = get_preset("nvila-tiny")
     model = build_model(cfg, torch.bfloat16, "cuda")
     pixels = torch.randn(3, 3, cfg.vision.image_size, cfg.vision.image_size, device="cuda", dtype=torch.bfloat16)
+    from torch._inductor.utils import run_and_get_code
+
     with torch.inference_mode():
         expected = vision_features(model.vision_tower, pixels, cfg.vision.layers_used).float()
         fast = FastVision(model.vision_tower, cfg.vision.layers_used)
         assert all(layer.epilogue for layer in fast.layers)
-        for got in (fast(pixels), compiled(fast.__call__)(pixels)):
-            assert (got.float() - expected).norm() / expected.norm() < 3e-2
+        got, code = run_and_get_code(compiled(fast.__call__), pixels)
+        assert "\n".join(code).count("torch.ops.aten._addmm_activation.default(") == len(fast.layers)  # one kernel each
+        for features in (fast(pixels), got):
+            assert (features.float() - expected).norm() / expected.norm() < 3e-2
+        # in fp32 (no TF32) the epilogue's GELU is seen to be the tanh one, not the exact one (CPU's)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        b, x, w = (torch.randn(*shape, device="cuda") for shape in ((256,), (512, 128), (256, 128)))
+        epilogue = torch._addmm_activation(b, x, w.t(), use_gelu=True)
+        linear = torch.nn.functional.linear(x, w, b)
+        torch.testing.assert_close(epilogue, torch.nn.functional.gelu(linear, approximate="tanh"), rtol=1e-4, atol=1e-4)
+        assert (epilogue - torch.nn.functional.gelu(linear)).abs().max() > 1e-4
     big = build_model(get_preset("nvila-8b"), torch.bfloat16, "meta", seed=None)
     assert big.vision_tower.config.hidden_size // big.vision_tower.config.num_attention_heads == 72
     big.vision_tower.to_empty(device="cuda")

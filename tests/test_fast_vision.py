@@ -5,6 +5,8 @@ compilation as one kernel; the compiled engine runs it and names the attention k
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -13,24 +15,28 @@ from nvila_bench.model.compiling import compile_media, compiled
 from nvila_bench.model.engines import make_engine
 from nvila_bench.model.fast_vision import FastVision, _VisionLayer, fast_vision_attention_kernel
 from nvila_bench.model.pipeline import embed, synthetic_request
-from nvila_bench.model.vision import _body, vision_features
+from nvila_bench.model.vision import _body, attention_kernel, vision_features
 
 
-def _tower(preset: str):
+def _tower(preset: str, layers: int | None = None):
+    """A tiny preset's model and pixels; `layers`: its tower that deep (the tiny towers run one layer of two)."""
+    cfg = get_preset(preset)
+    if layers:
+        cfg = replace(cfg, vision=replace(cfg.vision, num_layers=layers))
     torch.manual_seed(0)
-    model = build_model(get_preset(preset))
+    model = build_model(cfg)
     return model, torch.randn(3, 3, model.config.vision.image_size, model.config.vision.image_size)
 
 
-@pytest.mark.parametrize("preset", ["nvila-tiny", "nvila-lite-tiny", "vila-tiny"])
-def test_fast_vision_features_are_the_towers_hidden_state_at_the_select_layer(preset):
-    model, pixels = _tower(preset)
+@pytest.mark.parametrize("preset, layers", [("nvila-tiny", None), ("nvila-lite-tiny", None), ("vila-tiny", None), ("nvila-tiny", 5)])
+def test_fast_vision_features_are_the_towers_hidden_state_at_the_select_layer(preset, layers):
+    model, pixels = _tower(preset, layers)
     used = model.config.vision.layers_used
     with torch.inference_mode():
         expected = model.vision_tower(pixels, output_hidden_states=True).hidden_states[model.config.vision.select_layer]
         before = sum(p.numel() for p in model.parameters())
         fast = FastVision(model.vision_tower, used)
-        assert len(fast.layers) == used < model.vision_tower.config.num_hidden_layers
+        assert len(fast.layers) == used == (layers or 2) - 1  # select layer -2: all but the last
         torch.testing.assert_close(fast(pixels), expected, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(compiled(fast.__call__)(pixels), expected, rtol=1e-4, atol=1e-4)
         # q/k/v are row slices of one tensor now: no memory added, transformers' own forward unchanged
@@ -65,7 +71,8 @@ def test_the_gelu_epilogue_stays_one_kernel_when_compiled():
         eager = fast(pixels)
         out, code = run_and_get_code(compiled(fast.__call__), pixels)
     torch.testing.assert_close(out, eager, rtol=1e-4, atol=1e-4)
-    assert "_addmm_activation" in "\n".join(code)
+    calls = "\n".join(code).count("torch.ops.aten._addmm_activation.default(")  # not a GEMM + a fused pointwise kernel
+    assert calls == len(fast.layers)
 
 
 def test_the_compiled_engine_runs_the_fast_tower_and_names_its_attention_kernel():
@@ -78,12 +85,15 @@ def test_the_compiled_engine_runs_the_fast_tower_and_names_its_attention_kernel(
         engine.setup_media()
         assert model.vision_forward is not None
         torch.testing.assert_close(embed(model, request), reference, rtol=1e-4, atol=1e-4)
-        assert model.mm_projector._compiled_call_impl is not None  # compiled on its first call
+        # compiled at their first call: torch.compile's functions in place of the wrappers that compile them
+        for fn in (model.vision_forward, model.s2_merge._compiled_call_impl, model.mm_projector._compiled_call_impl):
+            assert hasattr(fn, "_torchdynamo_orig_callable")
         assert engine.vision_attention() == fast_vision_attention_kernel(model.vision_tower)
         assert engine.vision_attention() in ("flash_attention", "math")  # CPU's; CUDA's is asserted in test_engines_cuda.py
         eager = make_engine("eager", model)
         eager.setup_media()
         assert model.vision_forward is None and model.mm_projector._compiled_call_impl is None
+        assert eager.vision_attention() == attention_kernel(model.vision_tower)
         assert torch.equal(embed(model, request), reference)
 
 
