@@ -50,7 +50,8 @@ class _VisionLayer:
     def of(cls, layer: nn.Module, hidden_act: str) -> "_VisionLayer":
         attn, mlp = layer.self_attn, layer.mlp
         fc1 = mlp.fc1
-        epilogue = fc1.weight.device.type == "cuda" and hidden_act == GELU_TANH and _plain([fc1]) and fc1.bias is not None
+        epilogue = fc1.weight.device.type == "cuda" and hidden_act == GELU_TANH and _plain([fc1])
+        epilogue = epilogue and fc1.bias is not None
         return cls(layer.layer_norm1, Fused.of(attn.q_proj, attn.k_proj, attn.v_proj), attn.out_proj,
                    layer.layer_norm2, fc1, mlp.activation_fn, mlp.fc2, epilogue)  # fmt: skip
 
@@ -72,11 +73,15 @@ class FastVision:
         self.head_dim = config.hidden_size // self.heads
         self.scale = self.head_dim**-0.5
 
+    def _split(self, t: torch.Tensor) -> torch.Tensor:
+        """(tiles, patches, C) -> (tiles, heads, patches, head dim), a view."""
+        return t.view(*t.shape[:2], self.heads, self.head_dim).transpose(1, 2)
+
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         x = self.embeddings(pixels)
         tiles, patches, width = x.shape
         for layer in self.layers:
-            q, k, v = (t.view(tiles, patches, self.heads, self.head_dim).transpose(1, 2) for t in layer.qkv(layer.norm1(x)))
+            q, k, v = map(self._split, layer.qkv(layer.norm1(x)))
             attended = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
             x = x + layer.out_proj(attended.transpose(1, 2).reshape(tiles, patches, width))
             x = x + layer.fc2(_gelu_fc1(layer.fc1, layer.act, layer.norm2(x), layer.epilogue))
@@ -97,6 +102,7 @@ def fast_vision_attention_kernel(tower: nn.Module) -> str:
     fused = torch.empty(1, patches, 3 * width, dtype=weight.dtype, device=weight.device)
     q, k, v = (t.view(1, patches, heads, -1).transpose(1, 2) for t in fused.split(width, -1))
     try:  # PyTorch's own choice (private, but the function SDPA dispatches with)
-        return SDPBackend(torch._fused_sdp_choice(q, k, v, None, 0.0, False, scale=(width // heads) ** -0.5)).name.lower()
+        choice = torch._fused_sdp_choice(q, k, v, None, 0.0, False, scale=(width // heads) ** -0.5)
+        return SDPBackend(choice).name.lower()
     except (AttributeError, RuntimeError, TypeError, ValueError):
         return "unknown"

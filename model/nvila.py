@@ -168,7 +168,9 @@ class NVILAModel(nn.Module):
         """Prompt ids (B, L) with one placeholder per medium -> inputs_embeds (B, L', H); every row gets the
         same media blocks, in order."""
         media = self.config.media
-        input_ids = input_ids.to(self.llm.device)
+        # The checks and cuts read the ids on the host (where a request's are): asked of device tensors they
+        # would stall the host until the media stages finish, leaving the GPU idle while it then launches the prefill.
+        input_ids = input_ids.cpu()
         is_media = (input_ids == media.image_token_id) | (input_ids == media.video_token_id)
         counts = is_media.sum(dim=1).tolist()
         if any(c != len(blocks) for c in counts):
@@ -176,7 +178,10 @@ class NVILAModel(nn.Module):
         is_video = input_ids == media.video_token_id
         if bool((is_video.cummax(dim=1).values & (input_ids == media.image_token_id)).any()):
             raise ValueError("an image placeholder follows the video placeholder: blocks come images first, then the video")
-        text = self.llm.get_input_embeddings()(input_ids.masked_fill(is_media, 0))
+        text_ids = input_ids.masked_fill(is_media, 0)
+        if self.llm.device.type == "cuda":  # pinned, so the copy waits for nothing on the host either
+            text_ids = text_ids.pin_memory()
+        text = self.llm.get_input_embeddings()(text_ids.to(self.llm.device, non_blocking=True))
         rows = []
         for row_text, row_media in zip(text, is_media):
             cut = [-1, *row_media.nonzero().flatten().tolist(), row_text.shape[0]]

@@ -1,7 +1,8 @@
 """The engines and GPU preprocessing (issue 15) on a GPU only: the compiled decode step is captured as a CUDA
-graph and gives eager's ids, the prefill graph gives eager's first token, the fast vision tower runs its
-GELU in the GEMM and attends with a fused kernel, `--image-file` decodes a JPEG with
-nvJPEG on the device to PIL's pixels (within a level or two: two IDCTs), and the prefill suite runs on it.
+graph and gives eager's ids, the prefill graph gives eager's first token, splicing the media into the prompt
+never syncs, the fast vision tower runs its GELU in the GEMM and attends with a fused kernel, `--image-file`
+decodes a JPEG with nvJPEG on the device to PIL's pixels (within a level or two: two IDCTs), and the prefill
+suite runs on it.
 Skipped without CUDA (CI); the GPU scripts' `check` part runs it (`pytest tests/test_engines_cuda.py`)."""
 
 from __future__ import annotations
@@ -49,6 +50,23 @@ def test_the_prefill_graph_gives_the_eager_first_token(fp32_context):
     engine.setup_prefill(embeds)
     assert engine.note is None and engine._first.graph is not None, engine.note
     assert torch.equal(engine.first_token(embeds), make_engine("eager", model).first_token(embeds))
+
+
+def test_splicing_the_media_into_the_prompt_never_waits_for_the_gpu(fp32_context):
+    """The checks and cuts of model.embed read the ids on the host: the host keeps launching (the prefill)
+    while the media stages run, instead of idling the GPU at a sync (CUDA's sync debug mode raises on one)."""
+    from nvila_bench.model.pipeline import media_blocks
+
+    model, embeds = fp32_context
+    request = synthetic_request(get_preset("nvila-tiny"), ((448, 448),), None, 16, batch=2, preprocess="gpu")
+    with torch.inference_mode():
+        blocks = media_blocks(model, request)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            spliced = model.embed(request.input_ids, blocks)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    torch.testing.assert_close(spliced, embeds)
 
 
 def test_in_bf16_the_compiled_prefill_attends_with_a_fused_kernel():
