@@ -135,19 +135,24 @@ def prefill_variants(out: Path, preset: str, names: list[str], profile: bool) ->
         torch.cuda.empty_cache()
 
 
-def prefill_kernels(out: Path, name: str, engine: Engine, embeds) -> None:
-    """Kernels of 5 LLM prefills, ms per prefill."""
+def device_kernels(out: Path, variant: str, run, runs: int) -> None:
+    """The kernels of `runs` calls of `run()`, ms per call, the 30 longest: one JSON line `variant`."""
     from torch.profiler import ProfilerActivity, profile
 
     with torch.inference_mode():
         torch.cuda.synchronize()
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(5):
-                engine.first_token(embeds)
+            for _ in range(runs):
+                run()
             torch.cuda.synchronize()
     rows = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)
-    table = [(e.key[:100], e.count // 5, round(e.device_time_total / 5 / 1e3, 4)) for e in rows]
-    write(out, {"variant": f"prefill kernels {name}", "rows": table[:30], "total_ms": round(sum(r[2] for r in table), 3)})
+    table = [(e.key[:100], e.count // runs, round(e.device_time_total / runs / 1e3, 4)) for e in rows]
+    write(out, {"variant": variant, "rows": table[:30], "total_ms": round(sum(r[2] for r in table), 3)})
+
+
+def prefill_kernels(out: Path, name: str, engine: Engine, embeds) -> None:
+    """Kernels of 5 LLM prefills, ms per prefill."""
+    device_kernels(out, f"prefill kernels {name}", lambda: engine.first_token(embeds), 5)
 
 
 def _vision(model, name: str) -> None:
@@ -204,17 +209,7 @@ def vision_variants(out: Path, names: list[str], profile: bool) -> None:
 
 def media_kernels(out: Path, name: str, model, request) -> None:
     """Kernels of 3 runs of the media stages and the embedding (vision tower, projector), ms per run."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with torch.inference_mode():
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(3):
-                embed(model, request)
-            torch.cuda.synchronize()
-    rows = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)
-    table = [(e.key[:100], e.count // 3, round(e.device_time_total / 3 / 1e3, 4)) for e in rows]
-    write(out, {"variant": f"vision kernels {name}", "rows": table[:30], "total_ms": round(sum(r[2] for r in table), 3)})
+    device_kernels(out, f"vision kernels {name}", lambda: embed(model, request), 3)
 
 
 def main(out: Path, parts: list[str]) -> None:

@@ -247,18 +247,14 @@ def prefill_attention_kernel(config, length: int, dtype: torch.dtype, device) ->
     """The SDPA backend FastPrefill's attention gets for a `length`-token prompt (batch 1) of an LLM with this
     transformers config, in `dtype` on `device`: q and v as its strided slices of the fused q/k/v output, k
     fresh from rope. E.g. "cudnn_attention", "flash_attention", or "math" (no fused kernel: far slower)."""
-    from torch.nn.attention import SDPBackend
+    from .attention import sdpa_backend
 
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
     dim = _head_dim(config)
     fused = torch.empty(1, length, (heads + 2 * kv_heads) * dim, dtype=dtype, device=device)
     q, _, v = (t.view(1, length, -1, dim).transpose(1, 2) for t in fused.split([heads * dim, kv_heads * dim, kv_heads * dim], -1))
     k = torch.empty(1, kv_heads, length, dim, dtype=dtype, device=device)
-    try:  # PyTorch's own choice (private, but the function SDPA dispatches with)
-        choice = torch._fused_sdp_choice(q, k, v, None, 0.0, True, scale=dim**-0.5, enable_gqa=heads != kv_heads)
-        return SDPBackend(choice).name.lower()
-    except (AttributeError, RuntimeError, TypeError, ValueError):
-        return "unknown"
+    return sdpa_backend(q, k, v, is_causal=True, scale=dim**-0.5, enable_gqa=heads != kv_heads)
 
 
 class FastDecoder(_FastLLM):

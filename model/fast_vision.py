@@ -91,8 +91,7 @@ class FastVision:
 def fast_vision_attention_kernel(tower: nn.Module) -> str:
     """The SDPA backend FastVision's attention gets for one tile in the tower's dtype and device: q, k and v as
     their strided slices of the fused q/k/v output. E.g. "cudnn_attention", "flash_attention", "math"."""
-    from torch.nn.attention import SDPBackend
-
+    from .attention import sdpa_backend
     from .vision import _body
 
     config = tower.config
@@ -101,8 +100,4 @@ def fast_vision_attention_kernel(tower: nn.Module) -> str:
     weight = _body(tower).embeddings.patch_embedding.weight
     fused = torch.empty(1, patches, 3 * width, dtype=weight.dtype, device=weight.device)
     q, k, v = (t.view(1, patches, heads, -1).transpose(1, 2) for t in fused.split(width, -1))
-    try:  # PyTorch's own choice (private, but the function SDPA dispatches with)
-        choice = torch._fused_sdp_choice(q, k, v, None, 0.0, False, scale=(width // heads) ** -0.5)
-        return SDPBackend(choice).name.lower()
-    except (AttributeError, RuntimeError, TypeError, ValueError):
-        return "unknown"
+    return sdpa_backend(q, k, v, scale=(width // heads) ** -0.5)

@@ -38,7 +38,7 @@ def attention_kernel(tower: SiglipVisionModel) -> str:
     (heads, patches, head dim) in the tower's dtype and device ("flash_attention", "efficient_attention",
     "cudnn_attention", "math"), or the attention implementation when it is not SDPA. SigLIP's head dim is 72
     (1152 / 16), which not every fused kernel takes."""
-    from torch.nn.attention import SDPBackend
+    from .attention import sdpa_backend
 
     hf = tower.config
     implementation = getattr(hf, "_attn_implementation", None) or "sdpa"
@@ -47,10 +47,7 @@ def attention_kernel(tower: SiglipVisionModel) -> str:
     weight = _body(tower).embeddings.patch_embedding.weight
     heads = hf.num_attention_heads
     q = torch.empty(1, heads, (hf.image_size // hf.patch_size) ** 2, hf.hidden_size // heads, dtype=weight.dtype, device=weight.device)
-    try:  # PyTorch's own choice (private, but the function SDPA dispatches with)
-        return SDPBackend(torch._fused_sdp_choice(q, q, q, None, 0.0, False)).name.lower()
-    except (AttributeError, RuntimeError, TypeError, ValueError):
-        return "unknown"
+    return sdpa_backend(q, q, q)
 
 
 def vision_features(tower: SiglipVisionModel, pixels: torch.Tensor, layers_used: int) -> torch.Tensor:

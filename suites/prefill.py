@@ -87,8 +87,9 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
         metrics["engine_note"] = Metric.measured(engine.note, "text")
     if point.images or point.video_frames:
         metrics["vision_attention"] = Metric.measured(engine.vision_attention(), "text")  # e.g. flash_attention
-    if engine.prefill_attention():  # the compiled engine's LLM prefill: its SDPA backend (math would be a finding)
-        metrics["llm_prefill_attention"] = Metric.measured(engine.prefill_attention(), "text")
+    llm_attention = engine.prefill_attention()  # the compiled engine's LLM prefill: its SDPA backend
+    if llm_attention:
+        metrics["llm_prefill_attention"] = Metric.measured(llm_attention, "text")
     metrics |= memory_metrics(device)
     # Joules per prefilled position (media + prompt, every row of the batch), preprocessing and vision included.
     positions = metrics["sequence_tokens"].value * point.batch_size
