@@ -30,13 +30,31 @@ from nvila_bench.model.presets import get_preset
 from nvila_bench.model.stages import DECODE_STEP
 from nvila_bench.suites.prefill import request_of, ttft_iteration
 
-CUDA = torch.device("cuda")
+# What the probe measures, in one place (tests/test_probe_script.py runs it on CPU with the tiny presets).
+DEVICE = torch.device("cuda")
+BIG = "nvila-8b"  # the decode and vision variants' model
+IMAGE, PROMPT, NEW = (1920, 1080), 64, 128
 TIMING = MeasureConfig(warmup=1, repeats=3, min_seconds=1.0)
-NEW = 128
 
 
 def point(preset: str) -> BenchPoint:
-    return BenchPoint(preset, "cuda", "bfloat16", images=((1920, 1080),), prompt_tokens=64, new_tokens=NEW)
+    return BenchPoint(preset, DEVICE.type, "bfloat16", images=(IMAGE,), prompt_tokens=PROMPT, new_tokens=NEW)
+
+
+def build(preset: str):
+    return build_model(get_preset(preset), torch.bfloat16, DEVICE)
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def release() -> None:
+    """Forget the compiled code and hand cached device memory back between variants."""
+    torch.compiler.reset()
+    if DEVICE.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def write(out: Path, row: dict) -> None:
@@ -68,7 +86,7 @@ def decode_variants(out: Path, model, embeds, names: list[str], profile: bool) -
             engine.setup(embeds, NEW)
             setup = time.perf_counter() - start
             ids = engine.generate(embeds, NEW)
-            samples = measure(lambda clock: engine.generate(embeds, NEW, clock.section), CUDA, TIMING)
+            samples = measure(lambda clock: engine.generate(embeds, NEW, clock.section), DEVICE, TIMING)
             steps = samples[DECODE_STEP]
             write(out, {"variant": f"decode {name}", "tpot_ms": median(steps) * 1e3, "min_ms": min(steps) * 1e3,
                         "setup_s": setup, "note": engine.note, "ids16": ids[0, :16].tolist()})  # fmt: skip
@@ -77,24 +95,14 @@ def decode_variants(out: Path, model, embeds, names: list[str], profile: bool) -
         except Exception as e:  # noqa: BLE001 - record and go on
             write(out, {"variant": f"decode {name}", "error": f"{type(e).__name__}: {e}"[:2000]})
         del engine
-        torch.compiler.reset()
-        torch.cuda.empty_cache()
+        release()
 
 
 def kernels(out: Path, name: str, engine: CompiledEngine, embeds) -> None:
     """Kernels of 20 replays of the captured step, ms per step."""
-    from torch.profiler import ProfilerActivity, profile
-
     with torch.inference_mode():
         engine._rewind(embeds.shape[1])
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(20):
-                engine._graph.replay()
-            torch.cuda.synchronize()
-    rows = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)[:30]
-    table = [(e.key[:100], e.count // 20, round(e.device_time_total / 20 / 1e3, 4)) for e in rows]
-    write(out, {"variant": f"kernels {name}", "rows": table, "total_ms": sum(r[2] for r in table)})
+    device_kernels(out, f"kernels {name}", engine._graph.replay, 20)
 
 
 PREFILL = {
@@ -110,7 +118,7 @@ PREFILL = {
 def prefill_variants(out: Path, preset: str, names: list[str], profile: bool) -> None:
     """TTFT stages per LLM prefill variant (the media stages compiled, as the compiled engine runs them);
     with `profile`, the kernels of one LLM prefill."""
-    model = build_model(get_preset(preset), torch.bfloat16, "cuda")
+    model = build(preset)
     request = request_of(point(preset))
     compile_media(model, on=True)
     for name in names:
@@ -122,7 +130,7 @@ def prefill_variants(out: Path, preset: str, names: list[str], profile: bool) ->
                 engine.setup_prefill(embeds)
                 setup = time.perf_counter() - start
                 token = engine.first_token(embeds)[0].tolist()
-                samples = measure(ttft_iteration(model, request, engine), CUDA, TIMING)
+                samples = measure(ttft_iteration(model, request, engine), DEVICE, TIMING)
             write(out, {"variant": f"prefill {preset} {name}", "setup_s": setup, "note": engine.note, "token": token,
                         "attention": engine.prefill_attention(),
                         **{k: median(v) * 1e3 for k, v in samples.items()}})  # fmt: skip
@@ -131,22 +139,24 @@ def prefill_variants(out: Path, preset: str, names: list[str], profile: bool) ->
         except Exception as e:  # noqa: BLE001 - record and go on
             write(out, {"variant": f"prefill {preset} {name}", "error": f"{type(e).__name__}: {e}"[:2000]})
         del engine
-        torch.compiler.reset()
-        torch.cuda.empty_cache()
+        release()
 
 
 def device_kernels(out: Path, variant: str, run, runs: int) -> None:
-    """The kernels of `runs` calls of `run()`, ms per call, the 30 longest: one JSON line `variant`."""
+    """The kernels of `runs` calls of `run()`, ms per call, the 30 longest: one JSON line `variant` (on a CPU,
+    the operators' own CPU time)."""
     from torch.profiler import ProfilerActivity, profile
 
+    cuda = DEVICE.type == "cuda"
     with torch.inference_mode():
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        sync()
+        with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
             for _ in range(runs):
                 run()
-            torch.cuda.synchronize()
-    rows = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)
-    table = [(e.key[:100], e.count // runs, round(e.device_time_total / runs / 1e3, 4)) for e in rows]
+            sync()
+    us = {e.key: e.device_time_total if cuda else e.self_cpu_time_total for e in prof.key_averages()}
+    rows = sorted(prof.key_averages(), key=lambda e: -us[e.key])
+    table = [(e.key[:100], e.count // runs, round(us[e.key] / runs / 1e3, 4)) for e in rows]
     write(out, {"variant": variant, "rows": table[:30], "total_ms": round(sum(r[2] for r in table), 3)})
 
 
@@ -186,8 +196,8 @@ def vision_variants(out: Path, names: list[str], profile: bool) -> None:
     pins SDPA's backend (e.g. fast+cudnn). The LLM prefill is eager throughout."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    model = build_model(get_preset("nvila-8b"), torch.bfloat16, "cuda")
-    request = request_of(point("nvila-8b"))
+    model = build(BIG)
+    request = request_of(point(BIG))
     backends = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION}
     for name in names:
         variant, _, backend = name.partition("+")
@@ -198,7 +208,7 @@ def vision_variants(out: Path, names: list[str], profile: bool) -> None:
                 with torch.inference_mode():
                     embed(model, request)
                     setup = time.perf_counter() - start
-                    samples = measure(ttft_iteration(model, request, Engine(model)), CUDA, TIMING)
+                    samples = measure(ttft_iteration(model, request, Engine(model)), DEVICE, TIMING)
                 write(out, {"variant": f"vision {name}", "setup_s": setup, **{k: median(v) * 1e3 for k, v in samples.items()}})
                 if profile:
                     media_kernels(out, name, model, request)
@@ -215,13 +225,14 @@ def media_kernels(out: Path, name: str, model, request) -> None:
 def main(out: Path, parts: list[str]) -> None:
     """parts: decode:NAME,NAME  kernels (profile each variant)  prefill:PRESET:NAME,NAME  vision[:NAME,NAME]"""
     out.mkdir(parents=True, exist_ok=True)
-    write(out, {"variant": "device", "name": torch.cuda.get_device_name(), "torch": torch.__version__})
+    name = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else DEVICE.type
+    write(out, {"variant": "device", "name": name, "torch": torch.__version__})
     for part in parts:
         kind, _, rest = part.partition(":")
         if kind == "decode":
-            model = build_model(get_preset("nvila-8b"), torch.bfloat16, "cuda")
+            model = build(BIG)
             with torch.inference_mode():
-                embeds = embed(model, request_of(point("nvila-8b")))
+                embeds = embed(model, request_of(point(BIG)))
             decode_variants(out, model, embeds, rest.split(","), "kernels" in parts)
             del model, embeds
         elif kind == "prefill":
@@ -229,7 +240,7 @@ def main(out: Path, parts: list[str]) -> None:
             prefill_variants(out, preset, names.split(","), "kernels" in parts)
         elif kind == "vision":
             vision_variants(out, rest.split(",") if rest else ["layers", "fast"], "kernels" in parts)
-        torch.cuda.empty_cache()
+        release()
 
 
 if __name__ == "__main__":
