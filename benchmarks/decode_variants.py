@@ -13,7 +13,6 @@ per variant in OUT_DIR/variants.jsonl, written as soon as it is measured.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import time
@@ -116,11 +115,13 @@ PREFILL = {
 
 
 def prefill_variants(out: Path, preset: str, names: list[str], profile: bool) -> None:
-    """TTFT stages per LLM prefill variant (the media stages compiled, as the compiled engine runs them);
-    with `profile`, the kernels of one LLM prefill."""
+    """TTFT stages per LLM prefill variant (the media stages compiled once, as the compiled engine runs them,
+    and kept across the variants: no dynamo reset between them, so a later variant may reuse an earlier one's
+    compiled prefill and show a shorter setup_s); with `profile`, the kernels of one LLM prefill."""
     model = build(preset)
     request = request_of(point(preset))
-    compile_media(model, on=True)
+    media = []  # why the media stages fell back to plain, if they did
+    compile_media(model, on=True, on_fail=media.append)
     for name in names:
         engine = PREFILL[name](model)
         try:
@@ -132,14 +133,17 @@ def prefill_variants(out: Path, preset: str, names: list[str], profile: bool) ->
                 token = engine.first_token(embeds)[0].tolist()
                 samples = measure(ttft_iteration(model, request, engine), DEVICE, TIMING)
             write(out, {"variant": f"prefill {preset} {name}", "setup_s": setup, "note": engine.note, "token": token,
-                        "attention": engine.prefill_attention(),
+                        "attention": engine.prefill_attention(), "media_note": media[0] if media else None,
                         **{k: median(v) * 1e3 for k, v in samples.items()}})  # fmt: skip
             if profile:
                 prefill_kernels(out, f"{preset} {name}", engine, embeds)
         except Exception as e:  # noqa: BLE001 - record and go on
             write(out, {"variant": f"prefill {preset} {name}", "error": f"{type(e).__name__}: {e}"[:2000]})
         del engine
-        release()
+        if DEVICE.type == "cuda":
+            torch.cuda.empty_cache()
+    compile_media(model, on=False)
+    release()
 
 
 def device_kernels(out: Path, variant: str, run, runs: int) -> None:
@@ -191,10 +195,26 @@ def _vision(model, name: str) -> None:
     model.mm_projector.compile(**options)
 
 
+def _pinned(model, backend) -> None:
+    """The vision tower's attention on SDPA backend `backend` only (the LLM prefill keeps its own choice)."""
+    from torch.nn.attention import sdpa_kernel
+
+    from nvila_bench.model.vision import vision_features
+
+    tower, used = model.vision_tower, model.config.vision.layers_used
+    inner = model.vision_forward or (lambda pixels: vision_features(tower, pixels, used))
+
+    def forward(pixels):
+        with sdpa_kernel([backend]):
+            return inner(pixels)
+
+    model.vision_forward = forward
+
+
 def vision_variants(out: Path, names: list[str], profile: bool) -> None:
     """NVILA-8B's media stages per vision variant (`_vision`); "+cudnn", "+flash" or "+efficient" appended
-    pins SDPA's backend (e.g. fast+cudnn). The LLM prefill is eager throughout."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    pins the tower's SDPA backend (e.g. fast+cudnn). The LLM prefill is eager throughout."""
+    from torch.nn.attention import SDPBackend
 
     model = build(BIG)
     request = request_of(point(BIG))
@@ -202,16 +222,17 @@ def vision_variants(out: Path, names: list[str], profile: bool) -> None:
     for name in names:
         variant, _, backend = name.partition("+")
         try:
-            with sdpa_kernel([backends[backend]]) if backend else contextlib.nullcontext():
-                _vision(model, variant)
-                start = time.perf_counter()
-                with torch.inference_mode():
-                    embed(model, request)
-                    setup = time.perf_counter() - start
-                    samples = measure(ttft_iteration(model, request, Engine(model)), DEVICE, TIMING)
-                write(out, {"variant": f"vision {name}", "setup_s": setup, **{k: median(v) * 1e3 for k, v in samples.items()}})
-                if profile:
-                    media_kernels(out, name, model, request)
+            _vision(model, variant)
+            if backend:
+                _pinned(model, backends[backend])
+            start = time.perf_counter()
+            with torch.inference_mode():
+                embed(model, request)
+                setup = time.perf_counter() - start
+                samples = measure(ttft_iteration(model, request, Engine(model)), DEVICE, TIMING)
+            write(out, {"variant": f"vision {name}", "setup_s": setup, **{k: median(v) * 1e3 for k, v in samples.items()}})
+            if profile:
+                media_kernels(out, name, model, request)
         except Exception as e:  # noqa: BLE001 - record and go on
             write(out, {"variant": f"vision {name}", "error": f"{type(e).__name__}: {e}"[:2000]})
     compile_media(model, on=False)

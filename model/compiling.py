@@ -105,7 +105,9 @@ def capture(fn, warmups: int) -> tuple[torch.cuda.CUDAGraph, object]:
             fn()
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    # Captured on this call's own stream, not torch's one shared capture stream: a capture that failed (the
+    # engine then tries its next attention) cannot leave that stream's allocations routed to a dead pool.
+    with torch.cuda.graph(graph, stream=stream):
         out = fn()
     return graph, out
 
@@ -147,4 +149,4 @@ class CapturedPrefill:
             return self.forward(embeds)
         self.embeds.copy_(embeds)
         self.graph.replay()
-        return self.token
+        return self.token.clone()  # the graph's buffer is overwritten by the next replay; B ids cost nothing to copy

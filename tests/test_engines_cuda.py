@@ -25,17 +25,21 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA grap
 
 @pytest.fixture(scope="module")
 def fp32_context():
-    """nvila-tiny in float32 on the GPU (bf16 argmax ties of a random tiny model would make id checks flaky)."""
-    torch.backends.cuda.matmul.allow_tf32 = False
+    """nvila-tiny in float32 on the GPU (bf16 argmax ties of a random tiny model would make id checks flaky;
+    TF32 off while this module runs, as a float32 reference needs)."""
+    tf32, torch.backends.cuda.matmul.allow_tf32 = torch.backends.cuda.matmul.allow_tf32, False
     cfg = get_preset("nvila-tiny")
     model = build_model(cfg, torch.float32, "cuda")
     with torch.inference_mode():
-        return model, embed(model, synthetic_request(cfg, ((448, 448),), None, 16, batch=2, preprocess="gpu"))
+        embeds = embed(model, synthetic_request(cfg, ((448, 448),), None, 16, batch=2, preprocess="gpu"))
+    yield model, embeds
+    torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
-def test_the_compiled_decode_is_one_captured_graph_with_eager_ids(fp32_context):
+@pytest.mark.parametrize("attention", ["flex", "sdpa"])  # each on its own: a flex failure must not hide sdpa's result
+def test_the_compiled_decode_is_one_captured_graph_with_eager_ids(fp32_context, attention):
     model, embeds = fp32_context
-    engine = make_engine("compiled", model)
+    engine = CompiledEngine(model, attention=attention)
     engine.setup(embeds, 12)
     assert engine.note is None and engine._graph is not None, engine.note  # captured, not fallen back
     reference = make_engine("eager", model, "dynamic").generate(embeds, 12)
@@ -101,10 +105,11 @@ def test_the_fast_vision_tower_runs_gelu_in_the_gemm_and_gives_the_towers_featur
         for features in (fast(pixels), got):
             assert (features.float() - expected).norm() / expected.norm() < 3e-2
         # in fp32 (no TF32) the epilogue's GELU is seen to be the tanh one, not the exact one (CPU's)
-        torch.backends.cuda.matmul.allow_tf32 = False
+        tf32, torch.backends.cuda.matmul.allow_tf32 = torch.backends.cuda.matmul.allow_tf32, False
         b, x, w = (torch.randn(*shape, device="cuda") for shape in ((256,), (512, 128), (256, 128)))
         epilogue = torch._addmm_activation(b, x, w.t(), use_gelu=True)
         linear = torch.nn.functional.linear(x, w, b)
+        torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.testing.assert_close(epilogue, torch.nn.functional.gelu(linear, approximate="tanh"), rtol=1e-4, atol=1e-4)
         assert (epilogue - torch.nn.functional.gelu(linear)).abs().max() > 1e-4
     big = build_model(get_preset("nvila-8b"), torch.bfloat16, "meta", seed=None)

@@ -34,7 +34,7 @@ def rows(out: Path) -> dict[str, dict]:
 
 
 def test_every_variant_family_runs_and_is_recorded(probe, tmp_path):
-    parts = ["prefill:nvila-lite-tiny:eager,fast,fast-nograph", "vision:layers,fast-noepilogue", "decode:sdpa,hf-static"]
+    parts = ["prefill:nvila-lite-tiny:eager,fast,fast-nograph", "vision:layers,fast-noepilogue,fast+flash", "decode:sdpa,hf-static"]
     probe.main(tmp_path, [*parts, "kernels"])
     got = rows(tmp_path)
     errors = {k: v["error"] for k, v in got.items() if "error" in v}
@@ -43,10 +43,11 @@ def test_every_variant_family_runs_and_is_recorded(probe, tmp_path):
     for name in ("eager", "fast", "fast-nograph"):
         row = got[f"prefill nvila-lite-tiny {name}"]
         assert row["llm_prefill"] > 0 and row["vision"] > 0 and len(row["token"]) == 1
+        assert row["media_note"] is None  # the media stages compiled, once for all the variants
         assert got[f"prefill kernels nvila-lite-tiny {name}"]["rows"]  # the profiler saw operators
     # The compiled engine's prefill is model/fast_llm.py's and names its SDPA backend; transformers' eager one none.
     assert got["prefill nvila-lite-tiny fast"]["attention"] and got["prefill nvila-lite-tiny eager"]["attention"] is None
-    for name in ("layers", "fast-noepilogue"):
+    for name in ("layers", "fast-noepilogue", "fast+flash"):  # +flash: the tower's SDPA pinned (CPU has a flash kernel)
         assert got[f"vision {name}"]["vision"] > 0 and got[f"vision kernels {name}"]["rows"]
     for name in ("sdpa", "hf-static"):
         assert got[f"decode {name}"]["tpot_ms"] > 0 and len(got[f"decode {name}"]["ids16"]) == 6
