@@ -10,7 +10,7 @@
 #   aa        five pairs of one prefill and one decode point through `gate --threshold 5%`
 #   probe     benchmarks/decode_variants.py: the LLM prefill variants (transformers' eager forward vs the
 #             compiled engine's, with and without a graph) and the compiled vision tower, with their kernels
-#   all       (default) every part but probe, then the HTML report of it all
+#   all       (default) every part but probe; after any part, the HTML report and the goals table (goals.md)
 # Needs the package installed (pip install -e .) and a CUDA GPU; `aa` and the report read records, which needs
 # fastjsonschema (benchmarks/gpu_wheels.sh fetches its wheel: the GPU image lacks it). With 10-minute commands,
 # run it in parts, e.g. check,prefill then decode,file then aa (benchmarks/NOTES.md, "The next GPU session").
@@ -42,5 +42,10 @@ if run aa; then
 fi
 run probe && python3 benchmarks/decode_variants.py "$OUT/probe" prefill:nvila-8b:eager,fast,fast-graph vision:layers,fast,fast-noepilogue prefill:nvila-lite-2b:eager,fast kernels
 if [[ -f "$OUT/results.jsonl" ]]; then
-  if (( READS )); then $NB report "$OUT/results.jsonl" --out "$OUT/report.html"; else echo "no report: reading records needs fastjsonschema (render it where it is installed)"; fi
+  if (( READS )); then
+    $NB report "$OUT/results.jsonl" --out "$OUT/report.html"
+    python3 benchmarks/goals.py "$OUT" --write  # the goals met, missed or unmeasured: OUT/goals.md
+  else
+    echo "no report or goals table: reading records needs fastjsonschema (run them where it is installed)"
+  fi
 fi
