@@ -4,11 +4,13 @@ The decode step's capture lives with its loop (engines.py `CompiledEngine`)."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 
 from .fast_llm import FastPrefill, allocate
+from .stages import GRAPH_CAPTURE
 
 
 RECOMPILE_LIMIT = 64  # compiled variants kept per function (dynamo's default, 8, is one sweep of batch sizes)
@@ -95,9 +97,11 @@ def compiled(fn, mode: str | None = None):
     return torch.compile(fn, dynamic=False, mode=None if mode == "default" else mode)
 
 
-def capture(fn, warmups: int) -> tuple[torch.cuda.CUDAGraph, object]:
+def capture(fn, warmups: int, section=None) -> tuple[torch.cuda.CUDAGraph, object]:
     """`fn()` run `warmups` times on a side stream (compiling it, creating cuBLAS workspaces), as CUDA graph
-    capture requires, then captured once: (the graph, what `fn` returned inside it, its static output)."""
+    capture requires, then captured once: (the graph, what `fn` returned inside it, its static output).
+    `section(GRAPH_CAPTURE)` (a suite's clock) encloses the capture alone, so its cost is told apart from
+    the compile's."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -107,9 +111,13 @@ def capture(fn, warmups: int) -> tuple[torch.cuda.CUDAGraph, object]:
     graph = torch.cuda.CUDAGraph()
     # Captured on this call's own stream, not torch's one shared capture stream: a capture that failed (the
     # engine then tries its next attention) cannot leave that stream's allocations routed to a dead pool.
-    with torch.cuda.graph(graph, stream=stream):
+    with (section or _no_section)(GRAPH_CAPTURE), torch.cuda.graph(graph, stream=stream):
         out = fn()
     return graph, out
+
+
+def _no_section(name: str):
+    return contextlib.nullcontext()
 
 
 @dataclass
@@ -125,8 +133,9 @@ class CapturedPrefill:
     token: torch.Tensor | None = None  # and its output
 
     @classmethod
-    def build(cls, llm, cache, embeds: torch.Tensor, graph_tokens: int, mode: str | None = None) -> "CapturedPrefill":
-        """Allocate `cache`, compile the prefill on `embeds` and, where it applies, capture it."""
+    def build(cls, llm, cache, embeds: torch.Tensor, graph_tokens: int, mode: str | None = None,
+              section=None) -> "CapturedPrefill":  # fmt: skip
+        """Allocate `cache`, compile the prefill on `embeds` and, where it applies, capture it (`section`: capture's)."""
         allocate(cache, llm, embeds.shape[0], embeds.dtype, embeds.device)
         fast = FastPrefill(llm, cache)
         step = compiled(fast.__call__, mode)
@@ -141,7 +150,7 @@ class CapturedPrefill:
             self.forward(embeds)  # compiles
             return self
         self.embeds = embeds.clone()
-        self.graph, self.token = capture(lambda: self.forward(self.embeds), warmups=3)
+        self.graph, self.token = capture(lambda: self.forward(self.embeds), warmups=3, section=section)
         return self
 
     def __call__(self, embeds: torch.Tensor) -> torch.Tensor:

@@ -54,6 +54,8 @@ class Engine:
     name: str = "eager"
     note: str | None = None
     cache: object = field(default=None, repr=False)
+    # Encloses each CUDA graph capture of setup (stages.GRAPH_CAPTURE): a suite's one-time clock times them
+    setup_section: Section = field(default=no_sections, repr=False)
 
     @property
     def generate_prefill(self) -> str | None:
@@ -173,7 +175,7 @@ class CompiledEngine(Engine):
         self._pos = torch.full((), context, dtype=torch.long, device=token.device)  # where the step writes
         self._decode = self._decode_function(attention)
         if embeds.device.type == "cuda" and self.use_graph:
-            self._graph, _ = capture(self._run_step, _WARMUP)
+            self._graph, _ = capture(self._run_step, _WARMUP, self.setup_section)
         else:
             for _ in range(_WARMUP):  # compiles it
                 self._run_step()
@@ -242,7 +244,8 @@ class CompiledEngine(Engine):
         whose note ("prefill": first_token's, "decode prefill": generate's)."""
         try:
             with torch.inference_mode():
-                built = CapturedPrefill.build(self.model.llm, cache, embeds, self.prefill_graph_tokens, self.prefill_compile_mode)
+                built = CapturedPrefill.build(self.model.llm, cache, embeds, self.prefill_graph_tokens,
+                                               self.prefill_compile_mode, self.setup_section)
         except _FATAL:
             raise
         except Exception as e:  # noqa: BLE001 - run the prefill eagerly, and say so in the record

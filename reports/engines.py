@@ -112,6 +112,7 @@ def side_by_side(records: list[Record]) -> dict:
                 "ratio": main_ratio, "text": ratio_text(engine_of(ref), engine_of(peer), main_ratio),
                 "second_ratio": second_ratio,
                 "reference_setup": value(ref, "setup_seconds"), "setup": value(peer, "setup_seconds"),
+                "reference_capture": value(ref, "graph_capture_seconds"),  # the CUDA graph captures of that setup
                 "tokens": agreement(ref, peer) if suite == "decode" else None,
                 "notes": [n for n in (value(ref, "engine_note"), value(peer, "engine_note")) if n]
                          + [f"{engine_of(r)}'s prefill here: {value(r, 'prefill_engine')}" for r in (ref, peer) if value(r, "prefill_engine")]

@@ -4,7 +4,7 @@ One iteration = a fresh prefill of the full context (media + prompt), then `new_
 steps, EOS ignored, each step timed on its own. The first token comes from the prefill, so TPOT excludes it
 (vLLM / MLPerf definition). The point's engine runs the steps (model/engines.py: eager, compiled, or the
 transformers peers hf-generate / hf-static); its one-time compile and capture are timed on their own
-(`setup_seconds`), never hidden in the warm-up. The record keeps the first 64 generated ids (`output_ids`),
+(`setup_seconds`; the CUDA graph captures within it, `graph_capture_seconds`), never hidden in the warm-up. The record keeps the first 64 generated ids (`output_ids`),
 so engines can be checked against each other.
 """
 
@@ -19,13 +19,13 @@ from nvila_bench.core.memory import memory_metrics, reset_peak_memory
 from nvila_bench.core.point import BenchPoint
 from nvila_bench.core.results import Metric
 from nvila_bench.core.session import Session
-from nvila_bench.core.timing import StageClock, measure, timed_once
+from nvila_bench.core.timing import StageClock, measure
 from nvila_bench.model.compiling import compile_media
 from nvila_bench.model.engines import make_engine
 from nvila_bench.model.pipeline import embed
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL
 
-from .prefill import request_of, token_metrics
+from .prefill import SETUP, request_of, setup_clock, setup_metrics, token_metrics
 from .registry import Suite, SuiteError, sweep_points
 
 
@@ -57,7 +57,9 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     context, steps = embeds.shape[1], point.new_tokens - 1
     engine = make_engine(point.engine, model, point.cache)
     reset_peak_memory(device)
-    setup_seconds = timed_once(lambda: engine.setup(embeds, point.new_tokens), device)
+    clock = setup_clock(engine, device)
+    with clock.section(SETUP):
+        engine.setup(embeds, point.new_tokens)
     ids = []
 
     def iteration(clock: StageClock) -> None:
@@ -78,9 +80,8 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
             costmodel.kv_cache_bytes(model.config, context + steps, point.batch_size, point.dtype), "bytes"
         ),
         "iterations": Metric.measured(len(samples["total"]), "count"),
-        "setup_seconds": Metric.measured(setup_seconds, "s", "lower"),  # compile + graph capture (+ one run for peers)
         "output_ids": Metric.measured(ids[0][0, :64].tolist(), "token ids"),  # row 0
-    }
+    } | setup_metrics(clock)
     if engine.cache is not None:  # the peers keep theirs inside generate()
         metrics["kv_cache_bytes"] = Metric.measured(cache_bytes(engine.cache), "bytes", "lower", "max")
     if engine.note:

@@ -42,7 +42,7 @@ from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES
 
 from .accuracy import check_checkpoint, check_lmms_tasks, expand_tasks
 from .deployment_quality import logits_agreement, rung_accuracy
-from .prefill import request_of, token_metrics, ttft_iteration
+from .prefill import SETUP, request_of, setup_clock, setup_metrics, token_metrics, ttft_iteration
 from .registry import Job, Option, Suite, SuiteError
 
 QUANTIZED = {"llm": "w4a16", "vision": "w8a8-int8"}
@@ -239,9 +239,13 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     request = request_of(point)
     engine = make_engine(point.engine, model, point.cache)
     with torch.inference_mode():
-        setup_seconds = timed_once(engine.setup_media, device)
+        clock = setup_clock(engine, device)
+        with clock.section(SETUP):
+            engine.setup_media()
         embeds = embed(model, request)
-        setup_seconds += timed_once(lambda: (engine.setup_prefill(embeds), engine.setup(embeds, point.new_tokens)), device)
+        with clock.section(SETUP):
+            engine.setup_prefill(embeds)
+            engine.setup(embeds, point.new_tokens)
 
         prefill = measure(ttft_iteration(model, request, engine), device, session.measure)
         decode = measure(lambda clock: engine.generate(embeds, point.new_tokens, clock.section), device, session.measure)
@@ -249,8 +253,7 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     decode_seconds = [t - p for t, p in zip(decode["total"], decode[LLM_PREFILL])]
     metrics = {"ttft": Metric.timing(prefill["total"])} | {s: Metric.timing(prefill[s]) for s in PREFILL_STAGES}
     metrics |= {"tpot": Metric.timing(decode[DECODE_STEP]),
-                "decode_tokens_per_s": Metric.rate(decode_seconds, steps, "tokens/s"),
-                "setup_seconds": Metric.measured(setup_seconds, "s", "lower")}  # compile + graph capture  # fmt: skip
+                "decode_tokens_per_s": Metric.rate(decode_seconds, steps, "tokens/s")} | setup_metrics(clock)  # fmt: skip
     if not plan.is_bf16:
         metrics["quantize_seconds"] = Metric.measured(getattr(model, "quantize_seconds", 0.0), "s", "lower")
     measured, predicted = measured_weight_bytes(model), predicted_weight_bytes(model.config, plan, point.device)

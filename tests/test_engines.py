@@ -146,6 +146,8 @@ def test_decode_records_keep_the_engine_its_setup_time_and_the_ids(tmp_path, cap
     ids = [r["metrics"]["output_ids"]["value"] for r in records]
     assert len(ids[0]) == 64 and ids[0] == ids[1] == ids[2]  # the first 64 of 70, the same for every engine
     assert all(r["metrics"]["setup_seconds"]["value"] >= 0 for r in records)
+    # CUDA graphs only on CUDA: no capture time on the CPU (tests/test_engines_cuda.py checks one there)
+    assert all("graph_capture_seconds" not in r["metrics"] for r in records)
     # the compiled engine's decode prefills with its own compiled prefill: nothing to say about it
     assert all("prefill_engine" not in r["metrics"] for r in records)
 

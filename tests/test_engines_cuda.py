@@ -140,3 +140,6 @@ def test_prefill_of_an_image_file_on_the_gpu(jpeg, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     (record,) = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert record["status"] == "ok" and record["config"]["preprocess"] == "gpu" and record["config"]["images"] == ["1280x720"]
+    # the compiled engine's prefill graph: its capture timed apart, a part of the compile + capture setup
+    capture, setup = (record["metrics"][k]["value"] for k in ("graph_capture_seconds", "setup_seconds"))
+    assert 0 < capture < setup

@@ -50,3 +50,16 @@ def test_a_compiled_decode_records_prefill_is_named_as_the_eager_one_it_is():
     assert engines == {"llm_prefill": "eager, into the static cache", "decode_step": "compiled"}
     (row,) = built["engines"]["rows"]
     assert "compiled's prefill here: eager, into the static cache" in row["notes"]
+
+
+def test_the_setup_column_tells_the_graph_captures_apart_where_recorded():
+    from nvila_bench.reports.render import render_report
+
+    compiled = engine_record("decode", "compiled", 0.1)
+    compiled.metrics |= {"setup_seconds": Metric.measured(30.5, "s", "lower"), "graph_capture_seconds": Metric.measured(0.25, "s", "lower")}
+    peer = engine_record("decode", "hf-static", 0.2)
+    (row,) = sections.build([compiled, peer], ["x.jsonl"])["engines"]["rows"]
+    assert (row["reference_setup"], row["reference_capture"]) == (30.5, 0.25)
+    assert "of which graph capture 0.25 s" in render_report([compiled, peer], ["x.jsonl"])
+    (row,) = sections.build([engine_record("decode", "compiled", 0.1), peer], ["x.jsonl"])["engines"]["rows"]
+    assert row["reference_capture"] is None  # no graph (a CPU, or an older record): nothing claimed

@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from nvila_bench.core.timing import MeasureConfig, measure
+from nvila_bench.core.timing import MeasureConfig, OneTimeClock, measure
 
 
 def test_repeats_and_stage_samples():
@@ -56,3 +56,16 @@ def test_warmup_seconds_is_honoured():
 def test_bad_config(kw):
     with pytest.raises(ValueError):
         MeasureConfig(**kw)
+
+
+def test_one_time_sections_nest_and_add_up():
+    """An engine's setup (compile + capture) with its graph captures inside: each name sums its own time."""
+    clock = OneTimeClock(torch.device("cpu"))
+    with clock.section("setup"):
+        for _ in range(2):
+            with clock.section("graph_capture"):
+                time.sleep(0.01)
+    assert clock.seconds["graph_capture"] >= 0.02 and clock.seconds["setup"] >= clock.seconds["graph_capture"]
+    with pytest.raises(RuntimeError), clock.section("failed"):
+        raise RuntimeError("a capture that failed")
+    assert "failed" not in clock.seconds  # a setup that failed has no time

@@ -124,3 +124,20 @@ def timed_once(work: Callable[[], None], device: torch.device) -> float:
     work()
     synchronize(device)
     return time.perf_counter() - began
+
+
+class OneTimeClock:
+    """Seconds of named one-time sections inside a setup (a CUDA graph capture within compile + capture), device
+    work included: `engine.setup_section = clock.section`, then `clock.seconds[name]`, summed over repeats."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def section(self, name: str):
+        synchronize(self.device)
+        began = time.perf_counter()
+        yield
+        synchronize(self.device)
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - began
