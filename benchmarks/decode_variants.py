@@ -147,8 +147,8 @@ def prefill_variants(out: Path, preset: str, names: list[str], profile: bool) ->
 
 
 def device_kernels(out: Path, variant: str, run, runs: int) -> None:
-    """The kernels of `runs` calls of `run()`, ms per call, the 30 longest: one JSON line `variant` (on a CPU,
-    the operators' own CPU time)."""
+    """The kernels of `runs` calls of `run()`, ms per call: one JSON line `variant` with the 30 longest and the
+    total of all (probe files before 2026-12-02 summed the 30 shown); on a CPU, the operators' own CPU time."""
     from torch.profiler import ProfilerActivity, profile
 
     cuda = DEVICE.type == "cuda"

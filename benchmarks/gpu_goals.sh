@@ -24,27 +24,28 @@ for p in ${PART//,/ }; do
   [[ $p == all || " ${PARTS[*]} " == *" $p "* ]] || { echo "gpu_goals.sh: unknown part $p (known: all ${PARTS[*]})" >&2; exit 2; }
 done
 run() { [[ ,$PART, == *,all,* && $1 != probe || ,$PART, == *,"$1",* ]]; }
+go() { local name=$1; shift; "$@" || echo "gpu_goals.sh: $name exited $?; going on" >&2; }  # a failed part costs no other
 READS=1; python3 -c "import fastjsonschema" 2>/dev/null || READS=0
 if run aa && (( ! READS )); then echo "gpu_goals.sh: part aa runs the gate, which reads records with fastjsonschema: install it (benchmarks/gpu_wheels.sh)" >&2; exit 2; fi
 mkdir -p "$OUT"
 [[ -f "$OUT/ceilings.json" ]] || $NB ceilings --device cuda --out "$OUT"  # the suites' rooflines need them
 run check && { python3 -m pytest -q tests/test_engines_cuda.py 2>&1 | tee "$OUT/check.log" || echo "check failed: $OUT/check.log"; }
-run prefill && $NB run prefill --preset nvila-8b --preset nvila-lite-2b --preprocess gpu --engine compiled --engine eager --engine hf-static "${COMMON[@]}"
-run decode && $NB run decode --preset nvila-8b --new-tokens 128 --engine compiled --engine hf-static --engine hf-generate --engine eager "${COMMON[@]}"
-run cpu && $NB run prefill --preset nvila-8b --preset nvila-lite-2b --preprocess cpu --engine eager "${COMMON[@]}"
+run prefill && go prefill $NB run prefill --preset nvila-8b --preset nvila-lite-2b --preprocess gpu --engine compiled --engine eager --engine hf-static "${COMMON[@]}"
+run decode && go decode $NB run decode --preset nvila-8b --new-tokens 128 --engine compiled --engine hf-static --engine hf-generate --engine eager "${COMMON[@]}"
+run cpu && go cpu $NB run prefill --preset nvila-8b --preset nvila-lite-2b --preprocess cpu --engine eager "${COMMON[@]}"
 if run file; then
   python3 -c "import sys, numpy as np; from PIL import Image; rng = np.random.default_rng(0); Image.fromarray(rng.integers(0, 256, (68, 120, 3), dtype=np.uint8)).resize((1920, 1080), Image.BICUBIC).save(sys.argv[1], quality=90)" "$OUT/street.jpg"
-  $NB run prefill --preset nvila-8b --image-file "$OUT/street.jpg" --preprocess gpu --engine compiled --device cuda --prompt-tokens 64 --min-seconds 2 --out "$OUT"
+  go file $NB run prefill --preset nvila-8b --image-file "$OUT/street.jpg" --preprocess gpu --engine compiled --device cuda --prompt-tokens 64 --min-seconds 2 --out "$OUT"
 fi
 if run aa; then
-  python3 benchmarks/aa_pairs.py "$OUT/aa" --suite decode --preset nvila-lite-2b --pairs 5 | tee "$OUT/aa-decode.txt" || echo "aa decode: some pair not compared"
-  python3 benchmarks/aa_pairs.py "$OUT/aa" --suite prefill --preset nvila-lite-2b --pairs 5 | tee "$OUT/aa-prefill.txt" || echo "aa prefill: some pair not compared"
+  python3 benchmarks/aa_pairs.py "$OUT/aa" --suite decode --preset nvila-lite-2b --pairs 5 2>&1 | tee "$OUT/aa-decode.txt" || echo "aa decode: aa_pairs.py failed, or a pair was not compared ($OUT/aa-decode.txt)"
+  python3 benchmarks/aa_pairs.py "$OUT/aa" --suite prefill --preset nvila-lite-2b --pairs 5 2>&1 | tee "$OUT/aa-prefill.txt" || echo "aa prefill: aa_pairs.py failed, or a pair was not compared ($OUT/aa-prefill.txt)"
 fi
-run probe && python3 benchmarks/decode_variants.py "$OUT/probe" prefill:nvila-8b:eager,fast,fast-graph vision:layers,fast,fast-noepilogue prefill:nvila-lite-2b:eager,fast kernels
+run probe && go probe python3 benchmarks/decode_variants.py "$OUT/probe" prefill:nvila-8b:eager,fast,fast-graph vision:layers,fast,fast-noepilogue prefill:nvila-lite-2b:eager,fast kernels
 if [[ -f "$OUT/results.jsonl" ]]; then
   if (( READS )); then
-    $NB report "$OUT/results.jsonl" --out "$OUT/report.html"
-    python3 benchmarks/goals.py "$OUT" --write  # the goals met, missed or unmeasured: OUT/goals.md
+    go report $NB report "$OUT/results.jsonl" --out "$OUT/report.html"
+    go goals python3 benchmarks/goals.py "$OUT" --write  # the goals met, missed or unmeasured: OUT/goals.md
   else
     echo "no report or goals table: reading records needs fastjsonschema (run them where it is installed)"
   fi

@@ -48,13 +48,15 @@ def decode_image(path: str, device: str | torch.device = "cuda") -> torch.Tensor
     except ImportError:
         return to_uint8(Image.open(path)).to(device)
     data = read_file(path)
-    chw = None
     if device.type == "cuda" and bytes(data[:2].tolist()) == b"\xff\xd8":
         try:
             chw = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
-        except RuntimeError:  # a JPEG nvJPEG refuses (e.g. CMYK, lossless): decoded on the host below instead
-            pass
-    if chw is None:
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError as e:  # e.g. a CMYK or lossless JPEG: no silent host decode inside a "gpu" figure
+            raise RuntimeError(f"nvJPEG cannot decode {path} ({' '.join(str(e).split())[:120]}): "
+                               "measure it with --preprocess cpu") from None  # fmt: skip
+    else:
         try:
             chw = tv_decode(data, mode=ImageReadMode.RGB).to(device)
         except RuntimeError:  # a format torchvision does not decode (BMP, TIFF, ...): PIL's, as the cpu path reads it

@@ -19,13 +19,13 @@ from nvila_bench.core.memory import memory_metrics, reset_peak_memory
 from nvila_bench.core.point import BenchPoint
 from nvila_bench.core.results import Metric
 from nvila_bench.core.session import Session
-from nvila_bench.core.timing import StageClock, measure
+from nvila_bench.core.timing import OneTimeClock, StageClock, measure
 from nvila_bench.model.compiling import compile_media
 from nvila_bench.model.engines import make_engine
 from nvila_bench.model.pipeline import embed
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL
 
-from .prefill import SETUP, request_of, setup_clock, setup_metrics, token_metrics
+from .prefill import request_of, setup_metrics, timed_setup, token_metrics
 from .registry import Suite, SuiteError, sweep_points
 
 
@@ -57,8 +57,8 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     context, steps = embeds.shape[1], point.new_tokens - 1
     engine = make_engine(point.engine, model, point.cache)
     reset_peak_memory(device)
-    clock = setup_clock(engine, device)
-    with clock.section(SETUP):
+    clock = OneTimeClock(device)
+    with timed_setup(engine, clock):
         engine.setup(embeds, point.new_tokens)
     ids = []
 

@@ -29,7 +29,7 @@ from nvila_bench.core.memory import memory_metrics, reset_peak_memory
 from nvila_bench.core.point import BenchPoint, canonical_dtype
 from nvila_bench.core.results import Metric, PointSkipped
 from nvila_bench.core.session import Session
-from nvila_bench.core.timing import measure, timed_once
+from nvila_bench.core.timing import OneTimeClock, measure, timed_once
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.engines import make_engine
 from nvila_bench.model.gemlite_int4 import DEQUANT_MIN_TOKENS
@@ -42,7 +42,7 @@ from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES
 
 from .accuracy import check_checkpoint, check_lmms_tasks, expand_tasks
 from .deployment_quality import logits_agreement, rung_accuracy
-from .prefill import SETUP, request_of, setup_clock, setup_metrics, token_metrics, ttft_iteration
+from .prefill import request_of, setup_metrics, timed_setup, token_metrics, ttft_iteration
 from .registry import Job, Option, Suite, SuiteError
 
 QUANTIZED = {"llm": "w4a16", "vision": "w8a8-int8"}
@@ -239,11 +239,10 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     request = request_of(point)
     engine = make_engine(point.engine, model, point.cache)
     with torch.inference_mode():
-        clock = setup_clock(engine, device)
-        with clock.section(SETUP):
+        clock = OneTimeClock(device)
+        with timed_setup(engine, clock):  # the media stages compile at their first run, in embed: as the prefill suite's
             engine.setup_media()
-        embeds = embed(model, request)
-        with clock.section(SETUP):
+            embeds = embed(model, request)
             engine.setup_prefill(embeds)
             engine.setup(embeds, point.new_tokens)
 

@@ -13,6 +13,7 @@ timed iterations.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -26,7 +27,7 @@ from nvila_bench.core.session import Session
 from nvila_bench.core.timing import OneTimeClock, StageClock, measure
 from nvila_bench.model import count_visual_tokens, get_preset
 from nvila_bench.model.engines import make_engine
-from nvila_bench.model.pipeline import embed, file_request, image_file_size, media_blocks, synthetic_request
+from nvila_bench.model.pipeline import embed, file_request, image_file_size, media_blocks, no_sections, synthetic_request
 from nvila_bench.model.stages import GRAPH_CAPTURE, LLM_PREFILL, PREFILL_STAGES, PREPROCESS
 
 from .registry import Option, Suite, SuiteError, sweep_points, with_extra
@@ -64,12 +65,17 @@ def ttft_iteration(model, request, engine):
 SETUP = "setup"  # the engine's one-time work before timing: compile + graph capture
 
 
-def setup_clock(engine, device: torch.device) -> OneTimeClock:
-    """A clock for the engine's setup, `with clock.section(SETUP): ...`, that also times the CUDA graph
-    captures inside it (the engine encloses each in `setup_section`)."""
-    clock = OneTimeClock(device)
+@contextlib.contextmanager
+def timed_setup(engine, clock: OneTimeClock):
+    """`with timed_setup(engine, clock):` the engine's one-time work (compile, capture) timed as SETUP, the CUDA
+    graph captures inside it also on their own: the engine encloses each in `setup_section`, which is the
+    clock's only while this lasts (a re-setup later, inside timed iterations, adds no syncs)."""
     engine.setup_section = clock.section
-    return clock
+    try:
+        with clock.section(SETUP):
+            yield
+    finally:
+        engine.setup_section = no_sections
 
 
 def setup_metrics(clock: OneTimeClock) -> dict[str, Metric]:
@@ -92,8 +98,8 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
         engine.setup_media()
         engine.setup_prefill(embed(model, request))
 
-    clock = setup_clock(engine, device)
-    with torch.inference_mode(), clock.section(SETUP):
+    clock = OneTimeClock(device)
+    with torch.inference_mode(), timed_setup(engine, clock):
         setup()
 
     iteration = ttft_iteration(model, request, engine)

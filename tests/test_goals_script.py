@@ -4,6 +4,7 @@ runs, whose figures benchmarks/NOTES.md states, and on folders that lack parts."
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -51,3 +52,23 @@ def test_a_folder_with_only_some_parts(goals, tmp_path):
     got = {g.name: (g.figure, g.met) for g in goals.goals(folder)[0]}
     assert got["A/A pairs of one prefill point through `gate` at 5%"] == ("1 in 3", False)
     assert "| NVILA-8B TTFT | <= 120 ms | - | unmeasured |" in goals.table(folder)
+
+
+def test_neither_a_jpeg_files_record_nor_a_peer_of_another_run_stands_for_a_goal(goals, tmp_path):
+    """gpu_goals.sh's `file` part measures the same point with decoding inside preprocessing, later; and a
+    re-run appends its records to the folder: the speed-up goal is a ratio measured side by side."""
+    folder = tmp_path / "run"
+    shutil.copytree(RESULTS / "h100-sxm-2026-11-28", folder)
+    lines = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+    big = next(r for r in lines if r["suite"] == "prefill" and r["preset"] == "nvila-8b" and r["config"]["engine"] == "compiled")
+    from_file = json.loads(json.dumps(big))
+    from_file["config"]["extra"] = {"image_file": "street.jpg"}
+    from_file["timestamp"] = "2026-12-31T00:00:00Z"
+    from_file["metrics"]["ttft"]["value"] = 0.5
+    for r in lines:
+        if r["suite"] == "decode" and r["config"]["engine"] == "hf-static":
+            r["run_id"] = "another-run"
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*lines, from_file]))
+    got = {g.name: (g.figure, g.met) for g in goals.goals(folder)[0]}
+    assert got["NVILA-8B TTFT"] == ("129.3 ms", False)  # the synthetic image's record, not the file's
+    assert got["NVILA-8B decode speed-up over hf-static, same run"] == (None, None)

@@ -1,7 +1,8 @@
 """benchmarks/decode_variants.py (the GPU probe of the notes file) runs end to end on CPU with the tiny presets.
 
 The probe runs only on a lent GPU, with minutes of device time: an engine API change that broke one of its
-variants would cost a GPU session. Here every variant family runs once, the kernel tables included."""
+variants would cost a GPU session. Here every variant family runs once, the prefill and vision kernel tables
+included (the decode one profiles a CUDA graph's replays: GPU only)."""
 
 from __future__ import annotations
 
