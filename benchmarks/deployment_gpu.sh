@@ -31,16 +31,17 @@ for p in ${PART//,/ }; do
   [[ $p == all || " ${PARTS[*]} " == *" $p "* ]] || { echo "deployment_gpu.sh: unknown part $p (known: all ${PARTS[*]})" >&2; exit 2; }
 done
 run() { [[ ,$PART, == *,all,* && $1 != w4a16 || ,$PART, == *,"$1",* ]]; }
+go() { local name=$1; shift; "$@" || echo "deployment_gpu.sh: $name exited $?; going on" >&2; }  # a failed part costs no other
 mkdir -p "$OUT"
 if run w4a16 || run image || run video || run tinygemm || run lmhead || run peer; then  # the suites' rooflines need them
   [[ -f "$OUT/ceilings.json" ]] || $NB ceilings --device cuda --out "$OUT"
 fi
 run check && { python3 -m pytest -q tests/test_quantize_cuda.py tests/test_engines_cuda.py 2>&1 | tee "$OUT/check.log" || echo "check failed: $OUT/check.log"; }
-run kernels && python3 benchmarks/int4_kernels.py "$OUT"
-run w4a16 && $NB run deployment "${COMMON[@]}" --media image --engine compiled --rung bf16 --rung w4a16-llm --scales none --out "$OUT"
-run image && $NB run deployment "${COMMON[@]}" --media image --engine compiled --out "$OUT"
-run video && $NB run deployment "${COMMON[@]}" --media video --engine compiled --out "$OUT"
-run tinygemm && $NB run deployment "${COMMON[@]}" --media image --engine compiled --rung w4a16-llm --int4-kernel tinygemm --out "$OUT"
-run lmhead && $NB run deployment "${COMMON[@]}" --media image --engine compiled --rung w4a16-llm --lm-head quantized --out "$OUT"
-run peer && $NB run deployment "${COMMON[@]}" --media image --engine hf-static --rung bf16 --rung w4a16-llm --int4-kernel tinygemm --out "$OUT"
-[[ ! -f "$OUT/results.jsonl" ]] || $NB report "$OUT/results.jsonl" --out "$OUT/report.html"
+run kernels && go kernels python3 benchmarks/int4_kernels.py "$OUT"
+run w4a16 && go w4a16 $NB run deployment "${COMMON[@]}" --media image --engine compiled --rung bf16 --rung w4a16-llm --scales none --out "$OUT"
+run image && go image $NB run deployment "${COMMON[@]}" --media image --engine compiled --out "$OUT"
+run video && go video $NB run deployment "${COMMON[@]}" --media video --engine compiled --out "$OUT"
+run tinygemm && go tinygemm $NB run deployment "${COMMON[@]}" --media image --engine compiled --rung w4a16-llm --int4-kernel tinygemm --out "$OUT"
+run lmhead && go lmhead $NB run deployment "${COMMON[@]}" --media image --engine compiled --rung w4a16-llm --lm-head quantized --out "$OUT"
+run peer && go peer $NB run deployment "${COMMON[@]}" --media image --engine hf-static --rung bf16 --rung w4a16-llm --int4-kernel tinygemm --out "$OUT"
+[[ ! -f "$OUT/results.jsonl" ]] || go report $NB report "$OUT/results.jsonl" --out "$OUT/report.html"

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_goals.sh's control flow, with a stand-in `python3` on PATH that logs each call: a lent GPU's
+"""benchmarks/gpu_goals.sh's (and deployment_gpu.sh's) control flow, with a stand-in `python3` on PATH that logs each call: a lent GPU's
 minutes must not go to a script that stops at the first failed part, or that measures before refusing."""
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ echo "$*" >> "$CALLS"
 case "$*" in
   "-c import fastjsonschema") exit "$READS_EXIT";;
   *" ceilings "*) touch "${@: -1}/ceilings.json";;
-  *"run prefill"*) echo '{}' >> "$OUT_DIR/results.jsonl"; exit 1;;  # a part that fails
+  *"run prefill"*|*int4_kernels.py*) echo '{}' >> "$OUT_DIR/results.jsonl"; exit 1;;  # parts that fail
 esac
 exit 0
 """
 
 
-def run_script(tmp_path: Path, parts: str, reads: bool = True) -> tuple[subprocess.CompletedProcess, list[str]]:
+def run_script(tmp_path: Path, parts: str, reads: bool = True, script: str = "gpu_goals.sh") -> tuple[subprocess.CompletedProcess, list[str]]:
     bin_dir, out = tmp_path / "bin", tmp_path / "out"
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "python3").write_text(FAKE)
@@ -29,7 +29,7 @@ def run_script(tmp_path: Path, parts: str, reads: bool = True) -> tuple[subproce
     calls.write_text("")
     env = os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "OUT_DIR": str(out),
                         "READS_EXIT": "0" if reads else "1"}  # fmt: skip
-    proc = subprocess.run(["bash", "benchmarks/gpu_goals.sh", str(out), parts], cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(["bash", f"benchmarks/{script}", str(out), parts], cwd=ROOT, env=env, capture_output=True, text=True)
     return proc, calls.read_text().splitlines()
 
 
@@ -53,3 +53,10 @@ def test_without_fastjsonschema_aa_is_refused_before_measuring_and_the_rest_skip
 def test_an_unknown_part_is_refused_by_name(tmp_path):
     proc, calls = run_script(tmp_path, "check,prefil")
     assert proc.returncode == 2 and "unknown part prefil" in proc.stderr and calls == []
+
+
+def test_the_deployment_script_goes_on_past_a_failed_part_too(tmp_path):
+    proc, calls = run_script(tmp_path, "kernels,w4a16", script="deployment_gpu.sh")
+    assert proc.returncode == 0 and "deployment_gpu.sh: kernels exited 1; going on" in proc.stderr
+    assert [" ".join(c.split()[:3]) for c in calls if c.startswith("-m")] == [
+        "-m nvila_bench ceilings", "-m nvila_bench run", "-m nvila_bench report"]  # the w4a16 rungs, then the report
