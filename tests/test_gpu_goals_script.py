@@ -1,5 +1,6 @@
-"""benchmarks/gpu_goals.sh's (and deployment_gpu.sh's) control flow, with a stand-in `python3` on PATH that logs each call: a lent GPU's
-minutes must not go to a script that stops at the first failed part, or that measures before refusing."""
+"""benchmarks/gpu_goals.sh's (and deployment_gpu.sh's) control flow, with a stand-in `python3` on PATH that
+logs each call: a lent GPU's minutes must not go to a script that stops at the first failed part, or that
+measures before refusing."""
 
 from __future__ import annotations
 
