@@ -4,12 +4,12 @@ The decode step's capture lives with its loop (engines.py `CompiledEngine`)."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
 
 from .fast_llm import FastPrefill, allocate
+from .pipeline import Section, no_sections
 from .stages import GRAPH_CAPTURE
 
 
@@ -97,7 +97,7 @@ def compiled(fn, mode: str | None = None):
     return torch.compile(fn, dynamic=False, mode=None if mode == "default" else mode)
 
 
-def capture(fn, warmups: int, section=None) -> tuple[torch.cuda.CUDAGraph, object]:
+def capture(fn, warmups: int, section: Section = no_sections) -> tuple[torch.cuda.CUDAGraph, object]:
     """`fn()` run `warmups` times on a side stream (compiling it, creating cuBLAS workspaces), as CUDA graph
     capture requires, then captured once: (the graph, what `fn` returned inside it, its static output).
     `section(GRAPH_CAPTURE)` (a suite's clock) encloses the capture alone, so its cost is told apart from
@@ -111,13 +111,10 @@ def capture(fn, warmups: int, section=None) -> tuple[torch.cuda.CUDAGraph, objec
     graph = torch.cuda.CUDAGraph()
     # Captured on this call's own stream, not torch's one shared capture stream: a capture that failed (the
     # engine then tries its next attention) cannot leave that stream's allocations routed to a dead pool.
-    with (section or _no_section)(GRAPH_CAPTURE), torch.cuda.graph(graph, stream=stream):
+    with section(GRAPH_CAPTURE), torch.cuda.graph(graph, stream=stream):
         out = fn()
     return graph, out
 
-
-def _no_section(name: str):
-    return contextlib.nullcontext()
 
 
 @dataclass
@@ -134,7 +131,7 @@ class CapturedPrefill:
 
     @classmethod
     def build(cls, llm, cache, embeds: torch.Tensor, graph_tokens: int, mode: str | None = None,
-              section=None) -> "CapturedPrefill":  # fmt: skip
+              section: Section = no_sections) -> "CapturedPrefill":  # fmt: skip
         """Allocate `cache`, compile the prefill on `embeds` and, where it applies, capture it (`section`: capture's)."""
         allocate(cache, llm, embeds.shape[0], embeds.dtype, embeds.device)
         fast = FastPrefill(llm, cache)

@@ -4,8 +4,8 @@ One iteration = a fresh prefill of the full context (media + prompt), then `new_
 steps, EOS ignored, each step timed on its own. The first token comes from the prefill, so TPOT excludes it
 (vLLM / MLPerf definition). The point's engine runs the steps (model/engines.py: eager, compiled, or the
 transformers peers hf-generate / hf-static); its one-time compile and capture are timed on their own
-(`setup_seconds`; the CUDA graph captures within it, `graph_capture_seconds`), never hidden in the warm-up. The record keeps the first 64 generated ids (`output_ids`),
-so engines can be checked against each other.
+(`setup_seconds`; the CUDA graph captures within it, `graph_capture_seconds`), never hidden in the warm-up.
+The record keeps the first 64 generated ids (`output_ids`), so engines can be checked against each other.
 """
 
 from __future__ import annotations

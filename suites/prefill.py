@@ -7,8 +7,8 @@ decoded inside the preprocessing stage: PIL for cpu, torchvision / nvJPEG on the
 merge, STC, MLP, TSP), then splice the media into the prompt and run the LLM prefill up to the first token.
 TTFT is the sum, as vLLM / MLPerf define it. The engine decides how the stages run (model/engines.py): the
 compiled engine compiles the vision layers and the projector and replays the LLM prefill as one CUDA graph
-captured for this context length; its one-time cost is `setup_seconds` (of which the graph captures: `graph_capture_seconds`), outside the
-timed iterations.
+captured for this context length; its one-time cost is `setup_seconds` (of which the graph captures:
+`graph_capture_seconds`), outside the timed iterations.
 """
 
 from __future__ import annotations

@@ -128,7 +128,8 @@ def timed_once(work: Callable[[], None], device: torch.device) -> float:
 
 class OneTimeClock:
     """Seconds of named one-time sections inside a setup (a CUDA graph capture within compile + capture), device
-    work included: `engine.setup_section = clock.section`, then `clock.seconds[name]`, summed over repeats."""
+    work included, summed over repeats in `clock.seconds[name]` (suites/prefill.py `timed_setup` hands
+    `clock.section` to the engine)."""
 
     def __init__(self, device: torch.device):
         self.device = device
