@@ -8,8 +8,8 @@ costs that are not reading weights:
 - attention: with a mask (a static cache always has one) its SDPA path repeats K and V to every query
   head first, a copy of the whole cache per layer per token (0.5 ms of a 7.7 ms step), then attends over
   the copy (0.6 ms) where the cache's own bytes need 0.06 ms. Here the cache is read once per KV head:
-  FlexAttention's split-KV decoding kernel, the query heads of a KV head as rows of one query (`flex`,
-  CUDA), or SDPA with `enable_gqa` (`sdpa`: 0.33 ms on the H100, cuDNN with few blocks).
+  FlexAttention's split-KV decoding kernel, the query heads of a KV head as rows of one query, over the
+  filled blocks only (`flex`, CUDA), or SDPA with `enable_gqa` (`sdpa`: 0.33 ms on the H100, cuDNN with few blocks).
 - q/k/v and gate/up are three and two small matmuls; here one each: their weights (and biases) become row
   slices of one tensor (views, so no memory is added and every other path still sees the same modules).
 Quantized q/k/v and gate/up run as one matmul where quantization made them slices of one weight
@@ -126,8 +126,12 @@ def _sdpa(q, keys, values, pos, scale):
 
 
 def flex_block_mask(rows: int, length: int, pos: torch.Tensor):
-    """A BlockMask for `rows` query rows over `length` cache positions whose every block is partial, so the
-    mask function (position <= pos, read from the tensor at run time) decides: one mask for every step."""
+    """A BlockMask for `rows` query rows over `length` cache positions, every block partial, so the mask
+    function (position <= pos, read from the tensor at run time) decides within a block. Its block count is a
+    tensor too: `filled_blocks` sets it from `pos` each step, so the kernel reads the cache's filled blocks
+    only, not the whole static cache (at batch 64 or over a long generation the unfilled part can be most of
+    it; torch 2.13's decoding kernel splits the blocks it is given across the GPU, so fewer blocks also mean
+    shorter splits, not idle ones)."""
     from torch.nn.attention.flex_attention import BlockMask
 
     blocks = length // KV_BLOCK
@@ -138,6 +142,13 @@ def flex_block_mask(rows: int, length: int, pos: torch.Tensor):
         return kv_idx <= pos
 
     return BlockMask.from_kv_blocks(count, indices, BLOCK_SIZE=KV_BLOCK, mask_mod=visible, seq_lengths=(rows, length))
+
+
+def filled_blocks(mask, pos: torch.Tensor) -> None:
+    """Set `mask`'s block count (flex_block_mask) to the blocks holding positions 0..pos, in place: a device op,
+    so it runs inside the step's CUDA graph. No block is marked full, on purpose: with full blocks torch 2.13's
+    decoding kernel splits the whole cache length across the GPU, filled or not (its flex_decode template)."""
+    mask.kv_num_blocks.copy_(torch.div(pos, KV_BLOCK, rounding_mode="floor").add(1).view(1, 1, 1))
 
 
 def _flex(q, keys, values, mask, scale):
@@ -279,6 +290,8 @@ class FastDecoder(_FastLLM):
 
     def __call__(self, token: torch.Tensor) -> torch.Tensor:
         batch, pos = token.shape[0], self.pos
+        if self._mask is not None:
+            filled_blocks(self._mask, pos)
         x = self.embed(token)
         cos, sin = self.rotary(x, pos.view(1, 1).expand(batch, 1))
         where = pos.view(1)

@@ -12,6 +12,7 @@ from torch import nn
 
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.checkpoint import load_checkpoint, save_checkpoint
+from nvila_bench.model.compiling import compiled
 from nvila_bench.model.engines import CompiledEngine, make_engine
 from nvila_bench.model.fast_llm import KV_BLOCK, FastDecoder, FastPrefill, Fused, allocate, cache_length, prefill_attention_kernel
 from nvila_bench.model.pipeline import embed, synthetic_request
@@ -92,6 +93,35 @@ def test_flex_needs_whole_blocks_and_the_cache_allocated():
             FastDecoder(model.llm, cache, torch.tensor(37), "flex")
         with pytest.raises(ValueError, match="unknown decode attention 'paged'"):
             FastDecoder(model.llm, cache, torch.tensor(37), "paged")
+
+
+def test_the_compiled_flex_step_reads_only_the_filled_blocks(monkeypatch):
+    """The block count follows pos: the cache past the filled blocks is poisoned with NaN, and the compiled
+    step (as the engine runs it; eager flex_attention ignores the count) still gives transformers' logits
+    while its steps cross a block boundary (counts 1, 1, 2, 2 of 3). Reading the whole cache gives NaN."""
+    model, embeds = _llm_context("nvila-tiny", batch=1, tokens=KV_BLOCK - 2)
+    context = embeds.shape[1]
+    with torch.inference_mode():
+        ours, theirs = (model.new_cache("static", cache_length(context + 4 + KV_BLOCK)) for _ in range(2))
+        token = model.prefill(embeds, theirs).logits.argmax(-1, keepdim=True)
+        model.prefill(embeds, ours)
+        assert ours.layers[0].keys.shape[2] == 3 * KV_BLOCK
+        for layer in ours.layers:
+            layer.keys[:, :, 2 * KV_BLOCK :] = float("nan")
+            layer.values[:, :, 2 * KV_BLOCK :] = float("nan")
+        pos = torch.tensor(context)
+        decoder = FastDecoder(model.llm, ours, pos, "flex")
+        step = compiled(decoder.__call__)
+        for blocks in (1, 1, 2, 2):
+            expected = model.decode_step(token, theirs)
+            got = step(token)
+            assert decoder._mask.kv_num_blocks.item() == blocks
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+            token = expected.argmax(-1, keepdim=True)
+            pos.add_(1)
+        monkeypatch.setattr("nvila_bench.model.fast_llm.filled_blocks", lambda mask, pos: None)  # (recompiles)
+        decoder._mask.kv_num_blocks.fill_(3)  # what every step read before: the whole cache
+        assert step(token).isnan().all()
 
 
 @pytest.mark.parametrize("attention", ["flex", "transformers"])
