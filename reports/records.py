@@ -11,6 +11,8 @@ tiny) and counts as NVILA unless the record states a VILA1.5 family.
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 from nvila_bench.core.gate import match_key, point_label
 from nvila_bench.core.results import Record, hardware_of
 from nvila_bench.model import NVILAConfig, get_preset
@@ -81,13 +83,16 @@ def preprocess_of(record: Record) -> str:
 
 
 def request_key(record: Record, without: tuple[str, ...] = ()) -> tuple:
-    """What makes two records the same request on the same machine, whatever the model: media, prompt,
-    batch, dtype, (decode) tokens and cache, engine, preprocessing and hardware (the preset is left out so
-    NVILA and its baseline can be paired). `without` names fields to leave out as well."""
+    """What makes two records the same request on the same machine, whatever the model: media (a real image
+    file is another request than a random image of its size), prompt, batch, dtype, (decode) tokens and cache,
+    engine, preprocessing, hardware, and the comparison a record belongs to (a scale-then-compress record is
+    paired within its comparison, never with a plain point's). The preset is left out so NVILA and its
+    baseline can be paired. `without` names fields to leave out as well."""
     c = record.config
     decode = record.suite == "decode"
     fields = {
-        "images": tuple(c.get("images") or ()), "video_frames": c.get("video_frames"),
+        "images": tuple(c.get("images") or ()), "image_file": record.extra.get("image_file"),
+        "comparison": record.extra.get("comparison"), "video_frames": c.get("video_frames"),
         "temporal_pool": c.get("temporal_pool"), "prompt_tokens": c.get("prompt_tokens"),
         "batch_size": c.get("batch_size"), "dtype": c.get("dtype"),
         "new_tokens": c.get("new_tokens") if decode else None, "cache": c.get("cache") if decode else None,
@@ -114,8 +119,12 @@ def prefer_engine(items: list, record=lambda x: x) -> list:
 
 
 def media_label(config: dict) -> str:
+    """The request's media, e.g. "1920x1080", "8 frames", "640x480 photo.jpg" (a real image file, by name)."""
     media = list(config.get("images") or []) + ([f"{config['video_frames']} frames"] if config.get("video_frames") else [])
-    return " + ".join(media) or "—"
+    image_file = (config.get("extra") or {}).get("image_file")
+    if image_file:
+        media.append(PurePath(image_file).name)
+    return " ".join(media) if image_file else " + ".join(media) or "—"
 
 
 def point_name(record: Record) -> str:

@@ -35,6 +35,21 @@ def _decode_key(r: Record) -> tuple:
     return request_key(r, without=("new_tokens", "cache"))
 
 
+def _decodes(records: list[Record]) -> dict:
+    """The measured decode record of each (preset, variant, request) a prefill row is paired with: the same
+    request, engine and comparison variant; of several (other new-token counts or caches), the newest."""
+    chosen: dict[tuple, Record] = {}
+    for r in measured(records, "decode"):
+        key = _decode_lookup(r)
+        if key not in chosen or r.timestamp >= chosen[key].timestamp:
+            chosen[key] = r
+    return chosen
+
+
+def _decode_lookup(r: Record) -> tuple:
+    return r.preset, r.extra.get("variant"), _decode_key(r)
+
+
 def _engine_rank(engine: str) -> int:
     return ENGINES.index(engine) if engine in ENGINES else len(ENGINES)
 
@@ -44,7 +59,7 @@ def headline(records: list[Record]) -> dict:
     prefill; the baseline and the decode rate are of the same engine."""
     # Comparison records (scale-then-compress variants) have their own section.
     prefill = [r for r in measured(records, "prefill") if not r.extra.get("comparison")]
-    decode = {(r.preset, _decode_key(r)): r for r in measured(records, "decode")}
+    decode = _decodes(records)
     by_req = {(r.preset, request_key(r)): r for r in prefill}
     train = {r.preset: r for r in measured(records, "train")}
     ftmem = {r.preset: r for r in records if r.suite == "finetune-memory" and r.ok}
@@ -57,7 +72,7 @@ def headline(records: list[Record]) -> dict:
         key = request_key(r)
         base = baseline_of(r.preset)
         base_rec = by_req.get((base, key)) if base else None
-        dec = decode.get((r.preset, _decode_key(r)))
+        dec = decode.get(_decode_lookup(r))
         ttft, base_ttft = value(r, "ttft"), value(base_rec, "ttft")
         groups.setdefault(hardware_of(r), []).append({
             "preset": r.preset, "media": media_label(r.config), "dtype": r.config.get("dtype"),
@@ -65,7 +80,7 @@ def headline(records: list[Record]) -> dict:
             "batch": r.config.get("batch_size"), "tokens": value(r, "media_tokens"), "ttft": ttft,
             "baseline": base if base_rec else None, "is_baseline": not is_nvila(r),
             "ttft_speedup": base_ttft / ttft if ttft and base_ttft else None,
-            "decode_tps": value(dec, "decode_tokens_per_s"),
+            "decode_tps": value(dec, "decode_tokens_per_s"), "decode_new_tokens": dec.config.get("new_tokens") if dec else None,
             "ttft_vs_peers": peers.get(peer_key(r), []), "decode_vs_peers": peers.get(peer_key(dec), []) if dec else [],
             "train_sps": value(train.get(r.preset), "samples_per_s"),
             "ft_memory": value(ftmem.get(r.preset), "peak_memory_allocated") or value(ftmem.get(r.preset), "memory_counted"),
@@ -94,10 +109,10 @@ def stage_breakdown(records: list[Record]) -> dict:
     """Per point: median time of each prefill stage (`model.stages.PREFILL_STAGES`: preprocess, vision,
     projector, LLM prefill), plus decode (TPOT x steps) when the decode suite measured the same request; a
     stacked bar chart of them."""
-    decode = {(r.preset, _decode_key(r)): r for r in measured(records, "decode")}
+    decode = _decodes(records)
     rows = []
     for r in measured(records, "prefill"):
-        dec = decode.get((r.preset, _decode_key(r)))
+        dec = decode.get(_decode_lookup(r))
         steps = dec.config["new_tokens"] - 1 if dec and dec.config.get("new_tokens") else None
         row = {"label": f"{point_name(r)} ({hardware_of(r)})"}
         row |= {s: value(r, s) for s in PREFILL_STAGES}

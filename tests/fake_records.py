@@ -32,11 +32,13 @@ def prefill_record(preset="nvila-tiny", ttft=0.1, seed=0, env=CPU_ENV, run_id="r
     return Record("prefill", config(preset, env, images, extra), metrics, run_id, environment=env)
 
 
-def decode_record(preset="nvila-tiny", tpot=0.001, seed=0, env=CPU_ENV, run_id="run-a") -> Record:
+def decode_record(preset="nvila-tiny", tpot=0.001, seed=0, env=CPU_ENV, run_id="run-a", images=("448x448",), extra=None,
+                  **settings) -> Record:  # fmt: skip
+    """A decode-suite point; `settings` override config fields (e.g. new_tokens=8)."""
     values = samples(tpot, seed=seed)
     metrics = {"tpot": Metric.timing(values), "decode_tokens_per_s": Metric.rate(values, 1, "tokens/s"),
                "prefill": Metric.timing(samples(0.05, seed=seed + 1))}  # fmt: skip
-    return Record("decode", config(preset, env), metrics, run_id, environment=env)
+    return Record("decode", config(preset, env, images, extra) | settings, metrics, run_id, environment=env)
 
 
 def train_record(preset="nvila-tiny", step_time=0.2, mfu=0.4, seed=0, env=CPU_ENV, run_id="run-a", extra=None) -> Record:

@@ -9,7 +9,7 @@ from fake_records import CPU_ENV, decode_record, prefill_record, train_record
 
 from nvila_bench.cli import main
 from nvila_bench.core import paper
-from nvila_bench.core.gate import gate
+from nvila_bench.core.gate import gate, point_label
 from nvila_bench.core.results import Record, ResultWriter, load_results, read_results
 from nvila_bench.core.training_cost import fp8_speedup
 from nvila_bench.model.stages import PREFILL_STAGES
@@ -398,3 +398,38 @@ def test_deployment_verdicts_need_the_papers_gpu_and_model_and_an_empty_section_
     html = render_report([prefill_record("nvila-tiny", 0.2)], ["x.jsonl"])
     part = html[html.index('<section id="deployment">') : html.index('<section id="roofline">')]
     assert "not measured" in part and "nvila-bench run deployment --preset nvila-8b --device cuda --out results/" in part
+
+
+def test_a_headline_row_takes_the_decode_of_its_own_request_not_a_comparisons():
+    """A scale-then-compress run's decode record of the same preset and image, written later, must not stand in
+    for the plain decode suite's figure (nor feed the plain row's stage bars); of two plain decode records of
+    one request (other new-token counts) the newest is shown, with its count."""
+    stc = {"comparison": "scale-then-compress", "variant": "nvila", "media": "image"}
+    older = decode_record("nvila-tiny", tpot=0.02, new_tokens=32)
+    plain = decode_record("nvila-tiny", tpot=0.01, new_tokens=8)
+    plain.timestamp = "9" + older.timestamp[1:]  # written after `older`
+    records = [prefill_record("nvila-tiny", 0.2), prefill_record("nvila-tiny", 0.1, extra=stc), older, plain,
+               decode_record("nvila-tiny", tpot=0.001, extra=stc)]  # fmt: skip
+    rows = next(iter(sections.headline(records)["groups"].values()))
+    assert len(rows) == 1  # the comparison's prefill has its own section
+    assert rows[0]["decode_tps"] == pytest.approx(100, rel=0.05) and rows[0]["decode_new_tokens"] == 8
+    bars = {row["label"].split(" (")[0]: row for row in sections.stage_breakdown(records)["rows"]}  # less the hardware
+    assert bars["nvila-tiny 448x448"]["decode"] == pytest.approx(0.01 * 7, rel=0.05)
+    assert bars["nvila-tiny 448x448 [nvila]"]["decode"] == pytest.approx(0.001 * 31, rel=0.05)  # its own
+    assert "(8 new)" in render_report(records, ["x.jsonl"])
+
+
+def test_a_real_image_file_is_its_own_request_named_by_its_file():
+    """`run prefill --image-file photo.jpg` (640x480) beside `--image 640x480`: two rows the reader can tell
+    apart, and each NVILA row's ratio is over the baseline of its own request."""
+    photo = {"image_file": "/data/photo.jpg"}
+    records = [prefill_record("nvila-tiny", 0.2, images=("640x480",)), prefill_record("vila-tiny", 0.1, images=("640x480",)),
+               prefill_record("nvila-tiny", 0.3, images=("640x480",), extra=photo),
+               prefill_record("vila-tiny", 0.15, images=("640x480",), extra=photo)]  # fmt: skip
+    rows = {(row["preset"], row["media"]): row for row in next(iter(sections.headline(records)["groups"].values()))}
+    assert set(rows) == {("nvila-tiny", "640x480"), ("vila-tiny", "640x480"), ("nvila-tiny", "640x480 photo.jpg"),
+                         ("vila-tiny", "640x480 photo.jpg")}  # fmt: skip
+    assert rows[("nvila-tiny", "640x480 photo.jpg")]["ttft_speedup"] == pytest.approx(0.5, rel=0.05)
+    assert rows[("nvila-tiny", "640x480")]["ttft_speedup"] == pytest.approx(0.5, rel=0.05)
+    assert report_records.point_name(records[2]) == "nvila-tiny 640x480 photo.jpg"
+    assert "photo.jpg" in point_label(records[2]) and "photo.jpg" not in point_label(records[0])

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 import numpy as np
 
@@ -126,8 +127,10 @@ def _portable_key(record: Record) -> str:
 
 def point_label(record: Record) -> str:
     c = record.config
-    media = list(c.get("images") or []) + ([f"{c['video_frames']}f"] if c.get("video_frames") else [])
     extra = record.extra
+    media = list(c.get("images") or []) + ([f"{c['video_frames']}f"] if c.get("video_frames") else [])
+    if extra.get("image_file"):  # a real file, not a random image of its size
+        media.append(PurePath(extra["image_file"]).name)
     parts = [record.suite, str(record.preset), "+".join(media), f"b{c.get('batch_size', 1)}", str(c.get("dtype"))]
     if record.suite == "decode":
         parts.append(f"{c.get('new_tokens')}tok {c.get('cache')}")
