@@ -25,6 +25,8 @@ def test_threshold_parsing():
     assert parse_threshold("5%") == pytest.approx(0.05)
     assert parse_threshold("0.05") == pytest.approx(0.05)
     assert parse_threshold("10") == pytest.approx(0.10)
+    assert parse_threshold("1") == pytest.approx(0.01)  # from 1 up a bare number is percent, as "2" is 2%
+    assert parse_threshold("0.9") == pytest.approx(0.9)
     with pytest.raises(ValueError, match="not a number"):
         parse_threshold("fast")
     with pytest.raises(ValueError, match=r"\[0%, 100%\)"):
@@ -181,6 +183,13 @@ def test_incomparable_inputs():
         gate([prefill_record(preset="nvila-tiny")], [prefill_record(preset="vila-tiny")])
     with pytest.raises(IncomparableError, match="none of the metrics"):
         gate([prefill_record()], [prefill_record(seed=3)], metrics=("no_such_metric",))
+    # matching points, but nothing the gate compares: a pass would say nothing
+    profiled = Record("profile", prefill_record().config, {"profiler_overhead": Metric.measured(1.2, "x")}, "r", environment=CPU_ENV)
+    with pytest.raises(IncomparableError, match=r"nothing to compare: the 1 matching point\(s\)"):
+        gate([profiled], [profiled])
+    failed = Record("prefill", prefill_record().config, {}, "run-a", environment=CPU_ENV, status="error", error="x")
+    with pytest.raises(IncomparableError, match="nothing to compare"):  # the baseline's only run of it failed
+        gate([failed], [prefill_record()])
 
 
 def test_markdown_summary_names_the_verdict_and_escapes_pipes():
@@ -206,6 +215,10 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert main(["gate", "--baseline", a, "--candidate", h]) == 2
     assert "different hardware" in capsys.readouterr().err
     assert main(["gate", "--baseline", a, "--candidate", c, "--threshold", "x"]) == 2
+    capsys.readouterr()
+    fewer = write(tmp_path / "fewer", [prefill_record(seed=2, run_id="f")])  # the decode point went missing
+    assert main(["gate", "--baseline", a, "--candidate", fewer]) == 0
+    assert "pass (1 comparison(s); 1 baseline point(s) not in the candidate)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

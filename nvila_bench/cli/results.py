@@ -66,7 +66,8 @@ def gate_command(ctx, baseline, candidate, threshold, metrics, summary_md):
             f.write(text)
     click.echo(text)
     if result.passed:
-        click.echo(f"nvila-bench gate: pass ({len(result.comparisons)} comparison(s))", err=True)
+        missing = f"; {result.unmatched_baseline} baseline point(s) not in the candidate" if result.unmatched_baseline else ""
+        click.echo(f"nvila-bench gate: pass ({len(result.comparisons)} comparison(s){missing})", err=True)
         return 0
     worst = result.regressions[0]
     click.echo(f"nvila-bench gate: regression: {worst.label} {worst.metric} {worst.change_text}"

@@ -249,6 +249,11 @@ def gate(baseline: list[Record], candidate: list[Record], threshold: float = 0.0
                 "state(s) no better direction (lower or higher), or its runs disagree on it, so no change of it is a regression"
             )
         raise IncomparableError(f"none of the metrics {', '.join(sorted(wanted))} is measured in the matching points")
+    if not comparisons:  # a pass would say nothing: e.g. profile records only, or every baseline point failed
+        raise IncomparableError(
+            f"nothing to compare: the {len(common)} matching point(s) have no measured metric the gate compares "
+            f"({', '.join(DEFAULT_METRICS)}) in a baseline run that succeeded; name one with --metrics"
+        )
     return GateResult(
         threshold, comparisons, len(set(base) - set(cand)), len(set(cand) - set(base)), base_hw[0],
         _environment_changes(base[common[0]][-1], cand[common[0]][-1]),
@@ -296,13 +301,14 @@ def _environment_changes(base: Record, cand: Record) -> list[str]:
 
 
 def parse_threshold(text: str) -> float:
-    """'5%', '5' or '0.05' -> 0.05 (a bare number above 1 is read as percent)."""
+    """'5%', '5' or '0.05' -> 0.05: a bare number from 1 up is read as percent ('1' is 1%), below 1 as a
+    fraction ('0.9' is 90%)."""
     raw = str(text).strip()
     try:
         value = float(raw.rstrip("%"))
     except ValueError:
         raise ValueError(f"threshold {text!r} is not a number: use e.g. 5% or 0.05") from None
-    value = value / 100 if raw.endswith("%") or value > 1 else value
+    value = value / 100 if raw.endswith("%") or value >= 1 else value
     if not 0 <= value < 1:
         raise ValueError(f"threshold must be in [0%, 100%), got {text!r}")
     return value
