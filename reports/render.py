@@ -5,14 +5,13 @@ marked safe. The output is one self-contained HTML file per page: no scripts fro
 from __future__ import annotations
 
 import datetime as dt
-import os
-import tempfile
 from pathlib import Path
 
 import jinja2
 from markupsafe import Markup
 
 import nvila_bench
+from nvila_bench.core.files import write_atomic  # noqa: F401 - the CLI and the dashboard write pages with it
 from nvila_bench.core.results import Record
 
 from . import sections
@@ -67,16 +66,3 @@ def render_dashboard(context: dict) -> str:
     return _env().get_template("dashboard.html.j2").render(meta=_meta(), **context)
 
 
-def write_atomic(path: str | Path, text: str) -> Path:
-    """Write via a temporary file and rename: an interrupted render never leaves half a page behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -433,3 +433,25 @@ def test_a_real_image_file_is_its_own_request_named_by_its_file():
     assert rows[("nvila-tiny", "640x480")]["ttft_speedup"] == pytest.approx(0.5, rel=0.05)
     assert report_records.point_name(records[2]) == "nvila-tiny 640x480 photo.jpg"
     assert "photo.jpg" in point_label(records[2]) and "photo.jpg" not in point_label(records[0])
+
+
+def test_pages_and_ceilings_get_the_mode_a_plain_open_would_give(tmp_path):
+    """Written atomically, but readable by others under the usual umask (mkstemp alone makes them 0600)."""
+    import os
+    import stat
+
+    from nvila_bench.core.hardware import save_ceilings
+
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "report.html"
+        out.write_text("old")
+        out.chmod(0o600)
+        assert main(["report", str(write(tmp_path / "res", [prefill_record()])), "--out", str(out)]) == 0
+        ceilings = save_ceilings({"device": "cpu"}, tmp_path / "c")
+        assert main(["dashboard", str(tmp_path / "res"), "--out", str(tmp_path / "site")]) == 0
+    finally:
+        os.umask(old)
+    for path in (out, ceilings, tmp_path / "site" / "index.html"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    assert not list(tmp_path.glob("**/.*.tmp"))  # no temporary file left behind

@@ -78,13 +78,15 @@ def test_a_diverging_train_sweep_records_every_point(tmp_path, capsys):
 
 
 # ---- 2. skipped and host-OOM points, in process and in the worker -----------------------------------------
-def test_host_memory_error_is_an_oom_record(tmp_path, monkeypatch):
-    monkeypatch.setenv("NVILA_BENCH_FAULT", "memory:vila-tiny")
+@pytest.mark.parametrize("fault", ["memory", "alloc"])  # Python's MemoryError; torch's CPU allocator's RuntimeError
+def test_host_memory_error_is_an_oom_record(tmp_path, monkeypatch, fault):
+    monkeypatch.setenv("NVILA_BENCH_FAULT", f"{fault}:vila-tiny")
     args = ["run", "prefill", "--preset", "vila-tiny", "--preset", "nvila-tiny", "--image", "448x448"]
     assert main([*args, "--out", str(tmp_path), *FAST]) == 0
     records = read_dicts(tmp_path)
     assert [r["status"] for r in records] == ["oom", "ok"], records[1]["error"]
-    assert records[0]["error"] == "host out of memory: MemoryError"
+    expected = "MemoryError" if fault == "memory" else "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory"
+    assert records[0]["error"].startswith(f"host out of memory: {expected}")
 
 
 def test_isolated_workers_keep_skipped_and_nonfinite(tmp_path):

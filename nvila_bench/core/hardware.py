@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
-import tempfile
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from .files import write_atomic
 
 
 CEILINGS_FILE = "ceilings.json"
@@ -105,19 +105,7 @@ def match_hardware(gpu_name: str) -> Hardware | None:
 # Measured by nvila_bench.suites.ceilings (`nvila-bench ceilings`); stored next to the results they serve.
 def save_ceilings(ceilings: dict, out_dir: str | Path) -> Path:
     """Write `ceilings.json` into `out_dir` atomically, so a concurrent reader never sees a half-written file."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / CEILINGS_FILE
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{CEILINGS_FILE}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(ceilings, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(Path(out_dir) / CEILINGS_FILE, json.dumps(ceilings, indent=2, sort_keys=True) + "\n")
 
 
 def load_ceilings(path: str | Path) -> dict | None:

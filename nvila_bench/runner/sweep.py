@@ -9,8 +9,8 @@ records merge into one, metric by metric as each metric says (`Metric.merge`). C
 completed point is already on disk.
 
 Testing hook: NVILA_BENCH_FAULT="oom:<preset>" makes points of that preset fail as if the device ran out of
-memory; "memory:" as if the host did (MemoryError), "skip:" as if the suite cannot run them here, "error:" (or
-any other) as if they crashed: to exercise the paths above without a GPU.
+memory; "memory:" as if the host did (MemoryError; "alloc:" as torch's CPU allocator says so), "skip:" as if the
+suite cannot run them here, "error:" (or any other) as if they crashed: to exercise the paths above without a GPU.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from nvila_bench.core.session import Session
 from nvila_bench.core.stats import bounded_samples, summarize_groups
 from nvila_bench.suites.registry import Job, get_suite
 
-OOM_MARKERS = ("OutOfMemoryError", "CUDA out of memory", "out of memory", "MemoryError")
+# PyTorch's CPU allocator says the host is out of memory with a RuntimeError of its own, not a MemoryError.
+HOST_OOM_MARKER = "can't allocate memory"
+OOM_MARKERS = ("OutOfMemoryError", "CUDA out of memory", "out of memory", "MemoryError", HOST_OOM_MARKER)
 
 
 def _injected_fault(point) -> None:
@@ -42,6 +44,9 @@ def _injected_fault(point) -> None:
             raise torch.OutOfMemoryError("injected: CUDA out of memory (NVILA_BENCH_FAULT)")
         if kind == "memory":
             raise MemoryError()
+        if kind == "alloc":  # what torch's CPU allocator raises for a tensor the host cannot hold
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                               "you tried to allocate 52000000000 bytes. Error code 12 (Cannot allocate memory)")  # fmt: skip
         if kind == "skip":
             raise PointSkipped("injected: cannot run here (NVILA_BENCH_FAULT)")
         raise RuntimeError("injected failure (NVILA_BENCH_FAULT)")
@@ -68,6 +73,8 @@ def run_job(job: Job, session: Session, run_id: str, environment: dict | None) -
         return failed_record(job, run_id, environment, "oom", f"host out of memory: {_one_line(e) or 'MemoryError'}")
     except Exception as e:  # noqa: BLE001 - any failure of one point is recorded, the sweep goes on
         session.release()
+        if isinstance(e, RuntimeError) and HOST_OOM_MARKER in str(e):
+            return failed_record(job, run_id, environment, "oom", f"host out of memory: {_one_line(e)}")
         return failed_record(job, run_id, environment, "error", f"{type(e).__name__}: {_one_line(e)}")
     analytic = suite.provenance == "analytic"
     return Record(job.suite, suite.config(job.point), metrics, run_id, provenance=suite.provenance,
