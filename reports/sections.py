@@ -289,17 +289,23 @@ def training(records: list[Record]) -> dict:
 
 
 def decode_reference(records: list[Record]) -> list[dict]:
-    """The README's deployment decode rates (paper provenance) beside our measured rate of the same preset."""
-    ours: dict[str, list[tuple[str, float]]] = {}
-    for r in measured(records, "decode"):
-        if value(r, "decode_tokens_per_s") and r.config.get("batch_size") == 1:
-            ours.setdefault(r.preset, []).append((f"{hardware_of(r)}, {engine_of(r)}", value(r, "decode_tokens_per_s")))
+    """The README's deployment decode rates (paper provenance) beside our measured rates of the same preset in
+    the same weights: a "Baseline (FP16)" row beside the decode suite's (unquantized) records and the ladder's
+    bf16 rungs, a TinyChat (quantized) row beside the ladder's rung of those formats only."""
+    ours: dict[tuple[str, str], list[tuple[str, float]]] = {}  # (preset, rung) -> (where and how, tokens/s)
+    for r in measured(records, "decode") + measured(records, "deployment"):
+        if not value(r, "decode_tokens_per_s") or r.config.get("batch_size") != 1:
+            continue
+        rung = r.extra.get("rung") if r.suite == "deployment" else "bf16"
+        rung = "bf16" if rung == "baseline bf16" else rung  # VILA1.5's bf16 rung is its model's bf16 figure
+        label = f"{hardware_of(r)}, {engine_of(r)}, {r.config.get('dtype')}" + (f", ladder rung {rung}" if r.suite == "deployment" else "")
+        ours.setdefault((r.preset, rung), []).append((label, value(r, "decode_tokens_per_s")))
     rows = []
     for entry in paper.decode_rates():
         rows.append({
             "preset": entry["preset"], "engine": entry["engine"], "source": entry["source"],
             "paper": {label: entry.get(key) for key, label in HARDWARE_COLUMNS.items()},
-            "ours": ours.get(entry["preset"], []),
+            "ours": ours.get((entry["preset"], deployment.TINYCHAT_RUNG.get(entry["engine"], "bf16")), []),
         })  # fmt: skip
     return rows
 

@@ -1,11 +1,12 @@
 """The HTML report and the dashboard: sections, provenance, missing data, escaping, self-containment."""
 
 import re
+from dataclasses import replace
 import tomllib
 from pathlib import Path
 
 import pytest
-from fake_records import CPU_ENV, decode_record, prefill_record, train_record
+from fake_records import CPU_ENV, GPU_ENV, decode_record, prefill_record, train_record
 
 from nvila_bench.cli import main
 from nvila_bench.core import paper
@@ -455,3 +456,16 @@ def test_pages_and_ceilings_get_the_mode_a_plain_open_would_give(tmp_path):
     for path in (out, ceilings, tmp_path / "site" / "index.html"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
     assert not list(tmp_path.glob("**/.*.tmp"))  # no temporary file left behind
+
+
+def test_the_papers_decode_rates_sit_beside_ours_in_the_same_weights():
+    """The README's "Baseline (FP16)" row gets our unquantized figures (decode suite, the ladder's bf16 rung),
+    the TinyChat (W4A16 LLM + W8A8 ViT) row only the ladder's rung of those formats, never the bf16 ones."""
+    bf16 = decode_record("nvila-8b", tpot=0.006, env=GPU_ENV)
+    ladder = [deployment_record(*LADDER[1], env=GPU_ENV), deployment_record(*LADDER[3], env=GPU_ENV)]
+    ladder = [replace(r, config=r.config | {"preset": "nvila-8b"}) for r in ladder]
+    rows = {row["engine"]: row["ours"] for row in sections.decode_reference([bf16, *ladder]) if row["preset"] == "nvila-8b"}
+    baseline, tinychat = rows["Baseline (FP16)"], rows["TinyChat (W4A16 LLM + W8A8 ViT)"]
+    assert sorted(round(v, 1) for _, v in baseline) == [6.1, pytest.approx(166.7, rel=0.05)]
+    assert [v for _, v in tinychat] == [6.056] and "ladder rung w8a8-vit-int8" in tinychat[0][0]
+    assert all("bfloat16" in label or "float32" in label for label, _ in baseline + tinychat)  # the dtype is named
