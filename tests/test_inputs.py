@@ -137,6 +137,9 @@ def test_ceilings_on_cuda_without_a_gpu(capsys, tmp_path):
         ('{"gemm_tflops": "fast", "copy_gbs": 10, "device": "cpu", "dtype": "float32"}', "gemm_tflops must be a positive finite number, got 'fast'"),
         ('{"gemm_tflops": 1, "copy_gbs": NaN, "device": "cpu", "dtype": "float32"}', "copy_gbs must be a positive finite number, got nan"),
         ('{"gemm_tflops": 1, "copy_gbs": 10, "device": 3, "dtype": "float32"}', "device must be a string, got 3"),
+        # another device's ceilings (e.g. a GPU run's committed ones) would be ignored without a word on this CPU run
+        ('{"gemm_tflops": 683, "copy_gbs": 3016, "device": "cuda", "dtype": "bfloat16"}',
+         "was measured on cuda, and this run measures on cpu: measure this device's with `nvila-bench ceilings --device cpu`"),
     ],
 )
 def test_wrong_ceilings_file_is_refused_naming_it(capsys, tmp_path, content, message):

@@ -208,6 +208,18 @@ def ceilings_of(c: dict) -> str | None:
     return check_ceilings(path) if path.is_file() else None
 
 
+def check_ceilings_device(c: dict, device: str, ceilings: str | None) -> None:
+    """Refuse, before measuring, a --ceilings file measured on another kind of device than this run's: its
+    peaks would be ignored without a word (a ceilings.json found in OUT is used only where it fits)."""
+    if c["ceilings_file"] and ceilings:
+        from nvila_bench.core.hardware import load_ceilings
+
+        measured_on = str(load_ceilings(ceilings).get("device", ""))
+        if measured_on.split(":")[0] != device.split(":")[0]:
+            raise click.UsageError(f"{c['ceilings_file']} was measured on {measured_on}, and this run measures on "
+                                   f"{device}: measure this device's with `nvila-bench ceilings --device {device}`")  # fmt: skip
+
+
 def summary_line(name: str, records: list, path) -> str:
     """e.g. "finetune-memory: 6 record(s) (4 ok, 2 skipped: QLoRA needs a CUDA GPU) -> OUT/results.jsonl"."""
     from nvila_bench.core.results import STATUSES
@@ -238,6 +250,7 @@ def run_suite(suite: Suite, c: dict, options: dict) -> int:
 
         return run_distributed([j.point for j in jobs], measure, c["out_dir"], c["quiet"])
     ceilings = ceilings_of(c)
+    check_ceilings_device(c, device, ceilings)
     writer, run_id = ResultWriter(c["out_dir"]), new_run_id()
     dtypes = {j.point.dtype for j in jobs} | ({"bfloat16"} if any(j.point.extra.get("autocast") for j in jobs) else set())
     dtypes |= {"int8", "fp8"}  # tensor-core peaks of quantized (W8A8) stages (core/hardware.toml; None on CPU)
