@@ -42,6 +42,9 @@ def cache_bytes(cache) -> int:
 
 def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
     points = sweep_points(axes, {})
+    if axes.get("cache") and not any(p.engine == "eager" for p in points):
+        raise SuiteError("--cache sets the eager engine's KV cache, and no point runs eager: compiled runs a static "
+                         "cache, hf-generate and hf-static their own (add --engine eager, or drop --cache)")  # fmt: skip
     for p in points:
         if p.new_tokens < 2:
             raise SuiteError(f"decode needs --new-tokens >= 2 (the first token comes from the prefill), got {p.new_tokens}")

@@ -20,6 +20,11 @@ REFUSED = [
     (["--rung", "scaled-only bf16", "--preset", "nvila-lite-2b"], None),  # more than one preset: the preset message
     (["--checkpoint", ".", "--media", "video"], "--checkpoint: accuracy per rung is measured with the image request's rows, not --media video"),
     (["--checkpoint", ".", "--rung", "baseline bf16"], "--checkpoint: accuracy per rung is of NVILA's rungs; --rung lists none"),
+    # the other request's setting would be dropped without a word
+    (["--video-frames", "8", "--media", "image"],
+     "--video-frames sets the video request, and --media image runs only the image one: drop --video-frames or --media"),
+    (["--image", "448x448", "--media", "video"],
+     "--image sets the image request, and --media video runs only the video one: drop --image or --media"),
 ]
 
 

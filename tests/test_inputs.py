@@ -94,6 +94,11 @@ def test_unavailable_recipes_say_why(monkeypatch, recipe, device, fp8, missing, 
         (["run", "accuracy", "--preset", "nvila-tiny", "--tasks", "synthetic", "--device", "foo"], "unknown device 'foo'; use cpu or cuda[:N]"),
         (["run", "prefill", "--preset", "nvila-tiny", "--device", "cuda:x"], "unknown device 'cuda:x'"),
         (["profile", "--preset", "nvila-tiny", "--stage", "prefill", "--device", "gpu"], "unknown device 'gpu'"),
+        # settings that would be dropped without a word
+        (["profile", "--preset", "nvila-tiny", "--preset", "vila-tiny", "--stage", "prefill"],
+         "Invalid value for --preset: a profile is of one preset, got 2: nvila-tiny, vila-tiny"),
+        (["run", "decode", "--preset", "nvila-tiny", "--engine", "hf-generate", "--cache", "static"],
+         "--cache sets the eager engine's KV cache, and no point runs eager"),
     ],
 )
 def test_run_refuses_up_front(capsys, tmp_path, args, message):

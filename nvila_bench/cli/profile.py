@@ -11,7 +11,7 @@ from .common import ImageSize, PresetName
 
 
 @click.command(name="profile")
-@click.option("--preset", "cfg", type=PresetName(), required=True, help="A preset name.")
+@click.option("--preset", "cfgs", type=PresetName(), required=True, multiple=True, help="A preset name (one: a profile is of one point).")
 @click.option("--stage", required=True, type=click.Choice(["prefill", "decode", "train"]), help="What one profiled step runs.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
 @click.option("--dtype", help="float32 / bfloat16 / float16 (default: bf16 on cuda, fp32 on cpu).")
@@ -30,7 +30,7 @@ from .common import ImageSize, PresetName
 @click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Operators kept per stage.")
 @click.option("--with-stack", is_flag=True, help="Record Python stacks (larger traces, more overhead).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
-def profile(cfg, stage, device, dtype, images, video_frames, no_temporal_pool, prompt_tokens, new_tokens, batch_size,
+def profile(cfgs, stage, device, dtype, images, video_frames, no_temporal_pool, prompt_tokens, new_tokens, batch_size,
             attn, cache, wait, warmup, active, repeats, top, with_stack, out_dir):
     """Profile a prefill, decode or train step (--stage): TensorBoard and Chrome traces, top operators per
     stage, the profiler's overhead; on CUDA also a memory snapshot and energy. Appends a "profile" record to
@@ -40,6 +40,10 @@ def profile(cfg, stage, device, dtype, images, video_frames, no_temporal_pool, p
 
     from .run import run_suite
 
+    if len(cfgs) > 1:  # `run` sweeps several; a profile would keep the last one without a word
+        raise click.BadParameter(f"a profile is of one preset, got {len(cfgs)}: {', '.join(c.name for c in cfgs)}",
+                                 param_hint="--preset")  # fmt: skip
+    (cfg,) = cfgs
     if video_frames is not None and video_frames < 1:
         raise click.BadParameter(f"must be a positive integer, got {video_frames}", param_hint="--video-frames")
     common = {
