@@ -30,7 +30,14 @@ def _env() -> jinja2.Environment:
 
 
 def fmt_ms(seconds) -> str:
-    return "" if seconds is None else f"{seconds * 1e3:,.3f} ms" if seconds < 1 else f"{seconds:,.3f} s"
+    if seconds is None:
+        return ""
+    return f"{small(seconds * 1e3, 3)} ms" if seconds < 1 else f"{seconds:,.3f} s"
+
+
+def small(x: float, decimals: int) -> str:
+    """`x` with `decimals` decimals, or two significant digits where those would show a non-zero as 0."""
+    return f"{x:,.{decimals}f}" if x == 0 or abs(x) >= 10**-decimals / 2 else f"{x:.2g}"
 
 
 def fmt_num(x, digits: int = 4) -> str:
@@ -46,7 +53,7 @@ def fmt_mib(nbytes) -> str:
 
 
 def fmt_pct(x) -> str:
-    return "" if x is None else f"{x * 100:.1f}%"
+    return "" if x is None else f"{small(x * 100, 1)}%"
 
 
 def _meta() -> dict:
