@@ -474,7 +474,7 @@ def test_the_papers_decode_rates_sit_beside_ours_in_the_same_weights():
 def test_a_small_figure_is_never_shown_as_zero():
     from nvila_bench.reports.render import fmt_ms, fmt_pct
 
-    assert fmt_ms(5.8e-7) == "0.00058 ms" and fmt_ms(5.8e-6) == "0.006 ms" and fmt_ms(0.0123) == "12.300 ms"
+    assert fmt_ms(3.4e-7) == "0.00034 ms" and fmt_ms(5.8e-6) == "0.006 ms" and fmt_ms(0.0123) == "12.300 ms"
     assert fmt_ms(0.0) == "0.000 ms" and fmt_ms(2.5) == "2.500 s"
     assert fmt_pct(6e-5) == "0.006%" and fmt_pct(0.25) == "25.0%" and fmt_pct(0.0) == "0.0%"
     assert "no CUDA" in render_report([prefill_record()], ["x.jsonl"]) and "CUDA None" not in render_report([prefill_record()], ["x.jsonl"])
