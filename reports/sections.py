@@ -31,8 +31,9 @@ def _not_measured(suite: str, command: str) -> dict:
 
 def _decode_key(r: Record) -> tuple:
     """A record's request without its decode settings, to pair a prefill with the decode of the same request
-    (and engine)."""
-    return request_key(r, without=("new_tokens", "cache"))
+    (and engine). Not the image file either: the decode suite serves random images, and one of the file's size
+    gives the same context."""
+    return request_key(r, without=("new_tokens", "cache", "image_file"))
 
 
 def _decodes(records: list[Record]) -> dict:
@@ -296,9 +297,14 @@ def decode_reference(records: list[Record]) -> list[dict]:
     for r in measured(records, "decode") + measured(records, "deployment"):
         if not value(r, "decode_tokens_per_s") or r.config.get("batch_size") != 1:
             continue
+        if r.suite == "deployment" and r.extra.get("media") != "image":  # the README's rates are of image requests
+            continue
         rung = r.extra.get("rung") if r.suite == "deployment" else "bf16"
         rung = "bf16" if rung == "baseline bf16" else rung  # VILA1.5's bf16 rung is its model's bf16 figure
-        label = f"{hardware_of(r)}, {engine_of(r)}, {r.config.get('dtype')}" + (f", ladder rung {rung}" if r.suite == "deployment" else "")
+        label = f"{hardware_of(r)}, {engine_of(r)}, {r.config.get('dtype')}"
+        if r.suite == "deployment":
+            kernel = ", ".join(str(r.extra[k]) for k in ("int4_kernel", "scales", "lm_head") if r.extra.get(k))
+            label += f", ladder rung {rung}" + (f" ({kernel})" if kernel else "")
         ours.setdefault((r.preset, rung), []).append((label, value(r, "decode_tokens_per_s")))
     rows = []
     for entry in paper.decode_rates():

@@ -114,11 +114,6 @@ def check_settings(axes: dict[str, list], options: dict) -> None:
             raise SuiteError(f"--{name.replace('_', '-')} must be >= 1, got {options[name]}")
     if options.get("tasks") and not options.get("checkpoint"):
         raise SuiteError("--tasks scores each rung of a checkpoint: give --checkpoint DIR (random weights score at chance)")
-    unused = {"image": "video_frames", "video": "images"}.get(options.get("media"))  # the other request's setting
-    if unused and axes.get(unused):
-        flag = "--video-frames" if unused == "video_frames" else "--image"
-        raise SuiteError(f"{flag} sets the {'video' if unused == 'video_frames' else 'image'} request, and --media "
-                         f"{options['media']} runs only the {options['media']} one: drop {flag} or --media")  # fmt: skip
     if options.get("checkpoint") and options.get("media") == "video":
         raise SuiteError("--checkpoint: accuracy per rung is measured with the image request's rows, not --media video")
     if options.get("checkpoint") and options.get("rung") and all(RUNGS[r][0] != "nvila" for r in options["rung"]):

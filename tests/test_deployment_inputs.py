@@ -20,11 +20,6 @@ REFUSED = [
     (["--rung", "scaled-only bf16", "--preset", "nvila-lite-2b"], None),  # more than one preset: the preset message
     (["--checkpoint", ".", "--media", "video"], "--checkpoint: accuracy per rung is measured with the image request's rows, not --media video"),
     (["--checkpoint", ".", "--rung", "baseline bf16"], "--checkpoint: accuracy per rung is of NVILA's rungs; --rung lists none"),
-    # the other request's setting would be dropped without a word
-    (["--video-frames", "8", "--media", "image"],
-     "--video-frames sets the video request, and --media image runs only the image one: drop --video-frames or --media"),
-    (["--image", "448x448", "--media", "video"],
-     "--image sets the image request, and --media video runs only the video one: drop --image or --media"),
 ]
 
 
@@ -84,3 +79,21 @@ def test_tasks_need_a_checkpoint_and_known_names(tmp_path, capsys):
     scored = {j.point.extra["rung"]: j.point.extra.get("tasks") for j in jobs}
     assert scored["w4a16-llm"] == ["synthetic_colour", "synthetic_count", "synthetic_frame", "ai2d"]  # the group, then ai2d
     assert scored["baseline bf16"] is None  # the VILA1.5 baseline is not the checkpoint
+
+
+@pytest.mark.parametrize("media", ["image", "video"])
+def test_the_gpu_scripts_shared_settings_pass_the_ladders_checks(media):
+    """benchmarks/deployment_gpu.sh gives every part the same --image and --video-frames and picks the request
+    with --media: the suite must take that (a refusal there costs a lent GPU session its ladder)."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    script = (Path(__file__).parent.parent / "benchmarks" / "deployment_gpu.sh").read_text()
+    common = shlex.split(re.search(r"^COMMON=\((.*)\)$", script, re.M).group(1))
+    given = dict(zip(common[::2], common[1::2]))
+    width, height = map(int, given["--image"].split("x"))
+    axes = {"preset": [given["--preset"]], "images": [((width, height),)], "video_frames": [int(given["--video-frames"])],
+            "prompt_tokens": [int(given["--prompt-tokens"])], "new_tokens": [int(given["--new-tokens"])]}  # fmt: skip
+    jobs = expand(axes, {"media": media})
+    assert jobs and {j.point.extra["media"] for j in jobs} == {media}

@@ -427,11 +427,13 @@ def test_a_real_image_file_is_its_own_request_named_by_its_file():
     records = [prefill_record("nvila-tiny", 0.2, images=("640x480",)), prefill_record("vila-tiny", 0.1, images=("640x480",)),
                prefill_record("nvila-tiny", 0.3, images=("640x480",), extra=photo),
                prefill_record("vila-tiny", 0.15, images=("640x480",), extra=photo)]  # fmt: skip
+    records.append(decode_record("nvila-tiny", tpot=0.01, images=("640x480",)))  # the decode suite serves random images
     rows = {(row["preset"], row["media"]): row for row in next(iter(sections.headline(records)["groups"].values()))}
     assert set(rows) == {("nvila-tiny", "640x480"), ("vila-tiny", "640x480"), ("nvila-tiny", "640x480 photo.jpg"),
                          ("vila-tiny", "640x480 photo.jpg")}  # fmt: skip
     assert rows[("nvila-tiny", "640x480 photo.jpg")]["ttft_speedup"] == pytest.approx(0.5, rel=0.05)
     assert rows[("nvila-tiny", "640x480")]["ttft_speedup"] == pytest.approx(0.5, rel=0.05)
+    assert rows[("nvila-tiny", "640x480 photo.jpg")]["decode_tps"] == rows[("nvila-tiny", "640x480")]["decode_tps"] > 0  # same context
     assert report_records.point_name(records[2]) == "nvila-tiny 640x480 photo.jpg"
     assert "photo.jpg" in point_label(records[2]) and "photo.jpg" not in point_label(records[0])
 
@@ -462,7 +464,8 @@ def test_the_papers_decode_rates_sit_beside_ours_in_the_same_weights():
     """The README's "Baseline (FP16)" row gets our unquantized figures (decode suite, the ladder's bf16 rung),
     the TinyChat (W4A16 LLM + W8A8 ViT) row only the ladder's rung of those formats, never the bf16 ones."""
     bf16 = decode_record("nvila-8b", tpot=0.006, env=GPU_ENV)
-    ladder = [deployment_record(*LADDER[1], env=GPU_ENV), deployment_record(*LADDER[3], env=GPU_ENV)]
+    ladder = [deployment_record(*LADDER[1], env=GPU_ENV), deployment_record(*LADDER[3], env=GPU_ENV),
+              deployment_record(*LADDER[3][:4], 99.0, *LADDER[3][5:], media="video", env=GPU_ENV)]  # not the README's request
     ladder = [replace(r, config=r.config | {"preset": "nvila-8b"}) for r in ladder]
     rows = {row["engine"]: row["ours"] for row in sections.decode_reference([bf16, *ladder]) if row["preset"] == "nvila-8b"}
     baseline, tinychat = rows["Baseline (FP16)"], rows["TinyChat (W4A16 LLM + W8A8 ViT)"]

@@ -16,7 +16,10 @@ def write_atomic(path: str | Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
+        except OSError:  # a filesystem without modes (some mounts): keep what it gives
+            pass
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -27,6 +30,14 @@ def write_atomic(path: str | Path, text: str) -> Path:
 
 
 def _umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it: put it back at once
+    """The process's umask, read where Linux states it; elsewhere by setting it and putting it back (for that
+    instant another thread's new file would get mode 0666)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
