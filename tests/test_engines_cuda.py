@@ -48,6 +48,39 @@ def test_the_compiled_decode_is_one_captured_graph_with_eager_ids(fp32_context, 
     assert engine._fill.graph is not None  # generate's prefill: the captured fast prefill too
 
 
+def test_the_captured_flex_step_reads_only_the_filled_blocks(fp32_context):
+    """On CUDA's flex_decode kernel, inside a CUDA graph: the block count follows pos across a block boundary,
+    and NaN planted past the filled blocks stays out of the logits, which equal transformers' (CPU: the same
+    test on inductor's CPU template, tests/test_fast_llm.py)."""
+    from nvila_bench.model.compiling import capture, compiled
+    from nvila_bench.model.fast_llm import KV_BLOCK, FastDecoder, cache_length
+
+    model, _ = fp32_context
+    torch.manual_seed(0)
+    embeds = torch.randn(2, KV_BLOCK - 2, model.llm.config.hidden_size, device="cuda") * 0.1
+    context = embeds.shape[1]
+    with torch.inference_mode():
+        ours, theirs = (model.new_cache("static", cache_length(context + 4 + KV_BLOCK)) for _ in range(2))
+        token = model.prefill(embeds, theirs).logits.argmax(-1, keepdim=True)
+        model.prefill(embeds, ours)
+        for layer in ours.layers:
+            layer.keys[:, :, 2 * KV_BLOCK :] = float("nan")
+            layer.values[:, :, 2 * KV_BLOCK :] = float("nan")
+        pos, current = torch.tensor(context, device="cuda"), token.clone()
+        decoder = FastDecoder(model.llm, ours, pos, "flex")
+        step = compiled(decoder.__call__)
+        out = torch.empty(2, model.llm.config.vocab_size, device="cuda")
+        graph, _ = capture(lambda: out.copy_(step(current)), warmups=1)  # the warm-up writes at pos: rewritten below
+        for blocks in (1, 1, 2, 2):
+            expected = model.decode_step(token, theirs)
+            current.copy_(token)
+            graph.replay()
+            assert decoder._mask.kv_num_blocks.item() == blocks
+            torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+            token = expected.argmax(-1, keepdim=True)
+            pos.add_(1)
+
+
 def test_the_prefill_graph_gives_the_eager_first_token(fp32_context):
     model, embeds = fp32_context
     engine = CompiledEngine(model)
