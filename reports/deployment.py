@@ -25,7 +25,7 @@ from nvila_bench.model import get_preset
 from nvila_bench.model.presets import preset_names
 from nvila_bench.model.quantize import COMPONENTS
 
-from .records import hardware_of, is_nvila, preset_config, value
+from .records import engine_of, hardware_of, is_nvila, measured, preset_config, value
 
 SUITE = "deployment"
 COMMAND = "nvila-bench run deployment --preset nvila-8b --device cuda --out results/"
@@ -287,6 +287,33 @@ def _tinychat(media: str, family: str, hardware: str, rows: dict[str, dict]) -> 
                     "rung": rung, "ours": ours.get("decode_tps") if ours else None, "ours_preset": ours["preset"] if ours else None,
                     "verdict": verdict, "ratio": ratio})  # fmt: skip
     return out
+
+
+def decode_reference(records: list[Record]) -> list[dict]:
+    """The README's deployment decode rates (paper provenance) beside our measured rates of the same preset in
+    the same weights: a "Baseline (FP16)" row beside the decode suite's (unquantized) records and the ladder's
+    bf16 rungs, a TinyChat (quantized) row beside the ladder's rung of those formats only."""
+    ours: dict[tuple[str, str], list[tuple[str, float]]] = {}  # (preset, rung) -> (where and how, tokens/s)
+    for r in measured(records, "decode") + measured(records, "deployment"):
+        if not value(r, "decode_tokens_per_s") or r.config.get("batch_size") != 1:
+            continue
+        if r.suite == "deployment" and r.extra.get("media") != "image":  # the README's rates are of image requests
+            continue
+        rung = r.extra.get("rung") if r.suite == "deployment" else "bf16"
+        rung = "bf16" if rung == "baseline bf16" else rung  # VILA1.5's bf16 rung is its model's bf16 figure
+        label = f"{hardware_of(r)}, {engine_of(r)}, {r.config.get('dtype')}"
+        if r.suite == "deployment":
+            kernel = ", ".join(str(r.extra[k]) for k in ("int4_kernel", "scales", "lm_head") if r.extra.get(k))
+            label += f", ladder rung {rung}" + (f" ({kernel})" if kernel else "")
+        ours.setdefault((r.preset, rung), []).append((label, value(r, "decode_tokens_per_s")))
+    rows = []
+    for entry in paper.decode_rates():
+        rows.append({
+            "preset": entry["preset"], "engine": entry["engine"], "source": entry["source"],
+            "paper": {label: entry.get(key) for key, label in PAPER_HARDWARE.items()},
+            "ours": ours.get((entry["preset"], TINYCHAT_RUNG.get(entry["engine"], "bf16")), []),
+        })  # fmt: skip
+    return rows
 
 
 # ---- the section -------------------------------------------------------------------------------------------

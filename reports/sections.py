@@ -22,7 +22,6 @@ from .records import (
 )  # fmt: skip
 
 PAPER_MODEL = "nvila-8b"  # the model the paper's accuracy tables are about
-HARDWARE_COLUMNS = {"a100": "A100", "rtx4090": "RTX 4090", "orin": "Orin"}
 
 
 def _not_measured(suite: str, command: str) -> dict:
@@ -289,33 +288,6 @@ def training(records: list[Record]) -> dict:
     }  # fmt: skip
 
 
-def decode_reference(records: list[Record]) -> list[dict]:
-    """The README's deployment decode rates (paper provenance) beside our measured rates of the same preset in
-    the same weights: a "Baseline (FP16)" row beside the decode suite's (unquantized) records and the ladder's
-    bf16 rungs, a TinyChat (quantized) row beside the ladder's rung of those formats only."""
-    ours: dict[tuple[str, str], list[tuple[str, float]]] = {}  # (preset, rung) -> (where and how, tokens/s)
-    for r in measured(records, "decode") + measured(records, "deployment"):
-        if not value(r, "decode_tokens_per_s") or r.config.get("batch_size") != 1:
-            continue
-        if r.suite == "deployment" and r.extra.get("media") != "image":  # the README's rates are of image requests
-            continue
-        rung = r.extra.get("rung") if r.suite == "deployment" else "bf16"
-        rung = "bf16" if rung == "baseline bf16" else rung  # VILA1.5's bf16 rung is its model's bf16 figure
-        label = f"{hardware_of(r)}, {engine_of(r)}, {r.config.get('dtype')}"
-        if r.suite == "deployment":
-            kernel = ", ".join(str(r.extra[k]) for k in ("int4_kernel", "scales", "lm_head") if r.extra.get(k))
-            label += f", ladder rung {rung}" + (f" ({kernel})" if kernel else "")
-        ours.setdefault((r.preset, rung), []).append((label, value(r, "decode_tokens_per_s")))
-    rows = []
-    for entry in paper.decode_rates():
-        rows.append({
-            "preset": entry["preset"], "engine": entry["engine"], "source": entry["source"],
-            "paper": {label: entry.get(key) for key, label in HARDWARE_COLUMNS.items()},
-            "ours": ours.get((entry["preset"], deployment.TINYCHAT_RUNG.get(entry["engine"], "bf16")), []),
-        })  # fmt: skip
-    return rows
-
-
 def profiles(records: list[Record]) -> dict:
     """`nvila-bench profile` records (time per stage, top operators, the profiler's overhead, GPU memory) and the
     energy of every record that has it (GPU runs with NVML; CPU records have no energy fields)."""
@@ -396,7 +368,7 @@ def build(records: list[Record], sources: list[str]) -> dict:
         "accuracy": accuracy(current),
         "training": training(current),
         "profile": profiles(current),
-        "decode_reference": decode_reference(current),
+        "decode_reference": deployment.decode_reference(current),
         "failures": failures(current),
         "environments": environments(current),
     }

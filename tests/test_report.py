@@ -15,7 +15,7 @@ from nvila_bench.core.results import Record, ResultWriter, load_results, read_re
 from nvila_bench.core.training_cost import fp8_speedup
 from nvila_bench.model.stages import PREFILL_STAGES
 from nvila_bench.reports import records as report_records
-from nvila_bench.reports import sections
+from nvila_bench.reports import deployment, sections
 from nvila_bench.reports.claims import claims_table
 from nvila_bench.reports.render import render_report
 
@@ -467,7 +467,7 @@ def test_the_papers_decode_rates_sit_beside_ours_in_the_same_weights():
     ladder = [deployment_record(*LADDER[1], env=GPU_ENV), deployment_record(*LADDER[3], env=GPU_ENV),
               deployment_record(*LADDER[3][:4], 99.0, *LADDER[3][5:], media="video", env=GPU_ENV)]  # not the README's request
     ladder = [replace(r, config=r.config | {"preset": "nvila-8b"}) for r in ladder]
-    rows = {row["engine"]: row["ours"] for row in sections.decode_reference([bf16, *ladder]) if row["preset"] == "nvila-8b"}
+    rows = {row["engine"]: row["ours"] for row in deployment.decode_reference([bf16, *ladder]) if row["preset"] == "nvila-8b"}
     baseline, tinychat = rows["Baseline (FP16)"], rows["TinyChat (W4A16 LLM + W8A8 ViT)"]
     assert sorted(round(v, 1) for _, v in baseline) == [6.1, pytest.approx(166.7, rel=0.05)]
     assert [v for _, v in tinychat] == [6.056] and "ladder rung w8a8-vit-int8" in tinychat[0][0]
