@@ -122,6 +122,9 @@ def test_cost_json_per_stage_with_time_floor(capsys):
     assert data["provenance"] == "analytic" and data["hardware"] == "h100-sxm"
     context = run_json(capsys, "cost", "--preset", "nvila-8b", "--image", "448x448", "--context", "8000")
     assert context["decode_step"] == costmodel.decode_step_cost(get_preset("nvila-8b"), 8000).to_dict()
+    assert main(["cost", "--preset", "nvila-tiny", "--image", "1920x1080"]) == 0  # the text form
+    tiny = costmodel.request_costs(get_preset("nvila-tiny"), [(1920, 1080)], prompt_tokens=64)["decode_step"]
+    assert 1e6 < tiny.flops < 5e6 and f"{tiny.flops / 1e9:.2g} GFLOP" in capsys.readouterr().out  # not "0.00 GFLOP"
 
 
 @pytest.mark.parametrize(

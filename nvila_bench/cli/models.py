@@ -133,15 +133,11 @@ def cost(cfg, images, video_frames, no_temporal_pool, prompt_tokens, context, ba
         data["hardware"] = hw.key
         for name, c in costs.items():
             stages[name]["time_floor_s"] = costmodel.time_floor(c, hw.peak_flops(dtype), hw.bandwidth)
+    from nvila_bench.reports.render import small  # the report's rule: a tiny preset's 1.4 MFLOP is not "0.00"
+
     for name, st in stages.items():
-        floor = f"  floor {_figure(st['time_floor_s'] * 1e3, 3):>9} ms on {hw.key}" if hw is not None else ""
-        lines.append(f"  {name:<12} {_figure(st['flops'] / 1e9, 2):>12} GFLOP {_figure(st['bytes'] / 1e6, 2):>12} MB{floor}")
+        floor = f"  floor {small(st['time_floor_s'] * 1e3, 3):>9} ms on {hw.key}" if hw is not None else ""
+        lines.append(f"  {name:<12} {small(st['flops'] / 1e9, 2):>12} GFLOP {small(st['bytes'] / 1e6, 2):>12} MB{floor}")
     if hw is None:
         lines.append(f"  (add --hardware for time floors: {', '.join(hardware_keys())})")
     emit(data, as_json, "\n".join(lines))
-
-
-def _figure(x: float, decimals: int) -> str:
-    """`x` with `decimals` decimals, or two significant digits where those would show a non-zero as 0 (a tiny
-    preset's decode step is 1.4 MFLOP: "0.0014 GFLOP", not "0.00")."""
-    return f"{x:.{decimals}f}" if x == 0 or abs(x) >= 10**-decimals / 2 else f"{x:.2g}"
