@@ -16,12 +16,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from nvila_bench.core.files import write_atomic
 from nvila_bench.core.gate import DEFAULT_METRICS, compare_metric, direction, match_key, point_label
 from nvila_bench.core.results import STATUSES, Record, hardware_of, read_results
 
 from . import charts
 from .records import latest
-from .render import render_dashboard, render_report, write_atomic
+from .render import render_dashboard, render_report
 
 
 @dataclass

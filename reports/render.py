@@ -11,7 +11,6 @@ import jinja2
 from markupsafe import Markup
 
 import nvila_bench
-from nvila_bench.core.files import write_atomic  # noqa: F401 - the CLI and the dashboard write pages with it
 from nvila_bench.core.results import Record
 
 from . import sections

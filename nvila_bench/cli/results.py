@@ -18,7 +18,8 @@ def register(cli: click.Group) -> None:
 @click.option("--title", default="nvila-bench report", show_default=True, help="Page title.")
 def report(results, out_file, title):
     """One self-contained HTML report from RESULTS (results files or directories)."""
-    from nvila_bench.reports.render import render_report, write_atomic
+    from nvila_bench.core.files import write_atomic
+    from nvila_bench.reports.render import render_report
     from nvila_bench.core.results import load_results
 
     check_output(out_file)
