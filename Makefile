@@ -1,6 +1,7 @@
 # Two commands on a fresh machine: `make run` (main job) and `make test` (test suite).
 # Both create .venv when missing. torch is installed first, pinned to the CPU wheel this workplace keeps
-# on disk, so no dependency can pull a multi-GB CUDA build; override with `make TORCH=torch==2.14.1 ...`.
+# on disk, so no dependency can pull a multi-GB CUDA build; override with a supported release (2.11-2.13),
+# e.g. `make TORCH=torch==2.11.0 ...` (PyPI's Linux wheels of torch are CUDA builds).
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
@@ -19,7 +20,9 @@ LMMS_DEPS  := accelerate datasets evaluate loguru pytablewriter pytz sacrebleu t
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(TORCH)
+	@# setuptools is the build backend pyproject.toml declares (>= 77 for its SPDX license); builds without
+	@# isolation (the GPU image's install, tests/test_packaging.py) use the venv's, and torch 2.11 leaves 65.
+	$(BIN)/python -m pip install -q "setuptools>=77" $(TORCH)
 	@# --no-warn-conflicts: once lmms-eval is in the venv, every install would print ~30 "lmms-eval 0.7.3 requires
 	@# ..., which is not installed" lines (pip logs them at CRITICAL, past -q). pip check below stays the gate.
 	$(BIN)/python -m pip install -q --no-warn-conflicts -e '.[test]' $(TORCH) $(EXTRA_PINS)
@@ -67,9 +70,11 @@ $(TRITON_SITE)/.installed: | $(STAMP)
 test: $(STAMP) $(TRITON_SITE)/.installed
 	$(BIN)/python -m pytest -q
 
-# The lowest transformers we declare (the GPU image's), in a venv of its own.
+# The lowest torch and transformers we declare, the GPU image's (torch 2.11, transformers 5.17), in a venv of its
+# own: the compiled engine leans on inductor and FlexAttention, which change between torch releases. PyPI has
+# torch 2.11 only as a CUDA build (about 3 GB with its CUDA libraries); it runs the tests on the CPU.
 test-oldest:
-	$(MAKE) test VENV=.venv-oldest EXTRA_PINS="transformers==5.17.0"
+	$(MAKE) test VENV=.venv-oldest TORCH=torch==2.11.0 EXTRA_PINS="transformers==5.17.0"
 
 clean:
 	rm -rf .venv .venv-oldest $(TRITON_SITE) build *.egg-info
