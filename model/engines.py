@@ -12,7 +12,10 @@
 Every engine is driven the same way, so a suite times them side by side on the same weights and context:
 `setup(embeds, new_tokens)` does the one-time work (compile, graph capture; the caller times it), then each
 `generate(embeds, new_tokens, section)` prefills and decodes, marking section("llm_prefill") once and
-section("decode_step") per step. The model never times itself: `section` is the caller's clock.
+section("decode_step") per step. The model never times itself: `section` is the caller's clock. After
+`generate`, `last_logits` (B, V) are the logits the last id was chosen from (the last decode step's), kept at no
+cost to the steps, so engines can be compared by more than their ids (a random-weight model's greedy ids can be
+one id repeated, whatever the engine computed).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class Engine:
     cache: object = field(default=None, repr=False)
     # Encloses each CUDA graph capture of setup (stages.GRAPH_CAPTURE): a suite's one-time clock times them
     setup_section: Section = field(default=no_sections, repr=False)
+    last_logits: torch.Tensor | None = field(default=None, repr=False)  # (B, V) of generate's last decode step
 
     @property
     def generate_prefill(self) -> str | None:
@@ -94,10 +98,12 @@ class Engine:
     @torch.inference_mode()
     def generate(self, embeds: torch.Tensor, new_tokens: int, section: Section = no_sections) -> torch.Tensor:
         """Greedy ids (B, new_tokens): the prefill's token, then new_tokens - 1 decode steps, EOS ignored."""
-        self.cache = self.model.new_cache(self.cache_kind, embeds.shape[1] + new_tokens)
+        self.cache, self.last_logits = self.model.new_cache(self.cache_kind, embeds.shape[1] + new_tokens), None
         with section(LLM_PREFILL):
             token, self.cache = prefill(self.model, embeds, self.cache)
-        return torch.cat([token, greedy_decode(self.model, token, self.cache, new_tokens - 1, section)], dim=1)
+        steps = greedy_decode(self.model, token, self.cache, new_tokens - 1, section,
+                              on_logits=lambda logits: setattr(self, "last_logits", logits))  # fmt: skip
+        return torch.cat([token, steps], dim=1)
 
 
 @dataclass
@@ -124,6 +130,7 @@ class CompiledEngine(Engine):
     _notes: dict = field(default_factory=lambda: dict.fromkeys(("media", "prefill", "decode prefill", "decode")), repr=False)
     _attention: str | None = field(default=None, repr=False)  # the decode step's, once set up
     _decode: object = field(default=None, repr=False)
+    _logits: torch.Tensor | None = field(default=None, repr=False)  # the last step's (with a graph: its buffer)
     _shape: tuple | None = field(default=None, repr=False)
 
     def setup(self, embeds: torch.Tensor, new_tokens: int) -> None:
@@ -141,7 +148,8 @@ class CompiledEngine(Engine):
                 raise
             except Exception as e:  # noqa: BLE001 - any failure to capture: try the next, and say so in the record
                 failed.append(f"{attention} failed: {type(e).__name__}: {' '.join(str(e).split())[:160]}")
-                self._decode, self._graph, self._fill, self.cache = None, None, None, None  # free the attempt's memory
+                # free the attempt's memory
+                self._decode, self._graph, self._fill, self._logits, self.cache = None, None, None, None, None
                 torch.compiler.reset()
         reason = failed[0].split(" failed: ", 1)[1] if len(failed) == 1 else "; ".join(failed)
         self._set_note("decode", f"fell back to eager: {reason}")
@@ -175,7 +183,8 @@ class CompiledEngine(Engine):
         self._pos = torch.full((), context, dtype=torch.long, device=token.device)  # where the step writes
         self._decode = self._decode_function(attention)
         if embeds.device.type == "cuda" and self.use_graph:
-            self._graph, _ = capture(self._run_step, _WARMUP, self.setup_section)
+            # The graph's logits buffer holds each replay's logits (read after generate: last_logits)
+            self._graph, self._logits = capture(self._run_step, _WARMUP, self.setup_section)
         else:
             for _ in range(_WARMUP):  # compiles it
                 self._run_step()
@@ -199,12 +208,15 @@ class CompiledEngine(Engine):
         out = self.model.llm(inputs_embeds=embeds, use_cache=True, logits_to_keep=1, **{_cache_kwarg(): self.cache})
         return out.logits[:, -1].argmax(-1, keepdim=True)
 
-    def _run_step(self) -> None:
-        """One decode step on the static buffers: next id of `_token`, written back into it and into `_ids`."""
-        self._token.copy_(self._decode().argmax(-1, keepdim=True))
+    def _run_step(self) -> torch.Tensor:
+        """One decode step on the static buffers: next id of `_token`, written back into it and into `_ids`;
+        returns the step's logits (B, V)."""
+        logits = self._decode()
+        self._token.copy_(logits.argmax(-1, keepdim=True))
         self._ids.index_copy_(1, self._step.view(1), self._token)
         self._step.add_(1)
         self._pos.add_(1)
+        return logits
 
     def _rewind(self, length: int) -> None:
         """Set the fill level to `length` (entries past it are stale and get overwritten). The cache's own
@@ -229,7 +241,11 @@ class CompiledEngine(Engine):
             self._rewind(embeds.shape[1])
         for _ in range(new_tokens - 1):
             with section(DECODE_STEP):
-                self._graph.replay() if self._graph is not None else self._run_step()
+                if self._graph is not None:
+                    self._graph.replay()
+                else:
+                    self._logits = self._run_step()
+        self.last_logits = self._logits if new_tokens > 1 else None
         return self._ids[:, :new_tokens].clone()
 
     # ---- prefill: compiled per (batch, length), one CUDA graph up to prefill_graph_tokens ----------------
@@ -276,7 +292,7 @@ class _Lap:
     after that token's forward, so the first call ends the prefill and each later one a decode step."""
 
     def __init__(self, section: Section):
-        self.section, self.calls, self.open = section, 0, None
+        self.section, self.calls, self.open, self.scores = section, 0, None, None
 
     def begin(self) -> None:
         self.open = self.section(LLM_PREFILL)
@@ -285,6 +301,7 @@ class _Lap:
     def __call__(self, input_ids, scores):
         self.open.__exit__(None, None, None)
         self.calls += 1
+        self.scores = scores  # the logits this token is chosen from (kept, not copied)
         self.open = self.section(DECODE_STEP)
         self.open.__enter__()
         return scores
@@ -321,6 +338,7 @@ class HFEngine(Engine):
         ids = self.model.llm.generate(inputs_embeds=embeds, generation_config=config,
                                       logits_processor=LogitsProcessorList([lap]))  # fmt: skip
         lap.end()
+        self.last_logits = lap.scores if new_tokens > 1 else None  # the prefill's are not a decode step's
         return ids[:, -new_tokens:]
 
 

@@ -123,16 +123,21 @@ def first_token(model, request: Request, section: Section = no_sections, cache=N
 
 @torch.inference_mode()
 def greedy_decode(
-    model, token: torch.Tensor, cache, steps: int, section: Section = no_sections, eos: int | None = None
+    model, token: torch.Tensor, cache, steps: int, section: Section = no_sections, eos: int | None = None,
+    on_logits=None,
 ) -> torch.Tensor:
     """The decode loop: `steps` greedy steps after `token` (B, 1), each inside section("decode_step"); stops
-    early only when `eos` is given and every row produced it. Returns the new ids (B, <= steps)."""
+    early only when `eos` is given and every row produced it. Returns the new ids (B, <= steps); `on_logits`, if
+    given, is handed each step's logits (B, V)."""
     out = []
     for _ in range(steps):
         if eos is not None and bool((token == eos).all()):
             break
         with section(DECODE_STEP):
-            token = model.decode_step(token, cache).argmax(-1, keepdim=True)
+            logits = model.decode_step(token, cache)
+            token = logits.argmax(-1, keepdim=True)
+        if on_logits is not None:
+            on_logits(logits)
         out.append(token)
     return torch.cat(out, dim=1) if out else token.new_empty((token.shape[0], 0))
 

@@ -10,6 +10,8 @@ measured) gets one row with its figures beside the reference's and the speed-up 
 
 from __future__ import annotations
 
+import math
+
 from nvila_bench.core.results import Record
 
 from .records import ENGINES, engine_of, hardware_of, measured, media_label, preprocess_of, request_key, value
@@ -17,6 +19,10 @@ from .records import ENGINES, engine_of, hardware_of, measured, media_label, pre
 SUITES = ("prefill", "decode")
 METRICS = {"prefill": ("ttft", "llm_prefill"), "decode": ("tpot", "prefill")}  # suite -> (headline, second figure)
 AGREE_TOKENS = 16  # the first output ids compared between an engine and the reference
+# Relative difference of the last step's sampled logits (suites/decode.py) under which two engines count as computing
+# the same: bf16 rounding over a step's kernels lands between 1e-3 and 1e-2; a wrong weight, position or cache read
+# moves the logits by far more. Their ids alone cannot say it where a random-weight model repeats one id.
+LOGITS_CLOSE = 0.05
 COMMAND = ("nvila-bench run decode --preset nvila-8b --device cuda --image 1920x1080 "
            "--engine compiled --engine hf-static --engine eager --out results/")  # fmt: skip
 
@@ -43,15 +49,36 @@ def ratio_text(reference_engine: str, peer_engine: str, r: float | None) -> str 
     return f"{reference_engine} is {1 / r:.2f}x slower than {peer_engine}"
 
 
+def relative_difference(ours: list, reference: list) -> float | None:
+    """||ours - reference|| / ||reference|| over the entries both hold (None: masked by a logits processor), or None
+    where the two cannot be compared (lengths, nothing left, a zero reference)."""
+    if len(ours) != len(reference):
+        return None
+    pairs = [(o, r) for o, r in zip(ours, reference) if o is not None and r is not None]
+    norm = math.sqrt(sum(r * r for _, r in pairs))
+    return math.sqrt(sum((o - r) ** 2 for o, r in pairs)) / norm if norm else None
+
+
 def agreement(reference: Record, peer: Record) -> dict | None:
-    """Whether the first `AGREE_TOKENS` output ids of two decode records agree; None when either lacks them."""
+    """Whether the first `AGREE_TOKENS` output ids of two decode records agree, how many distinct ids they hold (one:
+    the ids cannot tell engines apart), whether the whole sequences were the same (None: not recorded), and where
+    they were, the relative difference of the last steps' logits and whether it is under LOGITS_CLOSE; None when
+    either record lacks ids."""
     a, b = value(reference, "output_ids"), value(peer, "output_ids")
     if not isinstance(a, list) or not isinstance(b, list) or not a or not b:
         return None
     a, b = a[:AGREE_TOKENS], b[:AGREE_TOKENS]
     n = min(len(a), len(b))
     first = next((i for i in range(n) if a[i] != b[i]), None)
-    return {"agree": first is None and len(a) == len(b), "compared": n, "first_difference": first}
+    digests = value(reference, "output_ids_digest"), value(peer, "output_ids_digest")
+    out = {"agree": first is None and len(a) == len(b), "compared": n, "first_difference": first,
+           "distinct": len(set(a[:n])), "same_sequence": None if None in digests else digests[0] == digests[1],
+           "logits_difference": None, "logits_close": None}  # fmt: skip
+    ours, theirs = value(peer, "last_step_logits"), value(reference, "last_step_logits")
+    if out["same_sequence"] and isinstance(ours, list) and isinstance(theirs, list):
+        out["logits_difference"] = difference = relative_difference(ours, theirs)
+        out["logits_close"] = None if difference is None else difference <= LOGITS_CLOSE
+    return out
 
 
 PEERS = ("hf-static", "hf-generate")  # transformers' own generate(): the peers every other engine is stated against
@@ -122,4 +149,4 @@ def side_by_side(records: list[Record]) -> dict:
             })  # fmt: skip
     rows.sort(key=lambda x: (SUITES.index(x["suite"]), str(x["preset"]), x["media"], x["hardware"],
                              x["preprocess"], ENGINES.index(x["engine"]) if x["engine"] in ENGINES else 9))
-    return {"rows": rows, "command": COMMAND, "agree_tokens": AGREE_TOKENS}
+    return {"rows": rows, "command": COMMAND, "agree_tokens": AGREE_TOKENS, "logits_close": LOGITS_CLOSE}

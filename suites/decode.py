@@ -5,10 +5,16 @@ steps, EOS ignored, each step timed on its own. The first token comes from the p
 (vLLM / MLPerf definition). The point's engine runs the steps (model/engines.py: eager, compiled, or the
 transformers peers hf-generate / hf-static); its one-time compile and capture are timed on their own
 (`setup_seconds`; the CUDA graph captures within it, `graph_capture_seconds`), never hidden in the warm-up.
-The record keeps the first 64 generated ids (`output_ids`), so engines can be checked against each other.
+The record keeps the first 64 generated ids (`output_ids`) and a digest of them all, so engines can be checked
+against each other; and, because a random-weight model's greedy ids can be one id repeated whatever the engine
+computed, the logits the last id was chosen from at `LOGIT_SAMPLE` evenly spaced vocabulary ids
+(`last_step_logits`, row 0): two engines that made the same ids can be compared by those numbers
+(reports/engines.py).
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import torch
 
@@ -38,6 +44,25 @@ def cache_bytes(cache) -> int:
             if isinstance(tensor, torch.Tensor):
                 total += tensor.numel() * tensor.element_size()
     return total
+
+
+LOGIT_SAMPLE = 256  # vocabulary entries of the last step's logits kept per record (of 151,646 for NVILA-8B)
+
+
+def logits_sample(logits: torch.Tensor) -> list[float | None]:
+    """Row 0 of `logits` (B, V) at LOGIT_SAMPLE evenly spaced vocabulary ids (all of them for a smaller vocabulary),
+    as floats of 6 significant digits: enough to tell bf16 rounding (1e-3..1e-2 relative) from a wrong result. A
+    -inf is a token a logits processor masked (transformers' min_new_tokens masks EOS, the vocabulary's last ids for
+    Qwen2) and becomes None; NaN stays, and makes the point `nonfinite`: an engine computing NaN is broken."""
+    row = logits[0].float()
+    picked = torch.linspace(0, row.shape[0] - 1, min(LOGIT_SAMPLE, row.shape[0]), device=row.device).round().long()
+    return [None if x == float("-inf") else float(f"{x:.6g}") for x in row[picked].tolist()]
+
+
+def ids_digest(ids: torch.Tensor) -> str:
+    """A short digest of row 0 of the generated ids (B, N), all N of them: whether two engines' whole sequences,
+    not only the kept first 64, were the same (their last steps' logits are comparable only then)."""
+    return hashlib.sha256(",".join(map(str, ids[0].tolist())).encode()).hexdigest()[:16]
 
 
 def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
@@ -84,7 +109,10 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
         ),
         "iterations": Metric.measured(len(samples["total"]), "count"),
         "output_ids": Metric.measured(ids[0][0, :64].tolist(), "token ids"),  # row 0
+        "output_ids_digest": Metric.measured(ids_digest(ids[0]), "sha256"),
     } | setup_metrics(clock)
+    if engine.last_logits is not None:
+        metrics["last_step_logits"] = Metric.measured(logits_sample(engine.last_logits), "logits")
     if engine.cache is not None:  # the peers keep theirs inside generate()
         metrics["kv_cache_bytes"] = Metric.measured(cache_bytes(engine.cache), "bytes", "lower", "max")
     if engine.note:

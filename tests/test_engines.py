@@ -33,11 +33,19 @@ def contexts():
     return out
 
 
+def last_step_logits(model, embeds: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """The logits the last of `ids` was chosen from, by one forward of the whole sequence with no cache."""
+    with torch.inference_mode():
+        full = torch.cat([embeds, model.llm.get_input_embeddings()(ids[:, :-1])], dim=1)
+        return model.llm(inputs_embeds=full).logits[:, -1]
+
+
 @pytest.mark.parametrize("preset", ["nvila-tiny", "vila-tiny"])
-def test_every_engine_gives_the_eager_ids(contexts, preset):
+def test_every_engine_gives_the_eager_ids_and_the_logits_of_its_last_step(contexts, preset):
     model, embeds = contexts[preset]
     reference = make_engine("eager", model, "dynamic").generate(embeds, 10)
     assert reference.shape == (2, 10)
+    logits = last_step_logits(model, embeds, reference)
     for name in ENGINES:
         engine = make_engine(name, model)
         engine.setup(embeds, 10)
@@ -45,6 +53,10 @@ def test_every_engine_gives_the_eager_ids(contexts, preset):
         assert engine.note is None, engine.note
         assert torch.equal(ids, reference), f"{name}: {ids.tolist()} != {reference.tolist()}"
         assert torch.equal(engine.generate(embeds, 10), reference), f"{name}: a second run differs"
+        # transformers' generate hands its logits processors' output: min_new_tokens masks EOS with -inf
+        kept = engine.last_logits.isfinite()
+        assert kept.float().mean() > 0.99 and (name in ("hf-generate", "hf-static") or kept.all()), name
+        torch.testing.assert_close(engine.last_logits.float()[kept], logits[kept], rtol=1e-4, atol=1e-4, msg=name)
 
 
 @pytest.mark.parametrize("batch, context", [(64, 20), (1, 3000)])
@@ -145,6 +157,14 @@ def test_decode_records_keep_the_engine_its_setup_time_and_the_ids(tmp_path, cap
     assert all(r["status"] == "ok" and "engine_note" not in r["metrics"] for r in records)  # compiled: no fallback
     ids = [r["metrics"]["output_ids"]["value"] for r in records]
     assert len(ids[0]) == 64 and ids[0] == ids[1] == ids[2]  # the first 64 of 70, the same for every engine
+    # all 70 the same (digest), and the logits the last was chosen from at 256 of nvila-tiny's vocabulary ids; EOS,
+    # which transformers' min_new_tokens masks with -inf, is None there and leaves the point ok
+    assert len({r["metrics"]["output_ids_digest"]["value"] for r in records}) == 1
+    eager, hf, compiled = (r["metrics"]["last_step_logits"]["value"] for r in records)
+    assert len(eager) == 256 and None not in eager + compiled and hf.count(None) == 1
+    from nvila_bench.reports.engines import relative_difference
+
+    assert relative_difference(compiled, eager) < 1e-5 and relative_difference(hf, eager) < 1e-5
     assert all(r["metrics"]["setup_seconds"]["value"] >= 0 for r in records)
     # CUDA graphs only on CUDA: no capture time on the CPU (tests/test_engines_cuda.py checks one there)
     assert all("graph_capture_seconds" not in r["metrics"] for r in records)

@@ -42,10 +42,13 @@ def test_the_compiled_decode_is_one_captured_graph_with_eager_ids(fp32_context, 
     engine = CompiledEngine(model, attention=attention)
     engine.setup(embeds, 12)
     assert engine.note is None and engine._graph is not None, engine.note  # captured, not fallen back
-    reference = make_engine("eager", model, "dynamic").generate(embeds, 12)
+    eager = make_engine("eager", model, "dynamic")
+    reference = eager.generate(embeds, 12)
     assert torch.equal(engine.generate(embeds, 12), reference)
     assert torch.equal(engine.generate(embeds, 12), reference)  # a replay after a replay: the cache rewound
     assert engine._fill.graph is not None  # generate's prefill: the captured fast prefill too
+    # the graph's logits buffer holds the last replay's: the logits the last id was chosen from
+    torch.testing.assert_close(engine.last_logits, eager.last_logits, rtol=1e-4, atol=1e-4)
 
 
 def test_the_captured_flex_step_reads_only_the_filled_blocks(fp32_context):

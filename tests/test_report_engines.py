@@ -1,9 +1,11 @@
 """The engines section names the kernels the vision tower's and the compiled LLM prefill's attention ran with
 (the prefill suite's `vision_attention`, `llm_prefill_attention`), so a slow stage can be told from a missing
-fused kernel."""
+fused kernel; and it compares two decode engines by their last step's logits where their ids cannot tell them
+apart."""
 
 from __future__ import annotations
 
+import pytest
 from test_report import engine_record
 
 from nvila_bench.core.results import Metric
@@ -63,3 +65,41 @@ def test_the_setup_column_tells_the_graph_captures_apart_where_recorded():
     assert "of which graph capture 0.25 s" in render_report([compiled, peer], ["x.jsonl"])
     (row,) = sections.build([engine_record("decode", "compiled", 0.1), peer], ["x.jsonl"])["engines"]["rows"]
     assert row["reference_capture"] is None  # no graph (a CPU, or an older record): nothing claimed
+
+
+def _with_logits(record, digest: str, logits: list) -> object:
+    record.metrics |= {"output_ids_digest": Metric.measured(digest, "sha256"), "last_step_logits": Metric.measured(logits, "logits")}
+    return record
+
+
+def test_decode_engines_are_compared_by_their_last_step_logits_where_one_repeated_id_says_nothing():
+    """NVILA-8B with random weights decodes one id 128 times on every engine (results/h100-sxm-2026-11-28): "agree"
+    alone would pass an engine that computed anything else. The logits the last id came from do tell."""
+    from nvila_bench.reports.render import render_report
+
+    same = [117939] * 20
+    logits = [1.0, -2.0, None, 0.5] * 64  # None: a token transformers' min_new_tokens masked
+    compiled = _with_logits(engine_record("decode", "compiled", 0.006, ids=same), "d1", logits)
+    near = _with_logits(engine_record("decode", "hf-static", 0.0094, ids=same), "d1",
+                        [None if x is None else x * 1.003 for x in logits])  # fmt: skip
+    far = _with_logits(engine_record("decode", "eager", 0.02, ids=same), "d1", [None if x is None else -x for x in logits])
+    rows = {r["engine"]: r["tokens"] for r in sections.build([compiled, near, far], ["x.jsonl"])["engines"]["rows"]}
+    assert rows["hf-static"]["agree"] and rows["hf-static"]["distinct"] == 1 and rows["hf-static"]["same_sequence"]
+    assert rows["hf-static"]["logits_difference"] == pytest.approx(0.003) and rows["hf-static"]["logits_close"]
+    assert rows["eager"]["agree"] and rows["eager"]["logits_difference"] == pytest.approx(2.0) and not rows["eager"]["logits_close"]
+    html = render_report([compiled, near, far], ["x.jsonl"])
+    engines = html[html.index('<section id="engines">') : html.index('<section id="claims">')]
+    assert engines.count("(one id repeated: no check)") == 2
+    assert "within 3.0e-03" in engines and '<span class="regression nowrap">2.0e+00 apart</span>' in engines
+    # whole sequences that part after the kept ids: their last steps saw other contexts, nothing is compared
+    parted = _with_logits(engine_record("decode", "hf-static", 0.0094, ids=same), "d2", logits)
+    (row,) = sections.build([compiled, parted], ["x.jsonl"])["engines"]["rows"]
+    assert row["tokens"]["same_sequence"] is False and row["tokens"]["logits_difference"] is None
+
+
+def test_relative_difference_skips_masked_entries_and_refuses_what_cannot_be_compared():
+    from nvila_bench.reports.engines import relative_difference
+
+    assert relative_difference([3.0, None, 4.0], [3.0, 7.0, 0.0]) == pytest.approx(4.0 / 3.0)
+    assert relative_difference([1.0], [1.0, 2.0]) is None  # another vocabulary
+    assert relative_difference([None, 1.0], [1.0, None]) is None and relative_difference([1.0], [0.0]) is None
