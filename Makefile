@@ -72,7 +72,8 @@ test: $(STAMP) $(TRITON_SITE)/.installed
 
 # The lowest torch and transformers we declare, the GPU image's (torch 2.11, transformers 5.17), in a venv of its
 # own: the compiled engine leans on inductor and FlexAttention, which change between torch releases. PyPI has
-# torch 2.11 only as a CUDA build (about 3 GB with its CUDA libraries); it runs the tests on the CPU.
+# torch 2.11 only as a CUDA build (about 3 GB with its CUDA libraries); it runs the tests on the CPU, with the
+# Triton 3.6 it depends on importable in that venv, as on the GPU image (the interpreter test's 3.9 stays apart).
 test-oldest:
 	$(MAKE) test VENV=.venv-oldest TORCH=torch==2.11.0 EXTRA_PINS="transformers==5.17.0"
 

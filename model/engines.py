@@ -59,7 +59,8 @@ class Engine:
     cache: object = field(default=None, repr=False)
     # Encloses each CUDA graph capture of setup (stages.GRAPH_CAPTURE): a suite's one-time clock times them
     setup_section: Section = field(default=no_sections, repr=False)
-    last_logits: torch.Tensor | None = field(default=None, repr=False)  # (B, V) of generate's last decode step
+    # (B, V) of generate's last decode step; the compiled engine's is its CUDA graph's buffer, rewritten by each replay
+    last_logits: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def generate_prefill(self) -> str | None:
@@ -137,7 +138,7 @@ class CompiledEngine(Engine):
         """Compile the step and capture it for this batch and context (the first call of `generate` does it
         anyway; calling setup first keeps it out of the timed iterations). If a step cannot be captured the
         next one is tried (auto: flex, then sdpa), then eager; the note says which and why."""
-        failed = []
+        failed, self.last_logits = [], None  # (a buffer of the graph this replaces)
         for attention in self.attentions(embeds.device):
             try:
                 with torch.inference_mode():

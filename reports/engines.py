@@ -62,8 +62,8 @@ def relative_difference(ours: list, reference: list) -> float | None:
 def agreement(reference: Record, peer: Record) -> dict | None:
     """Whether the first `AGREE_TOKENS` output ids of two decode records agree, how many distinct ids they hold (one:
     the ids cannot tell engines apart), whether the whole sequences were the same (None: not recorded), and where
-    they were, the relative difference of the last steps' logits and whether it is under LOGITS_CLOSE; None when
-    either record lacks ids."""
+    they were, the relative difference of the last steps' logits and whether it is under LOGITS_CLOSE (never, where
+    either engine's logits held NaN: `logits_nan` counts them); None when either record lacks ids."""
     a, b = value(reference, "output_ids"), value(peer, "output_ids")
     if not isinstance(a, list) or not isinstance(b, list) or not a or not b:
         return None
@@ -71,11 +71,14 @@ def agreement(reference: Record, peer: Record) -> dict | None:
     n = min(len(a), len(b))
     first = next((i for i in range(n) if a[i] != b[i]), None)
     digests = value(reference, "output_ids_digest"), value(peer, "output_ids_digest")
+    nan = [value(r, "last_step_logits_nan") or 0 for r in (reference, peer)]
     out = {"agree": first is None and len(a) == len(b), "compared": n, "first_difference": first,
            "distinct": len(set(a[:n])), "same_sequence": None if None in digests else digests[0] == digests[1],
-           "logits_difference": None, "logits_close": None}  # fmt: skip
+           "logits_nan": sum(nan), "logits_difference": None, "logits_close": None}  # fmt: skip
     ours, theirs = value(peer, "last_step_logits"), value(reference, "last_step_logits")
-    if out["same_sequence"] and isinstance(ours, list) and isinstance(theirs, list):
+    if out["logits_nan"]:  # an engine whose logits hold NaN (or +inf) computes nothing that could agree
+        out["logits_close"] = False
+    elif out["same_sequence"] and isinstance(ours, list) and isinstance(theirs, list):
         out["logits_difference"] = difference = relative_difference(ours, theirs)
         out["logits_close"] = None if difference is None else difference <= LOGITS_CLOSE
     return out

@@ -15,6 +15,7 @@ computed, the logits the last id was chosen from at `LOGIT_SAMPLE` evenly spaced
 from __future__ import annotations
 
 import hashlib
+import math
 
 import torch
 
@@ -49,14 +50,17 @@ def cache_bytes(cache) -> int:
 LOGIT_SAMPLE = 256  # vocabulary entries of the last step's logits kept per record (of 151,646 for NVILA-8B)
 
 
-def logits_sample(logits: torch.Tensor) -> list[float | None]:
-    """Row 0 of `logits` (B, V) at LOGIT_SAMPLE evenly spaced vocabulary ids (all of them for a smaller vocabulary),
-    as floats of 6 significant digits: enough to tell bf16 rounding (1e-3..1e-2 relative) from a wrong result. A
-    -inf is a token a logits processor masked (transformers' min_new_tokens masks EOS, the vocabulary's last ids for
-    Qwen2) and becomes None; NaN stays, and makes the point `nonfinite`: an engine computing NaN is broken."""
+def logits_metrics(logits: torch.Tensor) -> dict[str, Metric]:
+    """Row 0 of `logits` (B, V): `last_step_logits`, its values at LOGIT_SAMPLE evenly spaced vocabulary ids (all of
+    them for a smaller vocabulary) as floats of 6 significant digits, enough to tell bf16 rounding (1e-3..1e-2
+    relative) from a wrong result, a non-finite one as None (a -inf is a token a logits processor masked:
+    transformers' min_new_tokens masks EOS); and `last_step_logits_nan`, how many of the row's V are NaN or +inf:
+    an engine computing those is broken, which its agreement says (its timings stay figures)."""
     row = logits[0].float()
     picked = torch.linspace(0, row.shape[0] - 1, min(LOGIT_SAMPLE, row.shape[0]), device=row.device).round().long()
-    return [None if x == float("-inf") else float(f"{x:.6g}") for x in row[picked].tolist()]
+    sample = [float(f"{x:.6g}") if math.isfinite(x) else None for x in row[picked].tolist()]
+    broken = int((row.isnan() | (row == float("inf"))).sum())
+    return {"last_step_logits": Metric.measured(sample, "logits"), "last_step_logits_nan": Metric.measured(broken, "count")}
 
 
 def ids_digest(ids: torch.Tensor) -> str:
@@ -112,7 +116,7 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
         "output_ids_digest": Metric.measured(ids_digest(ids[0]), "sha256"),
     } | setup_metrics(clock)
     if engine.last_logits is not None:
-        metrics["last_step_logits"] = Metric.measured(logits_sample(engine.last_logits), "logits")
+        metrics |= logits_metrics(engine.last_logits)
     if engine.cache is not None:  # the peers keep theirs inside generate()
         metrics["kv_cache_bytes"] = Metric.measured(cache_bytes(engine.cache), "bytes", "lower", "max")
     if engine.note:

@@ -162,6 +162,7 @@ def test_decode_records_keep_the_engine_its_setup_time_and_the_ids(tmp_path, cap
     assert len({r["metrics"]["output_ids_digest"]["value"] for r in records}) == 1
     eager, hf, compiled = (r["metrics"]["last_step_logits"]["value"] for r in records)
     assert len(eager) == 256 and None not in eager + compiled and hf.count(None) == 1
+    assert [r["metrics"]["last_step_logits_nan"]["value"] for r in records] == [0, 0, 0]  # -inf is a mask, not NaN
     from nvila_bench.reports.engines import relative_difference
 
     assert relative_difference(compiled, eager) < 1e-5 and relative_difference(hf, eager) < 1e-5

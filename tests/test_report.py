@@ -272,7 +272,8 @@ def test_engines_side_by_side_gives_the_compiled_speedup_over_each_peer():
     assert decode["hf-static"]["text"] == "compiled is 1.24x faster than hf-static"
     assert decode["hf-static"]["tokens"]["agree"] and decode["hf-static"]["setup"] == 44.0
     assert decode["eager"]["tokens"] == {"agree": False, "compared": 16, "first_difference": 5, "distinct": 16,
-                                         "same_sequence": None, "logits_difference": None, "logits_close": None}  # fmt: skip
+                                         "same_sequence": None, "logits_nan": 0, "logits_difference": None,
+                                         "logits_close": None}  # fmt: skip
     prefill = [r for r in rows if r["suite"] == "prefill"]
     assert [r["engine"] for r in prefill] == ["hf-static"]  # the eager prefill preprocessed on the CPU: another point
     assert prefill[0]["ratio"] == pytest.approx(0.147 / 0.132, rel=0.05) and prefill[0]["second_ratio"] is not None

@@ -89,12 +89,21 @@ def test_decode_engines_are_compared_by_their_last_step_logits_where_one_repeate
     assert rows["eager"]["agree"] and rows["eager"]["logits_difference"] == pytest.approx(2.0) and not rows["eager"]["logits_close"]
     html = render_report([compiled, near, far], ["x.jsonl"])
     engines = html[html.index('<section id="engines">') : html.index('<section id="claims">')]
-    assert engines.count("(one id repeated: no check)") == 2
     assert "within 3.0e-03" in engines and '<span class="regression nowrap">2.0e+00 apart</span>' in engines
+    assert "(one id repeated: no check)" not in engines  # the logits did check them
     # whole sequences that part after the kept ids: their last steps saw other contexts, nothing is compared
     parted = _with_logits(engine_record("decode", "hf-static", 0.0094, ids=same), "d2", logits)
     (row,) = sections.build([compiled, parted], ["x.jsonl"])["engines"]["rows"]
     assert row["tokens"]["same_sequence"] is False and row["tokens"]["logits_difference"] is None
+    assert "the sequences part later: logits not compared" in render_report([compiled, parted], ["x.jsonl"])
+    # records without logits (before 2026-12-06) and one id repeated: the ids checked nothing, and the row says so
+    old = [engine_record("decode", engine, 0.006, ids=same) for engine in ("compiled", "hf-static")]
+    assert '<td>agree <span class="muted">(one id repeated: no check)</span>' in render_report(old, ["x.jsonl"])
+    # an engine whose logits hold NaN: not close, whatever its ids
+    broken = _with_logits(engine_record("decode", "hf-static", 0.0094, ids=same), "d1", logits)
+    broken.metrics["last_step_logits_nan"] = Metric.measured(7, "count")
+    (row,) = sections.build([compiled, broken], ["x.jsonl"])["engines"]["rows"]
+    assert row["tokens"]["logits_close"] is False and "NaN in the logits (7)" in render_report([compiled, broken], ["x.jsonl"])
 
 
 def test_relative_difference_skips_masked_entries_and_refuses_what_cannot_be_compared():
