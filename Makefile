@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	@# setuptools is the build backend pyproject.toml declares (>= 77 for its SPDX license); builds without
 	@# isolation (the GPU image's install, tests/test_packaging.py) use the venv's, and torch 2.11 leaves 65.
-	$(BIN)/python -m pip install -q "setuptools>=77" $(TORCH)
+	$(BIN)/python -m pip install -q --no-warn-conflicts "setuptools>=77" $(TORCH)
 	@# --no-warn-conflicts: once lmms-eval is in the venv, every install would print ~30 "lmms-eval 0.7.3 requires
 	@# ..., which is not installed" lines (pip logs them at CRITICAL, past -q). pip check below stays the gate.
 	$(BIN)/python -m pip install -q --no-warn-conflicts -e '.[test]' $(TORCH) $(EXTRA_PINS)
