@@ -47,7 +47,7 @@ def cache_bytes(cache) -> int:
     return total
 
 
-LOGIT_SAMPLE = 256  # vocabulary entries of the last step's logits kept per record (of 151,646 for NVILA-8B)
+LOGIT_SAMPLE = 256  # vocabulary entries of the last step's logits kept per record (of 151,648 for NVILA-8B)
 
 
 def logits_metrics(logits: torch.Tensor) -> dict[str, Metric]:
