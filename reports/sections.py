@@ -54,15 +54,42 @@ def _engine_rank(engine: str) -> int:
     return ENGINES.index(engine) if engine in ENGINES else len(ENGINES)
 
 
+def _latest_preferring(records: list[Record], key: str, preferred: str) -> dict:
+    """(hardware, preset) -> the last record whose extra[key] is `preferred`, else the last one (files are in
+    the order they were measured)."""
+    out: dict = {}
+    for r in records:
+        slot = (hardware_of(r), r.preset)
+        if r.extra.get(key) == preferred or out.get(slot) is None or out[slot].extra.get(key) != preferred:
+            out[slot] = r
+    return out
+
+
+def _preset_row(preset: str, hardware: str, train: dict, ftmem: dict, acc: dict) -> dict:
+    """A preset's figures that no request changes: training throughput and fine-tuning memory on this hardware
+    (NVILA's full stage and recipe where measured, as the paper states them), and accuracy (weights decide it)."""
+    t, f = train.get((hardware, preset)), ftmem.get((hardware, preset))
+    return {
+        "preset": preset,
+        "train_sps": value(t, "samples_per_s"), "train_stage": t.extra.get("stage") if t else None,
+        "train_batch": t.config.get("batch_size") if t else None,
+        "ft_memory": value(f, "peak_memory_allocated") or value(f, "memory_counted"),
+        "ft_recipe": f.extra.get("recipe") if f else None,
+        "accuracy": _mean([s for s in acc.get(preset, {}).values() if s is not None]),
+        "accuracy_tasks": len(acc.get(preset, {})),
+    }  # fmt: skip
+
+
 def headline(records: list[Record]) -> dict:
     """NVILA vs its VILA1.5 baseline per hardware: one row per (preset, request, engine, preprocessing) measured by
-    prefill; the baseline and the decode rate are of the same engine."""
+    prefill, the baseline and the decode rate of the same engine; then one row per preset of those for what no
+    request changes (training, fine-tuning memory, accuracy)."""
     # Comparison records (scale-then-compress variants) have their own section.
     prefill = [r for r in measured(records, "prefill") if not r.extra.get("comparison")]
     decode = _decodes(records)
     by_req = {(r.preset, request_key(r)): r for r in prefill}
-    train = {r.preset: r for r in measured(records, "train")}
-    ftmem = {r.preset: r for r in records if r.suite == "finetune-memory" and r.ok}
+    train = _latest_preferring(measured(records, "train"), "stage", "full")
+    ftmem = _latest_preferring([r for r in records if r.suite == "finetune-memory" and r.ok], "recipe", "nvila")
     acc: dict[str, dict] = {}  # the latest score of each (preset, task)
     for r in measured(records, "accuracy"):
         acc.setdefault(r.preset, {})[r.config.get("task")] = value(r, "score")
@@ -82,13 +109,11 @@ def headline(records: list[Record]) -> dict:
             "ttft_speedup": base_ttft / ttft if ttft and base_ttft else None,
             "decode_tps": value(dec, "decode_tokens_per_s"), "decode_new_tokens": dec.config.get("new_tokens") if dec else None,
             "ttft_vs_peers": peers.get(peer_key(r), []), "decode_vs_peers": peers.get(peer_key(dec), []) if dec else [],
-            "train_sps": value(train.get(r.preset), "samples_per_s"),
-            "ft_memory": value(ftmem.get(r.preset), "peak_memory_allocated") or value(ftmem.get(r.preset), "memory_counted"),
-            "accuracy": _mean([s for s in acc.get(r.preset, {}).values() if s is not None]),
-            "accuracy_tasks": len(acc.get(r.preset, {})),
         })  # fmt: skip
     for rows in groups.values():
         rows.sort(key=lambda row: (row["media"], str(row["preset"]), _engine_rank(row["engine"]), row["preprocess"]))
+    presets = {hw: [_preset_row(p, hw, train, ftmem, acc) for p in dict.fromkeys(row["preset"] for row in rows)]
+               for hw, rows in groups.items()}  # fmt: skip
     missing = []
     if not decode:
         missing.append(_not_measured("decode", "nvila-bench run decode --preset nvila-8b --preset vila1.5-8b --device cuda --image 1920x1080 --out results/"))
@@ -100,6 +125,7 @@ def headline(records: list[Record]) -> dict:
         missing.append(_not_measured("accuracy", "nvila-bench run accuracy --preset nvila-8b --tasks ai2d,mmmu_val --out results/"))
     return {
         "groups": groups,
+        "presets": presets,
         "missing": missing,
         "command": "nvila-bench run prefill --preset nvila-8b --preset vila1.5-8b --device cuda --image 1920x1080 --out results/",
     }

@@ -11,7 +11,7 @@ from fake_records import CPU_ENV, GPU_ENV, decode_record, prefill_record, train_
 from nvila_bench.cli import main
 from nvila_bench.core import paper
 from nvila_bench.core.gate import gate, point_label
-from nvila_bench.core.results import Record, ResultWriter, load_results, read_results
+from nvila_bench.core.results import Metric, Record, ResultWriter, load_results, read_results
 from nvila_bench.core.training_cost import fp8_speedup
 from nvila_bench.model.stages import PREFILL_STAGES
 from nvila_bench.reports import records as report_records
@@ -49,9 +49,10 @@ def test_missing_data_says_not_measured_with_the_command_never_zero():
     assert "nvila-bench run decode --preset nvila-8b --preset vila1.5-8b" in html
     assert "nvila-bench run finetune-memory" in html and "suite is not in this version yet" not in html  # every suite exists now
     headline = html[html.index('<section id="headline">') : html.index('<section id="claims">')]
-    row = re.search(r"<tr><td>nvila-tiny</td>.*?</tr>", headline, re.S).group(0)
-    assert row.count("not measured") == 5  # vs VILA1.5, decode, train, fine-tune memory, accuracy
-    assert ">0<" not in row and ">0.0<" not in row
+    request, preset = re.findall(r"<tr><td>nvila-tiny</td>.*?</tr>", headline, re.S)
+    assert request.count("not measured") == 2  # vs VILA1.5, decode
+    assert preset.count("not measured") == 3  # train, fine-tune memory, accuracy
+    assert ">0<" not in headline and ">0.0<" not in headline
 
 
 def test_hostile_strings_are_escaped_everywhere(tmp_path):
@@ -483,3 +484,30 @@ def test_a_small_figure_is_never_shown_as_zero():
     assert fmt_ms(0.0) == "0.000 ms" and fmt_ms(2.5) == "2.500 s"
     assert fmt_pct(6e-5) == "0.006%" and fmt_pct(0.25) == "25.0%" and fmt_pct(0.0) == "0.0%"
     assert "no CUDA" in render_report([prefill_record()], ["x.jsonl"]) and "CUDA None" not in render_report([prefill_record()], ["x.jsonl"])
+
+
+def test_the_headline_gives_each_presets_training_figures_once_of_its_own_hardware_stage_and_recipe():
+    """Training throughput and fine-tuning memory change with no request: one row per preset, not one per request.
+    Of several stages and recipes the row takes the full stage and NVILA's recipe (the paper's), not whichever was
+    measured last (`make run` measures the nvila recipe, then full-full); a GPU's rows never show a CPU's figures."""
+
+    def finetune(recipe: str, peak: int):
+        r = train_record("nvila-tiny", extra={"recipe": recipe})
+        return replace(r, suite="finetune-memory", metrics={"peak_memory_allocated": Metric.measured(peak, "bytes")})
+
+    records = [prefill_record("nvila-tiny", 0.2), prefill_record("nvila-tiny", 0.3, images=("896x896",)),
+               prefill_record("nvila-tiny", 0.1, env=GPU_ENV),
+               train_record("nvila-tiny", step_time=0.5), train_record("nvila-tiny", step_time=0.1, extra={"stage": "projector"}),
+               finetune("nvila", 2**30), finetune("full-full", 3 * 2**30)]  # fmt: skip
+    built = sections.headline(records)
+    (cpu,) = [hw for hw in built["presets"] if "H100" not in hw]
+    (gpu,) = [hw for hw in built["presets"] if "H100" in hw]
+    assert len(built["groups"][cpu]) == 2 and [p["preset"] for p in built["presets"][cpu]] == ["nvila-tiny"]
+    (row,) = built["presets"][cpu]
+    assert row["train_sps"] == pytest.approx(2.0, rel=0.05) and (row["train_stage"], row["train_batch"]) == ("full", 1)
+    assert (row["ft_memory"], row["ft_recipe"]) == (2**30, "nvila")
+    (row,) = built["presets"][gpu]
+    assert row["train_sps"] is None and row["ft_memory"] is None
+    headline = (html := render_report(records, ["x.jsonl"]))[html.index('<section id="headline">') : html.index('<section id="claims">')]
+    assert headline.count("full stage, batch 1") == 1 and headline.count("nvila recipe") == 1
+    assert "train samples/s" not in headline.split("<table>")[1]  # the requests' table
