@@ -76,10 +76,11 @@ test: $(STAMP) $(TRITON_SITE)/.installed
 # torch 2.11 only as a CUDA build (about 3 GB with its CUDA libraries); it runs the tests on the CPU, with the
 # Triton 3.6 it depends on importable in that venv, as on the GPU image (the interpreter test's 3.9 stays apart).
 # It leaves out the tests whose subject no torch or transformers release changes (each venv resolves the same
-# pandas, jinja2, click, ...), about 5 of its 14 minutes on 2 cores with a cold compile cache (CI's):
+# pandas, jinja2, click, ...): 10 minutes rather than 13-14 on 2 cores with a cold compile cache, as CI has:
 # - the report, dashboard, gate, results files and the sweep runner's worker isolation;
 # - gemlite in Triton 3.9's CPU interpreter: beside torch 2.11 a pairing no machine has (the GPU image pairs it
-#   with Triton 3.6, whose interpreter cannot run gemlite's kernels), so it checks nothing more there.
+#   with Triton 3.6, whose interpreter cannot run gemlite's kernels); torch 2.11 compiling a gemlite model is
+#   left to the GPU test (tests/test_quantize_cuda.py).
 SAME_ON_EVERY_TORCH := test_report.py test_report_engines.py test_report_ladder.py test_report_ladder_trust.py \
 	test_browser.py test_gate.py test_results_io.py test_sweep.py test_gemlite_interpreted.py
 test-oldest:
