@@ -511,3 +511,20 @@ def test_the_headline_gives_each_presets_training_figures_once_of_its_own_hardwa
     headline = (html := render_report(records, ["x.jsonl"]))[html.index('<section id="headline">') : html.index('<section id="claims">')]
     assert headline.count("full stage, batch 1") == 1 and headline.count("nvila recipe") == 1
     assert "train samples/s" not in headline.split("<table>")[1]  # the requests' table
+
+
+def test_the_fine_tuning_memory_claim_pairs_recipes_of_one_preset_on_one_hardware():
+    """Table 6's ratio (full-full over NVILA's recipe) from a file holding a CPU run of a tiny preset and a GPU run
+    of NVILA-8B: never NVILA-8B's recipe over the tiny preset's full-full; the real preset's pair once it is whole."""
+
+    def finetune(preset: str, recipe: str, env: dict, **metrics):
+        r = train_record(preset, env=env, extra={"recipe": recipe})
+        return replace(r, suite="finetune-memory", metrics={k: Metric.measured(v, "bytes") for k, v in metrics.items()})
+
+    tiny = [finetune("nvila-tiny", "nvila", CPU_ENV, memory_counted=100), finetune("nvila-tiny", "full-full", CPU_ENV, memory_counted=300)]
+    real_nvila = finetune("nvila-8b", "nvila", GPU_ENV, peak_memory_allocated=20e9)
+    ours = {r["id"]: r for r in claims_table([*tiny, real_nvila])}["finetune-memory"]["ours"]
+    assert ours.text == "3.00x" and not ours.comparable and "nvila-tiny, sum of counted parts" in ours.note
+    real = [real_nvila, finetune("nvila-8b", "full-full", GPU_ENV, peak_memory_allocated=70e9)]
+    ours = {r["id"]: r for r in claims_table([*real, *tiny])}["finetune-memory"]["ours"]  # the tiny pair written last
+    assert ours.text == "3.50x" and ours.comparable and "H100" in ours.hardware and "allocator peak" in ours.note
