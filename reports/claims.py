@@ -19,7 +19,7 @@ from nvila_bench.core.results import Record
 from nvila_bench.core.training_cost import fp8_speedup
 from nvila_bench.model import count_visual_tokens, get_preset
 
-from .records import baseline_pairs, engine_of, hardware_of, is_tiny, value
+from .records import baseline_pairs, by_setting, engine_of, hardware_of, is_tiny, value
 
 TOLERANCE = 0.10
 RUN_SUITES = ("prefill", "decode", "scale-then-compress", "overhead", "train", "finetune-memory", "training-cost", "accuracy")  # what `nvila-bench run` offers today
@@ -112,17 +112,15 @@ def _finetune_ratio(full: Record, nvila: Record) -> tuple | None:
 def finetune_memory(records, claim) -> Ours | None:
     """Table 6's ratio from a full-full and an NVILA-recipe record of one preset on one hardware, never a pair
     mixed across them (a file can hold a CPU run of a tiny preset and a GPU run of NVILA-8B); of several
-    pairs a real preset's before a tiny stand-in's, then the latest."""
-    by_slot: dict[tuple, dict] = {}
-    for r in records:
-        if r.suite == "finetune-memory" and r.ok:
-            by_slot.setdefault((hardware_of(r), r.preset), {})[r.extra.get("recipe") or r.config.get("recipe")] = r
+    pairs a real preset's before a tiny stand-in's, then the last one found."""
     best = None
-    for recipes in by_slot.values():
+    for recipes in by_setting([r for r in records if r.suite == "finetune-memory" and r.ok], "recipe").values():
         full, nvila = recipes.get("full-full"), recipes.get("nvila")
         found = _finetune_ratio(full, nvila) if full and nvila else None
-        real = bool(nvila) and not is_tiny(nvila.preset)  # a preset the registry does not know (a checkpoint) counts as real
-        if found and (best is None or real >= best[0]):
+        if found is None:
+            continue
+        real = not is_tiny(nvila.preset)  # a preset the registry does not know (a checkpoint) counts as real
+        if best is None or real >= best[0]:
             best = (real, nvila, *found)
     if best is None:
         return None

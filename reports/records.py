@@ -63,6 +63,18 @@ def latest(records: list[Record]) -> list[Record]:
     return list(chosen.values())
 
 
+def by_setting(records: list[Record], key: str) -> dict[tuple[str, str], dict]:
+    """(hardware, preset) -> {setting: its newest record}, the setting being the record's extra[key] (a training
+    stage, a fine-tuning recipe): the figures of one preset on one hardware, never mixed across them."""
+    out: dict[tuple[str, str], dict] = {}
+    for r in records:
+        settings = out.setdefault((hardware_of(r), r.preset), {})
+        setting = r.extra.get(key)
+        if setting not in settings or r.timestamp >= settings[setting].timestamp:
+            settings[setting] = r
+    return out
+
+
 def value(record: Record | None, name: str):
     """A metric's value, or None when the record is missing, failed, or lacks the metric."""
     return None if record is None else record.value(name)
@@ -157,4 +169,4 @@ def baseline_pairs(records: list[Record], suite: str) -> list[tuple[Record, Reco
 
 __all__ = ["preset_config", "baseline_of", "is_tiny", "is_nvila", "latest", "value", "request_key", "media_label",
            "measured", "baseline_pairs", "hardware_of", "point_label", "point_name", "ENGINES", "REFERENCE_ENGINE",
-           "engine_of", "preprocess_of", "prefer_engine"]
+           "engine_of", "preprocess_of", "prefer_engine", "by_setting"]

@@ -17,7 +17,7 @@ from . import charts, deployment
 from .claims import RUN_SUITES, claims_table
 from .engines import peer_key, peer_ratios, side_by_side
 from .records import (
-    ENGINES, baseline_of, engine_of, hardware_of, is_nvila, latest, measured, media_label, point_label, point_name,
+    ENGINES, baseline_of, by_setting, engine_of, hardware_of, is_nvila, latest, measured, media_label, point_label, point_name,
     preprocess_of, request_key, value,
 )  # fmt: skip
 
@@ -54,21 +54,17 @@ def _engine_rank(engine: str) -> int:
     return ENGINES.index(engine) if engine in ENGINES else len(ENGINES)
 
 
-def _latest_preferring(records: list[Record], key: str, preferred: str) -> dict:
-    """(hardware, preset) -> the last record whose extra[key] is `preferred`, else the last one (files are in
-    the order they were measured)."""
-    out: dict = {}
-    for r in records:
-        slot = (hardware_of(r), r.preset)
-        if r.extra.get(key) == preferred or out.get(slot) is None or out[slot].extra.get(key) != preferred:
-            out[slot] = r
-    return out
+def _preferring(settings: dict | None, preferred: str) -> Record | None:
+    """Of a `by_setting` slot, the record of the preferred setting, else the newest."""
+    if not settings:
+        return None
+    return settings.get(preferred) or max(settings.values(), key=lambda r: r.timestamp)
 
 
 def _preset_row(preset: str, hardware: str, train: dict, ftmem: dict, acc: dict) -> dict:
     """A preset's figures that no request changes: training throughput and fine-tuning memory on this hardware
     (NVILA's full stage and recipe where measured, as the paper states them), and accuracy (weights decide it)."""
-    t, f = train.get((hardware, preset)), ftmem.get((hardware, preset))
+    t, f = _preferring(train.get((hardware, preset)), "full"), _preferring(ftmem.get((hardware, preset)), "nvila")
     return {
         "preset": preset,
         "train_sps": value(t, "samples_per_s"), "train_stage": t.extra.get("stage") if t else None,
@@ -88,8 +84,8 @@ def headline(records: list[Record]) -> dict:
     prefill = [r for r in measured(records, "prefill") if not r.extra.get("comparison")]
     decode = _decodes(records)
     by_req = {(r.preset, request_key(r)): r for r in prefill}
-    train = _latest_preferring(measured(records, "train"), "stage", "full")
-    ftmem = _latest_preferring([r for r in records if r.suite == "finetune-memory" and r.ok], "recipe", "nvila")
+    train = by_setting(measured(records, "train"), "stage")
+    ftmem = by_setting([r for r in records if r.suite == "finetune-memory" and r.ok], "recipe")
     acc: dict[str, dict] = {}  # the latest score of each (preset, task)
     for r in measured(records, "accuracy"):
         acc.setdefault(r.preset, {})[r.config.get("task")] = value(r, "score")
