@@ -5,7 +5,7 @@
 Prints and writes (OUT_DIR/probe.json): the ceilings (GEMM, copy), the decode floor, the decode suite's
 TPOT for each engine with the first 16 ids of each, and the prefill suite's stages per preprocessing path and engine
 (NVILA-8B and NVILA-Lite-2B). The goals themselves are measured through
-the CLI by benchmarks/gpu_goals.sh.
+the CLI by benchmarks/gpu_session.sh.
 """
 
 from __future__ import annotations

@@ -144,8 +144,10 @@ def side_by_side(records: list[Record]) -> dict:
                 "reference_setup": value(ref, "setup_seconds"), "setup": value(peer, "setup_seconds"),
                 "reference_capture": value(ref, "graph_capture_seconds"),  # the CUDA graph captures of that setup
                 "tokens": agreement(ref, peer) if suite == "decode" else None,
-                "notes": [n for n in (value(ref, "engine_note"), value(peer, "engine_note")) if n]
-                         + [f"{engine_of(r)}'s prefill here: {value(r, 'prefill_engine')}" for r in (ref, peer) if value(r, "prefill_engine")]
+                # an engine that fell back (any engine_note): its figure and the ratio are marked with the note
+                "reference_fell_back": value(ref, "engine_note"), "fell_back": value(peer, "engine_note"),
+                "notes": [f"{engine_of(r)}'s prefill here: {value(r, 'prefill_engine')}"
+                          for r in (ref, peer) if value(r, "prefill_engine")]
                          + ([f"vision attention: {value(ref, 'vision_attention')}"] if value(ref, "vision_attention") else [])
                          + ([f"LLM prefill attention: {value(ref, 'llm_prefill_attention')}"] if value(ref, "llm_prefill_attention") else []),
                 "same_run": ref.run_id == peer.run_id,

@@ -105,6 +105,8 @@ def headline(records: list[Record]) -> dict:
             "ttft_speedup": base_ttft / ttft if ttft and base_ttft else None,
             "decode_tps": value(dec, "decode_tokens_per_s"), "decode_new_tokens": dec.config.get("new_tokens") if dec else None,
             "ttft_vs_peers": peers.get(peer_key(r), []), "decode_vs_peers": peers.get(peer_key(dec), []) if dec else [],
+            # a figure of an engine that fell back (any engine_note) is marked, never shown as a plain figure
+            "ttft_fell_back": value(r, "engine_note"), "decode_fell_back": value(dec, "engine_note"),
         })  # fmt: skip
     for rows in groups.values():
         rows.sort(key=lambda row: (row["media"], str(row["preset"]), _engine_rank(row["engine"]), row["preprocess"]))
@@ -342,6 +344,14 @@ def failures(records: list[Record]) -> list[dict]:
             for r in records if not r.ok]
 
 
+def _dirty_text(env: dict) -> str:
+    """How a run's tree differed from its revision: nothing, or " (dirty)" with the diff's digest where recorded."""
+    if not env.get("git_dirty"):
+        return ""
+    digest = env.get("git_diff_sha256")
+    return f" (dirty, diff sha256 {digest[:12]})" if digest else " (dirty)"
+
+
 def environments(records: list[Record]) -> list[dict]:
     """One entry per distinct environment (run), with the key fields up front and the full JSON behind."""
     seen, out = {}, []
@@ -357,7 +367,7 @@ def environments(records: list[Record]) -> list[dict]:
         entry = {
             "hardware": hardware_of(r), "runs": {r.run_id}, "torch": env.get("torch"), "cuda": env.get("cuda"),
             "transformers": env.get("transformers"), "python": env.get("python"), "platform": env.get("platform"),
-            "revision": (env.get("git_revision") or "unknown")[:12] + (" (dirty)" if env.get("git_dirty") else ""),
+            "revision": (env.get("git_revision") or "unknown")[:12] + _dirty_text(env),
             "gpu": ", ".join(f"{g.get('name')} (driver {g.get('driver_version')}, {g.get('sm_clock_mhz')} MHz SM, "
                              f"{g.get('power_limit_w')} W limit)" for g in gpus) or env.get("gpu_error"),
             "json": blob,

@@ -1,10 +1,15 @@
+import hashlib
 import json
 import re
+import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import torch
 
-from nvila_bench.core.env import capture_environment
+from nvila_bench.core.env import capture_environment, git_state
 
 
 def test_capture_is_json_serialisable_and_complete():
@@ -29,10 +34,58 @@ def test_gpu_is_reported_or_explained():
 def test_git_revision_is_a_sha_or_none():
     env = capture_environment()
     if env["git_revision"] is None:
-        assert env["git_dirty"] is None
+        assert env["git_dirty"] is None and env["git_diff_sha256"] is None
     else:
         assert re.fullmatch(r"[0-9a-f]{40}", env["git_revision"])
         assert isinstance(env["git_dirty"], bool)
+        assert (env["git_diff_sha256"] is not None) == env["git_dirty"]
+
+
+def _git(repo, *args):
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
+                          capture_output=True).stdout
+
+
+def test_a_dirty_tree_names_its_changes_by_the_digest_of_its_diff(tmp_path):
+    """A record taken on an uncommitted tree carries sha256(git diff HEAD): two dirty runs with other changes
+    differ, the same changes give the same digest, and a clean tree has none."""
+    package = tmp_path / "repo" / "pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("x = 1\n")
+    _git(package, "init", "-q")
+    _git(package, "add", ".")
+    _git(package, "commit", "-q", "-m", "one")
+    clean = git_state(package)
+    assert clean["git_dirty"] is False and clean["git_diff_sha256"] is None and len(clean["git_revision"]) == 40
+    (package / "__init__.py").write_text("x = 2\n")
+    (package / "new.py").write_text("untracked: not in the diff, as git_dirty ignores it\n")
+    dirty = git_state(package)
+    diff = _git(package, "diff", "--binary", "HEAD")
+    assert dirty["git_dirty"] is True and dirty["git_revision"] == clean["git_revision"]
+    assert dirty["git_diff_sha256"] == hashlib.sha256(diff).hexdigest() and b"+x = 2" in diff
+    assert git_state(package) == dirty
+    (package / "__init__.py").write_text("x = 3\n")
+    assert git_state(package)["git_diff_sha256"] not in (None, dirty["git_diff_sha256"])
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "__init__.py").write_text("")
+    assert git_state(outside) == {"git_revision": None, "git_dirty": None, "git_diff_sha256": None}
+
+
+def _record_dict() -> dict:
+    line = (Path(__file__).parents[1] / "results" / "h100-sxm-2026-11-28" / "results.jsonl").read_text().splitlines()[0]
+    return json.loads(line)
+
+
+def test_the_digest_is_part_of_the_record_schema():
+    from nvila_bench.core.record_schema import validate_record
+
+    record = _record_dict()
+    record["environment"]["git_diff_sha256"] = "f" * 64
+    validate_record(record)
+    record["environment"]["git_diff_sha256"] = "not a digest"
+    with pytest.raises(ValueError, match="git_diff_sha256"):
+        validate_record(record)
 
 
 class _BrokenNvml:

@@ -7,6 +7,7 @@ A latency number is only meaningful next to the GPU, driver, clocks and library 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -202,27 +203,36 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def git_state() -> dict:
-    """{"git_revision", "git_dirty"} of the checkout nvila_bench is imported from; both None outside one.
+def git_state(package_dir: Path | None = None) -> dict:
+    """{"git_revision", "git_dirty", "git_diff_sha256"} of the checkout nvila_bench is imported from (or of
+    `package_dir`); all None outside one. The digest is `git diff --binary HEAD | sha256sum` (the tracked changes),
+    None on a clean tree: a record taken on a dirty tree names the changes it ran with.
 
     The package directory must be tracked by git: a wheel installed into a venv that happens to sit inside
     some repository must not be credited with that repository's revision.
     """
-    package_dir = Path(nvila_bench.__file__).resolve().parent
+    package_dir = package_dir or Path(nvila_bench.__file__).resolve().parent
     tracked = _git(package_dir, "ls-files", "--error-unmatch", "__init__.py")
     revision = _git(package_dir, "rev-parse", "HEAD") if tracked is not None else None
     if revision is None:
-        return {"git_revision": None, "git_dirty": None}
+        return {"git_revision": None, "git_dirty": None, "git_diff_sha256": None}
     status = _git(package_dir, "status", "--porcelain", "--untracked-files=no")
-    return {"git_revision": revision, "git_dirty": None if status is None else bool(status)}
+    dirty = None if status is None else bool(status)
+    diff = _git_bytes(package_dir, "diff", "--no-ext-diff", "--no-color", "--binary", "HEAD") if dirty else None
+    digest = None if diff is None else hashlib.sha256(diff).hexdigest()
+    return {"git_revision": revision, "git_dirty": dirty, "git_diff_sha256": digest}
 
 
 def _git(cwd: Path, *args: str) -> str | None:
-    """stdout of one git command, or None when git is missing, fails or hangs."""
+    """stdout of one git command (stripped text), or None when git is missing, fails or hangs."""
+    out = _git_bytes(cwd, *args)
+    return None if out is None else out.decode(errors="replace").strip()
+
+
+def _git_bytes(cwd: Path, *args: str) -> bytes | None:
+    """stdout of one git command as it came, or None when git is missing, fails or hangs."""
     try:
-        done = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=GIT_TIMEOUT_S, check=False
-        )
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=GIT_TIMEOUT_S, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    return done.stdout if done.returncode == 0 else None
