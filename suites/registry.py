@@ -17,7 +17,7 @@ from nvila_bench.core.point import BenchPoint, points_from_axes
 from nvila_bench.core.results import Metric
 from nvila_bench.core.session import Session
 from nvila_bench.model import get_preset
-from nvila_bench.model.presets import UnknownPresetError, nvila_only
+from nvila_bench.model.presets import UnknownPresetError, nvila_only, preset_names
 from nvila_bench.model.tokens import check_temporal_pool, temporal_pool_size
 
 # name -> module under nvila_bench.suites (imported only when that suite runs, so the CLI starts fast)
@@ -105,10 +105,12 @@ def jobs_of(suite: Suite, axes: dict[str, list], options: dict) -> list[Job]:
     before anything is measured."""
     jobs = [p if isinstance(p, Job) else Job(suite.name, p) for p in suite.expand(axes, options)]
     for job in jobs:
-        cfg, frames = get_preset(job.point.preset), getattr(job.point, "video_frames", None)
-        check_temporal_pool(cfg, getattr(job.point, "temporal_pool", True))  # ValueError: exit 2
+        point = job.point
+        frames, pool = getattr(point, "video_frames", None), getattr(point, "temporal_pool", True)
         if frames is not None:
-            temporal_pool_size(cfg, frames, job.point.temporal_pool)
+            temporal_pool_size(get_preset(point.preset), frames, pool)  # ValueError: exit 2
+        elif not pool and point.preset in preset_names():  # a checkpoint's point names no preset
+            check_temporal_pool(get_preset(point.preset), pool)
     return jobs
 
 
