@@ -7,6 +7,7 @@ The tests check these against the modules transformers builds, and against the r
 from __future__ import annotations
 
 from .config import LLMConfig, NVILAConfig, ProjectorConfig, VisionConfig
+from .peer_config import PeerConfig
 
 
 def linear(n_in: int, n_out: int, bias: bool = True) -> int:
@@ -48,6 +49,10 @@ def llm_params(cfg: LLMConfig) -> int:
     return embeddings + cfg.num_layers * layer + h
 
 
-def param_counts(cfg: NVILAConfig) -> dict[str, int]:
+def param_counts(cfg: NVILAConfig | PeerConfig) -> dict[str, int]:
+    if isinstance(cfg, PeerConfig):
+        from .peer_params import peer_param_counts  # it builds on this module's helpers
+
+        return peer_param_counts(cfg)
     parts = {"vision": vision_params(cfg.vision), "projector": projector_params(cfg.projector), "llm": llm_params(cfg.llm)}
     return parts | {"total": sum(parts.values())}

@@ -55,8 +55,10 @@ class PeerConfig:
 
     @property
     def text_config(self) -> dict:
-        """The LLM's settings: LLaVA-OneVision nests them; Qwen2-VL's config.json has them at the top level."""
-        return self.hf_config["text_config"] if self.kind == "llava-onevision" else self.hf_config
+        """The LLM's settings: LLaVA-OneVision nests them; Qwen2-VL's published config.json has them at the top
+        level, and transformers 5 saves them nested too (`text_config`)."""
+        nested = self.hf_config.get("text_config")
+        return nested if isinstance(nested, dict) else self.hf_config
 
     @property
     def vision_config(self) -> dict:
@@ -66,13 +68,18 @@ class PeerConfig:
     def llm(self) -> LLMConfig:
         """The language model as the cost model and the KV cache see it (a plain Qwen2 decoder)."""
         t = self.text_config
+        rope = t.get("rope_parameters") if isinstance(t.get("rope_parameters"), dict) else {}
+        tied = self.hf_config.get("tie_word_embeddings")
+        eos = t.get("eos_token_id", 151645)
         return LLMConfig(
             arch="qwen2", hidden_size=t["hidden_size"], num_layers=t["num_hidden_layers"],
-            num_heads=t["num_attention_heads"], num_kv_heads=t["num_key_value_heads"],
-            intermediate_size=t["intermediate_size"], vocab_size=t["vocab_size"], rope_theta=t["rope_theta"],
-            rms_norm_eps=t.get("rms_norm_eps", 1e-6), tie_word_embeddings=self.hf_config.get("tie_word_embeddings", False),
-            max_position_embeddings=t["max_position_embeddings"], bos_token_id=t.get("bos_token_id"),
-            eos_token_id=t.get("eos_token_id", 151645),
+            num_heads=t["num_attention_heads"], num_kv_heads=t.get("num_key_value_heads", t["num_attention_heads"]),
+            intermediate_size=t["intermediate_size"], vocab_size=t["vocab_size"],
+            rope_theta=t.get("rope_theta", rope.get("rope_theta", 10000.0)),  # transformers 5 nests it
+            rms_norm_eps=t.get("rms_norm_eps", 1e-6),
+            tie_word_embeddings=bool(t.get("tie_word_embeddings") if tied is None else tied),
+            max_position_embeddings=t.get("max_position_embeddings", 32768), bos_token_id=t.get("bos_token_id"),
+            eos_token_id=eos[0] if isinstance(eos, list) and eos else eos,
         )
 
     @property

@@ -5,7 +5,8 @@ them equal to the processors over a sweep of sizes.
     Qwen2-VL / Qwen2.5-VL   the image resized to multiples of 28 px within [min_pixels, max_pixels] ("smart
                             resize"); one token per 2x2 merge of 14-px patches, between vision_start / vision_end
     LLaVA-OneVision         anyres_max_9: a base 384-px view plus the crops of the best grid of 384-px tiles, 729
-                            tokens per view before unpadding, one newline token per feature row
+                            tokens per view before unpadding, one newline token per feature row; an image among
+                            several is one 384-px view: 729 tokens and a newline
 
 A video's frames are used as given (no frame sampling), each `VIDEO_FRAME` pixels, as model/preprocess.py makes them.
 """
@@ -18,6 +19,7 @@ from .peer_config import PeerConfig
 from .tokens import MAX_SIDE, ImageTokens, TokenCount, VideoTokens
 
 VIDEO_FRAME = (640, 360)  # (width, height) of a synthetic video frame (model/preprocess.py synthetic_video)
+SAMPLING = "every frame"  # the processors sample no frames (Qwen2-VL's do_sample_frames is off by default)
 
 
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
@@ -54,7 +56,8 @@ def _qwen_video(cfg: PeerConfig, frames: int) -> VideoTokens:
     cols, rows = qwen_grid(processor, *VIDEO_FRAME)
     steps = -(-frames // processor["temporal_patch_size"])  # the last frame repeats to fill a temporal patch
     visual = steps * cols * rows // processor["merge_size"] ** 2
-    return VideoTokens(frames, False, visual, visual + 2)
+    resized = (cols * processor["patch_size"], rows * processor["patch_size"])
+    return VideoTokens(frames, False, visual, visual + 2, VIDEO_FRAME, resized, SAMPLING)
 
 
 def select_best_resolution(height: int, width: int, pinpoints: list) -> tuple[int, int]:
@@ -92,16 +95,23 @@ def anyres_features(cfg: PeerConfig, width: int, height: int) -> tuple[tuple[int
     return (cols, rows), unpadded + newlines + per_view
 
 
-def _llava_image(cfg: PeerConfig, width: int, height: int) -> ImageTokens:
+def _llava_image(cfg: PeerConfig, width: int, height: int, multi_image: bool) -> ImageTokens:
+    """A lone image is tiled (anyres_max_9); one of several is a single base view and its newline
+    (LlavaOnevisionProcessor: `num_image_tokens + 1` where a prompt holds more than one image)."""
+    if multi_image:
+        visual = cfg.image_processor["num_image_tokens"] + 1
+        return ImageTokens(width, height, (1, 1), 1, visual, visual)
     grid, visual = anyres_features(cfg, width, height)
     return ImageTokens(width, height, grid, grid[0] * grid[1] + 1, visual, visual)
 
 
 def _llava_video(cfg: PeerConfig, frames: int) -> VideoTokens:
-    """Each frame one 384-px view, its 27x27 map pooled 2x2 (ceil: 14x14); one newline after the last frame."""
+    """Each frame one 384-px view, its 27x27 map pooled 2x2 (ceil: 14x14); one newline after the last frame.
+    The spatial pooling is not TSP: `pooled` stays False."""
     pooled = math.ceil(math.isqrt(cfg.image_processor["num_image_tokens"]) / 2)
     visual = frames * pooled * pooled + 1
-    return VideoTokens(frames, True, visual, visual)
+    side = cfg.video_processor["size"]
+    return VideoTokens(frames, False, visual, visual, VIDEO_FRAME, (side["width"], side["height"]), SAMPLING)
 
 
 def count_peer_tokens(cfg: PeerConfig, images=(), video_frames: int | None = None) -> TokenCount:
@@ -111,7 +121,7 @@ def count_peer_tokens(cfg: PeerConfig, images=(), video_frames: int | None = Non
             raise ValueError(f"image size must be positive integers WxH of at most {MAX_SIDE:,} px, got {w!r:.20}x{h!r:.20}")
     if video_frames is not None and video_frames < 1:
         raise ValueError(f"video frames must be a positive integer, got {video_frames}")
-    qwen = cfg.kind != "llava-onevision"
-    ims = tuple((_qwen_image if qwen else _llava_image)(cfg, w, h) for w, h in images)
+    qwen, multi = cfg.kind != "llava-onevision", len(images) > 1
+    ims = tuple(_qwen_image(cfg, w, h) if qwen else _llava_image(cfg, w, h, multi) for w, h in images)
     video = (_qwen_video if qwen else _llava_video)(cfg, video_frames) if video_frames is not None else None
     return TokenCount(cfg.name, ims, video)

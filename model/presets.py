@@ -1,4 +1,4 @@
-"""Preset registry: the published NVILA / VILA1.5 shapes and tiny CPU-sized stand-ins.
+"""Preset registry: the published NVILA / VILA1.5 shapes, the peer VLMs (peer_config.py) and tiny CPU-sized stand-ins.
 
 Real presets follow docs/reference.md#model-family (tags there say which dimensions are confirmed by an
 official config). Tiny presets keep the real tile size, patch size, projector and token geometry, so
@@ -9,8 +9,12 @@ well under a second on CPU.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TypeAlias
 
 from .config import LLMConfig, MediaConfig, NVILAConfig, ProjectorConfig, VisionConfig
+from .peer_config import PEER_PRESETS, PeerConfig
+
+Preset: TypeAlias = NVILAConfig | PeerConfig  # what a preset name stands for
 
 SIGLIP_384 = VisionConfig(image_size=384)  # VILA1.5 towers: 27x27 patches
 
@@ -90,7 +94,7 @@ _NVILA_8B = _nvila("nvila-8b", QWEN25_7B, description="NVILA-8B: Qwen2.5-7B, Dyn
                    baseline="vila1.5-8b", scaled_only="nvila-8b-scaled-only", video_model="nvila-8b-video")
 _NVILA_TINY = _nvila("nvila-tiny", TINY_QWEN2, TINY_VISION, "tiny NVILA-8B geometry for CPU tests", baseline="vila-tiny",
                      scaled_only="nvila-tiny-scaled-only", video_model="nvila-video-tiny", stands_in_for="nvila-8b")
-_PRESETS: dict[str, NVILAConfig] = {
+_PRESETS: dict[str, Preset] = {
     cfg.name: cfg
     for cfg in [
         _NVILA_8B,
@@ -108,6 +112,7 @@ _PRESETS: dict[str, NVILAConfig] = {
         _vila15("vila-tiny", TINY_LLAMA, TINY_VISION_384, "tiny VILA1.5 geometry for CPU tests", stands_in_for="vila1.5-8b"),
         scaled_only(_NVILA_8B),
         scaled_only(_NVILA_TINY),
+        *PEER_PRESETS,
     ]
 }
 
@@ -121,7 +126,7 @@ def preset_names() -> list[str]:
     return list(_PRESETS)
 
 
-def get_preset(name: str) -> NVILAConfig:
+def get_preset(name: str) -> Preset:
     """The config registered under `name`; a clear error listing the known names otherwise."""
     try:
         return _PRESETS[name]
@@ -129,5 +134,16 @@ def get_preset(name: str) -> NVILAConfig:
         raise UnknownPresetError(f"unknown preset {name!r}; known: {', '.join(_PRESETS)}") from None
 
 
-def is_tiny(cfg: NVILAConfig) -> bool:
+def is_tiny(cfg: Preset) -> bool:
     return cfg.is_tiny
+
+
+def is_peer(cfg: Preset) -> bool:
+    return isinstance(cfg, PeerConfig)
+
+
+def nvila_only(cfg: Preset, what: str) -> NVILAConfig:
+    """`cfg`, refused with one line where `what` serves NVILA and VILA1.5 presets only (not yet a peer VLM)."""
+    if isinstance(cfg, PeerConfig):
+        raise ValueError(f"{what} covers NVILA and VILA1.5 presets only; {cfg.name} is a peer VLM (family peer)")
+    return cfg

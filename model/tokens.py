@@ -1,7 +1,8 @@
 """Visual token counts without building a model (reference docs/reference.md#worked-examples pseudo-code, docs/reference.md#video-and-temporal-pooling-tsp budgets).
 
 `tokens` counts every embedding a medium contributes to the LLM sequence (separators and NVILA-Lite's
-per-tile "\\n" text token included); `visual_tokens` counts projector outputs only.
+per-tile "\\n" text token included); `visual_tokens` counts projector outputs only. A peer VLM's counts come
+from peer_tokens.py (its processor's rules).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from .config import NVILAConfig
+from .peer_config import PeerConfig
 from .tiling import TileLayout, dynamic_layout, dynamic_s2_layout, resize_layout
 
 
@@ -25,9 +27,20 @@ class ImageTokens:
 @dataclass(frozen=True)
 class VideoTokens:
     frames: int
-    pooled: bool
+    pooled: bool  # TSP applied
     visual_tokens: int
     tokens: int
+    # A peer's video only: the frames' size as given and as its processor resizes them, and which frames it uses.
+    frame_size: tuple[int, int] | None = None
+    frame_resized: tuple[int, int] | None = None
+    sampling: str | None = None
+
+    def to_dict(self) -> dict:
+        data = {k: v for k, v in asdict(self).items() if v is not None or k == "pooled"}
+        for key in ("frame_size", "frame_resized"):
+            if key in data:
+                data[key] = "x".join(map(str, data[key]))
+        return data
 
 
 @dataclass(frozen=True)
@@ -52,7 +65,8 @@ class TokenCount:
         return {
             "preset": self.preset,
             "images": [asdict(im) | {"grid": list(im.grid)} for im in self.images],
-            "video": asdict(self.video) if self.video else None,
+            "video": self.video.to_dict() if self.video else None,
+            "visual_tokens": self.visual_tokens,
             "total_tokens": self.total_tokens,
         }
 
@@ -85,8 +99,17 @@ def image_tokens(cfg: NVILAConfig, width: int, height: int, multi_image: bool = 
     return ImageTokens(width, height, layout.grid, layout.vit_tiles, visual, tokens)
 
 
-def temporal_pool_size(cfg: NVILAConfig, frames: int, temporal_pool: bool) -> tuple[int, int, int] | None:
+def check_temporal_pool(cfg: NVILAConfig | PeerConfig, temporal_pool: bool) -> None:
+    """Turning TSP off means nothing to a peer VLM, which has none: refused rather than silently ignored."""
+    if not temporal_pool and isinstance(cfg, PeerConfig):
+        raise ValueError(f"{cfg.name} has no temporal pooling (TSP): drop --no-temporal-pool")
+
+
+def temporal_pool_size(cfg: NVILAConfig | PeerConfig, frames: int, temporal_pool: bool) -> tuple[int, int, int] | None:
     """The TSP pool (frames, rows, cols) that applies, or None; errors if it cannot divide the input."""
+    check_temporal_pool(cfg, temporal_pool)
+    if isinstance(cfg, PeerConfig):
+        return None
     pool = cfg.media.temporal_pool if temporal_pool else None
     if pool is None:
         return None
@@ -117,7 +140,7 @@ def video_tokens(cfg: NVILAConfig, frames: int, temporal_pool: bool = True) -> V
 
 
 def count_visual_tokens(
-    cfg: NVILAConfig | str,
+    cfg: NVILAConfig | PeerConfig | str,
     images: list[tuple[int, int]] | tuple[tuple[int, int], ...] = (),
     video_frames: int | None = None,
     temporal_pool: bool = True,
@@ -128,6 +151,11 @@ def count_visual_tokens(
         from .presets import get_preset
 
         cfg = get_preset(cfg)
+    if isinstance(cfg, PeerConfig):
+        from .peer_tokens import count_peer_tokens  # it imports this module's dataclasses
+
+        check_temporal_pool(cfg, temporal_pool)
+        return count_peer_tokens(cfg, tuple(images), video_frames)
     multi = len(images) > 1
     ims = tuple(image_tokens(cfg, w, h, multi) for w, h in images)
     video = video_tokens(cfg, video_frames, temporal_pool) if video_frames is not None else None

@@ -4,9 +4,9 @@ Records arrive from one or more results files; a point measured twice (a re-run,
 newest record, so a report shows one figure per point and hardware.
 
 A preset's role in a comparison (its VILA1.5 baseline, whether it is a tiny stand-in, whether it is NVILA at
-all) comes from the preset registry (`NVILAConfig.baseline`, `.is_tiny`, `.is_nvila`). A record may name a
-preset the registry does not know (a checkpoint directory's name): such a preset has no role (no baseline, not
-tiny) and counts as NVILA unless the record states a VILA1.5 family.
+all) comes from the preset registry (`NVILAConfig.baseline`, `.is_tiny`, `.is_nvila`; a peer VLM is never NVILA).
+A record may name a preset the registry does not know (a checkpoint directory's name): such a preset has no role
+(no baseline, not tiny) and counts as NVILA unless the record states a VILA1.5 or peer family.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import PurePath
 
 from nvila_bench.core.gate import match_key, point_label
 from nvila_bench.core.results import Record, hardware_of
-from nvila_bench.model import NVILAConfig, get_preset
-from nvila_bench.model.presets import UnknownPresetError
+from nvila_bench.model import get_preset
+from nvila_bench.model.presets import Preset, UnknownPresetError
 
 
-def preset_config(name) -> NVILAConfig | None:
+def preset_config(name) -> Preset | None:
     """The registered preset of that name, or None (an unregistered name, e.g. a checkpoint's, has no role)."""
     if not isinstance(name, str):
         return None
@@ -42,15 +42,15 @@ def is_tiny(name) -> bool:
 
 
 def is_nvila(record_or_name: Record | str | None) -> bool:
-    """NVILA (any variant) as opposed to a VILA1.5 baseline: the registered preset's family, else the family
-    the record states (config or extra "family"), else NVILA."""
+    """NVILA (any variant) as opposed to a VILA1.5 baseline or a peer VLM: the registered preset's family, else
+    the family the record states (config or extra "family"), else NVILA."""
     record = record_or_name if isinstance(record_or_name, Record) else None
     name = record.preset if record else record_or_name
     cfg = preset_config(name)
     if cfg is not None:
         return cfg.is_nvila
     family = (record.config.get("family") or record.extra.get("family")) if record else None
-    return family != "vila1.5"
+    return family not in ("vila1.5", "peer")
 
 
 def latest(records: list[Record]) -> list[Record]:

@@ -24,7 +24,7 @@ from nvila_bench.core.results import Metric
 from nvila_bench.core.session import Session
 from nvila_bench.model import count_visual_tokens
 
-from .registry import Option, Suite, SuiteError
+from .registry import Option, Suite, SuiteError, nvila_presets_only
 
 SYNTHETIC = (*st.TASKS, "synthetic_colour_gen")
 CHANCE = st.CHANCE | {"synthetic_colour_gen": 0.25}  # a uniform guess among the four colours
@@ -122,6 +122,7 @@ def expand(axes: dict[str, list], options: dict) -> list[TaskPoint]:
         raise SuiteError("accuracy needs --tasks (e.g. --tasks synthetic)")
     if bool(checkpoint) == bool(presets) or len(presets) > 1:
         raise SuiteError("accuracy takes one --preset (random weights) or --checkpoint DIR")
+    nvila_presets_only(axes, "the accuracy suite (NVILA's prompts and lmms-eval adapter)")
     if checkpoint and not Path(checkpoint).is_dir():
         raise SuiteError(f"--checkpoint {checkpoint}: no such directory")
     if checkpoint:  # a broken config refuses the run up front, not as an error record

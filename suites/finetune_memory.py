@@ -28,7 +28,7 @@ from nvila_bench.model.training import (
     synthetic_batch, train_step, trainable_counts, unavailable, weight_bytes,
 )  # fmt: skip
 
-from .registry import Option, Suite, SuiteError, check_training, sweep_points, with_extra
+from .registry import Option, Suite, SuiteError, check_training, nvila_presets_only, sweep_points, with_extra
 
 DEFAULTS = {"recipe": "nvila", "lora_rank": 64, "lora_alpha": 16, "lora_dropout": 0.05, "lr": 2e-5}
 # v1 Table 5 / v3 Table 6: one A100 80 GB, batch 1, 448 px, context 300, no gradient checkpointing.
@@ -110,6 +110,7 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
     names = options["recipe"] or (PAPER_RECIPES if options["paper_table"] else ("nvila",))
     lora = {"lora_rank": options["lora_rank"], "lora_alpha": options["lora_alpha"], "lora_dropout": options["lora_dropout"]}
     check_training(axes, options["lr"])
+    nvila_presets_only(axes, "finetune-memory's recipes and memory model")
     extras = []
     for name in names:
         try:

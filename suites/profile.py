@@ -46,7 +46,7 @@ from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES, P
 from nvila_bench.model.training import Batch, Recipe, apply_recipe, build_optimizer, train_step
 
 from .prefill import request_of, token_metrics
-from .registry import Option, Suite, SuiteError, sweep_points, with_extra
+from .registry import Option, Suite, SuiteError, nvila_presets_only, sweep_points, with_extra
 
 STAGE_RANGES = {
     "prefill": PREFILL_STAGES,
@@ -298,6 +298,7 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
 
 
 def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
+    nvila_presets_only(axes, "the profile suite (NVILA's stage ranges)")
     if options["stage"] not in STAGE_RANGES:
         raise SuiteError(f"--stage must be one of {', '.join(STAGE_RANGES)}")
     if options["stage"] == "decode" and any(n < 2 for n in axes.get("new_tokens", [])):

@@ -17,7 +17,8 @@ from nvila_bench.core.point import BenchPoint, points_from_axes
 from nvila_bench.core.results import Metric
 from nvila_bench.core.session import Session
 from nvila_bench.model import get_preset
-from nvila_bench.model.tokens import temporal_pool_size
+from nvila_bench.model.presets import UnknownPresetError, nvila_only, preset_names
+from nvila_bench.model.tokens import check_temporal_pool, temporal_pool_size
 
 # name -> module under nvila_bench.suites (imported only when that suite runs, so the CLI starts fast)
 REGISTRY = {
@@ -100,13 +101,28 @@ def get_suite(name: str) -> Suite:
 
 def jobs_of(suite: Suite, axes: dict[str, list], options: dict) -> list[Job]:
     """The suite's expansion of the sweep, as jobs (a plain point is a job of the suite itself), every video
-    checked against its preset's temporal pooling before anything is measured."""
+    checked against its preset's temporal pooling (and --no-temporal-pool against a preset that has none)
+    before anything is measured."""
     jobs = [p if isinstance(p, Job) else Job(suite.name, p) for p in suite.expand(axes, options)]
     for job in jobs:
-        frames = getattr(job.point, "video_frames", None)
+        point = job.point
+        frames, pool = getattr(point, "video_frames", None), getattr(point, "temporal_pool", True)
         if frames is not None:
-            temporal_pool_size(get_preset(job.point.preset), frames, job.point.temporal_pool)  # ValueError: exit 2
+            temporal_pool_size(get_preset(point.preset), frames, pool)  # ValueError: exit 2
+        elif not pool and point.preset in preset_names():  # a checkpoint's point names no preset
+            check_temporal_pool(get_preset(point.preset), pool)
     return jobs
+
+
+def nvila_presets_only(axes: dict[str, list], what: str) -> None:
+    """A SuiteError naming the first peer VLM among the sweep's presets, where `what` serves NVILA only."""
+    for name in axes.get("preset", []):
+        try:
+            nvila_only(get_preset(name), what)
+        except UnknownPresetError:
+            continue  # the point refuses it with the list of known names
+        except ValueError as e:
+            raise SuiteError(str(e)) from None
 
 
 def check_training(axes: dict[str, list], lr: float) -> None:

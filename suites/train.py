@@ -27,7 +27,7 @@ from nvila_bench.model.training import (
 )  # fmt: skip
 from nvila_bench.model.vision import _body
 
-from .registry import Option, Suite, SuiteError, check_training, sweep_points, with_extra
+from .registry import Option, Suite, SuiteError, check_training, nvila_presets_only, sweep_points, with_extra
 
 DEFAULTS = {"stage": "full", "grad_accum": 1, "grad_ckpt": False, "fp8": False, "compile": False, "autocast": False, "lr": 2e-5}
 
@@ -129,6 +129,7 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
     if fixed["grad_accum"] < 1:
         raise SuiteError(f"--grad-accum must be >= 1, got {fixed['grad_accum']}")
     check_training(axes, fixed["lr"])
+    nvila_presets_only(axes, "the train suite (its stages and the training cost model)")
     return [with_extra(p, stage=stage, **fixed) for p in sweep_points(axes, {}) for stage in options["stage"] or ("full",)]
 
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REAL, TINY, tiny_model
+from conftest import PEERS, REAL, TINY, tiny_model
 
 from nvila_bench.cli import main
 from nvila_bench.model import save_checkpoint
@@ -26,7 +26,7 @@ def run_json(capsys, *args):
 
 def test_presets_json_lists_every_preset(capsys):
     names = [p["name"] for p in run_json(capsys, "presets")]
-    assert names == REAL + TINY + ["nvila-8b-scaled-only", "nvila-tiny-scaled-only"]
+    assert names == REAL + TINY + ["nvila-8b-scaled-only", "nvila-tiny-scaled-only"] + PEERS
 
 
 def test_info_reports_exact_params(capsys):

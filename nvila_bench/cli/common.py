@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from nvila_bench.model.config import NVILAConfig
+from nvila_bench.model.peer_config import PeerConfig
 from nvila_bench.model.presets import get_preset
 
 EXIT_USAGE = 2
@@ -34,7 +35,7 @@ class PresetName(click.ParamType):
     name = "PRESET"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, NVILAConfig):
+        if isinstance(value, (NVILAConfig, PeerConfig)):
             return value
         try:
             return get_preset(value)
@@ -58,7 +59,7 @@ def request_options(f):
         click.option("--preset", "cfg", type=PresetName(), required=True, help="A preset name."),
         click.option("--image", "images", type=ImageSize(), multiple=True, help="Image WxH; repeat for a multi-image request."),
         click.option("--video-frames", type=int, help="Frames of one video in the request."),
-        click.option("--no-temporal-pool", is_flag=True, help="Disable TSP temporal pooling (presets that have it)."),
+        click.option("--no-temporal-pool", is_flag=True, help="Disable TSP temporal pooling (a peer VLM has none)."),
     ]):
         f = option(f)
     return f

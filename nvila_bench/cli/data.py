@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from nvila_bench.model.presets import get_preset
+from nvila_bench.model.presets import get_preset, nvila_only
 
 
 def register(cli: click.Group) -> None:
@@ -45,6 +45,7 @@ def train_synthetic_command(preset, tasks, steps, batch_size, lr, seed, no_tempo
         raise click.UsageError(f"unknown synthetic task(s) {', '.join(bad) or '(none)'}; known: {', '.join(TASKS)}")
     if not get_preset(preset).is_tiny:
         raise click.UsageError(f"train-synthetic trains tiny presets on CPU; {preset!r} is not one")
+    nvila_only(get_preset(preset), "train-synthetic")
     model, tokenizer, losses = train_synthetic(preset, data_dir or default_data_dir(), names, steps, batch_size, lr, seed,
                                                not no_temporal_pool, log=lambda m: click.echo(m, err=True))  # fmt: skip
     path = save_trained(model, tokenizer, out_dir)

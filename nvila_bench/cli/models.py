@@ -6,8 +6,8 @@ from dataclasses import asdict
 
 import click
 
-from nvila_bench.model.config import NVILAConfig
-from nvila_bench.model.presets import get_preset, preset_names
+from nvila_bench.model.peer_config import PeerConfig
+from nvila_bench.model.presets import Preset, get_preset, nvila_only, preset_names
 from nvila_bench.model.tokens import count_visual_tokens
 
 from .common import PresetName, check_request, emit, request_options, table
@@ -23,30 +23,82 @@ def register(cli: click.Group) -> None:
 def presets(as_json):
     """List the model presets."""
     rows = [preset_row(get_preset(n)) for n in preset_names()]
-    emit(rows, as_json, table([{k: r[k] for k in ("name", "family", "llm", "vision_px", "projector", "image_mode", "tokens_per_tile")} for r in rows]))
+    columns = ("name", "family", "llm", "vision", "projector", "image_mode", "tokens_rule")
+    emit(rows, as_json, table([{k: r[k] for k in columns} for r in rows]))
 
 
-def preset_row(cfg: NVILAConfig) -> dict:
+def preset_row(cfg: Preset) -> dict:
+    if isinstance(cfg, PeerConfig):
+        return peer_row(cfg)
     return {
         "name": cfg.name,
         "family": cfg.family,
         "tiny": cfg.is_tiny,
         "llm": f"{cfg.llm.arch} {cfg.llm.hidden_size}x{cfg.llm.num_layers}",
+        "vision": f"SigLIP {cfg.vision.hidden_size}x{cfg.vision.num_layers}, {cfg.vision.image_size} px",
         "vision_px": cfg.vision.image_size,
         "projector": cfg.projector.type,
         "image_mode": cfg.media.image_mode,
         "tokens_per_tile": cfg.tokens_per_tile,
+        "tokens_rule": f"{cfg.tokens_per_tile} per {cfg.tile_size}-px tile",
         "temporal_pool": list(cfg.media.temporal_pool) if cfg.media.temporal_pool else None,
         "description": cfg.description,
     }
 
 
-def model_info(cfg: NVILAConfig) -> dict:
-    """Exact parameter counts in closed form (`model/params.py`, tested against the built modules): nothing is
-    built, so a checkpoint's config is described at once whatever its size."""
+def peer_row(cfg: PeerConfig) -> dict:
+    """A peer VLM in the same fields: its vision tower, how its processor turns an image into tokens."""
+    v, llava = cfg.vision_config, cfg.kind == "llava-onevision"
+    merge = v.get("spatial_merge_size")
+    if llava:
+        vision = f"SigLIP {v['hidden_size']}x{v['num_hidden_layers']}, {v['image_size']} px"
+    else:
+        vision = f"ViT {v.get('embed_dim', v['hidden_size'])}x{v['depth']}, native resolution"
+    return {
+        "name": cfg.name,
+        "family": cfg.family,
+        "tiny": cfg.is_tiny,
+        "llm": f"{cfg.llm.arch} {cfg.llm.hidden_size}x{cfg.llm.num_layers}",
+        "vision": vision,
+        "vision_px": v["image_size"] if llava else None,
+        "projector": "mlp2x_gelu + image newline" if llava else f"patch merger {merge}x{merge}",
+        "image_mode": cfg.image_processor["vision_aspect_ratio"] if llava else "smart_resize",
+        "tokens_per_tile": cfg.image_processor["num_image_tokens"] if llava else None,
+        "tokens_rule": tokens_rule(cfg),
+        "temporal_pool": None,
+        "description": cfg.description,
+    }
+
+
+def tokens_rule(cfg: PeerConfig) -> str:
+    p = cfg.image_processor
+    if cfg.kind == "llava-onevision":
+        return f"{p['num_image_tokens']} per {p['size']['height']}-px view, plus its crops unpadded, a newline per row"
+    side = p["patch_size"] * p["merge_size"]
+    return f"1 per {side}x{side} px after smart resize to {p['min_pixels']:,}..{p['max_pixels']:,} px"
+
+
+def model_info(cfg: Preset) -> dict:
+    """Exact parameter counts in closed form (`model/params.py`, `model/peer_params.py`, tested against the
+    built modules): nothing is built, so a checkpoint's config is described at once whatever its size."""
     from nvila_bench.model.params import param_counts
 
     counts = param_counts(cfg)
+    if isinstance(cfg, PeerConfig):
+        return {
+            "preset": cfg.name,
+            "family": cfg.family,
+            "kind": cfg.kind,
+            "description": cfg.description,
+            "stands_in_for": cfg.stands_in_for,
+            "params": counts,
+            "tokens_rule": tokens_rule(cfg),
+            "config": {
+                "hf_config": cfg.hf_config,
+                "image_processor": cfg.image_processor,
+                "video_processor": cfg.video_processor,
+            },
+        }
     return {
         "preset": cfg.name,
         "family": cfg.family,
@@ -67,15 +119,23 @@ def info(cfg, checkpoint, as_json):
     if (cfg is None) == (checkpoint is None):
         raise click.UsageError("give exactly one of --preset or --checkpoint")
     if checkpoint:
-        from nvila_bench.model.checkpoint import config_from_checkpoint
+        from nvila_bench.model.peer_checkpoint_config import peer_config_from_checkpoint, peer_model_type
 
-        cfg = config_from_checkpoint(checkpoint)
+        if peer_model_type(checkpoint):  # a transformers-saved Qwen2-VL, Qwen2.5-VL or LLaVA-OneVision
+            cfg = peer_config_from_checkpoint(checkpoint)
+        else:
+            from nvila_bench.model.checkpoint import config_from_checkpoint
+
+            cfg = config_from_checkpoint(checkpoint)
     data = model_info(cfg)
     p = data["params"]
+    if isinstance(cfg, PeerConfig):
+        last = f"  visual tokens: {data['tokens_rule']}"
+    else:
+        vit = cfg.vision
+        last = f"  {cfg.tokens_per_tile} visual tokens per tile; ViT runs {vit.layers_used} of {vit.num_layers} layers"
     text = "\n".join(
-        [f"{cfg.name} ({cfg.family}): {cfg.description}"]
-        + [f"  {k:<9} {v:>15,} params" for k, v in p.items()]
-        + [f"  {cfg.tokens_per_tile} visual tokens per tile; ViT runs {cfg.vision.layers_used} of {cfg.vision.num_layers} layers"]
+        [f"{cfg.name} ({cfg.family}): {cfg.description}"] + [f"  {k:<9} {v:>15,} params" for k, v in p.items()] + [last]
     )
     emit(data, as_json, text)
 
@@ -91,9 +151,16 @@ def tokens(cfg, images, video_frames, no_temporal_pool, as_json):
     lines = [f"{cfg.name}: {data['total_tokens']} LLM positions for media"]
     if data["images"]:
         lines.append(table([{"image": f"{i['width']}x{i['height']}", "grid": "x".join(map(str, i["grid"])), "vit_tiles": i["vit_tiles"], "visual_tokens": i["visual_tokens"], "tokens": i["tokens"]} for i in data["images"]]))
+    if data["images"] and isinstance(cfg, PeerConfig):
+        unit = "384-px crops" if cfg.kind == "llava-onevision" else "14-px patches"
+        lines.append(f"grid: {unit} (cols x rows)")
     if data["video"]:
         v = data["video"]
-        lines.append(f"video: {v['frames']} frames, {'TSP-pooled' if v['pooled'] else 'not pooled'}, {v['visual_tokens']} visual tokens, {v['tokens']} positions")
+        if "sampling" in v:  # a peer: its frames' size, as given and as its processor resizes them
+            how = f"{v['frame_size']} px resized to {v['frame_resized']}, {v['sampling']}"
+        else:
+            how = "TSP-pooled" if v["pooled"] else "not pooled"
+        lines.append(f"video: {v['frames']} frames, {how}, {v['visual_tokens']} visual tokens, {v['tokens']} positions")
     emit(data, as_json, "\n".join(lines))
 
 
@@ -123,6 +190,7 @@ def cost(cfg, images, video_frames, no_temporal_pool, prompt_tokens, context, ba
     for name, value in (("--prompt-tokens", prompt_tokens), ("--batch-size", batch_size), ("--context", context)):
         if value is not None and value < (0 if name == "--prompt-tokens" else 1):
             raise click.BadParameter(f"out of range: {value}", param_hint=name)
+    nvila_only(cfg, "the analytic cost model (nvila-bench cost)")
     dtype = canonical_dtype(dtype)
     hw = get_hardware(hardware) if hardware else None
     costs = costmodel.request_costs(cfg, images, video_frames, not no_temporal_pool, prompt_tokens, context, batch_size, dtype)

@@ -9,7 +9,9 @@ import pandas as pd
 import torch
 
 from nvila_bench.model import build_model, count_visual_tokens, get_preset, preset_names
+from nvila_bench.model.params import param_counts
 from nvila_bench.model.pipeline import generate, media_blocks, synthetic_request
+from nvila_bench.model.presets import is_peer
 
 EXAMPLE_IMAGES = [(448, 448), (1920, 1080), (800, 1200)]
 
@@ -17,7 +19,9 @@ EXAMPLE_IMAGES = [(448, 448), (1920, 1080), (800, 1200)]
 def params_table(names: list[str]) -> pd.DataFrame:
     rows = []
     for name in names:
-        counts = build_model(get_preset(name), device="meta", seed=None).param_counts()
+        cfg = get_preset(name)
+        # A peer's closed form equals transformers' model on the meta device (tests/test_peer_params.py).
+        counts = param_counts(cfg) if is_peer(cfg) else build_model(cfg, device="meta", seed=None).param_counts()
         rows.append({"preset": name} | {k: f"{v / 1e6:,.1f}M" for k, v in counts.items()})
     return pd.DataFrame(rows)
 
@@ -60,10 +64,12 @@ def smoke_run(name: str, size=(1920, 1080), new_tokens: int = 8) -> dict:
 
 def print_summary(echo: Callable[[str], None] = print) -> None:
     real = [n for n in preset_names() if not get_preset(n).is_tiny]
-    tiny = [n for n in preset_names() if get_preset(n).is_tiny]
-    echo("Parameters (exact, from the modules on the meta device)")
+    tiny = [n for n in preset_names() if get_preset(n).is_tiny and not is_peer(get_preset(n))]
+    echo("Parameters (exact, from the modules on the meta device; peer VLMs in closed form, equal to transformers')")
     echo(params_table(real).to_string(index=False))
-    echo("\nLLM positions per request (analytic: tokens.count_visual_tokens; videos with the preset's TSP)")
+    echo("\nLLM positions per request (analytic: tokens.count_visual_tokens; videos with the preset's TSP, "
+         "a peer's frames at 640x360 as its processor counts them)")
     echo(tokens_table(real).to_string(index=False))
-    echo("\nTiny presets end to end on CPU (random weights): vision -> projector -> prefill -> 8 decode steps")
+    echo("\nTiny NVILA / VILA1.5 presets end to end on CPU (random weights): "
+         "vision -> projector -> prefill -> 8 decode steps")
     echo(pd.DataFrame([smoke_run(n) for n in tiny]).to_string(index=False))
