@@ -7,7 +7,7 @@ from __future__ import annotations
 from test_report import engine_record
 
 from nvila_bench.core.results import Metric
-from nvila_bench.reports import sections
+from nvila_bench.reports import runs, sections
 from nvila_bench.reports.render import render_report
 
 NOTE = "LLM prefill fell back to eager: RuntimeError: operation not permitted when stream is capturing"
@@ -57,7 +57,7 @@ def test_any_engine_note_is_a_fallback_in_the_ladder_too():
 def test_the_environment_names_a_dirty_trees_diff_by_its_digest():
     record = engine_record("prefill", "compiled", 0.1)
     record.environment = record.environment | {"git_dirty": True, "git_diff_sha256": "ab" * 32}
-    (env,) = sections.environments([record])
+    (env,) = runs.environments([record])
     assert env["revision"] == "a" * 12 + " (dirty, diff sha256 abababababab)"
     record.environment = record.environment | {"git_diff_sha256": None}  # records before the digest
-    assert sections.environments([record])[0]["revision"] == "a" * 12 + " (dirty)"
+    assert runs.environments([record])[0]["revision"] == "a" * 12 + " (dirty)"
