@@ -16,6 +16,11 @@ section("decode_step") per step. The model never times itself: `section` is the 
 `generate`, `last_logits` (B, V) are the logits the last id was chosen from (the last decode step's), kept at no
 cost to the steps, so engines can be compared by more than their ids (a random-weight model's greedy ids can be
 one id repeated, whatever the engine computed).
+
+A peer VLM (model/peer_model.py) runs on every engine. For Qwen2-VL / Qwen2.5-VL (M-RoPE) the compiled engine's
+decode step adds the request's rope offset to its positions, and its prefill is transformers' own forward into
+the static cache (model/fast_llm.py's prefill has no 3-D positions; the note says so); hf-generate / hf-static
+hand transformers the prompt ids, grids and token types, from which it places M-RoPE itself.
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ Quantized q/k/v and gate/up run as one matmul where quantization made them slice
 (model/quantize.py `Fusion`); other modules whose weights are not plain tensors run one by one.
 
 Supported: the LLMs NVILA and VILA use, Qwen2 and Llama as transformers builds them (tests compare the
-logits with transformers' own forward). Positions are one tensor `pos` on the device, so the step can be
+logits with transformers' own forward), and the peer VLMs' Qwen2 decoders (model/peer_model.py): LLaVA-OneVision's
+as it is, Qwen2-VL's M-RoPE in the decode step only, as an offset (a text token's three positions are equal, so
+its rotation is plain RoPE at the shifted position; tests/test_peer_model.py). Positions are one tensor `pos` on the device, so the step can be
 captured once as a CUDA graph and replayed with no host work.
 """
 

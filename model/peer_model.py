@@ -101,7 +101,11 @@ class PeerModel(nn.Module):
     """A peer VLM (`hf`, transformers' model) with NVILAModel's surface: media stages, embed, prefill, decode_step,
     new_cache, forward_logits. `llm` is what the engines drive: for LLaVA-OneVision a Qwen2ForCausalLM sharing the
     model's language model and LM head (so model/fast_llm.py's decode step runs it); for Qwen, the whole model,
-    whose `generate` computes M-RoPE from `generate_kwargs`."""
+    whose `generate` computes M-RoPE from `generate_kwargs`. Qwen's M-RoPE placement is the last `embed`'s: embeds of
+    its (batch, length) get its positions, others a text-only context's.
+
+    Not NVILAModel's: `training_loss` / `labels` (the training suites'), and `llm` of a Qwen peer is the whole VLM,
+    vision tower included (quantize its `hf.model.language_model` and `hf.lm_head`)."""
 
     is_peer = True
 
