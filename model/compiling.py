@@ -34,6 +34,10 @@ def compile_media(model, on: bool = True, on_fail=None) -> None:
     measures, whatever the model's last engine left. Compiling happens at the first call; if that fails (e.g.
     inductor's CPU code for int8 activations), every media stage runs plain from then on, and
     `on_fail(reason)` is told once."""
+    if getattr(model, "is_peer", False):  # transformers' own vision tower and projector (model/peer_model.py)
+        if on and on_fail:
+            on_fail("vision tower and projector eager (a peer's run transformers' own forward, not compiled)")
+        return
     from .fast_vision import FastVision
     from .vision import _body, vision_features
 

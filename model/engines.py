@@ -16,6 +16,11 @@ section("decode_step") per step. The model never times itself: `section` is the 
 `generate`, `last_logits` (B, V) are the logits the last id was chosen from (the last decode step's), kept at no
 cost to the steps, so engines can be compared by more than their ids (a random-weight model's greedy ids can be
 one id repeated, whatever the engine computed).
+
+A peer VLM (model/peer_model.py) runs on every engine. For Qwen2-VL / Qwen2.5-VL (M-RoPE) the compiled engine's
+decode step adds the request's rope offset to its positions, and its prefill is transformers' own forward into
+the static cache (model/fast_llm.py's prefill has no 3-D positions; the note says so); hf-generate / hf-static
+hand transformers the prompt ids, grids and token types, from which it places M-RoPE itself.
 """
 
 from __future__ import annotations
@@ -88,6 +93,8 @@ class Engine:
 
     def vision_attention(self) -> str:
         """The vision tower's attention kernel as the media stages run now (after `setup_media`)."""
+        if getattr(self.model, "is_peer", False):  # transformers' own tower: its attention implementation
+            return self.model.vision_attention()
         tower = self.model.vision_tower
         return fast_vision_attention_kernel(tower) if self.model.vision_forward is not None else attention_kernel(tower)
 
@@ -182,7 +189,7 @@ class CompiledEngine(Engine):
         self._ids = torch.zeros((batch, max(new_tokens, _WARMUP)), dtype=torch.long, device=token.device)
         self._step = torch.zeros((), dtype=torch.long, device=token.device)
         self._pos = torch.full((), context, dtype=torch.long, device=token.device)  # where the step writes
-        self._decode = self._decode_function(attention)
+        self._decode = self._decode_function(attention, _rope_offset(self.model, embeds))
         if embeds.device.type == "cuda" and self.use_graph:
             # The graph's logits buffer holds each replay's logits (read after generate: last_logits)
             self._graph, self._logits = capture(self._run_step, _WARMUP, self.setup_section)
@@ -191,13 +198,20 @@ class CompiledEngine(Engine):
                 self._run_step()
         self._rewind(context)
 
-    def _decode_function(self, attention: str):
-        """A function of no arguments: the logits (B, V) of `_token` at `_pos`, extending the cache."""
+    def _decode_function(self, attention: str, rope_offset: torch.Tensor | None = None):
+        """A function of no arguments: the logits (B, V) of `_token` at `_pos`, extending the cache. `rope_offset`
+        (B, 1): an M-RoPE model's text positions run this far from the cache positions (Qwen2-VL after its media)."""
         if attention == "transformers":
             forward = compiled(self.model.llm, self.compile_mode)
             kwargs = {_cache_kwarg(): self.cache}
-            return lambda: forward(input_ids=self._token, use_cache=True, logits_to_keep=1, **kwargs).logits[:, -1]
-        decoder = FastDecoder(self.model.llm, self.cache, self._pos, attention)
+
+            def step() -> torch.Tensor:
+                if rope_offset is not None:  # M-RoPE: a text token's three positions, given (not the model's own state)
+                    kwargs["position_ids"] = (self._pos + rope_offset)[None].expand(3, -1, -1)
+                return forward(input_ids=self._token, use_cache=True, logits_to_keep=1, **kwargs).logits[:, -1]
+
+            return step
+        decoder = FastDecoder(self.model.llm, self.cache, self._pos, attention, rope_offset)
         step = compiled(decoder.__call__, self.compile_mode)
         return lambda: step(self._token)
 
@@ -206,8 +220,7 @@ class CompiledEngine(Engine):
         """The first token (B, 1), the prompt's K/V written into the static cache."""
         if self._fill is not None:
             return self._fill(embeds)
-        out = self.model.llm(inputs_embeds=embeds, use_cache=True, logits_to_keep=1, **{_cache_kwarg(): self.cache})
-        return out.logits[:, -1].argmax(-1, keepdim=True)
+        return prefill(self.model, embeds, self.cache)[0]  # transformers' forward (a peer's with its M-RoPE positions)
 
     def _run_step(self) -> torch.Tensor:
         """One decode step on the static buffers: next id of `_token`, written back into it and into `_ids`;
@@ -259,6 +272,11 @@ class CompiledEngine(Engine):
     def _build_prefill(self, cache, embeds: torch.Tensor, part: str) -> CapturedPrefill | None:
         """The fast prefill into `cache`, or None (transformers' eager prefill) with a note saying why; `part`:
         whose note ("prefill": first_token's, "decode prefill": generate's)."""
+        if _rope_offset(self.model, embeds) is not None:
+            whose = "the decode" if part == "decode prefill" else "LLM"
+            self._set_note(part, f"{whose} prefill eager: model/fast_llm.py's prefill has no M-RoPE (the media's 3-D "
+                                 "positions); transformers' forward runs it")
+            return None
         try:
             with torch.inference_mode():
                 built = CapturedPrefill.build(self.model.llm, cache, embeds, self.prefill_graph_tokens,
@@ -334,10 +352,13 @@ class HFEngine(Engine):
             max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, eos_token_id=None,
             pad_token_id=0, cache_implementation="static" if self.name == "hf-static" else None,
         )  # fmt: skip
+        # A peer's prompt ids, grids and token types, where transformers computes M-RoPE from them (its vision tower
+        # does not run: no pixels are passed)
+        kwargs = self.model.generate_kwargs(embeds) if hasattr(self.model, "generate_kwargs") else {}
         lap = _Lap(section)
         lap.begin()
         ids = self.model.llm.generate(inputs_embeds=embeds, generation_config=config,
-                                      logits_processor=LogitsProcessorList([lap]))  # fmt: skip
+                                      logits_processor=LogitsProcessorList([lap]), **kwargs)  # fmt: skip
         lap.end()
         self.last_logits = lap.scores if new_tokens > 1 else None  # the prefill's are not a decode step's
         return ids[:, -new_tokens:]
@@ -351,6 +372,11 @@ def make_engine(name: str, model, cache_kind: str = "dynamic") -> Engine:
     if name in PEERS:
         return HFEngine(model, name=name)
     return Engine(model, cache_kind)
+
+
+def _rope_offset(model, embeds: torch.Tensor) -> torch.Tensor | None:
+    """(B, 1) M-RoPE offset of a peer's text positions after `embeds` (PeerModel.rope_deltas); None without M-RoPE."""
+    return model.rope_deltas(embeds) if hasattr(model, "rope_deltas") else None
 
 
 def _cache_kwarg() -> str:

@@ -16,7 +16,9 @@ Quantized q/k/v and gate/up run as one matmul where quantization made them slice
 (model/quantize.py `Fusion`); other modules whose weights are not plain tensors run one by one.
 
 Supported: the LLMs NVILA and VILA use, Qwen2 and Llama as transformers builds them (tests compare the
-logits with transformers' own forward). Positions are one tensor `pos` on the device, so the step can be
+logits with transformers' own forward), and the peer VLMs' Qwen2 decoders (model/peer_model.py): LLaVA-OneVision's
+as it is, Qwen2-VL's M-RoPE in the decode step only, as an offset (a text token's three positions are equal, so
+its rotation is plain RoPE at the shifted position; tests/test_peer_model.py). Positions are one tensor `pos` on the device, so the step can be
 captured once as a CUDA graph and replayed with no host work.
 """
 
@@ -187,7 +189,7 @@ class _FastLLM:
     the static cache (allocated already)."""
 
     def __init__(self, llm: nn.Module, cache):
-        body = llm.model
+        body = getattr(llm.model, "language_model", llm.model)  # a VLM's (Qwen2-VL) decoder, or the LLM's own
         self.embed, self.norm, self.rotary, self.lm_head = body.embed_tokens, body.norm, body.rotary_emb, llm.lm_head
         if any(getattr(layer, "keys", None) is None for layer in cache.layers):
             raise ValueError("the static cache is not allocated yet: prefill into it first, or allocate() it")
@@ -273,11 +275,15 @@ class FastDecoder(_FastLLM):
     tensor the caller advances) of the static cache, filled up to there by a prefill, and attends over
     positions 0..pos."""
 
-    def __init__(self, llm: nn.Module, cache, pos: torch.Tensor, attention: str = "sdpa"):
+    def __init__(
+        self, llm: nn.Module, cache, pos: torch.Tensor, attention: str = "sdpa", rope_offset: torch.Tensor | None = None
+    ):
         if attention not in ATTENTIONS:
             raise ValueError(f"unknown decode attention {attention!r}; known: {', '.join(ATTENTIONS)}")
         super().__init__(llm, cache)
         self.attention, self.pos = attention, pos
+        # M-RoPE (Qwen2-VL): a text token's three positions are equal, its cache position + the media's offset (B, 1)
+        self.rope_offset, self.mrope = rope_offset, hasattr(self.rotary, "mrope_section")
         length = self.layers[0].keys.shape[2]
         if attention == "flex" and length % KV_BLOCK:
             raise ValueError(f"flex decode attention needs a cache of whole {KV_BLOCK}-position blocks, got {length}")
@@ -293,7 +299,10 @@ class FastDecoder(_FastLLM):
         if self._mask is not None:
             filled_blocks(self._mask, pos)
         x = self.embed(token)
-        cos, sin = self.rotary(x, pos.view(1, 1).expand(batch, 1))
+        positions = pos.view(1, 1).expand(batch, 1)
+        if self.rope_offset is not None:
+            positions = positions + self.rope_offset
+        cos, sin = self.rotary(x, positions[None].expand(3, -1, -1) if self.mrope else positions)
         where = pos.view(1)
         for layer in self.layers:
             q, k, v = self._qkv(layer, x, cos, sin)

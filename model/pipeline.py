@@ -18,9 +18,10 @@ import torch
 from PIL import Image
 
 from .config import NVILAConfig
+from .peer_config import PeerConfig
 from .preprocess import preprocess_media, synthetic_image, synthetic_video
 from .preprocess_tensor import decode_image, preprocess_media_tensor, to_uint8
-from .prompt import synthetic_prompt
+from .prompt import FIRST_SPECIAL, synthetic_prompt
 from .stages import DECODE_STEP, LLM_PREFILL, MEDIA_STAGES
 
 Section = Callable[[str], ContextManager]
@@ -70,6 +71,39 @@ def synthetic_request(
     return Request(pictures, video, ids.expand(batch, -1).contiguous(), temporal_pool, preprocess)
 
 
+def peer_request(
+    cfg: PeerConfig, images: tuple[tuple[int, int], ...] = (), video_frames: int | None = None, prompt_tokens: int = 64,
+    batch: int = 1, seed: int = 0, preprocess: str = "cpu",
+) -> Request:
+    """A peer VLM's request (model/peer_model.py): random images / synthetic_video frames, and prompt ids holding
+    the placeholders transformers' processor expands the media to (Qwen: vision_start, N image or video pads,
+    vision_end; LLaVA-OneVision: N image or video tokens; N from count_peer_tokens), then random text ids."""
+    from .peer_model import check_peer_preprocess
+    from .peer_tokens import count_peer_tokens
+
+    if images and video_frames:
+        raise ValueError("a peer request holds images or a video, not both")
+    check_peer_preprocess(preprocess, bool(video_frames))
+    counts = count_peer_tokens(cfg, images, video_frames)
+    hf = cfg.hf_config
+    qwen = cfg.kind != "llava-onevision"
+
+    def placeholder(token: int, n: int) -> list[int]:
+        return [hf["vision_start_token_id"], *[token] * n, hf["vision_end_token_id"]] if qwen else [token] * n
+
+    media = [i for im in counts.images for i in placeholder(cfg.image_token_id, im.visual_tokens)]
+    if counts.video:
+        media += placeholder(cfg.video_token_id, counts.video.visual_tokens)
+    # Text ids below the media ids and Qwen2's specials (the tiny stand-ins keep theirs inside a 512-id vocabulary).
+    media_ids = (cfg.image_token_id, cfg.video_token_id, hf.get("vision_start_token_id", FIRST_SPECIAL))
+    high = min(cfg.llm.vocab_size, FIRST_SPECIAL, *media_ids)
+    text = torch.randint(0, high, (prompt_tokens,), generator=torch.Generator().manual_seed(seed))
+    ids = torch.cat([torch.tensor(media, dtype=torch.long), text])
+    pictures = [synthetic_image(w, h, seed=seed + i) for i, (w, h) in enumerate(images)]
+    video = synthetic_video(video_frames, seed=seed) if video_frames else None
+    return Request(pictures, video, ids.expand(batch, -1).contiguous(), True, preprocess)
+
+
 def file_request(cfg: NVILAConfig, files: tuple[str, ...], prompt_tokens: int = 64, batch: int = 1, seed: int = 0,
                  preprocess: str = "cpu") -> Request:  # fmt: skip
     """A request of image files, decoded when it is served (inside the preprocessing stage's time)."""
@@ -87,7 +121,9 @@ def image_file_size(path: str) -> tuple[int, int]:
 
 
 def media_blocks(model, request: Request, section: Section = no_sections) -> list[torch.Tensor]:
-    """preprocess -> vision -> projector: one embedding block per medium, separators included."""
+    """preprocess -> vision -> projector: one embedding block per medium, separators included (a peer VLM's own)."""
+    if getattr(model, "is_peer", False):
+        return model.media_blocks(request, section)
     preprocess, vision, projector = MEDIA_STAGES
     with section(preprocess):
         if request.preprocess == "gpu":

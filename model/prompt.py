@@ -11,7 +11,7 @@ import torch
 from .config import NVILAConfig
 
 # Ids below this are ordinary text in every supported vocabulary (Qwen2 specials start at 151643).
-_FIRST_SPECIAL = 151643
+FIRST_SPECIAL = 151643
 
 
 def synthetic_prompt(
@@ -21,6 +21,6 @@ def synthetic_prompt(
     if text_tokens < 0 or num_images < 0:
         raise ValueError("text_tokens and num_images must be >= 0")
     media = [cfg.media.image_token_id] * num_images + [cfg.media.video_token_id] * int(video)
-    high = min(cfg.llm.vocab_size, _FIRST_SPECIAL)
+    high = min(cfg.llm.vocab_size, FIRST_SPECIAL)
     text = torch.randint(0, high, (text_tokens,), generator=torch.Generator().manual_seed(seed))
     return torch.cat([torch.tensor(media, dtype=torch.long), text])
