@@ -16,24 +16,10 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, _own, _preview, _read_json, _weight_files, _write_json
+from .checkpoint import CheckpointError, _own, _preview, _weight_files, _write_json
 from .nvila import check_attn_implementation
-from .peer_config import (
-    LLAVA_OV_IMAGE_PROCESSOR,
-    LLAVA_OV_VIDEO_PROCESSOR,
-    MODEL_TYPES,
-    QWEN_IMAGE_PROCESSOR,
-    QWEN_VIDEO_PROCESSOR,
-    PeerConfig,
-)
+from .peer_checkpoint_config import peer_config_from_checkpoint
 from .peer_model import HF_CLASSES, PeerModel, _transformers, hf_config
-
-PUBLISHED_PROCESSORS = {
-    "qwen2-vl": (QWEN_IMAGE_PROCESSOR, QWEN_VIDEO_PROCESSOR),
-    "qwen2.5-vl": (QWEN_IMAGE_PROCESSOR, QWEN_VIDEO_PROCESSOR),
-    "llava-onevision": (LLAVA_OV_IMAGE_PROCESSOR, LLAVA_OV_VIDEO_PROCESSOR),
-}
-_BOOKKEEPING = ("image_processor_type", "video_processor_type", "processor_class", "transformers_version")
 
 
 def save_peer_checkpoint(model: PeerModel, path: str | Path) -> Path:
@@ -47,23 +33,6 @@ def save_peer_checkpoint(model: PeerModel, path: str | Path) -> Path:
     if cfg.video_processor:
         _write_json(root / "video_preprocessor_config.json", cfg.video_processor | {"video_processor_type": names[4]})
     return root
-
-
-def peer_config_from_checkpoint(path: str | Path, name: str | None = None) -> PeerConfig:
-    """The `PeerConfig` a checkpoint directory describes: its config.json in the published layout, its processors'."""
-    root = Path(path)
-    if not (root / "config.json").is_file():
-        raise CheckpointError(f"{root} has no config.json: not a transformers checkpoint directory")
-    data = dict(_read_json(root / "config.json"))
-    kind = MODEL_TYPES.get(data.get("model_type"))
-    if kind is None:
-        raise CheckpointError(
-            f"{root / 'config.json'}: model_type {data.get('model_type')!r} is not a peer VLM "
-            f"(known: {', '.join(MODEL_TYPES)})"
-        )
-    image = _processor(root / "preprocessor_config.json", PUBLISHED_PROCESSORS[kind][0])
-    video = _processor(root / "video_preprocessor_config.json", PUBLISHED_PROCESSORS[kind][1])
-    return PeerConfig(name or root.name, kind, _published(data, kind), image, video, f"checkpoint {root}")
 
 
 def load_peer_checkpoint(
@@ -98,29 +67,3 @@ def load_peer_checkpoint(
     if problems:
         raise CheckpointError(f"{root}: weights do not match its config.json: " + "; ".join(problems))
     return PeerModel(cfg, hf.eval()).eval()
-
-
-def _published(data: dict, kind: str) -> dict:
-    """config.json as the published checkpoints write it (peer_config.py): transformers 5 nests a Qwen2-VL's text
-    settings in `text_config` and keeps rope_theta inside `rope_parameters`; the cost model reads them flat."""
-    data = {k: v for k, v in data.items() if k not in ("transformers_version", "dtype", "torch_dtype")}
-    text = dict(data.pop("text_config", {}) if kind != "llava-onevision" else data.get("text_config", {}))
-    rope = text.get("rope_parameters") or data.get("rope_parameters") or {}
-    text.setdefault("rope_theta", rope.get("rope_theta", data.get("rope_theta")))
-    if kind == "llava-onevision":
-        return data | {"text_config": text}
-    text = {k: v for k, v in text.items() if k not in ("model_type", "architectures")}
-    if "mrope_section" in rope:
-        text.setdefault("rope_scaling", {"type": "mrope", "mrope_section": rope["mrope_section"]})
-    return text | data
-
-
-def _processor(file: Path, published: dict) -> dict:
-    if not file.is_file():
-        return dict(published)
-    settings = {k: v for k, v in _read_json(file).items() if k not in _BOOKKEEPING}
-    size = settings.get("size") or {}
-    if "max_pixels" in published and "shortest_edge" in size:  # transformers 5 writes Qwen's pixel bounds as `size`
-        settings.setdefault("min_pixels", size["shortest_edge"])
-        settings.setdefault("max_pixels", size["longest_edge"])
-    return settings

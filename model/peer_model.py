@@ -171,6 +171,8 @@ class PeerModel(nn.Module):
 
                 images = [Image.open(f).convert("RGB") for f in request.image_files] or request.images
             processor = self.processor("image", request.preprocess)
+            # One sample of several images, as a multi-image prompt is (LLaVA-OV then gives each one view, no crops).
+            images = [images] if len(images) > 1 and not self.mrope else images
             out.append(("image", processor(images=images, return_tensors="pt", **device)))
         if request.video:
             frames = torch.stack(request.video_pixels).permute(0, 3, 1, 2) if gpu else request.video

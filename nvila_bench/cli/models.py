@@ -190,7 +190,6 @@ def cost(cfg, images, video_frames, no_temporal_pool, prompt_tokens, context, ba
     for name, value in (("--prompt-tokens", prompt_tokens), ("--batch-size", batch_size), ("--context", context)):
         if value is not None and value < (0 if name == "--prompt-tokens" else 1):
             raise click.BadParameter(f"out of range: {value}", param_hint=name)
-    nvila_only(cfg, "the analytic cost model (nvila-bench cost)")
     dtype = canonical_dtype(dtype)
     hw = get_hardware(hardware) if hardware else None
     costs = costmodel.request_costs(cfg, images, video_frames, not no_temporal_pool, prompt_tokens, context, batch_size, dtype)

@@ -12,7 +12,6 @@ from nvila_bench.core.hardware import Peaks
 from nvila_bench.core.point import BenchPoint
 from nvila_bench.core.results import Metric
 from nvila_bench.model import get_preset
-from nvila_bench.model.presets import is_peer
 
 
 def analytic_metrics(point: BenchPoint, metrics: dict[str, Metric], timed: dict[str, str], peaks: Peaks | None,
@@ -21,8 +20,6 @@ def analytic_metrics(point: BenchPoint, metrics: dict[str, Metric], timed: dict[
     `timed` (cost-model stage -> name of the measured metric holding its median). MFU / MBU are derived from
     that metric, so merging runs rescales them to the merged median."""
     cfg = get_preset(point.preset)
-    if is_peer(cfg):  # the cost model covers NVILA and VILA1.5 only: a peer's record states no analytic figures
-        return {}
     costs = costmodel.request_costs(
         cfg, point.images, point.video_frames, point.temporal_pool, point.prompt_tokens,
         context=context, batch=point.batch_size, dtype=point.dtype,

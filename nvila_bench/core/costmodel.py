@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 
 from nvila_bench.model.config import NVILAConfig
 from nvila_bench.model.params import layer_norm, llm_params, projector_params, vision_params
-from nvila_bench.model.presets import nvila_only
+from nvila_bench.model.presets import is_peer
 from nvila_bench.model.tokens import count_visual_tokens
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "fp8": 1, "int8": 1}
@@ -222,7 +222,10 @@ def request_costs(
     share the media, as the benchmarks run them: vision and projector run once, the LLM on every row. The
     decode step is costed at `context` cached positions (default: the prefill length). `weights`: bytes the
     vision tower and the LLM read when their weights are quantized (`weights_read`)."""
-    nvila_only(cfg, "the analytic cost model")
+    if is_peer(cfg):
+        from nvila_bench.core.peer_costs import peer_request_costs
+
+        return peer_request_costs(cfg, images, video_frames, prompt_tokens, context, batch, dtype, weights)
     _check_count("prompt_tokens", prompt_tokens, minimum=0)
     count = count_visual_tokens(cfg, list(images), video_frames, temporal_pool)
     if count.vit_tiles < 1:
