@@ -305,7 +305,12 @@ def build_model(
     seed: int | None = 0,
 ) -> NVILAModel:
     """Random-weight model created directly on `device` in `dtype` (no fp32 copy of an 8B model on the
-    host). device="meta" builds shapes only, for parameter counts."""
+    host). device="meta" builds shapes only, for parameter counts. A peer VLM's config builds the peer
+    (model/peer_model.py), so every suite serves both."""
+    if getattr(cfg, "family", None) == "peer":
+        from .peer_model import build_peer
+
+        return build_peer(cfg, dtype, device, attn_implementation, seed)
     if seed is not None:
         torch.manual_seed(seed)
     with torch.device(device), _default_dtype(dtype):

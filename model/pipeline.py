@@ -73,11 +73,12 @@ def synthetic_request(
 
 def peer_request(
     cfg: PeerConfig, images: tuple[tuple[int, int], ...] = (), video_frames: int | None = None, prompt_tokens: int = 64,
-    batch: int = 1, seed: int = 0, preprocess: str = "cpu",
+    batch: int = 1, seed: int = 0, preprocess: str = "cpu", image_files: tuple[str, ...] = (),
 ) -> Request:
     """A peer VLM's request (model/peer_model.py): random images / synthetic_video frames, and prompt ids holding
     the placeholders transformers' processor expands the media to (Qwen: vision_start, N image or video pads,
-    vision_end; LLaVA-OneVision: N image or video tokens; N from count_peer_tokens), then random text ids."""
+    vision_end; LLaVA-OneVision: N image or video tokens; N from count_peer_tokens), then random text ids.
+    `image_files`: files of the sizes in `images`, served instead of random images."""
     from .peer_model import check_peer_preprocess
     from .peer_tokens import count_peer_tokens
 
@@ -99,9 +100,10 @@ def peer_request(
     high = min(cfg.llm.vocab_size, FIRST_SPECIAL, *media_ids)
     text = torch.randint(0, high, (prompt_tokens,), generator=torch.Generator().manual_seed(seed))
     ids = torch.cat([torch.tensor(media, dtype=torch.long), text])
-    pictures = [synthetic_image(w, h, seed=seed + i) for i, (w, h) in enumerate(images)]
+    # Image files (their sizes in `images`) are decoded when served, inside the preprocessing stage.
+    pictures = [] if image_files else [synthetic_image(w, h, seed=seed + i) for i, (w, h) in enumerate(images)]
     video = synthetic_video(video_frames, seed=seed) if video_frames else None
-    return Request(pictures, video, ids.expand(batch, -1).contiguous(), True, preprocess)
+    return Request(pictures, video, ids.expand(batch, -1).contiguous(), True, preprocess, tuple(image_files))
 
 
 def file_request(cfg: NVILAConfig, files: tuple[str, ...], prompt_tokens: int = 64, batch: int = 1, seed: int = 0,

@@ -22,23 +22,35 @@ from nvila_bench.core.analytic import analytic_metrics
 from nvila_bench.core.energy import EnergyMeter, energy_metrics
 from nvila_bench.core.memory import memory_metrics, reset_peak_memory
 from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import Metric
+from nvila_bench.core.results import Metric, PointSkipped
 from nvila_bench.core.session import Session
 from nvila_bench.core.timing import OneTimeClock, StageClock, measure
 from nvila_bench.model import count_visual_tokens, get_preset
 from nvila_bench.model.engines import make_engine
-from nvila_bench.model.pipeline import embed, file_request, image_file_size, media_blocks, no_sections, synthetic_request
+from nvila_bench.model.peer_model import torchvision_missing
+from nvila_bench.model.pipeline import (
+    embed, file_request, image_file_size, media_blocks, no_sections, peer_request, synthetic_request,
+)
+from nvila_bench.model.presets import is_peer
 from nvila_bench.model.stages import GRAPH_CAPTURE, LLM_PREFILL, PREFILL_STAGES, PREPROCESS
 
 from .registry import Option, Suite, SuiteError, sweep_points, with_extra
 
 
 def request_of(point: BenchPoint):
-    if point.extra.get("image_file"):  # a real file: its size is the point's image, its pixels are decoded when served
-        return file_request(get_preset(point.preset), (point.extra["image_file"],), point.prompt_tokens,
-                            point.batch_size, point.seed, point.preprocess)  # fmt: skip
-    return synthetic_request(get_preset(point.preset), point.images, point.video_frames, point.prompt_tokens,
-                             point.batch_size, point.seed, point.temporal_pool, point.preprocess)  # fmt: skip
+    """The point's request: random images or frames, or the point's image file (its size is the point's image, its
+    pixels decoded when served). A peer's request its processor cannot serve here is a skipped point."""
+    cfg, files = get_preset(point.preset), tuple(filter(None, [point.extra.get("image_file")]))
+    if is_peer(cfg):
+        reason = torchvision_missing(point.preprocess, bool(point.video_frames))
+        if reason:
+            raise PointSkipped(reason)
+        return peer_request(cfg, point.images, point.video_frames, point.prompt_tokens, point.batch_size, point.seed,
+                            point.preprocess, files)  # fmt: skip
+    if files:
+        return file_request(cfg, files, point.prompt_tokens, point.batch_size, point.seed, point.preprocess)
+    return synthetic_request(cfg, point.images, point.video_frames, point.prompt_tokens, point.batch_size,
+                             point.seed, point.temporal_pool, point.preprocess)  # fmt: skip
 
 
 def token_metrics(point: BenchPoint) -> dict[str, Metric]:
