@@ -11,12 +11,13 @@ A record may name a preset the registry does not know (a checkpoint directory's 
 
 from __future__ import annotations
 
+import functools
 from pathlib import PurePath
 
 from nvila_bench.core.gate import match_key, point_label
 from nvila_bench.core.results import Record, hardware_of
 from nvila_bench.model import get_preset
-from nvila_bench.model.presets import Preset, UnknownPresetError
+from nvila_bench.model.presets import Preset, UnknownPresetError, preset_names
 
 
 def preset_config(name) -> Preset | None:
@@ -51,6 +52,29 @@ def is_nvila(record_or_name: Record | str | None) -> bool:
         return cfg.is_nvila
     family = (record.config.get("family") or record.extra.get("family")) if record else None
     return family not in ("vila1.5", "peer")
+
+
+def is_peer(record_or_name: Record | str | None) -> bool:
+    """A peer VLM (Qwen2-VL, LLaVA-OneVision; family "peer"): the registered preset's family, else the family
+    the record states."""
+    record = record_or_name if isinstance(record_or_name, Record) else None
+    cfg = preset_config(record.preset if record else record_or_name)
+    if cfg is not None:
+        return cfg.family == "peer"
+    return bool(record) and (record.config.get("family") or record.extra.get("family")) == "peer"
+
+
+def stands_for(name) -> str | None:
+    """The real preset a registered preset is, or stands in for (a tiny stand-in's `stands_in_for`); None for a
+    name the registry does not know."""
+    cfg = preset_config(name)
+    return None if cfg is None else cfg.stands_in_for or cfg.name
+
+
+@functools.cache
+def is_scaled_only(name) -> bool:
+    """NVILA without token compression (a preset's `scaled_only` variant): an ablation, not NVILA as published."""
+    return any(getattr(get_preset(n), "scaled_only", None) == name for n in preset_names())
 
 
 def latest(records: list[Record]) -> list[Record]:
@@ -169,4 +193,4 @@ def baseline_pairs(records: list[Record], suite: str) -> list[tuple[Record, Reco
 
 __all__ = ["preset_config", "baseline_of", "is_tiny", "is_nvila", "latest", "value", "request_key", "media_label",
            "measured", "baseline_pairs", "hardware_of", "point_label", "point_name", "ENGINES", "REFERENCE_ENGINE",
-           "engine_of", "preprocess_of", "prefer_engine", "by_setting"]
+           "engine_of", "preprocess_of", "prefer_engine", "by_setting", "is_peer", "stands_for", "is_scaled_only"]

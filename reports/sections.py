@@ -11,12 +11,12 @@ from nvila_bench.core.results import Record
 from nvila_bench.model import get_preset
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES, PROJECTOR, VISION
 
-from . import charts, deployment
+from . import charts, deployment, peers
 from .runs import environments, failures
 from .claims import RUN_SUITES, claims_table
 from .engines import peer_key, peer_ratios, side_by_side
 from .records import (
-    ENGINES, baseline_of, by_setting, engine_of, hardware_of, is_nvila, latest, measured, media_label, point_label, point_name,
+    ENGINES, baseline_of, by_setting, engine_of, hardware_of, is_nvila, is_peer, latest, measured, media_label, point_label, point_name,
     preprocess_of, request_key, value,
 )  # fmt: skip
 
@@ -79,8 +79,8 @@ def headline(records: list[Record]) -> dict:
     """NVILA vs its VILA1.5 baseline per hardware: one row per (preset, request, engine, preprocessing) measured by
     prefill, the baseline and the decode rate of the same engine; then one row per preset of those for what no
     request changes (training, fine-tuning memory, accuracy)."""
-    # Comparison records (scale-then-compress variants) have their own section.
-    prefill = [r for r in measured(records, "prefill") if not r.extra.get("comparison")]
+    # Comparison records (scale-then-compress variants) and the peer VLMs have their own sections.
+    prefill = [r for r in measured(records, "prefill") if not r.extra.get("comparison") and not is_peer(r)]
     decode = _decodes(records)
     by_req = {(r.preset, request_key(r)): r for r in prefill}
     train = by_setting(measured(records, "train"), "stage")
@@ -349,6 +349,7 @@ def build(records: list[Record], sources: list[str]) -> dict:
         "provenance_counts": provenance,
         "hardware": sorted({hardware_of(r) for r in current}),
         "headline": headline(current),
+        "peers": peers.comparison(current),
         "engines": side_by_side(current),
         "claims": claims_table(current),
         "roofline": roofline(current),

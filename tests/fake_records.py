@@ -48,3 +48,24 @@ def train_record(preset="nvila-tiny", step_time=0.2, mfu=0.4, seed=0, env=CPU_EN
                "mfu": Metric.utilisation(mfu, of="step_time"), "trainable_params": Metric.measured(1000, "params")}
     cfg = config(preset, env) | {"new_tokens": None, "cache": None}
     return Record("train", cfg | {"extra": {"stage": "full"} | (extra or {})}, metrics, run_id, environment=env)
+
+
+RTX4090_ENV = GPU_ENV | {"torch_device_name": "NVIDIA GeForce RTX 4090", "gpu": [{"name": "NVIDIA GeForce RTX 4090"}]}
+W4A16 = {"llm_weights": "w4a16", "scales": "activation-aware", "int4_kernel": "gemlite"}  # the w4a16-llm rung's extra
+
+
+def rung_record(preset="nvila-8b", ttft=0.1, tps=100.0, rung="w4a16-llm", env=RTX4090_ENV, run_id="run-d", frames=None,
+                engine="compiled", formats=None) -> Record:
+    """A deployment-suite rung (bf16 activations) of the image request, or of a video of `frames` frames: TTFT and its
+    stages, decode rate and TPOT, GPU peak. `formats` (the rung's extra) default to W4A16's on the w4a16-llm rung."""
+    formats = (W4A16 if rung == "w4a16-llm" else {}) if formats is None else formats
+    extra = {"rung": rung, "media": "video" if frames else "image"} | formats
+    cfg = config(preset, env, () if frames else ("1920x1080",), extra)
+    cfg |= {"dtype": "bfloat16", "engine": engine, "video_frames": frames, "cache": "static"}
+    values = samples(ttft)
+    metrics = {"ttft": Metric.timing(values), "decode_tokens_per_s": Metric.measured(tps, "tokens/s", "higher"),
+               "tpot": Metric.timing(samples(1 / tps)), "media_tokens": Metric.measured(257, "tokens"),
+               "peak_memory_allocated": Metric.measured(6 * 2**30, "bytes", "lower", "max")}
+    for stage, share in STAGE_SHARES.items():
+        metrics[stage] = Metric.timing([v * share for v in values])
+    return Record("deployment", cfg, metrics, run_id, environment=env)
