@@ -116,8 +116,9 @@ class PeerModel(nn.Module):
     whose `generate` computes M-RoPE from `generate_kwargs`. Qwen's M-RoPE placement is the last `embed`'s: embeds of
     its (batch, length) get its positions, others a text-only context's.
 
-    Not NVILAModel's: `training_loss` / `labels` (the training suites'), and `llm` of a Qwen peer is the whole VLM,
-    vision tower included (quantize its `hf.model.language_model` and `hf.lm_head`)."""
+    Not NVILAModel's: `training_loss` / `labels` (a peer trains through transformers' forward with labels:
+    model/peer_training.py), and `llm` of a Qwen peer is the whole VLM, vision tower included (quantize its
+    `hf.model.language_model` and `hf.lm_head`)."""
 
     is_peer = True
 
