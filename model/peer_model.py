@@ -78,6 +78,18 @@ def hf_config(cfg: PeerConfig, attn_implementation: str = "sdpa"):
     return config
 
 
+def peer_processor(cfg: PeerConfig, modality: str, preprocess: str = "cpu"):
+    """transformers' processor of `modality` ("image" / "video") with the peer's settings; for "gpu" the
+    torchvision image processor (the video processors are torchvision's anyway)."""
+    check_peer_preprocess(preprocess, modality == "video")
+    names = HF_CLASSES[cfg.kind][2:]
+    name = names[2] if modality == "video" else names[0 if preprocess == "cpu" else 1]
+    settings = cfg.video_processor if modality == "video" else cfg.image_processor
+    if modality == "video" and cfg.kind in MROPE_KINDS:
+        settings = settings | {"cap_pixels_per_frame": False}  # the published behaviour (transformers warns)
+    return _transformers(name)(**settings)
+
+
 class PeerBlocks(list):
     """One (positions, H) feature block per medium, images first, then the video; with what M-RoPE needs."""
 
@@ -104,8 +116,9 @@ class PeerModel(nn.Module):
     whose `generate` computes M-RoPE from `generate_kwargs`. Qwen's M-RoPE placement is the last `embed`'s: embeds of
     its (batch, length) get its positions, others a text-only context's.
 
-    Not NVILAModel's: `training_loss` / `labels` (the training suites'), and `llm` of a Qwen peer is the whole VLM,
-    vision tower included (quantize its `hf.model.language_model` and `hf.lm_head`)."""
+    Not NVILAModel's: `training_loss` / `labels` (a peer trains through transformers' forward with labels:
+    model/peer_training.py), and `llm` of a Qwen peer is the whole VLM, vision tower included (quantize its
+    `hf.model.language_model` and `hf.lm_head`)."""
 
     is_peer = True
 
@@ -142,17 +155,10 @@ class PeerModel(nn.Module):
 
     # ---- media stages ---------------------------------------------------------------------------------------------
     def processor(self, modality: str, preprocess: str = "cpu"):
-        """transformers' processor of `modality` ("image" / "video") with the peer's settings; for "gpu" the
-        torchvision image processor (the video processors are torchvision's anyway)."""
-        check_peer_preprocess(preprocess, modality == "video")
+        """`peer_processor` of this peer, made once."""
         key = (modality, preprocess)
         if key not in self._processors:
-            names = HF_CLASSES[self.config.kind][2:]
-            name = names[2] if modality == "video" else names[0 if preprocess == "cpu" else 1]
-            settings = self.config.video_processor if modality == "video" else self.config.image_processor
-            if modality == "video" and self.mrope:
-                settings = settings | {"cap_pixels_per_frame": False}  # the published behaviour (transformers warns)
-            self._processors[key] = _transformers(name)(**settings)
+            self._processors[key] = peer_processor(self.config, modality, preprocess)
         return self._processors[key]
 
     def preprocess(self, request) -> list[tuple[str, dict]]:

@@ -17,6 +17,13 @@ import torch
 from torch import nn
 
 from .nvila import NVILAModel
+from .peer_training import (
+    apply_peer_recipe,
+    enable_peer_gradient_checkpointing,
+    peer_loss,
+    peer_parts,
+    peer_synthetic_batch,
+)
 from .pipeline import no_sections
 from .preprocess import preprocess_media
 from .stages import BACKWARD, OPTIMIZER
@@ -86,9 +93,16 @@ def unused_vision_parameters(model: NVILAModel) -> list[nn.Parameter]:
     return [p for p in model.vision_tower.parameters() if id(p) not in used]
 
 
+def is_peer_model(model) -> bool:
+    return getattr(model, "is_peer", False)
+
+
 def apply_recipe(model: NVILAModel, recipe: Recipe) -> NVILAModel:
     """Freeze / unfreeze in place and add LoRA adapters (peft) where the recipe says; returns the model.
-    QLoRA quantises the LLM's linear layers to 4-bit NF4 with bitsandbytes (CUDA only)."""
+    QLoRA quantises the LLM's linear layers to 4-bit NF4 with bitsandbytes (CUDA only). A peer VLM takes the
+    training stages only (model/peer_training.py)."""
+    if is_peer_model(model):
+        return apply_peer_recipe(model, recipe)
     model.requires_grad_(False)
     model.mm_projector.requires_grad_(True)
     unused = set(map(id, unused_vision_parameters(model)))
@@ -145,17 +159,25 @@ def _quantize_llm_4bit(model: NVILAModel) -> None:
                 setattr(parent, child_name, q.to(child.weight.device))
 
 
+def model_parts(model: NVILAModel) -> dict[str, list[nn.Parameter]]:
+    """Parameters per part: vision tower, projector, LLM (a peer's as model/peer_training.py splits them)."""
+    if is_peer_model(model):
+        return peer_parts(model)
+    parts = {"vision": model.vision_tower, "projector": model.mm_projector, "llm": model.llm}
+    return {k: list(m.parameters()) for k, m in parts.items()}
+
+
 def trainable_counts(model: NVILAModel) -> dict[str, int]:
     """Trainable parameters per part (and total)."""
-    parts = {"vision": model.vision_tower, "projector": model.mm_projector, "llm": model.llm}
-    counts = {k: sum(p.numel() for p in m.parameters() if p.requires_grad) for k, m in parts.items()}
+    counts = {k: sum(p.numel() for p in ps if p.requires_grad) for k, ps in model_parts(model).items()}
     return counts | {"total": sum(counts.values())}
 
 
 def build_optimizer(model: NVILAModel, recipe: Recipe, lr: float = 2e-5, fused: bool | None = None) -> torch.optim.AdamW:
     """AdamW, no weight decay (docs/reference.md#training-and-fine-tuning-recipes); the ViT's group at lr * vit_lr_ratio. Fused kernel on CUDA."""
-    vision = [p for p in model.vision_tower.parameters() if p.requires_grad]
-    rest = [p for m in (model.mm_projector, model.llm) for p in m.parameters() if p.requires_grad]
+    parts = model_parts(model)
+    vision = [p for p in parts["vision"] if p.requires_grad]
+    rest = [p for p in parts["projector"] + parts["llm"] if p.requires_grad]
     groups = [g for g in ({"params": rest, "lr": lr}, {"params": vision, "lr": lr * recipe.vit_lr_ratio}) if g["params"]]
     if not groups:
         raise ValueError(f"recipe {recipe.name!r} trains no parameter")
@@ -181,11 +203,13 @@ def synthetic_batch(point, step: int = 0, first_row: int = 0) -> Batch:
     """`point.batch_size` samples with the point's media sizes and prompt length (the real token geometry),
     each with its own synthetic images / frames, seeded by step and global row (`first_row`: where this
     data-parallel rank's rows start), so N ranks of batch b see the rows one process of batch N*b sees."""
-    from .presets import get_preset
+    from .presets import get_preset, is_peer
     from .preprocess import synthetic_image, synthetic_video
     from .prompt import synthetic_prompt
 
     cfg = get_preset(point.preset)
+    if is_peer(cfg):
+        return peer_synthetic_batch(point, step, first_row)
     media = []
     for row in range(first_row, first_row + point.batch_size):
         seed = point.seed + 1000 * step + 100 * row
@@ -200,6 +224,8 @@ def loss_of(model: NVILAModel, batch: Batch, autocast_dtype: torch.dtype | None 
     device = next(model.parameters()).device
     ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
     with ctx:
+        if is_peer_model(model):
+            return peer_loss(model, batch, section)
         return model.training_loss(batch.media, batch.input_ids, batch.temporal_pool, section=section)
 
 
@@ -283,6 +309,8 @@ def flop_modes(recipe: Recipe) -> dict[str, str]:
 def enable_gradient_checkpointing(model: NVILAModel) -> None:
     """Recompute each ViT and LLM layer in backward instead of keeping its activations (transformers'
     per-layer checkpointing, non-reentrant)."""
+    if is_peer_model(model):
+        return enable_peer_gradient_checkpointing(model)
     for module in (model.llm, model.vision_tower):  # transformers 5.2x renamed it; 5.17 has only the old name
         if hasattr(module, "activation_checkpointing_enable"):
             module.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})

@@ -110,7 +110,8 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
     names = options["recipe"] or (PAPER_RECIPES if options["paper_table"] else ("nvila",))
     lora = {"lora_rank": options["lora_rank"], "lora_alpha": options["lora_alpha"], "lora_dropout": options["lora_dropout"]}
     check_training(axes, options["lr"])
-    nvila_presets_only(axes, "finetune-memory's recipes and memory model")
+    nvila_presets_only(axes, "finetune-memory (NVILA's fine-tuning recipes and their memory model)",
+                       hint="`nvila-bench run train --preset {name}` measures a peer's training step")
     extras = []
     for name in names:
         try:

@@ -114,15 +114,16 @@ def jobs_of(suite: Suite, axes: dict[str, list], options: dict) -> list[Job]:
     return jobs
 
 
-def nvila_presets_only(axes: dict[str, list], what: str) -> None:
-    """A SuiteError naming the first peer VLM among the sweep's presets, where `what` serves NVILA only."""
+def nvila_presets_only(axes: dict[str, list], what: str, hint: str = "") -> None:
+    """A SuiteError naming the first peer VLM among the sweep's presets, where `what` serves NVILA only; `hint`
+    (with {name}, the peer's) says what serves it instead."""
     for name in axes.get("preset", []):
         try:
             nvila_only(get_preset(name), what)
         except UnknownPresetError:
             continue  # the point refuses it with the list of known names
         except ValueError as e:
-            raise SuiteError(str(e)) from None
+            raise SuiteError(f"{e}; {hint.format(name=name)}" if hint else str(e)) from None
 
 
 def check_training(axes: dict[str, list], lr: float) -> None:

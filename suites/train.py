@@ -6,6 +6,9 @@ synthetic images / frames), forward, backward, then AdamW (fused on CUDA). Stage
 projector only), "projector-llm" (stage 3), "full" (stages 4-5, everything learns). Options in the point's
 `extra`: stage, grad_accum, grad_ckpt, fp8 (torchao float8, Ada / Hopper only), compile (torch.compile of
 the LLM and ViT layers), autocast (bf16 autocast over fp32 weights instead of bf16 weights), lr.
+
+A peer VLM (qwen2-vl-7b, qwen2.5-vl-7b, llava-onevision-7b, family "peer") trains through transformers' own forward
+with labels (model/peer_training.py), the same stages and metrics; fp8 and compile are NVILA's only (refused).
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ import torch
 
 from nvila_bench.core import costmodel
 from nvila_bench.core.memory import memory_metrics, reset_peak_memory
-from nvila_bench.core.memory_model import geometry
 from nvila_bench.core.point import BenchPoint
 from nvila_bench.core.results import Metric, PointSkipped
 from nvila_bench.core.session import Session
 from nvila_bench.core.timing import StageClock, measure
-from nvila_bench.model import build_model, get_preset
+from nvila_bench.model import build_model, count_visual_tokens, get_preset
+from nvila_bench.model.peer_model import torchvision_missing
+from nvila_bench.model.presets import UnknownPresetError, is_peer
 from nvila_bench.model.stages import BACKWARD, LLM_FORWARD, OPTIMIZER, PROJECTOR, VISION
 from nvila_bench.model.training import (
     STAGES, Recipe, apply_recipe, build_optimizer, enable_fp8, enable_gradient_checkpointing, flop_modes,
@@ -27,7 +31,7 @@ from nvila_bench.model.training import (
 )  # fmt: skip
 from nvila_bench.model.vision import _body
 
-from .registry import Option, Suite, SuiteError, check_training, nvila_presets_only, sweep_points, with_extra
+from .registry import Option, Suite, SuiteError, check_training, sweep_points, with_extra
 
 DEFAULTS = {"stage": "full", "grad_accum": 1, "grad_ckpt": False, "fp8": False, "compile": False, "autocast": False, "lr": 2e-5}
 
@@ -64,6 +68,8 @@ def prepare(point: BenchPoint, s: dict, seed: int = 0):
 def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     s = settings(point)
     reason = unavailable(Recipe.parse(s["stage"]), point.device, bool(s["fp8"]))
+    if is_peer(get_preset(point.preset)):  # a peer's processors: video needs torchvision
+        reason = reason or torchvision_missing("cpu", bool(point.video_frames))
     if reason:  # e.g. --fp8 on CPU: a skipped record with the reason, not an error
         raise PointSkipped(reason)
     session.release()  # the latency suites' cached model is not needed here
@@ -82,20 +88,21 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     reset_peak_memory(device)
     samples = measure(iteration, device, session.measure)
     cfg = get_preset(point.preset)
-    g = geometry(cfg, point.images, point.video_frames, point.temporal_pool, point.prompt_tokens, point.batch_size)
+    sequence = sequence_tokens(point)
     rows = point.batch_size * accum
-    # The loss forward of an iteration: its media stages and the LLM, over every micro-batch.
-    stages = zip(*(_per_iteration(samples[n], accum) for n in (VISION, PROJECTOR, LLM_FORWARD)))
-    forward = [sum(sum(laps) for laps in iteration) for iteration in stages]
+    # The loss forward of an iteration: its media stages and the LLM, each summed over the micro-batches.
+    laps = {n: [sum(laps) for laps in _per_iteration(samples[n], accum)] for n in (VISION, PROJECTOR, LLM_FORWARD)}
+    forward = [sum(stages) for stages in zip(*laps.values())]
     counts = trainable_counts(model)
     metrics = {
         "step_time": Metric.timing(samples["total"]),
+        **{name: Metric.timing(times) for name, times in laps.items()},
         "forward": Metric.timing(forward),
         "backward": Metric.timing([sum(b) for b in _per_iteration(samples[BACKWARD], accum)]),
         "optimizer": Metric.timing(samples[OPTIMIZER]),
         "samples_per_s": Metric.rate(samples["total"], rows, "samples/s"),
-        "tokens_per_s": Metric.rate(samples["total"], rows * g.sequence, "tokens/s"),
-        "sequence_tokens": Metric.measured(g.sequence, "tokens"),
+        "tokens_per_s": Metric.rate(samples["total"], rows * sequence, "tokens/s"),
+        "sequence_tokens": Metric.measured(sequence, "tokens"),
         "trainable_params": Metric.measured(counts["total"], "params"),
         "loss_first": Metric.measured(losses[0], "nats"),
         "loss_last": Metric.measured(losses[-1], "nats"),
@@ -115,6 +122,12 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     return metrics
 
 
+def sequence_tokens(point: BenchPoint) -> int:
+    """Positions of one sample: its media tokens (separators included) and its text."""
+    count = count_visual_tokens(get_preset(point.preset), point.images, point.video_frames, point.temporal_pool)
+    return count.total_tokens + point.prompt_tokens
+
+
 def _per_iteration(samples: list[float], per: int) -> list[list[float]]:
     """A stage lapped `per` times an iteration (once per micro-batch): its samples grouped by iteration."""
     return [samples[i : i + per] for i in range(0, len(samples), per)]
@@ -129,20 +142,36 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
     if fixed["grad_accum"] < 1:
         raise SuiteError(f"--grad-accum must be >= 1, got {fixed['grad_accum']}")
     check_training(axes, fixed["lr"])
-    nvila_presets_only(axes, "the train suite (its stages and the training cost model)")
+    check_peers(axes, fixed)
     return [with_extra(p, stage=stage, **fixed) for p in sweep_points(axes, {}) for stage in options["stage"] or ("full",)]
+
+
+def check_peers(axes: dict[str, list], fixed: dict) -> None:
+    """What a peer VLM's step cannot take, refused before measuring: NVILA's FP8 and per-layer compile."""
+    for name in axes.get("preset", []):
+        try:
+            cfg = get_preset(name)
+        except UnknownPresetError:
+            continue  # the point refuses it with the list of known names
+        if not is_peer(cfg):
+            continue
+        for option, why in (("fp8", "torchao float8 of NVILA's LLM"), ("compile", "NVILA's per-layer torch.compile")):
+            if fixed[option]:
+                raise SuiteError(f"--{option} ({why}) covers NVILA and VILA1.5 presets only; {name} is a peer VLM")
+        if axes.get("images") and axes.get("video_frames"):
+            raise SuiteError(f"{name}: a peer VLM's training sample holds images or a video, not both")
 
 
 SUITE = Suite(
     "train",
-    "Optimizer steps of an NVILA training stage on synthetic batches (torchrun: FSDP2 data parallel).",
+    "Optimizer steps of a training stage on synthetic batches, NVILA or a peer VLM (torchrun: FSDP2, NVILA only).",
     measure_point,
     options=(
         Option("stage", "What learns: projector (NVILA stage 1), projector-llm (3), full (4-5) [full].", tuple(STAGES), multiple=True),
         Option("grad_accum", "Micro-batches per step.", int, 1),
         Option("grad_ckpt", "Gradient checkpointing of every ViT and LLM layer.", bool, False),
-        Option("fp8", "torchao float8 training of the LLM (Ada / Hopper GPUs).", bool, False),
-        Option("compile", "torch.compile every ViT and LLM layer.", bool, False),
+        Option("fp8", "torchao float8 training of the LLM (Ada / Hopper GPUs; NVILA only).", bool, False),
+        Option("compile", "torch.compile every ViT and LLM layer (NVILA only).", bool, False),
         Option("autocast", "fp32 weights under bf16 autocast (default: weights in --dtype).", bool, False),
         Option("lr", "Learning rate.", float, 2e-5),
     ),

@@ -96,9 +96,12 @@ def test_tokens_of_an_image_and_a_video(capsys):
         ),
         (
             ["run", "finetune-memory", "--preset", "nvila-tiny", "--preset", "qwen2.5-vl-tiny", "--out", "{tmp}"],
-            "finetune-memory's recipes and memory model covers NVILA and VILA1.5 presets only; qwen2.5-vl-tiny",
+            (
+                "finetune-memory (NVILA's fine-tuning recipes and their memory model) covers NVILA and VILA1.5 "
+                "presets only; qwen2.5-vl-tiny is a peer VLM (family peer); `nvila-bench run train --preset"
+            ),
         ),
-        (["run", "train", "--preset", "llava-onevision-tiny", "--out", "{tmp}"], "llava-onevision-tiny is a peer VLM"),
+        (["run", "train", "--preset", "llava-onevision-tiny", "--fp8", "--out", "{tmp}"], "llava-onevision-tiny is a peer VLM"),
         (["run", "deployment", "--preset", "qwen2-vl-7b", "--out", "{tmp}"], "deployment takes one NVILA --preset"),
         (["run", "accuracy", "--preset", "qwen2-vl-tiny", "--tasks", "synthetic", "--out", "{tmp}"], "is a peer VLM"),
         (["profile", "--preset", "qwen2.5-vl-tiny", "--stage", "prefill", "--out", "{tmp}"], "the profile suite"),

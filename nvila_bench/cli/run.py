@@ -246,8 +246,13 @@ def run_suite(suite: Suite, c: dict, options: dict) -> int:
     if os.environ.get("WORLD_SIZE", "1") != "1":
         if suite.name != "train":
             raise click.UsageError("under torchrun only the train suite runs (the others measure one device)")
+        from nvila_bench.model.presets import get_preset, is_peer, preset_names
         from nvila_bench.runner.distributed import run_distributed
 
+        for job in jobs:  # FSDP2 units are NVILA's modules (runner/distributed.py)
+            if job.point.preset in preset_names() and is_peer(get_preset(job.point.preset)):
+                raise click.UsageError(f"torchrun data-parallel training (FSDP2) covers NVILA and VILA1.5 presets "
+                                       f"only; {job.point.preset} is a peer VLM (run it in one process)")
         return run_distributed([j.point for j in jobs], measure, c["out_dir"], c["quiet"])
     ceilings = ceilings_of(c)
     check_ceilings_device(c, device, ceilings)

@@ -285,7 +285,12 @@ def train_step_flops(
     """FLOPs of one training step over `batch` samples (each with its own media). `learns` maps "vision",
     "projector", "llm" to "weights" (its weights learn: backward = 2x forward), "input" (frozen, but the
     gradient passes through to a part below that learns: 1x) or "none" (no backward). The LM head runs at
-    every position. Gradient checkpointing recomputes the forward of the parts that backpropagate."""
+    every position. Gradient checkpointing recomputes the forward of the parts that backpropagate. A peer VLM's
+    figure is core/peer_costs.py's (the same conventions, exact where autograd skips a gradient)."""
+    if is_peer(cfg):
+        from nvila_bench.core.peer_costs import peer_train_step_flops
+
+        return peer_train_step_flops(cfg, learns, images, video_frames, prompt_tokens, batch, checkpointing)
     costs = request_costs(cfg, images, video_frames, temporal_pool, prompt_tokens, batch=1)
     count = count_visual_tokens(cfg, list(images), video_frames, temporal_pool)
     n = count.total_tokens + prompt_tokens
