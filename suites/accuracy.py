@@ -97,13 +97,15 @@ def check_checkpoint(checkpoint: str, prefix: str = "", preset: str | None = Non
     if preset is not None:
         differ = model_differences(cfg, get_preset(preset))
         if differ:
-            raise SuiteError(f"{prefix}{checkpoint} is not a {preset} model ({'; '.join(differ)}): give the --preset "
-                             "it was trained from")  # fmt: skip
+            why = "; ".join(differ)
+            raise SuiteError(f"{prefix}{checkpoint} is not a {preset} model ({why}): give the --preset it was trained from")
 
 
-SHAPES = {"vision": ("image_size", "patch_size", "hidden_size", "intermediate_size", "num_layers", "num_heads"),
-          "llm": ("arch", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "vocab_size"),
-          "projector": ("type", "mm_hidden_size", "hidden_size")}  # fmt: skip
+SHAPES = {
+    "vision": ("image_size", "patch_size", "hidden_size", "intermediate_size", "num_layers", "num_heads"),
+    "llm": ("arch", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "vocab_size"),
+    "projector": ("type", "mm_hidden_size", "hidden_size"),
+}
 
 
 def model_differences(checkpoint, preset) -> list[str]:
@@ -111,8 +113,9 @@ def model_differences(checkpoint, preset) -> list[str]:
     out = [] if checkpoint.family == preset.family else [f"family {checkpoint.family}, not {preset.family}"]
     for part, names in SHAPES.items():
         ours, theirs = getattr(checkpoint, part), getattr(preset, part)
-        out += [f"{part} {n} {getattr(ours, n)}, not {getattr(theirs, n)}" for n in names
-                if getattr(ours, n, None) != getattr(theirs, n, None)]  # fmt: skip
+        for n in names:
+            if getattr(ours, n) != getattr(theirs, n):
+                out.append(f"{part} {n} {getattr(ours, n)}, not {getattr(theirs, n)}")
     return out
 
 

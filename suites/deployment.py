@@ -131,8 +131,10 @@ def check_quality_prompts(preset: str, prompts: int) -> None:
     need = 2 * prompts * QUALITY_POSITIONS * get_preset(preset).llm.vocab_size * 4
     have = device_memory("cpu")
     if have is not None and need > have:
-        raise SuiteError(f"--quality-prompts {prompts:,}: their log-probabilities need {need / 2**30:,.1f} GiB and this "
-                         f"machine has {have / 2**30:,.1f} GiB")  # fmt: skip
+        raise SuiteError(
+            f"--quality-prompts {prompts:,}: their log-probabilities need {need / 2**30:,.1f} GiB "
+            f"and this machine has {have / 2**30:,.1f} GiB"
+        )
 
 
 def checked_tasks(spec: str) -> list[str]:

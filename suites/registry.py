@@ -118,8 +118,10 @@ def jobs_of(suite: Suite, axes: dict[str, list], options: dict) -> list[Job]:
         if frames is not None:
             temporal_pool_size(get_preset(job.point.preset), frames, job.point.temporal_pool)  # ValueError: exit 2
     if axes.get("cache") and not any(getattr(j.point, "engine", None) == "eager" for j in jobs):
-        raise SuiteError("--cache sets the eager engine's KV cache, and no point runs eager: compiled runs a static "
-                         "cache, hf-generate and hf-static their own (add --engine eager, or drop --cache)")  # fmt: skip
+        raise SuiteError(
+            "--cache sets the eager engine's KV cache, and no point runs eager: compiled runs a static "
+            "cache, hf-generate and hf-static their own (add --engine eager, or drop --cache)"
+        )
     return _fitted(jobs, set(axes.get("preset") or ()))
 
 

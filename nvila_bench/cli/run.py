@@ -137,12 +137,20 @@ def suite_command(suite: Suite) -> click.Command:
 
 # sweep axis -> (the command-line option that sets it, its key in `c`)
 AXIS_OPTIONS = {
-    "preset": ("--preset", "presets"), "dtype": ("--dtype", "dtypes"), "video_frames": ("--video-frames", "video_frames"),
-    "prompt_tokens": ("--prompt-tokens", "prompt_tokens"), "new_tokens": ("--new-tokens", "new_tokens"),
-    "batch_size": ("--batch-size", "batch_sizes"), "cache": ("--cache", "caches"), "engine": ("--engine", "engines"),
-    "preprocess": ("--preprocess", "preprocess"), "device": ("--device", "device"),
-    "attn_implementation": ("--attn", "attn"), "images": ("--image", "images"), "temporal_pool": ("--no-temporal-pool", "no_temporal_pool"),
-}  # fmt: skip
+    "preset": ("--preset", "presets"),
+    "dtype": ("--dtype", "dtypes"),
+    "video_frames": ("--video-frames", "video_frames"),
+    "prompt_tokens": ("--prompt-tokens", "prompt_tokens"),
+    "new_tokens": ("--new-tokens", "new_tokens"),
+    "batch_size": ("--batch-size", "batch_sizes"),
+    "cache": ("--cache", "caches"),
+    "engine": ("--engine", "engines"),
+    "preprocess": ("--preprocess", "preprocess"),
+    "device": ("--device", "device"),
+    "attn_implementation": ("--attn", "attn"),
+    "images": ("--image", "images"),
+    "temporal_pool": ("--no-temporal-pool", "no_temporal_pool"),
+}
 
 
 def _cli_axis(c: dict, name: str) -> list:
@@ -170,13 +178,17 @@ def sweep_axes(suite: Suite, c: dict) -> dict[str, list]:
         written = values and (given is None or key in given)
         if name in axes:
             if written and values != axes[name]:
-                raise click.UsageError(f"{option} {', '.join(map(_text, values))} on the command line and {name} = "
-                                       f"{', '.join(map(_text, axes[name]))} in {c['suite_file']}: give it in one place")  # fmt: skip
+                raise click.UsageError(
+                    f"{option} {', '.join(map(_text, values))} on the command line and {name} = "
+                    f"{', '.join(map(_text, axes[name]))} in {c['suite_file']}: give it in one place"
+                )
         elif values:
             axes[name] = values
     if len(axes["device"]) > 1:
-        raise click.UsageError(f"a run measures on one device, got {len(axes['device'])} in {c['suite_file']}: "
-                               f"{', '.join(axes['device'])}; run once per device")  # fmt: skip
+        raise click.UsageError(
+            f"a run measures on one device, got {len(axes['device'])} in {c['suite_file']}: "
+            f"{', '.join(axes['device'])}; run once per device"
+        )
     if not suite.takes_presets and "preset" in axes:
         raise click.UsageError(f"{suite.name} picks its presets itself: drop --preset / presets in --config")
     return axes

@@ -22,7 +22,9 @@ PIXEL_BYTES = 4  # a tile's pixels are float32 before the vision tower casts the
 
 def positions(point: BenchPoint, decodes: bool) -> tuple[int, str]:
     """(LLM positions of the point's request, what they are made of, in words)."""
-    media = count_visual_tokens(get_preset(point.preset), point.images, point.video_frames, point.temporal_pool).total_tokens
+    media = count_visual_tokens(
+        get_preset(point.preset), point.images, point.video_frames, point.temporal_pool
+    ).total_tokens
     new = point.new_tokens if decodes else 0
     parts = f"{media:,} media + {point.prompt_tokens:,} prompt" + (f" + {new:,} new tokens" if decodes else " tokens")
     return media + point.prompt_tokens + new, parts
@@ -45,8 +47,12 @@ def least_bytes(point: BenchPoint, decodes: bool) -> int:
     element = dtype_bytes(point.dtype)
     tiles = count_visual_tokens(cfg, point.images, point.video_frames, point.temporal_pool).vit_tiles
     rows = point.batch_size
-    return (param_counts(cfg)["total"] * element + kv_cache_bytes(cfg, total, rows, point.dtype)
-            + rows * total * cfg.llm.hidden_size * element + rows * tiles * 3 * cfg.vision.image_size**2 * PIXEL_BYTES)  # fmt: skip
+    return (
+        param_counts(cfg)["total"] * element
+        + kv_cache_bytes(cfg, total, rows, point.dtype)
+        + rows * total * cfg.llm.hidden_size * element
+        + rows * tiles * 3 * cfg.vision.image_size**2 * PIXEL_BYTES
+    )
 
 
 @cache
@@ -69,8 +75,10 @@ def memory_problem(point: BenchPoint, decodes: bool) -> str | None:
     have = device_memory(point.device)
     need = least_bytes(point, decodes)
     if have is not None and need > have:
-        return (f"{point.preset} batch {point.batch_size:,}: needs at least {need / 2**30:,.1f} GiB (weights, KV cache, "
-                f"embeddings, pixels) and {point.device} has {have / 2**30:,.1f} GiB")  # fmt: skip
+        return (
+            f"{point.preset} batch {point.batch_size:,}: needs at least {need / 2**30:,.1f} GiB (weights, KV cache, "
+            f"embeddings, pixels) and {point.device} has {have / 2**30:,.1f} GiB"
+        )
     return None
 
 

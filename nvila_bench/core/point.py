@@ -81,12 +81,20 @@ _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 # axis (a command-line option or a suite file's key): an empty engine or a negative frame count that a suite
 # never turns into a point (deployment's --media image) is refused all the same, never replaced by a default.
 CHECKS = {
-    "preset": _preset, "device": _device, "dtype": _optional(canonical_dtype), "images": _images,
-    "video_frames": _optional(_frames), "temporal_pool": _choice("temporal_pool", (True, False)),
-    "prompt_tokens": _count("prompt_tokens", 0), "batch_size": _count("batch_size", 1), "new_tokens": _count("new_tokens", 1),
-    "attn_implementation": check_attn_implementation, "cache": _choice("cache", CACHES), "engine": _optional(check_engine),
+    "preset": _preset,
+    "device": _device,
+    "dtype": _optional(canonical_dtype),
+    "images": _images,
+    "video_frames": _optional(_frames),
+    "temporal_pool": _choice("temporal_pool", (True, False)),
+    "prompt_tokens": _count("prompt_tokens", 0),
+    "batch_size": _count("batch_size", 1),
+    "new_tokens": _count("new_tokens", 1),
+    "attn_implementation": check_attn_implementation,
+    "cache": _choice("cache", CACHES),
+    "engine": _optional(check_engine),
     "preprocess": _optional(_choice("preprocess", PREPROCESS)),
-}  # fmt: skip
+}
 
 
 def check_value(name: str, value) -> None:

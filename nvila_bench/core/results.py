@@ -357,13 +357,11 @@ MAX_LINE_BYTES = 16 << 20  # one record: 1000 samples per metric come to well un
 
 
 def _lines(path: Path) -> list[str]:
-    """The lines of a results file, read as text; a ValueError of one line when it is missing, not a regular
-    file (a FIFO would wait for a writer for ever, /dev/zero never ends), not UTF-8, or has a line over
-    MAX_LINE_BYTES (no record is that long; reading on would hold the whole of it in memory)."""
-    if not path.exists():
-        raise ValueError(f"{path}: no such results file")
+    """The lines of a results file as text; a ValueError of one line when it is missing, not a regular file (a
+    FIFO would wait for a writer for ever, /dev/zero never ends), not UTF-8, or has a line over MAX_LINE_BYTES."""
     if not path.is_file():
-        raise ValueError(f"{path}: not a regular file; results are read from files")
+        why = "not a regular file; results are read from files" if path.exists() else "no such results file"
+        raise ValueError(f"{path}: {why}")
     lines, ended = [], True  # as text.split("\n"): a last, empty line after a final newline
     try:
         with open(path, "rb") as f:
