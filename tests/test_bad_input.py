@@ -383,3 +383,19 @@ def test_every_committed_results_file_reads_under_the_typed_schema():
 
     files = sorted((Path(__file__).parents[1] / "results").rglob("*.jsonl"))
     assert files and all(results.read_results(f) for f in files)
+
+
+@FIFO
+def test_a_checkpoint_whose_weights_are_a_fifo_is_refused_not_read(tmp_path):
+    from nvila_bench.model import build_model, get_preset
+    from nvila_bench.model.checkpoint import CheckpointError, load_checkpoint
+    from nvila_bench.model.tokenizer import build_tokenizer
+    from nvila_bench.suites.synthetic_train import save_trained
+
+    cfg = get_preset("nvila-tiny")
+    save_trained(build_model(cfg), build_tokenizer(cfg), tmp_path / "ckpt")
+    for weights in (tmp_path / "ckpt" / "llm").glob("*.safetensors"):
+        weights.unlink()
+    os.mkfifo(tmp_path / "ckpt" / "llm" / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"llm: not regular files: model.safetensors"):
+        load_checkpoint(tmp_path / "ckpt")
