@@ -285,6 +285,9 @@ def _weight_files(folder: Path) -> list[Path]:
                 "(pickle can run code): convert them with safetensors first"
             )
         raise CheckpointError(f"{folder}: no *.safetensors weights found")
+    odd = [f.name for f in files if not f.is_file()]  # a FIFO would wait for a writer for ever
+    if odd:
+        raise CheckpointError(f"{folder}: not regular files: {_preview(odd)}")
     return [_inside(folder, f.name, folder) for f in files]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, ContextManager
 
 import torch
@@ -23,6 +24,7 @@ from .preprocess import preprocess_media, synthetic_image, synthetic_video
 from .preprocess_tensor import decode_image, preprocess_media_tensor, to_uint8
 from .prompt import FIRST_SPECIAL, synthetic_prompt
 from .stages import DECODE_STEP, LLM_PREFILL, MEDIA_STAGES
+from .tokens import MAX_SIDE
 
 Section = Callable[[str], ContextManager]
 
@@ -114,12 +116,21 @@ def file_request(cfg: NVILAConfig, files: tuple[str, ...], prompt_tokens: int = 
 
 
 def image_file_size(path: str) -> tuple[int, int]:
-    """(width, height) of an image file from its header, without decoding it; ValueError when it is no image."""
+    """(width, height) of an image file, checked before it is served: a regular file (a FIFO would wait for a
+    writer for ever), sides within MAX_SIDE (read from the header, before any pixel is decoded), and pixels
+    that decode in full (a truncated JPEG, a PNG without image data). ValueError of one line otherwise."""
+    if Path(path).exists() and not Path(path).is_file():
+        raise ValueError(f"--image-file {path}: not a regular file")
     try:
         with Image.open(path) as im:
-            return im.size
-    except (OSError, Image.DecompressionBombError) as e:
+            width, height = im.size
+            if max(width, height) <= MAX_SIDE:
+                im.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:  # SyntaxError: PIL's broken header
         raise ValueError(f"--image-file {path}: not a readable image ({type(e).__name__}: {e})") from None
+    if max(width, height) > MAX_SIDE:
+        raise ValueError(f"--image-file {path}: {width}x{height} is too large: each side must be at most {MAX_SIDE:,} px")
+    return width, height
 
 
 def media_blocks(model, request: Request, section: Section = no_sections) -> list[torch.Tensor]:

@@ -22,7 +22,7 @@ from nvila_bench.core import synthetic_tasks as st
 from nvila_bench.core.point import canonical_dtype
 from nvila_bench.core.results import Metric
 from nvila_bench.core.session import Session
-from nvila_bench.model import count_visual_tokens
+from nvila_bench.model import count_visual_tokens, get_preset
 
 from .registry import Option, Suite, SuiteError, nvila_presets_only
 
@@ -85,14 +85,38 @@ def check_lmms_tasks(tasks: list[str], prefix: str = "") -> None:
             raise SuiteError(f"{prefix}unknown lmms-eval task(s): {', '.join(unknown)}")
 
 
-def check_checkpoint(checkpoint: str, prefix: str = "") -> None:
-    """SuiteError when the directory's config does not describe an NVILA / VILA checkpoint."""
+def check_checkpoint(checkpoint: str, prefix: str = "", preset: str | None = None) -> None:
+    """SuiteError when the directory's config does not describe an NVILA / VILA checkpoint, or (given `preset`)
+    describes another model than that preset: its records would carry the preset's name."""
     from nvila_bench.model.checkpoint import CheckpointError, config_from_checkpoint
 
     try:
-        config_from_checkpoint(checkpoint)
+        cfg = config_from_checkpoint(checkpoint)
     except CheckpointError as e:
         raise SuiteError(f"{prefix}{e}") from None
+    if preset is not None:
+        differ = model_differences(cfg, get_preset(preset))
+        if differ:
+            why = "; ".join(differ)
+            raise SuiteError(f"{prefix}{checkpoint} is not a {preset} model ({why}): give the --preset it was trained from")
+
+
+SHAPES = {
+    "vision": ("image_size", "patch_size", "hidden_size", "intermediate_size", "num_layers", "num_heads"),
+    "llm": ("arch", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "vocab_size"),
+    "projector": ("type", "mm_hidden_size", "hidden_size"),
+}
+
+
+def model_differences(checkpoint, preset) -> list[str]:
+    """How a checkpoint's config differs from a preset's in family and shapes, e.g. "family vila1.5, not nvila"."""
+    out = [] if checkpoint.family == preset.family else [f"family {checkpoint.family}, not {preset.family}"]
+    for part, names in SHAPES.items():
+        ours, theirs = getattr(checkpoint, part), getattr(preset, part)
+        for n in names:
+            if getattr(ours, n) != getattr(theirs, n):
+                out.append(f"{part} {n} {getattr(ours, n)}, not {getattr(theirs, n)}")
+    return out
 
 
 def expand_tasks(spec: str) -> list[str]:

@@ -70,10 +70,7 @@ def ids_digest(ids: torch.Tensor) -> str:
 
 
 def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
-    points = sweep_points(axes, {})
-    if axes.get("cache") and not any(p.engine == "eager" for p in points):
-        raise SuiteError("--cache sets the eager engine's KV cache, and no point runs eager: compiled runs a static "
-                         "cache, hf-generate and hf-static their own (add --engine eager, or drop --cache)")  # fmt: skip
+    points = sweep_points(axes, {})  # --cache without an eager point is refused for every suite (registry.jobs_of)
     for p in points:
         if p.new_tokens < 2:
             raise SuiteError(f"decode needs --new-tokens >= 2 (the first token comes from the prefill), got {p.new_tokens}")
@@ -132,4 +129,5 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     return metrics | analytic_metrics(point, metrics, timed, session.peaks_for(point.dtype), context=context + steps // 2)
 
 
-SUITE = Suite("decode", "Time per output token after a real prefill (greedy, EOS ignored).", measure_point, expand=expand)
+SUITE = Suite("decode", "Time per output token after a real prefill (greedy, EOS ignored).", measure_point, expand=expand,
+              decodes=True)

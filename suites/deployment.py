@@ -25,6 +25,7 @@ import torch
 
 from nvila_bench.core import costmodel
 from nvila_bench.core import synthetic_tasks as st
+from nvila_bench.core.fits import device_memory
 from nvila_bench.core.memory import memory_metrics, reset_peak_memory
 from nvila_bench.core.point import BenchPoint, canonical_dtype
 from nvila_bench.core.results import Metric, PointSkipped
@@ -77,6 +78,7 @@ def plan_of(point: BenchPoint) -> QuantPlan:
 GEMLITE_PREFILL = f"dequantize + cuBLAS from {DEQUANT_MIN_TOKENS} tokens"  # recorded: how gemlite layers run a prefill
 
 QUALITY_PROMPTS, ACCURACY_LIMIT = 4, 60  # defaults (checked >= 1 before the run)
+QUALITY_POSITIONS = 16  # text positions of each quality prompt whose next-token logits are compared
 CALIBRATION_REQUESTS = 2  # synthetic requests like the point's (other seeds than the quality prompts)
 
 
@@ -112,6 +114,7 @@ def check_settings(axes: dict[str, list], options: dict) -> None:
     for name in ("quality_prompts", "accuracy_limit"):
         if options.get(name) is not None and options[name] < 1:
             raise SuiteError(f"--{name.replace('_', '-')} must be >= 1, got {options[name]}")
+    check_quality_prompts(axes["preset"][0], options.get("quality_prompts") or QUALITY_PROMPTS)
     if options.get("tasks") and not options.get("checkpoint"):
         raise SuiteError("--tasks scores each rung of a checkpoint: give --checkpoint DIR (random weights score at chance)")
     if options.get("checkpoint") and options.get("media") == "video":
@@ -120,6 +123,18 @@ def check_settings(axes: dict[str, list], options: dict) -> None:
         raise SuiteError("--checkpoint: accuracy per rung is of NVILA's rungs; --rung lists none")
     if options.get("checkpoint") and importlib.util.find_spec("lmms_eval") is None:
         raise SuiteError("--checkpoint: accuracy per rung needs lmms-eval (pip install 'nvila-bench[eval]')")
+
+
+def check_quality_prompts(preset: str, prompts: int) -> None:
+    """The quality comparison holds a rung's and its bf16 reference's log-probabilities of every prompt's
+    QUALITY_POSITIONS positions (float32, on the host) at once: refused when this machine cannot hold them."""
+    need = 2 * prompts * QUALITY_POSITIONS * get_preset(preset).llm.vocab_size * 4
+    have = device_memory("cpu")
+    if have is not None and need > have:
+        raise SuiteError(
+            f"--quality-prompts {prompts:,}: their log-probabilities need {need / 2**30:,.1f} GiB "
+            f"and this machine has {have / 2**30:,.1f} GiB"
+        )
 
 
 def checked_tasks(spec: str) -> list[str]:
@@ -151,7 +166,7 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
     if options.get("checkpoint"):  # accuracy per rung: once per rung (image rows), on the trained weights
         if not Path(options["checkpoint"]).is_dir():
             raise SuiteError(f"--checkpoint {options['checkpoint']}: no such directory")
-        check_checkpoint(options["checkpoint"], "--checkpoint: ")  # its config now, before any rung is measured
+        check_checkpoint(options["checkpoint"], "--checkpoint: ", cfg.name)  # its config now, before any rung: the preset's model
         trained = {"checkpoint": str(options["checkpoint"]), "accuracy_limit": options.get("accuracy_limit") or ACCURACY_LIMIT,
                    "tasks": checked_tasks(options.get("tasks") or "synthetic")}
     jobs = []
@@ -202,8 +217,8 @@ def _logits(model, point: BenchPoint) -> torch.Tensor:
     out = []
     with torch.inference_mode():
         for seed in range(point.extra["quality_prompts"]):
-            request = request_of(replace(point, seed=seed + 1, prompt_tokens=16, batch_size=1))
-            logits = model.prefill(embed(model, request), all_logits=True).logits[0, -16:]
+            request = request_of(replace(point, seed=seed + 1, prompt_tokens=QUALITY_POSITIONS, batch_size=1))
+            logits = model.prefill(embed(model, request), all_logits=True).logits[0, -QUALITY_POSITIONS:]
             out.append(logits.float().log_softmax(-1).cpu())
     return torch.cat(out)
 
@@ -325,5 +340,5 @@ SUITE = Suite(
                "paper-image, paper-video (official weights, datasets in the local Hugging Face cache) or lmms-eval "
                "task names, comma-separated.", str),
     ),
-    expand=expand,
+    expand=expand, decodes=True,
 )  # fmt: skip

@@ -324,5 +324,5 @@ SUITE = Suite(
         Option("top", "Operators kept per stage.", int, 10),
         Option("with_stack", "Record Python stacks (larger traces, more overhead).", bool, False),
     ),
-    expand=expand,
+    expand=expand, decodes=True,  # a decode profile generates --new-tokens; prefill and train profiles count them too
 )  # fmt: skip

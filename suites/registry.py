@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 from importlib import import_module
 from typing import Any, Callable
 
-from nvila_bench.core.point import BenchPoint, points_from_axes
+from nvila_bench.core.fits import fit_problem
+from nvila_bench.core.point import BenchPoint, check_axes, points_from_axes
 from nvila_bench.core.results import Metric
 from nvila_bench.core.session import Session
 from nvila_bench.model import get_preset
@@ -59,6 +60,7 @@ class Job:
 
     suite: str
     point: BenchPoint
+    skip: str | None = None  # why this job cannot run as asked: recorded as `skipped` without measuring
 
 
 def sweep_points(axes: dict[str, list], options: dict) -> list[BenchPoint]:
@@ -87,6 +89,7 @@ class Suite:
     # core.results.PointSkipped(reason) and the runner records it as `skipped` with that reason.
     describe: Callable[[object], str | None] | None = None  # a line to print per record (else a progress bar)
     fail_on_error: bool = False  # exit 1 when a point failed (accuracy: a failed task is no score)
+    decodes: bool = False  # its points generate `new_tokens` tokens, which count against the context
 
 
 def suite_names() -> list[str]:
@@ -100,9 +103,16 @@ def get_suite(name: str) -> Suite:
 
 
 def jobs_of(suite: Suite, axes: dict[str, list], options: dict) -> list[Job]:
-    """The suite's expansion of the sweep, as jobs (a plain point is a job of the suite itself), every video
-    checked against its preset's temporal pooling (and --no-temporal-pool against a preset that has none)
-    before anything is measured."""
+    """The suite's expansion of the sweep, as jobs (a plain point is a job of the suite itself), checked before
+    anything is measured, the same way for every suite: each axis value as its option checks it; every video
+    against its preset's temporal pooling; `--cache` only where a point runs the eager engine (the others run
+    their own cache); and each measured point against its preset's context and its device's memory
+    (core/fits.py). A point of a preset the user named that cannot fit is refused (SuiteError), as is a run
+    where none fits; one of a preset the suite chose itself (a ladder's baseline) is recorded as skipped."""
+    try:
+        check_axes(axes)
+    except ValueError as e:
+        raise SuiteError(str(e)) from None
     jobs = [p if isinstance(p, Job) else Job(suite.name, p) for p in suite.expand(axes, options)]
     for job in jobs:
         point = job.point
@@ -111,7 +121,30 @@ def jobs_of(suite: Suite, axes: dict[str, list], options: dict) -> list[Job]:
             temporal_pool_size(get_preset(point.preset), frames, pool)  # ValueError: exit 2
         elif not pool and point.preset in preset_names():  # a checkpoint's point names no preset
             check_temporal_pool(get_preset(point.preset), pool)
-    return jobs
+    if axes.get("cache") and not any(getattr(j.point, "engine", None) == "eager" for j in jobs):
+        raise SuiteError(
+            "--cache sets the eager engine's KV cache, and no point runs eager: compiled runs a static "
+            "cache, hf-generate and hf-static their own (add --engine eager, or drop --cache)"
+        )
+    return _fitted(jobs, set(axes.get("preset") or ()))
+
+
+def _fitted(jobs: list[Job], named: set[str]) -> list[Job]:
+    """The jobs, each measured point that cannot fit its context or memory refused or marked to skip."""
+    out, measured, unfit = [], 0, 0
+    for job in jobs:
+        runs = get_suite(job.suite)
+        problem = None
+        if runs.provenance == "measured" and isinstance(job.point, BenchPoint):
+            measured += 1
+            problem = fit_problem(job.point, runs.decodes)
+            if problem and job.point.preset in named:
+                raise SuiteError(problem)
+            unfit += bool(problem)
+        out.append(replace(job, skip=problem) if problem else job)
+    if measured and unfit == measured:
+        raise SuiteError(next(j.skip for j in out if j.skip))
+    return out
 
 
 def nvila_presets_only(axes: dict[str, list], what: str, hint: str = "") -> None:

@@ -74,10 +74,13 @@ def check_request(images, video_frames) -> None:
 
 def check_output(path, option: str = "--out", directory: bool = False) -> None:
     """Refuse an output that cannot be written before any work is done: an empty path, one under a regular
-    file, an existing directory where a file belongs. One line (BadParameter), exit 2."""
+    file, an existing directory where a file belongs, anything else that exists and is not a regular file (a
+    FIFO, a device: writing one waits for a reader or goes nowhere). One line (BadParameter), exit 2."""
     target = Path(path)
     if not str(path).strip():
         raise click.BadParameter("an empty path: give a file or directory to write", param_hint=option)
+    if target.exists() and not (target.is_dir() or target.is_file()):
+        raise click.BadParameter(f"{path} is not a regular file or directory", param_hint=option)
     with writing(path, option):
         (target if directory else target.parent).mkdir(parents=True, exist_ok=True)
     if not directory and target.is_dir():

@@ -6,6 +6,8 @@ import click
 
 from nvila_bench.model.presets import get_preset, nvila_only
 
+from .common import check_output, writing
+
 
 def register(cli: click.Group) -> None:
     for command in (synthetic_data, train_synthetic_command):
@@ -19,15 +21,17 @@ def synthetic_data(out_dir, seed):
     """Write the synthetic tasks (images, splits, lmms-eval task YAMLs) to OUT."""
     from nvila_bench.core.synthetic_tasks import generate, write_lmms_tasks
 
-    root = generate(out_dir, seed)
+    check_output(out_dir, directory=True)  # a file in the way is one line, before any image is made
+    with writing(out_dir):
+        root = generate(out_dir, seed)
     click.echo(f"synthetic tasks -> {root}; lmms-eval include path {write_lmms_tasks(root)}", err=True)
 
 
 @click.command(name="train-synthetic")
 @click.option("--preset", required=True, help="A tiny preset to train (e.g. vila-tiny).")
 @click.option("--tasks", default="synthetic_colour,synthetic_count", show_default=True, help="Synthetic tasks to train on.")
-@click.option("--steps", default=200, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--steps", default=200, show_default=True, type=click.IntRange(1, 10**6))
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024), help="Samples per step (a tiny model on CPU).")
 @click.option("--lr", default=1e-3, show_default=True, type=float)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--no-temporal-pool", is_flag=True, help="Train the video task without TSP.")
@@ -46,9 +50,13 @@ def train_synthetic_command(preset, tasks, steps, batch_size, lr, seed, no_tempo
     if not get_preset(preset).is_tiny:
         raise click.UsageError(f"train-synthetic trains tiny presets on CPU; {preset!r} is not one")
     nvila_only(get_preset(preset), "train-synthetic")
+    check_output(out_dir, directory=True)  # before training, not after
+    if data_dir:
+        check_output(data_dir, "--data-dir", directory=True)
     model, tokenizer, losses = train_synthetic(preset, data_dir or default_data_dir(), names, steps, batch_size, lr, seed,
                                                not no_temporal_pool, log=lambda m: click.echo(m, err=True))  # fmt: skip
-    path = save_trained(model, tokenizer, out_dir)
+    with writing(out_dir):
+        path = save_trained(model, tokenizer, out_dir)
     click.echo(f"trained {preset} {steps} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}; checkpoint -> {path}", err=True)
 
 

@@ -8,6 +8,9 @@ from pathlib import Path
 import click
 
 from .common import ImageSize, PresetName
+from .run import MAX_ITERATIONS
+
+MAX_STEPS = 1000  # profiled steps of one schedule phase: every traced step's events are kept in memory
 
 
 @click.command(name="profile")
@@ -22,11 +25,11 @@ from .common import ImageSize, PresetName
 @click.option("--new-tokens", default=32, show_default=True, help="decode: tokens generated per step, EOS ignored.")
 @click.option("--batch-size", default=1, show_default=True, help="Identical requests per batch.")
 @click.option("--attn", default="sdpa", show_default=True, help="sdpa, eager or flash_attention_2.")
-@click.option("--cache", type=click.Choice(["dynamic", "static"]), default="dynamic", show_default=True, help="decode: KV cache.")
-@click.option("--wait", default=1, show_default=True, type=click.IntRange(min=0), help="Schedule: steps before tracing.")
-@click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Schedule: traced steps discarded.")
-@click.option("--active", default=3, show_default=True, type=click.IntRange(min=1), help="Schedule: traced steps kept.")
-@click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1), help="Unprofiled steps timed (the overhead's reference).")
+@click.option("--cache", type=click.Choice(["dynamic", "static"]), help="decode: the eager engine's KV cache [dynamic].")
+@click.option("--wait", default=1, show_default=True, type=click.IntRange(0, MAX_STEPS), help="Schedule: steps before tracing.")
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(0, MAX_STEPS), help="Schedule: traced steps discarded.")
+@click.option("--active", default=3, show_default=True, type=click.IntRange(1, MAX_STEPS), help="Schedule: traced steps kept.")
+@click.option("--repeats", default=5, show_default=True, type=click.IntRange(1, MAX_ITERATIONS), help="Unprofiled steps timed (the overhead's reference).")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Operators kept per stage.")
 @click.option("--with-stack", is_flag=True, help="Record Python stacks (larger traces, more overhead).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
@@ -50,7 +53,7 @@ def profile(cfgs, stage, device, dtype, images, video_frames, no_temporal_pool, 
         "presets": (cfg.name,), "device": device, "dtypes": (dtype,) if dtype else (), "images": images,
         "video_frames": (video_frames,) if video_frames else (), "no_temporal_pool": no_temporal_pool,
         "prompt_tokens": (prompt_tokens,), "new_tokens": (new_tokens,), "batch_sizes": (batch_size,), "attn": attn,
-        "caches": (cache,), "suite_file": None, "hardware": None, "ceilings_file": None, "isolate": False,
+        "caches": (cache,) if cache else (), "suite_file": None, "hardware": None, "ceilings_file": None, "isolate": False,
         "processes": 1, "quiet": True, "out_dir": out_dir,
         "warmup": 0, "warmup_seconds": 0.0, "repeats": repeats, "min_seconds": 0.0, "max_repeats": repeats,
     }  # fmt: skip

@@ -57,6 +57,8 @@ def gate_command(ctx, baseline, candidate, threshold, metrics, summary_md):
     from nvila_bench.core.gate import gate, markdown_summary, parse_threshold
     from nvila_bench.core.results import load_results
 
+    if summary_md:
+        check_output(summary_md, "--summary-md")
     base, cand = load_results(baseline), load_results(candidate)
     names = tuple(m.strip() for item in metrics for m in item.split(",") if m.strip()) or None
     result = gate(base, cand, parse_threshold(threshold), names)

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from nvila_bench.model.engines import ENGINES
 from nvila_bench.suites.registry import Suite, SuiteError, get_suite, jobs_of, suite_names
@@ -23,6 +24,8 @@ from nvila_bench.suites.registry import Suite, SuiteError, get_suite, jobs_of, s
 from .common import ImageSize, emit, one_line
 
 MAX_SECONDS = 3600.0
+MAX_ITERATIONS = 10**6  # warm-up or measured iterations of one point: a larger count would run for days
+MAX_PROCESSES = 1000  # fresh subprocesses per point (each loads the model anew)
 
 
 class SuiteGroup(click.Group):
@@ -69,11 +72,11 @@ def _float(value, kind, param, ctx) -> float:
 
 def _measure_options() -> list:
     return [
-        click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0), help="Minimum warm-up iterations."),
+        click.option("--warmup", default=2, show_default=True, type=click.IntRange(0, MAX_ITERATIONS), help="Minimum warm-up iterations."),
         click.option("--warmup-seconds", default=0.0, show_default=True, type=Seconds(), help="Minimum warm-up time."),
-        click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1), help="Minimum measured iterations."),
+        click.option("--repeats", default=5, show_default=True, type=click.IntRange(1, MAX_ITERATIONS), help="Minimum measured iterations."),
         click.option("--min-seconds", default=1.0, show_default=True, type=Seconds(), help="Minimum measuring time per point."),
-        click.option("--max-repeats", default=1000, show_default=True, type=click.IntRange(min=1), help="Cap on measured iterations."),
+        click.option("--max-repeats", default=1000, show_default=True, type=click.IntRange(1, MAX_ITERATIONS), help="Cap on measured iterations."),
     ]
 
 
@@ -97,7 +100,7 @@ COMMON = [
     click.option("--hardware", help="Hardware table entry for analytic floors and MFU (default: the GPU's own, or measured ceilings)."),
     click.option("--ceilings", "ceilings_file", type=click.Path(dir_okay=False), help="ceilings.json from `nvila-bench ceilings`."),
     click.option("--isolate", is_flag=True, help="Run every point in its own subprocess."),
-    click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1),
+    click.option("--processes", default=1, show_default=True, type=click.IntRange(1, MAX_PROCESSES),
                  help="Measure every point in this many fresh subprocesses; the CI then covers run-to-run noise."),
     click.option("--quiet", is_flag=True, help="No progress output."),
     click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory."),
@@ -120,7 +123,10 @@ def _click_option(option) -> click.Option:
 
 def suite_command(suite: Suite) -> click.Command:
     def callback(**kw):
+        ctx = click.get_current_context()
         common = {k: kw.pop(k) for k in list(kw) if k in COMMON_NAMES}
+        defaults = (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+        common["given"] = {k for k in common if ctx.get_parameter_source(k) not in defaults}  # what the user wrote
         return run_suite(suite, common, kw)
 
     command = callback
@@ -129,40 +135,82 @@ def suite_command(suite: Suite) -> click.Command:
     return click.command(name=suite.name, help=suite.help)(command)
 
 
+# sweep axis -> (the command-line option that sets it, its key in `c`)
+AXIS_OPTIONS = {
+    "preset": ("--preset", "presets"),
+    "dtype": ("--dtype", "dtypes"),
+    "video_frames": ("--video-frames", "video_frames"),
+    "prompt_tokens": ("--prompt-tokens", "prompt_tokens"),
+    "new_tokens": ("--new-tokens", "new_tokens"),
+    "batch_size": ("--batch-size", "batch_sizes"),
+    "cache": ("--cache", "caches"),
+    "engine": ("--engine", "engines"),
+    "preprocess": ("--preprocess", "preprocess"),
+    "device": ("--device", "device"),
+    "attn_implementation": ("--attn", "attn"),
+    "images": ("--image", "images"),
+    "temporal_pool": ("--no-temporal-pool", "no_temporal_pool"),
+}
+
+
+def _cli_axis(c: dict, name: str) -> list:
+    value = c.get(AXIS_OPTIONS[name][1])
+    if name == "images":
+        return [tuple(value)] if value else []
+    if name == "temporal_pool":
+        return [False] if value else []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def sweep_axes(suite: Suite, c: dict) -> dict[str, list]:
-    """The sweep axes of the common options (and of a --config file); options given once are one-value axes."""
+    """The sweep axes of the common options and of a --config file; options given once are one-value axes. A
+    value the file sets is used: a command-line default never replaces it, and the same setting given in both
+    places with different values is refused (one line)."""
     from nvila_bench.runner.suite_file import load_suite_file
 
-    axes = {}
+    axes, given = {}, c.get("given")  # given None: every option counts as written (the profile command)
     if c["suite_file"]:
         file_suite, axes = load_suite_file(c["suite_file"])
         if file_suite and file_suite != suite.name:
             raise click.UsageError(f"{c['suite_file']} is a {file_suite!r} suite file, not {suite.name!r}")
-    cli_axes = {
-        "preset": list(c["presets"]), "dtype": list(c["dtypes"]), "video_frames": list(c["video_frames"]),
-        "prompt_tokens": list(c["prompt_tokens"]), "new_tokens": list(c["new_tokens"]), "batch_size": list(c["batch_sizes"]),
-        "cache": list(c["caches"]), "engine": list(c.get("engines", ())), "preprocess": list(c.get("preprocess", ())),
-    }  # fmt: skip
-    axes |= {k: v for k, v in cli_axes.items() if v}
-    axes |= {"device": [c["device"]], "attn_implementation": [c["attn"]]}
-    if c["images"]:
-        axes["images"] = [tuple(c["images"])]
-    if c["no_temporal_pool"]:
-        axes["temporal_pool"] = [False]
+    for name, (option, key) in AXIS_OPTIONS.items():
+        values = [v for v in _cli_axis(c, name) if v is not None]
+        written = values and (given is None or key in given)
+        if name in axes:
+            if written and values != axes[name]:
+                raise click.UsageError(
+                    f"{option} {', '.join(map(_text, values))} on the command line and {name} = "
+                    f"{', '.join(map(_text, axes[name]))} in {c['suite_file']}: give it in one place"
+                )
+        elif values:
+            axes[name] = values
+    if len(axes["device"]) > 1:
+        raise click.UsageError(
+            f"a run measures on one device, got {len(axes['device'])} in {c['suite_file']}: "
+            f"{', '.join(axes['device'])}; run once per device"
+        )
     if not suite.takes_presets and "preset" in axes:
         raise click.UsageError(f"{suite.name} picks its presets itself: drop --preset / presets in --config")
     return axes
 
 
-def plan(suite: Suite, c: dict, options: dict) -> list:
-    """The jobs to run, checked before anything is measured (exit 2 on settings that cannot run)."""
+def _text(value) -> str:
+    return "x".join(map(str, value[0])) if isinstance(value, tuple) and value and isinstance(value[0], tuple) else str(value)
+
+
+def plan(suite: Suite, c: dict, options: dict) -> tuple[list, dict]:
+    """The jobs to run, checked before anything is measured (exit 2 on settings that cannot run), and the run's
+    common options with the device and attention the sweep uses (a suite file's, where it sets them)."""
     try:
-        jobs = jobs_of(suite, sweep_axes(suite, c), options | {"hardware": c["hardware"]})
+        axes = sweep_axes(suite, c)
+        c = c | {"device": axes["device"][0], "attn": ", ".join(axes["attn_implementation"])}
+        check_device(c["device"])
+        jobs = jobs_of(suite, axes, options | {"hardware": c["hardware"]})
     except (SuiteError, ValueError) as e:
         raise click.UsageError(str(e)) from None
     if not jobs:
         raise click.UsageError("no points")
-    return jobs
+    return jobs, c
 
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
@@ -203,7 +251,8 @@ def check_ceilings(path: Path) -> str:
 def ceilings_of(c: dict) -> str | None:
     """--ceilings (which must exist), else OUT/ceilings.json where present; checked either way."""
     if c["ceilings_file"] and not Path(c["ceilings_file"]).is_file():
-        raise click.BadParameter(f"{c['ceilings_file']}: no such file", param_hint="--ceilings")
+        why = "not a regular file" if Path(c["ceilings_file"]).exists() else "no such file"  # a FIFO would never end
+        raise click.BadParameter(f"{c['ceilings_file']}: {why}", param_hint="--ceilings")
     path = Path(c["ceilings_file"] or Path(c["out_dir"]) / "ceilings.json")
     return check_ceilings(path) if path.is_file() else None
 
@@ -240,9 +289,8 @@ def run_suite(suite: Suite, c: dict, options: dict) -> int:
     from nvila_bench.runner.sweep import run_sweep
 
     measure = MeasureConfig(c["warmup"], c["warmup_seconds"], c["repeats"], c["min_seconds"], c["max_repeats"])
+    jobs, c = plan(suite, c, options)
     device = c["device"]
-    check_device(device)
-    jobs = plan(suite, c, options)
     if os.environ.get("WORLD_SIZE", "1") != "1":
         if suite.name != "train":
             raise click.UsageError("under torchrun only the train suite runs (the others measure one device)")

@@ -8,6 +8,7 @@ accuracy suite's points have none).
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -15,6 +16,7 @@ import torch
 from nvila_bench.model.engines import check_engine, default_engine
 from nvila_bench.model.nvila import check_attn_implementation
 from nvila_bench.model.presets import get_preset
+from nvila_bench.model.tokens import MAX_SIDE
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -29,6 +31,83 @@ def canonical_dtype(name: str) -> str:
     if name not in DTYPES:
         raise ValueError(f"unknown dtype {name!r}; known: {', '.join(DTYPES)} (or bf16, fp16, fp32)")
     return name
+
+
+def _preset(value) -> None:
+    get_preset(value if isinstance(value, str) else repr(value))  # a clear error for unknown names
+
+
+def _device(value) -> None:
+    if not isinstance(value, str) or not _DEVICE.match(value):
+        raise ValueError(f"unknown device {value!r}; use cpu or cuda[:N]")
+
+
+def _images(value) -> None:
+    for size in value:
+        w, h = size
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in (w, h)) or w < 1 or h < 1:
+            raise ValueError(f"image sizes must be positive integers, got {w!r}x{h!r}"[:200])
+        if max(w, h) > MAX_SIDE:
+            raise ValueError(f"image size {w}x{h} is too large: each side must be at most {MAX_SIDE:,} px")
+
+
+def _count(name: str, minimum: int):
+    def check(value) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {value!r}"[:200])
+
+    return check
+
+
+def _frames(value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"video frames must be a positive integer, got {value!r}"[:200])
+
+
+def _choice(name: str, known: tuple):
+    def check(value) -> None:
+        if value not in known:
+            raise ValueError(f"unknown {name} {value!r:.60}; known: {', '.join(map(str, known))}")
+
+    return check
+
+
+def _optional(check):
+    return lambda value: value is None or check(value)
+
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+# One check per setting, run on a point's values and, before any suite expands them, on every value of a sweep
+# axis (a command-line option or a suite file's key): an empty engine or a negative frame count that a suite
+# never turns into a point (deployment's --media image) is refused all the same, never replaced by a default.
+CHECKS = {
+    "preset": _preset,
+    "device": _device,
+    "dtype": _optional(canonical_dtype),
+    "images": _images,
+    "video_frames": _optional(_frames),
+    "temporal_pool": _choice("temporal_pool", (True, False)),
+    "prompt_tokens": _count("prompt_tokens", 0),
+    "batch_size": _count("batch_size", 1),
+    "new_tokens": _count("new_tokens", 1),
+    "attn_implementation": check_attn_implementation,
+    "cache": _choice("cache", CACHES),
+    "engine": _optional(check_engine),
+    "preprocess": _optional(_choice("preprocess", PREPROCESS)),
+}
+
+
+def check_value(name: str, value) -> None:
+    """ValueError of one line unless `value` is a valid setting `name` of a point."""
+    CHECKS[name](value)
+
+
+def check_axes(axes: dict[str, list]) -> None:
+    """Every value of every sweep axis checked as a point's setting would be (images: each request)."""
+    for name, values in axes.items():
+        if name in CHECKS:
+            for value in values:
+                check_value(name, value)
 
 
 @dataclass(frozen=True)
@@ -50,28 +129,14 @@ class BenchPoint:
     extra: dict = field(default_factory=dict)  # suite-specific settings, recorded verbatim
 
     def __post_init__(self):
-        get_preset(self.preset)  # raises a clear error for unknown names
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"unknown device {self.device!r}; use cpu or cuda[:N]")
+        for name in CHECKS:  # every setting through the same check as its option and its suite-file key
+            check_value(name, getattr(self, name))
+        cuda = self.device.startswith("cuda")
         object.__setattr__(self, "dtype", canonical_dtype(self.dtype or ("float32" if self.device == "cpu" else "bfloat16")))
         object.__setattr__(self, "images", tuple(tuple(int(x) for x in im) for im in self.images))
-        if any(w < 1 or h < 1 for w, h in self.images):
-            raise ValueError(f"image sizes must be positive, got {self.images}")
-        if self.video_frames is not None and self.video_frames < 1:
-            raise ValueError(f"video frames must be a positive integer, got {self.video_frames}")
-        for name in ("prompt_tokens", "batch_size", "new_tokens"):
-            if getattr(self, name) < (0 if name == "prompt_tokens" else 1):
-                raise ValueError(f"{name} must be {'>= 0' if name == 'prompt_tokens' else '>= 1'}, got {getattr(self, name)}")
-        check_attn_implementation(self.attn_implementation)
-        if self.cache not in CACHES:
-            raise ValueError(f"unknown cache {self.cache!r}; known: {', '.join(CACHES)}")
-        cuda = self.device.startswith("cuda")
         object.__setattr__(self, "engine", self.engine or default_engine(self.device))
-        check_engine(self.engine)
         object.__setattr__(self, "cache", ENGINE_CACHE.get(self.engine, self.cache))
         object.__setattr__(self, "preprocess", self.preprocess or ("gpu" if cuda else "cpu"))
-        if self.preprocess not in PREPROCESS:
-            raise ValueError(f"unknown preprocess {self.preprocess!r}; known: {', '.join(PREPROCESS)}")
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -88,7 +153,7 @@ class BenchPoint:
         return config
 
     @classmethod
-    def from_config(cls, config: dict) -> "BenchPoint":
+    def from_config(cls, config: dict) -> BenchPoint:
         images = tuple(tuple(int(v) for v in str(im).lower().split("x")) for im in config.get("images", ()))
         return cls(**(config | {"images": images}))
 

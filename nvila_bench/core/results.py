@@ -275,6 +275,8 @@ class ResultWriter:
         if not str(out_dir).strip():
             raise ValueError("the output directory is '': give a directory for the results")
         self.path, self.count = Path(out_dir) / filename, 0
+        if self.path.exists() and not self.path.is_file():  # opening a FIFO to append waits for a reader for ever
+            raise ValueError(f"{self.path}: cannot write results here (not a regular file)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             existed = self.path.exists()
@@ -327,13 +329,7 @@ def read_results(path: str | Path) -> list[Record]:
     path = Path(path)
     if path.is_dir():
         path = path / "results.jsonl"
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such results file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: cannot read results: {e}") from None
-    lines, records, torn = text.split("\n"), [], []
+    lines, records, torn = _lines(path), [], []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -355,6 +351,28 @@ def read_results(path: str | Path) -> list[Record]:
             _WARNED.add(message)
             print(f"nvila-bench: warning: {message}", file=sys.stderr)
     return records
+
+
+MAX_LINE_BYTES = 16 << 20  # one record: 1000 samples per metric come to well under 1 MiB
+
+
+def _lines(path: Path) -> list[str]:
+    """The lines of a results file as text; a ValueError of one line when it is missing, not a regular file (a
+    FIFO would wait for a writer for ever, /dev/zero never ends), not UTF-8, or has a line over MAX_LINE_BYTES."""
+    if not path.is_file():
+        why = "not a regular file; results are read from files" if path.exists() else "no such results file"
+        raise ValueError(f"{path}: {why}")
+    lines, ended = [], True  # as text.split("\n"): a last, empty line after a final newline
+    try:
+        with open(path, "rb") as f:
+            while line := f.readline(MAX_LINE_BYTES + 1):
+                ended = line.endswith(b"\n")
+                if len(line) > MAX_LINE_BYTES and not (ended and len(line) == MAX_LINE_BYTES + 1):
+                    raise ValueError(f"{path}:{len(lines) + 1}: a line over {MAX_LINE_BYTES:,} bytes: not a result record")
+                lines.append(line.decode().removesuffix("\n"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read results: {e}") from None
+    return lines + [""] if ended else lines
 
 
 def load_results(paths) -> list[Record]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from nvila_bench.core.point import SWEEP_FIELDS
+from nvila_bench.core.point import SWEEP_FIELDS, check_value
+
+MAX_BYTES = 1 << 20  # a suite file lists settings: a larger one is not one
 
 # The type of one value of each axis (images: a request, a list of WxH).
 KINDS = {"preset": str, "device": str, "dtype": str, "video_frames": int, "temporal_pool": bool, "prompt_tokens": int,
@@ -34,7 +36,11 @@ def load_suite_file(path: str | Path) -> tuple[str | None, dict[str, list]]:
 
 
 def _parse(path: Path):
+    if path.exists() and not path.is_file():  # a FIFO with no writer would wait for ever, /dev/zero never end
+        raise ValueError(f"suite file {path} is not a regular file")
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise ValueError(f"suite file {path} is over {MAX_BYTES >> 20} MiB: not a list of settings")
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"cannot read suite file {path}: {getattr(e, 'strerror', None) or e}") from None
@@ -64,7 +70,9 @@ def _axis(path: Path, key: str, value) -> list:
         requests = value if value and isinstance(value[0], list) else [value]
         if not all(requests) or not all(isinstance(r, list) for r in requests):
             raise ValueError(f"{path}: images: every request must be a non-empty list of WxH, e.g. [\"448x448\"]")
-        return [tuple(_size(path, s) for s in request) for request in requests]
+        values = [tuple(_size(path, s) for s in request) for request in requests]
+        _check(path, key, values)
+        return values
     values = value if isinstance(value, list) else [value]
     if not values:
         raise ValueError(f"{path}: {key}: empty list; give at least one value or leave the key out")
@@ -72,7 +80,17 @@ def _axis(path: Path, key: str, value) -> list:
     for v in values:
         if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
             raise ValueError(f"{path}: {key}: each value must be {_kind(kind())}, got {_kind(v)} {v!r}"[:300])
+    _check(path, key, values)
     return values
+
+
+def _check(path: Path, key: str, values: list) -> None:
+    """Each value through the same check as its command-line option (an empty engine is no engine)."""
+    for value in values:
+        try:
+            check_value(key, value)
+        except ValueError as e:
+            raise ValueError(f"{path}: {key}: {e}") from None
 
 
 def _kind(value) -> str:

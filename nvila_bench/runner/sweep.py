@@ -159,7 +159,9 @@ def run_sweep(
         for job in jobs:
             if interrupted:
                 raise KeyboardInterrupt
-            if processes > 1:
+            if job.skip:  # found before the sweep (registry.jobs_of): e.g. a ladder's baseline past its context
+                record = failed_record(job, run_id, environment, "skipped", job.skip)
+            elif processes > 1:
                 record = merge_runs([run_isolated(job, session, run_id, environment) for _ in range(processes)])
             elif isolate:
                 record = run_isolated(job, session, run_id, environment)
