@@ -16,6 +16,7 @@ from nvila_bench.core.costmodel import dtype_bytes, kv_cache_bytes
 from nvila_bench.core.point import BenchPoint
 from nvila_bench.model import count_visual_tokens, get_preset
 from nvila_bench.model.params import param_counts
+from nvila_bench.model.presets import is_peer
 
 PIXEL_BYTES = 4  # a tile's pixels are float32 before the vision tower casts them
 
@@ -45,14 +46,25 @@ def least_bytes(point: BenchPoint, decodes: bool) -> int:
     cfg = get_preset(point.preset)
     total, _ = positions(point, decodes)
     element = dtype_bytes(point.dtype)
-    tiles = count_visual_tokens(cfg, point.images, point.video_frames, point.temporal_pool).vit_tiles
+    count = count_visual_tokens(cfg, point.images, point.video_frames, point.temporal_pool)
     rows = point.batch_size
     return (
         param_counts(cfg)["total"] * element
         + kv_cache_bytes(cfg, total, rows, point.dtype)
         + rows * total * cfg.llm.hidden_size * element
-        + rows * tiles * 3 * cfg.vision.image_size**2 * PIXEL_BYTES
+        + rows * pixel_values(cfg, count) * PIXEL_BYTES
     )
+
+
+def pixel_values(cfg, count) -> int:
+    """Values of the vision tower's input: NVILA's tiles and frames; a Qwen peer's images as 14-px patches (a
+    video's at least one frame deep each, here not counted); LLaVA-OneVision's 384-px views."""
+    if not is_peer(cfg):
+        return count.vit_tiles * 3 * cfg.vision.image_size**2
+    if cfg.kind == "llava-onevision":
+        return count.vit_tiles * 3 * cfg.vision_config["image_size"] ** 2
+    v = cfg.vision_config
+    return sum(im.grid[0] * im.grid[1] for im in count.images) * 3 * v["temporal_patch_size"] * v["patch_size"] ** 2
 
 
 @cache
