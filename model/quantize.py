@@ -17,9 +17,9 @@ or loaded model, and the bytes each format stores (pure functions, so the cost m
                             Needs `pip install gemlite`; "auto" picks it where installed.
                   tinygemm  torchao's `Int4WeightOnlyConfig` (tile_packed_to_4d, PyTorch's own
                             `_weight_int4pack_mm`). It pads in_features to a multiple of 1024 (Qwen2-7B's 3584 ->
-                            4096: 14% more bytes read) and is a decode kernel: on an H100 transformers' prefill
-                            of 3,140 tokens took 1.57 s with it against ~85 ms in bf16
-                            (../shared/measurements/h100-2026-11-27/torchao-peer.log).
+                            4096: 14% more bytes read) and is a decode kernel, slow at prefill
+                            (benchmarks/NOTES.md, "W4A16 kernels"; the torchao-peer part of
+                            benchmarks/gpu_session.sh measures it).
     w8a8-int8   int8 weights (per output channel) and int8 activations quantized per token at run time:
                 torchao `Int8DynamicActivationInt8WeightConfig`, on CPU and CUDA.
     w8a8-fp8    float8 e4m3 weights and per-row dynamic activations: torchao
