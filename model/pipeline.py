@@ -121,6 +121,9 @@ def image_file_size(path: str) -> tuple[int, int]:
     that decode in full (a truncated JPEG, a PNG without image data). ValueError of one line otherwise."""
     if Path(path).exists() and not Path(path).is_file():
         raise ValueError(f"--image-file {path}: not a regular file")
+    from PIL import ImageFile
+
+    lenient, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False  # lmms-eval sets it True
     try:
         with Image.open(path) as im:
             width, height = im.size
@@ -128,6 +131,8 @@ def image_file_size(path: str) -> tuple[int, int]:
                 im.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:  # SyntaxError: PIL's broken header
         raise ValueError(f"--image-file {path}: not a readable image ({type(e).__name__}: {e})") from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = lenient
     if max(width, height) > MAX_SIDE:
         raise ValueError(f"--image-file {path}: {width}x{height} is too large: each side must be at most {MAX_SIDE:,} px")
     return width, height
