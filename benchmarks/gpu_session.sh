@@ -25,6 +25,8 @@ say() { echo "$ME: $*"; }
 POINT="--device cuda --image 1920x1080 --prompt-tokens 64 --preprocess gpu --min-seconds 2"
 DECODE="--new-tokens 128 $POINT"
 LADDER="--preset nvila-8b --media image --scales none $DECODE"  # speed does not depend on the scales
+# NVILA-8B beside Qwen2-VL-7B and Qwen2.5-VL-7B in one run per part (the report pairs a run's records): issue 30
+PEERS="--preset nvila-8b --preset qwen2-vl-7b --preset qwen2.5-vl-7b --scales none $DECODE"
 AA="python3 benchmarks/aa_pairs.py --preset nvila-lite-2b --pairs 5 --processes 2"
 nb() { python3 -m nvila_bench "$@" --out "$OUT"; }
 NAMES=()
@@ -43,6 +45,11 @@ part w8a8-vision  140 180 'nb run deployment $LADDER --engine compiled --rung w8
 part aa-decode    110 480 '$AA "$OUT/aa" --suite decode | tee "$OUT/aa-decode.txt"'
 part aa-prefill   110 480 '$AA "$OUT/aa" --suite prefill | tee "$OUT/aa-prefill.txt"'
 part check         60 240 'python3 -m pytest -q tests/test_engines_cuda.py tests/test_quantize_cuda.py'
+part peer-bf16    110 360 'nb run deployment $PEERS --media image --engine compiled --rung bf16'
+part peer-w4a16   130 420 'nb run deployment $PEERS --media image --engine compiled --rung w4a16-llm'
+part peer-hf-bf16 100 360 'nb run deployment $PEERS --media image --engine hf-static --rung bf16'
+part peer-hf-w4a16 170 500 'nb run deployment $PEERS --media image --engine hf-static --rung w4a16-llm'
+part peer-video   150 500 'nb run deployment $PEERS --media video --video-frames 64 --engine compiled --rung w4a16-llm'
 
 known() { local n; for n in "${NAMES[@]}"; do [[ $n == "$1" ]] && return 0; done; return 1; }
 number() {  # NAME VALUE LOW HIGH
@@ -73,7 +80,7 @@ if [[ -n ${BUNDLE:-} ]]; then
 fi
 cd "$(dirname "$0")/.." || die "no repository root"
 mkdir -p "$OUT/logs"
-export OUT POINT DECODE LADDER AA PYTHONUNBUFFERED=1
+export OUT POINT DECODE LADDER PEERS AA PYTHONUNBUFFERED=1
 export -f nb
 paced() { echo $(( ($1 * PACE + 99) / 100 )); }
 RESERVE=$(paced 20) KILL=$(paced 10)

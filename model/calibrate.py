@@ -12,9 +12,9 @@ quantized model runs with the same kernels and no extra multiply.
 - w8a8-int8 / w8a8-fp8 (SmoothQuant, Xiao et al. 2023): s = max|x|^0.5 / max|w|^0.5 per input channel,
   moving half of the activations' range into the weights.
 
-Groups (linears that share an input, and what feeds it): in each Qwen2 / Llama decoder layer, input norm ->
-q/k/v, post-attention norm -> gate/up, up -> down, and v -> o where the shapes allow (not with GQA, as
-llm-awq); in each SigLIP encoder layer, layer_norm1 -> q/k/v, v -> out_proj, layer_norm2 -> fc1 (fc2 follows
+Groups (linears that share an input, and what feeds it): in each Qwen2 / Llama decoder layer (a peer VLM's too),
+input norm -> q/k/v, post-attention norm -> gate/up, up -> down, and v -> o where the shapes allow (not with GQA,
+as llm-awq); in each SigLIP encoder layer, layer_norm1 -> q/k/v, v -> out_proj, layer_norm2 -> fc1 (fc2 follows
 a GELU: not foldable). The activations come from the caller's calibration forward passes.
 """
 
@@ -45,8 +45,10 @@ class Group:
 
 def llm_groups(llm: nn.Module, lm_head: bool = False) -> list[Group]:
     """The decoder layers' groups, and with `lm_head` the final norm -> LM head."""
-    groups = []
-    for layer in llm.model.layers:
+    from .quantize import decoder
+
+    groups, body = [], decoder(llm)  # a Qwen2-VL / Qwen2.5-VL peer's LLM is the whole VLM: its language model's
+    for layer in body.layers:
         attn, mlp = layer.self_attn, layer.mlp
         groups.append(Group(layer.input_layernorm, [attn.q_proj, attn.k_proj, attn.v_proj]))
         if attn.v_proj.out_features == attn.o_proj.in_features:
@@ -54,7 +56,7 @@ def llm_groups(llm: nn.Module, lm_head: bool = False) -> list[Group]:
         groups.append(Group(layer.post_attention_layernorm, [mlp.gate_proj, mlp.up_proj]))
         groups.append(Group(mlp.up_proj, [mlp.down_proj]))
     if lm_head:
-        groups.append(Group(llm.model.norm, [llm.lm_head]))
+        groups.append(Group(body.norm, [llm.lm_head]))
     return groups
 
 

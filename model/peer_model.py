@@ -348,13 +348,20 @@ class PeerModel(nn.Module):
         """The vision tower's attention implementation (transformers' own forward)."""
         return self.hf.config.vision_config._attn_implementation
 
+    def component_parameters(self) -> dict[str, list[torch.Tensor]]:
+        """Parameters per component as they are now (quantized ones included): the vision tower, the projector
+        (Qwen's merger, inside `visual`; LLaVA-OV's MLP and image newline) and the LLM with its LM head."""
+        model = self.hf.model
+        projector = list(self.boundary.parameters()) + ([] if self.mrope else [model.image_newline])
+        mine = {id(p) for p in projector}
+        tower = model.visual if self.mrope else model.vision_tower
+        llm = {id(p): p for m in (model.language_model, self.hf.lm_head) for p in m.parameters()}  # a tied head once
+        vision = [p for p in tower.parameters() if id(p) not in mine]
+        return {"vision": vision, "projector": projector, "llm": list(llm.values())}
+
     def param_counts(self) -> dict[str, int]:
         """Parameters per component (vision tower, projector / merger, LLM with its LM head)."""
-        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-        projector = count(self.boundary) + (0 if self.mrope else self.hf.model.image_newline.numel())
-        vision = count(self.hf.model.visual) - projector if self.mrope else count(self.hf.model.vision_tower)
-        llm = count(self.hf.model.language_model) + count(self.hf.lm_head)
-        parts = {"vision": vision, "projector": projector, "llm": llm}
+        parts = {c: sum(p.numel() for p in ps) for c, ps in self.component_parameters().items()}
         return parts | {"total": sum(parts.values())}
 
 

@@ -29,7 +29,9 @@ Which linear layers each component quantizes: the LLM's decoder layers (q, k, v,
 and gate/up quantized as one weight each whose row slices the layers hold, `Fusion`; the
 embeddings stay bf16, the LM head too unless `QuantPlan.lm_head`; a tied head is then untied, the embedding
 table staying bf16), the vision tower's encoder layers (q, k, v, out, fc1, fc2; the patch
-embedding is a convolution and stays), every linear layer of the projector. Storage per format is what
+embedding is a convolution and stays), every linear layer of the projector. A peer VLM (model/peer_model.py) has
+its LLM's decoder layers quantized the same way (transformers' module paths, `PATHS`); its vision tower and merger /
+projector stay bf16, as the paper's W4A16 comparison has them. Storage per format is what
 torchao 0.18 (and gemlite 0.6) keep: checked on CPU by tests/test_quantize.py; the CUDA layouts are read from
 their source and checked on a GPU by tests/test_quantize_cuda.py (not yet run there).
 """
@@ -43,6 +45,7 @@ import torch
 from torch import nn
 
 from .config import NVILAConfig
+from .peer_config import PeerConfig
 
 FORMATS = ("bf16", "w4a16", "w8a8-int8", "w8a8-fp8")
 COMPONENTS = ("vision", "projector", "llm")
@@ -120,7 +123,10 @@ def unavailable(plan: QuantPlan, device: str) -> str | None:
 
 # ---- which layers --------------------------------------------------------------------------------------
 def linear_shapes(cfg: NVILAConfig, component: str) -> list[tuple[int, int]]:
-    """(in_features, out_features) of every linear layer a format applies to in `component`, from the config."""
+    """(in_features, out_features) of every linear layer a format applies to in `component`, from the config (a
+    peer VLM's LLM only: its vision tower and projector stay bf16)."""
+    if component != "llm" and isinstance(cfg, PeerConfig):
+        raise ValueError(f"{cfg.name} is a peer VLM: its {component} stays bf16 here")
     if component == "llm":
         llm = cfg.llm
         h, f, q, kv = llm.hidden_size, llm.intermediate_size, llm.num_heads * llm.head_dim, llm.num_kv_heads * llm.head_dim
@@ -140,12 +146,33 @@ def quantized_shapes(cfg: NVILAConfig, plan: QuantPlan, component: str) -> list[
     return linear_shapes(cfg, component) + head
 
 
-def _selected(component: str, lm_head: bool = False):
+def is_peer_model(model) -> bool:
+    """A peer VLM (model/peer_model.py): transformers' model under `hf`, its LLM's linears quantized alone."""
+    return getattr(model, "is_peer", False)
+
+
+def decoder(llm: nn.Module) -> nn.Module:
+    """The decoder (its `layers`, `norm`) of the LLM the engines drive: NVILA's and LLaVA-OneVision's
+    Qwen2ForCausalLM's `model`, or a Qwen2-VL / Qwen2.5-VL model's `model.language_model`."""
+    return getattr(llm.model, "language_model", llm.model)
+
+
+# Module paths of the linears each component's format applies to, and of the LM head. A peer's are transformers'
+# (its vision tower and merger / projector stay bf16: `quantize_model`).
+PATHS = {
+    "nvila": {"llm": "llm.model.layers.", "vision": "vision_tower.", "projector": "mm_projector.",
+              "head": "llm.lm_head"},
+    "peer": {"llm": "hf.model.language_model.layers.", "head": "hf.lm_head"},
+}
+
+
+def _selected(model, component: str, lm_head: bool = False):
     """torchao filter: the linear layers of `component` that its format applies to (by module path)."""
-    prefix = {"llm": "llm.model.layers.", "vision": "vision_tower.", "projector": "mm_projector."}[component]
+    paths = PATHS["peer" if is_peer_model(model) else "nvila"]
+    prefix = paths[component]
 
     def keep(module: nn.Module, name: str) -> bool:
-        if lm_head and component == "llm" and name == "llm.lm_head":
+        if lm_head and component == "llm" and name == paths["head"]:
             return True
         if not isinstance(module, nn.Linear) or not name.startswith(prefix):
             return False
@@ -178,14 +205,18 @@ def linear_bytes(n_in: int, n_out: int, fmt: str, group_size: int = 128, kernel:
     raise ValueError(f"unknown weight format {fmt!r}")
 
 
-def predicted_weight_bytes(cfg: NVILAConfig, plan: QuantPlan, device: str = "cpu") -> dict[str, int]:
-    """Bytes of every parameter of each built component (bf16 everywhere but the quantized linear weights)."""
-    from .params import llm_params, projector_params, vision_params
+def predicted_weight_bytes(cfg: NVILAConfig | PeerConfig, plan: QuantPlan, device: str = "cpu") -> dict[str, int]:
+    """Bytes of every parameter of each built component (bf16 everywhere but the quantized linear weights); a
+    peer VLM's components are model/peer_params.py's."""
+    from .params import param_counts
 
-    params = {"vision": vision_params(cfg.vision), "projector": projector_params(cfg.projector), "llm": llm_params(cfg.llm)}
+    params = param_counts(cfg)
     out = {}
     for component in COMPONENTS:
         fmt = plan.format_of(component)
+        if fmt == "bf16":
+            out[component] = 2 * params[component]
+            continue
         quantized = sum(linear_bytes(i, o, fmt, plan.group_size, int4_kernel(plan, device)) for i, o in quantized_shapes(cfg, plan, component))
         replaced = sum(i * o for i, o in linear_shapes(cfg, component))
         if component == "llm" and plan.lm_head and not cfg.llm.tie_word_embeddings:
@@ -204,8 +235,12 @@ def tensor_bytes(t: torch.Tensor) -> int:
 
 def measured_weight_bytes(model) -> dict[str, int]:
     """Bytes of every parameter per component of a built model, after any quantization (tied weights once)."""
-    modules = {"vision": model.vision_tower, "projector": model.mm_projector, "llm": model.llm}
-    return {c: sum(tensor_bytes(p.data if isinstance(p, nn.Parameter) else p) for p in m.parameters()) for c, m in modules.items()}
+    if is_peer_model(model):
+        parts = model.component_parameters()
+    else:
+        modules = {"vision": model.vision_tower, "projector": model.mm_projector, "llm": model.llm}
+        parts = {c: list(m.parameters()) for c, m in modules.items()}
+    return {c: sum(tensor_bytes(p.data if isinstance(p, nn.Parameter) else p) for p in ps) for c, ps in parts.items()}
 
 
 # ---- applying ----------------------------------------------------------------------------------------------
@@ -244,6 +279,9 @@ def quantize_model(model, plan: QuantPlan, calibration=None) -> None:
     reason = unavailable(plan, device)
     if reason:
         raise ValueError(reason)
+    peer = [c for c in ("vision", "projector") if is_peer_model(model) and plan.format_of(c) != "bf16"]
+    if peer:
+        raise ValueError(f"a peer VLM's {peer[0]} stays bf16 here (its LLM is quantized: w4a16, w8a8-int8 or w8a8-fp8)")
     kernel = int4_kernel(plan, device)
     if plan.scales == "activation-aware":
         if calibration is None:
@@ -272,7 +310,7 @@ def quantize_component(model, component: str, fmt: str, group_size: int, kernel:
     calls this with the gemlite kernel on CPU, under Triton's interpreter."""
     if component == "llm" and not (fmt == "w4a16" and kernel in UNFUSED_INT4):
         _quantize_fused(model.llm, lambda linear: _quantized(linear, fmt, group_size, kernel))
-    selected = _selected(component, lm_head)
+    selected = _selected(model, component, lm_head)
     rest = {id(m): m for name, m in model.named_modules() if selected(m, name) and not hasattr(m, "fusion")}
     if fmt == "w4a16" and kernel == "gemlite":  # torchao's config for it is not usable (see gemlite_weight)
         from .gemlite_int4 import GemliteLinear
@@ -318,7 +356,7 @@ def _quantize_fused(llm: nn.Module, quantized) -> None:
     per-row formats give each row what it would get alone) and make each layer's weight its slice. Not for
     tinygemm or opaque: their scales are (groups, rows, 2), so a row slice is not contiguous and their kernels
     refuse it."""
-    for layer in llm.model.layers:
+    for layer in decoder(llm).layers:
         for parent, names in FUSED_GROUPS:
             modules = [getattr(getattr(layer, parent), n) for n in names]
             stacked = torch.cat([m.weight.detach() for m in modules])

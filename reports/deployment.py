@@ -3,11 +3,12 @@ grouped per (hardware, media, NVILA preset family), with the paper's Figure 5 an
 
 A ladder is what `nvila-bench run deployment --preset P` writes for one media: P's scaled-only variant, P (its
 video model for the video request) in bf16 and quantized step by step, and P's VILA1.5 baseline in bf16 and
-quantized. Each row shows the rung's TTFT (and its vision / LLM prefill split), decode tokens/s, the speed-up
-over the first rung (scaled-only bf16) and over the rung it builds on (`PREVIOUS`), the weights' bytes per
-component (measured after quantization, and the cost model's prediction, `model/quantize.py`) with their ratio
-to the same preset in bf16, peak memory, and the quality cost (top-1 agreement and KL of next-token logits
-against the same model in bf16). A rung that could not run here (fp8 without an FP8 GPU) is listed with why.
+quantized. A peer VLM's records (family "peer") are a ladder of their own, without the paper's NVILA figures.
+Each row shows the rung's TTFT (and its vision / LLM prefill split), decode tokens/s, the speed-up over the first
+rung (scaled-only bf16) and over the rung it builds on (`PREVIOUS`), the weights' bytes per component (measured
+after quantization, and the cost model's prediction, `model/quantize.py`) with their ratio to the same preset in
+bf16, peak memory, and the quality cost (top-1 agreement and KL of next-token logits against the same model in
+bf16). A rung that could not run here (fp8 without an FP8 GPU) is listed with why.
 
 The paper's figures are only comparable on the hardware they were taken on (an RTX 4090 for Figure 5; A100,
 RTX 4090 and Orin for the TinyChat table) and for the same model: a verdict says "comparable" only where the
@@ -25,7 +26,7 @@ from nvila_bench.model import get_preset
 from nvila_bench.model.presets import preset_names
 from nvila_bench.model.quantize import COMPONENTS
 
-from .records import engine_of, hardware_of, is_nvila, measured, preset_config, value
+from .records import engine_of, hardware_of, is_nvila, is_peer, measured, preset_config, value
 
 SUITE = "deployment"
 COMMAND = "nvila-bench run deployment --preset nvila-8b --device cuda --out results/"
@@ -64,8 +65,11 @@ def _roots() -> tuple[dict[str, str], dict[str, str]]:
 
 def family_of(record: Record, run_families: dict[tuple, str]) -> str:
     """The NVILA preset whose ladder the record is a rung of: from the registry for NVILA presets; for a
-    baseline, the family of the NVILA rungs of the same run (else the first NVILA preset it is the baseline of)."""
+    baseline, the family of the NVILA rungs of the same run (else the first NVILA preset it is the baseline of);
+    a peer VLM's own preset."""
     members, baselines = _roots()
+    if is_peer(record):  # a peer VLM climbs its own ladder (bf16, w4a16-llm), never NVILA's
+        return str(record.preset)
     if is_nvila(record):
         return members.get(record.preset, str(record.preset))
     return run_families.get((record.run_id, hardware_of(record))) or baselines.get(record.preset) or str(record.preset)
@@ -356,13 +360,17 @@ def ladder(records: list[Record]) -> dict:
         rows = _ladder_rows(group)
         ok = standing(rows)
         model_ok = family == PAPER_MODEL
-        figure5 = _figure5(media, hardware, ok, model_ok)
-        tinychat = _tinychat(media, family, hardware, ok)
+        peer = is_peer(family)  # the paper's Figure 5 and TinyChat figures are NVILA's: none beside a peer's ladder
+        figure5 = [] if peer else _figure5(media, hardware, ok, model_ok)
+        tinychat = [] if peer else _tinychat(media, family, hardware, ok)
         gpus = [gpu for gpu in PAPER_HARDWARE.values() if same_hardware(gpu, hardware)]
         note = (f"The paper's figures are from {', '.join(PAPER_HARDWARE.values())}; this ladder ran on {hardware}: "
                 "nothing here is comparable with them." if not gpus else
                 f"Same GPU as the paper's {', '.join(gpus)} column" + ("." if model_ok else
                 f", but {family} is not {PAPER_MODEL}: not comparable."))  # fmt: skip
+        if peer:
+            note = (f"{family} is a peer VLM: its own ladder, bf16 and a W4A16 LLM. NVILA beside it, rung by rung: "
+                    "the \"NVILA vs peer VLMs\" section.")
         out.append({
             "hardware": hardware, "media": media, "family": family, "engine": engine, "request": request, "rows": rows,
             "skipped": [row for row in rows if not row["ok"]], "figure5": figure5, "tinychat": tinychat,

@@ -31,8 +31,9 @@ FASTEST = "fastest"  # the engine column of the group of each model's fastest en
 COMMAND = ("nvila-bench run prefill --device cuda --preset nvila-8b --preset qwen2-vl-7b --image 1920x1080 "
            "--out results/")
 DECODE_COMMAND = COMMAND.replace("run prefill", "run decode")
-# NVILA's W4A16 LLM rung; a peer's comes from the same suite's ladder where it serves peers
-W4A16_COMMAND = "nvila-bench run deployment --device cuda --preset nvila-8b --rung bf16 --rung w4a16-llm --out results/"
+# NVILA's and Qwen2-VL's bf16 and W4A16 LLM rungs, in one run (the deployment suite climbs a peer's ladder too)
+W4A16_COMMAND = ("nvila-bench run deployment --device cuda --preset nvila-8b --preset qwen2-vl-7b --rung bf16 "
+                 "--rung w4a16-llm --out results/")
 
 
 def weights_of(r: Record) -> str:
@@ -138,6 +139,16 @@ def _flags(r: Record) -> str:
     return f"--device {device} --dtype {c.get('dtype')} {media}{frames}".replace("  ", " ")
 
 
+def _deployment_command(group: dict, sample: Record, presets: list[str]) -> str:
+    """The ladder run that measures the group's rung for NVILA and its peers again, in one run (so they pair), in
+    the rung's weight format (scales, int4 kernel, LM head) and the group's engine."""
+    x = sample.extra
+    rung = [f"--engine {group['engine']}", f"--media {x.get('media')}", f"--rung {x.get('rung')}"]
+    rung += [f"--{k.replace('_', '-')} {x[k]}" for k in ("scales", "int4_kernel", "lm_head") if x.get(k)]
+    flags = " ".join(f"--preset {p}" for p in presets)
+    return f"nvila-bench run deployment {_flags(sample)} {flags} {' '.join(rung)} --out results/"
+
+
 def commands(group: dict, sample: Record) -> list[str]:
     """The commands that would fill the group's missing figures: the suite each missing part needs, with the
     group's setting and presets (NVILA-8B, or its stand-in, where no NVILA row ran)."""
@@ -147,8 +158,7 @@ def commands(group: dict, sample: Record) -> list[str]:
     if not group["nvila_measured"]:
         presets.insert(0, "nvila-tiny" if group["tiny"] else "nvila-8b")
     if group["weights"] != AS_BUILT:  # a ladder rung: the deployment suite measures both parts at once
-        command = f"nvila-bench run deployment {_flags(sample)} --preset {presets[0]} --out results/"
-        return [] if group["nvila_measured"] else [command]
+        return [] if group["nvila_measured"] else [_deployment_command(group, sample, presets)]
     engine, out = f" --engine {group['engine']}", []
     for suite, metric in (("prefill", "ttft"), ("decode", "decode_tps")):
         lacking = [p for p in presets if not any(row["preset"] == p and row[metric] for row in group["rows"])]

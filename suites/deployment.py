@@ -9,6 +9,12 @@ deployment buys, on this machine, for one image request and one video request. O
     w8a8-fp8-llm          bf16 NVILA with float8 LLM weights and activations instead of int4 (FP8 GPUs only)
     baseline bf16 / baseline quantized   the VILA1.5 baseline, and the same with w4a16 LLM + int8 ViT
 
+A peer VLM (family "peer": Qwen2-VL, Qwen2.5-VL, LLaVA-OneVision) climbs its own ladder, `PEER_RUNGS`: bf16 and
+w4a16-llm (its LLM's decoder layers int4; vision tower, merger / projector, embeddings and LM head bf16), the
+paper's "both with W4A16 LLMs". `--preset nvila-8b --preset qwen2-vl-7b` runs both ladders in one run, so the
+report pairs them. NVILA's other rungs (scaled-only, W8A8 / FP8 ViT, FP8 LLM, the VILA1.5 baseline) are refused
+for a peer.
+
 Each record holds TTFT split into its stages, decode tokens/s, weights bytes per component (measured after
 quantization, and the cost model's prediction), peak memory, and the price in quality: top-1 agreement and
 KL divergence of next-token logits against the same model in bf16, over `--quality-prompts` synthetic
@@ -18,6 +24,7 @@ requests. Quantization is torchao's (model/quantize.py); the engine is the point
 from __future__ import annotations
 
 import importlib.util
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +42,7 @@ from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.engines import make_engine
 from nvila_bench.model.gemlite_int4 import DEQUANT_MIN_TOKENS
 from nvila_bench.model.pipeline import embed
+from nvila_bench.model.presets import is_peer
 from nvila_bench.model.quantize import (
     COMPONENTS, INT4_KERNELS, SCALES, QuantPlan, int4_kernel, measured_weight_bytes, predicted_weight_bytes, quantize_model,
     unavailable,
@@ -42,7 +50,7 @@ from nvila_bench.model.quantize import (
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES
 
 from .accuracy import check_checkpoint, check_lmms_tasks, expand_tasks
-from .deployment_quality import logits_agreement, rung_accuracy
+from .deployment_quality import QUALITY_POSITIONS, REFERENCE, logprobs, quality, reference_key, rung_accuracy
 from .prefill import request_of, setup_metrics, timed_setup, token_metrics, ttft_iteration
 from .registry import Job, Option, Suite, SuiteError
 
@@ -57,6 +65,7 @@ RUNGS = {  # name -> (role of the preset, formats)
     "baseline bf16": ("baseline", {}),
     "baseline quantized": ("baseline", QUANTIZED),
 }
+PEER_RUNGS = ("bf16", "w4a16-llm")  # a peer VLM's ladder: the paper compares NVILA and Qwen2-VL "both with W4A16 LLMs"
 
 
 def group_size(preset: str) -> int:
@@ -78,7 +87,6 @@ def plan_of(point: BenchPoint) -> QuantPlan:
 GEMLITE_PREFILL = f"dequantize + cuBLAS from {DEQUANT_MIN_TOKENS} tokens"  # recorded: how gemlite layers run a prefill
 
 QUALITY_PROMPTS, ACCURACY_LIMIT = 4, 60  # defaults (checked >= 1 before the run)
-QUALITY_POSITIONS = 16  # text positions of each quality prompt whose next-token logits are compared
 CALIBRATION_REQUESTS = 2  # synthetic requests like the point's (other seeds than the quality prompts)
 
 
@@ -114,7 +122,8 @@ def check_settings(axes: dict[str, list], options: dict) -> None:
     for name in ("quality_prompts", "accuracy_limit"):
         if options.get(name) is not None and options[name] < 1:
             raise SuiteError(f"--{name.replace('_', '-')} must be >= 1, got {options[name]}")
-    check_quality_prompts(axes["preset"][0], options.get("quality_prompts") or QUALITY_PROMPTS)
+    for preset in axes["preset"]:
+        check_quality_prompts(preset, options.get("quality_prompts") or QUALITY_PROMPTS)
     if options.get("tasks") and not options.get("checkpoint"):
         raise SuiteError("--tasks scores each rung of a checkpoint: give --checkpoint DIR (random weights score at chance)")
     if options.get("checkpoint") and options.get("media") == "video":
@@ -148,13 +157,29 @@ def checked_tasks(spec: str) -> list[str]:
     return tasks
 
 
+def ladders(presets: list[str], options: dict) -> list:
+    """The presets whose ladders the run climbs (at most one NVILA preset, first; then the peer VLMs), checked:
+    a peer takes `PEER_RUNGS` only and no --checkpoint (a trained NVILA checkpoint's accuracy)."""
+    cfgs = [get_preset(p) for p in dict.fromkeys(presets)]
+    nvila = [c for c in cfgs if not is_peer(c)]
+    if len(nvila) > 1 or any(not c.is_nvila or not c.baseline for c in nvila) or not cfgs:
+        raise SuiteError("deployment takes one NVILA --preset (its scaled-only variant and VILA1.5 baseline join the "
+                         "ladder) and / or peer VLM presets (bf16 and w4a16-llm rungs each)")
+    for peer in (c for c in cfgs if is_peer(c)):
+        other = [r for r in options.get("rung") or () if r not in PEER_RUNGS]
+        if other:
+            raise SuiteError(f"--rung {other[0]}: a rung of NVILA's ladder only; {peer.name} is a peer VLM (its "
+                             f"ladder: {', '.join(PEER_RUNGS)}): run that rung without the peer")
+        if options.get("checkpoint"):
+            raise SuiteError(f"--checkpoint scores NVILA's rungs on a trained NVILA checkpoint; {peer.name} is a "
+                             "peer VLM: run the peer without --checkpoint")
+    return nvila + [c for c in cfgs if is_peer(c)]
+
+
 def expand(axes: dict[str, list], options: dict) -> list[Job]:
-    presets = axes.get("preset") or []
-    if len(presets) != 1 or not get_preset(presets[0]).is_nvila or not get_preset(presets[0]).baseline:
-        raise SuiteError("deployment takes one NVILA --preset (its scaled-only variant and VILA1.5 baseline join the ladder)")
+    climbs = ladders(axes.get("preset") or [], options)
     check_settings(axes, options)
-    cfg = get_preset(presets[0])
-    one = lambda name, default: axes[name][0] if axes.get(name) else default  # noqa: E731
+    one = lambda name, default: axes[name][0] if axes.get(name) else default
     image = one("images", ((1920, 1080),))[0]
     frames = one("video_frames", 64)
     device = one("device", "cpu")
@@ -166,79 +191,54 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
     if options.get("checkpoint"):  # accuracy per rung: once per rung (image rows), on the trained weights
         if not Path(options["checkpoint"]).is_dir():
             raise SuiteError(f"--checkpoint {options['checkpoint']}: no such directory")
-        check_checkpoint(options["checkpoint"], "--checkpoint: ", cfg.name)  # its config now, before any rung: the preset's model
+        # its config now, before any rung: the preset's model
+        check_checkpoint(options["checkpoint"], "--checkpoint: ", climbs[0].name)
         trained = {"checkpoint": str(options["checkpoint"]), "accuracy_limit": options.get("accuracy_limit") or ACCURACY_LIMIT,
                    "tasks": checked_tasks(options.get("tasks") or "synthetic")}
     jobs = []
     for engine in axes.get("engine") or [None]:  # e.g. compiled and hf-static: ours and transformers' on the same weights
-        for media in [options["media"]] if options.get("media") else ("image", "video"):
-            for rung, (role, formats) in RUNGS.items():
-                if options.get("rung") and rung not in options["rung"]:
-                    continue
-                preset = {"scaled_only": cfg.scaled_only, "nvila": cfg.name, "baseline": cfg.baseline}[role]
-                if preset is None:  # e.g. NVILA-Lite-2B has no scaled-only variant: that rung is left out
-                    if options.get("rung"):
-                        raise SuiteError(f"--rung {rung}: {cfg.name} has no {role.replace('_', '-')} variant")
-                    continue
-                if media == "video" and role == "nvila":
-                    preset = cfg.video_model or preset
-                point = BenchPoint(
-                    preset, device, "bfloat16", images=(image,) if media == "image" else (),
-                    video_frames=frames if media == "video" else None, prompt_tokens=one("prompt_tokens", 64),
-                    new_tokens=one("new_tokens", 32), engine=engine, preprocess=one("preprocess", None),
-                    cache=one("cache", "dynamic"),  # the eager engine's; the others run their own (ENGINE_CACHE)
-                    extra={"rung": rung, "media": media} | {f"{c}_weights": f for c, f in formats.items()}
-                          | {"quality_prompts": options.get("quality_prompts") or QUALITY_PROMPTS}
-                          | ({"scales": options.get("scales") or "activation-aware"} if formats else {})
-                          | ({"int4_kernel": kernel} if "w4a16" in formats.values() else {})
-                          | ({"int4_prefill": GEMLITE_PREFILL} if "w4a16" in formats.values() and kernel == "gemlite" else {})
-                          | ({"lm_head": "quantized"} if options.get("lm_head") == "quantized" and "llm" in formats else {})
-                          | (trained if role == "nvila" and media == "image" else {}),
-                )  # fmt: skip
-                jobs.append(Job("deployment", point))
+        for media, (root, rung) in itertools.product(
+            [options["media"]] if options.get("media") else ("image", "video"),
+            [(c, r) for c in climbs for r in (PEER_RUNGS if is_peer(c) else RUNGS)],
+        ):
+            role, formats = RUNGS[rung]
+            if options.get("rung") and rung not in options["rung"]:
+                continue
+            preset = {"scaled_only": root.scaled_only, "nvila": root.name, "baseline": root.baseline}[role]
+            if preset is None:  # e.g. NVILA-Lite-2B has no scaled-only variant: that rung is left out
+                if options.get("rung"):
+                    raise SuiteError(f"--rung {rung}: {root.name} has no {role.replace('_', '-')} variant")
+                continue
+            if media == "video" and role == "nvila":
+                preset = root.video_model or preset
+            point = BenchPoint(
+                preset, device, "bfloat16", images=(image,) if media == "image" else (),
+                video_frames=frames if media == "video" else None, prompt_tokens=one("prompt_tokens", 64),
+                new_tokens=one("new_tokens", 32), engine=engine, preprocess=one("preprocess", None),
+                cache=one("cache", "dynamic"),  # the eager engine's; the others run their own (ENGINE_CACHE)
+                extra={"rung": rung, "media": media} | {f"{c}_weights": f for c, f in formats.items()}
+                      | {"quality_prompts": options.get("quality_prompts") or QUALITY_PROMPTS}
+                      | ({"scales": options.get("scales") or "activation-aware"} if formats else {})
+                      | ({"int4_kernel": kernel} if "w4a16" in formats.values() else {})
+                      | ({"int4_prefill": GEMLITE_PREFILL} if "w4a16" in formats.values() and kernel == "gemlite" else {})
+                      | ({"lm_head": "quantized"} if options.get("lm_head") == "quantized" and "llm" in formats else {})
+                      | (trained if role == "nvila" and media == "image" and not is_peer(root) else {}),
+            )  # fmt: skip
+            jobs.append(Job("deployment", point))
     return jobs
 
 
 def _model(point: BenchPoint, session: Session, plan: QuantPlan):
     def build():
         model = build_model(get_preset(point.preset), torch.bfloat16, point.device)
-        key = _reference_key(point)
-        if not plan.is_bf16 and key not in _REFERENCE:  # a quantized rung on its own: its bf16 logits first, from
-            _REFERENCE[key] = _logits(model, point)  # these weights before quantizing (not a second 8B model)
+        key = reference_key(point)
+        if not plan.is_bf16 and key not in REFERENCE:  # a quantized rung on its own: its bf16 logits first, from
+            REFERENCE[key] = logprobs(model, point)  # these weights before quantizing (not a second 8B model)
         # calibration + scales + quantization, recorded apart from the engine's compile (`setup_seconds`)
         model.quantize_seconds = timed_once(lambda: quantize_model(model, plan, calibration(model, point)), torch.device(point.device))
         return model
 
     return session.cached(("deployment", point.preset, point.device, plan), build)
-
-
-def _logits(model, point: BenchPoint) -> torch.Tensor:
-    """Next-token log-probabilities at every text position of `quality_prompts` requests (float32, CPU)."""
-    out = []
-    with torch.inference_mode():
-        for seed in range(point.extra["quality_prompts"]):
-            request = request_of(replace(point, seed=seed + 1, prompt_tokens=QUALITY_POSITIONS, batch_size=1))
-            logits = model.prefill(embed(model, request), all_logits=True).logits[0, -QUALITY_POSITIONS:]
-            out.append(logits.float().log_softmax(-1).cpu())
-    return torch.cat(out)
-
-
-_REFERENCE: dict[tuple, torch.Tensor] = {}  # (preset, device, media) -> the bf16 model's log-probabilities
-
-
-def _reference_key(point: BenchPoint) -> tuple:
-    return point.preset, point.device, point.extra["media"]
-
-
-def quality(model, point: BenchPoint, plan: QuantPlan, session: Session) -> dict[str, Metric]:
-    key = _reference_key(point)
-    ours = _logits(model, point)
-    if plan.is_bf16:
-        _REFERENCE[key] = ours
-    if key not in _REFERENCE:  # a model cached from the same rung's other request: its bf16 reference now
-        _REFERENCE[key] = _logits(build_model(get_preset(point.preset), torch.bfloat16, point.device), point)
-    ref = _REFERENCE[key]
-    return logits_agreement(ours, ref) | {"quality_positions": Metric.measured(ref.shape[0], "positions")}
 
 
 def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
@@ -274,7 +274,7 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     for c in COMPONENTS:
         metrics[f"{c}_weights_bytes"] = Metric.measured(measured[c], "bytes", "lower")
         metrics[f"{c}_weights_bytes_predicted"] = Metric.analytic(predicted[c], "bytes")
-    metrics |= token_metrics(point) | memory_metrics(device) | quality(model, point, plan, session)
+    metrics |= token_metrics(point) | memory_metrics(device) | quality(model, point, plan)
     # Every stage's cost in the plan's weight formats (the decode step at the mean context of its steps).
     context = metrics["sequence_tokens"].value + point.new_tokens // 2
     costs = costmodel.request_costs(model.config, point.images, point.video_frames, point.temporal_pool, point.prompt_tokens,
@@ -320,7 +320,8 @@ def stage_roofline(point: BenchPoint, plan: QuantPlan, costs: dict, metrics: dic
 
 SUITE = Suite(
     "deployment",
-    "The deployment ladder (paper Figure 5): bf16 scaled-only -> token compression -> W4A16 LLM -> W8A8 ViT, with quality.",
+    "The deployment ladder (paper Figure 5): bf16 scaled-only -> token compression -> W4A16 LLM -> W8A8 ViT, with "
+    "quality; a peer VLM's: bf16 -> W4A16 LLM.",
     measure_point,
     options=(
         Option("rung", "Run only these rungs (default: the whole ladder).", tuple(RUNGS), multiple=True),

@@ -1,18 +1,24 @@
-"""Quality of a quantized rung on a trained checkpoint: synthetic-task accuracy through lmms-eval, the same
-harness and scoring as the accuracy suite, with the checkpoint's weights quantized as the rung says."""
+"""Quality of a quantized rung: its next-token logits against the same model's in bf16 on synthetic requests
+(`quality`), and on a trained checkpoint synthetic-task accuracy through lmms-eval, the same harness and scoring as
+the accuracy suite, with the checkpoint's weights quantized as the rung says (`rung_accuracy`)."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from nvila_bench.core import synthetic_tasks as st
+from nvila_bench.core.point import BenchPoint
 from nvila_bench.core.results import Metric
+from nvila_bench.model import build_model, get_preset
+from nvila_bench.model.pipeline import embed
 from nvila_bench.model.quantize import QuantPlan, quantize_model
 
 from .accuracy import SYNTHETIC, _score, default_data_dir
+from .prefill import request_of
 
 
 def logits_agreement(ours: torch.Tensor, reference: torch.Tensor, prefix: str = "") -> dict[str, Metric]:
@@ -21,6 +27,39 @@ def logits_agreement(ours: torch.Tensor, reference: torch.Tensor, prefix: str = 
     kl = torch.nn.functional.kl_div(ours, reference, log_target=True, reduction="batchmean").item()
     return {f"{prefix}top1_agreement": Metric.measured(agreement, "fraction", "higher"),
             f"{prefix}logits_kl": Metric.measured(kl, "nats", "lower")}  # fmt: skip
+
+
+QUALITY_POSITIONS = 16  # text positions of each quality prompt whose next-token logits are compared
+
+
+def logprobs(model, point: BenchPoint) -> torch.Tensor:
+    """Next-token log-probabilities at every text position of `quality_prompts` requests (float32, CPU)."""
+    out = []
+    with torch.inference_mode():
+        for seed in range(point.extra["quality_prompts"]):
+            request = request_of(replace(point, seed=seed + 1, prompt_tokens=QUALITY_POSITIONS, batch_size=1))
+            logits = model.prefill(embed(model, request), all_logits=True).logits[0, -QUALITY_POSITIONS:]
+            out.append(logits.float().log_softmax(-1).cpu())
+    return torch.cat(out)
+
+
+REFERENCE: dict[tuple, torch.Tensor] = {}  # (preset, device, media) -> the bf16 model's log-probabilities
+
+
+def reference_key(point: BenchPoint) -> tuple:
+    return point.preset, point.device, point.extra["media"]
+
+
+def quality(model, point: BenchPoint, plan: QuantPlan) -> dict[str, Metric]:
+    """Top-1 agreement and KL of the rung's next-token logits against the same preset's in bf16 (`REFERENCE`)."""
+    key = reference_key(point)
+    ours = logprobs(model, point)
+    if plan.is_bf16:
+        REFERENCE[key] = ours
+    if key not in REFERENCE:  # a model cached from the same rung's other request: its bf16 reference now
+        REFERENCE[key] = logprobs(build_model(get_preset(point.preset), torch.bfloat16, point.device), point)
+    ref = REFERENCE[key]
+    return logits_agreement(ours, ref) | {"quality_positions": Metric.measured(ref.shape[0], "positions")}
 
 
 TEST_QUESTIONS = 16  # per synthetic task: the checkpoint's logits are compared at these questions' answers

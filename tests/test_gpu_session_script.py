@@ -17,7 +17,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ["ceilings", "decode", "ttft", "w4a16", "torchao-peer", "vila-prefill", "vila-decode", "lite", "w8a8-vision",
-         "aa-decode", "aa-prefill", "check"]
+         "aa-decode", "aa-prefill", "check", "peer-bf16", "peer-w4a16", "peer-hf-bf16", "peer-hf-w4a16", "peer-video"]
+PEER_PARTS = {"peer-bf16": ("bf16", "compiled"), "peer-w4a16": ("w4a16-llm", "compiled"),
+              "peer-hf-bf16": ("bf16", "hf-static"), "peer-hf-w4a16": ("w4a16-llm", "hf-static"),
+              "peer-video": ("w4a16-llm", "compiled")}
 
 FAKE = r"""#!/bin/bash
 printf '%s\x1f' "$@" >> "$CALLS"; echo >> "$CALLS"
@@ -173,14 +176,19 @@ def test_a_bundle_gets_goals_report_and_the_whole_folder_after_each_part(tmp_pat
 
 
 def _plan(argv: list[str]) -> list:
-    """The jobs `nvila-bench run SUITE ARGS` would measure, parsed by the CLI itself (no device check)."""
-    from nvila_bench.cli.run import COMMON_NAMES, plan, suite_command
+    """The jobs `nvila-bench run SUITE ARGS` would measure, parsed by the CLI itself (no device check: the GPU's)."""
+    from unittest import mock
+
     from nvila_bench.suites.registry import get_suite
 
+    run = importlib.import_module("nvila_bench.cli.run")  # the module (nvila_bench.cli.run is the click group)
+
     suite = get_suite(argv[0])
-    params = suite_command(suite).make_context(suite.name, list(argv[1:])).params
-    common = {k: v for k, v in params.items() if k in COMMON_NAMES}
-    return plan(suite, common, {k: v for k, v in params.items() if k not in COMMON_NAMES})
+    params = run.suite_command(suite).make_context(suite.name, list(argv[1:])).params
+    common = {k: v for k, v in params.items() if k in run.COMMON_NAMES}
+    with mock.patch.object(run, "check_device", lambda device: None):
+        jobs, _ = run.plan(suite, common, {k: v for k, v in params.items() if k not in run.COMMON_NAMES})
+    return jobs
 
 
 @pytest.fixture(scope="module")
@@ -203,17 +211,44 @@ def test_every_measuring_part_plans_here_into_the_records_goals_py_reads(tmp_pat
     runs = [argv[3:] for argv in calls if argv[2:3] == ["run"]]
     assert [" ".join(argv[:1] + argv[argv.index("--preset") + 1:argv.index("--preset") + 2]) for argv in runs] == [
         "decode nvila-8b", "prefill nvila-8b", "deployment nvila-8b", "deployment nvila-8b", "prefill vila1.5-8b",
-        "decode vila1.5-8b", "prefill nvila-lite-2b", "deployment nvila-8b"]
+        "decode vila1.5-8b", "prefill nvila-lite-2b", "deployment nvila-8b", *["deployment nvila-8b"] * len(PEER_PARTS)]
     gpu = {"device": "cuda", "torch_device_name": "NVIDIA H100 80GB HBM3", "gpu": [{"name": "NVIDIA H100 80GB HBM3"}]}
     records = []
-    for argv in runs:
+    for index, argv in enumerate(runs):
         for job in _plan(argv):
-            assert job.point.device == "cuda" and job.point.images == ((1920, 1080),)
+            video = job.point.video_frames is not None  # the peers' 64-frame part
+            assert job.point.device == "cuda" and job.point.images == (() if video else ((1920, 1080),))
             config = get_suite(job.suite).config(job.point)
-            records.append(Record(job.suite, config, {"tpot": Metric.timing([0.005])}, "run-1", environment=gpu))
+            records.append(Record(job.suite, config, {"tpot": Metric.timing([0.005])}, f"run-{index}", environment=gpu))
     assert goals.pick(records, "decode", "nvila-8b") and goals.pick(records, "decode", "nvila-8b", "hf-static")
     assert goals.pick(records, "prefill", "nvila-8b") and goals.pick(records, "prefill", "nvila-lite-2b")
     rungs = (("bf16", "compiled"), ("w4a16-llm", "compiled"), ("w4a16-llm", "hf-static"), ("w8a8-vit-int8", "compiled"))
     for name, engine in rungs:
         assert goals.rung(records, name, engine), (name, engine)
     assert goals.rung(records, "w4a16-llm", "hf-static").extra["int4_kernel"] == "tinygemm"
+
+
+def test_each_peer_part_is_one_run_of_nvila_8b_and_both_qwen_peers_that_the_report_pairs(tmp_path):
+    """Issue 30: NVILA-8B beside Qwen2-VL-7B and Qwen2.5-VL-7B at 1920x1080 (and 64 frames), bf16 and W4A16, compiled
+    and hf-static; each part one command, so its NVILA and peer records share a run and pair in the report."""
+    from nvila_bench.core.results import Metric, Record
+    from nvila_bench.reports.peers import same_run_pairs
+    from nvila_bench.suites.registry import get_suite
+
+    gpu = {"device": "cuda", "torch_device_name": "NVIDIA H100 80GB HBM3", "gpu": [{"name": "NVIDIA H100 80GB HBM3"}]}
+    for part, (rung, engine) in PEER_PARTS.items():
+        _, calls = session(tmp_path, str(tmp_path / part), "100000", part)
+        (argv,) = [argv[3:] for argv in calls if argv[2:3] == ["run"]]
+        jobs = _plan(argv)
+        assert {(j.point.extra["rung"], j.point.engine) for j in jobs} == {(rung, engine)}
+        video = part == "peer-video"
+        request = ((), 64) if video else (((1920, 1080),), None)
+        assert {(j.point.images, j.point.video_frames) for j in jobs} == {request}
+        nvila = "nvila-8b-video" if video else "nvila-8b"
+        assert [j.point.preset for j in jobs] == [nvila, "qwen2-vl-7b", "qwen2.5-vl-7b"]
+        metrics = {"ttft": Metric.timing([0.1]), "decode_tokens_per_s": Metric.measured(100.0, "tokens/s", "higher")}
+        records = [Record("deployment", get_suite("deployment").config(j.point), metrics, part, environment=gpu)
+                   for j in jobs]
+        for peer in ("qwen2-vl-7b", "qwen2.5-vl-7b"):
+            (pair,) = same_run_pairs(records, "ttft", peer)
+            assert (pair[0].preset, pair[1].preset) == (jobs[0].point.preset, peer)

@@ -207,13 +207,13 @@ def test_a_quantized_rung_on_its_own_compares_with_its_own_bf16_weights(tmp_path
     import json
 
     from nvila_bench.cli import main
-    from nvila_bench.suites import deployment
+    from nvila_bench.suites import deployment_quality
 
-    deployment._REFERENCE.clear()
+    deployment_quality.REFERENCE.clear()
     common = ["run", "deployment", "--preset", "nvila-tiny", "--image", "448x448", "--new-tokens", "3", "--prompt-tokens", "8",
               "--repeats", "1", "--warmup", "0", "--min-seconds", "0", "--quality-prompts", "2", "--media", "image"]  # fmt: skip
     assert main([*common, "--rung", "w4a16-llm", "--out", str(tmp_path / "alone")]) == 0, capsys.readouterr().err
-    deployment._REFERENCE.clear()
+    deployment_quality.REFERENCE.clear()
     assert main([*common, "--rung", "bf16", "--rung", "w4a16-llm", "--out", str(tmp_path / "after")]) == 0
     read = lambda name: [json.loads(x) for x in (tmp_path / name / "results.jsonl").read_text().splitlines()]  # noqa: E731
     alone, after = read("alone"), read("after")

@@ -189,7 +189,8 @@ def decode_step_cost(cfg: NVILAConfig, context: int, batch: int = 1, dtype: str 
 def weights_read(cfg: NVILAConfig, plan, device: str = "cuda") -> dict[str, int]:
     """Bytes of weights the vision tower and the LLM read per forward with the weight formats of `plan` (a
     model.quantize.QuantPlan): bf16 everywhere except the quantized linear layers, which take what their
-    format stores (docs/reference.md: the embeddings stay bf16, the LM head too unless `plan.lm_head`)."""
+    format stores (docs/reference.md: the embeddings stay bf16, the LM head too unless `plan.lm_head`). A peer
+    VLM's: the LLM's only (its tower's bytes are core/peer_costs.py's; it stays bf16)."""
     from nvila_bench.model.quantize import int4_kernel, linear_bytes, quantized_shapes
 
     kernel = int4_kernel(plan, device)
@@ -197,6 +198,11 @@ def weights_read(cfg: NVILAConfig, plan, device: str = "cuda") -> dict[str, int]
     def change(component: str, shapes) -> int:
         fmt = plan.format_of(component)
         return sum(linear_bytes(i, o, fmt, plan.group_size, kernel) - 2 * i * o for i, o in shapes)
+
+    if is_peer(cfg):
+        if plan.vision != "bf16":
+            raise ValueError(f"{cfg.name} is a peer VLM: its vision tower stays bf16 here")
+        return {"llm": 2 * llm_weights(cfg) + change("llm", quantized_shapes(cfg, plan, "llm"))}
 
     v = cfg.vision
     vision_shapes = ([(v.hidden_size, v.hidden_size)] * 4 + [(v.hidden_size, v.intermediate_size),
