@@ -13,9 +13,13 @@ STAMP  := $(VENV)/.installed
 
 # lmms-eval (the accuracy suite's harness) declares torchvision, timm, av, openai, ... for models we never
 # load, and PyPI's torchvision breaks beside the CPU torch: install it without its declared dependencies,
-# plus what its evaluator imports (filelock<4: lmms-eval 0.7.3 patches filelock._api, gone in 4.x).
+# plus what its evaluator imports (filelock<4: lmms-eval 0.7.3 patches filelock._api, gone in 4.x), and decord,
+# which its peer-VLM adapters (qwen2_vl, qwen2_5_vl, llava_hf) import at the top and it does not declare (a
+# wheel for x86-64 only). Those adapters also need torchvision (and qwen-vl-utils for Qwen): without it
+# `run accuracy --checkpoint PEER_DIR` is refused in one line and the peer end-to-end tests skip.
 LMMS_EVAL  ?= lmms-eval==0.7.3
-LMMS_DEPS  := accelerate datasets evaluate loguru pytablewriter pytz sacrebleu tenacity pyyaml "filelock<4"
+LMMS_DEPS  := accelerate datasets evaluate loguru pytablewriter pytz sacrebleu tenacity pyyaml "filelock<4" \
+	"decord>=0.6; platform_machine == 'x86_64'"
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

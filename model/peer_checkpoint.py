@@ -4,6 +4,10 @@
     <dir>/model.safetensors                 the weights, as transformers writes them (sharded with an index, or not)
     <dir>/preprocessor_config.json          the image processor's settings
     <dir>/video_preprocessor_config.json    the video processor's, where the peer has one
+    <dir>/processor_config.json             LLaVA-OV's processor: tokens per view, feature strategy, anyres limit
+    <dir>/tokenizer.json, tokenizer_config.json, chat_template.jinja   given a tokenizer (model/peer_tokenizer.py)
+
+With a tokenizer the directory is what transformers' AutoProcessor / AutoTokenizer and lmms-eval's adapters load.
 
 Loading is strict: a config that is not a peer's, a missing, unexpected or mis-shaped tensor, or pickle weights
 are refused with one `CheckpointError` line (a ValueError). A missing processor file means the kind's published
@@ -22,8 +26,9 @@ from .peer_checkpoint_config import peer_config_from_checkpoint
 from .peer_model import HF_CLASSES, PeerModel, _transformers, hf_config
 
 
-def save_peer_checkpoint(model: PeerModel, path: str | Path) -> Path:
-    """Write `model` with transformers' save_pretrained, and its processors' settings; returns the directory."""
+def save_peer_checkpoint(model: PeerModel, path: str | Path, tokenizer=None) -> Path:
+    """Write `model` with transformers' save_pretrained, its processors' settings and, given one, `tokenizer` (with
+    its chat template); returns the directory."""
     root = Path(path)
     cfg = model.config
     # Own storage per tensor: the compiled engine fuses q/k/v into slices of one tensor, which safetensors refuses.
@@ -32,6 +37,16 @@ def save_peer_checkpoint(model: PeerModel, path: str | Path) -> Path:
     _write_json(root / "preprocessor_config.json", cfg.image_processor | {"image_processor_type": names[3]})
     if cfg.video_processor:
         _write_json(root / "video_preprocessor_config.json", cfg.video_processor | {"video_processor_type": names[4]})
+    if cfg.kind == "llava-onevision":  # LlavaOnevisionProcessor's own settings, as the published checkpoint has them
+        processor = {
+            "processor_class": "LlavaOnevisionProcessor",
+            "num_image_tokens": cfg.image_processor["num_image_tokens"],
+            "vision_feature_select_strategy": cfg.hf_config.get("vision_feature_select_strategy", "full"),
+            "vision_aspect_ratio": cfg.image_processor["vision_aspect_ratio"],
+        }
+        _write_json(root / "processor_config.json", processor)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(root)
     return root
 
 

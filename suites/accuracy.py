@@ -1,4 +1,5 @@
-"""Accuracy suite: lmms-eval, run programmatically, over our model adapter (nvila_bench.suites.lmms_adapter).
+"""Accuracy suite: lmms-eval, run programmatically, over our model adapter (nvila_bench.suites.lmms_adapter) for
+NVILA / VILA1.5, and over lmms-eval's own adapter of the family for a peer VLM's checkpoint (suites/lmms_peers.py).
 
 Each task is a point: its own `simple_evaluate` call, so one failing task cannot take the others' scores
 with it; a task that raises, or returns no numeric score, is recorded as an error, never as a score (lmms-eval's
@@ -24,6 +25,7 @@ from nvila_bench.core.results import Metric
 from nvila_bench.core.session import Session
 from nvila_bench.model import count_visual_tokens, get_preset
 
+from . import lmms_peers
 from .registry import Option, Suite, SuiteError, nvila_presets_only
 
 SYNTHETIC = (*st.TASKS, "synthetic_colour_gen")
@@ -38,7 +40,8 @@ def paper_tasks(kind: str) -> list[str]:
 
 @dataclass(frozen=True)
 class TaskPoint:
-    """One lmms-eval task on one model: a random-weight preset or an official-layout checkpoint."""
+    """One lmms-eval task on one model: a random-weight preset, an official-layout checkpoint, or a peer VLM's
+    transformers-layout checkpoint (`peer`: its kind, scored by lmms-eval's adapter `lmms_model`)."""
 
     task: str
     preset: str | None
@@ -48,6 +51,8 @@ class TaskPoint:
     dtype: str | None = None
     temporal_pool: bool = True
     data_dir: str | None = None
+    peer: str | None = None
+    lmms_model: str = "nvila_bench"
 
     extra = {}  # no suite settings beyond the fields (the runner reads a point's `extra`)
 
@@ -57,11 +62,14 @@ class TaskPoint:
 
     def to_config(self) -> dict:
         dtype = canonical_dtype(self.dtype or ("bfloat16" if self.device.startswith("cuda") else "float32"))
-        return {
+        weights = "checkpoint" if self.checkpoint else "random"
+        extra = {"harness": "lmms-eval", "lmms_model": self.lmms_model, "weights": weights}
+        config = {
             "preset": self.preset or Path(self.checkpoint).name, "device": self.device, "dtype": dtype,
             "task": self.task, "checkpoint": self.checkpoint, "limit": self.limit, "temporal_pool": self.temporal_pool,
-            "images": [], "extra": {"harness": "lmms-eval", "weights": "checkpoint" if self.checkpoint else "random"},
+            "images": [], "extra": extra,
         }  # fmt: skip
+        return config | ({"family": "peer"} if self.peer else {})
 
 
 def lmms_task_names() -> set[str]:
@@ -119,13 +127,14 @@ def model_differences(checkpoint, preset) -> list[str]:
     return out
 
 
-def expand_tasks(spec: str) -> list[str]:
-    """"synthetic", "paper-image", "paper-video" or task names, comma-separated, in order, no repeats."""
+def expand_tasks(spec: str, synthetic: tuple[str, ...] = SYNTHETIC) -> list[str]:
+    """"synthetic" (the tasks in `synthetic`), "paper-image", "paper-video" or task names, comma-separated, in
+    order, no repeats."""
     out: list[str] = []
     for name in (t.strip() for t in spec.split(",")):
         if not name:
             continue
-        group = {"synthetic": list(SYNTHETIC), "paper-image": None, "paper-video": None}.get(name, [name])
+        group = {"synthetic": list(synthetic), "paper-image": None, "paper-video": None}.get(name, [name])
         if group is None:
             group = paper_tasks(name.split("-")[1])
         out += [t for t in group if t not in out]
@@ -146,13 +155,19 @@ def expand(axes: dict[str, list], options: dict) -> list[TaskPoint]:
         raise SuiteError("accuracy needs --tasks (e.g. --tasks synthetic)")
     if bool(checkpoint) == bool(presets) or len(presets) > 1:
         raise SuiteError("accuracy takes one --preset (random weights) or --checkpoint DIR")
+    refuse_peer_presets(presets)
     nvila_presets_only(axes, "the accuracy suite (NVILA's prompts and lmms-eval adapter)")
     if checkpoint and not Path(checkpoint).is_dir():
         raise SuiteError(f"--checkpoint {checkpoint}: no such directory")
-    if checkpoint:  # a broken config refuses the run up front, not as an error record
-        check_checkpoint(checkpoint)
     if len(axes.get("dtype", [])) > 1:
         raise SuiteError("accuracy takes one --dtype")
+    device = axes.get("device", ["cpu"])[0]
+    dtype = axes.get("dtype", [None])[0]
+    peer = check_peer_checkpoint(checkpoint) if checkpoint else None
+    if checkpoint and not peer:  # a broken config refuses the run up front, not as an error record
+        check_checkpoint(checkpoint)
+    if peer:
+        return expand_peer(peer, checkpoint, options, device, dtype, axes.get("temporal_pool", [True])[0])
     tasks = expand_tasks(options["tasks"])
     others = [t for t in tasks if t not in SYNTHETIC]
     check_lmms_tasks(others)
@@ -161,15 +176,82 @@ def expand(axes: dict[str, list], options: dict) -> list[TaskPoint]:
             f"{', '.join(others[:4])}{' ...' if len(others) > 4 else ''}: benchmark tasks need official weights "
             "(--checkpoint DIR); random-weight presets score at chance. Offline, use --tasks synthetic"
         )
-    device = axes.get("device", ["cpu"])[0]
-    dtype = axes.get("dtype", [None])[0]
     temporal_pool = axes.get("temporal_pool", [True])[0]
     return [TaskPoint(t, presets[0] if presets else None, checkpoint, options.get("limit"), device, dtype, temporal_pool,
                       options.get("data_dir")) for t in tasks]  # fmt: skip
 
 
+def refuse_peer_presets(presets: list[str]) -> None:
+    """A peer preset (random weights, no tokenizer) in one line: lmms-eval's adapters load a peer from a directory."""
+    from nvila_bench.model.presets import UnknownPresetError, is_peer
+
+    for name in presets:
+        try:
+            cfg = get_preset(name)
+        except UnknownPresetError:
+            continue  # the point refuses it with the list of known names
+        if is_peer(cfg):
+            model = lmms_peers.FAMILIES[cfg.kind].model
+            raise SuiteError(
+                f"a peer VLM is scored from a checkpoint: --checkpoint DIR (transformers' layout with its tokenizer), "
+                f"which lmms-eval's {model} adapter loads; --preset {name} has random weights and no tokenizer"
+            )
+
+
+def check_peer_checkpoint(checkpoint: str) -> str | None:
+    """The peer kind of a transformers-layout checkpoint (config.json's model_type), after checking its config and
+    tokenizer; None for an NVILA / VILA checkpoint."""
+    from nvila_bench.model.peer_checkpoint_config import peer_config_from_checkpoint, peer_model_type
+
+    try:
+        kind = peer_model_type(checkpoint)
+        if kind is not None:
+            peer_config_from_checkpoint(checkpoint)
+    except ValueError as e:
+        raise SuiteError(str(e)) from None
+    if kind is not None and not lmms_peers.has_tokenizer(checkpoint):
+        model = lmms_peers.FAMILIES[kind].model
+        raise SuiteError(
+            f"{checkpoint}: no tokenizer (tokenizer.json or tokenizer_config.json), which lmms-eval's {model} "
+            "adapter loads with AutoTokenizer"
+        )
+    return kind
+
+
+PEER_SYNTHETIC = tuple(t for t in SYNTHETIC if t not in st.TASKS)  # generate_until: synthetic_colour_gen
+
+
+def expand_peer(kind: str, checkpoint: str, options: dict, device: str, dtype: str | None, temporal_pool: bool):
+    """One point per task on a peer's checkpoint: tasks its lmms-eval adapter can score, the dtype it loads in, and
+    the packages it needs on this machine, all checked before anything runs."""
+    family = lmms_peers.FAMILIES[kind]
+    if not temporal_pool:
+        raise SuiteError(f"{checkpoint} is a peer VLM ({kind}), which has no temporal pooling: drop --no-temporal-pool")
+    tasks = expand_tasks(options["tasks"], PEER_SYNTHETIC)
+    refused = [t for t in tasks if t in SYNTHETIC and t not in PEER_SYNTHETIC]
+    if refused:
+        raise SuiteError(
+            f"lmms-eval's {family.model} adapter cannot score {', '.join(refused)} ({family.choices}): "
+            f"use {', '.join(PEER_SYNTHETIC)}"
+        )
+    check_lmms_tasks([t for t in tasks if t not in SYNTHETIC])
+    try:
+        dtype = lmms_peers.adapter_dtype(kind, checkpoint, dtype, device)
+    except ValueError as e:
+        raise SuiteError(str(e)) from None
+    missing = lmms_peers.harness_missing(kind)
+    if missing:
+        raise SuiteError(
+            f"--checkpoint {checkpoint} ({kind}) is scored by lmms-eval's {family.model} adapter, which cannot run "
+            f"here: {missing}"
+        )
+    limit, data_dir = options.get("limit"), options.get("data_dir")
+    return [TaskPoint(t, None, checkpoint, limit, device, dtype, None, data_dir, kind, family.model) for t in tasks]
+
+
 def harness(point: TaskPoint, session: Session):
-    """(lmms-eval's simple_evaluate, its TaskManager, our adapter), built once per model and reused per task."""
+    """(lmms-eval's simple_evaluate, its TaskManager, the adapter, the config its media tokens are counted from, the
+    adapter's modules), built once per model and reused per task: our adapter, or lmms-eval's for a peer."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: fail fast on a missing dataset
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     try:
@@ -187,17 +269,23 @@ def harness(point: TaskPoint, session: Session):
                 st.generate(data_dir)
             include = str(st.write_lmms_tasks(data_dir))
         manager = TaskManager("WARNING", include_path=include, include_defaults=point.checkpoint is not None)
+        if point.peer:
+            adapter = lmms_peers.build_adapter(point.peer, point.checkpoint, point.device, point.dtype)
+            tokens = lmms_peers.token_config(point.peer, point.checkpoint, adapter)
+            return simple_evaluate, manager, adapter, tokens, lmms_peers.held_modules(adapter)
         model = NVILABench(pretrained=point.checkpoint, preset=point.preset, device=point.device, dtype=point.dtype,
                            temporal_pool=point.temporal_pool)  # fmt: skip
-        return simple_evaluate, manager, model
+        return simple_evaluate, manager, model, model.vlm.config, {}
 
     return session.cached(("accuracy", point.preset, point.checkpoint, point.device, point.dtype, point.temporal_pool,
-                           point.data_dir), build)  # fmt: skip
+                           point.data_dir, point.peer), build)  # fmt: skip
 
 
 def measure_point(point: TaskPoint, session: Session) -> dict[str, Metric]:
     """One task through lmms-eval; a task that raises or returns no numeric score is an error record."""
-    simple_evaluate, manager, model = harness(point, session)
+    simple_evaluate, manager, model, token_config, modules = harness(point, session)
+    for name, module in modules.items():  # lmms-eval's clean() deleted them after the previous task
+        setattr(model, name, module)
     if point.task not in manager.all_tasks:
         raise ValueError(f"unknown lmms-eval task: {point.task}")
     try:
@@ -210,7 +298,7 @@ def measure_point(point: TaskPoint, session: Session) -> dict[str, Metric]:
         cache = os.environ.get("HF_DATASETS_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
         raise RuntimeError(f"{point.task} failed; its dataset must be in the local Hugging Face cache ({cache}), "
                            f"read offline: {type(e).__name__}: {e}") from None  # fmt: skip
-    metrics = _score(result, point.task) | _tokens(model.vlm.config, point.task, point.temporal_pool)
+    metrics = _score(result, point.task) | _tokens(token_config, point.task, point.temporal_pool)
     if CHANCE.get(point.task) is not None:
         metrics["chance"] = Metric.analytic(CHANCE[point.task], "fraction")
     return metrics
@@ -266,7 +354,8 @@ SUITE = Suite(
     measure_point,
     options=(
         Option("tasks", "synthetic, paper-image, paper-video or lmms-eval task names, comma-separated.", str),
-        Option("checkpoint", "Official-layout checkpoint directory (else --preset, random weights).", str),
+        Option("checkpoint", "Checkpoint directory: NVILA's official layout, or a peer VLM's transformers layout "
+               "with its tokenizer (else --preset, random weights).", str),
         Option("limit", "At most this many samples per task.", int),
         Option("data_dir", "Where the synthetic tasks live [~/.cache/nvila-bench/synthetic].", str),
     ),
