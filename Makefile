@@ -44,18 +44,19 @@ $(STAMP): pyproject.toml Makefile
 # -> $(OUT)/results.jsonl, and the HTML report -> $(OUT)/report.html
 OUT   ?= out
 TINY  := --preset nvila-tiny --preset nvila-lite-tiny --preset nvila-video-tiny --preset vila-tiny
+PEER  := --preset qwen2-vl-tiny  # a peer VLM's tiny stand-in: the report's NVILA vs peer VLMs table
 run: $(STAMP)
 	$(BIN)/nvila-bench summary
 	$(BIN)/nvila-bench ceilings --device cpu --dtype float32 --size 1024 --seconds 1 --out $(OUT)
-	$(BIN)/nvila-bench run prefill $(TINY) --image 448x448 --out $(OUT)
-	$(BIN)/nvila-bench run prefill $(TINY) --image 1920x1080 --out $(OUT)
+	$(BIN)/nvila-bench run prefill $(TINY) $(PEER) --image 448x448 --out $(OUT)
+	$(BIN)/nvila-bench run prefill $(TINY) $(PEER) --image 1920x1080 --out $(OUT)
 	$(BIN)/nvila-bench run prefill $(TINY) --video-frames 8 --out $(OUT)
-	$(BIN)/nvila-bench run decode $(TINY) --image 1920x1080 --new-tokens 32 --out $(OUT)
+	$(BIN)/nvila-bench run decode $(TINY) $(PEER) --image 1920x1080 --new-tokens 32 --out $(OUT)
 	$(BIN)/nvila-bench run scale-then-compress --tiny --out $(OUT)
 	$(BIN)/nvila-bench run overhead --preset nvila-tiny --out $(OUT)
 	$(BIN)/nvila-bench run train --preset nvila-tiny --stage projector --stage full --batch-size 2 --repeats 3 --out $(OUT)
 	$(BIN)/nvila-bench run finetune-memory --preset nvila-tiny --recipe nvila --recipe full-full --repeats 3 --out $(OUT)
-	$(BIN)/nvila-bench run deployment --preset nvila-tiny --image 448x448 --video-frames 8 --new-tokens 8 --repeats 3 --out $(OUT)
+	$(BIN)/nvila-bench run deployment --preset nvila-tiny $(PEER) --image 448x448 --video-frames 8 --new-tokens 8 --repeats 3 --out $(OUT)
 	$(BIN)/nvila-bench estimate training-cost --hardware h100-sxm --out $(OUT)
 	$(BIN)/nvila-bench train-synthetic --preset vila-tiny --steps 120 --out $(OUT)/vila-tiny-synthetic
 	$(BIN)/nvila-bench run accuracy --checkpoint $(OUT)/vila-tiny-synthetic --tasks synthetic --limit 60 --out $(OUT)
@@ -85,10 +86,14 @@ test: $(STAMP) $(TRITON_SITE)/.installed
 # - gemlite in Triton 3.9's CPU interpreter: beside torch 2.11 a pairing no machine has (the GPU image pairs it
 #   with Triton 3.6, whose interpreter cannot run gemlite's kernels); torch 2.11 compiling a gemlite model is
 #   left to the GPU test (tests/test_quantize_cuda.py).
+# This venv also has the GPU image's torchvision (0.26, which PyPI builds to match torch 2.11; no torchvision works
+# beside the CPU torch 2.13), so the peer VLMs' torchvision paths run here: transformers' video and tensor image
+# processors, and lmms-eval's Qwen2-VL / LLaVA-OneVision adapters (with qwen-vl-utils and PyAV) end to end.
+OLDEST_PINS := transformers==5.17.0 torchvision==0.26.0 qwen-vl-utils av
 SAME_ON_EVERY_TORCH := test_report.py test_report_engines.py test_report_ladder.py test_report_ladder_trust.py \
 	test_browser.py test_gate.py test_results_io.py test_sweep.py test_gemlite_interpreted.py
 test-oldest:
-	$(MAKE) test VENV=.venv-oldest TORCH=torch==2.11.0 EXTRA_PINS="transformers==5.17.0" \
+	NVILA_BENCH_TORCHVISION=1 $(MAKE) test VENV=.venv-oldest TORCH=torch==2.11.0 EXTRA_PINS="$(OLDEST_PINS)" \
 		PYTEST_ARGS="$(SAME_ON_EVERY_TORCH:%=--ignore=tests/%)"
 
 clean:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import json
 
 import pytest
@@ -208,3 +209,11 @@ def test_gpu_preprocessing_gives_the_cpu_paths_blocks(name):
 def test_a_peer_request_of_images_and_a_video_is_refused():
     with pytest.raises(ValueError, match="images or a video, not both"):
         peer_request(CONFIGS["qwen2-vl-tiny"], ((448, 448),), 4)
+
+
+@pytest.mark.skipif(not os.environ.get("NVILA_BENCH_TORCHVISION"), reason="make test-oldest sets NVILA_BENCH_TORCHVISION")
+def test_the_oldest_leg_runs_the_torchvision_paths():
+    """make test-oldest installs the GPU image's torchvision: the peer video, tensor-preprocessing and lmms-eval
+    adapter tests must run there, not skip."""
+    assert is_torchvision_available()
+    import qwen_vl_utils  # noqa: F401  (lmms-eval's Qwen adapters)
