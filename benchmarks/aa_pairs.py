@@ -19,11 +19,11 @@ import sys
 from pathlib import Path
 
 from nvila_bench.cli import main as cli
-from nvila_bench.core.env import capture_environment
-from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import ResultWriter, new_run_id
-from nvila_bench.core.session import Session
-from nvila_bench.core.timing import MeasureConfig
+from nvila_bench.core.measuring.env import capture_environment
+from nvila_bench.core.measuring.point import BenchPoint
+from nvila_bench.core.measuring.results import ResultWriter, new_run_id
+from nvila_bench.core.measuring.session import Session
+from nvila_bench.core.measuring.timing import MeasureConfig
 from nvila_bench.runner.sweep import merge_runs, run_isolated, run_job
 from nvila_bench.suites.registry import Job
 

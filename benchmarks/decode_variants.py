@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.timing import MeasureConfig, measure
+from nvila_bench.core.measuring.point import BenchPoint
+from nvila_bench.core.measuring.timing import MeasureConfig, measure
 from nvila_bench.model.engines import CompiledEngine, Engine, HFEngine, compile_media
 from nvila_bench.model.nvila import build_model
 from nvila_bench.model.pipeline import embed

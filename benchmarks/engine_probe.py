@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from nvila_bench.core import costmodel
-from nvila_bench.core.hardware import Peaks
-from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.session import Session
-from nvila_bench.core.timing import MeasureConfig
+from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.analysis.hardware import Peaks
+from nvila_bench.core.measuring.point import BenchPoint
+from nvila_bench.core.measuring.session import Session
+from nvila_bench.core.measuring.timing import MeasureConfig
 from nvila_bench.suites import decode, prefill
 from nvila_bench.suites.ceilings import measure_ceilings
 

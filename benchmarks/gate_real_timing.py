@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 from nvila_bench.cli import main
-from nvila_bench.core.gate import gate
-from nvila_bench.core.results import load_results
+from nvila_bench.core.comparison.gate import gate
+from nvila_bench.core.measuring.results import load_results
 
 
 def run() -> int:

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from nvila_bench.core.results import Record, hardware_of, read_results
+from nvila_bench.core.measuring.results import Record, hardware_of, read_results
 from nvila_bench.reports.deployment import matches
 from nvila_bench.reports.engines import AGREE_TOKENS, LOGITS_CLOSE, agreement
 
@@ -304,7 +304,7 @@ def versions() -> str:
 
     import torch
 
-    from nvila_bench.core.env import git_state, gpu_info
+    from nvila_bench.core.measuring.env import git_state, gpu_info
 
     def version(name: str) -> str:
         try:
@@ -324,7 +324,7 @@ def versions() -> str:
 
 def report(folder: Path) -> str:
     """FOLDER/report.html from FOLDER/results.jsonl (the `nvila-bench report` page), or why not."""
-    from nvila_bench.core.files import write_atomic
+    from nvila_bench.core.measuring.files import write_atomic
     from nvila_bench.reports.render import render_report
 
     results = folder / "results.jsonl"

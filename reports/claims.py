@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nvila_bench.core import paper
-from nvila_bench.core.results import Record
-from nvila_bench.core.training_cost import NVILA, fp8_speedup
+from nvila_bench.core.analysis import paper
+from nvila_bench.core.measuring.results import Record
+from nvila_bench.core.analysis.training_cost import NVILA, fp8_speedup
 from nvila_bench.model import count_visual_tokens, get_preset
 
 from .deployment import paper_gpu_of, same_hardware

@@ -4,7 +4,7 @@
                              regressions and improvements marked, and the list of flagged changes
     SITE/runs/<run>.html     each run's full report
 
-A change is flagged with the gate's own rule (`nvila_bench.core.gate.compare_metric`): between consecutive runs
+A change is flagged with the gate's own rule (`nvila_bench.core.comparison.gate.compare_metric`): between consecutive runs
 of the same point on the same hardware, only when the 95% CI of the change lies beyond the threshold.
 """
 
@@ -16,9 +16,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from nvila_bench.core.files import write_atomic
-from nvila_bench.core.gate import DEFAULT_METRICS, compare_metric, direction, match_key, point_label
-from nvila_bench.core.results import STATUSES, Record, hardware_of, read_results
+from nvila_bench.core.measuring.files import write_atomic
+from nvila_bench.core.comparison.gate import DEFAULT_METRICS, compare_metric, direction, match_key, point_label
+from nvila_bench.core.measuring.results import STATUSES, Record, hardware_of, read_results
 
 from . import charts
 from .records import latest

@@ -20,8 +20,8 @@ from __future__ import annotations
 import functools
 import re
 
-from nvila_bench.core import paper
-from nvila_bench.core.results import Record
+from nvila_bench.core.analysis import paper
+from nvila_bench.core.measuring.results import Record
 from nvila_bench.model import get_preset
 from nvila_bench.model.presets import preset_names
 from nvila_bench.model.quantize import COMPONENTS

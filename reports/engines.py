@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from nvila_bench.core.results import Record
+from nvila_bench.core.measuring.results import Record
 
 from .records import ENGINES, engine_of, hardware_of, measured, media_label, preprocess_of, request_key, value
 

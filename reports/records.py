@@ -14,8 +14,8 @@ from __future__ import annotations
 import functools
 from pathlib import PurePath
 
-from nvila_bench.core.gate import match_key, point_label
-from nvila_bench.core.results import Record, hardware_of
+from nvila_bench.core.comparison.gate import match_key, point_label
+from nvila_bench.core.measuring.results import Record, hardware_of
 from nvila_bench.model import get_preset
 from nvila_bench.model.presets import Preset, UnknownPresetError, preset_names
 

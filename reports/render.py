@@ -11,7 +11,7 @@ import jinja2
 from markupsafe import Markup
 
 import nvila_bench
-from nvila_bench.core.results import Record
+from nvila_bench.core.measuring.results import Record
 
 from . import sections
 

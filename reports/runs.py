@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from nvila_bench.core.results import Record
+from nvila_bench.core.measuring.results import Record
 
 from .records import hardware_of, point_label
 

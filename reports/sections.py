@@ -6,8 +6,8 @@ fill what is missing). A figure that no record holds is None, and the template p
 
 from __future__ import annotations
 
-from nvila_bench.core import paper
-from nvila_bench.core.results import Record
+from nvila_bench.core.analysis import paper
+from nvila_bench.core.measuring.results import Record
 from nvila_bench.model import get_preset
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES, PROJECTOR, VISION
 

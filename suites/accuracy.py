@@ -7,7 +7,7 @@ own CLI exits 0 after a failed task). Scores go into the shared results schema w
 standard error, the chance level where known, and the visual tokens per sample (for the accuracy /
 token-count trade of temporal pooling).
 
-Task groups: `synthetic` (offline, generated from a seed: nvila_bench.core.synthetic_tasks), `paper-image` and
+Task groups: `synthetic` (offline, generated from a seed: nvila_bench.core.measuring.synthetic_tasks), `paper-image` and
 `paper-video` (the lmms-eval tasks of the paper's accuracy tables; they need official weights and the
 datasets in the local Hugging Face cache).
 """
@@ -19,10 +19,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from nvila_bench.core import synthetic_tasks as st
-from nvila_bench.core.point import canonical_dtype
-from nvila_bench.core.results import Metric
-from nvila_bench.core.session import Session
+from nvila_bench.core.measuring import synthetic_tasks as st
+from nvila_bench.core.measuring.point import canonical_dtype
+from nvila_bench.core.measuring.results import Metric
+from nvila_bench.core.measuring.session import Session
 from nvila_bench.model import count_visual_tokens, get_preset
 
 from . import lmms_peers
@@ -33,7 +33,7 @@ CHANCE = st.CHANCE | {"synthetic_colour_gen": 0.25}  # a uniform guess among the
 
 
 def paper_tasks(kind: str) -> list[str]:
-    from nvila_bench.core import paper
+    from nvila_bench.core.analysis import paper
 
     return list(paper.accuracy_table(kind))
 

@@ -16,8 +16,8 @@ from typing import Callable
 
 import torch
 
-from nvila_bench.core.env import cpu_model
-from nvila_bench.core.timing import MeasureConfig, StageClock, measure
+from nvila_bench.core.measuring.env import cpu_model
+from nvila_bench.core.measuring.timing import MeasureConfig, StageClock, measure
 
 _GEMM_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 _SLOW_CPU_FACTOR = 2.0  # a half-precision CPU matmul this much slower than float32 is emulated, not native

@@ -19,14 +19,14 @@ import math
 
 import torch
 
-from nvila_bench.core import costmodel
-from nvila_bench.core.analytic import analytic_metrics
-from nvila_bench.core.energy import EnergyMeter, energy_metrics
-from nvila_bench.core.memory import memory_metrics, reset_peak_memory
-from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import Metric
-from nvila_bench.core.session import Session
-from nvila_bench.core.timing import OneTimeClock, StageClock, measure
+from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.analysis.analytic import analytic_metrics
+from nvila_bench.core.measuring.energy import EnergyMeter, energy_metrics
+from nvila_bench.core.measuring.memory import memory_metrics, reset_peak_memory
+from nvila_bench.core.measuring.point import BenchPoint
+from nvila_bench.core.measuring.results import Metric
+from nvila_bench.core.measuring.session import Session
+from nvila_bench.core.measuring.timing import OneTimeClock, StageClock, measure
 from nvila_bench.model.compiling import compile_media
 from nvila_bench.model.engines import make_engine
 from nvila_bench.model.pipeline import embed

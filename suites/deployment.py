@@ -30,14 +30,14 @@ from pathlib import Path
 
 import torch
 
-from nvila_bench.core import costmodel
-from nvila_bench.core import synthetic_tasks as st
-from nvila_bench.core.fits import device_memory
-from nvila_bench.core.memory import memory_metrics, reset_peak_memory
-from nvila_bench.core.point import BenchPoint, canonical_dtype
-from nvila_bench.core.results import Metric, PointSkipped
-from nvila_bench.core.session import Session
-from nvila_bench.core.timing import OneTimeClock, measure, timed_once
+from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.measuring import synthetic_tasks as st
+from nvila_bench.core.analysis.fits import device_memory
+from nvila_bench.core.measuring.memory import memory_metrics, reset_peak_memory
+from nvila_bench.core.measuring.point import BenchPoint, canonical_dtype
+from nvila_bench.core.measuring.results import Metric, PointSkipped
+from nvila_bench.core.measuring.session import Session
+from nvila_bench.core.measuring.timing import OneTimeClock, measure, timed_once
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.engines import make_engine
 from nvila_bench.model.gemlite_int4 import DEQUANT_MIN_TOKENS

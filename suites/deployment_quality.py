@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from nvila_bench.core import synthetic_tasks as st
-from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import Metric
+from nvila_bench.core.measuring import synthetic_tasks as st
+from nvila_bench.core.measuring.point import BenchPoint
+from nvila_bench.core.measuring.results import Metric
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.pipeline import embed
 from nvila_bench.model.quantize import QuantPlan, quantize_model

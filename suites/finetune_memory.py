@@ -6,7 +6,7 @@ learns. "nvila" is the paper's recipe (ViT LayerNorms + LLM LoRA, ViT LR 5x lowe
 
 The first step is the measured one: the bytes autograd saves during its forward pass (activations), the
 gradients after its backward, the AdamW state after its update, and the parameters, each counted tensor by
-tensor, on any device; on a GPU also the allocator's peak. `nvila_bench.core.memory_model` predicts each part
+tensor, on any device; on a GPU also the allocator's peak. `nvila_bench.core.analysis.memory_model` predicts each part
 from the config alone; both are recorded. Then steps are timed for iterations/s.
 """
 
@@ -16,12 +16,12 @@ import torch
 
 from dataclasses import replace
 
-from nvila_bench.core.memory import memory_metrics, reset_peak_memory
-from nvila_bench.core.memory_model import estimate, geometry
-from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import Metric, PointSkipped
-from nvila_bench.core.session import Session
-from nvila_bench.core.timing import StageClock, measure, synchronize
+from nvila_bench.core.measuring.memory import memory_metrics, reset_peak_memory
+from nvila_bench.core.analysis.memory_model import estimate, geometry
+from nvila_bench.core.measuring.point import BenchPoint
+from nvila_bench.core.measuring.results import Metric, PointSkipped
+from nvila_bench.core.measuring.session import Session
+from nvila_bench.core.measuring.timing import StageClock, measure, synchronize
 from nvila_bench.model import build_model, count_visual_tokens, get_preset
 from nvila_bench.model.training import (
     LoraSettings, Recipe, SavedTensors, apply_recipe, build_optimizer, gradient_bytes, loss_of, optimizer_bytes,

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from nvila_bench.model.pipeline import Request, generate, loglikelihood, media_blocks
 from nvila_bench.model import build_model, get_preset, load_checkpoint
-from nvila_bench.core.point import canonical_dtype, DTYPES
+from nvila_bench.core.measuring.point import canonical_dtype, DTYPES
 from nvila_bench.model.tokenizer import chat_prompt, encode_with_media, load_tokenizer
 
 

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from nvila_bench.core.analytic import analytic_metrics
-from nvila_bench.core.energy import EnergyMeter, energy_metrics
-from nvila_bench.core.memory import memory_metrics, reset_peak_memory
-from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import Metric, PointSkipped
-from nvila_bench.core.session import Session
-from nvila_bench.core.timing import OneTimeClock, StageClock, measure
+from nvila_bench.core.analysis.analytic import analytic_metrics
+from nvila_bench.core.measuring.energy import EnergyMeter, energy_metrics
+from nvila_bench.core.measuring.memory import memory_metrics, reset_peak_memory
+from nvila_bench.core.measuring.point import BenchPoint
+from nvila_bench.core.measuring.results import Metric, PointSkipped
+from nvila_bench.core.measuring.session import Session
+from nvila_bench.core.measuring.timing import OneTimeClock, StageClock, measure
 from nvila_bench.model import count_visual_tokens, get_preset
 from nvila_bench.model.engines import make_engine
 from nvila_bench.model.peer_model import torchvision_missing

@@ -34,12 +34,12 @@ from typing import Callable
 
 import torch
 
-from nvila_bench.core import costmodel
-from nvila_bench.core.energy import EnergyMeter, energy_metrics
-from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import Metric
-from nvila_bench.core.session import Session
-from nvila_bench.core.timing import MeasureConfig, StageClock, measure, synchronize
+from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.measuring.energy import EnergyMeter, energy_metrics
+from nvila_bench.core.measuring.point import BenchPoint
+from nvila_bench.core.measuring.results import Metric
+from nvila_bench.core.measuring.session import Session
+from nvila_bench.core.measuring.timing import MeasureConfig, StageClock, measure, synchronize
 from nvila_bench.model import build_model, get_preset, preprocess_media
 from nvila_bench.model.pipeline import embed, first_token, generate
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES, PREPROCESS, TRAIN_STAGES

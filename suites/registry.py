@@ -13,10 +13,10 @@ from dataclasses import dataclass, replace
 from importlib import import_module
 from typing import Any, Callable
 
-from nvila_bench.core.fits import fit_problem
-from nvila_bench.core.point import BenchPoint, check_axes, points_from_axes
-from nvila_bench.core.results import Metric
-from nvila_bench.core.session import Session
+from nvila_bench.core.analysis.fits import fit_problem
+from nvila_bench.core.measuring.point import BenchPoint, check_axes, points_from_axes
+from nvila_bench.core.measuring.results import Metric
+from nvila_bench.core.measuring.session import Session
 from nvila_bench.model import get_preset
 from nvila_bench.model.presets import UnknownPresetError, nvila_only, preset_names
 from nvila_bench.model.tokens import check_temporal_pool, temporal_pool_size

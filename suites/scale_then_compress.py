@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from nvila_bench.core import costmodel
-from nvila_bench.core.hardware import get_hardware, hardware_keys
-from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import Metric
-from nvila_bench.core.session import Session
+from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.analysis.hardware import get_hardware, hardware_keys
+from nvila_bench.core.measuring.point import BenchPoint
+from nvila_bench.core.measuring.results import Metric
+from nvila_bench.core.measuring.session import Session
 from nvila_bench.model import count_visual_tokens, get_preset
 
 from .registry import Job, Option, Suite, SuiteError

@@ -15,7 +15,7 @@ import torch
 
 from nvila_bench.model import build_model, get_preset, preprocess_media
 from nvila_bench.model.checkpoint import save_checkpoint
-from nvila_bench.core.synthetic_tasks import generate, load_split, open_media
+from nvila_bench.core.measuring.synthetic_tasks import generate, load_split, open_media
 from nvila_bench.model.tokenizer import build_tokenizer, chat_prompt, encode_with_media
 from nvila_bench.model.training import Recipe, apply_recipe, build_optimizer
 

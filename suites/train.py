@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import torch
 
-from nvila_bench.core import costmodel
-from nvila_bench.core.memory import memory_metrics, reset_peak_memory
-from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import Metric, PointSkipped
-from nvila_bench.core.session import Session
-from nvila_bench.core.timing import StageClock, measure
+from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.measuring.memory import memory_metrics, reset_peak_memory
+from nvila_bench.core.measuring.point import BenchPoint
+from nvila_bench.core.measuring.results import Metric, PointSkipped
+from nvila_bench.core.measuring.session import Session
+from nvila_bench.core.measuring.timing import StageClock, measure
 from nvila_bench.model import build_model, count_visual_tokens, get_preset
 from nvila_bench.model.peer_model import torchvision_missing
 from nvila_bench.model.presets import UnknownPresetError, is_peer

@@ -3,7 +3,7 @@ gate tests."""
 
 import numpy as np
 
-from nvila_bench.core.results import Metric, Record
+from nvila_bench.core.measuring.results import Metric, Record
 from nvila_bench.model.stages import PREFILL_STAGES
 
 CPU_ENV = {"device": "cpu", "cpu_model": "Test CPU", "cpu_count": 2, "torch": "2.13.0", "transformers": "5.24.0",

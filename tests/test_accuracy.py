@@ -11,7 +11,7 @@ lmms_eval = pytest.importorskip("lmms_eval", reason="lmms-eval not installed (ma
 
 from nvila_bench.cli import main  # noqa: E402
 from nvila_bench.suites import accuracy  # noqa: E402
-from nvila_bench.core.synthetic_tasks import CHANCE, generate  # noqa: E402
+from nvila_bench.core.measuring.synthetic_tasks import CHANCE, generate  # noqa: E402
 from nvila_bench.suites.synthetic_train import save_trained, train_synthetic  # noqa: E402
 
 
@@ -104,7 +104,7 @@ def test_lmms_eval_cli_finds_the_model(tmp_path, data_dir):
     import subprocess
     import sys
 
-    from nvila_bench.core.synthetic_tasks import write_lmms_tasks
+    from nvila_bench.core.measuring.synthetic_tasks import write_lmms_tasks
 
     include = write_lmms_tasks(data_dir)
     env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}

@@ -11,7 +11,7 @@ import pytest
 lmms_eval = pytest.importorskip("lmms_eval", reason="lmms-eval not installed (make test installs it)")
 
 from nvila_bench.cli import main  # noqa: E402
-from nvila_bench.core.synthetic_tasks import generate  # noqa: E402
+from nvila_bench.core.measuring.synthetic_tasks import generate  # noqa: E402
 from nvila_bench.model.peer_checkpoint import save_peer_checkpoint  # noqa: E402
 from nvila_bench.model.peer_checkpoint_config import peer_config_from_checkpoint  # noqa: E402
 from nvila_bench.model.peer_config import PEER_PRESETS  # noqa: E402

@@ -13,9 +13,9 @@ from fake_records import decode_record, prefill_record
 from nvila_bench.suites.registry import get_suite, jobs_of
 
 from nvila_bench.cli import main
-from nvila_bench.core import results
-from nvila_bench.core.results import Metric, Record
-from nvila_bench.core.session import Session
+from nvila_bench.core.measuring import results
+from nvila_bench.core.measuring.results import Metric, Record
+from nvila_bench.core.measuring.session import Session
 from nvila_bench.runner import sweep
 
 FAST = ["--warmup", "0", "--repeats", "1", "--min-seconds", "0", "--quiet"]

@@ -108,8 +108,8 @@ def test_installed_entry_point_exit_code():
 
 
 def test_cost_json_per_stage_with_time_floor(capsys):
-    from nvila_bench.core import costmodel
-    from nvila_bench.core.hardware import get_hardware
+    from nvila_bench.core.analysis import costmodel
+    from nvila_bench.core.analysis.hardware import get_hardware
     from nvila_bench.model import get_preset
 
     data = run_json(capsys, "cost", "--preset", "nvila-8b", "--image", "1920x1080", "--hardware", "h100-sxm")

@@ -130,7 +130,7 @@ def test_peers_have_no_tsp():
 
 
 def test_reports_never_count_a_peer_as_nvila():
-    from nvila_bench.core.results import Record
+    from nvila_bench.core.measuring.results import Record
     from nvila_bench.reports.records import baseline_of, is_nvila, is_tiny
 
     assert not is_nvila("qwen2-vl-7b") and is_tiny("qwen2-vl-tiny") and baseline_of("qwen2-vl-7b") is None

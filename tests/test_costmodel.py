@@ -6,7 +6,7 @@ import torch
 from conftest import TINY, tiny_model
 from torch.utils.flop_counter import FlopCounterMode
 
-from nvila_bench.core import costmodel
+from nvila_bench.core.analysis import costmodel
 from nvila_bench.model import build_model, count_visual_tokens, get_preset, param_counts
 from nvila_bench.model.vision import vision_features
 
@@ -220,10 +220,10 @@ def test_decode_executed_attention_is_linear_in_the_context():
 def test_mfu_and_floor_use_executed_flops():
     """A synthetic H100-like case: a prefill time at which model-FLOP MFU is 1.08 (the first H100 run's
     scaled-only figure) gives an executed-FLOP MFU <= 1; the record says which convention it used."""
-    from nvila_bench.core.analytic import analytic_metrics
-    from nvila_bench.core.hardware import Peaks
-    from nvila_bench.core.point import BenchPoint
-    from nvila_bench.core.results import Metric
+    from nvila_bench.core.analysis.analytic import analytic_metrics
+    from nvila_bench.core.analysis.hardware import Peaks
+    from nvila_bench.core.measuring.point import BenchPoint
+    from nvila_bench.core.measuring.results import Metric
 
     point = BenchPoint("nvila-8b-scaled-only", device="cuda", images=((1920, 1080),), prompt_tokens=20_575)
     costs = costmodel.request_costs(get_preset(point.preset), point.images, prompt_tokens=point.prompt_tokens,

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from nvila_bench.cli import main
-from nvila_bench.core import costmodel
-from nvila_bench.core.results import load_results
+from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.measuring.results import load_results
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.quantize import QuantPlan, measured_weight_bytes, predicted_weight_bytes, quantize_model
 from nvila_bench.reports import deployment as ladder_section
@@ -100,7 +100,7 @@ def test_the_report_sets_nvila_beside_each_peer_at_w4a16_and_gives_each_peer_its
 def test_the_quantized_peer_llm_layers_are_torchao_tensors_and_the_rest_stays_bf16(preset):
     """The suite's plan and calibration on a built peer: decoder linears int4 (AWQ scales folded), vision tower,
     merger / projector, embeddings and LM head plain bf16; bytes as predicted, and as the cost model reads them."""
-    from nvila_bench.core.point import BenchPoint
+    from nvila_bench.core.measuring.point import BenchPoint
 
     point = next(j.point for j in expand({"preset": [preset]}, {"media": "image", "rung": ("w4a16-llm",)}))
     point = BenchPoint(preset, "cpu", "bfloat16", images=((448, 448),), prompt_tokens=8, new_tokens=3,

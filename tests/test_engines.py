@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from nvila_bench.cli import main
-from nvila_bench.core.point import BenchPoint
+from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.model import build_model, count_visual_tokens, get_preset
 from nvila_bench.model.engines import ENGINES, CompiledEngine, make_engine
 from nvila_bench.model.pipeline import embed, synthetic_request
@@ -176,8 +176,8 @@ def test_decode_records_keep_the_engine_its_setup_time_and_the_ids(tmp_path, cap
 def test_decode_points_embed_their_context_with_the_plain_media_stages_whatever_a_prefill_point_left():
     """A prefill point of the compiled engine leaves the media stages compiled on the session's model; every
     decode point must still prefill the same context, or the engines' ids would differ for that reason alone."""
-    from nvila_bench.core.session import Session
-    from nvila_bench.core.timing import MeasureConfig
+    from nvila_bench.core.measuring.session import Session
+    from nvila_bench.core.measuring.timing import MeasureConfig
     from nvila_bench.suites import decode, prefill
 
     session = Session(measure=MeasureConfig(warmup=0, repeats=1, min_seconds=0))

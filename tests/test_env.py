@@ -9,7 +9,7 @@ import pytest
 
 import torch
 
-from nvila_bench.core.env import capture_environment, git_state
+from nvila_bench.core.measuring.env import capture_environment, git_state
 
 
 def test_capture_is_json_serialisable_and_complete():
@@ -78,7 +78,7 @@ def _record_dict() -> dict:
 
 
 def test_the_digest_is_part_of_the_record_schema():
-    from nvila_bench.core.record_schema import validate_record
+    from nvila_bench.core.measuring.record_schema import validate_record
 
     record = _record_dict()
     record["environment"]["git_diff_sha256"] = "f" * 64

@@ -7,9 +7,9 @@ import pytest
 from fake_records import CPU_ENV, GPU_ENV, decode_record, prefill_record, train_record
 
 from nvila_bench.cli import main
-from nvila_bench.core import gate as gate_module
-from nvila_bench.core.gate import IncomparableError, compare_metric, gate, markdown_summary, parse_threshold
-from nvila_bench.core.results import Metric, Record, ResultWriter, load_results, read_results
+from nvila_bench.core.comparison import gate as gate_module
+from nvila_bench.core.comparison.gate import IncomparableError, compare_metric, gate, markdown_summary, parse_threshold
+from nvila_bench.core.measuring.results import Metric, Record, ResultWriter, load_results, read_results
 
 MEASUREMENTS = Path(__file__).resolve().parents[2] / "shared" / "measurements" / "h100-2026-11-27"
 

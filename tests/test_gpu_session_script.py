@@ -204,7 +204,7 @@ def goals():
 def test_every_measuring_part_plans_here_into_the_records_goals_py_reads(tmp_path, goals):
     """Each `nvila-bench run` of the session, as the script expands it, passes the CLI's checks (a refusal on
     the GPU costs the part), and its points are the ones benchmarks/goals.py picks for its goals."""
-    from nvila_bench.core.results import Metric, Record
+    from nvila_bench.core.measuring.results import Metric, Record
     from nvila_bench.suites.registry import get_suite
 
     _, calls = session(tmp_path, str(tmp_path / "out"), "100000")
@@ -231,7 +231,7 @@ def test_every_measuring_part_plans_here_into_the_records_goals_py_reads(tmp_pat
 def test_each_peer_part_is_one_run_of_nvila_8b_and_both_qwen_peers_that_the_report_pairs(tmp_path):
     """Issue 30: NVILA-8B beside Qwen2-VL-7B and Qwen2.5-VL-7B at 1920x1080 (and 64 frames), bf16 and W4A16, compiled
     and hf-static; each part one command, so its NVILA and peer records share a run and pair in the report."""
-    from nvila_bench.core.results import Metric, Record
+    from nvila_bench.core.measuring.results import Metric, Record
     from nvila_bench.reports.peers import same_run_pairs
     from nvila_bench.suites.registry import get_suite
 

@@ -5,7 +5,7 @@ from importlib import resources
 
 import pytest
 
-from nvila_bench.core.hardware import (
+from nvila_bench.core.analysis.hardware import (
     CEILINGS_FILE,
     get_hardware,
     hardware_keys,

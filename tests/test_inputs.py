@@ -9,7 +9,7 @@ from conftest import read_dicts
 
 from nvila_bench.cli import main
 from nvila_bench.cli.run import summary_line
-from nvila_bench.core.results import Record
+from nvila_bench.core.measuring.results import Record
 from nvila_bench.model import training
 from nvila_bench.model.training import Recipe
 from nvila_bench.suites.registry import get_suite, jobs_of
@@ -200,7 +200,7 @@ def test_bad_suite_file_is_one_line_naming_file_and_key(capsys, tmp_path, name, 
 
 
 def test_suite_file_types_cover_every_sweep_field():
-    from nvila_bench.core.point import SWEEP_FIELDS
+    from nvila_bench.core.measuring.point import SWEEP_FIELDS
     from nvila_bench.runner.suite_file import KINDS
 
     assert set(KINDS) | {"images"} == set(SWEEP_FIELDS)

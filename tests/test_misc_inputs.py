@@ -13,8 +13,8 @@ from fake_records import prefill_record
 from safetensors.torch import load_file, save_file
 
 from nvila_bench.cli import main
-from nvila_bench.core import paper
-from nvila_bench.core.results import ResultWriter
+from nvila_bench.core.analysis import paper
+from nvila_bench.core.measuring.results import ResultWriter
 from nvila_bench.model import CheckpointError, get_preset, load_checkpoint, save_checkpoint
 from nvila_bench.model.checkpoint import config_from_checkpoint
 from nvila_bench.model.tiling import closest_grid
@@ -211,7 +211,7 @@ def test_a_nested_accuracy_key_is_refused(monkeypatch):
 
 # ---- 6. README: lmms-eval's CLI on the synthetic tasks -------------------------------------------------------
 def test_readme_lmms_eval_command_matches_the_task_files(tmp_path):
-    from nvila_bench.core.synthetic_tasks import TASKS, generate, write_lmms_tasks
+    from nvila_bench.core.measuring.synthetic_tasks import TASKS, generate, write_lmms_tasks
 
     readme = (ROOT / "README.md").read_text()
     assert "nvila-bench synthetic-data --out DIR" in readme

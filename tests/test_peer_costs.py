@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from nvila_bench.core import costmodel
-from nvila_bench.core.peer_costs import _window_pairs, peer_request_costs
+from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.analysis.peer_costs import _window_pairs, peer_request_costs
 from nvila_bench.model import get_preset
 from nvila_bench.model.peer_model import build_peer
 from nvila_bench.model.pipeline import media_blocks, peer_request

@@ -9,8 +9,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from nvila_bench.cli import main
-from nvila_bench.core import costmodel
-from nvila_bench.core.point import BenchPoint
+from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.peer_params import peer_param_counts
 from nvila_bench.model.peer_training import IGNORE_INDEX, peer_batch, peer_labels, peer_parts

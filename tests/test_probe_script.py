@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nvila_bench.core.timing import MeasureConfig
+from nvila_bench.core.measuring.timing import MeasureConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,10 +13,10 @@ from torch.autograd import DeviceType
 from fake_records import GPU_ENV, prefill_record
 
 from nvila_bench.cli import main
-from nvila_bench.core.energy import EnergyMeter, energy_metrics
+from nvila_bench.core.measuring.energy import EnergyMeter, energy_metrics
 from nvila_bench.suites.profile import STAGE_RANGES, operator_tables
 from nvila_bench.reports.render import render_report
-from nvila_bench.core.results import Metric, Record
+from nvila_bench.core.measuring.results import Metric, Record
 
 
 def metric(value, unit: str) -> dict:

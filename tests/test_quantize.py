@@ -132,7 +132,7 @@ def test_formats_that_cannot_run_here_say_why():
 def test_the_cost_model_reads_quantized_weights():
     """bf16 weights_read equals the cost model's own weight bytes; W4A16 shrinks the NVILA-8B decode step's
     bytes by the linears' ratio (the LM head and embeddings stay bf16)."""
-    from nvila_bench.core import costmodel
+    from nvila_bench.core.analysis import costmodel
 
     cfg = get_preset("nvila-8b")
     bf16 = costmodel.weights_read(cfg, QuantPlan())
@@ -270,8 +270,8 @@ def test_a_w8a8_stage_reports_its_mfu_against_the_int8_peak(tmp_path, capsys):
     import json
 
     from nvila_bench.cli import main
-    from nvila_bench.core import costmodel
-    from nvila_bench.core.hardware import get_hardware
+    from nvila_bench.core.analysis import costmodel
+    from nvila_bench.core.analysis.hardware import get_hardware
 
     code = main(["run", "deployment", "--preset", "nvila-tiny", "--image", "448x448", "--new-tokens", "2", "--prompt-tokens", "8",
                  "--repeats", "1", "--warmup", "0", "--min-seconds", "0", "--quality-prompts", "1", "--media", "image",
@@ -328,7 +328,7 @@ def test_a_quantized_lm_head_is_predicted_and_a_tied_one_keeps_bf16_embeddings(t
 
 
 def test_the_decode_step_reads_a_quantized_lm_head_in_its_format():
-    from nvila_bench.core import costmodel
+    from nvila_bench.core.analysis import costmodel
     from nvila_bench.model.calibrate import llm_groups
 
     cfg = get_preset("nvila-8b")

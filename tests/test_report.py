@@ -9,10 +9,10 @@ import pytest
 from fake_records import CPU_ENV, GPU_ENV, decode_record, prefill_record, train_record
 
 from nvila_bench.cli import main
-from nvila_bench.core import paper
-from nvila_bench.core.gate import gate, point_label
-from nvila_bench.core.results import Metric, Record, ResultWriter, load_results, read_results
-from nvila_bench.core.training_cost import fp8_speedup
+from nvila_bench.core.analysis import paper
+from nvila_bench.core.comparison.gate import gate, point_label
+from nvila_bench.core.measuring.results import Metric, Record, ResultWriter, load_results, read_results
+from nvila_bench.core.analysis.training_cost import fp8_speedup
 from nvila_bench.model.stages import PREFILL_STAGES
 from nvila_bench.reports import records as report_records
 from nvila_bench.reports import deployment, sections
@@ -200,9 +200,9 @@ def _prefill_with_costs(preset="nvila-tiny", executed=True):
     `executed=False`, only the model-FLOP metrics an older record holds."""
     from fake_records import GPU_ENV
 
-    from nvila_bench.core.analytic import analytic_metrics
-    from nvila_bench.core.hardware import Peaks
-    from nvila_bench.core.point import BenchPoint
+    from nvila_bench.core.analysis.analytic import analytic_metrics
+    from nvila_bench.core.analysis.hardware import Peaks
+    from nvila_bench.core.measuring.point import BenchPoint
 
     record = prefill_record(preset, ttft=0.1, env=GPU_ENV)
     point = BenchPoint(preset, device="cuda", images=((448, 448),), prompt_tokens=64)
@@ -247,7 +247,7 @@ def test_training_mfu_is_labelled_model_flops():
 
 def engine_record(suite, engine, seconds, preprocess="gpu", preset="nvila-8b", ids=None, setup=1.0, run_id="run-e"):
     """A decode (TPOT) or prefill (TTFT, LLM prefill) record of one engine, as the engine-aware suites write."""
-    from nvila_bench.core.results import Metric
+    from nvila_bench.core.measuring.results import Metric
 
     make = decode_record if suite == "decode" else prefill_record
     base = make(preset, seconds, run_id=run_id)
@@ -328,7 +328,7 @@ LADDER = (  # rung, preset, formats, TTFT s, decode tokens/s, (vision, projector
 
 def deployment_record(rung, preset, formats, ttft=0, tps=0, weights=(), top1=0, kl=0, media="image", env=CPU_ENV,
                       predicted=None, status="ok", error=None):  # fmt: skip
-    from nvila_bench.core.results import Metric
+    from nvila_bench.core.measuring.results import Metric
 
     cfg = prefill_record(preset, env=env).config | {"dtype": "bfloat16", "new_tokens": 8, "engine": "eager"}
     cfg |= {"extra": {"rung": rung, "media": media, "quality_prompts": 4} | formats}
@@ -446,7 +446,7 @@ def test_pages_and_ceilings_get_the_mode_a_plain_open_would_give(tmp_path):
     import os
     import stat
 
-    from nvila_bench.core.hardware import save_ceilings
+    from nvila_bench.core.analysis.hardware import save_ceilings
 
     old = os.umask(0o022)
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from test_report import engine_record
 
-from nvila_bench.core.results import Metric
+from nvila_bench.core.measuring.results import Metric
 from nvila_bench.reports import sections
 
 

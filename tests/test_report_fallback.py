@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from test_report import engine_record
 
-from nvila_bench.core.results import Metric
+from nvila_bench.core.measuring.results import Metric
 from nvila_bench.reports import runs, sections
 from nvila_bench.reports.render import render_report
 

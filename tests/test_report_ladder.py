@@ -48,7 +48,7 @@ def test_a_rung_with_and_without_scales_shows_both_and_the_scaled_one_counts():
 
 
 def test_a_rung_shows_each_stages_mfu_and_the_peak_it_is_of():
-    from nvila_bench.core.results import Metric
+    from nvila_bench.core.measuring.results import Metric
     from nvila_bench.reports.render import render_report
 
     record = deployment_record(*LADDER[3])
@@ -65,7 +65,7 @@ def test_a_rung_shows_each_stages_mfu_and_the_peak_it_is_of():
 
 
 def test_two_int4_kernels_are_two_rows_named_by_kernel_with_their_setup_times():
-    from nvila_bench.core.results import Metric
+    from nvila_bench.core.measuring.results import Metric
     from nvila_bench.reports.render import render_report
 
     bf16 = deployment_record(*LADDER[1])
@@ -129,7 +129,7 @@ def test_the_row_closest_to_the_papers_deployment_stands_for_its_rung_in_speed_u
 
 
 def test_a_deployment_records_label_names_its_rung():
-    from nvila_bench.core.gate import point_label
+    from nvila_bench.core.comparison.gate import point_label
 
     labels = [point_label(deployment_record(*rung)) for rung in LADDER[:3]]
     assert [label.rsplit(" ", 2)[-2:] for label in labels[1:]] == [["bf16", "eager"], ["w4a16-llm", "eager"]], labels

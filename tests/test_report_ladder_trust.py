@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 from test_report import LADDER, deployment_record
 
-from nvila_bench.core.results import Metric
+from nvila_bench.core.measuring.results import Metric
 from nvila_bench.reports import deployment
 from nvila_bench.reports.render import render_report
 

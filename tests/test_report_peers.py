@@ -11,7 +11,7 @@ import pytest
 from fake_records import GPU_ENV, RTX4090_ENV, W4A16, decode_record, prefill_record, rung_record, train_record
 
 from nvila_bench.cli import main
-from nvila_bench.core.results import Metric, load_results
+from nvila_bench.core.measuring.results import Metric, load_results
 from nvila_bench.reports import peers, sections
 from nvila_bench.reports.claims import claims_table
 from nvila_bench.reports.render import render_report

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from nvila_bench.core.results import (
+from nvila_bench.core.measuring.results import (
     SCHEMA_VERSION, Metric, Record, ResultWriter, point_id, read_results, upgrade_v1,
 )  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""nvila_bench.core.stats against independently computed values (statistics module, hand arithmetic)."""
+"""nvila_bench.core.measuring.stats against independently computed values (statistics module, hand arithmetic)."""
 
 import json
 import math
@@ -7,8 +7,8 @@ import statistics
 import numpy as np
 import pytest
 
-from nvila_bench.core import stats
-from nvila_bench.core.stats import (
+from nvila_bench.core.measuring import stats
+from nvila_bench.core.measuring.stats import (
     Summary,
     bootstrap_median_ci,
     bounded_samples,
@@ -176,7 +176,7 @@ def test_throughput_passes_options_and_rejects_bad_latencies():
 
 
 def test_hierarchical_ci_carries_run_to_run_spread():
-    from nvila_bench.core.stats import hierarchical_median_ci, summarize_groups
+    from nvila_bench.core.measuring.stats import hierarchical_median_ci, summarize_groups
 
     rng = np.random.default_rng(1)
     runs = [rng.normal(loc, 0.01, 300) for loc in (1.0, 1.05, 0.95, 1.02)]  # tight runs, drifting means

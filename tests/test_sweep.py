@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from nvila_bench.cli import main
-from nvila_bench.core.point import BenchPoint
+from nvila_bench.core.measuring.point import BenchPoint
 from conftest import read_dicts
-from nvila_bench.core.point import points_from_axes as expand
+from nvila_bench.core.measuring.point import points_from_axes as expand
 from nvila_bench.runner.suite_file import load_suite_file
 
 FAST = ["--warmup", "0", "--repeats", "2", "--min-seconds", "0", "--quiet"]
@@ -125,7 +125,7 @@ def test_point_round_trip():
 
 
 def test_merge_runs_pools_samples_and_rescales_utilisation():
-    from nvila_bench.core.results import Metric, Record
+    from nvila_bench.core.measuring.results import Metric, Record
     from nvila_bench.runner.sweep import merge_runs
 
     def run(samples, peak):
@@ -149,7 +149,7 @@ def test_merge_runs_pools_samples_and_rescales_utilisation():
 
 
 def test_measured_ceilings_feed_mfu_only_for_their_dtype(tmp_path):
-    from nvila_bench.core.hardware import resolve_peaks
+    from nvila_bench.core.analysis.hardware import resolve_peaks
 
     (tmp_path / "ceilings.json").write_text(json.dumps({"device": "cpu", "dtype": "float32", "gemm_tflops": 0.5, "copy_gbs": 20.0}))
     peaks = resolve_peaks("cpu", "float32", ceilings=str(tmp_path / "ceilings.json"))

@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from nvila_bench.core.timing import MeasureConfig, OneTimeClock, measure
+from nvila_bench.core.measuring.timing import MeasureConfig, OneTimeClock, measure
 
 
 def test_repeats_and_stage_samples():

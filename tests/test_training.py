@@ -9,11 +9,11 @@ import sys
 import pytest
 import torch
 
-from nvila_bench.core import costmodel
-from nvila_bench.core import memory_model as mm
+from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.analysis import memory_model as mm
 from nvila_bench.cli import main
 from nvila_bench.model import build_model, get_preset
-from nvila_bench.core.point import BenchPoint
+from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.suites.train import prepare, settings
 from nvila_bench.model.training import (
     Recipe, SavedTensors, apply_recipe, build_optimizer, gradient_bytes, loss_of, optimizer_bytes, synthetic_batch,

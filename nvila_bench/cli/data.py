@@ -19,7 +19,7 @@ def register(cli: click.Group) -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 def synthetic_data(out_dir, seed):
     """Write the synthetic tasks (images, splits, lmms-eval task YAMLs) to OUT."""
-    from nvila_bench.core.synthetic_tasks import generate, write_lmms_tasks
+    from nvila_bench.core.measuring.synthetic_tasks import generate, write_lmms_tasks
 
     check_output(out_dir, directory=True)  # a file in the way is one line, before any image is made
     with writing(out_dir):
@@ -40,7 +40,7 @@ def synthetic_data(out_dir, seed):
 def train_synthetic_command(preset, tasks, steps, batch_size, lr, seed, no_temporal_pool, data_dir, out_dir):
     """Train a tiny preset on the synthetic tasks' train split; save a checkpoint for `run accuracy --checkpoint`."""
     from nvila_bench.suites.accuracy import default_data_dir
-    from nvila_bench.core.synthetic_tasks import TASKS
+    from nvila_bench.core.measuring.synthetic_tasks import TASKS
     from nvila_bench.suites.synthetic_train import save_trained, train_synthetic
 
     names = [t.strip() for t in tasks.split(",") if t.strip()]

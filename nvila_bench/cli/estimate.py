@@ -27,7 +27,7 @@ def estimate():
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Also write an analytic record to OUT/results.jsonl.")
 def training_cost(hardware, image, text_tokens, samples, mfu, results, as_json, out_dir):
     """GPU-hours of NVILA-8B vs VILA1.5-8B and the factors behind the ratio: tokens, FP8, data pruning."""
-    from nvila_bench.core import training_cost as tc
+    from nvila_bench.core.analysis import training_cost as tc
 
     counts = {}
     for item in samples:
@@ -37,7 +37,7 @@ def training_cost(hardware, image, text_tokens, samples, mfu, results, as_json, 
         counts[stage] = int(n.replace("_", ""))
     fp8 = None
     if results:
-        from nvila_bench.core.results import load_results
+        from nvila_bench.core.measuring.results import load_results
 
         fp8 = tc.measured_fp8_factor(load_results(results))
     est = tc.estimate(hardware, image, text_tokens, counts or None, mfu, *(fp8 or (None, "")))
@@ -61,7 +61,7 @@ def training_cost(hardware, image, text_tokens, samples, mfu, results, as_json, 
     ]
     emit(data, as_json, "\n".join(lines))
     if out_dir:
-        from nvila_bench.core.results import Metric, Record, ResultWriter, new_run_id
+        from nvila_bench.core.measuring.results import Metric, Record, ResultWriter, new_run_id
 
         m = {
             "cost_ratio": Metric.analytic(est.cost_ratio, "x", "higher"),

@@ -182,9 +182,9 @@ def summary():
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def cost(cfg, images, video_frames, no_temporal_pool, prompt_tokens, context, batch_size, dtype, hardware, as_json):
     """Analytic FLOPs (model: full N x N attention; executed: causal attention once per kept key), minimum bytes and time floor (executed FLOPs) per stage."""
-    from nvila_bench.core import costmodel
-    from nvila_bench.core.hardware import get_hardware, hardware_keys
-    from nvila_bench.core.point import canonical_dtype
+    from nvila_bench.core.analysis import costmodel
+    from nvila_bench.core.analysis.hardware import get_hardware, hardware_keys
+    from nvila_bench.core.measuring.point import canonical_dtype
 
     check_request(images, video_frames)
     for name, value in (("--prompt-tokens", prompt_tokens), ("--batch-size", batch_size), ("--context", context)):

@@ -18,9 +18,9 @@ def register(cli: click.Group) -> None:
 @click.option("--title", default="nvila-bench report", show_default=True, help="Page title.")
 def report(results, out_file, title):
     """One self-contained HTML report from RESULTS (results files or directories)."""
-    from nvila_bench.core.files import write_atomic
+    from nvila_bench.core.measuring.files import write_atomic
     from nvila_bench.reports.render import render_report
-    from nvila_bench.core.results import load_results
+    from nvila_bench.core.measuring.results import load_results
 
     check_output(out_file)
     records = load_results(results)
@@ -35,7 +35,7 @@ def report(results, out_file, title):
 @click.option("--threshold", default="5%", show_default=True, help="Smallest change flagged, as in `gate`.")
 def dashboard(results_dir, site_dir, threshold):
     """History over many runs (each *.jsonl under RESULTS_DIR is one run): trends, flagged changes, reports."""
-    from nvila_bench.core.gate import parse_threshold
+    from nvila_bench.core.comparison.gate import parse_threshold
     from nvila_bench.reports.dashboard import build_site
 
     check_output(site_dir, directory=True)
@@ -54,8 +54,8 @@ def dashboard(results_dir, site_dir, threshold):
 def gate_command(ctx, baseline, candidate, threshold, metrics, summary_md):
     """Exit 0 when the candidate did not regress against the baseline, 1 when it did, 2 when the two cannot be
     compared. A point regresses only when the 95% CI of its change lies beyond the threshold."""
-    from nvila_bench.core.gate import gate, markdown_summary, parse_threshold
-    from nvila_bench.core.results import load_results
+    from nvila_bench.core.comparison.gate import gate, markdown_summary, parse_threshold
+    from nvila_bench.core.measuring.results import load_results
 
     if summary_md:
         check_output(summary_md, "--summary-md")

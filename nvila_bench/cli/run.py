@@ -261,7 +261,7 @@ def check_ceilings_device(c: dict, device: str, ceilings: str | None) -> None:
     """Refuse, before measuring, a --ceilings file measured on another kind of device than this run's: its
     peaks would be ignored without a word (a ceilings.json found in OUT is used only where it fits)."""
     if c["ceilings_file"] and ceilings:
-        from nvila_bench.core.hardware import load_ceilings
+        from nvila_bench.core.analysis.hardware import load_ceilings
 
         measured_on = str(load_ceilings(ceilings).get("device", ""))
         if measured_on.split(":")[0] != device.split(":")[0]:
@@ -271,7 +271,7 @@ def check_ceilings_device(c: dict, device: str, ceilings: str | None) -> None:
 
 def summary_line(name: str, records: list, path) -> str:
     """e.g. "finetune-memory: 6 record(s) (4 ok, 2 skipped: QLoRA needs a CUDA GPU) -> OUT/results.jsonl"."""
-    from nvila_bench.core.results import STATUSES
+    from nvila_bench.core.measuring.results import STATUSES
 
     counts = Counter(r.status for r in records)
     parts = [f"{counts[status]} {status}" for status in STATUSES if counts[status]]
@@ -281,11 +281,11 @@ def summary_line(name: str, records: list, path) -> str:
 
 
 def run_suite(suite: Suite, c: dict, options: dict) -> int:
-    from nvila_bench.core.env import capture_environment
-    from nvila_bench.core.hardware import resolve_peaks
-    from nvila_bench.core.results import ResultWriter, new_run_id
-    from nvila_bench.core.session import Session
-    from nvila_bench.core.timing import MeasureConfig
+    from nvila_bench.core.measuring.env import capture_environment
+    from nvila_bench.core.analysis.hardware import resolve_peaks
+    from nvila_bench.core.measuring.results import ResultWriter, new_run_id
+    from nvila_bench.core.measuring.session import Session
+    from nvila_bench.core.measuring.timing import MeasureConfig
     from nvila_bench.runner.sweep import run_sweep
 
     measure = MeasureConfig(c["warmup"], c["warmup_seconds"], c["repeats"], c["min_seconds"], c["max_repeats"])
@@ -353,7 +353,7 @@ def ceilings(device, dtype, size, seconds, out_dir, as_json):
     """Measure the achieved GEMM rate and copy bandwidth of this device (rooflines use them)."""
     import torch
 
-    from nvila_bench.core.hardware import save_ceilings
+    from nvila_bench.core.analysis.hardware import save_ceilings
     from nvila_bench.suites.ceilings import measure_ceilings
 
     check_device(device)

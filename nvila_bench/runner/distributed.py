@@ -20,15 +20,15 @@ from dataclasses import replace
 import torch
 import torch.distributed as dist
 
-from nvila_bench.core import costmodel
-from nvila_bench.core.memory_model import geometry
+from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.analysis.memory_model import geometry
 from nvila_bench.model import get_preset
 from nvila_bench.model.vision import _body
-from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import Metric, Record, ResultWriter, new_run_id
-from nvila_bench.core.stats import summarize
+from nvila_bench.core.measuring.point import BenchPoint
+from nvila_bench.core.measuring.results import Metric, Record, ResultWriter, new_run_id
+from nvila_bench.core.measuring.stats import summarize
 from nvila_bench.suites.train import prepare, settings
-from nvila_bench.core.timing import MeasureConfig, StageClock, synchronize
+from nvila_bench.core.measuring.timing import MeasureConfig, StageClock, synchronize
 from nvila_bench.model.training import build_optimizer, flop_modes, synthetic_batch, train_step
 
 
@@ -47,7 +47,7 @@ def shard(model) -> None:
 
 
 def run_distributed(points: list[BenchPoint], mcfg: MeasureConfig, out_dir: str, quiet: bool = False) -> int:
-    from nvila_bench.core.env import capture_environment
+    from nvila_bench.core.measuring.env import capture_environment
 
     if any(p.extra.get("recipe") for p in points):
         raise ValueError("under torchrun only the train suite runs (finetune-memory is one device)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from nvila_bench.core.point import SWEEP_FIELDS, check_value
+from nvila_bench.core.measuring.point import SWEEP_FIELDS, check_value
 
 MAX_BYTES = 1 << 20  # a suite file lists settings: a larger one is not one
 

@@ -27,9 +27,9 @@ from typing import Callable, Iterable
 
 import torch
 
-from nvila_bench.core.results import STATUSES, PointSkipped, Record, ResultWriter
-from nvila_bench.core.session import Session
-from nvila_bench.core.stats import bounded_samples, summarize_groups
+from nvila_bench.core.measuring.results import STATUSES, PointSkipped, Record, ResultWriter
+from nvila_bench.core.measuring.session import Session
+from nvila_bench.core.measuring.stats import bounded_samples, summarize_groups
 from nvila_bench.suites.registry import Job, get_suite
 
 # PyTorch's CPU allocator says the host is out of memory with a RuntimeError of its own, not a MemoryError.

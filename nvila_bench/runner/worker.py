@@ -8,10 +8,10 @@ import json
 import sys
 from pathlib import Path
 
-from nvila_bench.core.hardware import Peaks
-from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.session import Session
-from nvila_bench.core.timing import MeasureConfig
+from nvila_bench.core.analysis.hardware import Peaks
+from nvila_bench.core.measuring.point import BenchPoint
+from nvila_bench.core.measuring.session import Session
+from nvila_bench.core.measuring.timing import MeasureConfig
 from nvila_bench.runner.sweep import run_job
 from nvila_bench.suites.registry import Job
 

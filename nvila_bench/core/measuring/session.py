@@ -8,14 +8,17 @@ from __future__ import annotations
 import gc
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from nvila_bench.core.hardware import Peaks
-from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.timing import MeasureConfig
+from nvila_bench.core.measuring.point import BenchPoint
+from nvila_bench.core.measuring.timing import MeasureConfig
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.nvila import NVILAModel
+
+if TYPE_CHECKING:  # the session carries the run's peaks to the suites; measuring computes none
+    from nvila_bench.core.analysis.hardware import Peaks
 
 
 @dataclass

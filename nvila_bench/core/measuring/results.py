@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
-from nvila_bench.core.record_schema import validate_record
-from nvila_bench.core.stats import Summary, bounded_samples, summarize, throughput_from_samples
+from nvila_bench.core.measuring.record_schema import validate_record
+from nvila_bench.core.measuring.stats import Summary, bounded_samples, summarize, throughput_from_samples
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)

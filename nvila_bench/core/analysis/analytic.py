@@ -7,10 +7,10 @@ cannot show an MFU above 1 from FLOPs it never ran; `flops_convention` says so i
 
 from __future__ import annotations
 
-from nvila_bench.core import costmodel
-from nvila_bench.core.hardware import Peaks
-from nvila_bench.core.point import BenchPoint
-from nvila_bench.core.results import Metric
+from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.analysis.hardware import Peaks
+from nvila_bench.core.measuring.point import BenchPoint
+from nvila_bench.core.measuring.results import Metric
 from nvila_bench.model import get_preset
 
 

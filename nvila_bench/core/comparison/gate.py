@@ -32,8 +32,8 @@ from pathlib import PurePath
 
 import numpy as np
 
-from nvila_bench.core.results import Metric, Record, hardware_of, point_id
-from nvila_bench.core.stats import median_ratio_ci, split_groups
+from nvila_bench.core.measuring.results import Metric, Record, hardware_of, point_id
+from nvila_bench.core.measuring.stats import median_ratio_ci, split_groups
 from nvila_bench.model.stages import PREPROCESS
 
 DEFAULT_METRICS = ("ttft", "tpot", "decode_tokens_per_s", "step_time", "samples_per_s")

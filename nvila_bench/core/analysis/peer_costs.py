@@ -12,7 +12,7 @@ in and out once). The LLM stages are costmodel.py's own: a peer's language model
 
 from __future__ import annotations
 
-from nvila_bench.core.costmodel import Cost, _check_count, decode_step_cost, dtype_bytes, llm_prefill_cost
+from nvila_bench.core.analysis.costmodel import Cost, _check_count, decode_step_cost, dtype_bytes, llm_prefill_cost
 from nvila_bench.model.params import linear, vision_params
 from nvila_bench.model.peer_config import PeerConfig
 from nvila_bench.model.peer_params import peer_param_counts, siglip_config

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nvila_bench.core.costmodel import dtype_bytes
+from nvila_bench.core.analysis.costmodel import dtype_bytes
 from nvila_bench.model import count_visual_tokens
 from nvila_bench.model.config import NVILAConfig
 from nvila_bench.model.params import layer_norm, linear, param_counts, projector_params

@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from nvila_bench.core.results import Metric
+from nvila_bench.core.measuring.results import Metric
 
 
 def reset_peak_memory(device: torch.device) -> None:

@@ -229,7 +229,7 @@ def request_costs(
     decode step is costed at `context` cached positions (default: the prefill length). `weights`: bytes the
     vision tower and the LLM read when their weights are quantized (`weights_read`)."""
     if is_peer(cfg):
-        from nvila_bench.core.peer_costs import peer_request_costs
+        from nvila_bench.core.analysis.peer_costs import peer_request_costs
 
         return peer_request_costs(cfg, images, video_frames, prompt_tokens, context, batch, dtype, weights)
     _check_count("prompt_tokens", prompt_tokens, minimum=0)
@@ -294,7 +294,7 @@ def train_step_flops(
     every position. Gradient checkpointing recomputes the forward of the parts that backpropagate. A peer VLM's
     figure is core/peer_costs.py's (the same conventions, exact where autograd skips a gradient)."""
     if is_peer(cfg):
-        from nvila_bench.core.peer_costs import peer_train_step_flops
+        from nvila_bench.core.analysis.peer_costs import peer_train_step_flops
 
         return peer_train_step_flops(cfg, learns, images, video_frames, prompt_tokens, batch, checkpointing)
     costs = request_costs(cfg, images, video_frames, temporal_pool, prompt_tokens, batch=1)

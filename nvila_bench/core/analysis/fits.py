@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from functools import cache
 
-from nvila_bench.core.costmodel import dtype_bytes, kv_cache_bytes
-from nvila_bench.core.point import BenchPoint
+from nvila_bench.core.analysis.costmodel import dtype_bytes, kv_cache_bytes
+from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.model import count_visual_tokens, get_preset
 from nvila_bench.model.params import param_counts
 from nvila_bench.model.presets import is_peer

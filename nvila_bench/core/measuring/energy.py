@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from nvila_bench.core.results import Metric
+from nvila_bench.core.measuring.results import Metric
 
 
 class EnergyMeter:
@@ -37,7 +37,7 @@ class EnergyMeter:
         try:
             import pynvml  # nvidia-ml-py; imported here so CPU-only machines never need it
 
-            from nvila_bench.core.env import _visible_indices
+            from nvila_bench.core.measuring.env import _visible_indices
 
             pynvml.nvmlInit()
         except Exception:

@@ -20,13 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from nvila_bench.core import costmodel
-from nvila_bench.core.hardware import get_hardware
+from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.analysis.hardware import get_hardware
 from nvila_bench.model import count_visual_tokens, get_preset
 from nvila_bench.model.presets import UnknownPresetError
 
 if TYPE_CHECKING:
-    from nvila_bench.core.results import Record
+    from nvila_bench.core.measuring.results import Record
 
 NVILA = "nvila-8b"  # the model whose cost the paper states; its baseline comes from the preset's roles
 
@@ -109,7 +109,7 @@ def estimate(hardware: str, image=(1920, 1080), text_tokens: int = 128, samples:
 def fp8_speedup(records: list[Record]) -> tuple[float, str, str] | None:
     """(FP8 over BF16 samples/s, preset, hardware) from measured train records of the same preset and
     hardware (the latest of each), or None when no such pair was measured."""
-    from nvila_bench.core.results import hardware_of
+    from nvila_bench.core.measuring.results import hardware_of
 
     latest = {}
     for r in records:

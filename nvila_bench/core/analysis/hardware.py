@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .files import write_atomic
+from nvila_bench.core.measuring.files import write_atomic
 
 
 CEILINGS_FILE = "ceilings.json"

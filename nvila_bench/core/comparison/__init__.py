@@ -1,0 +1,1 @@
+"""Comparison: the regression gate, two runs' records in, a verdict out. Imports measuring, never analysis."""
