@@ -74,6 +74,8 @@ $(TRITON_SITE)/.installed: | $(STAMP)
 
 PYTEST_ARGS ?=
 test: $(STAMP) $(TRITON_SITE)/.installed
+	$(BIN)/ruff format --check --quiet .
+	$(BIN)/ruff check --quiet .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The lowest torch and transformers we declare, the GPU image's (torch 2.11, transformers 5.17), in a venv of its

@@ -18,6 +18,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from nvila_bench.suites.registry import Job
+
 from nvila_bench.cli import main as cli
 from nvila_bench.core.measuring.env import capture_environment
 from nvila_bench.core.measuring.point import BenchPoint
@@ -25,7 +27,6 @@ from nvila_bench.core.measuring.results import ResultWriter, new_run_id
 from nvila_bench.core.measuring.session import Session
 from nvila_bench.core.measuring.timing import MeasureConfig
 from nvila_bench.runner.sweep import merge_runs, run_isolated, run_job
-from nvila_bench.suites.registry import Job
 
 
 def main() -> None:

@@ -19,15 +19,15 @@ import time
 from pathlib import Path
 
 import torch
-
-from nvila_bench.core.measuring.point import BenchPoint
-from nvila_bench.core.measuring.timing import MeasureConfig, measure
 from nvila_bench.model.engines import CompiledEngine, Engine, HFEngine, compile_media
 from nvila_bench.model.nvila import build_model
 from nvila_bench.model.pipeline import embed
 from nvila_bench.model.presets import get_preset
 from nvila_bench.model.stages import DECODE_STEP
 from nvila_bench.suites.prefill import request_of, ttft_iteration
+
+from nvila_bench.core.measuring.point import BenchPoint
+from nvila_bench.core.measuring.timing import MeasureConfig, measure
 
 # What the probe measures, in one place (tests/test_probe_script.py runs it on CPU with the tiny presets).
 DEVICE = torch.device("cuda")
@@ -85,10 +85,19 @@ def decode_variants(out: Path, model, embeds, names: list[str], profile: bool) -
             engine.setup(embeds, NEW)
             setup = time.perf_counter() - start
             ids = engine.generate(embeds, NEW)
-            samples = measure(lambda clock: engine.generate(embeds, NEW, clock.section), DEVICE, TIMING)
+            samples = measure(lambda clock, run=engine.generate: run(embeds, NEW, clock.section), DEVICE, TIMING)
             steps = samples[DECODE_STEP]
-            write(out, {"variant": f"decode {name}", "tpot_ms": median(steps) * 1e3, "min_ms": min(steps) * 1e3,
-                        "setup_s": setup, "note": engine.note, "ids16": ids[0, :16].tolist()})  # fmt: skip
+            write(
+                out,
+                {
+                    "variant": f"decode {name}",
+                    "tpot_ms": median(steps) * 1e3,
+                    "min_ms": min(steps) * 1e3,
+                    "setup_s": setup,
+                    "note": engine.note,
+                    "ids16": ids[0, :16].tolist(),
+                },
+            )
             if profile and getattr(engine, "_graph", None) is not None:
                 kernels(out, name, engine, embeds)
         except Exception as e:  # noqa: BLE001 - record and go on
@@ -106,10 +115,14 @@ def kernels(out: Path, name: str, engine: CompiledEngine, embeds) -> None:
 
 PREFILL = {
     "eager": lambda model: Engine(model),  # transformers' forward, DynamicCache
-    "fast": lambda model: CompiledEngine(model),  # the compiled engine's: FastPrefill compiled, a graph up to 2,048 tokens
+    "fast": lambda model: CompiledEngine(
+        model
+    ),  # the compiled engine's: FastPrefill compiled, a graph up to 2,048 tokens
     "fast-graph": lambda model: CompiledEngine(model, prefill_graph_tokens=1 << 30),  # a graph at any length
     "fast-nograph": lambda model: CompiledEngine(model, prefill_graph_tokens=0),
-    "fast-plain": lambda model: CompiledEngine(model, prefill_compile_mode="none", prefill_graph_tokens=0),  # uncompiled
+    "fast-plain": lambda model: CompiledEngine(
+        model, prefill_compile_mode="none", prefill_graph_tokens=0
+    ),  # uncompiled
     "fast-autotune": lambda model: CompiledEngine(model, prefill_compile_mode=AUTOTUNE, prefill_graph_tokens=0),
 }
 
@@ -132,9 +145,18 @@ def prefill_variants(out: Path, preset: str, names: list[str], profile: bool) ->
                 setup = time.perf_counter() - start
                 token = engine.first_token(embeds)[0].tolist()
                 samples = measure(ttft_iteration(model, request, engine), DEVICE, TIMING)
-            write(out, {"variant": f"prefill {preset} {name}", "setup_s": setup, "note": engine.note, "token": token,
-                        "attention": engine.prefill_attention(), "media_note": media[0] if media else None,
-                        **{k: median(v) * 1e3 for k, v in samples.items()}})  # fmt: skip
+            write(
+                out,
+                {
+                    "variant": f"prefill {preset} {name}",
+                    "setup_s": setup,
+                    "note": engine.note,
+                    "token": token,
+                    "attention": engine.prefill_attention(),
+                    "media_note": media[0] if media else None,
+                    **{k: median(v) * 1e3 for k, v in samples.items()},
+                },
+            )
             if profile:
                 prefill_kernels(out, f"{preset} {name}", engine, embeds)
         except Exception as e:  # noqa: BLE001 - record and go on
@@ -172,7 +194,8 @@ def prefill_kernels(out: Path, name: str, engine: Engine, embeds) -> None:
 def _vision(model, name: str) -> None:
     """Set the media stages to vision variant `name`: "layers" (transformers' layers and the projector, each
     compiled, the S2 merge eager: the first H100 runs' path), "fast" (model/fast_vision.py and the merge
-    compiled: the compiled engine's), "fast-noepilogue" (fast, with fc1's GELU as its own pass); "-autotune" appended: inductor's max-autotune-no-cudagraphs."""
+    compiled: the compiled engine's), "fast-noepilogue" (fast, with fc1's GELU as its own pass); "-autotune"
+    appended: inductor's max-autotune-no-cudagraphs."""
     from nvila_bench.model.fast_vision import FastVision
     from nvila_bench.model.vision import _body
 
@@ -197,9 +220,8 @@ def _vision(model, name: str) -> None:
 
 def _pinned(model, backend) -> None:
     """The vision tower's attention on SDPA backend `backend` only (the LLM prefill keeps its own choice)."""
-    from torch.nn.attention import sdpa_kernel
-
     from nvila_bench.model.vision import vision_features
+    from torch.nn.attention import sdpa_kernel
 
     tower, used = model.vision_tower, model.config.vision.layers_used
     inner = model.vision_forward or (lambda pixels: vision_features(tower, pixels, used))
@@ -218,7 +240,11 @@ def vision_variants(out: Path, names: list[str], profile: bool) -> None:
 
     model = build(BIG)
     request = request_of(point(BIG))
-    backends = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION}
+    backends = {
+        "cudnn": SDPBackend.CUDNN_ATTENTION,
+        "flash": SDPBackend.FLASH_ATTENTION,
+        "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    }
     for name in names:
         variant, _, backend = name.partition("+")
         try:
@@ -230,7 +256,9 @@ def vision_variants(out: Path, names: list[str], profile: bool) -> None:
                 embed(model, request)
                 setup = time.perf_counter() - start
                 samples = measure(ttft_iteration(model, request, Engine(model)), DEVICE, TIMING)
-            write(out, {"variant": f"vision {name}", "setup_s": setup, **{k: median(v) * 1e3 for k, v in samples.items()}})
+            write(
+                out, {"variant": f"vision {name}", "setup_s": setup, **{k: median(v) * 1e3 for k, v in samples.items()}}
+            )
             if profile:
                 media_kernels(out, name, model, request)
         except Exception as e:  # noqa: BLE001 - record and go on

@@ -17,14 +17,14 @@ import traceback
 from pathlib import Path
 
 import torch
+from nvila_bench.suites import decode, prefill
+from nvila_bench.suites.ceilings import measure_ceilings
 
 from nvila_bench.core.analysis import costmodel
 from nvila_bench.core.analysis.hardware import Peaks
 from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.session import Session
 from nvila_bench.core.measuring.timing import MeasureConfig
-from nvila_bench.suites import decode, prefill
-from nvila_bench.suites.ceilings import measure_ceilings
 
 
 def main(out: Path, preset: str = "nvila-8b", new_tokens: int = 128) -> None:
@@ -47,8 +47,12 @@ def main(out: Path, preset: str = "nvila-8b", new_tokens: int = 128) -> None:
             t = time.perf_counter()
             m = decode.measure_point(point, session)
             row = {k: m[k].value for k in ("tpot", "prefill", "setup_seconds", "context_tokens", "decode_tokens_per_s")}
-            row |= {"ids16": m["output_ids"].value[:16], "note": m["engine_note"].value if "engine_note" in m else None,
-                    "cv": (m["tpot"].summary or {}).get("cv"), "wall": time.perf_counter() - t}
+            row |= {
+                "ids16": m["output_ids"].value[:16],
+                "note": m["engine_note"].value if "engine_note" in m else None,
+                "cv": (m["tpot"].summary or {}).get("cv"),
+                "wall": time.perf_counter() - t,
+            }
             cfg = session.model(point).config
             step = costmodel.decode_step_cost(cfg, row["context_tokens"] + new_tokens // 2)
             row["floor_s"] = step.bytes / (ceil["copy_gbs"] * 1e9)
@@ -59,9 +63,25 @@ def main(out: Path, preset: str = "nvila-8b", new_tokens: int = 128) -> None:
     for pre, engine in (("cpu", "eager"), ("gpu", "eager"), ("gpu", "compiled"), ("gpu", "hf-static")):
         for preset_ in (preset, "nvila-lite-2b"):
             try:
-                m = prefill.measure_point(BenchPoint(**(base | {"preset": preset_}), engine=engine, preprocess=pre), session)
-                row = {k: m[k].value for k in m if k in ("ttft", "preprocess", "vision", "projector", "llm_prefill",
-                                                          "vision_mfu", "llm_prefill_mfu", "setup_seconds", "engine_note")}
+                m = prefill.measure_point(
+                    BenchPoint(**(base | {"preset": preset_}), engine=engine, preprocess=pre), session
+                )
+                row = {
+                    k: m[k].value
+                    for k in m
+                    if k
+                    in (
+                        "ttft",
+                        "preprocess",
+                        "vision",
+                        "projector",
+                        "llm_prefill",
+                        "vision_mfu",
+                        "llm_prefill_mfu",
+                        "setup_seconds",
+                        "engine_note",
+                    )
+                }
             except Exception as e:  # noqa: BLE001
                 row = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-3000:]}
             report[f"prefill_{preset_}_{pre}_{engine}"] = row

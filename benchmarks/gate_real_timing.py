@@ -20,7 +20,19 @@ from nvila_bench.core.measuring.results import load_results
 
 def run() -> int:
     out = Path(tempfile.mkdtemp(prefix="gate-real-timing-"))
-    argv = ["run", "prefill", "--preset", "vila-tiny", "--image", "448x448", "--warmup", "3", "--min-seconds", "0.4", "--quiet"]
+    argv = [
+        "run",
+        "prefill",
+        "--preset",
+        "vila-tiny",
+        "--image",
+        "448x448",
+        "--warmup",
+        "3",
+        "--min-seconds",
+        "0.4",
+        "--quiet",
+    ]
     assert main(argv + ["--out", str(out / "warm")]) == 0  # the first run in a process is slower
     for i in range(4):
         os.environ.pop("NVILA_BENCH_SLOWDOWN", None)

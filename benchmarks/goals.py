@@ -23,9 +23,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from nvila_bench.core.measuring.results import Record, hardware_of, read_results
 from nvila_bench.reports.deployment import matches
 from nvila_bench.reports.engines import AGREE_TOKENS, LOGITS_CLOSE, agreement
+
+from nvila_bench.core.measuring.results import Record, hardware_of, read_results
 
 BIG, SMALL = "nvila-8b", "nvila-lite-2b"
 AA_PAIRS, AA_PROCESSES = 5, 2  # the A/A goal: 0 false alarms in 5 pairs, each side measured in 2+ fresh processes
@@ -70,11 +71,20 @@ class Goal:
 # ---- which record stands for a goal ------------------------------------------------------------------------
 def _request(r: Record, suite: str, preset: str, engine: str) -> bool:
     c = r.config
-    return (r.suite == suite and r.preset == preset and r.ok and r.provenance == "measured"
-            and c.get("engine") == engine and c.get("batch_size", 1) == 1 and c.get("dtype") == "bfloat16"
-            and c.get("images") == ["1920x1080"] and c.get("prompt_tokens") == 64
-            and c.get("preprocess", "gpu") == "gpu" and (suite == "prefill" or c.get("new_tokens") == 128)
-            and not r.extra.get("image_file"))  # a JPEG file's point: its decoding is inside preprocessing
+    return (
+        r.suite == suite
+        and r.preset == preset
+        and r.ok
+        and r.provenance == "measured"
+        and c.get("engine") == engine
+        and c.get("batch_size", 1) == 1
+        and c.get("dtype") == "bfloat16"
+        and c.get("images") == ["1920x1080"]
+        and c.get("prompt_tokens") == 64
+        and c.get("preprocess", "gpu") == "gpu"
+        and (suite == "prefill" or c.get("new_tokens") == 128)
+        and not r.extra.get("image_file")
+    )  # a JPEG file's point: its decoding is inside preprocessing
 
 
 def _newest(found: list[Record], run_id: str | None = None) -> Record | None:
@@ -111,8 +121,16 @@ def _at_least(name: str, target: float, v: float | None, text: str | None = None
     return Goal(name, f">= {target:g}{unit}", text or f"{v:.3g}", v >= target, tuple(r for r in records if r))
 
 
-def _ratio(name: str, target: float, ours: Record | None, theirs: Record | None, metric: str, higher: bool,
-           unit: str, scale: float = 1.0) -> Goal:
+def _ratio(
+    name: str,
+    target: float,
+    ours: Record | None,
+    theirs: Record | None,
+    metric: str,
+    higher: bool,
+    unit: str,
+    scale: float = 1.0,
+) -> Goal:
     """`ours` over `theirs` on `metric` (a rate: ours / theirs; a time: theirs / ours), >= target."""
     a, b = (r.value(metric) if r else None for r in (ours, theirs))
     if not a or not b:
@@ -212,8 +230,13 @@ def fast_inference(records: list[Record], folder: Path) -> list[Goal]:
         _at_most("NVILA-8B TTFT, 1920x1080 + 64 tokens", 110.0, big, "ttft", 1e3, "ms"),
         _at_most("Preprocessing, NVILA-8B", 5.0, big, "preprocess", 1e3, "ms"),
         _at_most("Preprocessing, NVILA-Lite-2B", 5.0, small, "preprocess", 1e3, "ms"),
-        _at_least("Vision tower MFU, NVILA-8B / Lite-2B (both)", 0.55, both,
-                  both and f"{mfu[0]:.3f} / {mfu[1]:.3f}", (big, small)),
+        _at_least(
+            "Vision tower MFU, NVILA-8B / Lite-2B (both)",
+            0.55,
+            both,
+            both and f"{mfu[0]:.3f} / {mfu[1]:.3f}",
+            (big, small),
+        ),
         _at_least("NVILA-Lite-2B LLM prefill MFU", 0.40, small and small.value("llm_prefill_mfu"), records=(small,)),
         aa_goal(folder, "decode"),
         aa_goal(folder, "prefill"),
@@ -257,11 +280,19 @@ def deployment(records: list[Record]) -> list[Goal]:
     kernel = f" ({w4.extra['int4_kernel']})" if w4 and w4.extra.get("int4_kernel") else ""
     peer_kernel = f", {peer.extra['int4_kernel']}" if peer and peer.extra.get("int4_kernel") else ""
     return [
-        _at_least("W4A16 decode, NVILA-8B image request", 300, tps, tps and f"{tps:.1f} tokens/s{kernel}", (w4,),
-                  " tokens/s"),
+        _at_least(
+            "W4A16 decode, NVILA-8B image request", 300, tps, tps and f"{tps:.1f} tokens/s{kernel}", (w4,), " tokens/s"
+        ),
         _ratio("W4A16 decode over the bf16 rung", 1.8, w4, bf16, "decode_tokens_per_s", True, "tokens/s"),
-        _ratio(f"W4A16 decode over transformers + torchao int4 (hf-static{peer_kernel})", 3.0, w4, peer,
-               "decode_tokens_per_s", True, "tokens/s"),
+        _ratio(
+            f"W4A16 decode over transformers + torchao int4 (hf-static{peer_kernel})",
+            3.0,
+            w4,
+            peer,
+            "decode_tokens_per_s",
+            True,
+            "tokens/s",
+        ),
         prefill_goal(w4, bf16),
         bytes_goal(w4),
         _ratio("W8A8 vision tower over the bf16 rung's tower", 1.4, w8, tower, "vision", False, "ms", 1e3),
@@ -289,11 +320,19 @@ def _listed(folder: Path, name: str, title: str) -> list[str]:
 def table(folder: Path) -> str:
     fast, ladder, hardware = goals(folder)
     lines = [
-        f"Goals in {folder} ({hardware}; bf16 activations, batch 1, 1920x1080 + 64 tokens, 128 new tokens)", "",
-        "Issue 15, fast inference (NVILA-8B, compiled engine, GPU preprocessing):", "", *HEAD, *(g.row() for g in fast),
-        "", "Issue 16, the deployment ladder (NVILA-8B, image request, compiled engine):", "", *HEAD,
+        f"Goals in {folder} ({hardware}; bf16 activations, batch 1, 1920x1080 + 64 tokens, 128 new tokens)",
+        "",
+        "Issue 15, fast inference (NVILA-8B, compiled engine, GPU preprocessing):",
+        "",
+        *HEAD,
+        *(g.row() for g in fast),
+        "",
+        "Issue 16, the deployment ladder (NVILA-8B, image request, compiled engine):",
+        "",
+        *HEAD,
         *(g.row() for g in ladder),
-        *_listed(folder, "versions.txt", "Versions"), *_listed(folder, "parts.txt", "Parts of the session"),
+        *_listed(folder, "versions.txt", "Versions"),
+        *_listed(folder, "parts.txt", "Parts of the session"),
     ]
     return "\n".join(lines) + "\n"
 
@@ -324,8 +363,9 @@ def versions() -> str:
 
 def report(folder: Path) -> str:
     """FOLDER/report.html from FOLDER/results.jsonl (the `nvila-bench report` page), or why not."""
-    from nvila_bench.core.measuring.files import write_atomic
     from nvila_bench.reports.render import render_report
+
+    from nvila_bench.core.measuring.files import write_atomic
 
     results = folder / "results.jsonl"
     if not results.exists():

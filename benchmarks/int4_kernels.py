@@ -3,8 +3,10 @@
     python3 benchmarks/int4_kernels.py OUT_DIR
 
 For each linear layer shape of Qwen2-7B (q/k/v and gate/up fused as the fast decode step runs them, o,
-down; and k and gate alone, as unfused layers run) at M = 1 (decode) and M = 3137 (the 1920x1080 prefill), times bf16 `F.linear` against torchao's
-int4 weight-only kernels as model/quantize.py applies them: tinygemm (`Int4WeightOnlyConfig`, tile_packed_to_4d) and gemlite's
+down; and k and gate alone, as unfused layers run) at M = 1 (decode) and M = 3137 (the 1920x1080 prefill), times bf16
+`F.linear` against torchao's
+int4 weight-only kernels as model/quantize.py applies them: tinygemm (`Int4WeightOnlyConfig`, tile_packed_to_4d) and
+gemlite's
 Triton kernels (torchao's `UIntxBitPackedTensor`; needs `pip install gemlite`). Each time is
 one call out of a CUDA graph of calls that cycle through enough copies of the layer to miss L2, so decode
 shapes are timed as they run in the step (weights from HBM, no launch gaps); gemlite at M = 3137 also as
@@ -20,23 +22,29 @@ import traceback
 from pathlib import Path
 
 import torch
+from nvila_bench.model.quantize import tensor_bytes
 from torch import nn
 
-from nvila_bench.model.quantize import tensor_bytes
-
-SHAPES = {"qkv": (4608, 3584), "o": (3584, 3584), "gate_up": (37888, 3584), "down": (3584, 18944),  # (N, K)
-          "k": (512, 3584), "gate": (18944, 3584)}  # unfused (tinygemm's layers): q/k/v = o + 2 k, gate/up = 2 gate
-LAYER_COUNTS = {"fused": {"qkv": 1, "o": 1, "gate_up": 1, "down": 1},  # one decoder layer's linears: the decode step
-                "unfused": {"o": 2, "k": 2, "gate": 2, "down": 1}}  # q has o's shape, v k's, up gate's: prefill, tinygemm
+SHAPES = {
+    "qkv": (4608, 3584),
+    "o": (3584, 3584),
+    "gate_up": (37888, 3584),
+    "down": (3584, 18944),  # (N, K)
+    "k": (512, 3584),
+    "gate": (18944, 3584),
+}  # unfused (tinygemm's layers): q/k/v = o + 2 k, gate/up = 2 gate
+LAYER_COUNTS = {
+    "fused": {"qkv": 1, "o": 1, "gate_up": 1, "down": 1},  # one decoder layer's linears: the decode step
+    "unfused": {"o": 2, "k": 2, "gate": 2, "down": 1},
+}  # q has o's shape, v k's, up gate's: prefill, tinygemm
 L2_MISS_BYTES = 512 * 2**20  # copies of a layer until their stored bytes pass this (H100's L2 is 50 MiB)
 
 
 def quantizer(kind: str):
     """A function that quantizes an nn.Linear in place with `kind`'s int4 kernel, as model/quantize.py does."""
-    from torchao.quantization import quantize_
-
     from nvila_bench.model.gemlite_int4 import gemlite_weight
     from nvila_bench.model.quantize import _config
+    from torchao.quantization import quantize_
 
     def apply(linear: nn.Linear) -> nn.Linear:
         if kind == "tinygemm":
@@ -76,12 +84,21 @@ def per_step(rows: list[dict], layers: int = 28) -> dict:
     step = {}
     for kind in ("bf16", "tinygemm", "gemlite"):
         timed = {r["layer"]: r for r in rows if r["kernel"] == kind}
-        ms = lambda layout, m: (layers * sum(c * timed[n][f"us_m{m}"] for n, c in LAYER_COUNTS[layout].items()) / 1e3  # noqa: E731
-                                if all(f"us_m{m}" in timed.get(n, {}) for n in LAYER_COUNTS[layout]) else None)  # fmt: skip
+
+        def ms(layout, m):
+            return (
+                layers * sum(c * timed[n][f"us_m{m}"] for n, c in LAYER_COUNTS[layout].items()) / 1e3
+                if all(f"us_m{m}" in timed.get(n, {}) for n in LAYER_COUNTS[layout])
+                else None
+            )
+
         prefill = "3137_dequant" if kind == "gemlite" else "3137"  # GemliteLinear dequantizes from 256 rows
-        step[kind] = {"decode_linears_ms": ms("unfused" if kind == "tinygemm" else "fused", 1),
-                      "decode_linears_ms_unfused": ms("unfused", 1), "prefill_linears_ms": ms("unfused", prefill),
-                      **({"prefill_linears_ms_gemm": ms("unfused", 3137)} if kind == "gemlite" else {})}  # fmt: skip
+        step[kind] = {
+            "decode_linears_ms": ms("unfused" if kind == "tinygemm" else "fused", 1),
+            "decode_linears_ms_unfused": ms("unfused", 1),
+            "prefill_linears_ms": ms("unfused", prefill),
+            **({"prefill_linears_ms_gemm": ms("unfused", 3137)} if kind == "gemlite" else {}),
+        }
     return step
 
 
@@ -99,10 +116,16 @@ def main(out: Path) -> None:
         for kind in ("bf16", "tinygemm", "gemlite"):
             row = {"layer": name, "n": n, "k": k, "kernel": kind}
             try:
-                layer = quantizer(kind)(nn.Linear(k, n, bias=False, dtype=torch.bfloat16, device="cuda").requires_grad_(False))
+                layer = quantizer(kind)(
+                    nn.Linear(k, n, bias=False, dtype=torch.bfloat16, device="cuda").requires_grad_(False)
+                )
                 layer_bytes = tensor_bytes(layer.weight.data)
-                copies = [layer] + [quantizer(kind)(nn.Linear(k, n, bias=False, dtype=torch.bfloat16, device="cuda").requires_grad_(False))
-                                    for _ in range(max(0, L2_MISS_BYTES // layer_bytes))]
+                copies = [layer] + [
+                    quantizer(kind)(
+                        nn.Linear(k, n, bias=False, dtype=torch.bfloat16, device="cuda").requires_grad_(False)
+                    )
+                    for _ in range(max(0, L2_MISS_BYTES // layer_bytes))
+                ]
                 row["bytes"] = layer_bytes
                 with torch.no_grad():
                     for m in (1, 3137):
@@ -117,7 +140,9 @@ def main(out: Path) -> None:
                         try:
                             from nvila_bench.model.gemlite_int4 import dequantize
 
-                            dequant = [lambda t, w=c.weight: torch.nn.functional.linear(t, dequantize(w).t()) for c in copies]
+                            dequant = [
+                                lambda t, w=c.weight: torch.nn.functional.linear(t, dequantize(w).t()) for c in copies
+                            ]
                             row["us_m3137_dequant"] = time_call(dequant, x)
                         except Exception as e:  # noqa: BLE001
                             row["dequant_error"] = f"{type(e).__name__}: {e}"[:300]

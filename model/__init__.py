@@ -8,13 +8,28 @@ transformers.
 from importlib import import_module
 
 _EXPORTS = {
-    "LLMConfig": "config", "MediaConfig": "config", "NVILAConfig": "config", "ProjectorConfig": "config",
-    "VisionConfig": "config", "get_preset": "presets", "preset_names": "presets", "TokenCount": "tokens",
-    "count_visual_tokens": "tokens", "NVILAModel": "nvila", "PrefillOutput": "nvila", "build_model": "nvila",
-    "MediaInputs": "preprocess", "preprocess_media": "preprocess", "synthetic_image": "preprocess",
-    "synthetic_video": "preprocess", "synthetic_prompt": "prompt", "load_checkpoint": "checkpoint",
-    "save_checkpoint": "checkpoint", "CheckpointError": "checkpoint", "param_counts": "params",
-}  # fmt: skip
+    "LLMConfig": "config",
+    "MediaConfig": "config",
+    "NVILAConfig": "config",
+    "ProjectorConfig": "config",
+    "VisionConfig": "config",
+    "get_preset": "presets",
+    "preset_names": "presets",
+    "TokenCount": "tokens",
+    "count_visual_tokens": "tokens",
+    "NVILAModel": "nvila",
+    "PrefillOutput": "nvila",
+    "build_model": "nvila",
+    "MediaInputs": "preprocess",
+    "preprocess_media": "preprocess",
+    "synthetic_image": "preprocess",
+    "synthetic_video": "preprocess",
+    "synthetic_prompt": "prompt",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "CheckpointError": "checkpoint",
+    "param_counts": "params",
+}
 __all__ = list(_EXPORTS)
 
 

@@ -80,11 +80,16 @@ def fake_int4(weight: torch.Tensor, group_size: int, kernel: str = "intx") -> to
     `from_hp` use), whose bf16 zero loses precision as a group's offset grows."""
     if kernel in FLOAT_ZERO_KERNELS:
         from torchao.quantization.quant_primitives import (
-            MappingType, _choose_qparams_affine_tinygemm, _dequantize_affine_tinygemm, _quantize_affine_tinygemm,
-        )  # fmt: skip
+            MappingType,
+            _choose_qparams_affine_tinygemm,
+            _dequantize_affine_tinygemm,
+            _quantize_affine_tinygemm,
+        )
 
         w, block = weight.to(torch.bfloat16), (1, group_size)
-        scale, zero = _choose_qparams_affine_tinygemm(w, MappingType.ASYMMETRIC, block, torch.int32, 0, 15, 1e-6, None, w.dtype)
+        scale, zero = _choose_qparams_affine_tinygemm(
+            w, MappingType.ASYMMETRIC, block, torch.int32, 0, 15, 1e-6, None, w.dtype
+        )
         q = _quantize_affine_tinygemm(w, block, scale, zero, torch.int32, 0, 15)
         return _dequantize_affine_tinygemm(q, block, scale, zero, torch.int32, 0, 15, output_dtype=torch.float32)
     g = weight.float().reshape(-1, group_size)
@@ -94,7 +99,9 @@ def fake_int4(weight: torch.Tensor, group_size: int, kernel: str = "intx") -> to
     return ((((g / scale) + zero).round().clamp(0, 15) - zero) * scale).reshape(weight.shape)
 
 
-def awq_scale(weight: torch.Tensor, x: torch.Tensor, group_size: int, grid: int = GRID, kernel: str = "intx") -> torch.Tensor:
+def awq_scale(
+    weight: torch.Tensor, x: torch.Tensor, group_size: int, grid: int = GRID, kernel: str = "intx"
+) -> torch.Tensor:
     """AWQ's per-input-channel scale for `weight` (N, K, the group's linears stacked) on activations x (T, K),
     searched with `kernel`'s rounding (`fake_int4`)."""
     w, x = weight.float(), x.float()

@@ -1,4 +1,5 @@
-"""Checkpoints in the official NVILA / VILA1.5 directory layout (reference docs/reference.md#checkpoint-layout), safetensors only.
+"""Checkpoints in the official NVILA / VILA1.5 directory layout (reference docs/reference.md#checkpoint-layout),
+safetensors only.
 
     <dir>/config.json                 top-level VLM config (image_aspect_ratio, s2_scales, ...)
     <dir>/llm/                        config.json + *.safetensors (sharded with an index, or not)
@@ -38,9 +39,11 @@ class CheckpointError(ValueError):
 def top_level_config(cfg: NVILAConfig) -> dict:
     media, vision = cfg.media, cfg.vision
     pool = media.temporal_pool
-    video_encoder = {"_target_": "llava.model.encoders.TSPVideoEncoder", "pool_sizes": [list(pool)]} if pool else {
-        "_target_": "llava.model.encoders.BasicVideoEncoder"
-    }
+    video_encoder = (
+        {"_target_": "llava.model.encoders.TSPVideoEncoder", "pool_sizes": [list(pool)]}
+        if pool
+        else {"_target_": "llava.model.encoders.BasicVideoEncoder"}
+    )
     return {
         "architectures": ["LlavaLlamaModel"],
         "model_type": "llava_llama",
@@ -109,7 +112,9 @@ def config_from_checkpoint(path: str | Path, name: str | None = None) -> NVILACo
         raise CheckpointError(f"{llm_file}: unsupported LLM model_type {arch!r} (supported: qwen2, llama)")
     rope = llm_json.get("rope_parameters") or {}
     vocab = llm_json["vocab_size"]
-    llm = _build(llm_file, LLMConfig,
+    llm = _build(
+        llm_file,
+        LLMConfig,
         arch=arch,
         hidden_size=llm_json["hidden_size"],
         num_layers=llm_json["num_hidden_layers"],
@@ -124,11 +129,13 @@ def config_from_checkpoint(path: str | Path, name: str | None = None) -> NVILACo
         bos_token_id=llm_json.get("bos_token_id"),
         eos_token_id=_first(llm_json.get("eos_token_id")),
         newline_token_id=198 if type(vocab) is int and vocab >= 128000 else NEWLINE_IDS[arch],  # Llama-3: 198
-    )  # fmt: skip
+    )
     use_head = vit_json.get("vision_use_head")
     if use_head is None:  # transformers' default is True; let the stored tensors decide
         use_head = any(k.startswith(VISION_PREFIX + "head.") for k in _tensor_shapes(root / "vision_tower"))
-    vision = _build(vit_file, VisionConfig,
+    vision = _build(
+        vit_file,
+        VisionConfig,
         image_size=vit_json["image_size"],
         patch_size=vit_json["patch_size"],
         hidden_size=vit_json["hidden_size"],
@@ -138,13 +145,15 @@ def config_from_checkpoint(path: str | Path, name: str | None = None) -> NVILACo
         layer_norm_eps=vit_json.get("layer_norm_eps", 1e-6),
         select_layer=top.get("mm_vision_select_layer", -2),
         use_head=bool(use_head),
-    )  # fmt: skip
+    )
     image_mode = "dynamic_s2" if top.get("dynamic_s2") else top.get("image_aspect_ratio", "resize")
     if image_mode not in ("dynamic_s2", "dynamic", "resize"):
         raise CheckpointError(f"{top_file}: unsupported image_aspect_ratio {image_mode!r}")
     projector_type = proj_json.get("mm_projector_type")
     family = _family(image_mode, projector_type, arch)
-    media = _build(top_file, MediaConfig,
+    media = _build(
+        top_file,
+        MediaConfig,
         image_mode=image_mode,
         s2_scales=_scales(top.get("s2_scales", "448,896,1344"), top_file),
         min_tiles=top.get("min_tiles", 1),
@@ -153,15 +162,31 @@ def config_from_checkpoint(path: str | Path, name: str | None = None) -> NVILACo
         tile_newline_text=family == "nvila-lite",
         temporal_pool=_tsp_pool(top.get("video_encoder"), top_file),
         num_video_frames=top.get("num_video_frames", 8),
-    )  # fmt: skip
-    projector = _build(top_file, ProjectorConfig,
+    )
+    projector = _build(
+        top_file,
+        ProjectorConfig,
         type=projector_type,
-        mm_hidden_size=top.get("mm_hidden_size", vision.hidden_size * (len(media.s2_scales) if image_mode == "dynamic_s2" else 1)),
+        mm_hidden_size=top.get(
+            "mm_hidden_size", vision.hidden_size * (len(media.s2_scales) if image_mode == "dynamic_s2" else 1)
+        ),
         hidden_size=llm.hidden_size,
-        token_order="column" if family == "vila1.5" else "row",  # VILA1.5 was trained on the old order (docs/reference.md#projectors-and-spatial-token-concatenation-stc)
-    )  # fmt: skip
-    return _build(root, NVILAConfig, name=name or root.name, family=family, vision=vision, projector=projector,
-                  llm=llm, media=media, description=f"checkpoint {root}")  # fmt: skip
+        token_order="column"
+        if family == "vila1.5"
+        # VILA1.5 was trained on the old order (docs/reference.md#projectors-and-spatial-token-concatenation-stc)
+        else "row",
+    )
+    return _build(
+        root,
+        NVILAConfig,
+        name=name or root.name,
+        family=family,
+        vision=vision,
+        projector=projector,
+        llm=llm,
+        media=media,
+        description=f"checkpoint {root}",
+    )
 
 
 def load_checkpoint(
@@ -177,7 +202,9 @@ def load_checkpoint(
     root = _check_dir(path)
     cfg = config or config_from_checkpoint(root)
     shapes = _expected_shapes(build_model(cfg, device="meta", attn_implementation=attn_implementation, seed=None))
-    problems = [p for folder, expected in shapes.items() for p in _compare(folder, expected, _tensor_shapes(root / folder))]
+    problems = [
+        p for folder, expected in shapes.items() for p in _compare(folder, expected, _tensor_shapes(root / folder))
+    ]
     if problems:
         raise CheckpointError(f"{root}: weights do not match {cfg.name}: " + "; ".join(problems))
     with no_init_weights(), torch.device(device), _default_dtype(dtype):  # weights are overwritten below
@@ -234,7 +261,9 @@ def _expected_shapes(model: NVILAModel) -> dict[str, dict[str, tuple[int, ...]]]
 def _compare(folder: str, expected: dict[str, tuple], stored: dict[str, tuple]) -> list[str]:
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected))
-    shapes = sorted(f"{k} {stored[k]} != {expected[k]}" for k in set(expected) & set(stored) if stored[k] != expected[k])
+    shapes = sorted(
+        f"{k} {stored[k]} != {expected[k]}" for k in set(expected) & set(stored) if stored[k] != expected[k]
+    )
     return [
         f"{folder}: {label} {len(items)} ({_preview(items)})"
         for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes))

@@ -12,7 +12,6 @@ from .fast_llm import FastPrefill, allocate
 from .pipeline import Section, no_sections
 from .stages import GRAPH_CAPTURE
 
-
 RECOMPILE_LIMIT = 64  # compiled variants kept per function (dynamo's default, 8, is one sweep of batch sizes)
 
 
@@ -30,7 +29,8 @@ def allow_a_sweep_of_shapes() -> None:
 def compile_media(model, on: bool = True, on_fail=None) -> None:
     """Compile (or, with on=False, un-compile) the media stages: the vision tower as model/fast_vision.py's
     FastVision, one compiled function (`model.vision_forward`; a tower whose attention is not SDPA gets its
-    own layers compiled in place instead), and the Dynamic-S2 merge and the projector in place. An engine sets the media mode it
+    own layers compiled in place instead), and the Dynamic-S2 merge and the projector in place. An engine sets the media
+    mode it
     measures, whatever the model's last engine left. Compiling happens at the first call; if that fails (e.g.
     inductor's CPU code for int8 activations), every media stage runs plain from then on, and
     `on_fail(reason)` is told once."""
@@ -54,22 +54,30 @@ def compile_media(model, on: bool = True, on_fail=None) -> None:
     def fail(name: str, e: Exception) -> None:
         compile_media(model, on=False)
         if model._media_on_fail:
-            model._media_on_fail(f"vision tower and projector eager ({name} failed to compile: "
-                                 f"{type(e).__name__}: {' '.join(str(e).split())[:120]})")  # fmt: skip
+            model._media_on_fail(
+                f"vision tower and projector eager ({name} failed to compile: "
+                f"{type(e).__name__}: {' '.join(str(e).split())[:120]})"
+            )
 
     modules = (model.s2_merge, model.mm_projector)
     if getattr(model.vision_tower.config, "_attn_implementation", "sdpa") != "sdpa":
         modules = (*layers, *modules)
     elif model.vision_forward is None:
         tower, used = model.vision_tower, model.config.vision.layers_used
-        model.vision_forward = _guarded(compiled(FastVision(tower, used).__call__),
-                                        lambda f: setattr(model, "vision_forward", f),
-                                        lambda pixels: vision_features(tower, pixels, used), lambda e: fail("FastVision", e))  # fmt: skip
+        model.vision_forward = _guarded(
+            compiled(FastVision(tower, used).__call__),
+            lambda f: setattr(model, "vision_forward", f),
+            lambda pixels: vision_features(tower, pixels, used),
+            lambda e: fail("FastVision", e),
+        )
     for module in modules:
         if module._compiled_call_impl is None:
-            module._compiled_call_impl = _guarded(compiled(module._call_impl),
-                                                  lambda f, m=module: setattr(m, "_compiled_call_impl", f),
-                                                  module._call_impl, lambda e, m=module: fail(type(m).__name__, e))  # fmt: skip
+            module._compiled_call_impl = _guarded(
+                compiled(module._call_impl),
+                lambda f, m=module: setattr(m, "_compiled_call_impl", f),
+                module._call_impl,
+                lambda e, m=module: fail(type(m).__name__, e),
+            )
 
 
 def _guarded(fast, install, plain, fail):
@@ -96,7 +104,9 @@ def compiled(fn, mode: str | None = None):
     if mode == "none":
         return fn
     if mode in ("reduce-overhead", "max-autotune"):
-        raise ValueError(f"compile mode {mode!r} makes inductor's own CUDA graphs, inside ours; use e.g. max-autotune-no-cudagraphs")
+        raise ValueError(
+            f"compile mode {mode!r} makes inductor's own CUDA graphs, inside ours; use e.g. max-autotune-no-cudagraphs"
+        )
     allow_a_sweep_of_shapes()
     return torch.compile(fn, dynamic=False, mode=None if mode == "default" else mode)
 
@@ -120,7 +130,6 @@ def capture(fn, warmups: int, section: Section = no_sections) -> tuple[torch.cud
     return graph, out
 
 
-
 @dataclass
 class CapturedPrefill:
     """`prefill(embeds)` -> first token (B, 1): FastPrefill into `cache`, compiled, and on CUDA captured as one
@@ -134,9 +143,17 @@ class CapturedPrefill:
     token: torch.Tensor | None = None  # and its output
 
     @classmethod
-    def build(cls, llm, cache, embeds: torch.Tensor, graph_tokens: int, mode: str | None = None,
-              section: Section = no_sections) -> "CapturedPrefill":  # fmt: skip
-        """Allocate `cache`, compile the prefill on `embeds` and, where it applies, capture it (`section`: capture's)."""
+    def build(
+        cls,
+        llm,
+        cache,
+        embeds: torch.Tensor,
+        graph_tokens: int,
+        mode: str | None = None,
+        section: Section = no_sections,
+    ) -> "CapturedPrefill":
+        """Allocate `cache`, compile the prefill on `embeds` and, where it applies, capture it (`section`:
+        capture's)."""
         allocate(cache, llm, embeds.shape[0], embeds.dtype, embeds.device)
         fast = FastPrefill(llm, cache)
         step = compiled(fast.__call__, mode)

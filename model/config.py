@@ -1,7 +1,8 @@
 """Configuration dataclasses for the NVILA / VILA1.5 reference model.
 
 One `NVILAConfig` = vision tower (SigLIP) + projector + LLM + media rules. Every field mirrors a key of the
-official checkpoint layout (docs/reference.md#model-family, docs/reference.md#vision-encoder, docs/reference.md#checkpoint-layout) so a config can be read from, and
+official checkpoint layout (docs/reference.md#model-family, docs/reference.md#vision-encoder,
+docs/reference.md#checkpoint-layout) so a config can be read from, and
 written back to, a checkpoint directory without loss.
 """
 
@@ -14,7 +15,8 @@ ImageMode = Literal["dynamic_s2", "dynamic", "resize"]
 ProjectorType = Literal["mlp2x_gelu", "mlp_downsample", "mlp_downsample_2x2_fix", "mlp_downsample_3x3_fix"]
 TokenOrder = Literal["row", "column"]
 
-# STC window per projector type (docs/reference.md#projectors-and-spatial-token-concatenation-stc); mlp2x_gelu is the uncompressed 1x1 baseline.
+# STC window per projector type (docs/reference.md#projectors-and-spatial-token-concatenation-stc); mlp2x_gelu is the
+# uncompressed 1x1 baseline.
 PROJECTOR_WINDOW = {
     "mlp2x_gelu": 1,
     "mlp_downsample": 2,
@@ -22,7 +24,8 @@ PROJECTOR_WINDOW = {
     "mlp_downsample_3x3_fix": 3,
 }
 
-# NVILA token ids (docs/reference.md#prompt-and-token-assembly). Media ids lie beyond the LLM vocabulary and are never embedded.
+# NVILA token ids (docs/reference.md#prompt-and-token-assembly). Media ids lie beyond the LLM vocabulary and are never
+# embedded.
 IMAGE_TOKEN_ID = 151649
 VIDEO_TOKEN_ID = 151650
 QWEN2_NEWLINE_ID = 198
@@ -47,8 +50,16 @@ class VisionConfig:
     use_head: bool = False  # attention-pooling head; NVILA stores none
 
     def __post_init__(self):
-        _check_ints("vision", self, image_size=MAX_PIXELS, patch_size=MAX_PIXELS, hidden_size=MAX_WIDTH,
-                    intermediate_size=4 * MAX_WIDTH, num_layers=MAX_LAYERS, num_heads=MAX_WIDTH)
+        _check_ints(
+            "vision",
+            self,
+            image_size=MAX_PIXELS,
+            patch_size=MAX_PIXELS,
+            hidden_size=MAX_WIDTH,
+            intermediate_size=4 * MAX_WIDTH,
+            num_layers=MAX_LAYERS,
+            num_heads=MAX_WIDTH,
+        )
         _check_ints("vision", self, select_layer=(-MAX_LAYERS - 1, MAX_LAYERS))
         _check_positive("vision", self, "layer_norm_eps")
         if self.hidden_size % self.num_heads:
@@ -69,12 +80,14 @@ class VisionConfig:
 
 @dataclass(frozen=True)
 class ProjectorConfig:
-    """Multimodal projector (docs/reference.md#projectors-and-spatial-token-concatenation-stc): STC reshape, then an MLP to the LLM width."""
+    """Multimodal projector (docs/reference.md#projectors-and-spatial-token-concatenation-stc): STC reshape, then an
+    MLP to the LLM width."""
 
     type: ProjectorType = "mlp_downsample"
     mm_hidden_size: int = 3456  # C: vision width x number of S2 scales
     hidden_size: int = 3584  # H: LLM width
-    token_order: TokenOrder = "row"  # "column" reproduces VILA1.5-era DownSampleBlock (docs/reference.md#projectors-and-spatial-token-concatenation-stc)
+    # "column" reproduces VILA1.5-era DownSampleBlock (docs/reference.md#projectors-and-spatial-token-concatenation-stc)
+    token_order: TokenOrder = "row"
 
     def __post_init__(self):
         if not isinstance(self.type, str) or self.type not in PROJECTOR_WINDOW:
@@ -105,15 +118,30 @@ class LLMConfig:
     max_position_embeddings: int = 32768
     bos_token_id: int | None = 151643
     eos_token_id: int = 151645
-    newline_token_id: int = QWEN2_NEWLINE_ID  # tokenizer("\n"): the media separator (docs/reference.md#prompt-and-token-assembly)
+    newline_token_id: int = (
+        QWEN2_NEWLINE_ID  # tokenizer("\n"): the media separator (docs/reference.md#prompt-and-token-assembly)
+    )
 
     def __post_init__(self):
         if self.arch not in ("qwen2", "llama"):
             raise ValueError(f"unknown LLM arch {self.arch!r}; known: qwen2, llama")
-        _check_ints("LLM", self, hidden_size=MAX_WIDTH, num_layers=MAX_LAYERS, num_heads=MAX_WIDTH, num_kv_heads=MAX_WIDTH,
-                    intermediate_size=4 * MAX_WIDTH, vocab_size=MAX_VOCAB, max_position_embeddings=10**8)
-        _check_ints("LLM", self, newline_token_id=(0, 10**8), **{
-            k: (0, 10**8) for k in ("bos_token_id", "eos_token_id") if getattr(self, k) is not None})
+        _check_ints(
+            "LLM",
+            self,
+            hidden_size=MAX_WIDTH,
+            num_layers=MAX_LAYERS,
+            num_heads=MAX_WIDTH,
+            num_kv_heads=MAX_WIDTH,
+            intermediate_size=4 * MAX_WIDTH,
+            vocab_size=MAX_VOCAB,
+            max_position_embeddings=10**8,
+        )
+        _check_ints(
+            "LLM",
+            self,
+            newline_token_id=(0, 10**8),
+            **{k: (0, 10**8) for k in ("bos_token_id", "eos_token_id") if getattr(self, k) is not None},
+        )
         _check_positive("LLM", self, "rope_theta", "rms_norm_eps")
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
             raise ValueError("LLM hidden_size / num_heads / num_kv_heads do not divide evenly")
@@ -125,15 +153,19 @@ class LLMConfig:
 
 @dataclass(frozen=True)
 class MediaConfig:
-    """How images and videos become tiles and LLM positions (docs/reference.md#image-preprocessing-and-token-counts, docs/reference.md#video-and-temporal-pooling-tsp)."""
+    """How images and videos become tiles and LLM positions (docs/reference.md#image-preprocessing-and-token-counts,
+    docs/reference.md#video-and-temporal-pooling-tsp)."""
 
     image_mode: ImageMode = "dynamic_s2"
     s2_scales: tuple[int, ...] = (448, 896, 1344)
     min_tiles: int = 1
     max_tiles: int = 12
     separator: bool = True  # append the "\n" embedding after each image / frame / tile
-    tile_newline_text: bool = False  # NVILA-Lite: each tile's "<image>\n" adds a literal "\n" token (docs/reference.md#nvila-lite-dynamic-tiling)
-    temporal_pool: tuple[int, int, int] | None = None  # TSP pool size (frames, rows, cols) (docs/reference.md#video-and-temporal-pooling-tsp)
+    # NVILA-Lite: each tile's "<image>\n" adds a literal "\n" token (docs/reference.md#nvila-lite-dynamic-tiling)
+    tile_newline_text: bool = False
+    temporal_pool: tuple[int, int, int] | None = (
+        None  # TSP pool size (frames, rows, cols) (docs/reference.md#video-and-temporal-pooling-tsp)
+    )
     num_video_frames: int = 8
     image_token_id: int = IMAGE_TOKEN_ID
     video_token_id: int = VIDEO_TOKEN_ID
@@ -204,7 +236,6 @@ class NVILAConfig:
         """Visual tokens one tile (or one frame) yields after STC: 256 (2x2), 121 (3x3), 196 (VILA1.5)."""
         side = -(-self.vision.grid // self.projector.window)
         return side * side
-
 
 
 def _check_ints(label: str, obj, **limits: int | tuple[int, int]) -> None:

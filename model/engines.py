@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .compiling import CapturedPrefill, allow_a_sweep_of_shapes, capture, compile_media, compiled
-from .fast_llm import cache_length, default_attention, FastDecoder, prefill_attention_kernel
+from .fast_llm import FastDecoder, cache_length, default_attention, prefill_attention_kernel
 from .fast_vision import fast_vision_attention_kernel
 from .pipeline import Section, greedy_decode, no_sections, prefill
 from .stages import DECODE_STEP, LLM_PREFILL
@@ -109,8 +109,14 @@ class Engine:
         self.cache, self.last_logits = self.model.new_cache(self.cache_kind, embeds.shape[1] + new_tokens), None
         with section(LLM_PREFILL):
             token, self.cache = prefill(self.model, embeds, self.cache)
-        steps = greedy_decode(self.model, token, self.cache, new_tokens - 1, section,
-                              on_logits=lambda logits: setattr(self, "last_logits", logits))  # fmt: skip
+        steps = greedy_decode(
+            self.model,
+            token,
+            self.cache,
+            new_tokens - 1,
+            section,
+            on_logits=lambda logits: setattr(self, "last_logits", logits),
+        )
         return torch.cat([token, steps], dim=1)
 
 
@@ -135,7 +141,9 @@ class CompiledEngine(Engine):
     _fill: CapturedPrefill | None = field(default=None, repr=False)  # generate's prefill (None: transformers' eager)
     _first: CapturedPrefill | None = field(default=None, repr=False)  # first_token's (None: eager)
     _prefill_shape: tuple | None = field(default=None, repr=False)
-    _notes: dict = field(default_factory=lambda: dict.fromkeys(("media", "prefill", "decode prefill", "decode")), repr=False)
+    _notes: dict = field(
+        default_factory=lambda: dict.fromkeys(("media", "prefill", "decode prefill", "decode")), repr=False
+    )
     _attention: str | None = field(default=None, repr=False)  # the decode step's, once set up
     _decode: object = field(default=None, repr=False)
     _logits: torch.Tensor | None = field(default=None, repr=False)  # the last step's (with a graph: its buffer)
@@ -274,18 +282,29 @@ class CompiledEngine(Engine):
         whose note ("prefill": first_token's, "decode prefill": generate's)."""
         if _rope_offset(self.model, embeds) is not None:
             whose = "the decode" if part == "decode prefill" else "LLM"
-            self._set_note(part, f"{whose} prefill eager: model/fast_llm.py's prefill has no M-RoPE (the media's 3-D "
-                                 "positions); transformers' forward runs it")
+            self._set_note(
+                part,
+                f"{whose} prefill eager: model/fast_llm.py's prefill has no M-RoPE (the media's 3-D "
+                "positions); transformers' forward runs it",
+            )
             return None
         try:
             with torch.inference_mode():
-                built = CapturedPrefill.build(self.model.llm, cache, embeds, self.prefill_graph_tokens,
-                                               self.prefill_compile_mode, self.setup_section)
+                built = CapturedPrefill.build(
+                    self.model.llm,
+                    cache,
+                    embeds,
+                    self.prefill_graph_tokens,
+                    self.prefill_compile_mode,
+                    self.setup_section,
+                )
         except _FATAL:
             raise
         except Exception as e:  # noqa: BLE001 - run the prefill eagerly, and say so in the record
             reason = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
-            self._set_note(part, f"{'the decode' if part == 'decode prefill' else 'LLM'} prefill fell back to eager: {reason}")
+            self._set_note(
+                part, f"{'the decode' if part == 'decode prefill' else 'LLM'} prefill fell back to eager: {reason}"
+            )
             return None
         self._set_note(part, None)
         return built
@@ -349,16 +368,21 @@ class HFEngine(Engine):
         from transformers import GenerationConfig, LogitsProcessorList
 
         config = GenerationConfig(
-            max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, eos_token_id=None,
-            pad_token_id=0, cache_implementation="static" if self.name == "hf-static" else None,
-        )  # fmt: skip
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=0,
+            cache_implementation="static" if self.name == "hf-static" else None,
+        )
         # A peer's prompt ids, grids and token types, where transformers computes M-RoPE from them (its vision tower
         # does not run: no pixels are passed)
         kwargs = self.model.generate_kwargs(embeds) if hasattr(self.model, "generate_kwargs") else {}
         lap = _Lap(section)
         lap.begin()
-        ids = self.model.llm.generate(inputs_embeds=embeds, generation_config=config,
-                                      logits_processor=LogitsProcessorList([lap]), **kwargs)  # fmt: skip
+        ids = self.model.llm.generate(
+            inputs_embeds=embeds, generation_config=config, logits_processor=LogitsProcessorList([lap]), **kwargs
+        )
         lap.end()
         self.last_logits = lap.scores if new_tokens > 1 else None  # the prefill's are not a decode step's
         return ids[:, -new_tokens:]

@@ -18,7 +18,8 @@ Quantized q/k/v and gate/up run as one matmul where quantization made them slice
 Supported: the LLMs NVILA and VILA use, Qwen2 and Llama as transformers builds them (tests compare the
 logits with transformers' own forward), and the peer VLMs' Qwen2 decoders (model/peer_model.py): LLaVA-OneVision's
 as it is, Qwen2-VL's M-RoPE in the decode step only, as an offset (a text token's three positions are equal, so
-its rotation is plain RoPE at the shifted position; tests/test_peer_model.py). Positions are one tensor `pos` on the device, so the step can be
+its rotation is plain RoPE at the shifted position; tests/test_peer_model.py). Positions are one tensor `pos` on the
+device, so the step can be
 captured once as a CUDA graph and replayed with no host work.
 """
 
@@ -57,7 +58,11 @@ def _joined(parts: list[torch.Tensor]) -> torch.Tensor | None:
     first = parts[0]
     offset = first.data_ptr()
     for p in parts:
-        if not p.is_contiguous() or p.data_ptr() != offset or p.untyped_storage().data_ptr() != first.untyped_storage().data_ptr():
+        if (
+            not p.is_contiguous()
+            or p.data_ptr() != offset
+            or p.untyped_storage().data_ptr() != first.untyped_storage().data_ptr()
+        ):
             return None
         offset += p.numel() * p.element_size()
     rows = sum(p.shape[0] for p in parts)
@@ -85,7 +90,11 @@ def _slice_of(module: nn.Module, fusion) -> bool:
     if getattr(module, "fusion", None) is not fusion:
         return False
     data, whole = getattr(module.weight, "qdata", None), getattr(fusion.weight, "qdata", None)
-    return data is not None and whole is not None and data.untyped_storage().data_ptr() == whole.untyped_storage().data_ptr()
+    return (
+        data is not None
+        and whole is not None
+        and data.untyped_storage().data_ptr() == whole.untyped_storage().data_ptr()
+    )
 
 
 @dataclass
@@ -179,9 +188,17 @@ class _Layer:
     @classmethod
     def of(cls, layer: nn.Module, cache_layer) -> "_Layer":
         attn, mlp = layer.self_attn, layer.mlp
-        return cls(layer.input_layernorm, Fused.of(attn.q_proj, attn.k_proj, attn.v_proj), attn.o_proj,
-                   layer.post_attention_layernorm, Fused.of(mlp.gate_proj, mlp.up_proj), mlp.down_proj, mlp.act_fn,
-                   cache_layer.keys, cache_layer.values)  # fmt: skip
+        return cls(
+            layer.input_layernorm,
+            Fused.of(attn.q_proj, attn.k_proj, attn.v_proj),
+            attn.o_proj,
+            layer.post_attention_layernorm,
+            Fused.of(mlp.gate_proj, mlp.up_proj),
+            mlp.down_proj,
+            mlp.act_fn,
+            cache_layer.keys,
+            cache_layer.values,
+        )
 
 
 class _FastLLM:
@@ -244,8 +261,11 @@ class FastPrefill(_FastLLM):
         for layer in self.layers:
             q, k, v = self._qkv(layer, x, cos, sin)
             kv += [k, v]
-            x = self._rest(layer, x, F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale,
-                                                                    enable_gqa=self.group > 1))  # fmt: skip
+            x = self._rest(
+                layer,
+                x,
+                F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=self.group > 1),
+            )
         return self.lm_head(self.norm(x[:, -1])), kv
 
     def write(self, kv: list[torch.Tensor]) -> None:
@@ -265,7 +285,10 @@ def prefill_attention_kernel(config, length: int, dtype: torch.dtype, device) ->
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
     dim = _head_dim(config)
     fused = torch.empty(1, length, (heads + 2 * kv_heads) * dim, dtype=dtype, device=device)
-    q, _, v = (t.view(1, length, -1, dim).transpose(1, 2) for t in fused.split([heads * dim, kv_heads * dim, kv_heads * dim], -1))
+    q, _, v = (
+        t.view(1, length, -1, dim).transpose(1, 2)
+        for t in fused.split([heads * dim, kv_heads * dim, kv_heads * dim], -1)
+    )
     k = torch.empty(1, kv_heads, length, dim, dtype=dtype, device=device)
     return sdpa_backend(q, k, v, is_causal=True, scale=dim**-0.5, enable_gqa=heads != kv_heads)
 

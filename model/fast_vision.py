@@ -52,8 +52,16 @@ class _VisionLayer:
         fc1 = mlp.fc1
         epilogue = fc1.weight.device.type == "cuda" and hidden_act == GELU_TANH and _plain([fc1])
         epilogue = epilogue and fc1.bias is not None
-        return cls(layer.layer_norm1, Fused.of(attn.q_proj, attn.k_proj, attn.v_proj), attn.out_proj,
-                   layer.layer_norm2, fc1, mlp.activation_fn, mlp.fc2, epilogue)  # fmt: skip
+        return cls(
+            layer.layer_norm1,
+            Fused.of(attn.q_proj, attn.k_proj, attn.v_proj),
+            attn.out_proj,
+            layer.layer_norm2,
+            fc1,
+            mlp.activation_fn,
+            mlp.fc2,
+            epilogue,
+        )
 
 
 class FastVision:

@@ -32,14 +32,21 @@ def gemlite_weight(weight: torch.Tensor, group_size: int):
     from torchao.quantization.quant_primitives import _choose_qparams_and_quantize_affine_hqq
 
     q, scale, zero, _ = _choose_qparams_and_quantize_affine_hqq(
-        weight, nbits=4, group_size=group_size, raw_output=True, compute_dtype=weight.dtype, device=weight.device)
+        weight, nbits=4, group_size=group_size, raw_output=True, compute_dtype=weight.dtype, device=weight.device
+    )
     layer = gemlite.helper.A16Wn(device=weight.device, dtype=weight.dtype).from_weights(q, scale, zero, 4, group_size)
     # gemlite 0.6 returns [W_q, scales, zeros, meta_scale] as Parameters; meta_scale is only read for NVFP4 or
     # scaled activations (and torchao 0.18's own from_hp, which unpacks three, fails on it)
     qdata, scale, zero = (t.detach() for t in layer.get_tensor_args()[:3])
-    kwargs = {"in_features": weight.shape[1], "out_features": weight.shape[0], "packing_bitwidth": None,
-              "data_contiguous": layer.data_contiguous, "elements_per_sample": layer.elements_per_sample,
-              "W_group_mode": layer.W_group_mode, "meta_args": layer.get_meta_args()}  # fmt: skip
+    kwargs = {
+        "in_features": weight.shape[1],
+        "out_features": weight.shape[0],
+        "packing_bitwidth": None,
+        "data_contiguous": layer.data_contiguous,
+        "elements_per_sample": layer.elements_per_sample,
+        "W_group_mode": layer.W_group_mode,
+        "meta_args": layer.get_meta_args(),
+    }
     return UIntxBitPackedTensor(qdata, scale, zero, kwargs, 4, group_size, weight.dtype)
 
 
@@ -60,7 +67,12 @@ def _unpack_compiled():
 def dequantize(weight) -> torch.Tensor:
     """The (K, N) bf16 weights of a gemlite int4 `weight` (a layer's own, or a column slice of a fused one)."""
     kwargs = weight.gemlite_kwargs
-    if weight.bit_width != 4 or kwargs["elements_per_sample"] != 8 or not kwargs["data_contiguous"] or kwargs["W_group_mode"] not in (3, 4):
+    if (
+        weight.bit_width != 4
+        or kwargs["elements_per_sample"] != 8
+        or not kwargs["data_contiguous"]
+        or kwargs["W_group_mode"] not in (3, 4)
+    ):
         raise ValueError(f"not gemlite int4 as gemlite_weight packs it: {kwargs}")
     return _unpack_compiled()(weight.qdata, weight.scale, weight.zero_point, kwargs["W_group_mode"] == 4)
 

@@ -7,7 +7,8 @@ The media stages stay differentiable (the training suites backpropagate through 
 calls in `torch.inference_mode()`. The LLM inference stages (prefill, decode_step) run in inference
 mode themselves.
 
-Media assembly follows upstream `LlavaMetaForCausalLM._embed` (docs/reference.md#prompt-and-token-assembly): each media placeholder id in the prompt
+Media assembly follows upstream `LlavaMetaForCausalLM._embed` (docs/reference.md#prompt-and-token-assembly): each media
+placeholder id in the prompt
 is replaced by its block (visual tokens + "\\n" separator embeddings); placeholder ids are masked before the
 embedding lookup, never embedded.
 """
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import DynamicCache, LlamaConfig, StaticCache, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, StaticCache
 
 from .config import LLMConfig, NVILAConfig
 from .preprocess import ImageTiles, MediaInputs, VideoFrames
@@ -98,7 +99,9 @@ class NVILAModel(nn.Module):
         from transformers import SiglipVisionModel
 
         self.vision_tower = SiglipVisionModel(siglip_config(cfg.vision, attn_implementation))
-        self.vision_forward = None  # pixels -> features in place of vision_features (the compiled engine's, compiling.compile_media)
+        self.vision_forward = (
+            None  # pixels -> features in place of vision_features (the compiled engine's, compiling.compile_media)
+        )
         self.s2_merge = S2Merge()  # no parameters: the state dict is upstream's
         self.mm_projector = MultimodalProjector(cfg.projector)
         self.llm = LLM_CLASSES[cfg.llm.arch](llm_hf_config(cfg.llm, attn_implementation))
@@ -116,7 +119,9 @@ class NVILAModel(nn.Module):
         return list(feats.split([m.pixels.shape[0] for m in media.items]))
 
     # ---- stage 2: projector (+ S2 merge, TSP, separators) -------------------------------------------
-    def project(self, features: list[torch.Tensor], media: MediaInputs, temporal_pool: bool = True) -> list[torch.Tensor]:
+    def project(
+        self, features: list[torch.Tensor], media: MediaInputs, temporal_pool: bool = True
+    ) -> list[torch.Tensor]:
         """ViT features -> one (positions, H) embedding block per medium, separators included."""
         blocks = []
         for feats, item in zip(features, media.items):
@@ -149,7 +154,9 @@ class NVILAModel(nn.Module):
     def _video_block(self, feats: torch.Tensor, item: VideoFrames, temporal_pool: bool) -> torch.Tensor:
         tokens = self.mm_projector(self._feature_maps(feats))  # (frames, tokens, H)
         pool = temporal_pool_size(self.config, tokens.shape[0], temporal_pool)
-        if pool:  # TSP: average non-overlapping (frames x rows x cols) groups, after the projector (docs/reference.md#video-and-temporal-pooling-tsp)
+        # TSP: average non-overlapping (frames x rows x cols) groups, after the projector
+        # (docs/reference.md#video-and-temporal-pooling-tsp)
+        if pool:
             pt, ph, pw = pool
             n, t, h = tokens.shape
             s = round(t**0.5)
@@ -174,10 +181,14 @@ class NVILAModel(nn.Module):
         is_media = (input_ids == media.image_token_id) | (input_ids == media.video_token_id)
         counts = is_media.sum(dim=1).tolist()
         if any(c != len(blocks) for c in counts):
-            raise ValueError(f"prompt has {counts} media placeholders per row but {len(blocks)} media blocks were given")
+            raise ValueError(
+                f"prompt has {counts} media placeholders per row but {len(blocks)} media blocks were given"
+            )
         is_video = input_ids == media.video_token_id
         if bool((is_video.cummax(dim=1).values & (input_ids == media.image_token_id)).any()):
-            raise ValueError("an image placeholder follows the video placeholder: blocks come images first, then the video")
+            raise ValueError(
+                "an image placeholder follows the video placeholder: blocks come images first, then the video"
+            )
         text_ids = input_ids.masked_fill(is_media, 0)
         if self.llm.device.type == "cuda":  # pinned, so the copy waits for nothing on the host either
             text_ids = text_ids.pin_memory()
@@ -207,8 +218,12 @@ class NVILAModel(nn.Module):
         return torch.stack(rows)
 
     def training_loss(
-        self, media: MediaInputs | list[MediaInputs], input_ids: torch.Tensor, temporal_pool: bool = True,
-        answer_len: int | None = None, section=None,
+        self,
+        media: MediaInputs | list[MediaInputs],
+        input_ids: torch.Tensor,
+        temporal_pool: bool = True,
+        answer_len: int | None = None,
+        section=None,
     ) -> torch.Tensor:
         """Mean next-token cross-entropy of the text tokens, through every stage with autograd on: the
         forward pass of a training step (which parts learn is the caller's choice of requires_grad). Each

@@ -1,4 +1,5 @@
-"""Closed-form parameter counts from a config (reference docs/reference.md#model-family, docs/reference.md#vision-encoder, docs/reference.md#projectors-and-spatial-token-concatenation-stc): no module is built.
+"""Closed-form parameter counts from a config (reference docs/reference.md#model-family,
+docs/reference.md#vision-encoder, docs/reference.md#projectors-and-spatial-token-concatenation-stc): no module is built.
 
 The tests check these against the modules transformers builds, and against the reference's figures
 (NVILA-8B: LLM 7,612,634,624 + ViT 413,327,088 + projector 62,425,088).
@@ -54,5 +55,9 @@ def param_counts(cfg: NVILAConfig | PeerConfig) -> dict[str, int]:
         from .peer_params import peer_param_counts  # it builds on this module's helpers
 
         return peer_param_counts(cfg)
-    parts = {"vision": vision_params(cfg.vision), "projector": projector_params(cfg.projector), "llm": llm_params(cfg.llm)}
+    parts = {
+        "vision": vision_params(cfg.vision),
+        "projector": projector_params(cfg.projector),
+        "llm": llm_params(cfg.llm),
+    }
     return parts | {"total": sum(parts.values())}

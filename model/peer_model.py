@@ -261,8 +261,9 @@ class PeerModel(nn.Module):
             mask, rows = ids == token, sum(b.shape[0] for b in chunks)
             counts = mask.sum(dim=1).tolist()
             if any(c != rows for c in counts):
-                raise ValueError(f"prompt has {counts} {modality} placeholders per row, "
-                                 f"the {modality} blocks {rows} positions")
+                raise ValueError(
+                    f"prompt has {counts} {modality} placeholders per row, the {modality} blocks {rows} positions"
+                )
             if rows:
                 source = torch.cat(chunks).to(embeds.dtype).repeat(ids.shape[0], 1)
                 embeds = embeds.masked_scatter(mask[..., None].to(self.device), source)
@@ -279,7 +280,10 @@ class PeerModel(nn.Module):
         grids = {k: g.cpu().repeat(ids.shape[0], 1) for k, g in grids.items() if g is not None}
         positions, deltas = self.hf.model.get_rope_index(ids, mm_token_type_ids=types, **grids)
         kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "mm_token_type_ids": types, **grids}
-        to = lambda t: t.to(self.device)  # noqa: E731
+
+        def to(t):
+            return t.to(self.device)
+
         return _Context(tuple(ids.shape), to(positions), to(deltas), {k: to(v) for k, v in kwargs.items()})
 
     def _positions(self, embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -118,7 +118,9 @@ def count_peer_tokens(cfg: PeerConfig, images=(), video_frames: int | None = Non
     """Token counts of one request to a peer: `images` as (width, height) pairs, optionally one video."""
     for w, h in images:
         if not (isinstance(w, int) and isinstance(h, int)) or min(w, h) < 1 or max(w, h) > MAX_SIDE:
-            raise ValueError(f"image size must be positive integers WxH of at most {MAX_SIDE:,} px, got {w!r:.20}x{h!r:.20}")
+            raise ValueError(
+                f"image size must be positive integers WxH of at most {MAX_SIDE:,} px, got {w!r:.20}x{h!r:.20}"
+            )
     if video_frames is not None and video_frames < 1:
         raise ValueError(f"video frames must be a positive integer, got {video_frames}")
     qwen, multi = cfg.kind != "llava-onevision", len(images) > 1

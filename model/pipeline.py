@@ -52,7 +52,10 @@ class Request:
             raise ValueError("a request holds decoded images or image files, not both")
         # The decoded uint8 pixels, made once (a server decodes a file once); pinned for a fast copy to the GPU.
         pin = self.preprocess == "gpu" and torch.cuda.is_available()
-        as_tensor = lambda im: to_uint8(im).pin_memory() if pin else to_uint8(im)  # noqa: E731
+
+        def as_tensor(im):
+            return to_uint8(im).pin_memory() if pin else to_uint8(im)
+
         self.image_pixels = [as_tensor(im) for im in self.images] if self.preprocess == "gpu" else []
         self.video_pixels = [as_tensor(f) for f in self.video] if self.preprocess == "gpu" and self.video else None
 
@@ -62,8 +65,14 @@ class Request:
 
 
 def synthetic_request(
-    cfg: NVILAConfig, images: tuple[tuple[int, int], ...] = (), video_frames: int | None = None,
-    prompt_tokens: int = 64, batch: int = 1, seed: int = 0, temporal_pool: bool = True, preprocess: str = "cpu",
+    cfg: NVILAConfig,
+    images: tuple[tuple[int, int], ...] = (),
+    video_frames: int | None = None,
+    prompt_tokens: int = 64,
+    batch: int = 1,
+    seed: int = 0,
+    temporal_pool: bool = True,
+    preprocess: str = "cpu",
 ) -> Request:
     """Random images / frames of the given sizes (decoded once, before any timing) and a prompt of
     `prompt_tokens` text tokens after the media placeholders, repeated `batch` times."""
@@ -74,8 +83,14 @@ def synthetic_request(
 
 
 def peer_request(
-    cfg: PeerConfig, images: tuple[tuple[int, int], ...] = (), video_frames: int | None = None, prompt_tokens: int = 64,
-    batch: int = 1, seed: int = 0, preprocess: str = "cpu", image_files: tuple[str, ...] = (),
+    cfg: PeerConfig,
+    images: tuple[tuple[int, int], ...] = (),
+    video_frames: int | None = None,
+    prompt_tokens: int = 64,
+    batch: int = 1,
+    seed: int = 0,
+    preprocess: str = "cpu",
+    image_files: tuple[str, ...] = (),
 ) -> Request:
     """A peer VLM's request (model/peer_model.py): random images / synthetic_video frames, and prompt ids holding
     the placeholders transformers' processor expands the media to (Qwen: vision_start, N image or video pads,
@@ -108,8 +123,14 @@ def peer_request(
     return Request(pictures, video, ids.expand(batch, -1).contiguous(), True, preprocess, tuple(image_files))
 
 
-def file_request(cfg: NVILAConfig, files: tuple[str, ...], prompt_tokens: int = 64, batch: int = 1, seed: int = 0,
-                 preprocess: str = "cpu") -> Request:  # fmt: skip
+def file_request(
+    cfg: NVILAConfig,
+    files: tuple[str, ...],
+    prompt_tokens: int = 64,
+    batch: int = 1,
+    seed: int = 0,
+    preprocess: str = "cpu",
+) -> Request:
     """A request of image files, decoded when it is served (inside the preprocessing stage's time)."""
     ids = synthetic_prompt(cfg, len(files), False, prompt_tokens, seed)
     return Request([], None, ids.expand(batch, -1).contiguous(), True, preprocess, tuple(files))
@@ -134,7 +155,9 @@ def image_file_size(path: str) -> tuple[int, int]:
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = lenient
     if max(width, height) > MAX_SIDE:
-        raise ValueError(f"--image-file {path}: {width}x{height} is too large: each side must be at most {MAX_SIDE:,} px")
+        raise ValueError(
+            f"--image-file {path}: {width}x{height} is too large: each side must be at most {MAX_SIDE:,} px"
+        )
     return width, height
 
 
@@ -177,7 +200,12 @@ def first_token(model, request: Request, section: Section = no_sections, cache=N
 
 @torch.inference_mode()
 def greedy_decode(
-    model, token: torch.Tensor, cache, steps: int, section: Section = no_sections, eos: int | None = None,
+    model,
+    token: torch.Tensor,
+    cache,
+    steps: int,
+    section: Section = no_sections,
+    eos: int | None = None,
     on_logits=None,
 ) -> torch.Tensor:
     """The decode loop: `steps` greedy steps after `token` (B, 1), each inside section("decode_step"); stops
@@ -197,8 +225,14 @@ def greedy_decode(
 
 
 @torch.inference_mode()
-def generate(model, inputs_embeds: torch.Tensor, new_tokens: int, cache=None, eos: int | None = None,
-             section: Section = no_sections) -> torch.Tensor:
+def generate(
+    model,
+    inputs_embeds: torch.Tensor,
+    new_tokens: int,
+    cache=None,
+    eos: int | None = None,
+    section: Section = no_sections,
+) -> torch.Tensor:
     """Greedy generation of `new_tokens` ids (B, n): the prefill's token, then the decode loop. With `eos`,
     generation stops once every row produced it (the EOS id is kept); benchmarks pass none so every run
     decodes the same number of tokens."""

@@ -1,4 +1,6 @@
-"""Image and video preprocessing as pure functions: PIL images in, normalised pixel tiles out (docs/reference.md#vision-encoder, docs/reference.md#image-preprocessing-and-token-counts, docs/reference.md#video-and-temporal-pooling-tsp).
+"""Image and video preprocessing as pure functions: PIL images in, normalised pixel tiles out
+(docs/reference.md#vision-encoder, docs/reference.md#image-preprocessing-and-token-counts,
+docs/reference.md#video-and-temporal-pooling-tsp).
 
 Crops are made with PIL `resize` (bicubic) as upstream does; the SigLIP image processor then rescales by
 1/255 and normalises with mean = std = 0.5, i.e. pixels in [-1, 1].
@@ -61,7 +63,9 @@ def cut_tiles(image: Image.Image, grid: tuple[int, int], tile: int) -> list[Imag
     """Resize to (tile*cols, tile*rows) and crop the tiles row-major (left to right, then down)."""
     cols, rows = grid
     resized = image.resize((tile * cols, tile * rows), Image.Resampling.BICUBIC)
-    return [resized.crop((c * tile, r * tile, (c + 1) * tile, (r + 1) * tile)) for r in range(rows) for c in range(cols)]
+    return [
+        resized.crop((c * tile, r * tile, (c + 1) * tile, (r + 1) * tile)) for r in range(rows) for c in range(cols)
+    ]
 
 
 def preprocess_image(cfg: NVILAConfig, image: Image.Image, multi_image: bool = False) -> ImageTiles:
@@ -70,7 +74,9 @@ def preprocess_image(cfg: NVILAConfig, image: Image.Image, multi_image: bool = F
     tile = cfg.tile_size
     image = image.convert("RGB")  # before any resize, as upstream loads images: RGBA resized first darkens
     layout = image_layout(cfg, image.width, image.height, multi_image)
-    crops = [c for grid in layout.scale_grids for c in cut_tiles(image, grid, tile)] if layout.mode != "resize" else [image]
+    crops = (
+        [c for grid in layout.scale_grids for c in cut_tiles(image, grid, tile)] if layout.mode != "resize" else [image]
+    )
     if layout.thumbnail:
         crops.append(image.resize((tile, tile), Image.Resampling.BICUBIC))
     pixels = torch.stack([normalize(c, tile) for c in crops])
@@ -83,7 +89,9 @@ def preprocess_video(cfg: NVILAConfig, frames: list[Image.Image]) -> VideoFrames
     return VideoFrames(torch.stack([normalize(f.convert("RGB"), cfg.tile_size) for f in frames]))
 
 
-def preprocess_media(cfg: NVILAConfig, images: list[Image.Image] = (), video: list[Image.Image] | None = None) -> MediaInputs:
+def preprocess_media(
+    cfg: NVILAConfig, images: list[Image.Image] = (), video: list[Image.Image] | None = None
+) -> MediaInputs:
     multi = len(images) > 1
     return MediaInputs(
         [preprocess_image(cfg, im, multi) for im in images],
@@ -92,7 +100,8 @@ def preprocess_media(cfg: NVILAConfig, images: list[Image.Image] = (), video: li
 
 
 def sample_frame_indices(frame_count: int, num_frames: int, fps: float = 0.0, video_fps: float = 30.0) -> list[int]:
-    """Which decoded frames a video contributes (upstream `llava/utils/media.py`, reference docs/reference.md#video-and-temporal-pooling-tsp).
+    """Which decoded frames a video contributes (upstream `llava/utils/media.py`, reference
+    docs/reference.md#video-and-temporal-pooling-tsp).
 
     fps == 0: `num_frames` indices spread evenly over the clip, rounded (duplicates kept for short clips).
     fps > 0: timestamps 0, 1/fps, ... before the clip ends, the first `num_frames` of them, each mapped to

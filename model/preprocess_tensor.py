@@ -44,7 +44,8 @@ def decode_image(path: str, device: str | torch.device = "cuda") -> torch.Tensor
     must match torch exactly, so a CPU venv may lack it) PIL decodes on the host."""
     device = torch.device(device)
     try:
-        from torchvision.io import ImageReadMode, decode_image as tv_decode, decode_jpeg, read_file
+        from torchvision.io import ImageReadMode, decode_jpeg, read_file
+        from torchvision.io import decode_image as tv_decode
     except ImportError:
         return to_uint8(Image.open(path)).to(device)
     data = read_file(path)
@@ -54,8 +55,9 @@ def decode_image(path: str, device: str | torch.device = "cuda") -> torch.Tensor
         except torch.OutOfMemoryError:
             raise
         except RuntimeError as e:  # e.g. a CMYK or lossless JPEG: no silent host decode inside a "gpu" figure
-            raise RuntimeError(f"nvJPEG cannot decode {path} ({' '.join(str(e).split())[:120]}): "
-                               "measure it with --preprocess cpu") from None  # fmt: skip
+            raise RuntimeError(
+                f"nvJPEG cannot decode {path} ({' '.join(str(e).split())[:120]}): measure it with --preprocess cpu"
+            ) from None
     else:
         try:
             chw = tv_decode(data, mode=ImageReadMode.RGB).to(device)
@@ -82,8 +84,9 @@ def _normalise(pixels: torch.Tensor) -> torch.Tensor:
     return pixels.div_(127.5).sub_(1.0)
 
 
-def preprocess_image_tensor(cfg: NVILAConfig, image: torch.Tensor, multi_image: bool = False,
-                            device: str | torch.device = "cpu") -> ImageTiles:  # fmt: skip
+def preprocess_image_tensor(
+    cfg: NVILAConfig, image: torch.Tensor, multi_image: bool = False, device: str | torch.device = "cpu"
+) -> ImageTiles:
     """One (H, W, 3) uint8 image -> ImageTiles, on `device`."""
     height, width = image.shape[:2]
     tile = cfg.tile_size
@@ -98,7 +101,9 @@ def preprocess_image_tensor(cfg: NVILAConfig, image: torch.Tensor, multi_image: 
     return ImageTiles(_normalise(torch.cat(crops)), layout, (width, height))
 
 
-def preprocess_video_tensor(cfg: NVILAConfig, frames: list[torch.Tensor], device: str | torch.device = "cpu") -> VideoFrames:
+def preprocess_video_tensor(
+    cfg: NVILAConfig, frames: list[torch.Tensor], device: str | torch.device = "cpu"
+) -> VideoFrames:
     """Frames (each (H, W, 3) uint8) -> (T, 3, S, S): one batched resize when the frames share a size."""
     if not frames:
         raise ValueError("a video needs at least one frame")
@@ -106,11 +111,17 @@ def preprocess_video_tensor(cfg: NVILAConfig, frames: list[torch.Tensor], device
     if len({tuple(f.shape) for f in frames}) == 1:
         x = torch.stack(frames).to(device, non_blocking=True).permute(0, 3, 1, 2).float()
         return VideoFrames(_normalise(_resize(x, tile, tile)))
-    return VideoFrames(torch.cat([_normalise(_resize(f.to(device).permute(2, 0, 1)[None].float(), tile, tile)) for f in frames]))
+    return VideoFrames(
+        torch.cat([_normalise(_resize(f.to(device).permute(2, 0, 1)[None].float(), tile, tile)) for f in frames])
+    )
 
 
-def preprocess_media_tensor(cfg: NVILAConfig, images: list[torch.Tensor] = (), video: list[torch.Tensor] | None = None,
-                            device: str | torch.device = "cpu") -> MediaInputs:  # fmt: skip
+def preprocess_media_tensor(
+    cfg: NVILAConfig,
+    images: list[torch.Tensor] = (),
+    video: list[torch.Tensor] | None = None,
+    device: str | torch.device = "cpu",
+) -> MediaInputs:
     multi = len(images) > 1
     return MediaInputs(
         [preprocess_image_tensor(cfg, im, multi, device) for im in images],

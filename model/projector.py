@@ -1,4 +1,5 @@
-"""Multimodal projectors (reference docs/reference.md#projectors-and-spatial-token-concatenation-stc, upstream `base_projector.py`).
+"""Multimodal projectors (reference docs/reference.md#projectors-and-spatial-token-concatenation-stc, upstream
+`base_projector.py`).
 
 STC (spatial-to-channel) concatenates each k x k window of vision tokens into one token of k^2 times the
 width; an MLP then maps it to the LLM width. Layer indices match upstream so state-dict keys
@@ -53,9 +54,15 @@ def projector_layers(cfg: ProjectorConfig) -> list[nn.Module]:
         return [stc, nn.LayerNorm(4 * c), nn.Linear(4 * c, h), nn.GELU(), nn.Linear(h, h)]
     # mlp_downsample_3x3_fix
     return [
-        stc, nn.LayerNorm(9 * c), nn.Linear(9 * c, 3 * c), nn.GELU(),
-        nn.LayerNorm(3 * c), nn.Linear(3 * c, h), nn.GELU(), nn.Linear(h, h),
-    ]  # fmt: skip
+        stc,
+        nn.LayerNorm(9 * c),
+        nn.Linear(9 * c, 3 * c),
+        nn.GELU(),
+        nn.LayerNorm(3 * c),
+        nn.Linear(3 * c, h),
+        nn.GELU(),
+        nn.Linear(h, h),
+    ]
 
 
 class MultimodalProjector(nn.Module):

@@ -1,6 +1,7 @@
 """Synthetic prompts for random-weight models (no tokenizer needed).
 
-Media placeholders sit at the start of the user turn, followed by the question text (docs/reference.md#prompt-and-token-assembly). Text ids are
+Media placeholders sit at the start of the user turn, followed by the question text
+(docs/reference.md#prompt-and-token-assembly). Text ids are
 random but reproducible; benchmark cost depends on the prompt's length, not its content.
 """
 

@@ -52,7 +52,10 @@ COMPONENTS = ("vision", "projector", "llm")
 SCALES = ("none", "activation-aware")
 INT4_KERNELS = ("auto", "gemlite", "tinygemm", "opaque", "intx")  # w4a16 kernels: CUDA's two, then CPU's two
 CUDA_INT4 = ("gemlite", "tinygemm")  # opaque is CPU-only; intx (dequantize + matmul) runs anywhere
-UNFUSED_INT4 = ("tinygemm", "opaque")  # (groups, rows, 2) scales: a row slice is not contiguous, their kernels refuse it
+UNFUSED_INT4 = (
+    "tinygemm",
+    "opaque",
+)  # (groups, rows, 2) scales: a row slice is not contiguous, their kernels refuse it
 
 
 @dataclass(frozen=True)
@@ -64,13 +67,19 @@ class QuantPlan:
     projector: str = "bf16"
     group_size: int = 128
     scales: str = "none"  # "activation-aware": AWQ (int4) / SmoothQuant (int8, fp8) scales from calibration
-    int4_kernel: str = "auto"  # w4a16: gemlite / tinygemm (CUDA), opaque / intx (CPU); auto: gemlite where installed, opaque on CPU
-    lm_head: bool = False  # the LM head in the LLM's format too (a decode step reads it whole: 1.09 GB in bf16 for Qwen2-7B)
+    int4_kernel: str = (
+        "auto"  # w4a16: gemlite / tinygemm (CUDA), opaque / intx (CPU); auto: gemlite where installed, opaque on CPU
+    )
+    lm_head: bool = (
+        False  # the LM head in the LLM's format too (a decode step reads it whole: 1.09 GB in bf16 for Qwen2-7B)
+    )
 
     def __post_init__(self):
         for component in COMPONENTS:
             if getattr(self, component) not in FORMATS:
-                raise ValueError(f"unknown {component} weight format {getattr(self, component)!r}; known: {', '.join(FORMATS)}")
+                raise ValueError(
+                    f"unknown {component} weight format {getattr(self, component)!r}; known: {', '.join(FORMATS)}"
+                )
         if self.lm_head and self.llm == "bf16":
             raise ValueError("a quantized LM head needs a quantized LLM format (llm is bf16)")
         if self.int4_kernel not in INT4_KERNELS:
@@ -129,7 +138,12 @@ def linear_shapes(cfg: NVILAConfig, component: str) -> list[tuple[int, int]]:
         raise ValueError(f"{cfg.name} is a peer VLM: its {component} stays bf16 here")
     if component == "llm":
         llm = cfg.llm
-        h, f, q, kv = llm.hidden_size, llm.intermediate_size, llm.num_heads * llm.head_dim, llm.num_kv_heads * llm.head_dim
+        h, f, q, kv = (
+            llm.hidden_size,
+            llm.intermediate_size,
+            llm.num_heads * llm.head_dim,
+            llm.num_kv_heads * llm.head_dim,
+        )
         return [(h, q), (h, kv), (h, kv), (q, h), (h, f), (h, f), (f, h)] * llm.num_layers
     if component == "vision":
         d, f = cfg.vision.hidden_size, cfg.vision.intermediate_size
@@ -160,8 +174,12 @@ def decoder(llm: nn.Module) -> nn.Module:
 # Module paths of the linears each component's format applies to, and of the LM head. A peer's are transformers'
 # (its vision tower and merger / projector stay bf16: `quantize_model`).
 PATHS = {
-    "nvila": {"llm": "llm.model.layers.", "vision": "vision_tower.", "projector": "mm_projector.",
-              "head": "llm.lm_head"},
+    "nvila": {
+        "llm": "llm.model.layers.",
+        "vision": "vision_tower.",
+        "projector": "mm_projector.",
+        "head": "llm.lm_head",
+    },
     "peer": {"llm": "hf.model.language_model.layers.", "head": "hf.lm_head"},
 }
 
@@ -217,7 +235,10 @@ def predicted_weight_bytes(cfg: NVILAConfig | PeerConfig, plan: QuantPlan, devic
         if fmt == "bf16":
             out[component] = 2 * params[component]
             continue
-        quantized = sum(linear_bytes(i, o, fmt, plan.group_size, int4_kernel(plan, device)) for i, o in quantized_shapes(cfg, plan, component))
+        quantized = sum(
+            linear_bytes(i, o, fmt, plan.group_size, int4_kernel(plan, device))
+            for i, o in quantized_shapes(cfg, plan, component)
+        )
         replaced = sum(i * o for i, o in linear_shapes(cfg, component))
         if component == "llm" and plan.lm_head and not cfg.llm.tie_word_embeddings:
             replaced += cfg.llm.hidden_size * cfg.llm.vocab_size  # a tied head's bf16 table stays: the embeddings
@@ -249,17 +270,23 @@ def _config(fmt: str, group_size: int, kernel: str):
     inductor's coordinate-descent tuning (and more) for the whole process, which slows every later compile
     and changes the kernels of the bf16 rungs and peers measured after a quantized one."""
     from torchao.quantization import (
-        Float8DynamicActivationFloat8WeightConfig, Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig,
-        IntxWeightOnlyConfig, PerRow,
-    )  # fmt: skip
+        Float8DynamicActivationFloat8WeightConfig,
+        Int4WeightOnlyConfig,
+        Int8DynamicActivationInt8WeightConfig,
+        IntxWeightOnlyConfig,
+        PerRow,
+    )
     from torchao.quantization.granularity import PerGroup
 
     if fmt == "w4a16":
         if kernel == "tinygemm":  # torchao's default packing ("plain") needs the separate mslk kernel library
             from torchao.quantization.quantize_.workflows import Int4PackingFormat
 
-            return Int4WeightOnlyConfig(group_size=group_size, int4_packing_format=Int4PackingFormat.TILE_PACKED_TO_4D,
-                                        set_inductor_config=False)  # fmt: skip
+            return Int4WeightOnlyConfig(
+                group_size=group_size,
+                int4_packing_format=Int4PackingFormat.TILE_PACKED_TO_4D,
+                set_inductor_config=False,
+            )
         if kernel == "opaque":  # round to nearest, asymmetric (tinygemm's qparams); AWQ scales come before
             from torchao.prototype.quantization.int4.inference_workflow import PrototypeInt4WeightOnlyConfig
 
@@ -289,8 +316,13 @@ def quantize_model(model, plan: QuantPlan, calibration=None) -> None:
         from .calibrate import llm_groups, smooth, vision_groups
         from .vision import _body
 
-        head = plan.lm_head and not model.config.llm.tie_word_embeddings  # a tied head's scales would change the embeddings
-        groups = {"vision": lambda: vision_groups(_body(model.vision_tower).encoder), "llm": lambda: llm_groups(model.llm, head)}
+        head = (
+            plan.lm_head and not model.config.llm.tie_word_embeddings
+        )  # a tied head's scales would change the embeddings
+        groups = {
+            "vision": lambda: vision_groups(_body(model.vision_tower).encoder),
+            "llm": lambda: llm_groups(model.llm, head),
+        }
         for component, make in groups.items():
             if plan.format_of(component) != "bf16":
                 smooth(make(), plan.format_of(component), calibration, plan.group_size, kernel)
@@ -298,7 +330,9 @@ def quantize_model(model, plan: QuantPlan, calibration=None) -> None:
         fmt = plan.format_of(component)
         if fmt == "bf16":
             continue
-        bad = [(i, o) for i, o in quantized_shapes(model.config, plan, component) if fmt == "w4a16" and i % plan.group_size]
+        bad = [
+            (i, o) for i, o in quantized_shapes(model.config, plan, component) if fmt == "w4a16" and i % plan.group_size
+        ]
         if bad:
             raise ValueError(f"{component}: w4a16 groups of {plan.group_size} do not divide in_features {bad[0][0]}")
         quantize_component(model, component, fmt, plan.group_size, kernel, plan.lm_head)
@@ -360,7 +394,9 @@ def _quantize_fused(llm: nn.Module, quantized) -> None:
         for parent, names in FUSED_GROUPS:
             modules = [getattr(getattr(layer, parent), n) for n in names]
             stacked = torch.cat([m.weight.detach() for m in modules])
-            fused = nn.Linear(stacked.shape[1], stacked.shape[0], bias=False, device="meta")  # no init: the rows come next
+            fused = nn.Linear(
+                stacked.shape[1], stacked.shape[0], bias=False, device="meta"
+            )  # no init: the rows come next
             fused.weight = nn.Parameter(stacked, requires_grad=False)
             fusion = Fusion(quantized(fused), tuple(m.out_features for m in modules))
             start = 0

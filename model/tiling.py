@@ -1,4 +1,5 @@
-"""Tile-grid geometry as pure functions (reference docs/reference.md#image-preprocessing-and-token-counts): no pixels, no model.
+"""Tile-grid geometry as pure functions (reference docs/reference.md#image-preprocessing-and-token-counts): no
+pixels, no model.
 
 A grid is (cols, rows) = (i, j): the image is resized to (tile*i, tile*j) and cut into i*j tiles,
 row-major. Both NVILA tilings pick the grid with the closest-aspect rule of InternVL
@@ -70,7 +71,8 @@ class TileLayout:
 
 
 def dynamic_s2_layout(width: int, height: int, scales: tuple[int, ...], max_tiles: int) -> TileLayout:
-    """Dynamic-S2 (docs/reference.md#dynamic-s2): square grids for all but the last scale, the closest-aspect grid with at least
+    """Dynamic-S2 (docs/reference.md#dynamic-s2): square grids for all but the last scale, the closest-aspect grid
+    with at least
     (last/first)^2 tiles for the last one."""
     base = scales[0]
     square = tuple((s // base, s // base) for s in scales[:-1])
@@ -80,7 +82,8 @@ def dynamic_s2_layout(width: int, height: int, scales: tuple[int, ...], max_tile
 
 
 def dynamic_layout(width: int, height: int, tile: int, min_tiles: int, max_tiles: int) -> TileLayout:
-    """InternVL dynamic tiling (docs/reference.md#nvila-lite-dynamic-tiling): closest-aspect grid, plus a whole-image thumbnail when tiled."""
+    """InternVL dynamic tiling (docs/reference.md#nvila-lite-dynamic-tiling): closest-aspect grid, plus a whole-image
+    thumbnail when tiled."""
     grid = closest_grid(width, height, min_tiles, max_tiles, tile)
     return TileLayout("dynamic", (grid,), thumbnail=grid != (1, 1))
 

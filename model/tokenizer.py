@@ -17,7 +17,8 @@ WORDS = (
     "yellow circle triangle 0 1 2 3 4 5 6 7 8 9 10 yes no and or not it this that to describe picture"
 ).split()
 CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + "
+    "'\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 SYSTEM = "You are a helpful assistant."
@@ -44,14 +45,21 @@ def build_tokenizer(cfg: NVILAConfig):
     tok = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Split(Regex(r"\n"), behavior="isolated"), pre_tokenizers.WhitespaceSplit(),
-         pre_tokenizers.Punctuation()]
-    )  # fmt: skip
+        [
+            pre_tokenizers.Split(Regex(r"\n"), behavior="isolated"),
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Punctuation(),
+        ]
+    )
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)  # joins words with spaces
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token=IM_END, pad_token=PAD, unk_token="[UNK]",
-        additional_special_tokens=[IM_START], model_max_length=1 << 20,
-    )  # fmt: skip
+        tokenizer_object=tok,
+        eos_token=IM_END,
+        pad_token=PAD,
+        unk_token="[UNK]",
+        additional_special_tokens=[IM_START],
+        model_max_length=1 << 20,
+    )
     fast.add_tokens(["\n"])  # matched before pre-tokenization, so it survives WhitespaceSplit
     fast.chat_template = CHAT_TEMPLATE
     return fast
@@ -85,7 +93,10 @@ def chat_prompt(tokenizer, question: str, n_images: int = 0, video: bool = False
     """The user turn with one <image> mark per image (and <video>) before the question, as NVILA's
     conversation template puts media first, rendered with the tokenizer's chat template."""
     media = IMAGE_MARK * n_images + (VIDEO_MARK if video else "")
-    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"{media}\n{question}" if media else question}]
+    messages = [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": f"{media}\n{question}" if media else question},
+    ]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 

@@ -1,4 +1,5 @@
-"""Visual token counts without building a model (reference docs/reference.md#worked-examples pseudo-code, docs/reference.md#video-and-temporal-pooling-tsp budgets).
+"""Visual token counts without building a model (reference docs/reference.md#worked-examples pseudo-code,
+docs/reference.md#video-and-temporal-pooling-tsp budgets).
 
 `tokens` counts every embedding a medium contributes to the LLM sequence (separators and NVILA-Lite's
 per-tile "\\n" text token included); `visual_tokens` counts projector outputs only. A peer VLM's counts come
@@ -73,7 +74,8 @@ class TokenCount:
 
 def image_layout(cfg: NVILAConfig, width: int, height: int, multi_image: bool) -> TileLayout:
     """Tiling of one image. Dynamic-S2 and dynamic tiling apply to a lone image only; an image among
-    several (or a video frame) is a plain resize to one tile (docs/reference.md#dynamic-s2, docs/reference.md#nvila-lite-dynamic-tiling)."""
+    several (or a video frame) is a plain resize to one tile (docs/reference.md#dynamic-s2,
+    docs/reference.md#nvila-lite-dynamic-tiling)."""
     _check_size(width, height)
     media = cfg.media
     if multi_image or media.image_mode == "resize":
@@ -127,7 +129,8 @@ def temporal_pool_size(cfg: NVILAConfig | PeerConfig, frames: int, temporal_pool
 
 def video_tokens(cfg: NVILAConfig, frames: int, temporal_pool: bool = True) -> VideoTokens:
     """Frames are resized to one tile each; TSP (if the preset has it and it is on) averages groups of
-    frames after the projector, and each (pooled) frame gets its own separator (docs/reference.md#video-and-temporal-pooling-tsp)."""
+    frames after the projector, and each (pooled) frame gets its own separator
+    (docs/reference.md#video-and-temporal-pooling-tsp)."""
     if frames < 1:
         raise ValueError(f"video frames must be a positive integer, got {frames}")
     pool = temporal_pool_size(cfg, frames, temporal_pool)

@@ -1,5 +1,6 @@
 """What the training and fine-tuning suites share: which parameters learn (NVILA's training stages and the
-fine-tuning recipes of docs/reference.md#training-and-fine-tuning-recipes), LoRA / QLoRA through peft, the optimizer, a synthetic batch with the real token
+fine-tuning recipes of docs/reference.md#training-and-fine-tuning-recipes), LoRA / QLoRA through peft, the optimizer, a
+synthetic batch with the real token
 geometry, one optimizer step, and byte counts of weights, gradients, optimizer state and activations.
 
 A recipe names what learns in each part: vision tower x LLM, the projector always trains (as in every
@@ -51,7 +52,9 @@ class LoraSettings:
 
     def __post_init__(self):
         if self.rank < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1:
-            raise ValueError(f"LoRA needs rank >= 1, alpha > 0, 0 <= dropout < 1; got {self.rank}, {self.alpha}, {self.dropout}")
+            raise ValueError(
+                f"LoRA needs rank >= 1, alpha > 0, 0 <= dropout < 1; got {self.rank}, {self.alpha}, {self.dropout}"
+            )
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class Recipe:
 
     @classmethod
     def parse(cls, name: str, lora: LoraSettings | None = None) -> Recipe:
-        """"nvila", "full-full", a training stage ("projector", "projector-llm", "full") or VISION-LLM, e.g.
+        """ "nvila", "full-full", a training stage ("projector", "projector-llm", "full") or VISION-LLM, e.g.
         "ln-lora", "frozen-qlora"."""
         lora = lora or LoraSettings()
         if name in STAGES:
@@ -83,6 +86,7 @@ class Recipe:
     @property
     def uses_lora(self) -> bool:
         return self.vision == "lora" or self.llm in ("lora", "qlora")
+
 
 def unused_vision_parameters(model: NVILAModel) -> list[nn.Parameter]:
     """ViT parameters the model never runs: layers after the feature layer, post_layernorm, the head."""
@@ -117,7 +121,9 @@ def apply_recipe(model: NVILAModel, recipe: Recipe) -> NVILAModel:
                 for p in module.parameters():
                     p.requires_grad_(id(p) not in unused)
     elif recipe.vision == "lora":
-        _inject_lora(model.vision_tower, recipe.lora, recipe.lora.vision_targets, used_layers=model.config.vision.layers_used)
+        _inject_lora(
+            model.vision_tower, recipe.lora, recipe.lora.vision_targets, used_layers=model.config.vision.layers_used
+        )
     if recipe.llm == "full":
         model.llm.requires_grad_(True)
     elif recipe.llm in ("lora", "qlora"):
@@ -125,7 +131,9 @@ def apply_recipe(model: NVILAModel, recipe: Recipe) -> NVILAModel:
     return model
 
 
-def _inject_lora(module: nn.Module, lora: LoraSettings, targets: tuple[str, ...], used_layers: int | None = None) -> None:
+def _inject_lora(
+    module: nn.Module, lora: LoraSettings, targets: tuple[str, ...], used_layers: int | None = None
+) -> None:
     try:
         from peft import LoraConfig, inject_adapter_in_model
     except ImportError:
@@ -134,7 +142,9 @@ def _inject_lora(module: nn.Module, lora: LoraSettings, targets: tuple[str, ...]
     if used_layers is not None:  # the ViT: only the layers that run (regex over full module names)
         layers = "|".join(str(i) for i in range(used_layers))
         names = rf".*\.layers\.({layers})\..*\.({'|'.join(targets)})$"
-    config = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=names, bias="none")
+    config = LoraConfig(
+        r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=names, bias="none"
+    )
     inject_adapter_in_model(config, module)
     for name, p in module.named_parameters():
         p.requires_grad_("lora_" in name)
@@ -151,8 +161,14 @@ def _quantize_llm_4bit(model: NVILAModel) -> None:
     for parent in list(model.llm.model.layers.modules()):
         for child_name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear):
-                q = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
-                                      compute_dtype=torch.bfloat16, quant_type="nf4", device="cpu")  # fmt: skip
+                q = bnb.nn.Linear4bit(
+                    child.in_features,
+                    child.out_features,
+                    bias=child.bias is not None,
+                    compute_dtype=torch.bfloat16,
+                    quant_type="nf4",
+                    device="cpu",
+                )
                 q.weight = bnb.nn.Params4bit(child.weight.data.cpu(), requires_grad=False, quant_type="nf4")
                 if child.bias is not None:
                     q.bias = nn.Parameter(child.bias.data.cpu(), requires_grad=False)
@@ -173,12 +189,17 @@ def trainable_counts(model: NVILAModel) -> dict[str, int]:
     return counts | {"total": sum(counts.values())}
 
 
-def build_optimizer(model: NVILAModel, recipe: Recipe, lr: float = 2e-5, fused: bool | None = None) -> torch.optim.AdamW:
-    """AdamW, no weight decay (docs/reference.md#training-and-fine-tuning-recipes); the ViT's group at lr * vit_lr_ratio. Fused kernel on CUDA."""
+def build_optimizer(
+    model: NVILAModel, recipe: Recipe, lr: float = 2e-5, fused: bool | None = None
+) -> torch.optim.AdamW:
+    """AdamW, no weight decay (docs/reference.md#training-and-fine-tuning-recipes); the ViT's group at lr *
+    vit_lr_ratio. Fused kernel on CUDA."""
     parts = model_parts(model)
     vision = [p for p in parts["vision"] if p.requires_grad]
     rest = [p for p in parts["projector"] + parts["llm"] if p.requires_grad]
-    groups = [g for g in ({"params": rest, "lr": lr}, {"params": vision, "lr": lr * recipe.vit_lr_ratio}) if g["params"]]
+    groups = [
+        g for g in ({"params": rest, "lr": lr}, {"params": vision, "lr": lr * recipe.vit_lr_ratio}) if g["params"]
+    ]
     if not groups:
         raise ValueError(f"recipe {recipe.name!r} trains no parameter")
     if fused is None:
@@ -203,8 +224,8 @@ def synthetic_batch(point, step: int = 0, first_row: int = 0) -> Batch:
     """`point.batch_size` samples with the point's media sizes and prompt length (the real token geometry),
     each with its own synthetic images / frames, seeded by step and global row (`first_row`: where this
     data-parallel rank's rows start), so N ranks of batch b see the rows one process of batch N*b sees."""
-    from .presets import get_preset, is_peer
     from .preprocess import synthetic_image, synthetic_video
+    from .presets import get_preset, is_peer
     from .prompt import synthetic_prompt
 
     cfg = get_preset(point.preset)
@@ -229,7 +250,9 @@ def loss_of(model: NVILAModel, batch: Batch, autocast_dtype: torch.dtype | None 
         return model.training_loss(batch.media, batch.input_ids, batch.temporal_pool, section=section)
 
 
-def train_step(model, batches: list[Batch], optimizer, section=None, autocast_dtype=None, clip: float | None = None) -> float:
+def train_step(
+    model, batches: list[Batch], optimizer, section=None, autocast_dtype=None, clip: float | None = None
+) -> float:
     """One optimizer step over `batches` (gradient accumulation: the loss of each micro-batch is scaled by
     1/len(batches)); returns the mean loss. Each stage runs inside `section(name)` when given (see
     pipeline.py): vision, projector, llm_forward per micro-batch, backward, then optimizer."""

@@ -1,4 +1,5 @@
-"""SigLIP vision tower (transformers `SiglipVisionModel`) and the Dynamic-S2 feature merge (docs/reference.md#vision-encoder, docs/reference.md#dynamic-s2)."""
+"""SigLIP vision tower (transformers `SiglipVisionModel`) and the Dynamic-S2 feature merge
+(docs/reference.md#vision-encoder, docs/reference.md#dynamic-s2)."""
 
 from __future__ import annotations
 
@@ -46,13 +47,21 @@ def attention_kernel(tower: SiglipVisionModel) -> str:
         return implementation
     weight = _body(tower).embeddings.patch_embedding.weight
     heads = hf.num_attention_heads
-    q = torch.empty(1, heads, (hf.image_size // hf.patch_size) ** 2, hf.hidden_size // heads, dtype=weight.dtype, device=weight.device)
+    q = torch.empty(
+        1,
+        heads,
+        (hf.image_size // hf.patch_size) ** 2,
+        hf.hidden_size // heads,
+        dtype=weight.dtype,
+        device=weight.device,
+    )
     return sdpa_backend(q, q, q)
 
 
 def vision_features(tower: SiglipVisionModel, pixels: torch.Tensor, layers_used: int) -> torch.Tensor:
     """(T, 3, S, S) -> (T, patches, C): hidden_states[select_layer], i.e. the output of encoder layer
-    `layers_used`, before post_layernorm. Later layers are never run: their output is unused (docs/reference.md#vision-encoder)."""
+    `layers_used`, before post_layernorm. Later layers are never run: their output is unused
+    (docs/reference.md#vision-encoder)."""
     body = _body(tower)
     hidden = body.embeddings(pixels)
     for layer in body.encoder.layers[:layers_used]:

@@ -14,8 +14,12 @@ import io
 from nvila_bench.model.stages import LLM_PREFILL, PREPROCESS, PROJECTOR, VISION
 
 STAGE_COLOURS = {  # the prefill stages (model.stages), then the decode of the remaining tokens
-    PREPROCESS: "#8c564b", VISION: "#1f77b4", PROJECTOR: "#ff7f0e", LLM_PREFILL: "#2ca02c", "decode": "#9467bd",
-}  # fmt: skip
+    PREPROCESS: "#8c564b",
+    VISION: "#1f77b4",
+    PROJECTOR: "#ff7f0e",
+    LLM_PREFILL: "#2ca02c",
+    "decode": "#9467bd",
+}
 
 
 def _plt():
@@ -26,10 +30,17 @@ def _plt():
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({
-        "svg.fonttype": "none", "svg.hashsalt": "nvila-bench", "text.parse_math": False, "font.size": 9,
-        "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 96,
-    })  # fmt: skip
+    plt.rcParams.update(
+        {
+            "svg.fonttype": "none",
+            "svg.hashsalt": "nvila-bench",
+            "text.parse_math": False,
+            "font.size": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "figure.dpi": 96,
+        }
+    )
     return plt
 
 
@@ -90,7 +101,9 @@ def roofline(points: list[dict], roofs: list[dict]) -> str:
     for stage, colour in STAGE_COLOURS.items():
         mine = [p for p in points if p["stage"] == stage]
         if mine:
-            ax.scatter([p["intensity"] for p in mine], [p["achieved"] for p in mine], color=colour, label=stage, zorder=3)
+            ax.scatter(
+                [p["intensity"] for p in mine], [p["achieved"] for p in mine], color=colour, label=stage, zorder=3
+            )
     _log_axis(ax, "x")
     _log_axis(ax, "y")
     ax.set_xlabel("arithmetic intensity (FLOP / byte, cost model)")
@@ -110,7 +123,13 @@ def grouped_bars(groups: list[str], series: dict[str, list[float | None]], ylabe
         bars = ax.bar(xs, heights, width, label=name)
         for bar, v in zip(bars, values):
             if v is not None:
-                ax.annotate(f"{v:,.3g}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=7)
+                ax.annotate(
+                    f"{v:,.3g}",
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel(ylabel)
     if log:

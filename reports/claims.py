@@ -19,25 +19,51 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nvila_bench.core.analysis import paper
-from nvila_bench.core.measuring.results import Record
-from nvila_bench.core.analysis.training_cost import NVILA, fp8_speedup
 from nvila_bench.model import count_visual_tokens, get_preset
+
+from nvila_bench.core.analysis import paper
+from nvila_bench.core.analysis.training_cost import NVILA, fp8_speedup
+from nvila_bench.core.measuring.results import Record
 
 from .deployment import paper_gpu_of, same_hardware
 from .peers import per_sample_seconds, same_run_pairs, train_pairs, weights_of
 from .records import baseline_pairs, by_setting, engine_of, hardware_of, is_tiny, media_label, value
 
 TOLERANCE = 0.10
-RUN_SUITES = ("prefill", "decode", "scale-then-compress", "overhead", "train", "finetune-memory", "training-cost", "accuracy")  # what `nvila-bench run` offers today
+RUN_SUITES = (
+    "prefill",
+    "decode",
+    "scale-then-compress",
+    "overhead",
+    "train",
+    "finetune-memory",
+    "training-cost",
+    "accuracy",
+)  # what `nvila-bench run` offers today
 
 COMMANDS = {  # claim id -> (suite it needs, the command that measures it)
-    "prefill-speedup": ("prefill", "nvila-bench run prefill --device cuda --preset nvila-8b --preset qwen2-vl-7b --image 1920x1080 --out results/"),
-    "decode-speedup": ("decode", "nvila-bench run decode --device cuda --preset nvila-8b --preset qwen2-vl-7b --image 1920x1080 --out results/"),
-    "video-compression-prefill": ("scale-then-compress", "nvila-bench run scale-then-compress --out results/  (add --device cuda to measure)"),
+    "prefill-speedup": (
+        "prefill",
+        "nvila-bench run prefill --device cuda --preset nvila-8b --preset qwen2-vl-7b --image 1920x1080 --out results/",
+    ),
+    "decode-speedup": (
+        "decode",
+        "nvila-bench run decode --device cuda --preset nvila-8b --preset qwen2-vl-7b --image 1920x1080 --out results/",
+    ),
+    "video-compression-prefill": (
+        "scale-then-compress",
+        "nvila-bench run scale-then-compress --out results/  (add --device cuda to measure)",
+    ),
     "video-tokens-tsp": ("scale-then-compress", "nvila-bench tokens --preset nvila-8b-video --video-frames 256"),
-    "finetune-memory": ("finetune-memory", "nvila-bench run finetune-memory --device cuda --preset nvila-8b --paper-table --out results/"),
-    "fp8-training": ("train", "nvila-bench run train --device cuda --preset nvila-8b --out results/ && nvila-bench run train --fp8 --device cuda --preset nvila-8b --out results/"),
+    "finetune-memory": (
+        "finetune-memory",
+        "nvila-bench run finetune-memory --device cuda --preset nvila-8b --paper-table --out results/",
+    ),
+    "fp8-training": (
+        "train",
+        "nvila-bench run train --device cuda --preset nvila-8b --out results/ && nvila-bench run train --fp8 "
+        "--device cuda --preset nvila-8b --out results/",
+    ),
     "training-cost": ("training-cost", "nvila-bench estimate training-cost --hardware h100-sxm --out results/"),
 }
 
@@ -99,8 +125,12 @@ def _peer_speedup(records: list[Record], metric: str, invert: bool, claim: dict)
     fewest = min(len(d) for *_, d in judged)
     chosen = [(n, p) for n, p, d in judged if len(d) == fewest]
     ratios = [value(p, metric) / value(n, metric) if invert else value(n, metric) / value(p, metric) for n, p in chosen]
-    names = sorted({f"{n.preset} vs {p.preset} ({engine_of(n)} engine, weights {weights_of(n)}, {media_label(n.config)})"
-                    for n, p in chosen})
+    names = sorted(
+        {
+            f"{n.preset} vs {p.preset} ({engine_of(n)} engine, weights {weights_of(n)}, {media_label(n.config)})"
+            for n, p in chosen
+        }
+    )
     reasons = list(dict.fromkeys(x for n, p, d in judged if len(d) == fewest for x in d))
     note = f"{len(chosen)} same-run pair(s): {', '.join(names)}; "
     note += "not comparable: " + "; ".join(reasons) if reasons else "the paper's setting"
@@ -122,14 +152,22 @@ def decode_speedup(records, claim) -> Ours | None:
 def video_compression_prefill(records, claim) -> Ours | None:
     """LLM prefill of the video request, scaled-only over NVILA: measured when a suite ran it, else the
     analytic floor of the scale-then-compress records."""
+
     def pick(provenance: str, suite: str, metric: str):
         found = {}
         for r in records:
             if r.suite == suite and r.provenance == provenance and r.ok and r.extra.get("media") == "video":
                 found[(r.extra.get("variant"), hardware_of(r))] = r
-        return [(found[("scaled-only", hw)], found[("nvila", hw)], hw) for v, hw in found if v == "scaled-only" and ("nvila", hw) in found]
+        return [
+            (found[("scaled-only", hw)], found[("nvila", hw)], hw)
+            for v, hw in found
+            if v == "scaled-only" and ("nvila", hw) in found
+        ]
 
-    for provenance, suite, metric in (("measured", "prefill", "llm_prefill"), ("analytic", "scale-then-compress", "llm_prefill_floor")):
+    for provenance, suite, metric in (
+        ("measured", "prefill", "llm_prefill"),
+        ("analytic", "scale-then-compress", "llm_prefill_floor"),
+    ):
         for scaled, nvila, hw in pick(provenance, suite, metric):
             a, b = value(scaled, metric), value(nvila, metric)
             if a and b:
@@ -190,9 +228,11 @@ def _measured_training_cost(records: list[Record], claim: dict) -> Ours | None:
         return None
     nvila, peer = pairs[0]
     ratio = per_sample_seconds(peer) / per_sample_seconds(nvila)
-    note = (f"train suite: {peer.preset}'s step time per sample over {nvila.preset}'s, {nvila.extra.get('stage')} stage, "
-            f"{nvila.config.get('dtype')}, {media_label(nvila.config)}; a per-sample compute factor, not the paper's "
-            "GPU-days, which also depend on the data's size (NVILA prunes half its SFT data)")
+    note = (
+        f"train suite: {peer.preset}'s step time per sample over {nvila.preset}'s, {nvila.extra.get('stage')} stage, "
+        f"{nvila.config.get('dtype')}, {media_label(nvila.config)}; a per-sample compute factor, not the paper's "
+        "GPU-days, which also depend on the data's size (NVILA prunes half its SFT data)"
+    )
     if is_tiny(nvila.preset):
         note += "; tiny random-weight stand-ins, not the 8B models"
     return Ours(ratio, f"{ratio:.2f}x", hardware_of(nvila), "measured", False, note)
@@ -207,8 +247,10 @@ def training_cost(records, claim) -> Ours | None:
     if not ratio:
         return None
     last = rows[-1]
-    note = (f"vs {last.extra.get('baseline', 'VILA1.5-8B')} at {', '.join(last.config.get('images') or [])}, "
-            f"{last.extra.get('mfu', 0):.0%} MFU assumed; the paper's 4.5x is against LLaVA-OneVision-class peers")  # fmt: skip
+    note = (
+        f"vs {last.extra.get('baseline', 'VILA1.5-8B')} at {', '.join(last.config.get('images') or [])}, "
+        f"{last.extra.get('mfu', 0):.0%} MFU assumed; the paper's 4.5x is against LLaVA-OneVision-class peers"
+    )
     return Ours(ratio, f"{ratio:.2f}x", hardware_of(last), last.provenance, False, note)
 
 
@@ -232,10 +274,19 @@ def claims_table(records: list[Record]) -> list[dict]:
         paper_text = f"{low:g}{unit}" if low == high else f"{low:g}-{high:g}{unit}"
         if unit == "tokens":
             paper_text = f"{low:,.0f} tokens"
-        rows.append({
-            "id": claim["id"], "claim": claim["claim"], "source": claim["source"], "setting": claim["setting"],
-            "paper": paper_text, "ours": ours, "our_setting": claim["our_setting"], "verdict": verdict(claim, ours),
-            "command": command, "suite_available": suite in RUN_SUITES or claim["id"] == "video-tokens-tsp",
-            "suite": suite,
-        })  # fmt: skip
+        rows.append(
+            {
+                "id": claim["id"],
+                "claim": claim["claim"],
+                "source": claim["source"],
+                "setting": claim["setting"],
+                "paper": paper_text,
+                "ours": ours,
+                "our_setting": claim["our_setting"],
+                "verdict": verdict(claim, ours),
+                "command": command,
+                "suite_available": suite in RUN_SUITES or claim["id"] == "video-tokens-tsp",
+                "suite": suite,
+            }
+        )
     return rows

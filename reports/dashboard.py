@@ -4,7 +4,8 @@
                              regressions and improvements marked, and the list of flagged changes
     SITE/runs/<run>.html     each run's full report
 
-A change is flagged with the gate's own rule (`nvila_bench.core.comparison.gate.compare_metric`): between consecutive runs
+A change is flagged with the gate's own rule (`nvila_bench.core.comparison.gate.compare_metric`): between consecutive
+runs
 of the same point on the same hardware, only when the 95% CI of the change lies beyond the threshold.
 """
 
@@ -16,8 +17,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from nvila_bench.core.measuring.files import write_atomic
 from nvila_bench.core.comparison.gate import DEFAULT_METRICS, compare_metric, direction, match_key, point_label
+from nvila_bench.core.measuring.files import write_atomic
 from nvila_bench.core.measuring.results import STATUSES, Record, hardware_of, read_results
 
 from . import charts
@@ -81,7 +82,9 @@ def page_names(rels: list[str], limit: int = 80) -> list[str]:
     return names
 
 
-def trends(runs: list[Run], threshold: float, metrics: tuple[str, ...] = DEFAULT_METRICS) -> tuple[list[dict], list[dict]]:
+def trends(
+    runs: list[Run], threshold: float, metrics: tuple[str, ...] = DEFAULT_METRICS
+) -> tuple[list[dict], list[dict]]:
     """(one chart per metric and preset, the flagged changes). Each point's series follows its match key and
     hardware across runs; a flag compares a run with the previous run that measured the same point (only for a
     metric that states which direction is better)."""
@@ -97,18 +100,35 @@ def trends(runs: list[Run], threshold: float, metrics: tuple[str, ...] = DEFAULT
                 if m is None or m.summary is None:
                     continue
                 hw, key = hardware_of(r), match_key(r)
-                s = series.setdefault((metric, str(r.preset)), {}).setdefault((key, hw), {
-                    "label": point_label(r) + f" ({hw})", "x": [], "y": [], "low": [], "high": [], "flags": [], "ticks": [],
-                    "unit": m.unit,
-                })  # fmt: skip
+                s = series.setdefault((metric, str(r.preset)), {}).setdefault(
+                    (key, hw),
+                    {
+                        "label": point_label(r) + f" ({hw})",
+                        "x": [],
+                        "y": [],
+                        "low": [],
+                        "high": [],
+                        "flags": [],
+                        "ticks": [],
+                        "unit": m.unit,
+                    },
+                )
                 flag = "pass"
                 previous = last.get((metric, key, hw))
                 if previous is not None and direction([previous[1].metrics[metric], m]) is not None:
                     c = compare_metric(s["label"], metric, previous[1].metrics[metric], m, threshold)
                     flag = c.verdict
                     if flag in ("regression", "improvement"):
-                        flags.append({"run": run.slug, "previous": runs[previous[0]].slug, "metric": metric,
-                                      "point": s["label"], "change": c.change_text, "verdict": flag})
+                        flags.append(
+                            {
+                                "run": run.slug,
+                                "previous": runs[previous[0]].slug,
+                                "metric": metric,
+                                "point": s["label"],
+                                "change": c.change_text,
+                                "verdict": flag,
+                            }
+                        )
                 last[(metric, key, hw)] = (index, r)
                 s["x"].append(index)
                 s["y"].append(m.value)
@@ -125,8 +145,14 @@ def trends(runs: list[Run], threshold: float, metrics: tuple[str, ...] = DEFAULT
             for k in ("y", "low", "high"):
                 s[k] = [v * scale for v in s[k]]
         ylabel = f"{metric} ({'ms' if unit == 's' else unit})"
-        out.append({"metric": metric, "preset": preset, "runs": len({x for s in lines for x in s["x"]}),
-                    "chart": charts.trend(lines, ylabel)})
+        out.append(
+            {
+                "metric": metric,
+                "preset": preset,
+                "runs": len({x for s in lines for x in s["x"]}),
+                "chart": charts.trend(lines, ylabel),
+            }
+        )
     return out, flags
 
 
@@ -142,11 +168,20 @@ def build_site(results_dir: str | Path, site_dir: str | Path, threshold: float =
         "title": "nvila-bench dashboard",
         "source": str(results_dir),
         "threshold": threshold,
-        "runs": [{"slug": r.slug, "date": r.date, "revision": r.revision, "hardware": r.hardware,
-                  "records": len(r.records), **{s: r.count(s) for s in STATUSES},
-                  "statuses": {s: r.count(s) for s in STATUSES if r.count(s)},
-                  "suites": sorted({x.suite for x in r.records})} for r in reversed(runs)],
+        "runs": [
+            {
+                "slug": r.slug,
+                "date": r.date,
+                "revision": r.revision,
+                "hardware": r.hardware,
+                "records": len(r.records),
+                **{s: r.count(s) for s in STATUSES},
+                "statuses": {s: r.count(s) for s in STATUSES if r.count(s)},
+                "suites": sorted({x.suite for x in r.records}),
+            }
+            for r in reversed(runs)
+        ],
         "trends": charts_,
         "flags": flags,
-    }  # fmt: skip
+    }
     return write_atomic(site / "index.html", render_dashboard(context))

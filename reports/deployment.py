@@ -20,27 +20,41 @@ from __future__ import annotations
 import functools
 import re
 
-from nvila_bench.core.analysis import paper
-from nvila_bench.core.measuring.results import Record
 from nvila_bench.model import get_preset
 from nvila_bench.model.presets import preset_names
 from nvila_bench.model.quantize import COMPONENTS
+
+from nvila_bench.core.analysis import paper
+from nvila_bench.core.measuring.results import Record
 
 from .records import engine_of, hardware_of, is_nvila, is_peer, measured, preset_config, value
 
 SUITE = "deployment"
 COMMAND = "nvila-bench run deployment --preset nvila-8b --device cuda --out results/"
-RUNGS = ("scaled-only bf16", "bf16", "w4a16-llm", "w8a8-vit-int8", "w8a8-vit-fp8", "w8a8-fp8-llm",
-         "baseline bf16", "baseline quantized")  # suites/deployment.py RUNGS, in order (a test checks)
+RUNGS = (
+    "scaled-only bf16",
+    "bf16",
+    "w4a16-llm",
+    "w8a8-vit-int8",
+    "w8a8-vit-fp8",
+    "w8a8-fp8-llm",
+    "baseline bf16",
+    "baseline quantized",
+)  # suites/deployment.py RUNGS, in order (a test checks)
 PREVIOUS = {  # rung -> the rung it adds one step to (fp8 is the alternative to int8, so both build on w4a16-llm)
-    "bf16": "scaled-only bf16", "w4a16-llm": "bf16", "w8a8-vit-int8": "w4a16-llm", "w8a8-vit-fp8": "w4a16-llm",
+    "bf16": "scaled-only bf16",
+    "w4a16-llm": "bf16",
+    "w8a8-vit-int8": "w4a16-llm",
+    "w8a8-vit-fp8": "w4a16-llm",
     "w8a8-fp8-llm": "bf16",
     "baseline quantized": "baseline bf16",
-}  # fmt: skip
+}
 MATCH_TOLERANCE = 0.01  # measured weights bytes "match" the prediction within 1%
 PAPER_MODEL = "nvila-8b"  # the model of Figure 5 and of the TinyChat table
 PAPER_HARDWARE = {"a100": "A100", "rtx4090": "RTX 4090", "orin": "Orin"}  # paper.toml decode_rates column -> GPU
-TINYCHAT_SETTING = "batch 1, Dynamic-S2 off: a shorter image context than a ladder's, so a little less KV cache read per token"
+TINYCHAT_SETTING = (
+    "batch 1, Dynamic-S2 off: a shorter image context than a ladder's, so a little less KV cache read per token"
+)
 TINYCHAT_RUNG = {"Baseline (FP16)": "bf16", "TinyChat (W4A16 LLM + W8A8 ViT)": "w8a8-vit-int8"}  # engine -> our rung
 COMPONENT_NAMES = {"vision": "ViT", "projector": "projector", "llm": "LLM"}
 DIFFERENT_HARDWARE = "not comparable: different hardware"
@@ -103,10 +117,15 @@ def _all(flags: list) -> bool | None:
     return False if False in flags else None if None in flags else True
 
 
-def formats_text(formats: dict[str, str], scales: str = "none", int4_kernel: str | None = None, lm_head: bool = False) -> str:
+def formats_text(
+    formats: dict[str, str], scales: str = "none", int4_kernel: str | None = None, lm_head: bool = False
+) -> str:
     kernel = f" ({int4_kernel})" if int4_kernel else ""
-    quantized = [f"{COMPONENT_NAMES[c]} {f}{kernel if f == 'w4a16' else ''}{' + LM head' if c == 'llm' and lm_head else ''}"
-                 for c, f in formats.items() if f != "bf16"]  # fmt: skip
+    quantized = [
+        f"{COMPONENT_NAMES[c]} {f}{kernel if f == 'w4a16' else ''}{' + LM head' if c == 'llm' and lm_head else ''}"
+        for c, f in formats.items()
+        if f != "bf16"
+    ]
     if quantized and scales == "activation-aware":
         quantized.append("AWQ / SmoothQuant scales")
     elif quantized:
@@ -123,9 +142,19 @@ def _row(r: Record) -> dict:
     formats = {c: r.extra.get(f"{c}_weights", "bf16") for c in COMPONENTS}
     scales, kernel, head = _scales(r), r.extra.get("int4_kernel"), r.extra.get("lm_head") == "quantized"
     prefill = f"; int4 prefill: {r.extra['int4_prefill']}" if r.extra.get("int4_prefill") else ""
-    row = {"rung": r.extra.get("rung"), "preset": r.preset, "formats": formats, "scales": scales,
-           "int4_kernel": kernel, "lm_head": head, "formats_text": formats_text(formats, scales, kernel, head) + prefill,
-           "status": r.status, "ok": r.ok, "reason": r.error, "run_id": r.run_id}  # fmt: skip
+    row = {
+        "rung": r.extra.get("rung"),
+        "preset": r.preset,
+        "formats": formats,
+        "scales": scales,
+        "int4_kernel": kernel,
+        "lm_head": head,
+        "formats_text": formats_text(formats, scales, kernel, head) + prefill,
+        "status": r.status,
+        "ok": r.ok,
+        "reason": r.error,
+        "run_id": r.run_id,
+    }
     if not r.ok:
         return row
     weights = {}
@@ -138,24 +167,49 @@ def _row(r: Record) -> dict:
     total_predicted = sum(predicted_all) if None not in predicted_all else None
     gpu = value(r, "peak_memory_allocated")
     row |= {
-        "tokens": value(r, "media_tokens"), "ttft": value(r, "ttft"), "preprocess": value(r, "preprocess"),
-        "vision": value(r, "vision"), "projector": value(r, "projector"), "llm_prefill": value(r, "llm_prefill"),
-        "tpot": value(r, "tpot"), "decode_tps": value(r, "decode_tokens_per_s"), "decode_mbu": value(r, "decode_step_mbu"),
-        "weights": weights, "weights_total": total, "weights_total_predicted": total_predicted,
+        "tokens": value(r, "media_tokens"),
+        "ttft": value(r, "ttft"),
+        "preprocess": value(r, "preprocess"),
+        "vision": value(r, "vision"),
+        "projector": value(r, "projector"),
+        "llm_prefill": value(r, "llm_prefill"),
+        "tpot": value(r, "tpot"),
+        "decode_tps": value(r, "decode_tokens_per_s"),
+        "decode_mbu": value(r, "decode_step_mbu"),
+        "weights": weights,
+        "weights_total": total,
+        "weights_total_predicted": total_predicted,
         "weights_match": _all([w["match"] for w in weights.values()]),
         "peak_memory": gpu if gpu is not None else value(r, "peak_rss"),
-        "peak_kind": "GPU allocated" if gpu is not None else "process peak RSS" if value(r, "peak_rss") is not None else None,
-        "top1_agreement": value(r, "top1_agreement"), "logits_kl": value(r, "logits_kl"),
-        "quality_positions": value(r, "quality_positions"), "engine_note": value(r, "engine_note"),
+        "peak_kind": "GPU allocated"
+        if gpu is not None
+        else "process peak RSS"
+        if value(r, "peak_rss") is not None
+        else None,
+        "top1_agreement": value(r, "top1_agreement"),
+        "logits_kl": value(r, "logits_kl"),
+        "quality_positions": value(r, "quality_positions"),
+        "engine_note": value(r, "engine_note"),
         "fell_back": bool(value(r, "engine_note")),  # any note: a compile, prefill or vision tower that ran another way
         # on the trained checkpoint (`--checkpoint`): synthetic-task accuracy, and logits against it in bf16
-        "synthetic_accuracy": value(r, "synthetic_accuracy"), "checkpoint_top1": value(r, "checkpoint_top1_agreement"),
+        "synthetic_accuracy": value(r, "synthetic_accuracy"),
+        "checkpoint_top1": value(r, "checkpoint_top1_agreement"),
         "benchmark_accuracy": value(r, "benchmark_accuracy"),  # the paper's lmms-eval tasks, official weights
-        "engine": r.config.get("engine"), "setup_seconds": value(r, "setup_seconds"),
+        "engine": r.config.get("engine"),
+        "setup_seconds": value(r, "setup_seconds"),
         "quantize_seconds": value(r, "quantize_seconds"),
-        **{k: value(r, k) for k in ("vision_mfu", "vision_mfu_dtype", "llm_prefill_mfu", "llm_prefill_mfu_dtype",
-                                    "vision_peak_source", "llm_prefill_peak_source")},
-    }  # fmt: skip
+        **{
+            k: value(r, k)
+            for k in (
+                "vision_mfu",
+                "vision_mfu_dtype",
+                "llm_prefill_mfu",
+                "llm_prefill_mfu_dtype",
+                "vision_peak_source",
+                "llm_prefill_peak_source",
+            )
+        },
+    }
     return row
 
 
@@ -163,13 +217,22 @@ def _rank(rung) -> int:
     return RUNGS.index(rung) if rung in RUNGS else len(RUNGS)
 
 
-KERNEL_PREFERENCE = ("tinygemm", "intx", "opaque", "gemlite")  # the last first: "auto"'s pick on CUDA where installed, on CPU
+KERNEL_PREFERENCE = (
+    "tinygemm",
+    "intx",
+    "opaque",
+    "gemlite",
+)  # the last first: "auto"'s pick on CUDA where installed, on CPU
 
 
 def _preference(row: dict) -> tuple:
     """How close a row is to the paper's deployment: activation-aware scales, a bf16 LM head, gemlite's kernel."""
     kernel = row["int4_kernel"]
-    return row["scales"] != "none", not row["lm_head"], KERNEL_PREFERENCE.index(kernel) if kernel in KERNEL_PREFERENCE else -1
+    return (
+        row["scales"] != "none",
+        not row["lm_head"],
+        KERNEL_PREFERENCE.index(kernel) if kernel in KERNEL_PREFERENCE else -1,
+    )
 
 
 def standing(rows: list[dict]) -> dict[str, dict]:
@@ -189,7 +252,10 @@ def _ladder_rows(records: list[Record]) -> list[dict]:
         key = (r.extra.get("rung"), _scales(r), r.extra.get("int4_kernel") or "", r.extra.get("lm_head") or "")
         if key not in by_rung or r.timestamp >= by_rung[key].timestamp:
             by_rung[key] = r
-    rows = sorted((_row(r) for r in by_rung.values()), key=lambda x: (_rank(x["rung"]), str(x["rung"]), x["scales"] != "none", x["int4_kernel"] or "", x["lm_head"]))
+    rows = sorted(
+        (_row(r) for r in by_rung.values()),
+        key=lambda x: (_rank(x["rung"]), str(x["rung"]), x["scales"] != "none", x["int4_kernel"] or "", x["lm_head"]),
+    )
     ok = standing(rows)
     bf16 = {row["preset"]: row for row in rows if row["ok"] and set(row["formats"].values()) == {"bf16"}}
     first = ok.get(RUNGS[0])
@@ -212,7 +278,9 @@ def _ladder_rows(records: list[Record]) -> list[dict]:
         if row["synthetic_accuracy"] is not None and ref and ref["synthetic_accuracy"] is not None:
             row["accuracy_points_vs_bf16"] = 100 * (row["synthetic_accuracy"] - ref["synthetic_accuracy"])
         base_total = ref["weights_total"] if ref else None
-        row["weights_ratio"] = row["weights_total"] / base_total if row["weights_total"] is not None and base_total else None
+        row["weights_ratio"] = (
+            row["weights_total"] / base_total if row["weights_total"] is not None and base_total else None
+        )
     return rows
 
 
@@ -242,7 +310,8 @@ def _verdict(paper_gpu: str | None, hardware: str, model_ok: bool, peer: str | N
 
 
 def _figure5(media: str, hardware: str, rows: dict[str, dict], model_ok: bool) -> list[dict]:
-    """Figure 5's claims (paper.toml claims whose source names Figure 5), with our counterpart where the ladder has one."""
+    """Figure 5's claims (paper.toml claims whose source names Figure 5), with our counterpart where the ladder has
+    one."""
     out = []
     for claim in paper.claims():
         if "Figure 5" not in claim.get("source", "") or (claim["id"].startswith("video") and media != "video"):
@@ -257,12 +326,18 @@ def _figure5(media: str, hardware: str, rows: dict[str, dict], model_ok: bool) -
         else:
             our_setting = f"the ladder has no {claim.get('peer') or 'peer'} rung"
         gpu = paper_gpu_of(claim.get("setting", ""))
-        out.append({
-            "claim": claim["claim"], "source": claim["source"], "setting": claim["setting"], "hardware": gpu,
-            "paper": f"{low:g}{claim['unit']}" if low == high else f"{low:g}-{high:g}{claim['unit']}",
-            "ours": ours, "our_setting": our_setting,
-            "verdict": _verdict(gpu, hardware, model_ok, None if ours is not None else claim.get("peer")),
-        })  # fmt: skip
+        out.append(
+            {
+                "claim": claim["claim"],
+                "source": claim["source"],
+                "setting": claim["setting"],
+                "hardware": gpu,
+                "paper": f"{low:g}{claim['unit']}" if low == high else f"{low:g}-{high:g}{claim['unit']}",
+                "ours": ours,
+                "our_setting": our_setting,
+                "verdict": _verdict(gpu, hardware, model_ok, None if ours is not None else claim.get("peer")),
+            }
+        )
     return out
 
 
@@ -277,19 +352,40 @@ def _tinychat(media: str, family: str, hardware: str, rows: dict[str, dict]) -> 
         if entry["preset"] not in (nvila, pcfg.baseline):
             continue
         baseline = entry["preset"] == pcfg.baseline
-        rung = ("baseline quantized" if "TinyChat" in entry["engine"] else "baseline bf16") if baseline else TINYCHAT_RUNG.get(entry["engine"])
+        rung = (
+            ("baseline quantized" if "TinyChat" in entry["engine"] else "baseline bf16")
+            if baseline
+            else TINYCHAT_RUNG.get(entry["engine"])
+        )
         ours = rows.get(rung) if rung else None
         model_ok = bool(ours) and ours["preset"] == entry["preset"]
-        cells = [{"gpu": gpu, "value": entry.get(key), "comparable": same_hardware(gpu, hardware)} for key, gpu in PAPER_HARDWARE.items()]
+        cells = [
+            {"gpu": gpu, "value": entry.get(key), "comparable": same_hardware(gpu, hardware)}
+            for key, gpu in PAPER_HARDWARE.items()
+        ]
         matched = next((c for c in cells if c["comparable"]), None)
         verdict = _verdict(matched["gpu"] if matched else None, hardware, model_ok)
         if matched and not ours:
             verdict = "not measured"  # the paper's GPU, but the ladder lacks the rung
-        ratio = ours["decode_tps"] / matched["value"] if verdict == "comparable" and ours.get("decode_tps") and matched["value"] else None
-        out.append({"preset": entry["preset"], "engine": entry["engine"], "source": entry["source"], "cells": cells,
-                    "setting": TINYCHAT_SETTING if media == "image" else "batch 1",
-                    "rung": rung, "ours": ours.get("decode_tps") if ours else None, "ours_preset": ours["preset"] if ours else None,
-                    "verdict": verdict, "ratio": ratio})  # fmt: skip
+        ratio = (
+            ours["decode_tps"] / matched["value"]
+            if verdict == "comparable" and ours.get("decode_tps") and matched["value"]
+            else None
+        )
+        out.append(
+            {
+                "preset": entry["preset"],
+                "engine": entry["engine"],
+                "source": entry["source"],
+                "cells": cells,
+                "setting": TINYCHAT_SETTING if media == "image" else "batch 1",
+                "rung": rung,
+                "ours": ours.get("decode_tps") if ours else None,
+                "ours_preset": ours["preset"] if ours else None,
+                "verdict": verdict,
+                "ratio": ratio,
+            }
+        )
     return out
 
 
@@ -312,11 +408,15 @@ def decode_reference(records: list[Record]) -> list[dict]:
         ours.setdefault((r.preset, rung), []).append((label, value(r, "decode_tokens_per_s")))
     rows = []
     for entry in paper.decode_rates():
-        rows.append({
-            "preset": entry["preset"], "engine": entry["engine"], "source": entry["source"],
-            "paper": {label: entry.get(key) for key, label in PAPER_HARDWARE.items()},
-            "ours": ours.get((entry["preset"], TINYCHAT_RUNG.get(entry["engine"], "bf16")), []),
-        })  # fmt: skip
+        rows.append(
+            {
+                "preset": entry["preset"],
+                "engine": entry["engine"],
+                "source": entry["source"],
+                "paper": {label: entry.get(key) for key, label in PAPER_HARDWARE.items()},
+                "ours": ours.get((entry["preset"], TINYCHAT_RUNG.get(entry["engine"], "bf16")), []),
+            }
+        )
     return rows
 
 
@@ -329,19 +429,38 @@ def _peer_ratios(groups: list[dict]) -> None:
     for group in groups:
         if group["engine"].startswith("hf-"):
             continue
-        peers = [g for g in groups if g["engine"].startswith("hf-")
-                 and (g["hardware"], g["media"], g["family"], g["request"]) == (group["hardware"], group["media"], group["family"], group["request"])]  # fmt: skip
-        same = lambda row: (row["rung"], row["scales"], row["int4_kernel"], row["lm_head"])  # noqa: E731
-        peer_rows = [(peer["engine"], standing(peer["rows"]), {same(r): r for r in peer["rows"] if r["ok"]}) for peer in peers]
+        peers = [
+            g
+            for g in groups
+            if g["engine"].startswith("hf-")
+            and (g["hardware"], g["media"], g["family"], g["request"])
+            == (group["hardware"], group["media"], group["family"], group["request"])
+        ]
+
+        def same(row):
+            return (row["rung"], row["scales"], row["int4_kernel"], row["lm_head"])
+
+        peer_rows = [
+            (peer["engine"], standing(peer["rows"]), {same(r): r for r in peer["rows"] if r["ok"]}) for peer in peers
+        ]
         for row in group["rows"]:
             row["vs_peers"] = []
-            for engine, by_rung, alike in peer_rows:  # the peer's row of the same weights, else the one standing for the rung
+            for (
+                engine,
+                by_rung,
+                alike,
+            ) in peer_rows:  # the peer's row of the same weights, else the one standing for the rung
                 other = alike.get(same(row)) or by_rung.get(row["rung"])
                 if row["ok"] and other:
-                    row["vs_peers"].append({"engine": engine, "int4_kernel": other["int4_kernel"],
-                                            "same_run": other["run_id"] == row["run_id"],  # else two commands' figures
-                                            "decode": _speedup(other, row, "decode_tps", higher_is_better=True),
-                                            "ttft": _speedup(other, row, "ttft", higher_is_better=False)})  # fmt: skip
+                    row["vs_peers"].append(
+                        {
+                            "engine": engine,
+                            "int4_kernel": other["int4_kernel"],
+                            "same_run": other["run_id"] == row["run_id"],  # else two commands' figures
+                            "decode": _speedup(other, row, "decode_tps", higher_is_better=True),
+                            "ttft": _speedup(other, row, "ttft", higher_is_better=False),
+                        }
+                    )
 
 
 def ladder(records: list[Record]) -> dict:
@@ -353,10 +472,18 @@ def ladder(records: list[Record]) -> dict:
             run_families.setdefault((r.run_id, hardware_of(r)), family_of(r, {}))
     groups: dict[tuple, list[Record]] = {}
     for r in mine:
-        key = (hardware_of(r), r.extra.get("media") or "—", family_of(r, run_families), r.config.get("engine") or "eager", request_text(r))
+        key = (
+            hardware_of(r),
+            r.extra.get("media") or "—",
+            family_of(r, run_families),
+            r.config.get("engine") or "eager",
+            request_text(r),
+        )
         groups.setdefault(key, []).append(r)
     out = []
-    for (hardware, media, family, engine, request), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1], kv[0][4], kv[0][3])):
+    for (hardware, media, family, engine, request), group in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1], kv[0][4], kv[0][3])
+    ):
         rows = _ladder_rows(group)
         ok = standing(rows)
         model_ok = family == PAPER_MODEL
@@ -364,19 +491,40 @@ def ladder(records: list[Record]) -> dict:
         figure5 = [] if peer else _figure5(media, hardware, ok, model_ok)
         tinychat = [] if peer else _tinychat(media, family, hardware, ok)
         gpus = [gpu for gpu in PAPER_HARDWARE.values() if same_hardware(gpu, hardware)]
-        note = (f"The paper's figures are from {', '.join(PAPER_HARDWARE.values())}; this ladder ran on {hardware}: "
-                "nothing here is comparable with them." if not gpus else
-                f"Same GPU as the paper's {', '.join(gpus)} column" + ("." if model_ok else
-                f", but {family} is not {PAPER_MODEL}: not comparable."))  # fmt: skip
+        note = (
+            f"The paper's figures are from {', '.join(PAPER_HARDWARE.values())}; this ladder ran on {hardware}: "
+            "nothing here is comparable with them."
+            if not gpus
+            else f"Same GPU as the paper's {', '.join(gpus)} column"
+            + ("." if model_ok else f", but {family} is not {PAPER_MODEL}: not comparable.")
+        )
         if peer:
-            note = (f"{family} is a peer VLM: its own ladder, bf16 and a W4A16 LLM. NVILA beside it, rung by rung: "
-                    "the \"NVILA vs peer VLMs\" section.")
-        out.append({
-            "hardware": hardware, "media": media, "family": family, "engine": engine, "request": request, "rows": rows,
-            "skipped": [row for row in rows if not row["ok"]], "figure5": figure5, "tinychat": tinychat,
-            "paper_gpus": list(PAPER_HARDWARE.values()), "comparable_gpus": gpus, "note": note,
-            "tiny": bool(preset_config(family) and preset_config(family).is_tiny),
-        })  # fmt: skip
+            note = (
+                f"{family} is a peer VLM: its own ladder, bf16 and a W4A16 LLM. NVILA beside it, rung by rung: "
+                'the "NVILA vs peer VLMs" section.'
+            )
+        out.append(
+            {
+                "hardware": hardware,
+                "media": media,
+                "family": family,
+                "engine": engine,
+                "request": request,
+                "rows": rows,
+                "skipped": [row for row in rows if not row["ok"]],
+                "figure5": figure5,
+                "tinychat": tinychat,
+                "paper_gpus": list(PAPER_HARDWARE.values()),
+                "comparable_gpus": gpus,
+                "note": note,
+                "tiny": bool(preset_config(family) and preset_config(family).is_tiny),
+            }
+        )
     _peer_ratios(out)
-    return {"groups": out, "command": COMMAND, "components": list(COMPONENTS), "component_names": COMPONENT_NAMES,
-            "tolerance": MATCH_TOLERANCE}  # fmt: skip
+    return {
+        "groups": out,
+        "command": COMMAND,
+        "components": list(COMPONENTS),
+        "component_names": COMPONENT_NAMES,
+        "tolerance": MATCH_TOLERANCE,
+    }

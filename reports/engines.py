@@ -23,8 +23,10 @@ AGREE_TOKENS = 16  # the first output ids compared between an engine and the ref
 # the same: bf16 rounding over a step's kernels lands between 1e-3 and 1e-2; a wrong weight, position or cache read
 # moves the logits by far more. Their ids alone cannot say it where a random-weight model repeats one id.
 LOGITS_CLOSE = 0.05
-COMMAND = ("nvila-bench run decode --preset nvila-8b --device cuda --image 1920x1080 "
-           "--engine compiled --engine hf-static --engine eager --out results/")  # fmt: skip
+COMMAND = (
+    "nvila-bench run decode --preset nvila-8b --device cuda --image 1920x1080 "
+    "--engine compiled --engine hf-static --engine eager --out results/"
+)
 
 
 def _rank(record: Record) -> int:
@@ -72,9 +74,16 @@ def agreement(reference: Record, peer: Record) -> dict | None:
     first = next((i for i in range(n) if a[i] != b[i]), None)
     digests = value(reference, "output_ids_digest"), value(peer, "output_ids_digest")
     nan = [value(r, "last_step_logits_nan") or 0 for r in (reference, peer)]
-    out = {"agree": first is None and len(a) == len(b), "compared": n, "first_difference": first,
-           "distinct": len(set(a[:n])), "same_sequence": None if None in digests else digests[0] == digests[1],
-           "logits_nan": sum(nan), "logits_difference": None, "logits_close": None}  # fmt: skip
+    out = {
+        "agree": first is None and len(a) == len(b),
+        "compared": n,
+        "first_difference": first,
+        "distinct": len(set(a[:n])),
+        "same_sequence": None if None in digests else digests[0] == digests[1],
+        "logits_nan": sum(nan),
+        "logits_difference": None,
+        "logits_close": None,
+    }
     ours, theirs = value(peer, "last_step_logits"), value(reference, "last_step_logits")
     if out["logits_nan"]:  # an engine whose logits hold NaN (or +inf) computes nothing that could agree
         out["logits_close"] = False
@@ -106,8 +115,11 @@ def peer_ratios(records: list[Record]) -> dict[tuple, list[dict]]:
             if engine in PEERS:
                 continue
             main = METRICS[r.suite][0]
-            out[peer_key(r)] = [{"engine": e, "ratio": ratio(value(r, main), value(p, main)), "same_run": p.run_id == r.run_id}
-                                for e, p in peers if ratio(value(r, main), value(p, main)) is not None]  # fmt: skip
+            out[peer_key(r)] = [
+                {"engine": e, "ratio": ratio(value(r, main), value(p, main)), "same_run": p.run_id == r.run_id}
+                for e, p in peers
+                if ratio(value(r, main), value(p, main)) is not None
+            ]
     return out
 
 
@@ -131,27 +143,61 @@ def side_by_side(records: list[Record]) -> dict:
         for peer in peers:
             main_ratio = ratio(value(ref, main), value(peer, main))
             second_ratio = ratio(value(ref, second), value(peer, second))
-            rows.append({
-                "suite": suite, "preset": ref.preset, "media": media_label(ref.config), "dtype": ref.config.get("dtype"),
-                "batch": ref.config.get("batch_size"), "preprocess": preprocess_of(ref), "hardware": hardware_of(ref),
-                "new_tokens": ref.config.get("new_tokens") if suite == "decode" else None,
-                "variant": ref.extra.get("variant"),
-                "reference": engine_of(ref), "engine": engine_of(peer), "metric": main, "second_metric": second,
-                "reference_value": value(ref, main), "value": value(peer, main),
-                "reference_second": value(ref, second), "second": value(peer, second),
-                "ratio": main_ratio, "text": ratio_text(engine_of(ref), engine_of(peer), main_ratio),
-                "second_ratio": second_ratio,
-                "reference_setup": value(ref, "setup_seconds"), "setup": value(peer, "setup_seconds"),
-                "reference_capture": value(ref, "graph_capture_seconds"),  # the CUDA graph captures of that setup
-                "tokens": agreement(ref, peer) if suite == "decode" else None,
-                # an engine that fell back (any engine_note): its figure and the ratio are marked with the note
-                "reference_fell_back": value(ref, "engine_note"), "fell_back": value(peer, "engine_note"),
-                "notes": [f"{engine_of(r)}'s prefill here: {value(r, 'prefill_engine')}"
-                          for r in (ref, peer) if value(r, "prefill_engine")]
-                         + ([f"vision attention: {value(ref, 'vision_attention')}"] if value(ref, "vision_attention") else [])
-                         + ([f"LLM prefill attention: {value(ref, 'llm_prefill_attention')}"] if value(ref, "llm_prefill_attention") else []),
-                "same_run": ref.run_id == peer.run_id,
-            })  # fmt: skip
-    rows.sort(key=lambda x: (SUITES.index(x["suite"]), str(x["preset"]), x["media"], x["hardware"],
-                             x["preprocess"], ENGINES.index(x["engine"]) if x["engine"] in ENGINES else 9))
+            rows.append(
+                {
+                    "suite": suite,
+                    "preset": ref.preset,
+                    "media": media_label(ref.config),
+                    "dtype": ref.config.get("dtype"),
+                    "batch": ref.config.get("batch_size"),
+                    "preprocess": preprocess_of(ref),
+                    "hardware": hardware_of(ref),
+                    "new_tokens": ref.config.get("new_tokens") if suite == "decode" else None,
+                    "variant": ref.extra.get("variant"),
+                    "reference": engine_of(ref),
+                    "engine": engine_of(peer),
+                    "metric": main,
+                    "second_metric": second,
+                    "reference_value": value(ref, main),
+                    "value": value(peer, main),
+                    "reference_second": value(ref, second),
+                    "second": value(peer, second),
+                    "ratio": main_ratio,
+                    "text": ratio_text(engine_of(ref), engine_of(peer), main_ratio),
+                    "second_ratio": second_ratio,
+                    "reference_setup": value(ref, "setup_seconds"),
+                    "setup": value(peer, "setup_seconds"),
+                    "reference_capture": value(ref, "graph_capture_seconds"),  # the CUDA graph captures of that setup
+                    "tokens": agreement(ref, peer) if suite == "decode" else None,
+                    # an engine that fell back (any engine_note): its figure and the ratio are marked with the note
+                    "reference_fell_back": value(ref, "engine_note"),
+                    "fell_back": value(peer, "engine_note"),
+                    "notes": [
+                        f"{engine_of(r)}'s prefill here: {value(r, 'prefill_engine')}"
+                        for r in (ref, peer)
+                        if value(r, "prefill_engine")
+                    ]
+                    + (
+                        [f"vision attention: {value(ref, 'vision_attention')}"]
+                        if value(ref, "vision_attention")
+                        else []
+                    )
+                    + (
+                        [f"LLM prefill attention: {value(ref, 'llm_prefill_attention')}"]
+                        if value(ref, "llm_prefill_attention")
+                        else []
+                    ),
+                    "same_run": ref.run_id == peer.run_id,
+                }
+            )
+    rows.sort(
+        key=lambda x: (
+            SUITES.index(x["suite"]),
+            str(x["preset"]),
+            x["media"],
+            x["hardware"],
+            x["preprocess"],
+            ENGINES.index(x["engine"]) if x["engine"] in ENGINES else 9,
+        )
+    )
     return {"rows": rows, "command": COMMAND, "agree_tokens": AGREE_TOKENS, "logits_close": LOGITS_CLOSE}

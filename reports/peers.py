@@ -14,26 +14,41 @@ fall back, named beside each figure: the paper measures each model with its best
 
 from __future__ import annotations
 
-from nvila_bench.core.analysis import paper
-from nvila_bench.core.measuring.results import Record
 from nvila_bench.model.quantize import COMPONENTS
 from nvila_bench.model.stages import PREFILL_STAGES
 
+from nvila_bench.core.analysis import paper
+from nvila_bench.core.measuring.results import Record
+
 from .deployment import formats_text
 from .records import (
-    ENGINES, engine_of, hardware_of, is_nvila, is_peer, is_scaled_only, is_tiny, measured, media_label, preprocess_of,
-    request_key, stands_for, value,
+    ENGINES,
+    engine_of,
+    hardware_of,
+    is_nvila,
+    is_peer,
+    is_scaled_only,
+    is_tiny,
+    measured,
+    media_label,
+    preprocess_of,
+    request_key,
+    stands_for,
+    value,
 )
 
 SUITES = {"prefill": ("prefill",), "decode": ("decode",), "deployment": ("prefill", "decode")}  # suite -> parts
 AS_BUILT = "as built"  # the prefill and decode suites' weights: the model in the run's dtype, unquantized
 FASTEST = "fastest"  # the engine column of the group of each model's fastest engine
-COMMAND = ("nvila-bench run prefill --device cuda --preset nvila-8b --preset qwen2-vl-7b --image 1920x1080 "
-           "--out results/")
+COMMAND = (
+    "nvila-bench run prefill --device cuda --preset nvila-8b --preset qwen2-vl-7b --image 1920x1080 --out results/"
+)
 DECODE_COMMAND = COMMAND.replace("run prefill", "run decode")
 # NVILA's and Qwen2-VL's bf16 and W4A16 LLM rungs, in one run (the deployment suite climbs a peer's ladder too)
-W4A16_COMMAND = ("nvila-bench run deployment --device cuda --preset nvila-8b --preset qwen2-vl-7b --rung bf16 "
-                 "--rung w4a16-llm --out results/")
+W4A16_COMMAND = (
+    "nvila-bench run deployment --device cuda --preset nvila-8b --preset qwen2-vl-7b --rung bf16 "
+    "--rung w4a16-llm --out results/"
+)
 
 
 def weights_of(r: Record) -> str:
@@ -53,8 +68,13 @@ def is_nvila_model(r: Record | str) -> bool:
 
 
 def _member(r: Record) -> bool:
-    return (r.suite in SUITES and r.ok and r.provenance == "measured" and not r.extra.get("comparison")
-            and (is_peer(r) or is_nvila_model(r)))
+    return (
+        r.suite in SUITES
+        and r.ok
+        and r.provenance == "measured"
+        and not r.extra.get("comparison")
+        and (is_peer(r) or is_nvila_model(r))
+    )
 
 
 def _setting(r: Record) -> tuple:
@@ -91,15 +111,24 @@ def _row(preset: str, prefill: Record | None, decode: Record | None) -> dict:
     tokens = [t for t in tokens if t is not None]
     some = prefill or decode
     return {
-        "preset": preset, "peer": is_peer(some), "stands_in_for": stands_for(preset) if is_tiny(preset) else None,
-        "ttft": value(prefill, "ttft"), **{s: value(prefill, s) for s in PREFILL_STAGES},
-        "decode_tps": value(decode, "decode_tokens_per_s"), "tpot": value(decode, "tpot"),
+        "preset": preset,
+        "peer": is_peer(some),
+        "stands_in_for": stands_for(preset) if is_tiny(preset) else None,
+        "ttft": value(prefill, "ttft"),
+        **{s: value(prefill, s) for s in PREFILL_STAGES},
+        "decode_tps": value(decode, "decode_tokens_per_s"),
+        "tpot": value(decode, "tpot"),
         "new_tokens": decode.config.get("new_tokens") if decode else None,
-        "peak": peak, "peak_kind": kind, "visual_tokens": tokens[0] if tokens else None,
+        "peak": peak,
+        "peak_kind": kind,
+        "visual_tokens": tokens[0] if tokens else None,
         # a figure of an engine that fell back (any engine_note) is marked with the note, never plain
-        "ttft_fell_back": value(prefill, "engine_note"), "decode_fell_back": value(decode, "engine_note"),
-        "ttft_engine": engine_of(prefill) if prefill else None, "decode_engine": engine_of(decode) if decode else None,
-        "prefill_run": prefill.run_id if prefill else None, "decode_run": decode.run_id if decode else None,
+        "ttft_fell_back": value(prefill, "engine_note"),
+        "decode_fell_back": value(decode, "engine_note"),
+        "ttft_engine": engine_of(prefill) if prefill else None,
+        "decode_engine": engine_of(decode) if decode else None,
+        "prefill_run": prefill.run_id if prefill else None,
+        "decode_run": decode.run_id if decode else None,
         "vs_peers": [],
     }
 
@@ -112,7 +141,10 @@ def _vs(nvila: dict, peer: dict) -> dict:
     same_tokens = nvila["new_tokens"] == peer["new_tokens"]
     decode = nvila["decode_tps"] / peer["decode_tps"] if both and same_tokens else None
     return {
-        "peer": peer["preset"], "ttft": ttft, "decode": decode, "tokens_differ": both and not same_tokens,
+        "peer": peer["preset"],
+        "ttft": ttft,
+        "decode": decode,
+        "tokens_differ": both and not same_tokens,
         "ttft_same_run": nvila["prefill_run"] == peer["prefill_run"],
         "decode_same_run": nvila["decode_run"] == peer["decode_run"],
         "ttft_fell_back": bool(nvila["ttft_fell_back"] or peer["ttft_fell_back"]),
@@ -123,12 +155,15 @@ def _vs(nvila: dict, peer: dict) -> dict:
 def _fastest(slots: list[dict[str, Record]]) -> tuple[Record | None, Record | None]:
     """Of one model's slots across engines, the prefill with the lowest TTFT and the decode with the highest
     tokens/s, engines that fell back left out."""
+
     def clean(part: str, metric: str) -> list[Record]:
         return [s[part] for s in slots if part in s and value(s[part], metric) and not value(s[part], "engine_note")]
 
     prefill, decode = clean("prefill", "ttft"), clean("decode", "decode_tokens_per_s")
-    return (min(prefill, key=lambda r: value(r, "ttft")) if prefill else None,
-            max(decode, key=lambda r: value(r, "decode_tokens_per_s")) if decode else None)
+    return (
+        min(prefill, key=lambda r: value(r, "ttft")) if prefill else None,
+        max(decode, key=lambda r: value(r, "decode_tokens_per_s")) if decode else None,
+    )
 
 
 def _flags(r: Record) -> str:
@@ -181,9 +216,17 @@ def _group(setting: tuple, engine: str, slots: dict[str, tuple[Record | None, Re
             row["vs_peers"] = [_vs(row, peer) for peer in peers]
     sample = next(r for parts in slots.values() for r in parts if r is not None)
     c = sample.config
-    group = {"hardware": hardware, "tiny": tiny, "weights": weights, "engine": engine, "dtype": c.get("dtype"),
-             "request": f"{media_label(c)}, {c.get('prompt_tokens')} prompt tokens, batch {c.get('batch_size')}",
-             "preprocess": preprocess_of(sample), "rows": rows, "nvila_measured": len(peers) < len(rows)}
+    group = {
+        "hardware": hardware,
+        "tiny": tiny,
+        "weights": weights,
+        "engine": engine,
+        "dtype": c.get("dtype"),
+        "request": f"{media_label(c)}, {c.get('prompt_tokens')} prompt tokens, batch {c.get('batch_size')}",
+        "preprocess": preprocess_of(sample),
+        "rows": rows,
+        "nvila_measured": len(peers) < len(rows),
+    }
     group["commands"] = commands(group, sample)
     return group
 
@@ -191,8 +234,18 @@ def _group(setting: tuple, engine: str, slots: dict[str, tuple[Record | None, Re
 def _order(group: dict) -> tuple:
     engine = group["engine"]
     rank = ENGINES.index(engine) if engine in ENGINES else len(ENGINES)
-    return (group["hardware"], group["tiny"], group["request"], str(group["dtype"]), group["weights"] != AS_BUILT,
-            group["weights"] != "bf16", group["weights"], engine == FASTEST, rank, engine)
+    return (
+        group["hardware"],
+        group["tiny"],
+        group["request"],
+        str(group["dtype"]),
+        group["weights"] != AS_BUILT,
+        group["weights"] != "bf16",
+        group["weights"],
+        engine == FASTEST,
+        rank,
+        engine,
+    )
 
 
 def comparison(records: list[Record]) -> dict:
@@ -213,8 +266,12 @@ def comparison(records: list[Record]) -> dict:
             groups += [group] if group else []
     groups.sort(key=_order)
     claim = next((c for c in paper.claims() if c["id"] == "prefill-speedup"), {})
-    return {"groups": groups, "paper_setting": claim.get("setting"), "stages": PREFILL_STAGES,
-            "commands": [COMMAND, DECODE_COMMAND, W4A16_COMMAND]}
+    return {
+        "groups": groups,
+        "paper_setting": claim.get("setting"),
+        "stages": PREFILL_STAGES,
+        "commands": [COMMAND, DECODE_COMMAND, W4A16_COMMAND],
+    }
 
 
 # ---- pairs for the paper-claims table ----------------------------------------------------------------------
@@ -226,6 +283,7 @@ def same_run_pairs(records: list[Record], metric: str, peer: str) -> list[tuple[
     """(NVILA record, peer record) of one run and one setting (suite, hardware, request, dtype, engine, weight
     format) that both hold `metric`; the peer is the preset `peer` or, beside a tiny NVILA, its tiny stand-in.
     Of a pair several engines measured, the preferred engine's (compiled first)."""
+
     def key(r: Record) -> tuple:
         return r.run_id, r.suite, request_key(r, without=("image_file",)), weights_of(r), is_tiny(r.preset)
 

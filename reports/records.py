@@ -14,10 +14,11 @@ from __future__ import annotations
 import functools
 from pathlib import PurePath
 
-from nvila_bench.core.comparison.gate import match_key, point_label
-from nvila_bench.core.measuring.results import Record, hardware_of
 from nvila_bench.model import get_preset
 from nvila_bench.model.presets import Preset, UnknownPresetError, preset_names
+
+from nvila_bench.core.comparison.gate import match_key, point_label
+from nvila_bench.core.measuring.results import Record, hardware_of
 
 
 def preset_config(name) -> Preset | None:
@@ -127,19 +128,27 @@ def request_key(record: Record, without: tuple[str, ...] = ()) -> tuple:
     c = record.config
     decode = record.suite == "decode"
     fields = {
-        "images": tuple(c.get("images") or ()), "image_file": record.extra.get("image_file"),
-        "comparison": record.extra.get("comparison"), "video_frames": c.get("video_frames"),
-        "temporal_pool": c.get("temporal_pool"), "prompt_tokens": c.get("prompt_tokens"),
-        "batch_size": c.get("batch_size"), "dtype": c.get("dtype"),
-        "new_tokens": c.get("new_tokens") if decode else None, "cache": c.get("cache") if decode else None,
-        "engine": engine_of(record), "preprocess": preprocess_of(record), "hardware": hardware_of(record),
-    }  # fmt: skip
+        "images": tuple(c.get("images") or ()),
+        "image_file": record.extra.get("image_file"),
+        "comparison": record.extra.get("comparison"),
+        "video_frames": c.get("video_frames"),
+        "temporal_pool": c.get("temporal_pool"),
+        "prompt_tokens": c.get("prompt_tokens"),
+        "batch_size": c.get("batch_size"),
+        "dtype": c.get("dtype"),
+        "new_tokens": c.get("new_tokens") if decode else None,
+        "cache": c.get("cache") if decode else None,
+        "engine": engine_of(record),
+        "preprocess": preprocess_of(record),
+        "hardware": hardware_of(record),
+    }
     return tuple(v for k, v in fields.items() if k not in without)
 
 
 def prefer_engine(items: list, record=lambda x: x) -> list:
     """Of the items that are the same point except the engine (`record(item)` is the item's record), only the
     preferred engine's (compiled, else eager, hf-static, hf-generate), in first-seen order."""
+
     def rank(x) -> int:
         engine = engine_of(record(x))
         return ENGINES.index(engine) if engine in ENGINES else len(ENGINES)
@@ -156,7 +165,9 @@ def prefer_engine(items: list, record=lambda x: x) -> list:
 
 def media_label(config: dict) -> str:
     """The request's media, e.g. "1920x1080", "8 frames", "640x480 photo.jpg" (a real image file, by name)."""
-    media = list(config.get("images") or []) + ([f"{config['video_frames']} frames"] if config.get("video_frames") else [])
+    media = list(config.get("images") or []) + (
+        [f"{config['video_frames']} frames"] if config.get("video_frames") else []
+    )
     image_file = (config.get("extra") or {}).get("image_file")
     if image_file:
         media.append(PurePath(image_file).name)
@@ -191,6 +202,27 @@ def baseline_pairs(records: list[Record], suite: str) -> list[tuple[Record, Reco
     return prefer_engine(pairs, record=lambda pair: pair[0])
 
 
-__all__ = ["preset_config", "baseline_of", "is_tiny", "is_nvila", "latest", "value", "request_key", "media_label",
-           "measured", "baseline_pairs", "hardware_of", "point_label", "point_name", "ENGINES", "REFERENCE_ENGINE",
-           "engine_of", "preprocess_of", "prefer_engine", "by_setting", "is_peer", "stands_for", "is_scaled_only"]
+__all__ = [
+    "preset_config",
+    "baseline_of",
+    "is_tiny",
+    "is_nvila",
+    "latest",
+    "value",
+    "request_key",
+    "media_label",
+    "measured",
+    "baseline_pairs",
+    "hardware_of",
+    "point_label",
+    "point_name",
+    "ENGINES",
+    "REFERENCE_ENGINE",
+    "engine_of",
+    "preprocess_of",
+    "prefer_engine",
+    "by_setting",
+    "is_peer",
+    "stands_for",
+    "is_scaled_only",
+]

@@ -5,7 +5,6 @@ marked safe. The output is one self-contained HTML file per page: no scripts fro
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import jinja2
 from markupsafe import Markup
@@ -70,5 +69,3 @@ def render_report(records: list[Record], sources: list[str], title: str = "nvila
 
 def render_dashboard(context: dict) -> str:
     return _env().get_template("dashboard.html.j2").render(meta=_meta(), **context)
-
-

@@ -10,8 +10,11 @@ from .records import hardware_of, point_label
 
 
 def failures(records: list[Record]) -> list[dict]:
-    return [{"label": point_label(r), "status": r.status, "error": r.error, "hardware": hardware_of(r)}
-            for r in records if not r.ok]
+    return [
+        {"label": point_label(r), "status": r.status, "error": r.error, "hardware": hardware_of(r)}
+        for r in records
+        if not r.ok
+    ]
 
 
 def _dirty_text(env: dict) -> str:
@@ -35,13 +38,22 @@ def environments(records: list[Record]) -> list[dict]:
             continue
         gpus = env.get("gpu") or []
         entry = {
-            "hardware": hardware_of(r), "runs": {r.run_id}, "torch": env.get("torch"), "cuda": env.get("cuda"),
-            "transformers": env.get("transformers"), "python": env.get("python"), "platform": env.get("platform"),
+            "hardware": hardware_of(r),
+            "runs": {r.run_id},
+            "torch": env.get("torch"),
+            "cuda": env.get("cuda"),
+            "transformers": env.get("transformers"),
+            "python": env.get("python"),
+            "platform": env.get("platform"),
             "revision": (env.get("git_revision") or "unknown")[:12] + _dirty_text(env),
-            "gpu": ", ".join(f"{g.get('name')} (driver {g.get('driver_version')}, {g.get('sm_clock_mhz')} MHz SM, "
-                             f"{g.get('power_limit_w')} W limit)" for g in gpus) or env.get("gpu_error"),
+            "gpu": ", ".join(
+                f"{g.get('name')} (driver {g.get('driver_version')}, {g.get('sm_clock_mhz')} MHz SM, "
+                f"{g.get('power_limit_w')} W limit)"
+                for g in gpus
+            )
+            or env.get("gpu_error"),
             "json": blob,
-        }  # fmt: skip
+        }
         seen[blob] = entry
         out.append(entry)
     for entry in out:

@@ -6,19 +6,33 @@ fill what is missing). A figure that no record holds is None, and the template p
 
 from __future__ import annotations
 
-from nvila_bench.core.analysis import paper
-from nvila_bench.core.measuring.results import Record
 from nvila_bench.model import get_preset
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES, PROJECTOR, VISION
 
+from nvila_bench.core.analysis import paper
+from nvila_bench.core.measuring.results import Record
+
 from . import charts, deployment, peers
-from .runs import environments, failures
 from .claims import RUN_SUITES, claims_table
 from .engines import peer_key, peer_ratios, side_by_side
 from .records import (
-    ENGINES, baseline_of, by_setting, engine_of, hardware_of, is_nvila, is_peer, latest, measured, media_label, point_label, point_name,
-    preprocess_of, request_key, value,
-)  # fmt: skip
+    ENGINES,
+    baseline_of,
+    by_setting,
+    engine_of,
+    hardware_of,
+    is_nvila,
+    is_peer,
+    latest,
+    measured,
+    media_label,
+    point_label,
+    point_name,
+    preprocess_of,
+    request_key,
+    value,
+)
+from .runs import environments, failures
 
 PAPER_MODEL = "nvila-8b"  # the model the paper's accuracy tables are about
 
@@ -66,13 +80,14 @@ def _preset_row(preset: str, hardware: str, train: dict, ftmem: dict, acc: dict)
     t, f = _preferring(train.get((hardware, preset)), "full"), _preferring(ftmem.get((hardware, preset)), "nvila")
     return {
         "preset": preset,
-        "train_sps": value(t, "samples_per_s"), "train_stage": t.extra.get("stage") if t else None,
+        "train_sps": value(t, "samples_per_s"),
+        "train_stage": t.extra.get("stage") if t else None,
         "train_batch": t.config.get("batch_size") if t else None,
         "ft_memory": value(f, "peak_memory_allocated") or value(f, "memory_counted"),
         "ft_recipe": f.extra.get("recipe") if f else None,
         "accuracy": _mean([s for s in acc.get(preset, {}).values() if s is not None]),
         "accuracy_tasks": len(acc.get(preset, {})),
-    }  # fmt: skip
+    }
 
 
 def headline(records: list[Record]) -> dict:
@@ -96,35 +111,63 @@ def headline(records: list[Record]) -> dict:
         base_rec = by_req.get((base, key)) if base else None
         dec = decode.get(_decode_lookup(r))
         ttft, base_ttft = value(r, "ttft"), value(base_rec, "ttft")
-        groups.setdefault(hardware_of(r), []).append({
-            "preset": r.preset, "media": media_label(r.config), "dtype": r.config.get("dtype"),
-            "engine": engine_of(r), "preprocess": preprocess_of(r),
-            "batch": r.config.get("batch_size"), "tokens": value(r, "media_tokens"), "ttft": ttft,
-            "baseline": base if base_rec else None, "is_baseline": not is_nvila(r),
-            "ttft_speedup": base_ttft / ttft if ttft and base_ttft else None,
-            "decode_tps": value(dec, "decode_tokens_per_s"), "decode_new_tokens": dec.config.get("new_tokens") if dec else None,
-            "ttft_vs_peers": peers.get(peer_key(r), []), "decode_vs_peers": peers.get(peer_key(dec), []) if dec else [],
-            # a figure of an engine that fell back (any engine_note) is marked, never shown as a plain figure
-            "ttft_fell_back": value(r, "engine_note"), "decode_fell_back": value(dec, "engine_note"),
-        })  # fmt: skip
+        groups.setdefault(hardware_of(r), []).append(
+            {
+                "preset": r.preset,
+                "media": media_label(r.config),
+                "dtype": r.config.get("dtype"),
+                "engine": engine_of(r),
+                "preprocess": preprocess_of(r),
+                "batch": r.config.get("batch_size"),
+                "tokens": value(r, "media_tokens"),
+                "ttft": ttft,
+                "baseline": base if base_rec else None,
+                "is_baseline": not is_nvila(r),
+                "ttft_speedup": base_ttft / ttft if ttft and base_ttft else None,
+                "decode_tps": value(dec, "decode_tokens_per_s"),
+                "decode_new_tokens": dec.config.get("new_tokens") if dec else None,
+                "ttft_vs_peers": peers.get(peer_key(r), []),
+                "decode_vs_peers": peers.get(peer_key(dec), []) if dec else [],
+                # a figure of an engine that fell back (any engine_note) is marked, never shown as a plain figure
+                "ttft_fell_back": value(r, "engine_note"),
+                "decode_fell_back": value(dec, "engine_note"),
+            }
+        )
     for rows in groups.values():
         rows.sort(key=lambda row: (row["media"], str(row["preset"]), _engine_rank(row["engine"]), row["preprocess"]))
-    presets = {hw: [_preset_row(p, hw, train, ftmem, acc) for p in dict.fromkeys(row["preset"] for row in rows)]
-               for hw, rows in groups.items()}  # fmt: skip
+    presets = {
+        hw: [_preset_row(p, hw, train, ftmem, acc) for p in dict.fromkeys(row["preset"] for row in rows)]
+        for hw, rows in groups.items()
+    }
     missing = []
     if not decode:
-        missing.append(_not_measured("decode", "nvila-bench run decode --preset nvila-8b --preset vila1.5-8b --device cuda --image 1920x1080 --out results/"))
+        missing.append(
+            _not_measured(
+                "decode",
+                "nvila-bench run decode --preset nvila-8b --preset vila1.5-8b --device cuda --image 1920x1080 --out "
+                "results/",
+            )
+        )
     if not train:
-        missing.append(_not_measured("train", "nvila-bench run train --preset nvila-lite-2b --device cuda --out results/"))
+        missing.append(
+            _not_measured("train", "nvila-bench run train --preset nvila-lite-2b --device cuda --out results/")
+        )
     if not ftmem:
-        missing.append(_not_measured("finetune-memory", "nvila-bench run finetune-memory --preset nvila-8b --device cuda --out results/"))
+        missing.append(
+            _not_measured(
+                "finetune-memory", "nvila-bench run finetune-memory --preset nvila-8b --device cuda --out results/"
+            )
+        )
     if not acc:
-        missing.append(_not_measured("accuracy", "nvila-bench run accuracy --preset nvila-8b --tasks ai2d,mmmu_val --out results/"))
+        missing.append(
+            _not_measured("accuracy", "nvila-bench run accuracy --preset nvila-8b --tasks ai2d,mmmu_val --out results/")
+        )
     return {
         "groups": groups,
         "presets": presets,
         "missing": missing,
-        "command": "nvila-bench run prefill --preset nvila-8b --preset vila1.5-8b --device cuda --image 1920x1080 --out results/",
+        "command": "nvila-bench run prefill --preset nvila-8b --preset vila1.5-8b --device cuda --image 1920x1080 "
+        "--out results/",
     }
 
 
@@ -176,26 +219,48 @@ def roofline(records: list[Record]) -> dict:
             nbytes, seconds = value(r, f"{stage}_bytes"), value(r, timed)
             if not (flops and nbytes and seconds):
                 continue
-            points.append({"label": label, "stage": "decode" if stage == DECODE_STEP else stage,
-                           "intensity": flops / nbytes, "achieved": flops / seconds})
-            table.append({
-                "point": label, "suite": r.suite, "hardware": hardware_of(r), "dtype": r.config.get("dtype"),
-                "engine": (value(r, "prefill_engine") or engine_of(r)) if r.suite == "decode" and stage == LLM_PREFILL else engine_of(r),
-                # the point's headline figure (TTFT, TPOT) over the peers', on the row of its last stage
-                "vs_peers": peers.get(peer_key(r), []) if stage == {"prefill": LLM_PREFILL, "decode": DECODE_STEP}[r.suite] else [],
-                "stage": stage, "measured": seconds, "floor": value(r, f"{stage}_floor"),
-                "mfu": value(r, f"{stage}_mfu"), "mbu": value(r, f"{stage}_mbu"), "peaks": value(r, "peaks_source"),
-                "convention": EXECUTED if executed is not None or stage != LLM_PREFILL else MODEL,
-            })  # fmt: skip
+            points.append(
+                {
+                    "label": label,
+                    "stage": "decode" if stage == DECODE_STEP else stage,
+                    "intensity": flops / nbytes,
+                    "achieved": flops / seconds,
+                }
+            )
+            table.append(
+                {
+                    "point": label,
+                    "suite": r.suite,
+                    "hardware": hardware_of(r),
+                    "dtype": r.config.get("dtype"),
+                    "engine": (value(r, "prefill_engine") or engine_of(r))
+                    if r.suite == "decode" and stage == LLM_PREFILL
+                    else engine_of(r),
+                    # the point's headline figure (TTFT, TPOT) over the peers', on the row of its last stage
+                    "vs_peers": peers.get(peer_key(r), [])
+                    if stage == {"prefill": LLM_PREFILL, "decode": DECODE_STEP}[r.suite]
+                    else [],
+                    "stage": stage,
+                    "measured": seconds,
+                    "floor": value(r, f"{stage}_floor"),
+                    "mfu": value(r, f"{stage}_mfu"),
+                    "mbu": value(r, f"{stage}_mbu"),
+                    "peaks": value(r, "peaks_source"),
+                    "convention": EXECUTED if executed is not None or stage != LLM_PREFILL else MODEL,
+                }
+            )
         if value(r, "peak_flops") and value(r, "peak_bandwidth"):
             source = str(value(r, "peaks_source"))
             roofs[source] = {"label": source, "flops": value(r, "peak_flops"), "bandwidth": value(r, "peak_bandwidth")}
     chart = charts.roofline(points, list(roofs.values())) if points else None
     return {
-        "rows": table, "chart": chart, "has_floor": any(t["floor"] for t in table),
+        "rows": table,
+        "chart": chart,
+        "has_floor": any(t["floor"] for t in table),
         "model_flops_rows": any(t["convention"] == MODEL for t in table),
-        "command": "nvila-bench ceilings --device cpu --dtype float32 --out out/  (the suites then read out/ceilings.json)",
-    }  # fmt: skip
+        "command": "nvila-bench ceilings --device cpu --dtype float32 --out out/  "
+        "(the suites then read out/ceilings.json)",
+    }
 
 
 def scale_then_compress(records: list[Record]) -> dict:
@@ -207,12 +272,22 @@ def scale_then_compress(records: list[Record]) -> dict:
         if extra.get("comparison") != "scale-then-compress" or not r.ok:
             continue
         kind = "analytic" if r.suite == "scale-then-compress" else r.suite
-        rows.append({
-            "media": extra["media"], "variant": extra["variant"], "preset": r.preset, "kind": kind,
-            "provenance": r.provenance, "hardware": hardware_of(r), "tokens": value(r, "media_tokens"),
-            "ttft": value(r, "ttft"), "ttft_floor": value(r, "ttft_floor"), "tpot": value(r, "tpot"),
-            "tpot_floor": value(r, "tpot_floor"), "decode_tps": value(r, "decode_tokens_per_s"),
-        })  # fmt: skip
+        rows.append(
+            {
+                "media": extra["media"],
+                "variant": extra["variant"],
+                "preset": r.preset,
+                "kind": kind,
+                "provenance": r.provenance,
+                "hardware": hardware_of(r),
+                "tokens": value(r, "media_tokens"),
+                "ttft": value(r, "ttft"),
+                "ttft_floor": value(r, "ttft_floor"),
+                "tpot": value(r, "tpot"),
+                "tpot_floor": value(r, "tpot_floor"),
+                "decode_tps": value(r, "decode_tokens_per_s"),
+            }
+        )
     order = {v: i for i, v in enumerate(variants)}
     rows.sort(key=lambda x: (x["media"], order.get(x["variant"], 9), x["kind"]))
     charts_out = {}
@@ -235,7 +310,12 @@ def scale_then_compress(records: list[Record]) -> dict:
             if floors:
                 fl = {v: [floors.get(v, {}).get(m) for m in media] for v in variants if v in floors}
                 charts_out["latency"] = charts.grouped_bars(media, fl, "TTFT floor, ms (analytic)", log=True)
-    return {"rows": rows, "charts": charts_out, "command": "nvila-bench run scale-then-compress --out results/  (--tiny to measure the stand-ins on CPU, --device cuda for the real models)"}
+    return {
+        "rows": rows,
+        "charts": charts_out,
+        "command": "nvila-bench run scale-then-compress --out results/  "
+        "(--tiny to measure the stand-ins on CPU, --device cuda for the real models)",
+    }
 
 
 def distributions(records: list[Record]) -> dict:
@@ -247,8 +327,15 @@ def distributions(records: list[Record]) -> dict:
             if m is None or m.summary is None:
                 continue
             label = point_name(r)
-            rows.append({"metric": metric, "point": label, "hardware": hardware_of(r), "summary": m.stats,
-                         "processes": r.config.get("processes", 1)})
+            rows.append(
+                {
+                    "metric": metric,
+                    "point": label,
+                    "hardware": hardware_of(r),
+                    "summary": m.stats,
+                    "processes": r.config.get("processes", 1),
+                }
+            )
             if m.samples:
                 plots.setdefault(metric, []).append({"label": label, "samples": m.samples})
     chart = {k: charts.distributions(v) for k, v in plots.items()}
@@ -267,29 +354,56 @@ def accuracy(records: list[Record]) -> dict:
         rows = []
         for task, entry in paper.accuracy_table(kind).items():
             scores = paper.scores(entry)
-            rows.append({"task": task, "name": entry["name"], "paper": scores,
-                         "ours": {p: value(ours.get((p, task)), "score") for p in scores}})
+            rows.append(
+                {
+                    "task": task,
+                    "name": entry["name"],
+                    "paper": scores,
+                    "ours": {p: value(ours.get((p, task)), "score") for p in scores},
+                }
+            )
         tables[kind] = rows
     ttft = {}
     for r in measured(records, "prefill"):
         if value(r, "ttft") is not None:
             ttft.setdefault(r.preset, value(r, "ttft"))
-    scatter_points = [{"label": str(p), "x": ttft[p] * 1e3, "y": value(r, "score")}
-                      for (p, task), r in ours.items() if p in ttft and value(r, "score") is not None]
+    scatter_points = [
+        {"label": str(p), "x": ttft[p] * 1e3, "y": value(r, "score")}
+        for (p, task), r in ours.items()
+        if p in ttft and value(r, "score") is not None
+    ]
     chart = charts.scatter(scatter_points, "TTFT, ms (measured)", "score") if scatter_points else None
-    nvila = get_preset(PAPER_MODEL)  # the paper's tables: NVILA-8B, NVILA-Lite-8B and the VILA1.5 baseline; the video model
+    nvila = get_preset(
+        PAPER_MODEL
+    )  # the paper's tables: NVILA-8B, NVILA-Lite-8B and the VILA1.5 baseline; the video model
     presets = {"image": [nvila.name, "nvila-lite-8b", nvila.baseline], "video": [nvila.video_model]}
     synthetic = [
-        {"task": r.config.get("task"), "preset": r.preset, "hardware": hardware_of(r),
-         "weights": r.extra.get("weights"), "checkpoint": r.config.get("checkpoint"),
-         "temporal_pool": r.config.get("temporal_pool"), "score": value(r, "score"), "stderr": value(r, "stderr"),
-         "n": value(r, "n"), "chance": value(r, "chance"), "tokens": value(r, "media_tokens")}
+        {
+            "task": r.config.get("task"),
+            "preset": r.preset,
+            "hardware": hardware_of(r),
+            "weights": r.extra.get("weights"),
+            "checkpoint": r.config.get("checkpoint"),
+            "temporal_pool": r.config.get("temporal_pool"),
+            "score": value(r, "score"),
+            "stderr": value(r, "stderr"),
+            "n": value(r, "n"),
+            "chance": value(r, "chance"),
+            "tokens": value(r, "media_tokens"),
+        }
         for r in records
         if r.suite == "accuracy" and r.ok and str(r.config.get("task", "")).startswith("synthetic")
-    ]  # fmt: skip
-    return {"tables": tables, "presets": presets, "chart": chart, "measured": bool(ours), "synthetic": synthetic,
-            "command": "nvila-bench run accuracy --preset nvila-8b --checkpoint /path/to/NVILA-8B --tasks ai2d,mmmu_val --out results/",
-            "available": "accuracy" in RUN_SUITES}
+    ]
+    return {
+        "tables": tables,
+        "presets": presets,
+        "chart": chart,
+        "measured": bool(ours),
+        "synthetic": synthetic,
+        "command": "nvila-bench run accuracy --preset nvila-8b --checkpoint /path/to/NVILA-8B --tasks ai2d,mmmu_val "
+        "--out results/",
+        "available": "accuracy" in RUN_SUITES,
+    }
 
 
 def training(records: list[Record]) -> dict:
@@ -297,45 +411,101 @@ def training(records: list[Record]) -> dict:
     train = [r for r in records if r.suite == "train" and r.ok]
     ft = [r for r in records if r.suite == "finetune-memory" and r.ok]
     return {
-        "train": [{"label": point_label(r), "hardware": hardware_of(r), "samples_per_s": value(r, "samples_per_s"),
-                   "tokens_per_s": value(r, "tokens_per_s"), "step_time": value(r, "step_time"),
-                   "peak": value(r, "peak_memory_allocated"), "mfu": value(r, "mfu")} for r in train],
-        "finetune": [{"label": point_label(r), "hardware": hardware_of(r), "peak": value(r, "peak_memory_allocated"),
-                      "counted": value(r, "memory_counted"), "predicted": value(r, "peak_memory_predicted"),
-                      "its": value(r, "iterations_per_s"), "trainable": value(r, "trainable_params"),
-                      "parts": [(part, value(r, f"{part}_bytes"), value(r, f"{part}_bytes_predicted"))
-                                for part in ("weights", "gradients", "optimizer", "activations")],
-                      "provenance": r.provenance} for r in ft],
-        "missing": [m for m, have in ((_not_measured("train", "nvila-bench run train --preset nvila-lite-2b --device cuda --out results/"), train),
-                                      (_not_measured("finetune-memory", "nvila-bench run finetune-memory --preset nvila-8b --device cuda --out results/"), ft)) if not have],
-    }  # fmt: skip
+        "train": [
+            {
+                "label": point_label(r),
+                "hardware": hardware_of(r),
+                "samples_per_s": value(r, "samples_per_s"),
+                "tokens_per_s": value(r, "tokens_per_s"),
+                "step_time": value(r, "step_time"),
+                "peak": value(r, "peak_memory_allocated"),
+                "mfu": value(r, "mfu"),
+            }
+            for r in train
+        ],
+        "finetune": [
+            {
+                "label": point_label(r),
+                "hardware": hardware_of(r),
+                "peak": value(r, "peak_memory_allocated"),
+                "counted": value(r, "memory_counted"),
+                "predicted": value(r, "peak_memory_predicted"),
+                "its": value(r, "iterations_per_s"),
+                "trainable": value(r, "trainable_params"),
+                "parts": [
+                    (part, value(r, f"{part}_bytes"), value(r, f"{part}_bytes_predicted"))
+                    for part in ("weights", "gradients", "optimizer", "activations")
+                ],
+                "provenance": r.provenance,
+            }
+            for r in ft
+        ],
+        "missing": [
+            m
+            for m, have in (
+                (
+                    _not_measured("train", "nvila-bench run train --preset nvila-lite-2b --device cuda --out results/"),
+                    train,
+                ),
+                (
+                    _not_measured(
+                        "finetune-memory",
+                        "nvila-bench run finetune-memory --preset nvila-8b --device cuda --out results/",
+                    ),
+                    ft,
+                ),
+            )
+            if not have
+        ],
+    }
 
 
 def profiles(records: list[Record]) -> dict:
     """`nvila-bench profile` records (time per stage, top operators, the profiler's overhead, GPU memory) and the
     energy of every record that has it (GPU runs with NVML; CPU records have no energy fields)."""
-    gflop = lambda rows: [r | {"gflop": None if r["flops"] is None else r["flops"] / 1e9} for r in rows]  # noqa: E731
+
+    def gflop(rows):
+        return [r | {"gflop": None if r["flops"] is None else r["flops"] / 1e9} for r in rows]
+
     rows = []
     for r in records:
         if r.suite != "profile" or not r.ok:
             continue
-        rows.append({
-            "label": point_name(r), "stage": r.extra.get("stage"), "hardware": hardware_of(r),
-            "stages": gflop(value(r, "stage_times") or []), "top_ops": gflop(value(r, "top_ops") or []),
-            "profiled": value(r, "profiled_step_time"), "unprofiled": value(r, "unprofiled_step_time"),
-            "overhead": value(r, "profiler_overhead"), "trace": value(r, "chrome_trace"),
-            "tensorboard": value(r, "tensorboard_dir"), "snapshot": value(r, "memory_snapshot"),
-            "peak": value(r, "peak_memory_allocated"), "breakdown": value(r, "peak_memory_breakdown") or {},
-            "cuda": any(s.get("self_cuda_s") is not None for s in value(r, "stage_times") or []),
-        })  # fmt: skip
-    energy = [{"label": point_label(r), "hardware": hardware_of(r), "joules_per_token": value(r, "joules_per_token"),
-               "avg_power_w": value(r, "avg_power_w"), "energy_j": value(r, "energy_j")}
-              for r in records if r.ok and "energy_j" in r.metrics]  # fmt: skip
+        rows.append(
+            {
+                "label": point_name(r),
+                "stage": r.extra.get("stage"),
+                "hardware": hardware_of(r),
+                "stages": gflop(value(r, "stage_times") or []),
+                "top_ops": gflop(value(r, "top_ops") or []),
+                "profiled": value(r, "profiled_step_time"),
+                "unprofiled": value(r, "unprofiled_step_time"),
+                "overhead": value(r, "profiler_overhead"),
+                "trace": value(r, "chrome_trace"),
+                "tensorboard": value(r, "tensorboard_dir"),
+                "snapshot": value(r, "memory_snapshot"),
+                "peak": value(r, "peak_memory_allocated"),
+                "breakdown": value(r, "peak_memory_breakdown") or {},
+                "cuda": any(s.get("self_cuda_s") is not None for s in value(r, "stage_times") or []),
+            }
+        )
+    energy = [
+        {
+            "label": point_label(r),
+            "hardware": hardware_of(r),
+            "joules_per_token": value(r, "joules_per_token"),
+            "avg_power_w": value(r, "avg_power_w"),
+            "energy_j": value(r, "energy_j"),
+        }
+        for r in records
+        if r.ok and "energy_j" in r.metrics
+    ]
     return {
-        "rows": rows, "energy": energy,
+        "rows": rows,
+        "energy": energy,
         "command": "nvila-bench profile --preset nvila-tiny --stage prefill --image 1920x1080 --out out/",
         "energy_command": "nvila-bench run prefill --preset nvila-8b --device cuda --image 1920x1080 --out results/",
-    }  # fmt: skip
+    }
 
 
 def build(records: list[Record], sources: list[str]) -> dict:

@@ -19,11 +19,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from nvila_bench.model import count_visual_tokens, get_preset
+
 from nvila_bench.core.measuring import synthetic_tasks as st
 from nvila_bench.core.measuring.point import canonical_dtype
 from nvila_bench.core.measuring.results import Metric
 from nvila_bench.core.measuring.session import Session
-from nvila_bench.model import count_visual_tokens, get_preset
 
 from . import lmms_peers
 from .registry import Option, Suite, SuiteError, nvila_presets_only
@@ -65,10 +66,16 @@ class TaskPoint:
         weights = "checkpoint" if self.checkpoint else "random"
         extra = {"harness": "lmms-eval", "lmms_model": self.lmms_model, "weights": weights}
         config = {
-            "preset": self.preset or Path(self.checkpoint).name, "device": self.device, "dtype": dtype,
-            "task": self.task, "checkpoint": self.checkpoint, "limit": self.limit, "temporal_pool": self.temporal_pool,
-            "images": [], "extra": extra,
-        }  # fmt: skip
+            "preset": self.preset or Path(self.checkpoint).name,
+            "device": self.device,
+            "dtype": dtype,
+            "task": self.task,
+            "checkpoint": self.checkpoint,
+            "limit": self.limit,
+            "temporal_pool": self.temporal_pool,
+            "images": [],
+            "extra": extra,
+        }
         return config | ({"family": "peer"} if self.peer else {})
 
 
@@ -106,7 +113,9 @@ def check_checkpoint(checkpoint: str, prefix: str = "", preset: str | None = Non
         differ = model_differences(cfg, get_preset(preset))
         if differ:
             why = "; ".join(differ)
-            raise SuiteError(f"{prefix}{checkpoint} is not a {preset} model ({why}): give the --preset it was trained from")
+            raise SuiteError(
+                f"{prefix}{checkpoint} is not a {preset} model ({why}): give the --preset it was trained from"
+            )
 
 
 SHAPES = {
@@ -128,7 +137,7 @@ def model_differences(checkpoint, preset) -> list[str]:
 
 
 def expand_tasks(spec: str, synthetic: tuple[str, ...] = SYNTHETIC) -> list[str]:
-    """"synthetic" (the tasks in `synthetic`), "paper-image", "paper-video" or task names, comma-separated, in
+    """ "synthetic" (the tasks in `synthetic`), "paper-image", "paper-video" or task names, comma-separated, in
     order, no repeats."""
     out: list[str] = []
     for name in (t.strip() for t in spec.split(",")):
@@ -177,8 +186,19 @@ def expand(axes: dict[str, list], options: dict) -> list[TaskPoint]:
             "(--checkpoint DIR); random-weight presets score at chance. Offline, use --tasks synthetic"
         )
     temporal_pool = axes.get("temporal_pool", [True])[0]
-    return [TaskPoint(t, presets[0] if presets else None, checkpoint, options.get("limit"), device, dtype, temporal_pool,
-                      options.get("data_dir")) for t in tasks]  # fmt: skip
+    return [
+        TaskPoint(
+            t,
+            presets[0] if presets else None,
+            checkpoint,
+            options.get("limit"),
+            device,
+            dtype,
+            temporal_pool,
+            options.get("data_dir"),
+        )
+        for t in tasks
+    ]
 
 
 def refuse_peer_presets(presets: list[str]) -> None:
@@ -273,12 +293,28 @@ def harness(point: TaskPoint, session: Session):
             adapter = lmms_peers.build_adapter(point.peer, point.checkpoint, point.device, point.dtype)
             tokens = lmms_peers.token_config(point.peer, point.checkpoint, adapter)
             return simple_evaluate, manager, adapter, tokens, lmms_peers.held_modules(adapter)
-        model = NVILABench(pretrained=point.checkpoint, preset=point.preset, device=point.device, dtype=point.dtype,
-                           temporal_pool=point.temporal_pool)  # fmt: skip
+        model = NVILABench(
+            pretrained=point.checkpoint,
+            preset=point.preset,
+            device=point.device,
+            dtype=point.dtype,
+            temporal_pool=point.temporal_pool,
+        )
         return simple_evaluate, manager, model, model.vlm.config, {}
 
-    return session.cached(("accuracy", point.preset, point.checkpoint, point.device, point.dtype, point.temporal_pool,
-                           point.data_dir, point.peer), build)  # fmt: skip
+    return session.cached(
+        (
+            "accuracy",
+            point.preset,
+            point.checkpoint,
+            point.device,
+            point.dtype,
+            point.temporal_pool,
+            point.data_dir,
+            point.peer,
+        ),
+        build,
+    )
 
 
 def measure_point(point: TaskPoint, session: Session) -> dict[str, Metric]:
@@ -289,15 +325,23 @@ def measure_point(point: TaskPoint, session: Session) -> dict[str, Metric]:
     if point.task not in manager.all_tasks:
         raise ValueError(f"unknown lmms-eval task: {point.task}")
     try:
-        result = simple_evaluate(model=model, tasks=[point.task], limit=point.limit, task_manager=manager,
-                                 log_samples=False, verbosity="WARNING")  # fmt: skip
+        result = simple_evaluate(
+            model=model,
+            tasks=[point.task],
+            limit=point.limit,
+            task_manager=manager,
+            log_samples=False,
+            verbosity="WARNING",
+        )
     except Exception as e:
         if point.task in SYNTHETIC:
             raise
         # The usual cause offline: the dataset is not in the local cache.
         cache = os.environ.get("HF_DATASETS_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
-        raise RuntimeError(f"{point.task} failed; its dataset must be in the local Hugging Face cache ({cache}), "
-                           f"read offline: {type(e).__name__}: {e}") from None  # fmt: skip
+        raise RuntimeError(
+            f"{point.task} failed; its dataset must be in the local Hugging Face cache ({cache}), "
+            f"read offline: {type(e).__name__}: {e}"
+        ) from None
     metrics = _score(result, point.task) | _tokens(token_config, point.task, point.temporal_pool)
     if CHANCE.get(point.task) is not None:
         metrics["chance"] = Metric.analytic(CHANCE[point.task], "fraction")
@@ -318,8 +362,10 @@ def _score(result: dict | None, task: str) -> dict:
         raise ValueError(f"lmms-eval returned a non-numeric {name} for {task}: {value!r}")
     stderr = row.get(name.replace(",none", "_stderr,none"))
     n = (result.get("n-samples", {}).get(task) or {}).get("effective")
-    out = {"score": Metric.measured(float(value), "fraction", "higher"),
-           "n": Metric.measured(int(n) if n is not None else None, "samples")}  # fmt: skip
+    out = {
+        "score": Metric.measured(float(value), "fraction", "higher"),
+        "n": Metric.measured(int(n) if n is not None else None, "samples"),
+    }
     out["metric"] = Metric.measured(name.split(",")[0], "text")
     if isinstance(stderr, (int, float)):
         out["stderr"] = Metric.measured(float(stderr), "fraction")
@@ -354,10 +400,17 @@ SUITE = Suite(
     measure_point,
     options=(
         Option("tasks", "synthetic, paper-image, paper-video or lmms-eval task names, comma-separated.", str),
-        Option("checkpoint", "Checkpoint directory: NVILA's official layout, or a peer VLM's transformers layout "
-               "with its tokenizer (else --preset, random weights).", str),
+        Option(
+            "checkpoint",
+            "Checkpoint directory: NVILA's official layout, or a peer VLM's transformers layout "
+            "with its tokenizer (else --preset, random weights).",
+            str,
+        ),
         Option("limit", "At most this many samples per task.", int),
         Option("data_dir", "Where the synthetic tasks live [~/.cache/nvila-bench/synthetic].", str),
     ),
-    expand=expand, config=TaskPoint.to_config, describe=describe, fail_on_error=True,
-)  # fmt: skip
+    expand=expand,
+    config=TaskPoint.to_config,
+    describe=describe,
+    fail_on_error=True,
+)

@@ -1,6 +1,6 @@
 """Measured ceilings: what this device actually reaches on a square dense GEMM and on a device-to-device copy.
 
-The datasheet peaks in core/hardware.toml are paper numbers; these are the rates a plain `torch.matmul` and a
+The datasheet peaks in core/analysis/hardware.toml are paper numbers; these are the rates a plain `torch.matmul` and a
 `copy_` really reach here, a more honest utilisation denominator. `nvila-bench ceilings` saves them as
 ceilings.json (`core.hardware.save_ceilings`), which `core.hardware.resolve_peaks` prefers to the table.
 Timed with the core harness (`core.timing.measure`) like every other measurement: each iteration runs a batch

@@ -18,6 +18,10 @@ import hashlib
 import math
 
 import torch
+from nvila_bench.model.compiling import compile_media
+from nvila_bench.model.engines import make_engine
+from nvila_bench.model.pipeline import embed
+from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL
 
 from nvila_bench.core.analysis import costmodel
 from nvila_bench.core.analysis.analytic import analytic_metrics
@@ -27,10 +31,6 @@ from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.results import Metric
 from nvila_bench.core.measuring.session import Session
 from nvila_bench.core.measuring.timing import OneTimeClock, StageClock, measure
-from nvila_bench.model.compiling import compile_media
-from nvila_bench.model.engines import make_engine
-from nvila_bench.model.pipeline import embed
-from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL
 
 from .prefill import request_of, setup_metrics, timed_setup, token_metrics
 from .registry import Suite, SuiteError, sweep_points
@@ -60,7 +60,10 @@ def logits_metrics(logits: torch.Tensor) -> dict[str, Metric]:
     picked = torch.linspace(0, row.shape[0] - 1, min(LOGIT_SAMPLE, row.shape[0]), device=row.device).round().long()
     sample = [float(f"{x:.6g}") if math.isfinite(x) else None for x in row[picked].tolist()]
     broken = int((row.isnan() | (row == float("inf"))).sum())
-    return {"last_step_logits": Metric.measured(sample, "logits"), "last_step_logits_nan": Metric.measured(broken, "count")}
+    return {
+        "last_step_logits": Metric.measured(sample, "logits"),
+        "last_step_logits_nan": Metric.measured(broken, "count"),
+    }
 
 
 def ids_digest(ids: torch.Tensor) -> str:
@@ -73,7 +76,9 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
     points = sweep_points(axes, {})  # --cache without an eager point is refused for every suite (registry.jobs_of)
     for p in points:
         if p.new_tokens < 2:
-            raise SuiteError(f"decode needs --new-tokens >= 2 (the first token comes from the prefill), got {p.new_tokens}")
+            raise SuiteError(
+                f"decode needs --new-tokens >= 2 (the first token comes from the prefill), got {p.new_tokens}"
+            )
     return points
 
 
@@ -126,8 +131,15 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     metrics |= energy_metrics(meter, len(samples["total"]) * point.batch_size * point.new_tokens)
     # The analytic decode step is costed at the mean context of the measured steps.
     timed = {DECODE_STEP: "tpot", LLM_PREFILL: "prefill"}
-    return metrics | analytic_metrics(point, metrics, timed, session.peaks_for(point.dtype), context=context + steps // 2)
+    return metrics | analytic_metrics(
+        point, metrics, timed, session.peaks_for(point.dtype), context=context + steps // 2
+    )
 
 
-SUITE = Suite("decode", "Time per output token after a real prefill (greedy, EOS ignored).", measure_point, expand=expand,
-              decodes=True)
+SUITE = Suite(
+    "decode",
+    "Time per output token after a real prefill (greedy, EOS ignored).",
+    measure_point,
+    expand=expand,
+    decodes=True,
+)

@@ -29,25 +29,32 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-
-from nvila_bench.core.analysis import costmodel
-from nvila_bench.core.measuring import synthetic_tasks as st
-from nvila_bench.core.analysis.fits import device_memory
-from nvila_bench.core.measuring.memory import memory_metrics, reset_peak_memory
-from nvila_bench.core.measuring.point import BenchPoint, canonical_dtype
-from nvila_bench.core.measuring.results import Metric, PointSkipped
-from nvila_bench.core.measuring.session import Session
-from nvila_bench.core.measuring.timing import OneTimeClock, measure, timed_once
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.engines import make_engine
 from nvila_bench.model.gemlite_int4 import DEQUANT_MIN_TOKENS
 from nvila_bench.model.pipeline import embed
 from nvila_bench.model.presets import is_peer
 from nvila_bench.model.quantize import (
-    COMPONENTS, INT4_KERNELS, SCALES, QuantPlan, int4_kernel, measured_weight_bytes, predicted_weight_bytes, quantize_model,
+    COMPONENTS,
+    INT4_KERNELS,
+    SCALES,
+    QuantPlan,
+    int4_kernel,
+    measured_weight_bytes,
+    predicted_weight_bytes,
+    quantize_model,
     unavailable,
-)  # fmt: skip
+)
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES
+
+from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.analysis.fits import device_memory
+from nvila_bench.core.measuring import synthetic_tasks as st
+from nvila_bench.core.measuring.memory import memory_metrics, reset_peak_memory
+from nvila_bench.core.measuring.point import BenchPoint, canonical_dtype
+from nvila_bench.core.measuring.results import Metric, PointSkipped
+from nvila_bench.core.measuring.session import Session
+from nvila_bench.core.measuring.timing import OneTimeClock, measure, timed_once
 
 from .accuracy import check_checkpoint, check_lmms_tasks, expand_tasks
 from .deployment_quality import QUALITY_POSITIONS, REFERENCE, logprobs, quality, reference_key, rung_accuracy
@@ -79,9 +86,13 @@ def plan_of(point: BenchPoint) -> QuantPlan:
     formats = {c: point.extra.get(f"{c}_weights", "bf16") for c in COMPONENTS}
     scales = point.extra.get("scales", "none") if any(f != "bf16" for f in formats.values()) else "none"
     kernel = point.extra.get("int4_kernel", "auto")  # resolved at expand: gemlite / tinygemm on CUDA, opaque on CPU
-    return QuantPlan(**formats, group_size=group_size(point.preset), scales=scales,
-                     int4_kernel=kernel if kernel in INT4_KERNELS else "auto",
-                     lm_head=point.extra.get("lm_head") == "quantized" and formats["llm"] != "bf16")  # fmt: skip
+    return QuantPlan(
+        **formats,
+        group_size=group_size(point.preset),
+        scales=scales,
+        int4_kernel=kernel if kernel in INT4_KERNELS else "auto",
+        lm_head=point.extra.get("lm_head") == "quantized" and formats["llm"] != "bf16",
+    )
 
 
 GEMLITE_PREFILL = f"dequantize + cuBLAS from {DEQUANT_MIN_TOKENS} tokens"  # recorded: how gemlite layers run a prefill
@@ -96,7 +107,9 @@ def calibration(model, point: BenchPoint):
     def run() -> None:
         for seed in range(CALIBRATION_REQUESTS):
             request = request_of(replace(point, seed=1001 + seed, batch_size=1))  # every position through a
-            model.prefill(embed(model, request), all_logits=point.extra.get("lm_head") == "quantized")  # quantized LM head
+            model.prefill(
+                embed(model, request), all_logits=point.extra.get("lm_head") == "quantized"
+            )  # quantized LM head
 
     return run
 
@@ -111,21 +124,27 @@ def check_settings(axes: dict[str, list], options: dict) -> None:
     for name, fixed in FIXED.items():
         values = {canonical_dtype(v) if name == "dtype" else v for v in axes.get(name) or []}
         if values - {fixed}:
-            raise SuiteError(f"deployment runs with {name} {fixed} (the paper's deployment), got {', '.join(map(str, values))}")
+            raise SuiteError(
+                f"deployment runs with {name} {fixed} (the paper's deployment), got {', '.join(map(str, values))}"
+            )
     for name in SINGLE:
         if len(axes.get(name) or []) > 1:
             raise SuiteError(f"deployment takes one value of {name} (a ladder is one request), got {len(axes[name])}")
     if len(one_image := (axes.get("images") or [((1920, 1080),)])[0]) != 1:
         raise SuiteError(f"deployment's image request has one image, got {len(one_image)}")
     if (axes.get("new_tokens") or [2])[0] < 2:
-        raise SuiteError(f"deployment needs --new-tokens >= 2 (the first token comes from the prefill), got {axes['new_tokens'][0]}")
+        raise SuiteError(
+            f"deployment needs --new-tokens >= 2 (the first token comes from the prefill), got {axes['new_tokens'][0]}"
+        )
     for name in ("quality_prompts", "accuracy_limit"):
         if options.get(name) is not None and options[name] < 1:
             raise SuiteError(f"--{name.replace('_', '-')} must be >= 1, got {options[name]}")
     for preset in axes["preset"]:
         check_quality_prompts(preset, options.get("quality_prompts") or QUALITY_PROMPTS)
     if options.get("tasks") and not options.get("checkpoint"):
-        raise SuiteError("--tasks scores each rung of a checkpoint: give --checkpoint DIR (random weights score at chance)")
+        raise SuiteError(
+            "--tasks scores each rung of a checkpoint: give --checkpoint DIR (random weights score at chance)"
+        )
     if options.get("checkpoint") and options.get("media") == "video":
         raise SuiteError("--checkpoint: accuracy per rung is measured with the image request's rows, not --media video")
     if options.get("checkpoint") and options.get("rung") and all(RUNGS[r][0] != "nvila" for r in options["rung"]):
@@ -150,7 +169,9 @@ def checked_tasks(spec: str) -> list[str]:
     """`--tasks` of the rungs' accuracy: the synthetic multiple-choice tasks (a trained tiny checkpoint) and / or
     the paper's lmms-eval tasks (official weights); unknown names refused before any rung."""
     try:
-        tasks = [t for t in expand_tasks(spec) if t != "synthetic_colour_gen" or t in spec.split(",")]  # the group: multiple choice
+        tasks = [
+            t for t in expand_tasks(spec) if t != "synthetic_colour_gen" or t in spec.split(",")
+        ]  # the group: multiple choice
     except ValueError as e:
         raise SuiteError(f"--tasks: {e}") from None
     check_lmms_tasks([t for t in tasks if t not in st.TASKS], "--tasks: ")
@@ -163,23 +184,32 @@ def ladders(presets: list[str], options: dict) -> list:
     cfgs = [get_preset(p) for p in dict.fromkeys(presets)]
     nvila = [c for c in cfgs if not is_peer(c)]
     if len(nvila) > 1 or any(not c.is_nvila or not c.baseline for c in nvila) or not cfgs:
-        raise SuiteError("deployment takes one NVILA --preset (its scaled-only variant and VILA1.5 baseline join the "
-                         "ladder) and / or peer VLM presets (bf16 and w4a16-llm rungs each)")
+        raise SuiteError(
+            "deployment takes one NVILA --preset (its scaled-only variant and VILA1.5 baseline join the "
+            "ladder) and / or peer VLM presets (bf16 and w4a16-llm rungs each)"
+        )
     for peer in (c for c in cfgs if is_peer(c)):
         other = [r for r in options.get("rung") or () if r not in PEER_RUNGS]
         if other:
-            raise SuiteError(f"--rung {other[0]}: a rung of NVILA's ladder only; {peer.name} is a peer VLM (its "
-                             f"ladder: {', '.join(PEER_RUNGS)}): run that rung without the peer")
+            raise SuiteError(
+                f"--rung {other[0]}: a rung of NVILA's ladder only; {peer.name} is a peer VLM (its "
+                f"ladder: {', '.join(PEER_RUNGS)}): run that rung without the peer"
+            )
         if options.get("checkpoint"):
-            raise SuiteError(f"--checkpoint scores NVILA's rungs on a trained NVILA checkpoint; {peer.name} is a "
-                             "peer VLM: run the peer without --checkpoint")
+            raise SuiteError(
+                f"--checkpoint scores NVILA's rungs on a trained NVILA checkpoint; {peer.name} is a "
+                "peer VLM: run the peer without --checkpoint"
+            )
     return nvila + [c for c in cfgs if is_peer(c)]
 
 
 def expand(axes: dict[str, list], options: dict) -> list[Job]:
     climbs = ladders(axes.get("preset") or [], options)
     check_settings(axes, options)
-    one = lambda name, default: axes[name][0] if axes.get(name) else default
+
+    def one(name, default):
+        return axes[name][0] if axes.get(name) else default
+
     image = one("images", ((1920, 1080),))[0]
     frames = one("video_frames", 64)
     device = one("device", "cpu")
@@ -193,10 +223,15 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
             raise SuiteError(f"--checkpoint {options['checkpoint']}: no such directory")
         # its config now, before any rung: the preset's model
         check_checkpoint(options["checkpoint"], "--checkpoint: ", climbs[0].name)
-        trained = {"checkpoint": str(options["checkpoint"]), "accuracy_limit": options.get("accuracy_limit") or ACCURACY_LIMIT,
-                   "tasks": checked_tasks(options.get("tasks") or "synthetic")}
+        trained = {
+            "checkpoint": str(options["checkpoint"]),
+            "accuracy_limit": options.get("accuracy_limit") or ACCURACY_LIMIT,
+            "tasks": checked_tasks(options.get("tasks") or "synthetic"),
+        }
     jobs = []
-    for engine in axes.get("engine") or [None]:  # e.g. compiled and hf-static: ours and transformers' on the same weights
+    for engine in axes.get("engine") or [
+        None
+    ]:  # e.g. compiled and hf-static: ours and transformers' on the same weights
         for media, (root, rung) in itertools.product(
             [options["media"]] if options.get("media") else ("image", "video"),
             [(c, r) for c in climbs for r in (PEER_RUNGS if is_peer(c) else RUNGS)],
@@ -212,18 +247,25 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
             if media == "video" and role == "nvila":
                 preset = root.video_model or preset
             point = BenchPoint(
-                preset, device, "bfloat16", images=(image,) if media == "image" else (),
-                video_frames=frames if media == "video" else None, prompt_tokens=one("prompt_tokens", 64),
-                new_tokens=one("new_tokens", 32), engine=engine, preprocess=one("preprocess", None),
+                preset,
+                device,
+                "bfloat16",
+                images=(image,) if media == "image" else (),
+                video_frames=frames if media == "video" else None,
+                prompt_tokens=one("prompt_tokens", 64),
+                new_tokens=one("new_tokens", 32),
+                engine=engine,
+                preprocess=one("preprocess", None),
                 cache=one("cache", "dynamic"),  # the eager engine's; the others run their own (ENGINE_CACHE)
-                extra={"rung": rung, "media": media} | {f"{c}_weights": f for c, f in formats.items()}
-                      | {"quality_prompts": options.get("quality_prompts") or QUALITY_PROMPTS}
-                      | ({"scales": options.get("scales") or "activation-aware"} if formats else {})
-                      | ({"int4_kernel": kernel} if "w4a16" in formats.values() else {})
-                      | ({"int4_prefill": GEMLITE_PREFILL} if "w4a16" in formats.values() and kernel == "gemlite" else {})
-                      | ({"lm_head": "quantized"} if options.get("lm_head") == "quantized" and "llm" in formats else {})
-                      | (trained if role == "nvila" and media == "image" and not is_peer(root) else {}),
-            )  # fmt: skip
+                extra={"rung": rung, "media": media}
+                | {f"{c}_weights": f for c, f in formats.items()}
+                | {"quality_prompts": options.get("quality_prompts") or QUALITY_PROMPTS}
+                | ({"scales": options.get("scales") or "activation-aware"} if formats else {})
+                | ({"int4_kernel": kernel} if "w4a16" in formats.values() else {})
+                | ({"int4_prefill": GEMLITE_PREFILL} if "w4a16" in formats.values() and kernel == "gemlite" else {})
+                | ({"lm_head": "quantized"} if options.get("lm_head") == "quantized" and "llm" in formats else {})
+                | (trained if role == "nvila" and media == "image" and not is_peer(root) else {}),
+            )
             jobs.append(Job("deployment", point))
     return jobs
 
@@ -235,7 +277,9 @@ def _model(point: BenchPoint, session: Session, plan: QuantPlan):
         if not plan.is_bf16 and key not in REFERENCE:  # a quantized rung on its own: its bf16 logits first, from
             REFERENCE[key] = logprobs(model, point)  # these weights before quantizing (not a second 8B model)
         # calibration + scales + quantization, recorded apart from the engine's compile (`setup_seconds`)
-        model.quantize_seconds = timed_once(lambda: quantize_model(model, plan, calibration(model, point)), torch.device(point.device))
+        model.quantize_seconds = timed_once(
+            lambda: quantize_model(model, plan, calibration(model, point)), torch.device(point.device)
+        )
         return model
 
     return session.cached(("deployment", point.preset, point.device, plan), build)
@@ -255,19 +299,25 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     engine = make_engine(point.engine, model, point.cache)
     with torch.inference_mode():
         clock = OneTimeClock(device)
-        with timed_setup(engine, clock):  # the media stages compile at their first run, in embed: as the prefill suite's
+        with timed_setup(
+            engine, clock
+        ):  # the media stages compile at their first run, in embed: as the prefill suite's
             engine.setup_media()
             embeds = embed(model, request)
             engine.setup_prefill(embeds)
             engine.setup(embeds, point.new_tokens)
 
         prefill = measure(ttft_iteration(model, request, engine), device, session.measure)
-        decode = measure(lambda clock: engine.generate(embeds, point.new_tokens, clock.section), device, session.measure)
+        decode = measure(
+            lambda clock: engine.generate(embeds, point.new_tokens, clock.section), device, session.measure
+        )
     steps = point.batch_size * (point.new_tokens - 1)
     decode_seconds = [t - p for t, p in zip(decode["total"], decode[LLM_PREFILL])]
     metrics = {"ttft": Metric.timing(prefill["total"])} | {s: Metric.timing(prefill[s]) for s in PREFILL_STAGES}
-    metrics |= {"tpot": Metric.timing(decode[DECODE_STEP]),
-                "decode_tokens_per_s": Metric.rate(decode_seconds, steps, "tokens/s")} | setup_metrics(clock)  # fmt: skip
+    metrics |= {
+        "tpot": Metric.timing(decode[DECODE_STEP]),
+        "decode_tokens_per_s": Metric.rate(decode_seconds, steps, "tokens/s"),
+    } | setup_metrics(clock)
     if not plan.is_bf16:
         metrics["quantize_seconds"] = Metric.measured(getattr(model, "quantize_seconds", 0.0), "s", "lower")
     measured, predicted = measured_weight_bytes(model), predicted_weight_bytes(model.config, plan, point.device)
@@ -277,9 +327,17 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     metrics |= token_metrics(point) | memory_metrics(device) | quality(model, point, plan)
     # Every stage's cost in the plan's weight formats (the decode step at the mean context of its steps).
     context = metrics["sequence_tokens"].value + point.new_tokens // 2
-    costs = costmodel.request_costs(model.config, point.images, point.video_frames, point.temporal_pool, point.prompt_tokens,
-                                    context=context, batch=point.batch_size, dtype=point.dtype,
-                                    weights=costmodel.weights_read(model.config, plan, point.device))  # fmt: skip
+    costs = costmodel.request_costs(
+        model.config,
+        point.images,
+        point.video_frames,
+        point.temporal_pool,
+        point.prompt_tokens,
+        context=context,
+        batch=point.batch_size,
+        dtype=point.dtype,
+        weights=costmodel.weights_read(model.config, plan, point.device),
+    )
     step = costs["decode_step"]
     metrics["decode_step_bytes"] = Metric.analytic(step.bytes, "bytes")
     peaks = session.peaks_for(point.dtype)
@@ -291,18 +349,26 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
         metrics["engine_note"] = Metric.measured(engine.note, "text")
     if point.extra.get("checkpoint"):
         session.release()  # one model in memory at a time
-        metrics |= rung_accuracy(point.extra["checkpoint"], plan, point.device, point.extra["accuracy_limit"],
-                                 tuple(point.extra["tasks"]), calibration=lambda model: calibration(model, point))
+        metrics |= rung_accuracy(
+            point.extra["checkpoint"],
+            plan,
+            point.device,
+            point.extra["accuracy_limit"],
+            tuple(point.extra["tasks"]),
+            calibration=lambda model: calibration(model, point),
+        )
     return metrics
 
 
 GEMM_DTYPE = {"w8a8-int8": "int8", "w8a8-fp8": "fp8"}  # else the activations' dtype (W4A16 multiplies in bf16)
 
 
-def stage_roofline(point: BenchPoint, plan: QuantPlan, costs: dict, metrics: dict[str, Metric], session: Session) -> dict[str, Metric]:
+def stage_roofline(
+    point: BenchPoint, plan: QuantPlan, costs: dict, metrics: dict[str, Metric], session: Session
+) -> dict[str, Metric]:
     """The vision tower's and the LLM prefill's bytes in the plan's weight formats (`costs`: `request_costs` with
     the quantized weights' bytes), and against the peak of the dtype each one's GEMMs run in (a W8A8 component's
-    int8 or fp8 tensor-core peak, core/hardware.toml; the run's own peak otherwise) their floor and MFU. No
+    int8 or fp8 tensor-core peak, core/analysis/hardware.toml; the run's own peak otherwise) their floor and MFU. No
     floor or MFU where that peak is unknown (a CPU, a GPU without fp8)."""
     out = {}
     for stage, component in (("vision", "vision"), ("llm_prefill", "llm")):
@@ -312,7 +378,9 @@ def stage_roofline(point: BenchPoint, plan: QuantPlan, costs: dict, metrics: dic
         if peaks is None or stage not in metrics:
             continue
         out[f"{stage}_floor"] = Metric.analytic(costmodel.time_floor(costs[stage], peaks.flops, peaks.bandwidth), "s")
-        out[f"{stage}_mfu"] = Metric.utilisation(costmodel.mfu(costs[stage].executed_flops, metrics[stage].value, peaks.flops), stage)
+        out[f"{stage}_mfu"] = Metric.utilisation(
+            costmodel.mfu(costs[stage].executed_flops, metrics[stage].value, peaks.flops), stage
+        )
         out[f"{stage}_mfu_dtype"] = Metric.analytic(dtype, "text")
         out[f"{stage}_peak_source"] = Metric.analytic(peaks.source, "text")  # a measured ceiling or a datasheet's
     return out
@@ -326,20 +394,48 @@ SUITE = Suite(
     options=(
         Option("rung", "Run only these rungs (default: the whole ladder).", tuple(RUNGS), multiple=True),
         Option("media", "Run only this request (default: image and video).", ("image", "video")),
-        Option("scales", "Weight scales before quantizing: activation-aware (AWQ for int4, SmoothQuant for int8 / "
-               "fp8, from calibration requests) or none (round to nearest).", SCALES, "activation-aware"),
-        Option("int4_kernel", "The W4A16 rungs' int4 kernel: on CUDA gemlite (Triton GEMV / GEMM; pip install gemlite) "
-               "or tinygemm (in PyTorch; pads inputs to 1024s, slow prefill); on CPU opaque (PyTorch's int4 GEMM) or "
-               "intx (int8 storage, dequantize + matmul); auto: gemlite where installed, else tinygemm; opaque on CPU.",
-               INT4_KERNELS, "auto"),
-        Option("lm_head", "The LM head of the rungs with a quantized LLM: bf16 (the paper's deployment) or quantized "
-               "in the LLM's format (a decode step reads the head whole).", ("bf16", "quantized"), "bf16"),
-        Option("quality_prompts", "Synthetic requests whose next-token logits are compared with bf16.", int, QUALITY_PROMPTS),
-        Option("checkpoint", "A trained checkpoint (train-synthetic) whose synthetic-task accuracy each NVILA rung reports, quantized as the rung says."),
+        Option(
+            "scales",
+            "Weight scales before quantizing: activation-aware (AWQ for int4, SmoothQuant for int8 / "
+            "fp8, from calibration requests) or none (round to nearest).",
+            SCALES,
+            "activation-aware",
+        ),
+        Option(
+            "int4_kernel",
+            "The W4A16 rungs' int4 kernel: on CUDA gemlite (Triton GEMV / GEMM; pip install gemlite) "
+            "or tinygemm (in PyTorch; pads inputs to 1024s, slow prefill); on CPU opaque (PyTorch's int4 GEMM) or "
+            "intx (int8 storage, dequantize + matmul); auto: gemlite where installed, else tinygemm; opaque on CPU.",
+            INT4_KERNELS,
+            "auto",
+        ),
+        Option(
+            "lm_head",
+            "The LM head of the rungs with a quantized LLM: bf16 (the paper's deployment) or quantized "
+            "in the LLM's format (a decode step reads the head whole).",
+            ("bf16", "quantized"),
+            "bf16",
+        ),
+        Option(
+            "quality_prompts",
+            "Synthetic requests whose next-token logits are compared with bf16.",
+            int,
+            QUALITY_PROMPTS,
+        ),
+        Option(
+            "checkpoint",
+            "A trained checkpoint (train-synthetic) whose synthetic-task accuracy each NVILA rung reports, quantized "
+            "as the rung says.",
+        ),
         Option("accuracy_limit", "Questions per task for --checkpoint.", int, ACCURACY_LIMIT),
-        Option("tasks", "Tasks each rung of --checkpoint is scored on: synthetic (a train-synthetic checkpoint), "
-               "paper-image, paper-video (official weights, datasets in the local Hugging Face cache) or lmms-eval "
-               "task names, comma-separated.", str),
+        Option(
+            "tasks",
+            "Tasks each rung of --checkpoint is scored on: synthetic (a train-synthetic checkpoint), "
+            "paper-image, paper-video (official weights, datasets in the local Hugging Face cache) or lmms-eval "
+            "task names, comma-separated.",
+            str,
+        ),
     ),
-    expand=expand, decodes=True,
-)  # fmt: skip
+    expand=expand,
+    decodes=True,
+)

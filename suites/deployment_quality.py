@@ -9,13 +9,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from nvila_bench.model import build_model, get_preset
+from nvila_bench.model.pipeline import embed
+from nvila_bench.model.quantize import QuantPlan, quantize_model
 
 from nvila_bench.core.measuring import synthetic_tasks as st
 from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.results import Metric
-from nvila_bench.model import build_model, get_preset
-from nvila_bench.model.pipeline import embed
-from nvila_bench.model.quantize import QuantPlan, quantize_model
 
 from .accuracy import SYNTHETIC, _score, default_data_dir
 from .prefill import request_of
@@ -25,8 +25,10 @@ def logits_agreement(ours: torch.Tensor, reference: torch.Tensor, prefix: str = 
     """Top-1 agreement and KL(reference || ours) of two sets of next-token log-probabilities."""
     agreement = (ours.argmax(-1) == reference.argmax(-1)).float().mean().item()
     kl = torch.nn.functional.kl_div(ours, reference, log_target=True, reduction="batchmean").item()
-    return {f"{prefix}top1_agreement": Metric.measured(agreement, "fraction", "higher"),
-            f"{prefix}logits_kl": Metric.measured(kl, "nats", "lower")}  # fmt: skip
+    return {
+        f"{prefix}top1_agreement": Metric.measured(agreement, "fraction", "higher"),
+        f"{prefix}logits_kl": Metric.measured(kl, "nats", "lower"),
+    }
 
 
 QUALITY_POSITIONS = 16  # text positions of each quality prompt whose next-token logits are compared
@@ -78,12 +80,22 @@ def answer_logprobs(model, tokenizer, data_dir: str | Path, per_task: int = TEST
                 prompt = torch.tensor([ids])
                 embeds = model.embed(prompt, model.project(model.encode_media(media), media))
                 logits = model.prefill(embeds, all_logits=True).logits[0]
-                out.append(logits[-answer - 1 : -1].float().log_softmax(-1).cpu())  # the positions predicting the answer
+                out.append(
+                    logits[-answer - 1 : -1].float().log_softmax(-1).cpu()
+                )  # the positions predicting the answer
     return torch.cat(out)
 
 
-def rung_accuracy(checkpoint: str, plan: QuantPlan, device: str, limit: int, tasks: tuple[str, ...] = st.TASKS,
-                  data_dir: str | None = None, logprobs=None, calibration=None) -> dict[str, Metric]:  # fmt: skip
+def rung_accuracy(
+    checkpoint: str,
+    plan: QuantPlan,
+    device: str,
+    limit: int,
+    tasks: tuple[str, ...] = st.TASKS,
+    data_dir: str | None = None,
+    logprobs=None,
+    calibration=None,
+) -> dict[str, Metric]:
     """The checkpoint quantized as `plan` says, through lmms-eval as the accuracy suite scores it: one
     `accuracy_<task>` per task, `synthetic_accuracy` (mean over the multiple-choice synthetic tasks) and
     `benchmark_accuracy` (mean over the others: the paper's lmms-eval tasks, with official weights and their
@@ -113,11 +125,15 @@ def rung_accuracy(checkpoint: str, plan: QuantPlan, device: str, limit: int, tas
     out |= logits_agreement(logprobs(model.vlm), reference, "checkpoint_")
     out["checkpoint_quality_positions"] = Metric.measured(reference.shape[0], "positions")
     for task in tasks:
-        result = simple_evaluate(model=model, tasks=[task], limit=limit, task_manager=manager, log_samples=False,
-                                 verbosity="WARNING")  # fmt: skip
+        result = simple_evaluate(
+            model=model, tasks=[task], limit=limit, task_manager=manager, log_samples=False, verbosity="WARNING"
+        )
         scores[task] = _score(result, task)["score"].value
         out[f"accuracy_{task}"] = Metric.measured(scores[task], "fraction", "higher")
-    for name, group in (("synthetic_accuracy", [t for t in tasks if t in st.TASKS]), ("benchmark_accuracy", benchmarks)):
+    for name, group in (
+        ("synthetic_accuracy", [t for t in tasks if t in st.TASKS]),
+        ("benchmark_accuracy", benchmarks),
+    ):
         if group:
             out[name] = Metric.measured(sum(scores[t] for t in group) / len(group), "fraction", "higher")
     return out

@@ -1,4 +1,5 @@
-"""Fine-tuning memory suite: memory and speed of each tuning recipe, measured and predicted (docs/reference.md#training-and-fine-tuning-recipes, paper
+"""Fine-tuning memory suite: memory and speed of each tuning recipe, measured and predicted
+(docs/reference.md#training-and-fine-tuning-recipes, paper
 Table 5 of v1 / Table 6 of v3).
 
 Recipes are vision tower x LLM: {frozen, ln, lora, full} x {lora, qlora, full}; the projector always
@@ -12,21 +13,32 @@ from the config alone; both are recorded. Then steps are timed for iterations/s.
 
 from __future__ import annotations
 
-import torch
-
 from dataclasses import replace
 
-from nvila_bench.core.measuring.memory import memory_metrics, reset_peak_memory
+import torch
+from nvila_bench.model import build_model, count_visual_tokens, get_preset
+from nvila_bench.model.training import (
+    LoraSettings,
+    Recipe,
+    SavedTensors,
+    apply_recipe,
+    build_optimizer,
+    gradient_bytes,
+    loss_of,
+    optimizer_bytes,
+    synthetic_batch,
+    train_step,
+    trainable_counts,
+    unavailable,
+    weight_bytes,
+)
+
 from nvila_bench.core.analysis.memory_model import estimate, geometry
+from nvila_bench.core.measuring.memory import memory_metrics, reset_peak_memory
 from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.results import Metric, PointSkipped
 from nvila_bench.core.measuring.session import Session
 from nvila_bench.core.measuring.timing import StageClock, measure, synchronize
-from nvila_bench.model import build_model, count_visual_tokens, get_preset
-from nvila_bench.model.training import (
-    LoraSettings, Recipe, SavedTensors, apply_recipe, build_optimizer, gradient_bytes, loss_of, optimizer_bytes,
-    synthetic_batch, train_step, trainable_counts, unavailable, weight_bytes,
-)  # fmt: skip
 
 from .registry import Option, Suite, SuiteError, check_training, nvila_presets_only, sweep_points, with_extra
 
@@ -108,10 +120,17 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
     """The sweep's points times each --recipe (or the paper's six with --paper-table: batch 1, 448 px, and
     the prompt filling what the media leave of a 300-position context)."""
     names = options["recipe"] or (PAPER_RECIPES if options["paper_table"] else ("nvila",))
-    lora = {"lora_rank": options["lora_rank"], "lora_alpha": options["lora_alpha"], "lora_dropout": options["lora_dropout"]}
+    lora = {
+        "lora_rank": options["lora_rank"],
+        "lora_alpha": options["lora_alpha"],
+        "lora_dropout": options["lora_dropout"],
+    }
     check_training(axes, options["lr"])
-    nvila_presets_only(axes, "finetune-memory (NVILA's fine-tuning recipes and their memory model)",
-                       hint="`nvila-bench run train --preset {name}` measures a peer's training step")
+    nvila_presets_only(
+        axes,
+        "finetune-memory (NVILA's fine-tuning recipes and their memory model)",
+        hint="`nvila-bench run train --preset {name}` measures a peer's training step",
+    )
     extras = []
     for name in names:
         try:
@@ -124,7 +143,9 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
     points = []
     for point in sweep_points(axes, {}):
         if options["paper_table"] and "prompt_tokens" not in axes:
-            media = count_visual_tokens(get_preset(point.preset), list(point.images), point.video_frames, point.temporal_pool)
+            media = count_visual_tokens(
+                get_preset(point.preset), list(point.images), point.video_frames, point.temporal_pool
+            )
             # At least one text token: the loss has nothing to predict without one (NaN).
             point = replace(point, prompt_tokens=max(1, PAPER_CONTEXT - media.total_tokens))
         points += [with_extra(point, **extra) for extra in extras]
@@ -136,12 +157,16 @@ SUITE = Suite(
     "Memory (counted part by part, and predicted) and speed of each fine-tuning recipe.",
     measure_point,
     options=(
-        Option("recipe", "VISION-LLM recipe, e.g. ln-lora, full-full, frozen-qlora, or nvila [nvila].", str, multiple=True),
-        Option("paper_table", "The paper's fine-tuning table (batch 1, 448 px, context 300, its six recipes).", bool, False),
+        Option(
+            "recipe", "VISION-LLM recipe, e.g. ln-lora, full-full, frozen-qlora, or nvila [nvila].", str, multiple=True
+        ),
+        Option(
+            "paper_table", "The paper's fine-tuning table (batch 1, 448 px, context 300, its six recipes).", bool, False
+        ),
         Option("lr", "Learning rate.", float, 2e-5),
         Option("lora_rank", "LoRA rank.", int, 64),
         Option("lora_alpha", "LoRA alpha.", float, 16.0),
         Option("lora_dropout", "LoRA dropout.", float, 0.05),
     ),
     expand=expand,
-)  # fmt: skip
+)

@@ -20,20 +20,29 @@ import sys
 import torch
 from lmms_eval.api.instance import GenerationResult
 from lmms_eval.api.model import lmms
+from nvila_bench.model import build_model, get_preset, load_checkpoint
+from nvila_bench.model.pipeline import Request, generate, loglikelihood, media_blocks
+from nvila_bench.model.tokenizer import chat_prompt, encode_with_media, load_tokenizer
 from PIL import Image
 from tqdm import tqdm
 
-from nvila_bench.model.pipeline import Request, generate, loglikelihood, media_blocks
-from nvila_bench.model import build_model, get_preset, load_checkpoint
-from nvila_bench.core.measuring.point import canonical_dtype, DTYPES
-from nvila_bench.model.tokenizer import chat_prompt, encode_with_media, load_tokenizer
+from nvila_bench.core.measuring.point import DTYPES, canonical_dtype
 
 
 class NVILABench(lmms):
     is_simple = True
 
-    def __init__(self, pretrained: str | None = None, preset: str | None = None, device: str = "cpu", dtype: str | None = None,
-                 temporal_pool: bool | str = True, max_new_tokens: int = 32, attn: str = "sdpa", **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        preset: str | None = None,
+        device: str = "cpu",
+        dtype: str | None = None,
+        temporal_pool: bool | str = True,
+        max_new_tokens: int = 32,
+        attn: str = "sdpa",
+        **kwargs,
+    ):
         super().__init__()
         if bool(pretrained) == bool(preset):
             raise ValueError("nvila_bench needs exactly one of pretrained=CHECKPOINT_DIR or preset=NAME")
@@ -75,18 +84,26 @@ class NVILABench(lmms):
         text = chat_prompt(self.tokenizer, context, len(images), video is not None)
         ids = encode_with_media(self.tokenizer, self.vlm.config, text)
         with torch.inference_mode():
-            blocks = media_blocks(self.vlm, Request(images, video, torch.tensor([ids]), self.temporal_pool)) if images or video else []
+            blocks = (
+                media_blocks(self.vlm, Request(images, video, torch.tensor([ids]), self.temporal_pool))
+                if images or video
+                else []
+            )
         return blocks, ids
 
     # ---- lmms-eval API -----------------------------------------------------------------------------------
     def generate_until(self, requests) -> list[str]:
         out = []
-        for request in tqdm(requests, desc="nvila_bench generate", disable=len(requests) < 2 or not sys.stderr.isatty()):
+        for request in tqdm(
+            requests, desc="nvila_bench generate", disable=len(requests) < 2 or not sys.stderr.isatty()
+        ):
             gen_kwargs = dict(request.args[1] or {})
             blocks, ids = self._context(request)
             eos = self.tokenizer.eos_token_id
             embeds = self.vlm.embed(torch.tensor([ids]), blocks)
-            new = generate(self.vlm, embeds, int(gen_kwargs.get("max_new_tokens") or self.max_new_tokens), eos=eos)[0].tolist()
+            new = generate(self.vlm, embeds, int(gen_kwargs.get("max_new_tokens") or self.max_new_tokens), eos=eos)[
+                0
+            ].tolist()
             new = new[: new.index(eos)] if eos in new else new  # the text ends before EOS
             text = self.tokenizer.decode(new, skip_special_tokens=True)
             until = gen_kwargs.get("until") or []
@@ -99,7 +116,9 @@ class NVILABench(lmms):
     def loglikelihood(self, requests) -> list:
         out = []
         cache: dict = {}
-        for request in tqdm(requests, desc="nvila_bench loglikelihood", disable=len(requests) < 2 or not sys.stderr.isatty()):
+        for request in tqdm(
+            requests, desc="nvila_bench loglikelihood", disable=len(requests) < 2 or not sys.stderr.isatty()
+        ):
             _, continuation, _, doc_id, task, split = request.args
             key = (task, split, doc_id, request.args[0])
             if key not in cache:  # the choices of one question share its media and context

@@ -11,13 +11,13 @@ from __future__ import annotations
 import time
 
 import torch
+from nvila_bench.model.stages import PREFILL_STAGES
 
 from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.results import Metric
 from nvila_bench.core.measuring.session import Session
 from nvila_bench.core.measuring.stats import summarize
 from nvila_bench.core.measuring.timing import MeasureConfig, StageClock, measure
-from nvila_bench.model.stages import PREFILL_STAGES
 
 from . import prefill
 from .registry import Suite

@@ -3,7 +3,8 @@
 One iteration = one request, as a server would handle it: preprocess the images (`--preprocess cpu`: PIL
 resize, tiling, normalisation on the host; `gpu`: the uint8 image copied to the device once and tiled
 there by tensor operations; decoding the file is not included, except for `--image-file`, whose files are
-decoded inside the preprocessing stage: PIL for cpu, torchvision / nvJPEG on the device for gpu), run the vision tower, the projector (S2
+decoded inside the preprocessing stage: PIL for cpu, torchvision / nvJPEG on the device for gpu), run the vision tower,
+the projector (S2
 merge, STC, MLP, TSP), then splice the media into the prompt and run the LLM prefill up to the first token.
 TTFT is the sum, as vLLM / MLPerf define it. The engine decides how the stages run (model/engines.py): the
 compiled engine compiles the vision layers and the projector and replays the LLM prefill as one CUDA graph
@@ -17,6 +18,20 @@ import contextlib
 from pathlib import Path
 
 import torch
+from nvila_bench.model import count_visual_tokens, get_preset
+from nvila_bench.model.engines import make_engine
+from nvila_bench.model.peer_model import torchvision_missing
+from nvila_bench.model.pipeline import (
+    embed,
+    file_request,
+    image_file_size,
+    media_blocks,
+    no_sections,
+    peer_request,
+    synthetic_request,
+)
+from nvila_bench.model.presets import is_peer
+from nvila_bench.model.stages import GRAPH_CAPTURE, LLM_PREFILL, PREFILL_STAGES, PREPROCESS
 
 from nvila_bench.core.analysis.analytic import analytic_metrics
 from nvila_bench.core.measuring.energy import EnergyMeter, energy_metrics
@@ -25,14 +40,6 @@ from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.results import Metric, PointSkipped
 from nvila_bench.core.measuring.session import Session
 from nvila_bench.core.measuring.timing import OneTimeClock, StageClock, measure
-from nvila_bench.model import count_visual_tokens, get_preset
-from nvila_bench.model.engines import make_engine
-from nvila_bench.model.peer_model import torchvision_missing
-from nvila_bench.model.pipeline import (
-    embed, file_request, image_file_size, media_blocks, no_sections, peer_request, synthetic_request,
-)
-from nvila_bench.model.presets import is_peer
-from nvila_bench.model.stages import GRAPH_CAPTURE, LLM_PREFILL, PREFILL_STAGES, PREPROCESS
 
 from .registry import Option, Suite, SuiteError, sweep_points, with_extra
 
@@ -45,12 +52,28 @@ def request_of(point: BenchPoint):
         reason = torchvision_missing(point.preprocess, bool(point.video_frames))
         if reason:
             raise PointSkipped(reason)
-        return peer_request(cfg, point.images, point.video_frames, point.prompt_tokens, point.batch_size, point.seed,
-                            point.preprocess, files)  # fmt: skip
+        return peer_request(
+            cfg,
+            point.images,
+            point.video_frames,
+            point.prompt_tokens,
+            point.batch_size,
+            point.seed,
+            point.preprocess,
+            files,
+        )
     if files:
         return file_request(cfg, files, point.prompt_tokens, point.batch_size, point.seed, point.preprocess)
-    return synthetic_request(cfg, point.images, point.video_frames, point.prompt_tokens, point.batch_size,
-                             point.seed, point.temporal_pool, point.preprocess)  # fmt: skip
+    return synthetic_request(
+        cfg,
+        point.images,
+        point.video_frames,
+        point.prompt_tokens,
+        point.batch_size,
+        point.seed,
+        point.temporal_pool,
+        point.preprocess,
+    )
 
 
 def token_metrics(point: BenchPoint) -> dict[str, Metric]:
@@ -152,13 +175,23 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
             size = image_file_size(path)
         except ValueError as e:
             raise SuiteError(str(e)) from None
-        points += [with_extra(p, image_file=str(Path(path).resolve())) for p in sweep_points(axes | {"images": [(size,)]}, {})]
+        points += [
+            with_extra(p, image_file=str(Path(path).resolve())) for p in sweep_points(axes | {"images": [(size,)]}, {})
+        ]
     return points
 
 
 SUITE = Suite(
-    "prefill", "TTFT and its stages (preprocess, vision, projector, LLM prefill).", measure_point,
-    options=(Option("image_file", "An image file as the request's image (repeat for a sweep): decoded inside the "
-                    "timed preprocessing stage, nvJPEG on the GPU for JPEGs with --preprocess gpu.", multiple=True),),
+    "prefill",
+    "TTFT and its stages (preprocess, vision, projector, LLM prefill).",
+    measure_point,
+    options=(
+        Option(
+            "image_file",
+            "An image file as the request's image (repeat for a sweep): decoded inside the "
+            "timed preprocessing stage, nvJPEG on the GPU for JPEGs with --preprocess gpu.",
+            multiple=True,
+        ),
+    ),
     expand=expand,
-)  # fmt: skip
+)

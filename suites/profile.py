@@ -33,6 +33,10 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from nvila_bench.model import build_model, get_preset, preprocess_media
+from nvila_bench.model.pipeline import embed, first_token, generate
+from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES, PREPROCESS, TRAIN_STAGES
+from nvila_bench.model.training import Batch, Recipe, apply_recipe, build_optimizer, train_step
 
 from nvila_bench.core.analysis import costmodel
 from nvila_bench.core.measuring.energy import EnergyMeter, energy_metrics
@@ -40,10 +44,6 @@ from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.results import Metric
 from nvila_bench.core.measuring.session import Session
 from nvila_bench.core.measuring.timing import MeasureConfig, StageClock, measure, synchronize
-from nvila_bench.model import build_model, get_preset, preprocess_media
-from nvila_bench.model.pipeline import embed, first_token, generate
-from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES, PREPROCESS, TRAIN_STAGES
-from nvila_bench.model.training import Batch, Recipe, apply_recipe, build_optimizer, train_step
 
 from .prefill import request_of, token_metrics
 from .registry import Option, Suite, SuiteError, nvila_presets_only, sweep_points, with_extra
@@ -72,7 +72,7 @@ class Schedule:
 @contextlib.contextmanager
 def stage_range(name: str, cuda: bool = False):
     """A named range: record_function for torch.profiler and, on CUDA, NVTX for Nsight Systems."""
-    with torch.profiler.record_function(name), (torch.cuda.nvtx.range(name) if cuda else contextlib.nullcontext()):
+    with torch.profiler.record_function(name), torch.cuda.nvtx.range(name) if cuda else contextlib.nullcontext():
         yield
 
 
@@ -136,7 +136,8 @@ def operator_tables(events, stages: tuple[str, ...], steps: int, top: int, cuda:
 
     A stage row holds the wall time of its ranges (`seconds`), how many ranges a step has, and the self CPU /
     CUDA time and FLOPs of every operator inside them. On a GPU a range's wall time is its CPU side (launches,
-    and waits where the stage synchronises); the kernels' time is the self CUDA column. Operators are attributed to the innermost enclosing
+    and waits where the stage synchronises); the kernels' time is the self CUDA column. Operators are attributed to the
+    innermost enclosing
     stage range; the top rows keep the `top` operators of each stage by self CUDA time (CPU time on CPU).
     CUDA times are None without CUDA activity (not zero); FLOPs are None where the profiler knows no formula
     for any call of the operator.
@@ -162,20 +163,30 @@ def operator_tables(events, stages: tuple[str, ...], steps: int, top: int, cuda:
         row[2] += 1
         row[3] += e.flops or 0
     op_rows = [
-        {"stage": stage, "op": name, "self_cpu_s": cpu / steps, "self_cuda_s": dev / steps if cuda else None,
-         "calls": calls / steps, "flops": flops / steps if flops else None}
+        {
+            "stage": stage,
+            "op": name,
+            "self_cpu_s": cpu / steps,
+            "self_cuda_s": dev / steps if cuda else None,
+            "calls": calls / steps,
+            "flops": flops / steps if flops else None,
+        }
         for (stage, name), (cpu, dev, calls, flops) in ops.items()
-    ]  # fmt: skip
+    ]
     stage_rows = []
     for stage in stages:
         mine = [r for r in op_rows if r["stage"] == stage]
         flops = [r["flops"] for r in mine if r["flops"] is not None]
-        stage_rows.append({
-            "stage": stage, "seconds": ranges[stage][0] / steps, "ranges": ranges[stage][1] / steps,
-            "self_cpu_s": sum(r["self_cpu_s"] for r in mine),
-            "self_cuda_s": sum(r["self_cuda_s"] for r in mine) if cuda else None,
-            "flops": sum(flops) if flops else None,
-        })  # fmt: skip
+        stage_rows.append(
+            {
+                "stage": stage,
+                "seconds": ranges[stage][0] / steps,
+                "ranges": ranges[stage][1] / steps,
+                "self_cpu_s": sum(r["self_cpu_s"] for r in mine),
+                "self_cuda_s": sum(r["self_cuda_s"] for r in mine) if cuda else None,
+                "flops": sum(flops) if flops else None,
+            }
+        )
     key = (lambda r: r["self_cuda_s"]) if cuda else (lambda r: r["self_cpu_s"])
     top_rows = []
     for stage in stages:
@@ -209,7 +220,10 @@ def _memory_step(model, step: ProfiledStep, device: torch.device, snapshot: Path
     finally:
         torch.cuda.memory._record_memory_history(enabled=None)
     peak = torch.cuda.max_memory_allocated(device)
-    size = lambda tensors: sum(t.numel() * t.element_size() for t in tensors)  # noqa: E731
+
+    def size(tensors):
+        return sum(t.numel() * t.element_size() for t in tensors)
+
     optimizer = step.optimizer
     parts = {"weights": size(model.parameters()) + size(model.buffers())}
     if optimizer is not None:  # gradients are alive at the peak (backward, optimizer step): one per parameter
@@ -226,8 +240,15 @@ def _memory_step(model, step: ProfiledStep, device: torch.device, snapshot: Path
     }
 
 
-def profile_point(point: BenchPoint, stage: str, schedule: Schedule, out_dir: str | Path, repeats: int = 5,
-                  top: int = 10, with_stack: bool = False) -> dict:
+def profile_point(
+    point: BenchPoint,
+    stage: str,
+    schedule: Schedule,
+    out_dir: str | Path,
+    repeats: int = 5,
+    top: int = 10,
+    with_stack: bool = False,
+) -> dict:
     """Profile `stage` of `point` (see the module docstring); returns the record's metrics."""
     if stage not in STAGE_RANGES:
         raise ValueError(f"unknown stage {stage!r}; known: {', '.join(STAGE_RANGES)}")
@@ -247,19 +268,31 @@ def profile_point(point: BenchPoint, stage: str, schedule: Schedule, out_dir: st
         if n < 1:
             return []
         with grad_mode():
-            return measure(lambda clock: step.run(_sections(clock, False, cuda)), device,
-                           MeasureConfig(warmup=warmup, repeats=n, min_seconds=0, max_repeats=n), region=meter)["total"]
+            return measure(
+                lambda clock: step.run(_sections(clock, False, cuda)),
+                device,
+                MeasureConfig(warmup=warmup, repeats=n, min_seconds=0, max_repeats=n),
+                region=meter,
+            )["total"]
 
     plain = unprofiled(-(-repeats // 2), warmup=1)  # half before the profiled steps, half after
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
     store: dict = {}
     profiled, clock = [], StageClock(device)
-    with grad_mode(), torch.profiler.profile(
-        activities=activities,
-        schedule=torch.profiler.schedule(wait=schedule.wait, warmup=schedule.warmup, active=schedule.active, repeat=1),
-        on_trace_ready=lambda prof: _trace(prof, tb_dir, name, chrome_path, store),
-        record_shapes=True, profile_memory=True, with_stack=with_stack, with_flops=True,
-    ) as prof:  # fmt: skip
+    with (
+        grad_mode(),
+        torch.profiler.profile(
+            activities=activities,
+            schedule=torch.profiler.schedule(
+                wait=schedule.wait, warmup=schedule.warmup, active=schedule.active, repeat=1
+            ),
+            on_trace_ready=lambda prof: _trace(prof, tb_dir, name, chrome_path, store),
+            record_shapes=True,
+            profile_memory=True,
+            with_stack=with_stack,
+            with_flops=True,
+        ) as prof,
+    ):
         for i in range(schedule.wait + schedule.warmup + schedule.active):
             clock.start()
             step.run(_sections(clock, True, cuda))
@@ -293,8 +326,9 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     extra = point.extra
     schedule = Schedule(**extra["schedule"])
     session.release()  # the profiler builds its own model (train changes the weights)
-    return profile_point(point, extra["stage"], schedule, session.out_dir, session.measure.repeats, extra["top"],
-                         extra["with_stack"])  # fmt: skip
+    return profile_point(
+        point, extra["stage"], schedule, session.out_dir, session.measure.repeats, extra["top"], extra["with_stack"]
+    )
 
 
 def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
@@ -307,8 +341,12 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
         schedule = Schedule(options["wait"], options["schedule_warmup"], options["active"])
     except ValueError as e:
         raise SuiteError(str(e)) from None
-    extra = {"stage": options["stage"], "schedule": {"wait": schedule.wait, "warmup": schedule.warmup, "active": schedule.active},
-             "with_stack": bool(options["with_stack"]), "top": options["top"]}  # fmt: skip
+    extra = {
+        "stage": options["stage"],
+        "schedule": {"wait": schedule.wait, "warmup": schedule.warmup, "active": schedule.active},
+        "with_stack": bool(options["with_stack"]),
+        "top": options["top"],
+    }
     return [with_extra(p, **extra) for p in sweep_points(axes, {})]
 
 
@@ -324,5 +362,6 @@ SUITE = Suite(
         Option("top", "Operators kept per stage.", int, 10),
         Option("with_stack", "Record Python stacks (larger traces, more overhead).", bool, False),
     ),
-    expand=expand, decodes=True,  # a decode profile generates --new-tokens; prefill and train profiles count them too
-)  # fmt: skip
+    expand=expand,
+    decodes=True,  # a decode profile generates --new-tokens; prefill and train profiles count them too
+)

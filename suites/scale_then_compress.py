@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from nvila_bench.model import count_visual_tokens, get_preset
+
 from nvila_bench.core.analysis import costmodel
 from nvila_bench.core.analysis.hardware import get_hardware, hardware_keys
 from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.results import Metric
 from nvila_bench.core.measuring.session import Session
-from nvila_bench.model import count_visual_tokens, get_preset
 
 from .registry import Job, Option, Suite, SuiteError
 
@@ -38,19 +39,31 @@ def variants(nvila: str) -> dict[str, tuple[str, str]]:
     }
 
 
-def comparison_points(scale: str, image: tuple[int, int], video_frames: int, device: str, dtype: str | None,
-                      prompt_tokens: int, new_tokens: int) -> list[BenchPoint]:
+def comparison_points(
+    scale: str,
+    image: tuple[int, int],
+    video_frames: int,
+    device: str,
+    dtype: str | None,
+    prompt_tokens: int,
+    new_tokens: int,
+) -> list[BenchPoint]:
     """Six points: each variant on the image request and on the video request."""
     points = []
     for media in ("image", "video"):
         for variant, presets in variants(NVILA[scale]).items():
-            points.append(BenchPoint(
-                presets[0] if media == "image" else presets[1], device, dtype,
-                images=(image,) if media == "image" else (),
-                video_frames=video_frames if media == "video" else None,
-                prompt_tokens=prompt_tokens, new_tokens=new_tokens,
-                extra={"comparison": "scale-then-compress", "variant": variant, "media": media},
-            ))  # fmt: skip
+            points.append(
+                BenchPoint(
+                    presets[0] if media == "image" else presets[1],
+                    device,
+                    dtype,
+                    images=(image,) if media == "image" else (),
+                    video_frames=video_frames if media == "video" else None,
+                    prompt_tokens=prompt_tokens,
+                    new_tokens=new_tokens,
+                    extra={"comparison": "scale-then-compress", "variant": variant, "media": media},
+                )
+            )
     return points
 
 
@@ -58,20 +71,34 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
     """Analytic jobs for every variant; prefill and decode jobs where they can be measured."""
     single = ("images", "video_frames", "dtype", "prompt_tokens", "new_tokens")
     if any(len(axes.get(name, ())) > 1 for name in single):
-        raise SuiteError("scale-then-compress takes one --image, --video-frames, --dtype, --prompt-tokens, --new-tokens")
-    one = lambda name, default: axes[name][0] if axes.get(name) else default  # noqa: E731
+        raise SuiteError(
+            "scale-then-compress takes one --image, --video-frames, --dtype, --prompt-tokens, --new-tokens"
+        )
+
+    def one(name, default):
+        return axes[name][0] if axes.get(name) else default
+
     image = one("images", ((1920, 1080),))[0]
     device = one("device", "cpu")
     hardware = options.get("hardware") or "h100-sxm"
     if hardware not in hardware_keys():
         raise SuiteError(f"unknown hardware {hardware!r}; known: {', '.join(hardware_keys())}")
     tiny = bool(options.get("tiny"))
-    comparison = comparison_points("tiny" if tiny else "real", image, one("video_frames", 32), device, one("dtype", None),
-                                   one("prompt_tokens", 64), one("new_tokens", 32))  # fmt: skip
+    comparison = comparison_points(
+        "tiny" if tiny else "real",
+        image,
+        one("video_frames", 32),
+        device,
+        one("dtype", None),
+        one("prompt_tokens", 64),
+        one("new_tokens", 32),
+    )
     # The analytic figures are of the deployment dtype unless one is given.
     analytic_dtype = one("dtype", "bfloat16")
-    jobs = [Job("scale-then-compress", replace(p, dtype=analytic_dtype, extra=p.extra | {"hardware": hardware}))
-            for p in comparison]  # fmt: skip
+    jobs = [
+        Job("scale-then-compress", replace(p, dtype=analytic_dtype, extra=p.extra | {"hardware": hardware}))
+        for p in comparison
+    ]
     if tiny or device.startswith("cuda"):
         jobs += [Job(suite, p) for suite in ("prefill", "decode") for p in comparison]
     return jobs
@@ -83,8 +110,16 @@ def analytic(point: BenchPoint, session: Session) -> dict[str, Metric]:
     hw = get_hardware(point.extra["hardware"])
     count = count_visual_tokens(cfg, point.images, point.video_frames, point.temporal_pool)
     n = count.total_tokens + point.prompt_tokens
-    costs = costmodel.request_costs(cfg, point.images, point.video_frames, point.temporal_pool, point.prompt_tokens,
-                                    context=n, batch=point.batch_size, dtype=point.dtype)  # fmt: skip
+    costs = costmodel.request_costs(
+        cfg,
+        point.images,
+        point.video_frames,
+        point.temporal_pool,
+        point.prompt_tokens,
+        context=n,
+        batch=point.batch_size,
+        dtype=point.dtype,
+    )
     floors = {s: costmodel.time_floor(c, hw.peak_flops(point.dtype), hw.bandwidth) for s, c in costs.items()}
     metrics = {
         "visual_tokens": Metric.analytic(count.visual_tokens, "tokens"),
@@ -113,7 +148,15 @@ SUITE = Suite(
     "VILA1.5 vs NVILA scaled-only vs NVILA on one image and one video: analytic, and measured where possible.",
     analytic,
     options=(
-        Option("tiny", "The tiny stand-ins, measurable on CPU (analytic floors: --hardware, default h100-sxm).", bool, False),
+        Option(
+            "tiny",
+            "The tiny stand-ins, measurable on CPU (analytic floors: --hardware, default h100-sxm).",
+            bool,
+            False,
+        ),
     ),
-    expand=expand, provenance="analytic", config=record_config, takes_presets=False,
-)  # fmt: skip
+    expand=expand,
+    provenance="analytic",
+    config=record_config,
+    takes_presets=False,
+)

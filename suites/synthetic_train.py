@@ -12,12 +12,12 @@ import random
 from pathlib import Path
 
 import torch
-
 from nvila_bench.model import build_model, get_preset, preprocess_media
 from nvila_bench.model.checkpoint import save_checkpoint
-from nvila_bench.core.measuring.synthetic_tasks import generate, load_split, open_media
 from nvila_bench.model.tokenizer import build_tokenizer, chat_prompt, encode_with_media
 from nvila_bench.model.training import Recipe, apply_recipe, build_optimizer
+
+from nvila_bench.core.measuring.synthetic_tasks import generate, load_split, open_media
 
 
 def example(cfg, tokenizer, data_dir, row: dict):
@@ -35,8 +35,17 @@ def examples(cfg, tokenizer, data_dir, task: str, split: str, limit: int | None 
     return [example(cfg, tokenizer, data_dir, row) for row in load_split(data_dir, task, split)[:limit]]
 
 
-def train_synthetic(preset: str, data_dir: str | Path, tasks: list[str], steps: int = 200, batch: int = 8,
-                    lr: float = 1e-3, seed: int = 0, temporal_pool: bool = True, log=None):  # fmt: skip
+def train_synthetic(
+    preset: str,
+    data_dir: str | Path,
+    tasks: list[str],
+    steps: int = 200,
+    batch: int = 8,
+    lr: float = 1e-3,
+    seed: int = 0,
+    temporal_pool: bool = True,
+    log=None,
+):
     """Train a fresh random-weight `preset` on the tasks' train splits; returns (model, tokenizer, losses)."""
     cfg = get_preset(preset)
     torch.manual_seed(seed)

@@ -14,6 +14,24 @@ with labels (model/peer_training.py), the same stages and metrics; fp8 and compi
 from __future__ import annotations
 
 import torch
+from nvila_bench.model import build_model, count_visual_tokens, get_preset
+from nvila_bench.model.peer_model import torchvision_missing
+from nvila_bench.model.presets import UnknownPresetError, is_peer
+from nvila_bench.model.stages import BACKWARD, LLM_FORWARD, OPTIMIZER, PROJECTOR, VISION
+from nvila_bench.model.training import (
+    STAGES,
+    Recipe,
+    apply_recipe,
+    build_optimizer,
+    enable_fp8,
+    enable_gradient_checkpointing,
+    flop_modes,
+    synthetic_batch,
+    train_step,
+    trainable_counts,
+    unavailable,
+)
+from nvila_bench.model.vision import _body
 
 from nvila_bench.core.analysis import costmodel
 from nvila_bench.core.measuring.memory import memory_metrics, reset_peak_memory
@@ -21,19 +39,18 @@ from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.results import Metric, PointSkipped
 from nvila_bench.core.measuring.session import Session
 from nvila_bench.core.measuring.timing import StageClock, measure
-from nvila_bench.model import build_model, count_visual_tokens, get_preset
-from nvila_bench.model.peer_model import torchvision_missing
-from nvila_bench.model.presets import UnknownPresetError, is_peer
-from nvila_bench.model.stages import BACKWARD, LLM_FORWARD, OPTIMIZER, PROJECTOR, VISION
-from nvila_bench.model.training import (
-    STAGES, Recipe, apply_recipe, build_optimizer, enable_fp8, enable_gradient_checkpointing, flop_modes,
-    synthetic_batch, train_step, trainable_counts, unavailable,
-)  # fmt: skip
-from nvila_bench.model.vision import _body
 
 from .registry import Option, Suite, SuiteError, check_training, sweep_points, with_extra
 
-DEFAULTS = {"stage": "full", "grad_accum": 1, "grad_ckpt": False, "fp8": False, "compile": False, "autocast": False, "lr": 2e-5}
+DEFAULTS = {
+    "stage": "full",
+    "grad_accum": 1,
+    "grad_ckpt": False,
+    "fp8": False,
+    "compile": False,
+    "autocast": False,
+    "lr": 2e-5,
+}
 
 
 def settings(point: BenchPoint) -> dict:
@@ -52,7 +69,9 @@ def prepare(point: BenchPoint, s: dict, seed: int = 0):
     changes the weights)."""
     recipe = Recipe.parse(s["stage"])
     weights_dtype = torch.float32 if s["autocast"] else point.torch_dtype
-    model = build_model(get_preset(point.preset), weights_dtype, point.device, point.attn_implementation, seed=seed).train()
+    model = build_model(
+        get_preset(point.preset), weights_dtype, point.device, point.attn_implementation, seed=seed
+    ).train()
     apply_recipe(model, recipe)
     if s["grad_ckpt"]:
         enable_gradient_checkpointing(model)
@@ -109,14 +128,30 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
         "steps": Metric.measured(len(losses), "count"),
     }
     metrics |= memory_metrics(device)
-    flops = costmodel.train_step_flops(cfg, flop_modes(recipe), point.images, point.video_frames, point.temporal_pool,
-                                       point.prompt_tokens, rows, s["grad_ckpt"])  # fmt: skip
+    flops = costmodel.train_step_flops(
+        cfg,
+        flop_modes(recipe),
+        point.images,
+        point.video_frames,
+        point.temporal_pool,
+        point.prompt_tokens,
+        rows,
+        s["grad_ckpt"],
+    )
     metrics["step_flops"] = Metric.analytic(flops, "FLOP")
     peaks = session.peaks_for("bfloat16" if s["autocast"] else point.dtype)
     if peaks is not None:
         # Model FLOPs utilisation: the cost model's FLOPs (recomputation excluded, as PaLM defines MFU).
-        useful = costmodel.train_step_flops(cfg, flop_modes(recipe), point.images, point.video_frames, point.temporal_pool,
-                                            point.prompt_tokens, rows, False)  # fmt: skip
+        useful = costmodel.train_step_flops(
+            cfg,
+            flop_modes(recipe),
+            point.images,
+            point.video_frames,
+            point.temporal_pool,
+            point.prompt_tokens,
+            rows,
+            False,
+        )
         metrics["mfu"] = Metric.utilisation(costmodel.mfu(useful, metrics["step_time"].value, peaks.flops), "step_time")
         metrics["peaks_source"] = Metric.analytic(peaks.source, "text")
     return metrics
@@ -143,7 +178,9 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
         raise SuiteError(f"--grad-accum must be >= 1, got {fixed['grad_accum']}")
     check_training(axes, fixed["lr"])
     check_peers(axes, fixed)
-    return [with_extra(p, stage=stage, **fixed) for p in sweep_points(axes, {}) for stage in options["stage"] or ("full",)]
+    return [
+        with_extra(p, stage=stage, **fixed) for p in sweep_points(axes, {}) for stage in options["stage"] or ("full",)
+    ]
 
 
 def check_peers(axes: dict[str, list], fixed: dict) -> None:
@@ -167,7 +204,12 @@ SUITE = Suite(
     "Optimizer steps of a training stage on synthetic batches, NVILA or a peer VLM (torchrun: FSDP2, NVILA only).",
     measure_point,
     options=(
-        Option("stage", "What learns: projector (NVILA stage 1), projector-llm (3), full (4-5) [full].", tuple(STAGES), multiple=True),
+        Option(
+            "stage",
+            "What learns: projector (NVILA stage 1), projector-llm (3), full (4-5) [full].",
+            tuple(STAGES),
+            multiple=True,
+        ),
         Option("grad_accum", "Micro-batches per step.", int, 1),
         Option("grad_ckpt", "Gradient checkpointing of every ViT and LLM layer.", bool, False),
         Option("fp8", "torchao float8 training of the LLM (Ada / Hopper GPUs; NVILA only).", bool, False),
@@ -176,4 +218,4 @@ SUITE = Suite(
         Option("lr", "Learning rate.", float, 2e-5),
     ),
     expand=expand,
-)  # fmt: skip
+)

@@ -2,13 +2,18 @@ import functools
 
 import pytest
 import torch
-
 from nvila_bench.model import build_model, get_preset
 
 TINY = ["nvila-tiny", "nvila-lite-tiny", "nvila-video-tiny", "vila-tiny"]
 REAL = ["nvila-8b", "nvila-lite-2b", "nvila-lite-8b", "nvila-8b-video", "vila1.5-3b", "vila1.5-8b"]
-PEERS = ["qwen2-vl-7b", "qwen2.5-vl-7b", "llava-onevision-7b",
-         "qwen2-vl-tiny", "qwen2.5-vl-tiny", "llava-onevision-tiny"]
+PEERS = [
+    "qwen2-vl-7b",
+    "qwen2.5-vl-7b",
+    "llava-onevision-7b",
+    "qwen2-vl-tiny",
+    "qwen2.5-vl-tiny",
+    "llava-onevision-tiny",
+]
 
 
 @functools.cache

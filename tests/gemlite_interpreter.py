@@ -30,12 +30,15 @@ def _pretend_h100() -> None:
     from triton.runtime.driver import driver
 
     torch.cuda.get_device_capability = lambda *a, **k: (9, 0)
-    torch.cuda.get_device_properties = lambda *a, **k: types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", major=9, minor=0,
-                                                                            multi_processor_count=132)  # fmt: skip
+    torch.cuda.get_device_properties = lambda *a, **k: types.SimpleNamespace(
+        name="NVIDIA H100 80GB HBM3", major=9, minor=0, multi_processor_count=132
+    )
     torch.cuda.empty_cache = lambda: None
 
     class Driver:
-        utils = types.SimpleNamespace(get_device_properties=lambda i: {"max_shared_mem": 232448, "multiprocessor_count": 132})
+        utils = types.SimpleNamespace(
+            get_device_properties=lambda i: {"max_shared_mem": 232448, "multiprocessor_count": 132}
+        )
 
         def get_current_target(self):
             return types.SimpleNamespace(backend="cuda", arch=90, warp_size=32)
@@ -57,7 +60,8 @@ def _dequantized(weight: torch.Tensor, group_size: int) -> torch.Tensor:
     from torchao.quantization.quant_primitives import _choose_qparams_and_quantize_affine_hqq
 
     q, scale, zero, _ = _choose_qparams_and_quantize_affine_hqq(
-        weight, nbits=4, group_size=group_size, raw_output=True, compute_dtype=weight.dtype, device=weight.device)
+        weight, nbits=4, group_size=group_size, raw_output=True, compute_dtype=weight.dtype, device=weight.device
+    )
     groups = (q.float().view(-1, group_size) - zero.float().view(-1, 1)) * scale.float().view(-1, 1)
     return groups.view(weight.shape).to(weight.dtype)
 
@@ -74,7 +78,9 @@ def layers() -> dict:
         layer = torch.nn.Linear(n_in, n_out, dtype=DTYPE)
         reference = _dequantized(layer.weight.detach(), group).float()
         layer.weight = torch.nn.Parameter(gemlite_weight(layer.weight.detach(), group), requires_grad=False)
-        layer.__class__ = GemliteLinear  # as quantize_model makes it: gemlite's kernels, dequantize + cuBLAS from 256 rows
+        layer.__class__ = (
+            GemliteLinear  # as quantize_model makes it: gemlite's kernels, dequantize + cuBLAS from 256 rows
+        )
         errors = {"dequantize": ((dequantize(layer.weight).float().t() - reference).norm() / reference.norm()).item()}
         for shape in ((1, n_in), (3, n_in), (17, n_in), (2, 3, n_in), (300, n_in), (2, 150, n_in)):
             x = torch.randn(shape, dtype=DTYPE)
@@ -83,9 +89,11 @@ def layers() -> dict:
             expected = x.float() @ reference.T + layer.bias.float()
             errors["x".join(map(str, shape))] = ((y.float() - expected).norm() / expected.norm()).item()
         out[f"{n_in}x{n_out}/g{group}"] = {
-            "bytes": tensor_bytes(layer.weight.data), "predicted": linear_bytes(n_in, n_out, "w4a16", group, "gemlite"),
-            "dtype": str(y.dtype), "relative_error": errors,
-        }  # fmt: skip
+            "bytes": tensor_bytes(layer.weight.data),
+            "predicted": linear_bytes(n_in, n_out, "w4a16", group, "gemlite"),
+            "dtype": str(y.dtype),
+            "relative_error": errors,
+        }
     return out
 
 
@@ -98,14 +106,22 @@ def model() -> dict:
     from nvila_bench.model import build_model, get_preset
     from nvila_bench.model.engines import make_engine
     from nvila_bench.model.pipeline import embed, synthetic_request
-    from nvila_bench.model.quantize import FUSED_GROUPS, QuantPlan, measured_weight_bytes, predicted_weight_bytes, quantize_component
+    from nvila_bench.model.quantize import (
+        FUSED_GROUPS,
+        QuantPlan,
+        measured_weight_bytes,
+        predicted_weight_bytes,
+        quantize_component,
+    )
 
     cfg, plan = get_preset("nvila-tiny"), QuantPlan(llm="w4a16", group_size=32, int4_kernel="gemlite")
     torch.manual_seed(0)
     quantized = build_model(cfg, DTYPE, "cpu")
     reference = build_model(cfg, DTYPE, "cpu")
     reference.load_state_dict(quantized.state_dict())
-    for layer in reference.llm.model.layers:  # HQQ's stopping rule is per tensor: round stacks as quantize_component does
+    for (
+        layer
+    ) in reference.llm.model.layers:  # HQQ's stopping rule is per tensor: round stacks as quantize_component does
         for parent, names in FUSED_GROUPS:
             modules = [getattr(getattr(layer, parent), n) for n in names]
             stacked = _dequantized(torch.cat([m.weight.detach() for m in modules]), plan.group_size)
@@ -120,7 +136,9 @@ def model() -> dict:
     with torch.inference_mode():
         for name, m in (("reference", reference), ("gemlite", quantized)):
             logits[name] = m.prefill(embed(m, request)).logits.float()
-        text = torch.randn(1, 300, cfg.llm.hidden_size, dtype=DTYPE) * 0.1  # 300 positions: a compiled prefill that dequantizes
+        text = (
+            torch.randn(1, 300, cfg.llm.hidden_size, dtype=DTYPE) * 0.1
+        )  # 300 positions: a compiled prefill that dequantizes
         for engine_name in ("eager", "compiled"):
             for name, embeds in (("", embed(quantized, request)), (" text", text)):
                 engine = make_engine(engine_name, quantized, "static")
@@ -130,17 +148,26 @@ def model() -> dict:
                 ids[engine_name + name] = engine.generate(embeds, 8).tolist()
                 if engine_name == "compiled" and name:
                     text_note = engine.note
-                    compiled = engine._decode is not None and None not in (engine._fill, engine._first)  # not eager in disguise
+                    compiled = engine._decode is not None and None not in (
+                        engine._fill,
+                        engine._first,
+                    )  # not eager in disguise
                     breaks = sum(torch._dynamo.utils.counters["graph_break"].values())  # dequantize inlined, not split
     error = ((logits["gemlite"] - logits["reference"]).norm() / logits["reference"].norm()).item()
     return {
-        "bytes": measured_weight_bytes(quantized)["llm"], "predicted": predicted_weight_bytes(cfg, plan, "cuda")["llm"],
-        "logits_relative_error": error, "ids": ids, "fused": type(fused.fusion.weight).__name__,
-        "compiled": compiled, "note": text_note, "graph_breaks": breaks, "layer_class": type(fused).__name__,
+        "bytes": measured_weight_bytes(quantized)["llm"],
+        "predicted": predicted_weight_bytes(cfg, plan, "cuda")["llm"],
+        "logits_relative_error": error,
+        "ids": ids,
+        "fused": type(fused.fusion.weight).__name__,
+        "compiled": compiled,
+        "note": text_note,
+        "graph_breaks": breaks,
+        "layer_class": type(fused).__name__,
         "prefill_tokens": [embed(quantized, request).shape[1], text.shape[1]],
         "slices_are_views": [m.weight.qdata.data_ptr() for m in (fused, k)]
         == [fused.fusion.weight.qdata.data_ptr() + offset for offset in (0, fused.out_features * 4)],  # int32 columns
-    }  # fmt: skip
+    }
 
 
 if __name__ == "__main__":

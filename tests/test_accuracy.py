@@ -9,10 +9,11 @@ import pytest
 
 lmms_eval = pytest.importorskip("lmms_eval", reason="lmms-eval not installed (make test installs it)")
 
-from nvila_bench.cli import main  # noqa: E402
 from nvila_bench.suites import accuracy  # noqa: E402
-from nvila_bench.core.measuring.synthetic_tasks import CHANCE, generate  # noqa: E402
 from nvila_bench.suites.synthetic_train import save_trained, train_synthetic  # noqa: E402
+
+from nvila_bench.cli import main  # noqa: E402
+from nvila_bench.core.measuring.synthetic_tasks import CHANCE, generate  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,6 @@ def records(path: Path) -> list[dict]:
 
 def test_adapter_is_discovered_through_the_entry_point():
     from lmms_eval.models import get_model
-
     from nvila_bench.suites.lmms_adapter import NVILABench
 
     assert get_model("nvila_bench") is NVILABench
@@ -48,8 +48,14 @@ def test_trained_model_scores_far_above_chance_untrained_near_it(tmp_path, data_
     assert losses[-1] < losses[0] / 3
     checkpoint = save_trained(model, tokenizer, tmp_path / "ckpt")
     common = ["--tasks", "synthetic_colour,synthetic_colour_gen", "--data-dir", str(data_dir), "--quiet"]
-    assert main(["run", "accuracy", "--checkpoint", str(checkpoint), *common, "--out", str(tmp_path / "trained")]) in (0, None)
-    assert main(["run", "accuracy", "--preset", "vila-tiny", *common, "--out", str(tmp_path / "untrained")]) in (0, None)
+    assert main(["run", "accuracy", "--checkpoint", str(checkpoint), *common, "--out", str(tmp_path / "trained")]) in (
+        0,
+        None,
+    )
+    assert main(["run", "accuracy", "--preset", "vila-tiny", *common, "--out", str(tmp_path / "untrained")]) in (
+        0,
+        None,
+    )
     trained = {r["config"]["task"]: r for r in records(tmp_path / "trained")}
     untrained = {r["config"]["task"]: r for r in records(tmp_path / "untrained")}
     mc, gen = trained["synthetic_colour"]["metrics"], trained["synthetic_colour_gen"]["metrics"]
@@ -69,34 +75,62 @@ def test_a_failing_task_is_an_error_not_a_score(tmp_path, data_dir, capsys):
     broken = generate(tmp_path / "broken", splits={"train": 8, "validation": 2, "test": 4})
     row = json.loads((broken / "synthetic_colour" / "test.jsonl").read_text().splitlines()[0])
     (broken / row["media"][0]).unlink()
-    code = main(["run", "accuracy", "--preset", "vila-tiny", "--tasks", "synthetic_colour,synthetic_count",
-                 "--data-dir", str(broken), "--out", str(tmp_path / "out")])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "accuracy",
+            "--preset",
+            "vila-tiny",
+            "--tasks",
+            "synthetic_colour,synthetic_count",
+            "--data-dir",
+            str(broken),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 1
     by_task = {r["config"]["task"]: r for r in records(tmp_path / "out")}
     assert by_task["synthetic_colour"]["status"] == "error" and "score" not in by_task["synthetic_colour"]["metrics"]
-    assert "FileNotFoundError" in by_task["synthetic_colour"]["error"] or "No such file" in by_task["synthetic_colour"]["error"]
+    assert (
+        "FileNotFoundError" in by_task["synthetic_colour"]["error"]
+        or "No such file" in by_task["synthetic_colour"]["error"]
+    )
     assert by_task["synthetic_count"]["status"] == "ok"
     assert "synthetic_colour: error:" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("result", [None, {"results": {}}, {"results": {"t": {"alias": "t"}}},
-                                    {"results": {"t": {"acc,none": "N/A"}}}, {"results": {"t": {"acc,none": float("nan")}}}])  # fmt: skip
+@pytest.mark.parametrize(
+    "result",
+    [
+        None,
+        {"results": {}},
+        {"results": {"t": {"alias": "t"}}},
+        {"results": {"t": {"acc,none": "N/A"}}},
+        {"results": {"t": {"acc,none": float("nan")}}},
+    ],
+)
 def test_no_numeric_score_is_a_failure(result):
     with pytest.raises(ValueError, match="no results|no metric|non-numeric"):
         accuracy._score(result, "t")
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--preset", "vila-tiny", "--tasks", "no_such_task_xyz"], "unknown lmms-eval task(s): no_such_task_xyz"),
-    (["--preset", "vila-tiny", "--tasks", "paper-image"], "need official weights"),
-    (["--checkpoint", "/nonexistent/ckpt", "--tasks", "synthetic"], "no such directory"),
-    (["--preset", "vila-tiny"], "accuracy needs --tasks"),
-    (["--preset", "vila-tiny", "--preset", "nvila-tiny", "--tasks", "synthetic"], "one --preset"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--preset", "vila-tiny", "--tasks", "no_such_task_xyz"], "unknown lmms-eval task(s): no_such_task_xyz"),
+        (["--preset", "vila-tiny", "--tasks", "paper-image"], "need official weights"),
+        (["--checkpoint", "/nonexistent/ckpt", "--tasks", "synthetic"], "no such directory"),
+        (["--preset", "vila-tiny"], "accuracy needs --tasks"),
+        (["--preset", "vila-tiny", "--preset", "nvila-tiny", "--tasks", "synthetic"], "one --preset"),
+    ],
+)
 def test_bad_accuracy_input_exits_2(args, message, tmp_path, capsys, data_dir):
     assert main(["run", "accuracy", *args, "--data-dir", str(data_dir), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[-1].startswith("nvila-bench: error:") and message in err[-1], err  # lmms-eval's chatter kept off
+    assert len(err) == 1 and err[-1].startswith("nvila-bench: error:") and message in err[-1], (
+        err
+    )  # lmms-eval's chatter kept off
 
 
 def test_lmms_eval_cli_finds_the_model(tmp_path, data_dir):
@@ -109,10 +143,28 @@ def test_lmms_eval_cli_finds_the_model(tmp_path, data_dir):
     include = write_lmms_tasks(data_dir)
     env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     proc = subprocess.run(
-        [sys.executable, "-m", "lmms_eval", "--model", "nvila_bench", "--model_args", "preset=vila-tiny",
-         "--tasks", "synthetic_count", "--include_path", str(include), "--limit", "4", "--output_path", str(tmp_path / "o")],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "lmms_eval",
+            "--model",
+            "nvila_bench",
+            "--model_args",
+            "preset=vila-tiny",
+            "--tasks",
+            "synthetic_count",
+            "--include_path",
+            str(include),
+            "--limit",
+            "4",
+            "--output_path",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "synthetic_count" in proc.stdout and "acc" in proc.stdout
     assert list((tmp_path / "o").rglob("*results.json"))

@@ -10,14 +10,15 @@ import pytest
 
 lmms_eval = pytest.importorskip("lmms_eval", reason="lmms-eval not installed (make test installs it)")
 
-from nvila_bench.cli import main  # noqa: E402
-from nvila_bench.core.measuring.synthetic_tasks import generate  # noqa: E402
 from nvila_bench.model.peer_checkpoint import save_peer_checkpoint  # noqa: E402
 from nvila_bench.model.peer_checkpoint_config import peer_config_from_checkpoint  # noqa: E402
 from nvila_bench.model.peer_config import PEER_PRESETS  # noqa: E402
 from nvila_bench.model.peer_model import HF_CLASSES, build_peer  # noqa: E402
 from nvila_bench.model.peer_tokenizer import build_peer_tokenizer, special_tokens  # noqa: E402
 from nvila_bench.suites import lmms_peers  # noqa: E402
+
+from nvila_bench.cli import main  # noqa: E402
+from nvila_bench.core.measuring.synthetic_tasks import generate  # noqa: E402
 
 CONFIGS = {cfg.name: cfg for cfg in PEER_PRESETS}
 TINY = ["qwen2-vl-tiny", "qwen2.5-vl-tiny", "llava-onevision-tiny"]

@@ -105,7 +105,8 @@ def test_a_line_over_the_bound_is_an_error_naming_file_and_line(tmp_path, capsys
     [
         (
             ["decode", "--preset", "nvila-tiny", "--new-tokens", "1000000000"],
-            "nvila-tiny: 1,000,002,369 positions (2,305 media + 64 prompt + 1,000,000,000 new tokens) exceed its 131,072-position context",
+            "nvila-tiny: 1,000,002,369 positions (2,305 media + 64 prompt + 1,000,000,000 new tokens) exceed its "
+            "131,072-position context",
         ),
         (["prefill", "--preset", "nvila-tiny", "--prompt-tokens", "200000"], "exceed its 131,072-position context"),
         (

@@ -30,7 +30,13 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1600"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1600",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
@@ -72,9 +78,21 @@ def test_report_and_dashboard_open_cleanly(browser, tmp_path):
 
     browser.get(report.as_uri())
     assert console_errors(browser) == []
-    for section in ("headline", "claims", "stages", "stc", "roofline", "distributions", "training", "accuracy", "environment"):
+    for section in (
+        "headline",
+        "claims",
+        "stages",
+        "stc",
+        "roofline",
+        "distributions",
+        "training",
+        "accuracy",
+        "environment",
+    ):
         assert browser.find_element("id", section).is_displayed()
-    assert browser.find_elements("css selector", "#stages svg") and browser.find_elements("css selector", "#claims td.verdict")
+    assert browser.find_elements("css selector", "#stages svg") and browser.find_elements(
+        "css selector", "#claims td.verdict"
+    )
     full_page_screenshot(browser, shots / "report.png")
 
     browser.get((site / "index.html").as_uri())

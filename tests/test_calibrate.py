@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.calibrate import awq_scale, fake_int4, fold, llm_groups, smooth, smoothquant_scale, vision_groups
 from nvila_bench.model.pipeline import embed, synthetic_request
@@ -42,13 +41,19 @@ def test_awq_never_loses_to_round_to_nearest_and_recovers_outlier_channels():
     x = torch.randn(512, 256)
     x[:, :4] *= 50  # a few outlier input channels, as trained models have
     reference = x @ weight.T
-    error = lambda w, s: ((x / s) @ fake_int4(w * s, 128).T - reference).pow(2).mean().item()  # noqa: E731
+
+    def error(w, s):
+        return ((x / s) @ fake_int4(w * s, 128).T - reference).pow(2).mean().item()
+
     plain = error(weight, torch.ones(256))
     s = awq_scale(weight, x, 128)
     assert error(weight, s) < 0.5 * plain
     uniform = torch.randn(512, 256)  # no outliers: the search may keep s = 1, never worse than it
     u_ref = uniform @ weight.T
-    u_err = lambda s: ((uniform / s) @ fake_int4(weight * s, 128).T - u_ref).pow(2).mean().item()  # noqa: E731
+
+    def u_err(s):
+        return ((uniform / s) @ fake_int4(weight * s, 128).T - u_ref).pow(2).mean().item()
+
     assert u_err(awq_scale(weight, uniform, 128)) <= u_err(torch.ones(256))
 
 
@@ -75,7 +80,9 @@ def _kl_to_bf16(plan: QuantPlan) -> float:
     cfg, model = _with_outliers("nvila-tiny")
     requests = [_request(cfg, seed) for seed in (11, 12)]
     with torch.inference_mode():
-        reference = [model.prefill(embed(model, r), all_logits=True).logits[0, -16:].float().log_softmax(-1) for r in requests]
+        reference = [
+            model.prefill(embed(model, r), all_logits=True).logits[0, -16:].float().log_softmax(-1) for r in requests
+        ]
 
     def calibrate():
         for seed in (101, 102):
@@ -83,8 +90,12 @@ def _kl_to_bf16(plan: QuantPlan) -> float:
 
     quantize_model(model, plan, calibrate)
     with torch.inference_mode():
-        ours = [model.prefill(embed(model, r), all_logits=True).logits[0, -16:].float().log_softmax(-1) for r in requests]
-    return sum(torch.nn.functional.kl_div(o, r, log_target=True, reduction="batchmean").item() for o, r in zip(ours, reference))
+        ours = [
+            model.prefill(embed(model, r), all_logits=True).logits[0, -16:].float().log_softmax(-1) for r in requests
+        ]
+    return sum(
+        torch.nn.functional.kl_div(o, r, log_target=True, reduction="batchmean").item() for o, r in zip(ours, reference)
+    )
 
 
 @pytest.mark.parametrize("formats", [{"llm": "w4a16"}, {"vision": "w8a8-int8"}])
@@ -118,5 +129,11 @@ def test_awq_searches_with_the_rounding_its_kernel_stores():
     linear = torch.nn.Linear(256, 64, bias=False, dtype=torch.bfloat16)
     weight = linear.weight.detach().clone() * torch.linspace(0.2, 5, 256, dtype=torch.bfloat16)  # uneven columns
     linear.weight.data = weight.clone()
-    stored = torch.nn.functional.linear(torch.eye(256, dtype=torch.bfloat16), _quantized(linear, "w4a16", 32, kernel)).float().T
-    assert torch.allclose(fake_int4(weight, 32, kernel), stored, atol=0, rtol=2**-8)  # the kernel's bf16 output rounding
+    stored = (
+        torch.nn.functional.linear(torch.eye(256, dtype=torch.bfloat16), _quantized(linear, "w4a16", 32, kernel))
+        .float()
+        .T
+    )
+    assert torch.allclose(
+        fake_int4(weight, 32, kernel), stored, atol=0, rtol=2**-8
+    )  # the kernel's bf16 output rounding

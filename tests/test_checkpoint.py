@@ -6,11 +6,10 @@ from dataclasses import replace
 import pytest
 import torch
 from conftest import TINY, tiny_model
-from safetensors.torch import load_file, save_file
-
 from nvila_bench.model import CheckpointError, load_checkpoint, save_checkpoint, synthetic_image, synthetic_prompt
 from nvila_bench.model.checkpoint import config_from_checkpoint
 from nvila_bench.model.preprocess import preprocess_media
+from safetensors.torch import load_file, save_file
 
 
 def outputs(model):
@@ -73,7 +72,12 @@ def test_sharded_llm_with_index(tmp_path):
         save_file({k: state[k] for k in names}, str(llm / file))
     index = {"weight_map": {k: f for f, names in halves.items() for k in names}}
     (llm / "model.safetensors.index.json").write_text(json.dumps(index))
-    torch.testing.assert_close(outputs(load_checkpoint(tmp_path, dtype=torch.float32, attn_implementation="eager")), outputs(model), rtol=0, atol=0)
+    torch.testing.assert_close(
+        outputs(load_checkpoint(tmp_path, dtype=torch.float32, attn_implementation="eager")),
+        outputs(model),
+        rtol=0,
+        atol=0,
+    )
 
 
 def _edit(path, fn):

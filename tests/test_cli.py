@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from conftest import PEERS, REAL, TINY, tiny_model
+from nvila_bench.model import save_checkpoint
 
 from nvila_bench.cli import main
-from nvila_bench.model import save_checkpoint
 
 
 def run(capsys, *args):
@@ -32,7 +32,12 @@ def test_presets_json_lists_every_preset(capsys):
 def test_info_reports_exact_params(capsys):
     data = run_json(capsys, "info", "--preset", "nvila-8b")
     assert data["preset"] == "nvila-8b"
-    assert data["params"] == {"vision": 413_327_088, "projector": 62_425_088, "llm": 7_612_634_624, "total": 8_088_386_800}
+    assert data["params"] == {
+        "vision": 413_327_088,
+        "projector": 62_425_088,
+        "llm": 7_612_634_624,
+        "total": 8_088_386_800,
+    }
 
 
 def test_info_from_checkpoint_directory(capsys, tmp_path):
@@ -47,12 +52,27 @@ def test_tokens_single_image_schema(capsys):
     assert data["preset"] == "nvila-8b" and data["video"] is None and data["total_tokens"] == 3073
     (image,) = data["images"]
     assert {k: image[k] for k in ("width", "height", "grid", "vit_tiles", "tokens")} == {
-        "width": 1920, "height": 1080, "grid": [4, 3], "vit_tiles": 17, "tokens": 3073,
-    }  # fmt: skip
+        "width": 1920,
+        "height": 1080,
+        "grid": [4, 3],
+        "vit_tiles": 17,
+        "tokens": 3073,
+    }
 
 
 def test_tokens_multi_image_and_video(capsys):
-    data = run_json(capsys, "tokens", "--preset", "nvila-lite-8b", "--image", "1920x1080", "--image", "640x480", "--video-frames", "8")
+    data = run_json(
+        capsys,
+        "tokens",
+        "--preset",
+        "nvila-lite-8b",
+        "--image",
+        "1920x1080",
+        "--image",
+        "640x480",
+        "--video-frames",
+        "8",
+    )
     assert [im["tokens"] for im in data["images"]] == [122, 122]
     assert data["video"] == {"frames": 8, "pooled": False, "visual_tokens": 968, "tokens": 976}
     assert data["total_tokens"] == 122 * 2 + 976
@@ -108,9 +128,10 @@ def test_installed_entry_point_exit_code():
 
 
 def test_cost_json_per_stage_with_time_floor(capsys):
+    from nvila_bench.model import get_preset
+
     from nvila_bench.core.analysis import costmodel
     from nvila_bench.core.analysis.hardware import get_hardware
-    from nvila_bench.model import get_preset
 
     data = run_json(capsys, "cost", "--preset", "nvila-8b", "--image", "1920x1080", "--hardware", "h100-sxm")
     costs = costmodel.request_costs(get_preset("nvila-8b"), [(1920, 1080)], prompt_tokens=64)
@@ -143,7 +164,9 @@ def test_cost_bad_input(capsys, args, message):
 
 
 def test_ceilings_writes_json(capsys, tmp_path):
-    data = run_json(capsys, "ceilings", "--size", "128", "--seconds", "0.05", "--dtype", "float32", "--out", str(tmp_path))
+    data = run_json(
+        capsys, "ceilings", "--size", "128", "--seconds", "0.05", "--dtype", "float32", "--out", str(tmp_path)
+    )
     assert data["gemm_tflops"] > 0 and data["copy_gbs"] > 0 and data["device"] == "cpu"
     assert json.loads((tmp_path / "ceilings.json").read_text()) == data
 

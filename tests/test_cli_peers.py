@@ -5,13 +5,13 @@ import json
 
 import pytest
 from conftest import PEERS
-
-from nvila_bench.cli import main
 from nvila_bench.model.peer_checkpoint_config import peer_config_from_checkpoint
 from nvila_bench.model.peer_config import PEER_PRESETS
 from nvila_bench.model.peer_params import peer_param_counts
 from nvila_bench.model.presets import get_preset
 from nvila_bench.model.tokens import count_visual_tokens, temporal_pool_size
+
+from nvila_bench.cli import main
 
 # transformers' Qwen2VLForConditionalGeneration on the meta device (tests/test_peer_params.py holds them equal).
 QWEN2_VL_7B = {"vision": 631_183_360, "projector": 44_575_744, "llm": 7_615_616_512, "total": 8_291_375_616}
@@ -101,7 +101,10 @@ def test_tokens_of_an_image_and_a_video(capsys):
                 "presets only; qwen2.5-vl-tiny is a peer VLM (family peer); `nvila-bench run train --preset"
             ),
         ),
-        (["run", "train", "--preset", "llava-onevision-tiny", "--fp8", "--out", "{tmp}"], "llava-onevision-tiny is a peer VLM"),
+        (
+            ["run", "train", "--preset", "llava-onevision-tiny", "--fp8", "--out", "{tmp}"],
+            "llava-onevision-tiny is a peer VLM",
+        ),
         (
             ["run", "deployment", "--preset", "qwen2-vl-7b", "--rung", "w8a8-vit-int8", "--out", "{tmp}"],
             "--rung w8a8-vit-int8: a rung of NVILA's ladder only; qwen2-vl-7b is a peer VLM",
@@ -130,8 +133,9 @@ def test_peers_have_no_tsp():
 
 
 def test_reports_never_count_a_peer_as_nvila():
-    from nvila_bench.core.measuring.results import Record
     from nvila_bench.reports.records import baseline_of, is_nvila, is_tiny
+
+    from nvila_bench.core.measuring.results import Record
 
     assert not is_nvila("qwen2-vl-7b") and is_tiny("qwen2-vl-tiny") and baseline_of("qwen2-vl-7b") is None
     unregistered = Record("prefill", {"preset": "my-qwen-ckpt", "family": "peer"}, {}, "run")

@@ -4,11 +4,11 @@ kernels are not counted), and its byte accounting against closed-form figures fo
 import pytest
 import torch
 from conftest import TINY, tiny_model
+from nvila_bench.model import build_model, count_visual_tokens, get_preset, param_counts
+from nvila_bench.model.vision import vision_features
 from torch.utils.flop_counter import FlopCounterMode
 
 from nvila_bench.core.analysis import costmodel
-from nvila_bench.model import build_model, count_visual_tokens, get_preset, param_counts
-from nvila_bench.model.vision import vision_features
 
 SIGLIP_LAYER = 15_239_504  # parameters of one so400m encoder layer: 2 LN + q, k, v, out + MLP 1152-4304-1152
 NVILA_8B_KV_PER_TOKEN = 57_344  # 2 (K, V) x 28 layers x 4 KV heads x 128 x 2 bytes
@@ -226,8 +226,9 @@ def test_mfu_and_floor_use_executed_flops():
     from nvila_bench.core.measuring.results import Metric
 
     point = BenchPoint("nvila-8b-scaled-only", device="cuda", images=((1920, 1080),), prompt_tokens=20_575)
-    costs = costmodel.request_costs(get_preset(point.preset), point.images, prompt_tokens=point.prompt_tokens,
-                                    dtype=point.dtype)  # fmt: skip
+    costs = costmodel.request_costs(
+        get_preset(point.preset), point.images, prompt_tokens=point.prompt_tokens, dtype=point.dtype
+    )
     llm = costs["llm_prefill"]
     assert count_visual_tokens(get_preset(point.preset), list(point.images)).total_tokens + 20_575 == 32_864
     peaks = Peaks(flops=989e12, bandwidth=3.35e12, source="table:h100-sxm")

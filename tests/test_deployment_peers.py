@@ -9,25 +9,57 @@ import math
 
 import pytest
 import torch
-from torch import nn
-
-from nvila_bench.cli import main
-from nvila_bench.core.analysis import costmodel
-from nvila_bench.core.measuring.results import load_results
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.quantize import QuantPlan, measured_weight_bytes, predicted_weight_bytes, quantize_model
 from nvila_bench.reports import deployment as ladder_section
 from nvila_bench.reports import peers as peers_section
 from nvila_bench.suites.deployment import PEER_RUNGS, RUNGS, calibration, expand, plan_of
+from torch import nn
+
+from nvila_bench.cli import main
+from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.measuring.results import load_results
 
 pytest.importorskip("torchao")
 PEERS = ["qwen2-vl-tiny", "qwen2.5-vl-tiny", "llava-onevision-tiny"]
 CLIMB = ["qwen2-vl-tiny", "llava-onevision-tiny"]  # the CLI run's peers (M-RoPE, and a Qwen2ForCausalLM view)
-FAST = ["--image", "448x448", "--new-tokens", "3", "--prompt-tokens", "8", "--repeats", "1", "--warmup", "0",
-        "--min-seconds", "0", "--quality-prompts", "1", "--media", "image", "--quiet"]
-FIELDS = ("ttft", "preprocess", "vision", "projector", "llm_prefill", "tpot", "decode_tokens_per_s", "setup_seconds",
-          "decode_step_bytes", "vision_bytes", "llm_prefill_bytes", "top1_agreement", "logits_kl", "quality_positions",
-          "media_tokens", "sequence_tokens")
+FAST = [
+    "--image",
+    "448x448",
+    "--new-tokens",
+    "3",
+    "--prompt-tokens",
+    "8",
+    "--repeats",
+    "1",
+    "--warmup",
+    "0",
+    "--min-seconds",
+    "0",
+    "--quality-prompts",
+    "1",
+    "--media",
+    "image",
+    "--quiet",
+]
+FIELDS = (
+    "ttft",
+    "preprocess",
+    "vision",
+    "projector",
+    "llm_prefill",
+    "tpot",
+    "decode_tokens_per_s",
+    "setup_seconds",
+    "decode_step_bytes",
+    "vision_bytes",
+    "llm_prefill_bytes",
+    "top1_agreement",
+    "logits_kl",
+    "quality_positions",
+    "media_tokens",
+    "sequence_tokens",
+)
 
 
 def _records(out) -> list[dict]:
@@ -50,7 +82,8 @@ def ladders(tmp_path_factory):
 def test_each_peer_climbs_bf16_and_w4a16_with_nvilas_record_fields(ladders):
     records = _records(ladders)
     assert [(r["config"]["preset"], r["config"]["extra"]["rung"]) for r in records] == [
-        (p, rung) for p in ["nvila-tiny", *CLIMB] for rung in PEER_RUNGS]
+        (p, rung) for p in ["nvila-tiny", *CLIMB] for rung in PEER_RUNGS
+    ]
     assert len({r["run_id"] for r in records}) == 1 and all(r["status"] == "ok" for r in records)
     for r in records:
         extra, metrics = r["config"]["extra"], r["metrics"]
@@ -103,8 +136,9 @@ def test_the_quantized_peer_llm_layers_are_torchao_tensors_and_the_rest_stays_bf
     from nvila_bench.core.measuring.point import BenchPoint
 
     point = next(j.point for j in expand({"preset": [preset]}, {"media": "image", "rung": ("w4a16-llm",)}))
-    point = BenchPoint(preset, "cpu", "bfloat16", images=((448, 448),), prompt_tokens=8, new_tokens=3,
-                       extra=point.extra)
+    point = BenchPoint(
+        preset, "cpu", "bfloat16", images=((448, 448),), prompt_tokens=8, new_tokens=3, extra=point.extra
+    )
     plan = plan_of(point)
     assert (plan.llm, plan.vision, plan.projector, plan.scales) == ("w4a16", "bf16", "bf16", "activation-aware")
     model = build_model(get_preset(preset), torch.bfloat16)
@@ -162,18 +196,27 @@ def test_the_compiled_engine_and_hf_static_run_the_quantized_peer_on_the_same_we
 
 
 REFUSED = [
-    (["--preset", "qwen2-vl-tiny", "--rung", "w8a8-vit-int8"],
-     "--rung w8a8-vit-int8: a rung of NVILA's ladder only; qwen2-vl-tiny is a peer VLM (its ladder: bf16, w4a16-llm): "
-     "run that rung without the peer"),
-    (["--preset", "nvila-tiny", "--preset", "llava-onevision-tiny", "--rung", "bf16", "--rung", "baseline bf16"],
-     "--rung baseline bf16: a rung of NVILA's ladder only; llava-onevision-tiny is a peer VLM (its ladder: bf16, "
-     "w4a16-llm): run that rung without the peer"),
-    (["--preset", "qwen2.5-vl-tiny", "--checkpoint", "."],
-     "--checkpoint scores NVILA's rungs on a trained NVILA checkpoint; qwen2.5-vl-tiny is a peer VLM: run the peer "
-     "without --checkpoint"),
-    (["--preset", "nvila-tiny", "--preset", "nvila-lite-tiny", "--preset", "qwen2-vl-tiny"],
-     "deployment takes one NVILA --preset (its scaled-only variant and VILA1.5 baseline join the ladder) and / or "
-     "peer VLM presets (bf16 and w4a16-llm rungs each)"),
+    (
+        ["--preset", "qwen2-vl-tiny", "--rung", "w8a8-vit-int8"],
+        "--rung w8a8-vit-int8: a rung of NVILA's ladder only; qwen2-vl-tiny is a peer VLM (its ladder: bf16, "
+        "w4a16-llm): "
+        "run that rung without the peer",
+    ),
+    (
+        ["--preset", "nvila-tiny", "--preset", "llava-onevision-tiny", "--rung", "bf16", "--rung", "baseline bf16"],
+        "--rung baseline bf16: a rung of NVILA's ladder only; llava-onevision-tiny is a peer VLM (its ladder: bf16, "
+        "w4a16-llm): run that rung without the peer",
+    ),
+    (
+        ["--preset", "qwen2.5-vl-tiny", "--checkpoint", "."],
+        "--checkpoint scores NVILA's rungs on a trained NVILA checkpoint; qwen2.5-vl-tiny is a peer VLM: run the peer "
+        "without --checkpoint",
+    ),
+    (
+        ["--preset", "nvila-tiny", "--preset", "nvila-lite-tiny", "--preset", "qwen2-vl-tiny"],
+        "deployment takes one NVILA --preset (its scaled-only variant and VILA1.5 baseline join the ladder) and / or "
+        "peer VLM presets (bf16 and w4a16-llm rungs each)",
+    ),
 ]
 
 
@@ -189,7 +232,7 @@ def test_without_rung_nvila_climbs_its_whole_ladder_and_a_peer_its_two_rungs():
     jobs = expand({"preset": ["qwen2-vl-tiny", "nvila-tiny"]}, {"media": "image"})
     rungs = [(j.point.preset, j.point.extra["rung"]) for j in jobs]
     nvila = [(p, r) for p, r in rungs if p != "qwen2-vl-tiny"]
-    assert [r for _, r in nvila] == list(RUNGS) and rungs[len(nvila):] == [("qwen2-vl-tiny", r) for r in PEER_RUNGS]
+    assert [r for _, r in nvila] == list(RUNGS) and rungs[len(nvila) :] == [("qwen2-vl-tiny", r) for r in PEER_RUNGS]
 
 
 def test_a_peers_tower_or_projector_in_a_quantized_format_is_a_clear_error():

@@ -10,15 +10,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from nvila_bench.cli import main
-from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.model import build_model, count_visual_tokens, get_preset
 from nvila_bench.model.engines import ENGINES, CompiledEngine, make_engine
 from nvila_bench.model.pipeline import embed, synthetic_request
 from nvila_bench.model.preprocess import preprocess_media, synthetic_image, synthetic_video
 from nvila_bench.model.preprocess_tensor import PIXEL_TOLERANCE, preprocess_media_tensor, to_uint8
+from PIL import Image
+
+from nvila_bench.cli import main
+from nvila_bench.core.measuring.point import BenchPoint
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,9 @@ def test_media_stages_that_fail_to_compile_run_eagerly_with_a_note(monkeypatch):
     engine.setup_media()
     with torch.inference_mode():
         assert torch.equal(embed(model, request), reference)
-    assert engine.note.startswith("vision tower and projector eager (FastVision failed to compile: RuntimeError: CppCompileError")
+    assert engine.note.startswith(
+        "vision tower and projector eager (FastVision failed to compile: RuntimeError: CppCompileError"
+    )
     assert earlier.note is None  # the failure is told to the point that met it
     from nvila_bench.model.vision import _body
 
@@ -148,9 +150,32 @@ def test_point_engine_defaults_and_the_cache_each_engine_runs_with():
 
 
 def test_decode_records_keep_the_engine_its_setup_time_and_the_ids(tmp_path, capsys):
-    code = main(["run", "decode", "--preset", "nvila-tiny", "--image", "448x448", "--new-tokens", "70",
-                 "--engine", "eager", "--engine", "hf-generate", "--engine", "compiled", "--repeats", "1", "--warmup", "0",
-                 "--min-seconds", "0", "--out", str(tmp_path)])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "decode",
+            "--preset",
+            "nvila-tiny",
+            "--image",
+            "448x448",
+            "--new-tokens",
+            "70",
+            "--engine",
+            "eager",
+            "--engine",
+            "hf-generate",
+            "--engine",
+            "compiled",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--min-seconds",
+            "0",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert [r["config"]["engine"] for r in records] == ["eager", "hf-generate", "compiled"]
@@ -176,9 +201,10 @@ def test_decode_records_keep_the_engine_its_setup_time_and_the_ids(tmp_path, cap
 def test_decode_points_embed_their_context_with_the_plain_media_stages_whatever_a_prefill_point_left():
     """A prefill point of the compiled engine leaves the media stages compiled on the session's model; every
     decode point must still prefill the same context, or the engines' ids would differ for that reason alone."""
+    from nvila_bench.suites import decode, prefill
+
     from nvila_bench.core.measuring.session import Session
     from nvila_bench.core.measuring.timing import MeasureConfig
-    from nvila_bench.suites import decode, prefill
 
     session = Session(measure=MeasureConfig(warmup=0, repeats=1, min_seconds=0))
     point = BenchPoint("nvila-tiny", images=((448, 448),), prompt_tokens=16, new_tokens=4, engine="eager")
@@ -204,7 +230,9 @@ def test_a_compiled_decode_whose_prefill_fails_to_compile_prefills_eagerly_and_s
 
 
 def test_an_unknown_engine_is_refused_by_name(tmp_path, capsys):
-    code = main(["run", "decode", "--preset", "nvila-tiny", "--image", "448x448", "--engine", "turbo", "--out", str(tmp_path)])
+    code = main(
+        ["run", "decode", "--preset", "nvila-tiny", "--image", "448x448", "--engine", "turbo", "--out", str(tmp_path)]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "--engine" in err and "turbo" in err and len(err.strip().splitlines()) == 1
@@ -251,9 +279,8 @@ def test_gpu_preprocessing_request_gives_the_same_token_count():
 
 def test_a_sweep_compiles_every_shape_and_never_runs_uncompiled_unsaid():
     """dynamo's default recompile limit (8) would run a function uncompiled from the 9th shape on, silently."""
-    from torch._dynamo.utils import counters
-
     from nvila_bench.model.compiling import RECOMPILE_LIMIT, compiled
+    from torch._dynamo.utils import counters
 
     double = compiled(lambda x: x * 2 + 1)
     before = counters["stats"]["unique_graphs"]
@@ -286,7 +313,9 @@ def test_the_prefill_suites_fallback_note_survives_a_decode_prefill_that_compile
     engine.setup_prefill(embeds)
     engine.setup(embeds, 4)
     assert engine.note == "LLM prefill fell back to eager: RuntimeError: no kernel"
-    assert engine.prefill_attention() is None and engine.generate_prefill is None  # generate's prefill: the compiled one
+    assert (
+        engine.prefill_attention() is None and engine.generate_prefill is None
+    )  # generate's prefill: the compiled one
     assert torch.equal(engine.first_token(embeds), make_engine("eager", model).first_token(embeds))
 
 
@@ -301,7 +330,9 @@ def test_one_compiled_prefill_serves_the_prefill_suite_and_the_decode(contexts):
     after_prefill = counters["stats"]["unique_graphs"]
     engine.setup(embeds, 4)  # its cache is longer; only the decode step compiles
     assert (after_prefill - before, counters["stats"]["unique_graphs"] - after_prefill) == (1, 1)
-    assert engine.note is None and torch.equal(engine.generate(embeds, 4), make_engine("eager", model).generate(embeds, 4))
+    assert engine.note is None and torch.equal(
+        engine.generate(embeds, 4), make_engine("eager", model).generate(embeds, 4)
+    )
 
 
 def test_running_out_of_memory_while_compiling_ends_the_point_rather_than_falling_back(contexts, monkeypatch):

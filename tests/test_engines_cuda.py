@@ -12,13 +12,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from nvila_bench.cli import main
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.engines import CompiledEngine, make_engine
 from nvila_bench.model.pipeline import embed, synthetic_request
 from nvila_bench.model.preprocess_tensor import decode_image
+from PIL import Image
+
+from nvila_bench.cli import main
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs, nvJPEG")
 
@@ -111,10 +111,15 @@ def test_splicing_the_media_into_the_prompt_never_waits_for_the_gpu(fp32_context
 
 def test_in_bf16_the_compiled_prefill_attends_with_a_fused_kernel():
     """The ids tests run in fp32, where SDPA with grouped heads has only the math backend; bf16 is the product's."""
-    from nvila_bench.model.nvila import llm_hf_config
     from nvila_bench.model.fast_llm import prefill_attention_kernel
+    from nvila_bench.model.nvila import llm_hf_config
 
-    for preset in ("nvila-tiny", "nvila-lite-2b", "nvila-8b", "vila1.5-8b"):  # head dims 16 and 128, 2, 6, 7 and 4 query heads per KV head
+    for preset in (
+        "nvila-tiny",
+        "nvila-lite-2b",
+        "nvila-8b",
+        "vila1.5-8b",
+    ):  # head dims 16 and 128, 2, 6, 7 and 4 query heads per KV head
         kernel = prefill_attention_kernel(llm_hf_config(get_preset(preset).llm), 3137, torch.bfloat16, "cuda")
         assert kernel not in ("math", "unknown"), (preset, kernel)
 
@@ -171,11 +176,33 @@ def test_nvjpeg_decodes_a_jpeg_on_the_device_to_pils_pixels(jpeg):
 
 
 def test_prefill_of_an_image_file_on_the_gpu(jpeg, tmp_path, capsys):
-    code = main(["run", "prefill", "--preset", "nvila-tiny", "--device", "cuda", "--image-file", str(jpeg),
-                 "--repeats", "2", "--warmup", "1", "--min-seconds", "0", "--out", str(tmp_path)])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "prefill",
+            "--preset",
+            "nvila-tiny",
+            "--device",
+            "cuda",
+            "--image-file",
+            str(jpeg),
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--min-seconds",
+            "0",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     (record,) = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
-    assert record["status"] == "ok" and record["config"]["preprocess"] == "gpu" and record["config"]["images"] == ["1280x720"]
+    assert (
+        record["status"] == "ok"
+        and record["config"]["preprocess"] == "gpu"
+        and record["config"]["images"] == ["1280x720"]
+    )
     # the compiled engine's prefill graph: its capture timed apart, a part of the compile + capture setup
     capture, setup = (record["metrics"][k]["value"] for k in ("graph_capture_seconds", "setup_seconds"))
     assert 0 < capture < setup

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import torch
 
 from nvila_bench.core.measuring.env import capture_environment, git_state
@@ -42,8 +41,9 @@ def test_git_revision_is_a_sha_or_none():
 
 
 def _git(repo, *args):
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
-                          capture_output=True).stdout
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True, capture_output=True
+    ).stdout
 
 
 def test_a_dirty_tree_names_its_changes_by_the_digest_of_its_diff(tmp_path):
@@ -177,5 +177,3 @@ def test_cuda_visible_devices_selects_and_orders_gpus(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     env = capture_environment()
     assert env["gpu"] is None and env["gpu_error"]
-
-

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.checkpoint import load_checkpoint, save_checkpoint
 from nvila_bench.model.compiling import compiled
 from nvila_bench.model.engines import CompiledEngine, make_engine
-from nvila_bench.model.fast_llm import KV_BLOCK, FastDecoder, FastPrefill, Fused, allocate, cache_length, prefill_attention_kernel
+from nvila_bench.model.fast_llm import (
+    KV_BLOCK,
+    FastDecoder,
+    FastPrefill,
+    Fused,
+    allocate,
+    cache_length,
+    prefill_attention_kernel,
+)
 from nvila_bench.model.pipeline import embed, synthetic_request
+from torch import nn
 
 
 def _llm_context(preset: str, batch: int = 2, tokens: int = 37):
@@ -51,11 +58,19 @@ def test_fusing_adds_no_memory_and_keeps_modules_parameters_and_checkpoints(tmp_
     count = sum(p.numel() for p in model.parameters())
     attn = model.llm.model.layers[0].self_attn
     qkv = Fused.of(attn.q_proj, attn.k_proj, attn.v_proj)
-    assert qkv.weight is not None and qkv.sizes == (attn.q_proj.out_features, attn.k_proj.out_features, attn.v_proj.out_features)
+    assert qkv.weight is not None and qkv.sizes == (
+        attn.q_proj.out_features,
+        attn.k_proj.out_features,
+        attn.v_proj.out_features,
+    )
     # q/k/v are now row slices of the fused tensor: the same storage, nothing copied
-    assert attn.k_proj.weight.data_ptr() == qkv.weight.data_ptr() + attn.q_proj.weight.numel() * qkv.weight.element_size()
+    assert (
+        attn.k_proj.weight.data_ptr() == qkv.weight.data_ptr() + attn.q_proj.weight.numel() * qkv.weight.element_size()
+    )
     assert attn.q_proj.bias.untyped_storage().data_ptr() == qkv.bias.untyped_storage().data_ptr()
-    assert Fused.of(attn.q_proj, attn.k_proj, attn.v_proj).weight.data_ptr() == qkv.weight.data_ptr()  # found, not re-fused
+    assert (
+        Fused.of(attn.q_proj, attn.k_proj, attn.v_proj).weight.data_ptr() == qkv.weight.data_ptr()
+    )  # found, not re-fused
     assert sum(p.numel() for p in model.parameters()) == count
     after = model.llm.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)

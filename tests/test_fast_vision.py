@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import pytest
 import torch
-
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.compiling import compile_media, compiled
 from nvila_bench.model.engines import make_engine
@@ -28,7 +27,9 @@ def _tower(preset: str, layers: int | None = None):
     return model, torch.randn(3, 3, model.config.vision.image_size, model.config.vision.image_size)
 
 
-@pytest.mark.parametrize("preset, layers", [("nvila-tiny", None), ("nvila-lite-tiny", None), ("vila-tiny", None), ("nvila-tiny", 5)])
+@pytest.mark.parametrize(
+    "preset, layers", [("nvila-tiny", None), ("nvila-lite-tiny", None), ("vila-tiny", None), ("nvila-tiny", 5)]
+)
 def test_fast_vision_features_are_the_towers_hidden_state_at_the_select_layer(preset, layers):
     model, pixels = _tower(preset, layers)
     used = model.config.vision.layers_used
@@ -89,7 +90,10 @@ def test_the_compiled_engine_runs_the_fast_tower_and_names_its_attention_kernel(
         for fn in (model.vision_forward, model.s2_merge._compiled_call_impl, model.mm_projector._compiled_call_impl):
             assert hasattr(fn, "_torchdynamo_orig_callable")
         assert engine.vision_attention() == fast_vision_attention_kernel(model.vision_tower)
-        assert engine.vision_attention() in ("flash_attention", "math")  # CPU's; CUDA's is asserted in test_engines_cuda.py
+        assert engine.vision_attention() in (
+            "flash_attention",
+            "math",
+        )  # CPU's; CUDA's is asserted in test_engines_cuda.py
         eager = make_engine("eager", model)
         eager.setup_media()
         assert model.vision_forward is None and model.mm_projector._compiled_call_impl is None

@@ -9,7 +9,7 @@ from fake_records import CPU_ENV, GPU_ENV, decode_record, prefill_record, train_
 from nvila_bench.cli import main
 from nvila_bench.core.comparison import gate as gate_module
 from nvila_bench.core.comparison.gate import IncomparableError, compare_metric, gate, markdown_summary, parse_threshold
-from nvila_bench.core.measuring.results import Metric, Record, ResultWriter, load_results, read_results
+from nvila_bench.core.measuring.results import Metric, Record, ResultWriter, read_results
 
 MEASUREMENTS = Path(__file__).resolve().parents[2] / "shared" / "measurements" / "h100-2026-11-27"
 
@@ -98,7 +98,9 @@ def test_a_version_1_mfu_drop_is_a_regression(tmp_path):
     assert base[0].schema_version == 2 and base[0].metrics["mfu"].better == "higher"
     result = gate(base, cand, metrics=("mfu",))
     assert [(c.metric, c.verdict) for c in result.comparisons] == [("mfu", "regression")]
-    assert main(["gate", "--baseline", str(tmp_path / "a"), "--candidate", str(tmp_path / "b"), "--metrics", "mfu"]) == 1
+    assert (
+        main(["gate", "--baseline", str(tmp_path / "a"), "--candidate", str(tmp_path / "b"), "--metrics", "mfu"]) == 1
+    )
 
 
 def test_metrics_without_a_direction_are_not_gated():
@@ -119,9 +121,18 @@ def test_the_note_says_which_way_a_change_below_the_threshold_went():
     down, up = compare_metric("p", "ttft", base, faster, 0.05), compare_metric("p", "ttft", base, slower, 0.05)
     assert (down.verdict, down.note) == ("pass", "improved, but less than the threshold")
     assert (up.verdict, up.note) == ("pass", "worse, but less than the threshold")
-    rate = lambda tokens_per_s: Metric.rate([1 / (tokens_per_s + 0.01 * (i % 7)) for i in range(200)], 1, "tokens/s")  # noqa: E731
-    assert compare_metric("p", "decode_tokens_per_s", rate(100), rate(97), 0.05).note == "worse, but less than the threshold"
-    assert compare_metric("p", "decode_tokens_per_s", rate(100), rate(103), 0.05).note == "improved, but less than the threshold"
+
+    def rate(tokens_per_s):
+        return Metric.rate([1 / (tokens_per_s + 0.01 * (i % 7)) for i in range(200)], 1, "tokens/s")
+
+    assert (
+        compare_metric("p", "decode_tokens_per_s", rate(100), rate(97), 0.05).note
+        == "worse, but less than the threshold"
+    )
+    assert (
+        compare_metric("p", "decode_tokens_per_s", rate(100), rate(103), 0.05).note
+        == "improved, but less than the threshold"
+    )
     assert compare_metric("p", "ttft", base, faster, 0.01).verdict == "improvement"
 
 
@@ -150,6 +161,7 @@ def test_throughput_regresses_downwards():
 def test_process_groups_widen_the_interval():
     """A candidate whose second process ran 12% slower: bootstrapping over processes says "unclear", where
     pooling the samples as if from one process would claim a significant change."""
+
     def merged(shift, seed):
         r = prefill_record(ttft=0.1, seed=seed)
         ttft = r.metrics["ttft"]
@@ -184,7 +196,9 @@ def test_incomparable_inputs():
     with pytest.raises(IncomparableError, match="none of the metrics"):
         gate([prefill_record()], [prefill_record(seed=3)], metrics=("no_such_metric",))
     # matching points, but nothing the gate compares: a pass would say nothing
-    profiled = Record("profile", prefill_record().config, {"profiler_overhead": Metric.measured(1.2, "x")}, "r", environment=CPU_ENV)
+    profiled = Record(
+        "profile", prefill_record().config, {"profiler_overhead": Metric.measured(1.2, "x")}, "r", environment=CPU_ENV
+    )
     with pytest.raises(IncomparableError, match=r"nothing to compare: the 1 matching point\(s\)"):
         gate([profiled], [profiled])
     failed = Record("prefill", prefill_record().config, {}, "run-a", environment=CPU_ENV, status="error", error="x")
@@ -235,7 +249,10 @@ def test_bad_results_files_exit_2_with_one_line(tmp_path, capsys, content, messa
     good = write(tmp_path / "good", [prefill_record()])
     bad = tmp_path / "bad.jsonl"
     bad.write_text(content)
-    for argv in (["gate", "--baseline", good, "--candidate", str(bad)], ["report", str(bad), "--out", str(tmp_path / "r.html")]):
+    for argv in (
+        ["gate", "--baseline", good, "--candidate", str(bad)],
+        ["report", str(bad), "--out", str(tmp_path / "r.html")],
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "Traceback" not in err
@@ -318,6 +335,7 @@ def test_direction_is_metric_better_even_when_the_unit_says_seconds():
 
     """A metric in seconds that states better="higher" (an odd but legal declaration) regresses when it drops:
     the unit suffix plays no part."""
+
     def timed(median, seed, better):
         m = Metric.timing(prefill_record(ttft=median, seed=seed).metrics["ttft"].samples)
         assert m.unit == "s" and m.better == "lower"

@@ -28,9 +28,18 @@ if not (SITE / "gemlite").is_dir() or not (SITE / "triton").is_dir():
 
 @pytest.fixture(scope="module")
 def run():
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(SITE), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, str(ROOT / "tests" / "gemlite_interpreter.py")], env=env, capture_output=True,
-                          text=True, timeout=900)  # fmt: skip
+    env = {
+        **os.environ,
+        "TRITON_INTERPRET": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(SITE), os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "gemlite_interpreter.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -42,7 +51,15 @@ def test_gemlite_layers_compute_with_the_hqq_weights_and_take_the_predicted_byte
         assert layer["bytes"] == layer["predicted"], shape
         assert layer["dtype"] == "torch.float16"
         k = shape.split("x")[0]
-        assert set(layer["relative_error"]) == {"dequantize", f"1x{k}", f"3x{k}", f"17x{k}", f"2x3x{k}", f"300x{k}", f"2x150x{k}"}
+        assert set(layer["relative_error"]) == {
+            "dequantize",
+            f"1x{k}",
+            f"3x{k}",
+            f"17x{k}",
+            f"2x3x{k}",
+            f"300x{k}",
+            f"2x150x{k}",
+        }
         for m, error in layer["relative_error"].items():
             assert error < 5e-3, (shape, m, error)  # fp16 rounding; a wrong scale, zero or packing order is > 10%
 
@@ -55,7 +72,9 @@ def test_a_gemlite_llm_keeps_its_bytes_logits_and_ids(run):
     assert model["layer_class"] == "GemliteLinear" and model["note"] is None  # compiled prefill and decode, no fallback
     assert model["graph_breaks"] == 0  # GemliteLinear's branch and dequantize trace into the compiled graphs
     image, text = model["prefill_tokens"]
-    assert image > 2048 and 256 <= text <= 2048  # compiled prefills without and (on CUDA) with a graph, both dequantizing
+    assert (
+        image > 2048 and 256 <= text <= 2048
+    )  # compiled prefills without and (on CUDA) with a graph, both dequantizing
     assert model["logits_relative_error"] < 5e-3
     for request in ("", " text"):
         eager, compiled = model["ids"]["eager" + request][0], model["ids"]["compiled" + request][0]

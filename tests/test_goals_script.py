@@ -62,7 +62,9 @@ def test_the_v3_goals_run_as_the_notes_state_it(goals):
     assert got["NVILA-Lite-2B LLM prefill MFU"] == ("0.484", True)
     # its ids agree, but they are one id repeated, and logits were not recorded then: no check, so unmeasured
     assert got["NVILA-8B decode: compiled = hf-static, same run (bf16)"] == (
-        "ids agree (1 distinct of 16); logits not recorded (before 2026-12-06): the logits part is unchecked", None)
+        "ids agree (1 distinct of 16); logits not recorded (before 2026-12-06): the logits part is unchecked",
+        None,
+    )
     # no A/A pairs in that run (the notes say why) and no ladder: unmeasured, not met
     assert got[AA_DECODE] == (None, None)
     assert all(g.verdict is None and g.status == "unmeasured" for g in ladder)
@@ -91,9 +93,11 @@ def test_goals_read_the_summary_aa_pairs_prints(goals, tmp_path):
     spec = importlib.util.spec_from_file_location("aa_pairs", ROOT / "benchmarks" / "aa_pairs.py")
     aa = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(aa)
-    for processes, failed, figure, met in ((2, 0, "0 in 5, 2 processes a side", True),
-                                           (1, 0, "0 in 5, 1 process a side: not the goal's setting yet", None),
-                                           (3, 1, "0 in 4, 3 processes a side: not the goal's setting yet", None)):
+    for processes, failed, figure, met in (
+        (2, 0, "0 in 5, 2 processes a side", True),
+        (1, 0, "0 in 5, 1 process a side: not the goal's setting yet", None),
+        (3, 1, "0 in 4, 3 processes a side: not the goal's setting yet", None),
+    ):
         line = aa.summary("decode", "nvila-lite-2b", 0, 5 - failed, processes, failed)
         (tmp_path / "aa-decode.txt").write_text(f"decode pair 0: gate exit 0\n{line}\n")
         assert _got(goals, tmp_path)[AA_DECODE] == (figure, met), line
@@ -130,13 +134,16 @@ def test_neither_a_jpeg_files_record_nor_a_peer_of_another_run_stands_for_a_goal
     assert got[PEER] == (None, None)
 
 
-@pytest.mark.parametrize("scale, digest, nan, figure, met", [
-    (1.002, "same", 0, "last-step logits 2.0e-03 apart", True),
-    (1.5, "same", 0, "last-step logits 5.0e-01 apart", False),
-    (1.0, "same", 3, "NaN in the logits (3)", False),
-    # one id repeated and sequences that part later: nothing checked, neither met nor missed
-    (1.0, "other", 0, "the sequences part later (bf16 near-ties can), so the logits part is unchecked", None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "scale, digest, nan, figure, met",
+    [
+        (1.002, "same", 0, "last-step logits 2.0e-03 apart", True),
+        (1.5, "same", 0, "last-step logits 5.0e-01 apart", False),
+        (1.0, "same", 3, "NaN in the logits (3)", False),
+        # one id repeated and sequences that part later: nothing checked, neither met nor missed
+        (1.0, "other", 0, "the sequences part later (bf16 near-ties can), so the logits part is unchecked", None),
+    ],
+)
 def test_compiled_equals_hf_static_by_the_logits_of_the_last_step(goals, tmp_path, scale, digest, nan, figure, met):
     folder = tmp_path / "run"
     shutil.copytree(RESULTS / "h100-sxm-2026-11-28", folder)
@@ -160,8 +167,16 @@ def test_compiled_equals_hf_static_by_the_logits_of_the_last_step(goals, tmp_pat
 BF16 = json.loads((RESULTS / "h100-sxm-2026-11-28-deployment" / "results.jsonl").read_text().splitlines()[0])
 
 
-def _rung(name: str, tps: float, llm_prefill: float, vision: float, engine: str = "compiled", run_id: str = "run-l",
-          note: str | None = None, **extra) -> dict:
+def _rung(
+    name: str,
+    tps: float,
+    llm_prefill: float,
+    vision: float,
+    engine: str = "compiled",
+    run_id: str = "run-l",
+    note: str | None = None,
+    **extra,
+) -> dict:
     """The committed bf16 rung's record as rung `name` with these figures (seconds, tokens/s)."""
     r = copy.deepcopy(BF16)
     r["run_id"], r["config"]["engine"] = run_id, engine
@@ -203,12 +218,18 @@ def test_the_w4a16_goals_against_bf16_the_torchao_peer_and_the_prediction(goals,
 
 def test_a_goal_met_by_a_fallen_back_figure_reads_missed_with_the_note(goals, tmp_path):
     note = "the decode prefill fell back to eager: RuntimeError: CUDA error"
-    folder = _ladder(tmp_path, _rung("bf16", 165.0, 0.0860, 0.0416),
-                     _rung("w4a16-llm", 400.0, 0.080, 0.0416, note=note, llm_weights="w4a16", int4_kernel="gemlite"))
+    folder = _ladder(
+        tmp_path,
+        _rung("bf16", 165.0, 0.0860, 0.0416),
+        _rung("w4a16-llm", 400.0, 0.080, 0.0416, note=note, llm_weights="w4a16", int4_kernel="gemlite"),
+    )
     got, status = _got(goals, folder), _status(goals, folder)
     assert got[W4] == ("400.0 tokens/s (gemlite)", False) and status[W4] == f"**missed** (fell back: {note})"
     assert got[OVER_BF16][1] is False and status[PREFILL] == f"**missed** (fell back: {note})"
     # the bf16 rung falling back makes the ratio over it no measure of W4A16 either
-    folder = _ladder(tmp_path, _rung("bf16", 100.0, 0.0860, 0.0416, note=note),
-                     _rung("w4a16-llm", 400.0, 0.080, 0.0416, llm_weights="w4a16", int4_kernel="gemlite"))
+    folder = _ladder(
+        tmp_path,
+        _rung("bf16", 100.0, 0.0860, 0.0416, note=note),
+        _rung("w4a16-llm", 400.0, 0.080, 0.0416, llm_weights="w4a16", int4_kernel="gemlite"),
+    )
     assert _got(goals, folder)[W4] == ("400.0 tokens/s (gemlite)", True) and _got(goals, folder)[OVER_BF16][1] is False

@@ -16,11 +16,32 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ["ceilings", "decode", "ttft", "w4a16", "torchao-peer", "vila-prefill", "vila-decode", "lite", "w8a8-vision",
-         "aa-decode", "aa-prefill", "check", "peer-bf16", "peer-w4a16", "peer-hf-bf16", "peer-hf-w4a16", "peer-video"]
-PEER_PARTS = {"peer-bf16": ("bf16", "compiled"), "peer-w4a16": ("w4a16-llm", "compiled"),
-              "peer-hf-bf16": ("bf16", "hf-static"), "peer-hf-w4a16": ("w4a16-llm", "hf-static"),
-              "peer-video": ("w4a16-llm", "compiled")}
+PARTS = [
+    "ceilings",
+    "decode",
+    "ttft",
+    "w4a16",
+    "torchao-peer",
+    "vila-prefill",
+    "vila-decode",
+    "lite",
+    "w8a8-vision",
+    "aa-decode",
+    "aa-prefill",
+    "check",
+    "peer-bf16",
+    "peer-w4a16",
+    "peer-hf-bf16",
+    "peer-hf-w4a16",
+    "peer-video",
+]
+PEER_PARTS = {
+    "peer-bf16": ("bf16", "compiled"),
+    "peer-w4a16": ("w4a16-llm", "compiled"),
+    "peer-hf-bf16": ("bf16", "hf-static"),
+    "peer-hf-w4a16": ("w4a16-llm", "hf-static"),
+    "peer-video": ("w4a16-llm", "compiled"),
+}
 
 FAKE = r"""#!/bin/bash
 printf '%s\x1f' "$@" >> "$CALLS"; echo >> "$CALLS"
@@ -47,11 +68,19 @@ def session(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.Complete
     (bin_dir / "python3").chmod(0o755)
     calls = tmp_path / "calls"
     calls.write_text("")
-    env = os.environ | {
-        "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "SEEN": str(tmp_path / "seen"),
-        "HANG_PID": str(tmp_path / "hang.pid"), "TMPDIR": str(tmp_path), "GPU_SESSION_PACE": "1",
-        "WHEELS": str(tmp_path / "no-wheels"),
-    } | env
+    env = (
+        os.environ
+        | {
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "CALLS": str(calls),
+            "SEEN": str(tmp_path / "seen"),
+            "HANG_PID": str(tmp_path / "hang.pid"),
+            "TMPDIR": str(tmp_path),
+            "GPU_SESSION_PACE": "1",
+            "WHEELS": str(tmp_path / "no-wheels"),
+        }
+        | env
+    )
     script = ["bash", "benchmarks/gpu_session.sh", *args]
     proc = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     return proc, [line.split("\x1f")[:-1] for line in calls.read_text().splitlines()]
@@ -77,8 +106,19 @@ def test_parts_run_in_priority_order_a_failed_one_costs_no_other_and_goals_follo
     out = tmp_path / "out"
     proc, calls = session(tmp_path, str(out), "540", "lite,w4a16,decode", FAIL="run deployment")
     assert proc.returncode == 1, proc.stderr  # a part failed
-    assert what(calls) == ["pip", "versions", "-c import fastjsonschema", "ceilings", "goals", "run decode", "goals",
-                           "run deployment", "goals", "run prefill", "goals"]
+    assert what(calls) == [
+        "pip",
+        "versions",
+        "-c import fastjsonschema",
+        "ceilings",
+        "goals",
+        "run decode",
+        "goals",
+        "run deployment",
+        "goals",
+        "run prefill",
+        "goals",
+    ]
     parts = (out / "parts.txt").read_text()
     assert "w4a16: exited 3 after" in parts and "decode: ok in" in parts and "lite: ok in" in parts
     assert "ceilings: measured all the same (OUT has none" in proc.stdout  # the MBU goal's copy rate
@@ -109,16 +149,19 @@ def test_goals_md_is_written_after_a_cut_even_when_nothing_else_runs(tmp_path):
     assert "check: cut at its timeout of 3 s" in (out / "goals.md").read_text()
 
 
-@pytest.mark.parametrize("parts, message", [
-    ("decode,prefil", "unknown part 'prefil'"),
-    ("*", "unknown part '*'"),  # never globbed into the repository's file names
-    ("d*", "unknown part 'd*'"),
-    ("decode ttft", "unknown part 'decode ttft'"),
-    (",", "an empty part name in ','"),
-    ("decode,,ttft", "an empty part name in 'decode,,ttft'"),
-    ("decode,", "an empty part name in 'decode,'"),
-    ("", "an empty part name in ''"),
-])
+@pytest.mark.parametrize(
+    "parts, message",
+    [
+        ("decode,prefil", "unknown part 'prefil'"),
+        ("*", "unknown part '*'"),  # never globbed into the repository's file names
+        ("d*", "unknown part 'd*'"),
+        ("decode ttft", "unknown part 'decode ttft'"),
+        (",", "an empty part name in ','"),
+        ("decode,,ttft", "an empty part name in 'decode,,ttft'"),
+        ("decode,", "an empty part name in 'decode,'"),
+        ("", "an empty part name in ''"),
+    ],
+)
 def test_a_bad_part_name_is_refused_in_one_line_before_anything_runs(tmp_path, parts, message):
     proc, calls = session(tmp_path, str(tmp_path / "out"), "540", parts)
     assert proc.returncode == 2 and calls == [] and not (tmp_path / "out").exists()
@@ -204,14 +247,23 @@ def goals():
 def test_every_measuring_part_plans_here_into_the_records_goals_py_reads(tmp_path, goals):
     """Each `nvila-bench run` of the session, as the script expands it, passes the CLI's checks (a refusal on
     the GPU costs the part), and its points are the ones benchmarks/goals.py picks for its goals."""
-    from nvila_bench.core.measuring.results import Metric, Record
     from nvila_bench.suites.registry import get_suite
+
+    from nvila_bench.core.measuring.results import Metric, Record
 
     _, calls = session(tmp_path, str(tmp_path / "out"), "100000")
     runs = [argv[3:] for argv in calls if argv[2:3] == ["run"]]
-    assert [" ".join(argv[:1] + argv[argv.index("--preset") + 1:argv.index("--preset") + 2]) for argv in runs] == [
-        "decode nvila-8b", "prefill nvila-8b", "deployment nvila-8b", "deployment nvila-8b", "prefill vila1.5-8b",
-        "decode vila1.5-8b", "prefill nvila-lite-2b", "deployment nvila-8b", *["deployment nvila-8b"] * len(PEER_PARTS)]
+    assert [" ".join(argv[:1] + argv[argv.index("--preset") + 1 : argv.index("--preset") + 2]) for argv in runs] == [
+        "decode nvila-8b",
+        "prefill nvila-8b",
+        "deployment nvila-8b",
+        "deployment nvila-8b",
+        "prefill vila1.5-8b",
+        "decode vila1.5-8b",
+        "prefill nvila-lite-2b",
+        "deployment nvila-8b",
+        *["deployment nvila-8b"] * len(PEER_PARTS),
+    ]
     gpu = {"device": "cuda", "torch_device_name": "NVIDIA H100 80GB HBM3", "gpu": [{"name": "NVIDIA H100 80GB HBM3"}]}
     records = []
     for index, argv in enumerate(runs):
@@ -231,9 +283,10 @@ def test_every_measuring_part_plans_here_into_the_records_goals_py_reads(tmp_pat
 def test_each_peer_part_is_one_run_of_nvila_8b_and_both_qwen_peers_that_the_report_pairs(tmp_path):
     """Issue 30: NVILA-8B beside Qwen2-VL-7B and Qwen2.5-VL-7B at 1920x1080 (and 64 frames), bf16 and W4A16, compiled
     and hf-static; each part one command, so its NVILA and peer records share a run and pair in the report."""
-    from nvila_bench.core.measuring.results import Metric, Record
     from nvila_bench.reports.peers import same_run_pairs
     from nvila_bench.suites.registry import get_suite
+
+    from nvila_bench.core.measuring.results import Metric, Record
 
     gpu = {"device": "cuda", "torch_device_name": "NVIDIA H100 80GB HBM3", "gpu": [{"name": "NVIDIA H100 80GB HBM3"}]}
     for part, (rung, engine) in PEER_PARTS.items():
@@ -247,8 +300,9 @@ def test_each_peer_part_is_one_run_of_nvila_8b_and_both_qwen_peers_that_the_repo
         nvila = "nvila-8b-video" if video else "nvila-8b"
         assert [j.point.preset for j in jobs] == [nvila, "qwen2-vl-7b", "qwen2.5-vl-7b"]
         metrics = {"ttft": Metric.timing([0.1]), "decode_tokens_per_s": Metric.measured(100.0, "tokens/s", "higher")}
-        records = [Record("deployment", get_suite("deployment").config(j.point), metrics, part, environment=gpu)
-                   for j in jobs]
+        records = [
+            Record("deployment", get_suite("deployment").config(j.point), metrics, part, environment=gpu) for j in jobs
+        ]
         for peer in ("qwen2-vl-7b", "qwen2.5-vl-7b"):
             (pair,) = same_run_pairs(records, "ttft", peer)
             assert (pair[0].preset, pair[1].preset) == (jobs[0].point.preset, peer)

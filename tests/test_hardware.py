@@ -1,9 +1,10 @@
 import json
 import re
-import tomllib
 from importlib import resources
 
 import pytest
+import tomllib
+from nvila_bench.suites.ceilings import measure_ceilings
 
 from nvila_bench.core.analysis.hardware import (
     CEILINGS_FILE,
@@ -13,7 +14,6 @@ from nvila_bench.core.analysis.hardware import (
     match_hardware,
     save_ceilings,
 )
-from nvila_bench.suites.ceilings import measure_ceilings
 
 KEYS = ["h100-sxm", "h100-pcie", "h200", "a100-80gb", "rtx-4090", "rtx-6000-ada", "l40s", "jetson-orin"]
 
@@ -28,7 +28,7 @@ def test_table_has_the_expected_entries_with_sources():
 
 
 def _table_file() -> dict:
-    return tomllib.loads(resources.files("nvila_bench.core").joinpath("hardware.toml").read_text())
+    return tomllib.loads(resources.files("nvila_bench.core.analysis").joinpath("hardware.toml").read_text())
 
 
 def test_toml_loads_every_entry_with_positive_rates():
@@ -129,7 +129,14 @@ def test_measure_ceilings_on_cpu():
     assert result["dtype"] in ("bfloat16", "float32") and result["gemm_size"] == 256
     assert result["device"] == "cpu" and result["copy_bytes"] == 2 * 64 * 256 * 256 and result["timestamp"]
     assert set(result) == {
-        "device", "dtype", "gemm_tflops", "gemm_size", "copy_gbs", "copy_bytes", "timestamp", "device_name",
+        "device",
+        "dtype",
+        "gemm_tflops",
+        "gemm_size",
+        "copy_gbs",
+        "copy_bytes",
+        "timestamp",
+        "device_name",
     }
     json.dumps(result)
 

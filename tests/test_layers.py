@@ -5,9 +5,9 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
+import tomllib
 from conftest import read_dicts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,8 +27,9 @@ def test_import_layers_hold(tmp_path):
     site = installed_layout(tmp_path / "site")
     env = os.environ | {"PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1"}
     lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or "lint-imports"
-    proc = subprocess.run([lint, str(REPO / "pyproject.toml"), "--no-cache"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [lint, str(REPO / "pyproject.toml"), "--no-cache"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Contracts: 4 kept, 0 broken" in proc.stdout
 
@@ -38,8 +39,9 @@ def test_an_upward_import_breaks_the_layers(tmp_path):
     (site / "nvila_bench" / "core" / "upward.py").write_text("from nvila_bench.suites import registry\n")
     env = os.environ | {"PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1"}
     lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or "lint-imports"
-    proc = subprocess.run([lint, str(REPO / "pyproject.toml"), "--no-cache"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [lint, str(REPO / "pyproject.toml"), "--no-cache"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert proc.returncode == 1 and "nvila_bench.core.upward -> nvila_bench.suites.registry" in proc.stdout
 
 
@@ -49,7 +51,7 @@ def test_no_source_file_over_400_lines():
     assert files and not long
 
 
-EXAMPLE_SUITE = '''
+EXAMPLE_SUITE = """
 from nvila_bench.core.measuring.results import Metric
 from nvila_bench.model import count_visual_tokens, get_preset
 
@@ -62,14 +64,15 @@ def measure(point, session):
 
 
 SUITE = Suite("example", "Counts tokens.", measure, options=(Option("scale", "A factor.", int, 1),))
-'''
+"""
 
 
 def test_a_new_suite_is_one_module_and_one_registry_line(tmp_path, monkeypatch):
     """What docs/architecture.md tells a newcomer: write suites/example.py, add one line to REGISTRY."""
     import nvila_bench.suites
-    from nvila_bench.cli import main
     from nvila_bench.suites import registry
+
+    from nvila_bench.cli import main
 
     folder = tmp_path / "suites"
     folder.mkdir()
@@ -77,7 +80,10 @@ def test_a_new_suite_is_one_module_and_one_registry_line(tmp_path, monkeypatch):
     monkeypatch.setattr(nvila_bench.suites, "__path__", [*nvila_bench.suites.__path__, str(folder)])
     monkeypatch.setitem(registry.REGISTRY, "example", "example")
     out = tmp_path / "out"
-    assert main(["run", "example", "--preset", "nvila-tiny", "--image", "1920x1080", "--scale", "3", "--out", str(out)]) == 0
+    assert (
+        main(["run", "example", "--preset", "nvila-tiny", "--image", "1920x1080", "--scale", "3", "--out", str(out)])
+        == 0
+    )
     (record,) = read_dicts(out)
     assert record["suite"] == "example" and record["status"] == "ok"
     assert record["metrics"]["media_tokens"]["value"] == 3 * 3073  # NVILA-8B geometry at 1920x1080, times --scale

@@ -10,16 +10,15 @@ import pytest
 import torch
 from conftest import tiny_model
 from fake_records import prefill_record
+from nvila_bench.model import CheckpointError, get_preset, load_checkpoint, save_checkpoint
+from nvila_bench.model.tiling import closest_grid
+from nvila_bench.reports.charts import stacked_stages_figure
+from nvila_bench.reports.dashboard import build_site, page_names
 from safetensors.torch import load_file, save_file
 
 from nvila_bench.cli import main
 from nvila_bench.core.analysis import paper
 from nvila_bench.core.measuring.results import ResultWriter
-from nvila_bench.model import CheckpointError, get_preset, load_checkpoint, save_checkpoint
-from nvila_bench.model.checkpoint import config_from_checkpoint
-from nvila_bench.model.tiling import closest_grid
-from nvila_bench.reports.charts import stacked_stages_figure
-from nvila_bench.reports.dashboard import build_site, page_names
 
 ROOT = Path(__file__).parent.parent
 HUGE = 99999999999999999999999
@@ -57,16 +56,21 @@ def shard(ckpt, weight_map):
     """Split the LLM's weights into one shard named in an index with this weight map."""
     llm = ckpt / "llm"
     (llm / "model.safetensors").rename(llm / "model-00001-of-00001.safetensors")
-    (llm / "model.safetensors.index.json").write_text(weight_map if isinstance(weight_map, str) else json.dumps(weight_map))
+    (llm / "model.safetensors.index.json").write_text(
+        weight_map if isinstance(weight_map, str) else json.dumps(weight_map)
+    )
     return llm / "model.safetensors.index.json"
 
 
-@pytest.mark.parametrize("weight_map, message", [
-    ("{not json", "cannot read .*index.json: JSONDecodeError"),
-    ([1, 2], "index.json: expected a JSON object, got list"),
-    ({"weight_map": ["model-00001-of-00001.safetensors"]}, "weight_map must map tensor names to shard file names"),
-    ({"weight_map": {"model.norm.weight": 7}}, "weight_map must map tensor names to shard file names"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "weight_map, message",
+    [
+        ("{not json", "cannot read .*index.json: JSONDecodeError"),
+        ([1, 2], "index.json: expected a JSON object, got list"),
+        ({"weight_map": ["model-00001-of-00001.safetensors"]}, "weight_map must map tensor names to shard file names"),
+        ({"weight_map": {"model.norm.weight": 7}}, "weight_map must map tensor names to shard file names"),
+    ],
+)
 def test_garbage_shard_index_is_a_checkpoint_error(ckpt, weight_map, message):
     shard(ckpt, weight_map)
     with pytest.raises(CheckpointError, match=message):
@@ -101,22 +105,39 @@ def test_config_that_is_not_an_object_exits_2(ckpt, capsys, file, content):
     assert str(ckpt / file) in err
 
 
-@pytest.mark.parametrize("key, value", [
-    ("hidden_size", "64"), ("hidden_size", 64.0), ("hidden_size", True), ("num_hidden_layers", -1),
-    ("num_hidden_layers", 0), ("vocab_size", None), ("num_attention_heads", [4]), ("rope_parameters", {"rope_theta": "big"}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("hidden_size", "64"),
+        ("hidden_size", 64.0),
+        ("hidden_size", True),
+        ("num_hidden_layers", -1),
+        ("num_hidden_layers", 0),
+        ("vocab_size", None),
+        ("num_attention_heads", [4]),
+        ("rope_parameters", {"rope_theta": "big"}),
+    ],
+)
 def test_wrong_typed_or_non_positive_dimension_exits_2(ckpt, capsys, key, value):
     edit_json(ckpt / "llm" / "config.json", lambda c: c | {key: value})
     err = one_line_error(capsys, ["info", "--checkpoint", str(ckpt)])
     assert str(ckpt / "llm" / "config.json") in err and "must be" in err
 
 
-@pytest.mark.parametrize("folder, key, value", [
-    ("llm", "num_hidden_layers", 10**9), ("llm", "hidden_size", 2**20), ("llm", "vocab_size", 10**12),
-    ("vision_tower", "num_hidden_layers", 10**9), ("vision_tower", "image_size", "448"),
-    (".", "max_tiles", 10**6), (".", "s2_scales", "448,896,448000"), (".", "s2_scales", "a,b"),
-    (".", "video_encoder", "{not json"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "folder, key, value",
+    [
+        ("llm", "num_hidden_layers", 10**9),
+        ("llm", "hidden_size", 2**20),
+        ("llm", "vocab_size", 10**12),
+        ("vision_tower", "num_hidden_layers", 10**9),
+        ("vision_tower", "image_size", "448"),
+        (".", "max_tiles", 10**6),
+        (".", "s2_scales", "448,896,448000"),
+        (".", "s2_scales", "a,b"),
+        (".", "video_encoder", "{not json"),
+    ],
+)
 def test_absurd_dimensions_are_refused_at_once(ckpt, capsys, folder, key, value):
     edit_json(ckpt / folder / "config.json", lambda c: c | {key: value})
     start = time.perf_counter()
@@ -204,7 +225,9 @@ def test_accuracy_table_keys_are_flat_preset_names():
 
 
 def test_a_nested_accuracy_key_is_refused(monkeypatch):
-    monkeypatch.setattr(paper, "paper_data", lambda: {"accuracy": {"image": {"t": {"name": "T", "vila1": {"5-8b": 1.0}}}}})
+    monkeypatch.setattr(
+        paper, "paper_data", lambda: {"accuracy": {"image": {"t": {"name": "T", "vila1": {"5-8b": 1.0}}}}}
+    )
     with pytest.raises(ValueError, match="quote dotted preset names"):
         paper.accuracy_table("image")
 
@@ -225,7 +248,9 @@ def test_readme_lmms_eval_command_matches_the_task_files(tmp_path):
 # ---- 7. Makefile: no dependency-resolver noise, pip check still the gate ---------------------------------------
 def test_makefile_installs_do_not_print_lmms_eval_conflicts():
     recipe = (ROOT / "Makefile").read_text().split("$(STAMP):", 1)[1].split("\n\n", 1)[0]
-    installs = [x for x in recipe.splitlines() if "pip install" in x and "--upgrade pip" not in x and "-q $(TORCH)" not in x]
+    installs = [
+        x for x in recipe.splitlines() if "pip install" in x and "--upgrade pip" not in x and "-q $(TORCH)" not in x
+    ]
     for line in installs:  # --no-deps installs run no conflict check; the others must not print one
         assert "--no-deps" in line or "--no-warn-conflicts" in line, line
     assert "pip check" in recipe and "! grep -v -e '^lmms-eval '" in recipe
@@ -233,6 +258,8 @@ def test_makefile_installs_do_not_print_lmms_eval_conflicts():
 
 def test_accuracy_on_a_broken_checkpoint_is_refused_up_front(ckpt, capsys, tmp_path):
     (ckpt / "config.json").write_text("[1, 2]")
-    err = one_line_error(capsys, ["run", "accuracy", "--checkpoint", str(ckpt), "--tasks", "synthetic", "--out", str(tmp_path / "o")])
+    err = one_line_error(
+        capsys, ["run", "accuracy", "--checkpoint", str(ckpt), "--tasks", "synthetic", "--out", str(tmp_path / "o")]
+    )
     assert str(ckpt / "config.json") in err
     assert not (tmp_path / "o" / "results.jsonl").exists()

@@ -1,18 +1,21 @@
 """The reference model: embeddings produced == counted, vision features == transformers', S2 merge
 == per-block projection, KV-cache decoding == full forward."""
 
-import dataclasses
-
 import pytest
 import torch
-
-from nvila_bench.model.pipeline import generate
 from conftest import TINY, tiny_model
-from PIL import Image
-
-from nvila_bench.model import build_model, count_visual_tokens, get_preset, preprocess_media, synthetic_image, synthetic_prompt
+from nvila_bench.model import (
+    build_model,
+    count_visual_tokens,
+    get_preset,
+    preprocess_media,
+    synthetic_image,
+    synthetic_prompt,
+)
+from nvila_bench.model.pipeline import generate
 from nvila_bench.model.preprocess import normalize, sample_frame_indices
 from nvila_bench.model.vision import merge_s2, stitch, vision_features
+from PIL import Image
 
 SIZES = [(448, 448), (640, 480), (1920, 1080), (300, 2000), (2000, 500), (97, 61)]
 
@@ -182,7 +185,9 @@ def test_static_cache_decodes_like_the_dynamic_cache(name):
 def test_prefill_all_logits_equal_full_forward():
     model = tiny_model("nvila-tiny")
     embeds = _prompt_embeds(model)
-    torch.testing.assert_close(model.prefill(embeds, all_logits=True).logits, model.forward_logits(embeds), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        model.prefill(embeds, all_logits=True).logits, model.forward_logits(embeds), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_sdpa_and_eager_agree():
@@ -194,9 +199,8 @@ def test_sdpa_and_eager_agree():
 
 
 def test_the_vision_attention_kernel_is_the_one_sdpa_dispatches_to():
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
     from nvila_bench.model.vision import attention_kernel
+    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     model = build_model(get_preset("nvila-tiny"), torch.bfloat16, attn_implementation="sdpa")
     assert attention_kernel(model.vision_tower) == "flash_attention"  # PyTorch's CPU flash kernel, bf16

@@ -1,9 +1,9 @@
-"""Parameter counts: closed form == the modules transformers builds == the reference's figures (docs/reference.md#model-family, docs/reference.md#vision-encoder)."""
+"""Parameter counts: closed form == the modules transformers builds == the reference's figures
+(docs/reference.md#model-family, docs/reference.md#vision-encoder)."""
 
 import dataclasses
 
 import pytest
-
 from nvila_bench.model import build_model, get_preset, preset_names
 from nvila_bench.model.params import param_counts, vision_params
 

@@ -4,14 +4,14 @@ against Qwen2.5-VL's own window index."""
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-from nvila_bench.core.analysis import costmodel
-from nvila_bench.core.analysis.peer_costs import _window_pairs, peer_request_costs
 from nvila_bench.model import get_preset
 from nvila_bench.model.peer_model import build_peer
 from nvila_bench.model.pipeline import media_blocks, peer_request
 from nvila_bench.model.stages import PROJECTOR, VISION
+from torch.utils.flop_counter import FlopCounterMode
+
+from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.analysis.peer_costs import _window_pairs, peer_request_costs
 
 PEERS = ["qwen2-vl-tiny", "qwen2.5-vl-tiny", "llava-onevision-tiny"]
 
@@ -75,7 +75,9 @@ def test_qwen25_windows_equal_its_window_index():
     v = cfg.vision_config
     merge = v["spatial_merge_size"] ** 2
     for cols, rows in [(32, 32), (138, 78), (46, 26), (4, 142)]:
-        _, cu = get_vision_window_index(torch.tensor([[1, rows, cols]]), v["spatial_merge_size"], v["window_size"], v["patch_size"])
+        _, cu = get_vision_window_index(
+            torch.tensor([[1, rows, cols]]), v["spatial_merge_size"], v["window_size"], v["patch_size"]
+        )
         sizes = torch.as_tensor(cu).unique_consecutive().diff()  # patches per window
         window = cfg.vision_config["window_size"] // cfg.vision_config["patch_size"]
         assert int((sizes**2).sum()) == _window_pairs(cols, rows, window), (cols, rows)

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import json
+import os
 
 import pytest
 import torch
 import transformers
-from safetensors.torch import load_file, save_file
-from transformers.utils import is_torchvision_available
-
 from nvila_bench.model.engines import CompiledEngine, make_engine
 from nvila_bench.model.fast_llm import Fused
 from nvila_bench.model.peer_checkpoint import load_peer_checkpoint, save_peer_checkpoint
@@ -24,6 +21,8 @@ from nvila_bench.model.peer_model import HF_CLASSES, build_peer
 from nvila_bench.model.peer_tokens import count_peer_tokens
 from nvila_bench.model.pipeline import first_token, media_blocks, peer_request
 from nvila_bench.model.stages import LLM_PREFILL, MEDIA_STAGES
+from safetensors.torch import load_file, save_file
+from transformers.utils import is_torchvision_available
 
 PEERS = ["qwen2-vl-tiny", "qwen2.5-vl-tiny", "llava-onevision-tiny"]
 CONFIGS = {p.name: p for p in PEER_PRESETS}
@@ -211,7 +210,9 @@ def test_a_peer_request_of_images_and_a_video_is_refused():
         peer_request(CONFIGS["qwen2-vl-tiny"], ((448, 448),), 4)
 
 
-@pytest.mark.skipif(not os.environ.get("NVILA_BENCH_TORCHVISION"), reason="make test-oldest sets NVILA_BENCH_TORCHVISION")
+@pytest.mark.skipif(
+    not os.environ.get("NVILA_BENCH_TORCHVISION"), reason="make test-oldest sets NVILA_BENCH_TORCHVISION"
+)
 def test_the_oldest_leg_runs_the_torchvision_paths():
     """make test-oldest installs the GPU image's torchvision: the peer video, tensor-preprocessing and lmms-eval
     adapter tests must run there, not skip."""

@@ -3,7 +3,6 @@ meta device, part by part and in total, for every peer preset (docs/reference.md
 
 import pytest
 import torch
-
 from nvila_bench.model.params import param_counts
 from nvila_bench.model.peer_config import PEER_PRESETS
 from nvila_bench.model.peer_params import peer_param_counts

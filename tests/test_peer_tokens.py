@@ -18,13 +18,12 @@ import math
 import random
 
 import pytest
-from PIL import Image
-
 from nvila_bench.model.peer_config import PEER_PRESETS
 from nvila_bench.model.peer_tokens import SAMPLING, VIDEO_FRAME, count_peer_tokens
 from nvila_bench.model.presets import get_preset
 from nvila_bench.model.tokenizer import build_tokenizer
 from nvila_bench.model.tokens import count_visual_tokens
+from PIL import Image
 
 REAL = [c.name for c in PEER_PRESETS if not c.is_tiny]
 MARKS = {

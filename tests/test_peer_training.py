@@ -6,11 +6,6 @@ from dataclasses import replace
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-from nvila_bench.cli import main
-from nvila_bench.core.analysis import costmodel
-from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.peer_params import peer_param_counts
 from nvila_bench.model.peer_training import IGNORE_INDEX, peer_batch, peer_labels, peer_parts
@@ -27,6 +22,11 @@ from nvila_bench.model.training import (
     trainable_counts,
 )
 from nvila_bench.suites.train import prepare, settings
+from torch.utils.flop_counter import FlopCounterMode
+
+from nvila_bench.cli import main
+from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.measuring.point import BenchPoint
 
 TINY_PEERS = ["qwen2-vl-tiny", "qwen2.5-vl-tiny", "llava-onevision-tiny"]
 FAST = ["--warmup", "0", "--repeats", "1", "--min-seconds", "0", "--quiet"]

@@ -23,8 +23,14 @@ def probe(monkeypatch):
     spec = importlib.util.spec_from_file_location("decode_variants", ROOT / "benchmarks" / "decode_variants.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    for name, value in {"DEVICE": torch.device("cpu"), "BIG": "nvila-tiny", "IMAGE": (448, 448), "PROMPT": 16,
-                        "NEW": 6, "TIMING": MeasureConfig(warmup=0, repeats=1, min_seconds=0)}.items():  # fmt: skip
+    for name, value in {
+        "DEVICE": torch.device("cpu"),
+        "BIG": "nvila-tiny",
+        "IMAGE": (448, 448),
+        "PROMPT": 16,
+        "NEW": 6,
+        "TIMING": MeasureConfig(warmup=0, repeats=1, min_seconds=0),
+    }.items():
         monkeypatch.setattr(module, name, value)
     return module
 
@@ -35,7 +41,11 @@ def rows(out: Path) -> dict[str, dict]:
 
 
 def test_every_variant_family_runs_and_is_recorded(probe, tmp_path):
-    parts = ["prefill:nvila-lite-tiny:eager,fast,fast-nograph", "vision:layers,fast-noepilogue,fast+flash", "decode:sdpa,hf-static"]
+    parts = [
+        "prefill:nvila-lite-tiny:eager,fast,fast-nograph",
+        "vision:layers,fast-noepilogue,fast+flash",
+        "decode:sdpa,hf-static",
+    ]
     probe.main(tmp_path, [*parts, "kernels"])
     got = rows(tmp_path)
     errors = {k: v["error"] for k, v in got.items() if "error" in v}
@@ -47,7 +57,9 @@ def test_every_variant_family_runs_and_is_recorded(probe, tmp_path):
         assert row["media_note"] is None  # the media stages compiled, once for all the variants
         assert got[f"prefill kernels nvila-lite-tiny {name}"]["rows"]  # the profiler saw operators
     # The compiled engine's prefill is model/fast_llm.py's and names its SDPA backend; transformers' eager one none.
-    assert got["prefill nvila-lite-tiny fast"]["attention"] and got["prefill nvila-lite-tiny eager"]["attention"] is None
+    assert (
+        got["prefill nvila-lite-tiny fast"]["attention"] and got["prefill nvila-lite-tiny eager"]["attention"] is None
+    )
     for name in ("layers", "fast-noepilogue", "fast+flash"):  # +flash: the tower's SDPA pinned (CPU has a flash kernel)
         assert got[f"vision {name}"]["vision"] > 0 and got[f"vision kernels {name}"]["rows"]
     for name in ("sdpa", "hf-static"):

@@ -1,7 +1,6 @@
 """`nvila-bench profile`: traces written and parseable, every stage range traced, operator tables that add up,
 the overhead stated, energy absent without a GPU, bad input rejected with one line and exit code 2."""
 
-from conftest import read_dicts
 import json
 import sys
 from pathlib import Path
@@ -9,13 +8,14 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from torch.autograd import DeviceType
+from conftest import read_dicts
 from fake_records import GPU_ENV, prefill_record
+from nvila_bench.reports.render import render_report
+from nvila_bench.suites.profile import STAGE_RANGES, operator_tables
+from torch.autograd import DeviceType
 
 from nvila_bench.cli import main
 from nvila_bench.core.measuring.energy import EnergyMeter, energy_metrics
-from nvila_bench.suites.profile import STAGE_RANGES, operator_tables
-from nvila_bench.reports.render import render_report
 from nvila_bench.core.measuring.results import Metric, Record
 
 
@@ -26,6 +26,7 @@ def metric(value, unit: str) -> dict:
 def as_records(records) -> list[Record]:
     return [r if isinstance(r, Record) else Record.from_dict(r) for r in records]
 
+
 ENERGY = ("energy_j", "joules_per_token", "avg_power_w")
 FAST = ["--image", "64x64", "--prompt-tokens", "16", "--wait", "0", "--warmup", "1", "--active", "2", "--repeats", "2"]
 
@@ -34,8 +35,11 @@ FAST = ["--image", "64x64", "--prompt-tokens", "16", "--wait", "0", "--warmup", 
 def profiled(tmp_path_factory):
     """One profile run per stage on tiny presets (about a second of model time each on CPU)."""
     out = tmp_path_factory.mktemp("profile")
-    for preset, stage, extra in (("vila-tiny", "prefill", []), ("nvila-tiny", "decode", ["--new-tokens", "4"]),
-                                 ("vila-tiny", "train", [])):
+    for preset, stage, extra in (
+        ("vila-tiny", "prefill", []),
+        ("nvila-tiny", "decode", ["--new-tokens", "4"]),
+        ("vila-tiny", "train", []),
+    ):
         assert main(["profile", "--preset", preset, "--stage", stage, *FAST, *extra, "--out", str(out)]) == 0
     return out, {r["config"]["extra"]["stage"]: r for r in read_dicts(out)}
 
@@ -72,7 +76,8 @@ def test_overhead_is_stated_and_energy_and_gpu_memory_are_absent_on_cpu(profiled
         assert record["suite"] == "profile" and record["provenance"] == "measured"
         assert m["unprofiled_step_time"]["summary"]["n"] == 2 and m["profiled_step_time"]["summary"]["n"] == 2
         assert m["profiler_overhead"]["value"] == pytest.approx(
-            m["profiled_step_time"]["value"] / m["unprofiled_step_time"]["value"])
+            m["profiled_step_time"]["value"] / m["unprofiled_step_time"]["value"]
+        )
         for name in ENERGY + ("memory_snapshot", "peak_memory_breakdown"):
             assert name not in m  # absent, not zero
 
@@ -84,7 +89,11 @@ def test_report_shows_profiles_and_energy(profiled):
     assert "vila-tiny 64x64, train step" in section and "aten::mm" in section and "llm_forward" in section
     assert "not measured" in section and "nvila-bench run prefill --preset nvila-8b --device cuda" in section  # energy
     gpu = prefill_record(env=GPU_ENV).to_dict()
-    gpu["metrics"] |= {"energy_j": metric(120.0, "J"), "joules_per_token": metric(0.0123, "J/token"), "avg_power_w": metric(412.5, "W")}
+    gpu["metrics"] |= {
+        "energy_j": metric(120.0, "J"),
+        "joules_per_token": metric(0.0123, "J/token"),
+        "avg_power_w": metric(412.5, "W"),
+    }
     html = render_report(as_records([gpu]), ["x.jsonl"])
     section = html[html.index('<section id="profile">') : html.index('<section id="training">')]
     assert "0.0123" in section and "412.5 W" in section and "NVIDIA H100" in section
@@ -92,8 +101,23 @@ def test_report_shows_profiles_and_energy(profiled):
 
 
 def test_prefill_suite_records_have_no_energy_fields_on_cpu(tmp_path):
-    args = ["--preset", "vila-tiny", "--image", "64x64", "--prompt-tokens", "8", "--warmup", "0", "--repeats", "1",
-            "--min-seconds", "0", "--quiet", "--out", str(tmp_path)]
+    args = [
+        "--preset",
+        "vila-tiny",
+        "--image",
+        "64x64",
+        "--prompt-tokens",
+        "8",
+        "--warmup",
+        "0",
+        "--repeats",
+        "1",
+        "--min-seconds",
+        "0",
+        "--quiet",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(["run", "prefill", *args]) == 0
     (record,) = read_dicts(tmp_path)
     assert record["status"] == "ok" and "ttft" in record["metrics"]
@@ -139,15 +163,18 @@ def test_energy_meter_reads_the_nvml_counter(monkeypatch):
     assert m["joules_per_token"].better == "lower"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--preset", "nope", "--stage", "prefill"], "nope"),
-    (["--preset", "vila-tiny", "--stage", "generate"], "generate"),
-    (["--preset", "vila-tiny", "--stage", "prefill", "--active", "0"], "--active"),
-    (["--preset", "vila-tiny", "--stage", "prefill", "--wait", "-1"], "--wait"),
-    (["--preset", "vila-tiny", "--stage", "prefill", "--warmup", "two"], "--warmup"),
-    (["--preset", "vila-tiny", "--stage", "decode", "--new-tokens", "1"], "new-tokens"),
-    (["--preset", "vila-tiny", "--stage", "prefill", "--image", "0x10"], "0x10"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--preset", "nope", "--stage", "prefill"], "nope"),
+        (["--preset", "vila-tiny", "--stage", "generate"], "generate"),
+        (["--preset", "vila-tiny", "--stage", "prefill", "--active", "0"], "--active"),
+        (["--preset", "vila-tiny", "--stage", "prefill", "--wait", "-1"], "--wait"),
+        (["--preset", "vila-tiny", "--stage", "prefill", "--warmup", "two"], "--warmup"),
+        (["--preset", "vila-tiny", "--stage", "decode", "--new-tokens", "1"], "new-tokens"),
+        (["--preset", "vila-tiny", "--stage", "prefill", "--image", "0x10"], "0x10"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args, message):
     assert main(["profile", *args, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
@@ -156,20 +183,39 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args, message):
 
 
 def _event(name, parent=None, annotation=False, cpu_us=0.0, cuda_us=0.0, flops=0):
-    return SimpleNamespace(name=name, cpu_parent=parent, is_user_annotation=annotation, device_type=DeviceType.CPU,
-                           cpu_time_total=cpu_us, self_cpu_time_total=cpu_us, self_device_time_total=cuda_us, flops=flops)
+    return SimpleNamespace(
+        name=name,
+        cpu_parent=parent,
+        is_user_annotation=annotation,
+        device_type=DeviceType.CPU,
+        cpu_time_total=cpu_us,
+        self_cpu_time_total=cpu_us,
+        self_device_time_total=cuda_us,
+        flops=flops,
+    )
 
 
 def test_operator_tables_attribute_ops_to_the_enclosing_stage_and_rank_by_cuda_time():
     step = _event("ProfilerStep#1", annotation=True, cpu_us=3000)
     vision, llm = _event("vision", step, True, 1000), _event("llm_prefill", step, True, 2000)
     linear = _event("aten::linear", llm, cpu_us=10)
-    events = [step, vision, llm, linear, _event("aten::mm", linear, cpu_us=50, cuda_us=900, flops=4e9),
-              _event("aten::cat", llm, cpu_us=300, cuda_us=5), _event("aten::conv2d", vision, cpu_us=70, cuda_us=400),
-              _event("aten::empty", step, cpu_us=1)]  # outside every stage: dropped
+    events = [
+        step,
+        vision,
+        llm,
+        linear,
+        _event("aten::mm", linear, cpu_us=50, cuda_us=900, flops=4e9),
+        _event("aten::cat", llm, cpu_us=300, cuda_us=5),
+        _event("aten::conv2d", vision, cpu_us=70, cuda_us=400),
+        _event("aten::empty", step, cpu_us=1),
+    ]  # outside every stage: dropped
     stages, top = operator_tables(events, ("vision", "llm_prefill"), steps=2, top=2, cuda=True)
     assert [(s["stage"], s["seconds"]) for s in stages] == [("vision", 0.0005), ("llm_prefill", 0.001)]
-    assert [(r["stage"], r["op"]) for r in top] == [("vision", "aten::conv2d"), ("llm_prefill", "aten::mm"), ("llm_prefill", "aten::cat")]
+    assert [(r["stage"], r["op"]) for r in top] == [
+        ("vision", "aten::conv2d"),
+        ("llm_prefill", "aten::mm"),
+        ("llm_prefill", "aten::cat"),
+    ]
     mm = top[1]
     assert mm["self_cuda_s"] == pytest.approx(450e-6) and mm["flops"] == 2e9 and mm["calls"] == 0.5
     assert top[0]["flops"] is None and stages[1]["flops"] == 2e9
@@ -179,14 +225,25 @@ def test_report_shows_gpu_profile_columns_and_memory_breakdown():
     row = {"stage": "vision", "seconds": 0.01, "ranges": 1, "self_cpu_s": 0.002, "self_cuda_s": 0.009, "flops": 5e12}
     op = {"stage": "vision", "op": "aten::mm", "self_cpu_s": 0.001, "self_cuda_s": 0.008, "calls": 24, "flops": 5e12}
     record = prefill_record(env=GPU_ENV).to_dict()
-    record |= {"suite": "profile", "config": record["config"] | {"extra": {"stage": "prefill"}}, "metrics": {
-        "stage_times": metric([row], "per step"), "top_ops": metric([op], "per step"),
-        "profiled_step_time": metric(0.012, "s"), "unprofiled_step_time": metric(0.011, "s"),
-        "profiler_overhead": metric(0.012 / 0.011, "ratio"), "chrome_trace": metric("x.trace.json", "path"),
-        "tensorboard_dir": metric("tb/x", "path"), "memory_snapshot": metric("x.memory.pickle", "path"),
-        "peak_memory_allocated": metric(3 * 2**30, "bytes"),
-        "peak_memory_breakdown": metric({"weights": 2**31, "activations_and_other": 2**30}, "bytes")}}
+    record |= {
+        "suite": "profile",
+        "config": record["config"] | {"extra": {"stage": "prefill"}},
+        "metrics": {
+            "stage_times": metric([row], "per step"),
+            "top_ops": metric([op], "per step"),
+            "profiled_step_time": metric(0.012, "s"),
+            "unprofiled_step_time": metric(0.011, "s"),
+            "profiler_overhead": metric(0.012 / 0.011, "ratio"),
+            "chrome_trace": metric("x.trace.json", "path"),
+            "tensorboard_dir": metric("tb/x", "path"),
+            "memory_snapshot": metric("x.memory.pickle", "path"),
+            "peak_memory_allocated": metric(3 * 2**30, "bytes"),
+            "peak_memory_breakdown": metric({"weights": 2**31, "activations_and_other": 2**30}, "bytes"),
+        },
+    }
     html = render_report(as_records([record]), ["x.jsonl"])
     section = html[html.index('<section id="profile">') : html.index('<section id="training">')]
     assert "self CUDA / step" in section and "8.000 ms" in section and "5,000" in section
-    assert "x.memory.pickle" in section and "weights 2.00 GiB" in section and "activations and other 1.00 GiB" in section
+    assert (
+        "x.memory.pickle" in section and "weights 2.00 GiB" in section and "activations and other 1.00 GiB" in section
+    )

@@ -1,8 +1,8 @@
-"""Projectors: STC against a naive loop, exact layer shapes and state-dict names (docs/reference.md#projectors-and-spatial-token-concatenation-stc)."""
+"""Projectors: STC against a naive loop, exact layer shapes and state-dict names
+(docs/reference.md#projectors-and-spatial-token-concatenation-stc)."""
 
 import pytest
 import torch
-
 from nvila_bench.model import get_preset
 from nvila_bench.model.config import ProjectorConfig
 from nvila_bench.model.params import projector_params
@@ -15,7 +15,9 @@ def naive_stc(x: torch.Tensor, k: int, order: str) -> torch.Tensor:
     a, b = -(-rows // k), -(-cols // k)
     padded = torch.zeros(n, a * k, b * k, c, dtype=x.dtype)
     padded[:, :rows, :cols] = x
-    windows = [(p, q) for p in range(a) for q in range(b)] if order == "row" else [(p, q) for q in range(b) for p in range(a)]
+    windows = (
+        [(p, q) for p in range(a) for q in range(b)] if order == "row" else [(p, q) for q in range(b) for p in range(a)]
+    )
     out = []
     for p, q in windows:
         pieces = [padded[:, p * k + dr, q * k + dc] for dr in range(k) for dc in range(k)]
@@ -65,7 +67,8 @@ def test_projector_params_and_upstream_key_names(preset, params, keys):
 
 
 def test_lite_15b_projector_matches_published_file_size():
-    # Lite-15B (H 5120): 79,782,272 params = the 160 MB bf16 file of the reference (docs/reference.md#model-family, docs/reference.md#projectors-and-spatial-token-concatenation-stc)
+    # Lite-15B (H 5120): 79,782,272 params = the 160 MB bf16 file of the reference (docs/reference.md#model-family,
+    # docs/reference.md#projectors-and-spatial-token-concatenation-stc)
     assert projector_params(ProjectorConfig("mlp_downsample_3x3_fix", 1152, 5120)) == 79_782_272
 
 
@@ -74,10 +77,13 @@ def test_projector_layer_shapes_nvila_8b():
         proj = MultimodalProjector(get_preset("nvila-8b").projector)
     shapes = {k: tuple(v.shape) for k, v in proj.state_dict().items()}
     assert shapes == {
-        "layers.1.weight": (13824,), "layers.1.bias": (13824,),
-        "layers.2.weight": (3584, 13824), "layers.2.bias": (3584,),
-        "layers.4.weight": (3584, 3584), "layers.4.bias": (3584,),
-    }  # fmt: skip
+        "layers.1.weight": (13824,),
+        "layers.1.bias": (13824,),
+        "layers.2.weight": (3584, 13824),
+        "layers.2.bias": (3584,),
+        "layers.4.weight": (3584, 3584),
+        "layers.4.bias": (3584,),
+    }
 
 
 def test_uncompressed_1x1_projector_keeps_every_patch():

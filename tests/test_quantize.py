@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.pipeline import embed, synthetic_request
 from nvila_bench.model.quantize import (
-    QuantPlan, linear_bytes, linear_shapes, measured_weight_bytes, predicted_weight_bytes, quantize_model, unavailable,
-)  # fmt: skip
+    QuantPlan,
+    linear_bytes,
+    linear_shapes,
+    measured_weight_bytes,
+    predicted_weight_bytes,
+    quantize_model,
+    unavailable,
+)
 
 pytest.importorskip("torchao")
 
@@ -88,9 +93,18 @@ def test_the_int4_kernel_is_gemlite_where_installed(monkeypatch):
     plan = QuantPlan(llm="w4a16")
     assert quantize.int4_kernel(plan, "cpu") == "opaque"  # PyTorch's CPU int4 GEMM
     assert quantize.int4_kernel(QuantPlan(llm="w4a16", int4_kernel="intx"), "cpu") == "intx"
-    assert quantize.unavailable(QuantPlan(llm="w4a16", int4_kernel="gemlite"), "cpu") == "the gemlite int4 kernel runs on CUDA GPUs only"
-    assert quantize.unavailable(QuantPlan(llm="w4a16", int4_kernel="opaque"), "cuda") == "the opaque int4 kernel runs on CPUs only"
-    assert quantize.unavailable(QuantPlan(llm="w4a16", group_size=256), "cpu") == "the opaque int4 kernel takes groups of 32, 64 or 128 inputs, not 256"
+    assert (
+        quantize.unavailable(QuantPlan(llm="w4a16", int4_kernel="gemlite"), "cpu")
+        == "the gemlite int4 kernel runs on CUDA GPUs only"
+    )
+    assert (
+        quantize.unavailable(QuantPlan(llm="w4a16", int4_kernel="opaque"), "cuda")
+        == "the opaque int4 kernel runs on CPUs only"
+    )
+    assert (
+        quantize.unavailable(QuantPlan(llm="w4a16", group_size=256), "cpu")
+        == "the opaque int4 kernel takes groups of 32, 64 or 128 inputs, not 256"
+    )
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "gemlite" else real(name, *a))
     assert quantize.int4_kernel(plan, "cuda") == "gemlite"
@@ -155,9 +169,32 @@ def test_the_deployment_suite_writes_a_record_per_rung(tmp_path, capsys):
 
     from nvila_bench.cli import main
 
-    code = main(["run", "deployment", "--preset", "nvila-tiny", "--image", "448x448", "--video-frames", "8",
-                 "--new-tokens", "4", "--prompt-tokens", "8", "--repeats", "1", "--warmup", "0", "--min-seconds", "0",
-                 "--quality-prompts", "2", "--out", str(tmp_path)])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "deployment",
+            "--preset",
+            "nvila-tiny",
+            "--image",
+            "448x448",
+            "--video-frames",
+            "8",
+            "--new-tokens",
+            "4",
+            "--prompt-tokens",
+            "8",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--min-seconds",
+            "0",
+            "--quality-prompts",
+            "2",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     rungs = [(r["config"]["extra"]["media"], r["config"]["extra"]["rung"], r["status"]) for r in records]
@@ -166,7 +203,10 @@ def test_the_deployment_suite_writes_a_record_per_rung(tmp_path, capsys):
     assert rungs == [(m, name, "skipped" if "fp8" in name else "ok") for m in ("image", "video") for name in RUNGS]
     by = {(r["config"]["extra"]["media"], r["config"]["extra"]["rung"]): r for r in records}
     image = {name: by[("image", name)] for name in RUNGS}
-    value = lambda r, k: r["metrics"][k]["value"]  # noqa: E731
+
+    def value(r, k):
+        return r["metrics"][k]["value"]
+
     assert image["scaled-only bf16"]["config"]["preset"] == "nvila-tiny-scaled-only"
     assert image["baseline quantized"]["config"]["preset"] == "vila-tiny"
     assert by[("video", "bf16")]["config"]["preset"] == "nvila-video-tiny"
@@ -175,7 +215,11 @@ def test_the_deployment_suite_writes_a_record_per_rung(tmp_path, capsys):
     assert value(image["w8a8-vit-int8"], "vision_weights_bytes") < value(image["w4a16-llm"], "vision_weights_bytes")
     # the stages' bytes in the rung's weight formats: fewer LLM bytes read by the W4A16 prefill, fewer ViT bytes by int8
     assert value(image["w4a16-llm"], "llm_prefill_bytes") < value(image["bf16"], "llm_prefill_bytes")
-    assert value(image["w8a8-vit-int8"], "vision_bytes") < value(image["w4a16-llm"], "vision_bytes") == value(image["bf16"], "vision_bytes")
+    assert (
+        value(image["w8a8-vit-int8"], "vision_bytes")
+        < value(image["w4a16-llm"], "vision_bytes")
+        == value(image["bf16"], "vision_bytes")
+    )
     for r in records:
         if r["status"] == "ok":
             for c in ("vision", "projector", "llm"):
@@ -185,7 +229,16 @@ def test_the_deployment_suite_writes_a_record_per_rung(tmp_path, capsys):
     assert value(image["bf16"], "top1_agreement") == 1.0 and value(image["bf16"], "logits_kl") == 0.0
     assert "FP8" in by[("image", "w8a8-vit-fp8")]["error"]
     # the int4 kernel is part of a W4A16 rung's config (PyTorch's CPU int4 GEMM here), one-time costs apart
-    assert [r["config"]["extra"].get("int4_kernel") for r in image.values()] == [None, None, "opaque", "opaque", "opaque", None, None, "opaque"]
+    assert [r["config"]["extra"].get("int4_kernel") for r in image.values()] == [
+        None,
+        None,
+        "opaque",
+        "opaque",
+        "opaque",
+        None,
+        None,
+        "opaque",
+    ]
     assert value(image["w4a16-llm"], "quantize_seconds") > 0 and "quantize_seconds" not in image["bf16"]["metrics"]
     assert all(value(r, "setup_seconds") >= 0 for r in records if r["status"] == "ok")
 
@@ -194,7 +247,9 @@ def test_an_int4_kernel_that_cannot_run_here_is_one_line_before_measuring(tmp_pa
     from nvila_bench.cli import main
 
     for kernel in ("gemlite", "tinygemm"):
-        code = main(["run", "deployment", "--preset", "nvila-tiny", "--int4-kernel", kernel, "--out", str(tmp_path / kernel)])
+        code = main(
+            ["run", "deployment", "--preset", "nvila-tiny", "--int4-kernel", kernel, "--out", str(tmp_path / kernel)]
+        )
         out, err = capsys.readouterr()
         assert code == 2 and out == ""
         assert err == f"nvila-bench: error: --int4-kernel {kernel}: the {kernel} int4 kernel runs on CUDA GPUs only\n"
@@ -206,16 +261,40 @@ def test_a_quantized_rung_on_its_own_compares_with_its_own_bf16_weights(tmp_path
     reference logits from its model before quantizing, and agrees with the full ladder's figure."""
     import json
 
-    from nvila_bench.cli import main
     from nvila_bench.suites import deployment_quality
 
+    from nvila_bench.cli import main
+
     deployment_quality.REFERENCE.clear()
-    common = ["run", "deployment", "--preset", "nvila-tiny", "--image", "448x448", "--new-tokens", "3", "--prompt-tokens", "8",
-              "--repeats", "1", "--warmup", "0", "--min-seconds", "0", "--quality-prompts", "2", "--media", "image"]  # fmt: skip
+    common = [
+        "run",
+        "deployment",
+        "--preset",
+        "nvila-tiny",
+        "--image",
+        "448x448",
+        "--new-tokens",
+        "3",
+        "--prompt-tokens",
+        "8",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--min-seconds",
+        "0",
+        "--quality-prompts",
+        "2",
+        "--media",
+        "image",
+    ]
     assert main([*common, "--rung", "w4a16-llm", "--out", str(tmp_path / "alone")]) == 0, capsys.readouterr().err
     deployment_quality.REFERENCE.clear()
     assert main([*common, "--rung", "bf16", "--rung", "w4a16-llm", "--out", str(tmp_path / "after")]) == 0
-    read = lambda name: [json.loads(x) for x in (tmp_path / name / "results.jsonl").read_text().splitlines()]  # noqa: E731
+
+    def read(name):
+        return [json.loads(x) for x in (tmp_path / name / "results.jsonl").read_text().splitlines()]
+
     alone, after = read("alone"), read("after")
     assert [r["config"]["extra"]["rung"] for r in alone] == ["w4a16-llm"]
     assert [r["config"]["extra"]["rung"] for r in after] == ["bf16", "w4a16-llm"]
@@ -240,10 +319,15 @@ def test_an_installed_torchao_adds_no_noise_to_a_commands_stderr(tmp_path):
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "nvila_bench", "run", "prefill", "--preset", "nope", "--out", str(tmp_path)],
-                         capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "nvila_bench", "run", "prefill", "--preset", "nope", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2
-    assert out.stderr.startswith("nvila-bench: error: unknown preset 'nope'") and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith("nvila-bench: error: unknown preset 'nope'") and out.stderr.count("\n") == 1, (
+        out.stderr
+    )
 
 
 def test_accuracy_per_rung_runs_the_synthetic_tasks_on_the_quantized_checkpoint(tmp_path):
@@ -256,9 +340,16 @@ def test_accuracy_per_rung_runs_the_synthetic_tasks_on_the_quantized_checkpoint(
 
     cfg = get_preset("nvila-tiny")
     save_trained(build_model(cfg), build_tokenizer(cfg), tmp_path / "ckpt")
-    metrics = rung_accuracy(str(tmp_path / "ckpt"), QuantPlan(llm="w8a8-int8"), "cpu", 2, data_dir=str(tmp_path / "data"))
+    metrics = rung_accuracy(
+        str(tmp_path / "ckpt"), QuantPlan(llm="w8a8-int8"), "cpu", 2, data_dir=str(tmp_path / "data")
+    )
     tasks = {"accuracy_synthetic_colour", "accuracy_synthetic_count", "accuracy_synthetic_frame"}
-    assert set(metrics) == tasks | {"synthetic_accuracy", "checkpoint_top1_agreement", "checkpoint_logits_kl", "checkpoint_quality_positions"}
+    assert set(metrics) == tasks | {
+        "synthetic_accuracy",
+        "checkpoint_top1_agreement",
+        "checkpoint_logits_kl",
+        "checkpoint_quality_positions",
+    }
     # logits compared at the test split's answers: 16 questions per task, each answer's tokens and its EOS
     assert metrics["checkpoint_quality_positions"].value >= 3 * 16 * 2
     assert all(0 <= metrics[k].value <= 1 for k in tasks | {"synthetic_accuracy", "checkpoint_top1_agreement"})
@@ -273,12 +364,43 @@ def test_a_w8a8_stage_reports_its_mfu_against_the_int8_peak(tmp_path, capsys):
     from nvila_bench.core.analysis import costmodel
     from nvila_bench.core.analysis.hardware import get_hardware
 
-    code = main(["run", "deployment", "--preset", "nvila-tiny", "--image", "448x448", "--new-tokens", "2", "--prompt-tokens", "8",
-                 "--repeats", "1", "--warmup", "0", "--min-seconds", "0", "--quality-prompts", "1", "--media", "image",
-                 "--rung", "w8a8-vit-int8", "--hardware", "h100-sxm", "--isolate", "--out", str(tmp_path)])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "deployment",
+            "--preset",
+            "nvila-tiny",
+            "--image",
+            "448x448",
+            "--new-tokens",
+            "2",
+            "--prompt-tokens",
+            "8",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--min-seconds",
+            "0",
+            "--quality-prompts",
+            "1",
+            "--media",
+            "image",
+            "--rung",
+            "w8a8-vit-int8",
+            "--hardware",
+            "h100-sxm",
+            "--isolate",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((tmp_path / "results.jsonl").read_text())["metrics"]
-    value = lambda k: metrics[k]["value"]  # noqa: E731
+
+    def value(k):
+        return metrics[k]["value"]
+
     assert (value("vision_mfu_dtype"), value("llm_prefill_mfu_dtype")) == ("int8", "bfloat16")
     cost = costmodel.request_costs(get_preset("nvila-tiny"), ((448, 448),), None, True, 8, dtype="bfloat16")["vision"]
     expected = cost.executed_flops / value("vision") / get_hardware("h100-sxm").peak_flops("int8")
@@ -292,9 +414,38 @@ def test_the_compiled_engine_runs_a_quantized_rung_on_cpu(tmp_path, capsys):
 
     from nvila_bench.cli import main
 
-    code = main(["run", "deployment", "--preset", "nvila-tiny", "--image", "448x448", "--new-tokens", "4", "--prompt-tokens", "8",
-                 "--repeats", "1", "--warmup", "0", "--min-seconds", "0", "--quality-prompts", "2", "--media", "image",
-                 "--rung", "w8a8-vit-int8", "--engine", "compiled", "--scales", "none", "--out", str(tmp_path)])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "deployment",
+            "--preset",
+            "nvila-tiny",
+            "--image",
+            "448x448",
+            "--new-tokens",
+            "4",
+            "--prompt-tokens",
+            "8",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--min-seconds",
+            "0",
+            "--quality-prompts",
+            "2",
+            "--media",
+            "image",
+            "--rung",
+            "w8a8-vit-int8",
+            "--engine",
+            "compiled",
+            "--scales",
+            "none",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     (record,) = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert record["status"] == "ok", record["error"]
@@ -320,7 +471,9 @@ def test_a_quantized_lm_head_is_predicted_and_a_tied_one_keeps_bf16_embeddings(t
     assert measured_weight_bytes(model) == predicted_weight_bytes(cfg, plan, "cpu")
     head_only = predicted_weight_bytes(cfg, QuantPlan(llm="w4a16", group_size=32), "cpu")["llm"]
     h, v = cfg.llm.hidden_size, cfg.llm.vocab_size
-    assert measured_weight_bytes(model)["llm"] - head_only == linear_bytes(h, v, "w4a16", 32) - (0 if tied else 2 * h * v)
+    assert measured_weight_bytes(model)["llm"] - head_only == linear_bytes(h, v, "w4a16", 32) - (
+        0 if tied else 2 * h * v
+    )
     error = ((_logits(model, cfg) - reference).norm() / reference.norm()).item()
     assert 0 < error < 0.2, error
     with pytest.raises(ValueError, match="a quantized LM head needs a quantized LLM format"):
@@ -328,8 +481,9 @@ def test_a_quantized_lm_head_is_predicted_and_a_tied_one_keeps_bf16_embeddings(t
 
 
 def test_the_decode_step_reads_a_quantized_lm_head_in_its_format():
-    from nvila_bench.core.analysis import costmodel
     from nvila_bench.model.calibrate import llm_groups
+
+    from nvila_bench.core.analysis import costmodel
 
     cfg = get_preset("nvila-8b")
     plain = costmodel.weights_read(cfg, QuantPlan(llm="w4a16", int4_kernel="gemlite"))["llm"]
@@ -348,12 +502,44 @@ def test_the_deployment_suite_quantizes_the_lm_head_when_asked(tmp_path, capsys)
 
     from nvila_bench.cli import main
 
-    code = main(["run", "deployment", "--preset", "nvila-tiny", "--image", "448x448", "--new-tokens", "3", "--prompt-tokens", "8",
-                 "--repeats", "1", "--warmup", "0", "--min-seconds", "0", "--quality-prompts", "2", "--media", "image",
-                 "--rung", "bf16", "--rung", "w4a16-llm", "--lm-head", "quantized", "--out", str(tmp_path)])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "deployment",
+            "--preset",
+            "nvila-tiny",
+            "--image",
+            "448x448",
+            "--new-tokens",
+            "3",
+            "--prompt-tokens",
+            "8",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--min-seconds",
+            "0",
+            "--quality-prompts",
+            "2",
+            "--media",
+            "image",
+            "--rung",
+            "bf16",
+            "--rung",
+            "w4a16-llm",
+            "--lm-head",
+            "quantized",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     bf16, w4 = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert "lm_head" not in bf16["config"]["extra"] and w4["config"]["extra"]["lm_head"] == "quantized"
-    value = lambda r, k: r["metrics"][k]["value"]  # noqa: E731
+
+    def value(r, k):
+        return r["metrics"][k]["value"]
+
     assert value(w4, "llm_weights_bytes") == value(w4, "llm_weights_bytes_predicted") < value(bf16, "llm_weights_bytes")
     assert 0 <= value(w4, "top1_agreement") < 1

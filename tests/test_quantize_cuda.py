@@ -10,14 +10,21 @@ import importlib.util
 
 import pytest
 import torch
-
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.engines import make_engine
 from nvila_bench.model.pipeline import embed, synthetic_request
-from nvila_bench.model.quantize import QuantPlan, int4_kernel, measured_weight_bytes, predicted_weight_bytes, quantize_model
+from nvila_bench.model.quantize import (
+    QuantPlan,
+    int4_kernel,
+    measured_weight_bytes,
+    predicted_weight_bytes,
+    quantize_model,
+)
 
 pytest.importorskip("torchao")
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA kernels (tinygemm, gemlite, int8 / fp8 GEMMs)")
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="CUDA kernels (tinygemm, gemlite, int8 / fp8 GEMMs)"
+)
 
 KERNELS = ["tinygemm"] + (["gemlite"] if importlib.util.find_spec("gemlite") else [])
 PLANS = {f"w4a16-{k}": QuantPlan(llm="w4a16", group_size=32, int4_kernel=k) for k in KERNELS}

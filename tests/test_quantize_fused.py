@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.fast_llm import FastDecoder, cache_length
-from nvila_bench.model.quantize import FUSED_GROUPS, QuantPlan, measured_weight_bytes, predicted_weight_bytes, quantize_model
+from nvila_bench.model.quantize import (
+    FUSED_GROUPS,
+    QuantPlan,
+    measured_weight_bytes,
+    predicted_weight_bytes,
+    quantize_model,
+)
 from nvila_bench.model.quantize import _quantized as quantized_weight
 
 pytest.importorskip("torchao")
@@ -40,7 +45,10 @@ def test_fused_layers_hold_views_of_one_weight_each_quantized_as_alone(fmt):
             for name, m in zip(names, modules):
                 assert type(m.weight.data) is type(fusion.weight) and m.weight.shape == (m.out_features, m.in_features)
                 # the slice's int data starts inside the fused tensor's, where its rows are: a view, nothing copied
-                assert m.weight.qdata.data_ptr() == fusion.weight.qdata.data_ptr() + offset * m.in_features * m.weight.qdata.element_size()
+                assert (
+                    m.weight.qdata.data_ptr()
+                    == fusion.weight.qdata.data_ptr() + offset * m.in_features * m.weight.qdata.element_size()
+                )
                 offset += m.out_features
                 alone = torch.nn.Linear(m.in_features, m.out_features, bias=False, dtype=torch.bfloat16)
                 alone.weight.data = reference[f"model.layers.{index}.{parent}.{name}.weight"]
@@ -82,8 +90,14 @@ def test_gemlite_rungs_record_how_their_prefill_runs(monkeypatch):
 
     real = importlib.util.find_spec
     for installed, kernel in ((True, "gemlite"), (False, "tinygemm")):
-        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, i=installed: (object() if i else None) if name == "gemlite" else real(name, *a))
-        jobs = deployment.expand({"preset": ["nvila-tiny"], "device": ["cuda"]}, {"media": "image", "rung": ("bf16", "w4a16-llm")})
+        monkeypatch.setattr(
+            importlib.util,
+            "find_spec",
+            lambda name, *a, i=installed: (object() if i else None) if name == "gemlite" else real(name, *a),
+        )
+        jobs = deployment.expand(
+            {"preset": ["nvila-tiny"], "device": ["cuda"]}, {"media": "image", "rung": ("bf16", "w4a16-llm")}
+        )
         extras = {job.point.extra["rung"]: job.point.extra for job in jobs}
         assert extras["w4a16-llm"]["int4_kernel"] == kernel and "int4_prefill" not in extras["bf16"]
         expected = f"dequantize + cuBLAS from {DEQUANT_MIN_TOKENS} tokens" if installed else None

@@ -2,24 +2,35 @@
 
 import re
 from dataclasses import replace
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from fake_records import CPU_ENV, GPU_ENV, decode_record, prefill_record, train_record
-
-from nvila_bench.cli import main
-from nvila_bench.core.analysis import paper
-from nvila_bench.core.comparison.gate import gate, point_label
-from nvila_bench.core.measuring.results import Metric, Record, ResultWriter, load_results, read_results
-from nvila_bench.core.analysis.training_cost import fp8_speedup
 from nvila_bench.model.stages import PREFILL_STAGES
-from nvila_bench.reports import records as report_records
 from nvila_bench.reports import deployment, sections
+from nvila_bench.reports import records as report_records
 from nvila_bench.reports.claims import claims_table
 from nvila_bench.reports.render import render_report
 
-SECTIONS = ("headline", "claims", "stages", "stc", "roofline", "distributions", "training", "accuracy", "failures", "environment")
+from nvila_bench.cli import main
+from nvila_bench.core.analysis import paper
+from nvila_bench.core.analysis.training_cost import fp8_speedup
+from nvila_bench.core.comparison.gate import gate, point_label
+from nvila_bench.core.measuring.results import Metric, Record, ResultWriter, load_results, read_results
+
+SECTIONS = (
+    "headline",
+    "claims",
+    "stages",
+    "stc",
+    "roofline",
+    "distributions",
+    "training",
+    "accuracy",
+    "failures",
+    "environment",
+)
 TEMPLATES = Path(__file__).parent.parent / "reports" / "templates"
 MEASUREMENTS = Path(__file__).resolve().parents[2] / "shared" / "measurements" / "h100-2026-11-27"
 HOSTILE = '<script>alert("x")</script>'
@@ -47,7 +58,9 @@ def test_missing_data_says_not_measured_with_the_command_never_zero():
     html = render_report([prefill_record("nvila-tiny", 0.2)], ["x.jsonl"])
     assert "not measured" in html
     assert "nvila-bench run decode --preset nvila-8b --preset vila1.5-8b" in html
-    assert "nvila-bench run finetune-memory" in html and "suite is not in this version yet" not in html  # every suite exists now
+    assert (
+        "nvila-bench run finetune-memory" in html and "suite is not in this version yet" not in html
+    )  # every suite exists now
     headline = html[html.index('<section id="headline">') : html.index('<section id="claims">')]
     request, preset = re.findall(r"<tr><td>nvila-tiny</td>.*?</tr>", headline, re.S)
     assert request.count("not measured") == 2  # vs VILA1.5, decode
@@ -74,7 +87,9 @@ def test_report_is_self_contained():
 
 
 def test_paper_numbers_live_in_the_data_file_not_the_templates():
-    data = tomllib.loads((Path(__file__).parent.parent / "nvila_bench" / "core" / "paper.toml").read_text())
+    data = tomllib.loads(
+        (Path(__file__).parent.parent / "nvila_bench" / "core" / "analysis" / "paper.toml").read_text()
+    )
     templates = "".join(p.read_text() for p in TEMPLATES.glob("*.j2"))
     numbers = {str(c["paper_low"]) for c in data["claims"]} | {"63.5", "19.2", "92.3", "82.1", "995", "268"}
     for n in numbers:
@@ -96,9 +111,28 @@ def test_report_from_real_suite_output(tmp_path):
     """The suites' own records (prefill, decode, scale-then-compress analytic) render, with a roofline when
     peaks are known (measured CPU ceilings)."""
     out = tmp_path / "res"
-    assert main(["ceilings", "--device", "cpu", "--dtype", "float32", "--size", "256", "--seconds", "0.2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "ceilings",
+                "--device",
+                "cpu",
+                "--dtype",
+                "float32",
+                "--size",
+                "256",
+                "--seconds",
+                "0.2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     common = ["--warmup", "1", "--repeats", "2", "--min-seconds", "0", "--quiet", "--out", str(out)]
-    assert main(["run", "prefill", "--preset", "nvila-tiny", "--preset", "vila-tiny", "--image", "640x480"] + common) == 0
+    assert (
+        main(["run", "prefill", "--preset", "nvila-tiny", "--preset", "vila-tiny", "--image", "640x480"] + common) == 0
+    )
     assert main(["run", "decode", "--preset", "nvila-tiny", "--image", "640x480", "--new-tokens", "4"] + common) == 0
     assert main(["run", "scale-then-compress", "--quiet", "--out", str(out)]) == 0
     page = tmp_path / "report.html"
@@ -141,7 +175,10 @@ def test_preset_roles_come_from_the_registry():
     """Baselines, tiny stand-ins and NVILA-ness are the presets' own fields; a preset the registry does not
     know (a checkpoint directory's name) has no role and crashes nothing."""
     assert not hasattr(report_records, "BASELINES") and not hasattr(report_records, "TINY_PRESETS")
-    assert report_records.baseline_of("nvila-8b") == "vila1.5-8b" and report_records.baseline_of("nvila-tiny") == "vila-tiny"
+    assert (
+        report_records.baseline_of("nvila-8b") == "vila1.5-8b"
+        and report_records.baseline_of("nvila-tiny") == "vila-tiny"
+    )
     assert report_records.baseline_of("vila1.5-8b") is None and report_records.baseline_of("NVILA-8B-ckpt") is None
     assert report_records.is_tiny("nvila-video-tiny") and not report_records.is_tiny("nvila-8b")
     assert not report_records.is_tiny("NVILA-8B-ckpt") and not report_records.is_tiny(None)
@@ -149,11 +186,18 @@ def test_preset_roles_come_from_the_registry():
     assert report_records.is_nvila("NVILA-8B-ckpt")
     vila_ckpt = prefill_record("Llama-3-VILA1.5-8B", 0.05, extra={"family": "vila1.5"})
     assert not report_records.is_nvila(vila_ckpt) and report_records.is_nvila(prefill_record("NVILA-8B-ckpt"))
-    records = [prefill_record("NVILA-8B-ckpt", 0.2), vila_ckpt, prefill_record("nvila-tiny", 0.2),
-               prefill_record("vila-tiny", 0.05)]
+    records = [
+        prefill_record("NVILA-8B-ckpt", 0.2),
+        vila_ckpt,
+        prefill_record("nvila-tiny", 0.2),
+        prefill_record("vila-tiny", 0.05),
+    ]
     html = render_report(records, ["x.jsonl"])
     headline = html[html.index('<section id="headline">') : html.index('<section id="claims">')]
-    row = lambda preset: re.search(rf"<tr><td>{re.escape(preset)}</td>.*?</tr>", headline, re.S).group(0)  # noqa: E731
+
+    def row(preset):
+        return re.search(rf"<tr><td>{re.escape(preset)}</td>.*?</tr>", headline, re.S).group(0)
+
     assert "baseline" in row("vila-tiny") and "baseline" in row("Llama-3-VILA1.5-8B")
     assert "0.25x" in row("nvila-tiny") and "not measured" in row("NVILA-8B-ckpt")
     rows = {r["id"]: r for r in claims_table(records)}
@@ -261,20 +305,30 @@ def engine_record(suite, engine, seconds, preprocess="gpu", preset="nvila-8b", i
 
 def test_engines_side_by_side_gives_the_compiled_speedup_over_each_peer():
     ids = list(range(20))
-    records = [engine_record("decode", "compiled", 0.00767, ids=ids, setup=40.0),
-               engine_record("decode", "hf-static", 0.00954, ids=ids, setup=44.0),
-               engine_record("decode", "eager", 0.0205, ids=ids[:5] + [99] + ids[6:], setup=0.0),
-               engine_record("prefill", "compiled", 0.132), engine_record("prefill", "hf-static", 0.147),
-               engine_record("prefill", "eager", 0.3, preprocess="cpu")]  # fmt: skip
+    records = [
+        engine_record("decode", "compiled", 0.00767, ids=ids, setup=40.0),
+        engine_record("decode", "hf-static", 0.00954, ids=ids, setup=44.0),
+        engine_record("decode", "eager", 0.0205, ids=ids[:5] + [99] + ids[6:], setup=0.0),
+        engine_record("prefill", "compiled", 0.132),
+        engine_record("prefill", "hf-static", 0.147),
+        engine_record("prefill", "eager", 0.3, preprocess="cpu"),
+    ]
     rows = sections.build(records, ["x.jsonl"])["engines"]["rows"]
     decode = {r["engine"]: r for r in rows if r["suite"] == "decode"}
     assert set(decode) == {"hf-static", "eager"} and {r["reference"] for r in rows} == {"compiled"}
     assert decode["hf-static"]["ratio"] == pytest.approx(1.24, abs=0.005)
     assert decode["hf-static"]["text"] == "compiled is 1.24x faster than hf-static"
     assert decode["hf-static"]["tokens"]["agree"] and decode["hf-static"]["setup"] == 44.0
-    assert decode["eager"]["tokens"] == {"agree": False, "compared": 16, "first_difference": 5, "distinct": 16,
-                                         "same_sequence": None, "logits_nan": 0, "logits_difference": None,
-                                         "logits_close": None}  # fmt: skip
+    assert decode["eager"]["tokens"] == {
+        "agree": False,
+        "compared": 16,
+        "first_difference": 5,
+        "distinct": 16,
+        "same_sequence": None,
+        "logits_nan": 0,
+        "logits_difference": None,
+        "logits_close": None,
+    }
     prefill = [r for r in rows if r["suite"] == "prefill"]
     assert [r["engine"] for r in prefill] == ["hf-static"]  # the eager prefill preprocessed on the CPU: another point
     assert prefill[0]["ratio"] == pytest.approx(0.147 / 0.132, rel=0.05) and prefill[0]["second_ratio"] is not None
@@ -300,17 +354,20 @@ def test_request_key_separates_engines_and_preprocessing_and_old_records_default
 
 
 def test_old_records_without_engine_still_render_and_claims_prefer_compiled():
-    html = render_report([prefill_record("nvila-tiny", 0.2), prefill_record("vila-tiny", 0.05), decode_record("nvila-tiny")],
-                         ["x.jsonl"])  # fmt: skip
+    html = render_report(
+        [prefill_record("nvila-tiny", 0.2), prefill_record("vila-tiny", 0.05), decode_record("nvila-tiny")], ["x.jsonl"]
+    )
     assert '<section id="engines">' in html and "0.25x" in html
     assert sections.build([prefill_record("nvila-tiny", 0.2)], ["x.jsonl"])["engines"]["rows"] == []
-    pairs = [engine_record("prefill", e, t, preset=p) for e, t in (("eager", 0.4), ("compiled", 0.2))
-             for p in ("nvila-tiny", "vila-tiny")]  # fmt: skip
+    pairs = [
+        engine_record("prefill", e, t, preset=p)
+        for e, t in (("eager", 0.4), ("compiled", 0.2))
+        for p in ("nvila-tiny", "vila-tiny")
+    ]
     chosen = report_records.baseline_pairs(pairs, "prefill")
     assert [report_records.engine_of(n) for n, _ in chosen] == ["compiled"]
     headline = sections.headline(pairs)["groups"]
     assert {row["engine"] for rows in headline.values() for row in rows} == {"eager", "compiled"}
-
 
 
 # ---- the deployment ladder (suites/deployment.py records; values from a CPU run of the nvila-tiny ladder) ----
@@ -326,25 +383,52 @@ LADDER = (  # rung, preset, formats, TTFT s, decode tokens/s, (vision, projector
 )
 
 
-def deployment_record(rung, preset, formats, ttft=0, tps=0, weights=(), top1=0, kl=0, media="image", env=CPU_ENV,
-                      predicted=None, status="ok", error=None):  # fmt: skip
+def deployment_record(
+    rung,
+    preset,
+    formats,
+    ttft=0,
+    tps=0,
+    weights=(),
+    top1=0,
+    kl=0,
+    media="image",
+    env=CPU_ENV,
+    predicted=None,
+    status="ok",
+    error=None,
+):
     from nvila_bench.core.measuring.results import Metric
 
     cfg = prefill_record(preset, env=env).config | {"dtype": "bfloat16", "new_tokens": 8, "engine": "eager"}
     cfg |= {"extra": {"rung": rung, "media": media, "quality_prompts": 4} | formats}
     cfg |= {"images": [], "video_frames": 8} if media == "video" else {}
-    ok = {"ttft": Metric.timing([ttft, ttft * 1.01]), "vision": Metric.timing([ttft * 0.6] * 2),
-          "llm_prefill": Metric.timing([ttft * 0.3] * 2), "decode_tokens_per_s": Metric.measured(tps, "tokens/s"),
-          "top1_agreement": Metric.measured(top1, "fraction"), "logits_kl": Metric.measured(kl, "nats"),
-          "peak_rss": Metric.measured(5 * 2**20, "bytes"), "media_tokens": Metric.measured(257, "tokens")}  # fmt: skip
+    ok = {
+        "ttft": Metric.timing([ttft, ttft * 1.01]),
+        "vision": Metric.timing([ttft * 0.6] * 2),
+        "llm_prefill": Metric.timing([ttft * 0.3] * 2),
+        "decode_tokens_per_s": Metric.measured(tps, "tokens/s"),
+        "top1_agreement": Metric.measured(top1, "fraction"),
+        "logits_kl": Metric.measured(kl, "nats"),
+        "peak_rss": Metric.measured(5 * 2**20, "bytes"),
+        "media_tokens": Metric.measured(257, "tokens"),
+    }
     for c, m, p in zip(("vision", "projector", "llm"), weights, predicted or weights):
-        ok |= {f"{c}_weights_bytes": Metric.measured(m, "bytes"), f"{c}_weights_bytes_predicted": Metric.analytic(p, "bytes")}
+        ok |= {
+            f"{c}_weights_bytes": Metric.measured(m, "bytes"),
+            f"{c}_weights_bytes_predicted": Metric.analytic(p, "bytes"),
+        }
     return Record("deployment", cfg, ok if status == "ok" else {}, "run-d", environment=env, status=status, error=error)
 
 
 def ladder_records(media="image"):
-    fp8 = {"w8a8-vit-fp8": {"llm_weights": "w4a16", "vision_weights": "w8a8-fp8"}, "w8a8-fp8-llm": {"llm_weights": "w8a8-fp8"}}
-    skipped = [deployment_record(k, "nvila-tiny", f, media=media, status="skipped", error=FP8_REASON) for k, f in fp8.items()]
+    fp8 = {
+        "w8a8-vit-fp8": {"llm_weights": "w4a16", "vision_weights": "w8a8-fp8"},
+        "w8a8-fp8-llm": {"llm_weights": "w8a8-fp8"},
+    }
+    skipped = [
+        deployment_record(k, "nvila-tiny", f, media=media, status="skipped", error=FP8_REASON) for k, f in fp8.items()
+    ]
     return [deployment_record(*row, media=media) for row in LADDER][::-1] + skipped  # out of order: the section sorts
 
 
@@ -355,8 +439,12 @@ def test_deployment_ladder_rows_in_rung_order_with_skips_bytes_and_agreement():
     section = sections.build(ladder_records() + ladder_records("video"), ["x.jsonl"])["deployment"]
     assert [(g["media"], g["family"]) for g in section["groups"]] == [("image", "nvila-tiny"), ("video", "nvila-tiny")]
     rows = section["groups"][0]["rows"]
-    assert [r["rung"] for r in rows] == list(RUNGS) == list(deployment.RUNGS)  # the fp8 rung in its place, though skipped
-    assert [(r["rung"], r["status"], r["reason"]) for r in rows if not r["ok"]] == [(k, "skipped", FP8_REASON) for k in ("w8a8-vit-fp8", "w8a8-fp8-llm")]
+    assert (
+        [r["rung"] for r in rows] == list(RUNGS) == list(deployment.RUNGS)
+    )  # the fp8 rung in its place, though skipped
+    assert [(r["rung"], r["status"], r["reason"]) for r in rows if not r["ok"]] == [
+        (k, "skipped", FP8_REASON) for k in ("w8a8-vit-fp8", "w8a8-fp8-llm")
+    ]
     by = {r["rung"]: r for r in rows}
     w4, int8, base_q = by["w4a16-llm"], by["w8a8-vit-int8"], by["baseline quantized"]
     assert by["bf16"]["ttft_vs_first"] == pytest.approx(3.367 / 2.571, rel=1e-3)
@@ -365,11 +453,15 @@ def test_deployment_ladder_rows_in_rung_order_with_skips_bytes_and_agreement():
     assert w4["weights"]["llm"]["ratio"] == pytest.approx(209408 / 279680) and w4["weights"]["vision"]["ratio"] == 1
     assert int8["weights"]["vision"]["ratio"] == pytest.approx(279552 / 340608)
     assert int8["weights_ratio"] == pytest.approx((279552 + 109824 + 209408) / (340608 + 109824 + 279680))
-    assert base_q["weights_ratio"] == pytest.approx((241792 + 42240 + 217472) / (302848 + 42240 + 295552))  # vs baseline bf16
+    assert base_q["weights_ratio"] == pytest.approx(
+        (241792 + 42240 + 217472) / (302848 + 42240 + 295552)
+    )  # vs baseline bf16
     assert all(r["weights_match"] for r in rows if r["ok"]) and base_q["previous"] == "baseline bf16"
     assert int8["formats_text"] == "ViT w8a8-int8, LLM w4a16, round to nearest"  # records without `scales`
     assert (int8["top1_agreement"], int8["logits_kl"], int8["peak_kind"]) == (0.84375, 1.33e-4, "process peak RSS")
-    assert [f["claim"][:36] for f in section["groups"][1]["figure5"] if f["ours"] is not None] == ["Token compression cuts the video LLM"]
+    assert [f["claim"][:36] for f in section["groups"][1]["figure5"] if f["ours"] is not None] == [
+        "Token compression cuts the video LLM"
+    ]
     for group in section["groups"]:  # a CPU: nothing is comparable with the paper's A100 / RTX 4090 / Orin figures
         assert {x["verdict"] for x in group["figure5"] + group["tinychat"]} == {"not comparable: different hardware"}
         assert "nothing here is comparable" in group["note"]
@@ -380,20 +472,26 @@ def test_deployment_ladder_rows_in_rung_order_with_skips_bytes_and_agreement():
     assert part.index(">scaled-only bf16<") < part.index(">w4a16-llm<") < part.index(">baseline quantized<")
     assert all(f'<span class="prov {p}">' in part for p in ("measured", "analytic", "paper"))
     near, off = (340608, 109824, 280900), (340608, 109824, 213600)  # LLM bytes 0.4% and 2% off the prediction
-    rows = deployment.ladder([deployment_record(*LADDER[1], predicted=near), deployment_record(*LADDER[2], predicted=off)])
+    rows = deployment.ladder(
+        [deployment_record(*LADDER[1], predicted=near), deployment_record(*LADDER[2], predicted=off)]
+    )
     assert [r["weights_match"] for r in rows["groups"][0]["rows"]] == [True, False]  # flagged beyond 1%
 
 
 def test_deployment_verdicts_need_the_papers_gpu_and_model_and_an_empty_section_says_how_to_run_it():
     def group(gpu, preset="nvila-8b"):
         env = CPU_ENV | {"device": "cuda", "torch_device_name": gpu, "gpu": [{"name": gpu}]}
-        recs = [deployment_record("bf16", preset, {}, 0.2, 80.0, (10, 10, 10), 1.0, 0.0, env=env),
-                deployment_record("w8a8-vit-int8", preset, QUANTIZED_FORMATS, 0.1, 170.0, (9, 10, 5), 0.9, 1e-3, env=env)]
+        recs = [
+            deployment_record("bf16", preset, {}, 0.2, 80.0, (10, 10, 10), 1.0, 0.0, env=env),
+            deployment_record("w8a8-vit-int8", preset, QUANTIZED_FORMATS, 0.1, 170.0, (9, 10, 5), 0.9, 1e-3, env=env),
+        ]
         return sections.deployment.ladder(recs)["groups"][0]
 
     a100 = group("NVIDIA A100-SXM4-80GB")
     verdicts = [(t["preset"], t["verdict"]) for t in a100["tinychat"]]  # nvila-8b Baseline, TinyChat; vila1.5-8b
-    assert verdicts == [("nvila-8b", "comparable")] * 2 + [("vila1.5-8b", "not measured")] and a100["comparable_gpus"] == ["A100"]
+    assert verdicts == [("nvila-8b", "comparable")] * 2 + [("vila1.5-8b", "not measured")] and a100[
+        "comparable_gpus"
+    ] == ["A100"]
     assert a100["tinychat"][0]["ratio"] == pytest.approx(80 / 82.1)
     h100 = group("NVIDIA H100 80GB HBM3")
     assert {t["verdict"] for t in h100["tinychat"] + h100["figure5"]} == {"not comparable: different hardware"}
@@ -401,7 +499,9 @@ def test_deployment_verdicts_need_the_papers_gpu_and_model_and_an_empty_section_
     assert group("NVIDIA GeForce RTX 4090", "nvila-tiny")["tinychat"][0]["verdict"] == "not comparable: different model"
     html = render_report([prefill_record("nvila-tiny", 0.2)], ["x.jsonl"])
     part = html[html.index('<section id="deployment">') : html.index('<section id="roofline">')]
-    assert "not measured" in part and "nvila-bench run deployment --preset nvila-8b --device cuda --out results/" in part
+    assert (
+        "not measured" in part and "nvila-bench run deployment --preset nvila-8b --device cuda --out results/" in part
+    )
 
 
 def test_a_headline_row_takes_the_decode_of_its_own_request_not_a_comparisons():
@@ -412,8 +512,13 @@ def test_a_headline_row_takes_the_decode_of_its_own_request_not_a_comparisons():
     older = decode_record("nvila-tiny", tpot=0.02, new_tokens=32)
     plain = decode_record("nvila-tiny", tpot=0.01, new_tokens=8)
     plain.timestamp = "9" + older.timestamp[1:]  # written after `older`
-    records = [prefill_record("nvila-tiny", 0.2), prefill_record("nvila-tiny", 0.1, extra=stc), older, plain,
-               decode_record("nvila-tiny", tpot=0.001, extra=stc)]  # fmt: skip
+    records = [
+        prefill_record("nvila-tiny", 0.2),
+        prefill_record("nvila-tiny", 0.1, extra=stc),
+        older,
+        plain,
+        decode_record("nvila-tiny", tpot=0.001, extra=stc),
+    ]
     rows = next(iter(sections.headline(records)["groups"].values()))
     assert len(rows) == 1  # the comparison's prefill has its own section
     assert rows[0]["decode_tps"] == pytest.approx(100, rel=0.05) and rows[0]["decode_new_tokens"] == 8
@@ -427,16 +532,25 @@ def test_a_real_image_file_is_its_own_request_named_by_its_file():
     """`run prefill --image-file photo.jpg` (640x480) beside `--image 640x480`: two rows the reader can tell
     apart, and each NVILA row's ratio is over the baseline of its own request."""
     photo = {"image_file": "/data/photo.jpg"}
-    records = [prefill_record("nvila-tiny", 0.2, images=("640x480",)), prefill_record("vila-tiny", 0.1, images=("640x480",)),
-               prefill_record("nvila-tiny", 0.3, images=("640x480",), extra=photo),
-               prefill_record("vila-tiny", 0.15, images=("640x480",), extra=photo)]  # fmt: skip
+    records = [
+        prefill_record("nvila-tiny", 0.2, images=("640x480",)),
+        prefill_record("vila-tiny", 0.1, images=("640x480",)),
+        prefill_record("nvila-tiny", 0.3, images=("640x480",), extra=photo),
+        prefill_record("vila-tiny", 0.15, images=("640x480",), extra=photo),
+    ]
     records.append(decode_record("nvila-tiny", tpot=0.01, images=("640x480",)))  # the decode suite serves random images
     rows = {(row["preset"], row["media"]): row for row in next(iter(sections.headline(records)["groups"].values()))}
-    assert set(rows) == {("nvila-tiny", "640x480"), ("vila-tiny", "640x480"), ("nvila-tiny", "640x480 photo.jpg"),
-                         ("vila-tiny", "640x480 photo.jpg")}  # fmt: skip
+    assert set(rows) == {
+        ("nvila-tiny", "640x480"),
+        ("vila-tiny", "640x480"),
+        ("nvila-tiny", "640x480 photo.jpg"),
+        ("vila-tiny", "640x480 photo.jpg"),
+    }
     assert rows[("nvila-tiny", "640x480 photo.jpg")]["ttft_speedup"] == pytest.approx(0.5, rel=0.05)
     assert rows[("nvila-tiny", "640x480")]["ttft_speedup"] == pytest.approx(0.5, rel=0.05)
-    assert rows[("nvila-tiny", "640x480 photo.jpg")]["decode_tps"] == rows[("nvila-tiny", "640x480")]["decode_tps"] > 0  # same context
+    assert (
+        rows[("nvila-tiny", "640x480 photo.jpg")]["decode_tps"] == rows[("nvila-tiny", "640x480")]["decode_tps"] > 0
+    )  # same context
     assert report_records.point_name(records[2]) == "nvila-tiny 640x480 photo.jpg"
     assert "photo.jpg" in point_label(records[2]) and "photo.jpg" not in point_label(records[0])
 
@@ -467,10 +581,17 @@ def test_the_papers_decode_rates_sit_beside_ours_in_the_same_weights():
     """The README's "Baseline (FP16)" row gets our unquantized figures (decode suite, the ladder's bf16 rung),
     the TinyChat (W4A16 LLM + W8A8 ViT) row only the ladder's rung of those formats, never the bf16 ones."""
     bf16 = decode_record("nvila-8b", tpot=0.006, env=GPU_ENV)
-    ladder = [deployment_record(*LADDER[1], env=GPU_ENV), deployment_record(*LADDER[3], env=GPU_ENV),
-              deployment_record(*LADDER[3][:4], 99.0, *LADDER[3][5:], media="video", env=GPU_ENV)]  # not the README's request
+    ladder = [
+        deployment_record(*LADDER[1], env=GPU_ENV),
+        deployment_record(*LADDER[3], env=GPU_ENV),
+        deployment_record(*LADDER[3][:4], 99.0, *LADDER[3][5:], media="video", env=GPU_ENV),
+    ]  # not the README's request
     ladder = [replace(r, config=r.config | {"preset": "nvila-8b"}) for r in ladder]
-    rows = {row["engine"]: row["ours"] for row in deployment.decode_reference([bf16, *ladder]) if row["preset"] == "nvila-8b"}
+    rows = {
+        row["engine"]: row["ours"]
+        for row in deployment.decode_reference([bf16, *ladder])
+        if row["preset"] == "nvila-8b"
+    }
     baseline, tinychat = rows["Baseline (FP16)"], rows["TinyChat (W4A16 LLM + W8A8 ViT)"]
     assert sorted(round(v, 1) for _, v in baseline) == [6.1, pytest.approx(166.7, rel=0.05)]
     assert [v for _, v in tinychat] == [6.056] and "ladder rung w8a8-vit-int8" in tinychat[0][0]
@@ -483,7 +604,9 @@ def test_a_small_figure_is_never_shown_as_zero():
     assert fmt_ms(3.4e-7) == "0.00034 ms" and fmt_ms(5.8e-6) == "0.006 ms" and fmt_ms(0.0123) == "12.300 ms"
     assert fmt_ms(0.0) == "0.000 ms" and fmt_ms(2.5) == "2.500 s"
     assert fmt_pct(6e-5) == "0.006%" and fmt_pct(0.25) == "25.0%" and fmt_pct(0.0) == "0.0%"
-    assert "no CUDA" in render_report([prefill_record()], ["x.jsonl"]) and "CUDA None" not in render_report([prefill_record()], ["x.jsonl"])
+    assert "no CUDA" in render_report([prefill_record()], ["x.jsonl"]) and "CUDA None" not in render_report(
+        [prefill_record()], ["x.jsonl"]
+    )
 
 
 def test_the_headline_gives_each_presets_training_figures_once_of_its_own_hardware_stage_and_recipe():
@@ -495,10 +618,15 @@ def test_the_headline_gives_each_presets_training_figures_once_of_its_own_hardwa
         r = train_record("nvila-tiny", extra={"recipe": recipe})
         return replace(r, suite="finetune-memory", metrics={"peak_memory_allocated": Metric.measured(peak, "bytes")})
 
-    records = [prefill_record("nvila-tiny", 0.2), prefill_record("nvila-tiny", 0.3, images=("896x896",)),
-               prefill_record("nvila-tiny", 0.1, env=GPU_ENV),
-               train_record("nvila-tiny", step_time=0.5), train_record("nvila-tiny", step_time=0.1, extra={"stage": "projector"}),
-               finetune("nvila", 2**30), finetune("full-full", 3 * 2**30)]  # fmt: skip
+    records = [
+        prefill_record("nvila-tiny", 0.2),
+        prefill_record("nvila-tiny", 0.3, images=("896x896",)),
+        prefill_record("nvila-tiny", 0.1, env=GPU_ENV),
+        train_record("nvila-tiny", step_time=0.5),
+        train_record("nvila-tiny", step_time=0.1, extra={"stage": "projector"}),
+        finetune("nvila", 2**30),
+        finetune("full-full", 3 * 2**30),
+    ]
     built = sections.headline(records)
     (cpu,) = [hw for hw in built["presets"] if "H100" not in hw]
     (gpu,) = [hw for hw in built["presets"] if "H100" in hw]
@@ -508,7 +636,9 @@ def test_the_headline_gives_each_presets_training_figures_once_of_its_own_hardwa
     assert (row["ft_memory"], row["ft_recipe"]) == (2**30, "nvila")
     (row,) = built["presets"][gpu]
     assert row["train_sps"] is None and row["ft_memory"] is None
-    headline = (html := render_report(records, ["x.jsonl"]))[html.index('<section id="headline">') : html.index('<section id="claims">')]
+    headline = (html := render_report(records, ["x.jsonl"]))[
+        html.index('<section id="headline">') : html.index('<section id="claims">')
+    ]
     assert headline.count("full stage, batch 1") == 1 and headline.count("nvila recipe") == 1
     assert "train samples/s" not in headline.split("<table>")[1]  # the requests' table
 
@@ -521,7 +651,10 @@ def test_the_fine_tuning_memory_claim_pairs_recipes_of_one_preset_on_one_hardwar
         r = train_record(preset, env=env, extra={"recipe": recipe})
         return replace(r, suite="finetune-memory", metrics={k: Metric.measured(v, "bytes") for k, v in metrics.items()})
 
-    tiny = [finetune("nvila-tiny", "nvila", CPU_ENV, memory_counted=100), finetune("nvila-tiny", "full-full", CPU_ENV, memory_counted=300)]
+    tiny = [
+        finetune("nvila-tiny", "nvila", CPU_ENV, memory_counted=100),
+        finetune("nvila-tiny", "full-full", CPU_ENV, memory_counted=300),
+    ]
     real_nvila = finetune("nvila-8b", "nvila", GPU_ENV, peak_memory_allocated=20e9)
     ours = {r["id"]: r for r in claims_table([*tiny, real_nvila])}["finetune-memory"]["ours"]
     assert ours.text == "3.00x" and not ours.comparable and "nvila-tiny, sum of counted parts" in ours.note

@@ -6,10 +6,10 @@ apart."""
 from __future__ import annotations
 
 import pytest
+from nvila_bench.reports import sections
 from test_report import engine_record
 
 from nvila_bench.core.measuring.results import Metric
-from nvila_bench.reports import sections
 
 
 def test_a_prefill_row_notes_the_vision_and_llm_prefill_attention_kernels():
@@ -26,19 +26,29 @@ def test_a_prefill_row_notes_the_vision_and_llm_prefill_attention_kernels():
 def test_headline_and_roofline_state_each_figure_over_the_transformers_peers():
     from nvila_bench.reports.render import render_report
 
-    records = [engine_record(suite, engine, seconds) for suite in ("prefill", "decode")
-               for engine, seconds in (("compiled", 0.1), ("hf-static", 0.25), ("eager", 0.3))]  # fmt: skip
+    records = [
+        engine_record(suite, engine, seconds)
+        for suite in ("prefill", "decode")
+        for engine, seconds in (("compiled", 0.1), ("hf-static", 0.25), ("eager", 0.3))
+    ]
     for r in records:  # the cost model's figures the roofline places each stage by
         for stage in ("llm_prefill", "decode_step"):
-            r.metrics |= {f"{stage}_flops": Metric.analytic(1e12, "FLOP"), f"{stage}_bytes": Metric.analytic(1e10, "bytes")}
+            r.metrics |= {
+                f"{stage}_flops": Metric.analytic(1e12, "FLOP"),
+                f"{stage}_bytes": Metric.analytic(1e10, "bytes"),
+            }
     built = sections.build(records, ["x.jsonl"])
     (group,) = built["headline"]["groups"].values()
     rows = {r["engine"]: r for r in group}
-    assert [(p["engine"], round(p["ratio"], 3), p["same_run"]) for p in rows["compiled"]["ttft_vs_peers"]] == [("hf-static", 2.5, True)]
+    assert [(p["engine"], round(p["ratio"], 3), p["same_run"]) for p in rows["compiled"]["ttft_vs_peers"]] == [
+        ("hf-static", 2.5, True)
+    ]
     assert [(p["engine"], round(p["ratio"], 3)) for p in rows["eager"]["decode_vs_peers"]] == [("hf-static", 0.833)]
     assert rows["hf-static"]["ttft_vs_peers"] == []  # a peer states no ratio over itself
     stated = [(r["suite"], r["engine"], r["stage"]) for r in built["roofline"]["rows"] if r["vs_peers"]]
-    assert ("decode", "compiled", "decode_step") in stated and all(stage != "llm_prefill" or suite == "prefill" for suite, _, stage in stated)
+    assert ("decode", "compiled", "decode_step") in stated and all(
+        stage != "llm_prefill" or suite == "prefill" for suite, _, stage in stated
+    )
     assert "<strong>2.50x</strong> TTFT vs hf-static" in render_report(records, ["x.jsonl"])
 
 
@@ -46,7 +56,10 @@ def test_a_compiled_decode_records_prefill_is_named_as_the_eager_one_it_is():
     decode = engine_record("decode", "compiled", 0.1)
     decode.metrics["prefill_engine"] = Metric.measured("eager, into the static cache", "text")
     for stage in ("llm_prefill", "decode_step"):
-        decode.metrics |= {f"{stage}_flops": Metric.analytic(1e12, "FLOP"), f"{stage}_bytes": Metric.analytic(1e10, "bytes")}
+        decode.metrics |= {
+            f"{stage}_flops": Metric.analytic(1e12, "FLOP"),
+            f"{stage}_bytes": Metric.analytic(1e10, "bytes"),
+        }
     built = sections.build([decode, engine_record("decode", "hf-static", 0.2)], ["x.jsonl"])
     engines = {r["stage"]: r["engine"] for r in built["roofline"]["rows"] if r["suite"] == "decode"}
     assert engines == {"llm_prefill": "eager, into the static cache", "decode_step": "compiled"}
@@ -58,7 +71,10 @@ def test_the_setup_column_tells_the_graph_captures_apart_where_recorded():
     from nvila_bench.reports.render import render_report
 
     compiled = engine_record("decode", "compiled", 0.1)
-    compiled.metrics |= {"setup_seconds": Metric.measured(30.5, "s", "lower"), "graph_capture_seconds": Metric.measured(0.25, "s", "lower")}
+    compiled.metrics |= {
+        "setup_seconds": Metric.measured(30.5, "s", "lower"),
+        "graph_capture_seconds": Metric.measured(0.25, "s", "lower"),
+    }
     peer = engine_record("decode", "hf-static", 0.2)
     (row,) = sections.build([compiled, peer], ["x.jsonl"])["engines"]["rows"]
     assert (row["reference_setup"], row["reference_capture"]) == (30.5, 0.25)
@@ -68,7 +84,10 @@ def test_the_setup_column_tells_the_graph_captures_apart_where_recorded():
 
 
 def _with_logits(record, digest: str, logits: list) -> object:
-    record.metrics |= {"output_ids_digest": Metric.measured(digest, "sha256"), "last_step_logits": Metric.measured(logits, "logits")}
+    record.metrics |= {
+        "output_ids_digest": Metric.measured(digest, "sha256"),
+        "last_step_logits": Metric.measured(logits, "logits"),
+    }
     return record
 
 
@@ -80,13 +99,20 @@ def test_decode_engines_are_compared_by_their_last_step_logits_where_one_repeate
     same = [117939] * 20
     logits = [1.0, -2.0, None, 0.5] * 64  # None: a token transformers' min_new_tokens masked
     compiled = _with_logits(engine_record("decode", "compiled", 0.006, ids=same), "d1", logits)
-    near = _with_logits(engine_record("decode", "hf-static", 0.0094, ids=same), "d1",
-                        [None if x is None else x * 1.003 for x in logits])  # fmt: skip
-    far = _with_logits(engine_record("decode", "eager", 0.02, ids=same), "d1", [None if x is None else -x for x in logits])
+    near = _with_logits(
+        engine_record("decode", "hf-static", 0.0094, ids=same), "d1", [None if x is None else x * 1.003 for x in logits]
+    )
+    far = _with_logits(
+        engine_record("decode", "eager", 0.02, ids=same), "d1", [None if x is None else -x for x in logits]
+    )
     rows = {r["engine"]: r["tokens"] for r in sections.build([compiled, near, far], ["x.jsonl"])["engines"]["rows"]}
     assert rows["hf-static"]["agree"] and rows["hf-static"]["distinct"] == 1 and rows["hf-static"]["same_sequence"]
     assert rows["hf-static"]["logits_difference"] == pytest.approx(0.003) and rows["hf-static"]["logits_close"]
-    assert rows["eager"]["agree"] and rows["eager"]["logits_difference"] == pytest.approx(2.0) and not rows["eager"]["logits_close"]
+    assert (
+        rows["eager"]["agree"]
+        and rows["eager"]["logits_difference"] == pytest.approx(2.0)
+        and not rows["eager"]["logits_close"]
+    )
     html = render_report([compiled, near, far], ["x.jsonl"])
     engines = html[html.index('<section id="engines">') : html.index('<section id="claims">')]
     assert "within 3.0e-03" in engines and '<span class="regression nowrap">2.0e+00 apart</span>' in engines
@@ -103,7 +129,9 @@ def test_decode_engines_are_compared_by_their_last_step_logits_where_one_repeate
     broken = _with_logits(engine_record("decode", "hf-static", 0.0094, ids=same), "d1", logits)
     broken.metrics["last_step_logits_nan"] = Metric.measured(7, "count")
     (row,) = sections.build([compiled, broken], ["x.jsonl"])["engines"]["rows"]
-    assert row["tokens"]["logits_close"] is False and "NaN in the logits (7)" in render_report([compiled, broken], ["x.jsonl"])
+    assert row["tokens"]["logits_close"] is False and "NaN in the logits (7)" in render_report(
+        [compiled, broken], ["x.jsonl"]
+    )
 
 
 def test_relative_difference_skips_masked_entries_and_refuses_what_cannot_be_compared():

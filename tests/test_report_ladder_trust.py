@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from nvila_bench.reports import deployment
+from nvila_bench.reports.render import render_report
 from test_report import LADDER, deployment_record
 
 from nvila_bench.core.measuring.results import Metric
-from nvila_bench.reports import deployment
-from nvila_bench.reports.render import render_report
 
 
 def _config(record, **changes):
@@ -26,8 +26,13 @@ def test_ladders_of_different_requests_are_two_tables_never_one():
     small = [deployment_record(*LADDER[1]), deployment_record(*LADDER[2])]
     large = [_config(r, images=["1920x1080"]) for r in (deployment_record(*LADDER[1]), deployment_record(*LADDER[2]))]
     groups = deployment.ladder(small + large)["groups"]
-    assert sorted(g["request"] for g in groups) == ["1920x1080, 64 prompt tokens, 8 new tokens", "448x448, 64 prompt tokens, 8 new tokens"]
-    assert all([r["rung"] for r in g["rows"]] == ["bf16", "w4a16-llm"] for g in groups)  # nothing dropped as a duplicate
+    assert sorted(g["request"] for g in groups) == [
+        "1920x1080, 64 prompt tokens, 8 new tokens",
+        "448x448, 64 prompt tokens, 8 new tokens",
+    ]
+    assert all(
+        [r["rung"] for r in g["rows"]] == ["bf16", "w4a16-llm"] for g in groups
+    )  # nothing dropped as a duplicate
     assert "Request: 1920x1080, 64 prompt tokens, 8 new tokens." in render_report(small + large, ["x.jsonl"])
 
 
@@ -52,8 +57,11 @@ def test_a_ratio_over_a_peer_of_another_run_says_so():
 
 def test_a_trained_checkpoints_accuracy_per_rung_with_its_points_against_bf16():
     bf16 = _metrics(deployment_record(*LADDER[1]), synthetic_accuracy=Metric.measured(0.90, "fraction"))
-    w4 = _metrics(deployment_record(*LADDER[2]), synthetic_accuracy=Metric.measured(0.875, "fraction"),
-                  checkpoint_top1_agreement=Metric.measured(0.96, "fraction"))  # fmt: skip
+    w4 = _metrics(
+        deployment_record(*LADDER[2]),
+        synthetic_accuracy=Metric.measured(0.875, "fraction"),
+        checkpoint_top1_agreement=Metric.measured(0.96, "fraction"),
+    )
     rows = {r["rung"]: r for r in deployment.ladder([bf16, w4])["groups"][0]["rows"]}
     assert rows["w4a16-llm"]["accuracy_points_vs_bf16"] == pytest.approx(-2.5)
     assert rows["w4a16-llm"]["checkpoint_top1"] == 0.96
@@ -63,9 +71,15 @@ def test_a_trained_checkpoints_accuracy_per_rung_with_its_points_against_bf16():
     assert alone["accuracy_points_vs_bf16"] is None and "87.5%" in render_report([w4], ["x.jsonl"])
 
 
-@pytest.mark.parametrize("paper_gpu, hardware, same", [
-    ("A100", "NVIDIA A100-SXM4-80GB", True), ("A100", "NVIDIA RTX A1000", False), ("RTX 4090", "GeForce RTX4090", True),
-    ("Orin", "Jetson AGX Orin", True), ("A100", "CPU A100", False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "paper_gpu, hardware, same",
+    [
+        ("A100", "NVIDIA A100-SXM4-80GB", True),
+        ("A100", "NVIDIA RTX A1000", False),
+        ("RTX 4090", "GeForce RTX4090", True),
+        ("Orin", "Jetson AGX Orin", True),
+        ("A100", "CPU A100", False),
+    ],
+)
 def test_the_papers_gpu_is_matched_by_whole_name(paper_gpu, hardware, same):
     assert deployment.same_hardware(paper_gpu, hardware) is same

@@ -9,12 +9,12 @@ import re
 
 import pytest
 from fake_records import GPU_ENV, RTX4090_ENV, W4A16, decode_record, prefill_record, rung_record, train_record
-
-from nvila_bench.cli import main
-from nvila_bench.core.measuring.results import Metric, load_results
 from nvila_bench.reports import peers, sections
 from nvila_bench.reports.claims import claims_table
 from nvila_bench.reports.render import render_report
+
+from nvila_bench.cli import main
+from nvila_bench.core.measuring.results import Metric, load_results
 
 NOTE = "decode step fell back to sdpa: flex attention failed to capture"
 MARK = f'<span class="regression fell-back" title="{NOTE}">fell back: {NOTE}</span>'
@@ -120,8 +120,12 @@ def test_tiny_stand_ins_sit_only_beside_tiny_stand_ins_and_are_not_comparable():
 def test_a_fallen_back_figure_is_marked_and_never_the_fastest_engine():
     compiled = decode_record("qwen2-vl-tiny", tpot=0.001, cache="static", engine="compiled")
     compiled.metrics["engine_note"] = Metric.measured(NOTE, "text")
-    records = [decode_record("nvila-tiny", tpot=0.002), decode_record("qwen2-vl-tiny", tpot=0.004), compiled,
-               decode_record("nvila-tiny", tpot=0.0025, engine="compiled", cache="static")]
+    records = [
+        decode_record("nvila-tiny", tpot=0.002),
+        decode_record("qwen2-vl-tiny", tpot=0.004),
+        compiled,
+        decode_record("nvila-tiny", tpot=0.0025, engine="compiled", cache="static"),
+    ]
     groups = {g["engine"]: g for g in _groups(records)}
     assert set(groups) == {"eager", "compiled", "fastest"}
     nvila, peer = groups["compiled"]["rows"]
@@ -135,8 +139,11 @@ def test_a_fallen_back_figure_is_marked_and_never_the_fastest_engine():
 
 
 def test_the_table_renders_with_stages_memory_tokens_and_ratios_and_peers_leave_the_headline():
-    records = [rung_record("nvila-8b", 0.1, 160.0), rung_record("qwen2-vl-7b", 0.2, 100.0),
-               rung_record("llava-onevision-7b", 0.15, 80.0)]
+    records = [
+        rung_record("nvila-8b", 0.1, 160.0),
+        rung_record("qwen2-vl-7b", 0.2, 100.0),
+        rung_record("llava-onevision-7b", 0.15, 80.0),
+    ]
     html = render_report(records, ["x.jsonl"])
     section = _section(html)
     assert "weights LLM w4a16 (gemlite), AWQ / SmoothQuant scales" in section and "NVIDIA GeForce RTX 4090" in section
@@ -178,8 +185,23 @@ def test_the_training_cost_row_uses_measured_per_sample_step_times():
 
 def test_a_tiny_cpu_run_of_nvila_and_qwen2_vl_renders_both_rows(tmp_path):
     out, page = tmp_path / "res", tmp_path / "report.html"
-    common = ["--preset", "nvila-tiny", "--preset", "qwen2-vl-tiny", "--image", "448x448", "--warmup", "0",
-              "--repeats", "1", "--min-seconds", "0", "--quiet", "--out", str(out)]
+    common = [
+        "--preset",
+        "nvila-tiny",
+        "--preset",
+        "qwen2-vl-tiny",
+        "--image",
+        "448x448",
+        "--warmup",
+        "0",
+        "--repeats",
+        "1",
+        "--min-seconds",
+        "0",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     assert main(["run", "prefill", *common]) == 0
     assert main(["run", "decode", "--new-tokens", "4", *common]) == 0
     assert main(["report", str(out), "--out", str(page)]) == 0

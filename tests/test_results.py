@@ -5,12 +5,20 @@ import json
 import pytest
 
 from nvila_bench.core.measuring.results import (
-    SCHEMA_VERSION, Metric, Record, ResultWriter, point_id, read_results, upgrade_v1,
-)  # fmt: skip
+    SCHEMA_VERSION,
+    Metric,
+    Record,
+    ResultWriter,
+    point_id,
+    read_results,
+    upgrade_v1,
+)
 
 
 def record(**kw) -> Record:
-    args = dict(suite="prefill", config={"preset": "nvila-tiny"}, metrics={"ttft": Metric.measured(0.5, "s")}, run_id="r1")
+    args = dict(
+        suite="prefill", config={"preset": "nvila-tiny"}, metrics={"ttft": Metric.measured(0.5, "s")}, run_id="r1"
+    )
     return Record(**(args | kw))
 
 
@@ -53,12 +61,17 @@ def test_invalid_records_cannot_be_built():
 def test_round_trip_through_json():
     """Record -> JSON -> Record is the identity, for every kind of metric the constructors make."""
     r = record(
-        metrics={"ttft": Metric.timing([0.1, 0.12, 0.11]), "rate": Metric.rate([0.1, 0.2], 4, "tokens/s"),
-                 "mfu": Metric.utilisation(0.4, of="ttft"), "flops": Metric.analytic(1e12, "FLOP"),
-                 "peak": Metric.measured(2**30, "bytes", better="lower", merge="max"),
-                 "table": Metric.measured([{"stage": "vision", "seconds": 0.1}], "per step")},
-        environment={"device": "cpu"}, config={"preset": "nvila-tiny", "extra": {"variant": "a"}},
-    )  # fmt: skip
+        metrics={
+            "ttft": Metric.timing([0.1, 0.12, 0.11]),
+            "rate": Metric.rate([0.1, 0.2], 4, "tokens/s"),
+            "mfu": Metric.utilisation(0.4, of="ttft"),
+            "flops": Metric.analytic(1e12, "FLOP"),
+            "peak": Metric.measured(2**30, "bytes", better="lower", merge="max"),
+            "table": Metric.measured([{"stage": "vision", "seconds": 0.1}], "per step"),
+        },
+        environment={"device": "cpu"},
+        config={"preset": "nvila-tiny", "extra": {"variant": "a"}},
+    )
     back = Record.from_dict(json.loads(r.to_json()))
     assert back == r
     assert back.metrics["mfu"].derived_from == "ttft" and back.metrics["rate"].better == "higher"
@@ -69,21 +82,39 @@ def test_a_version_1_record_upgrades():
     """Version 1 stored no direction or merge rule: they are inferred (timings lower and pooled, rates higher,
     a metric with "of" rescaled with its source, counts without a direction)."""
     v1 = {
-        "schema_version": 1, "run_id": "r", "point_id": "x", "timestamp": "2026-11-27T11:32:11Z", "suite": "decode",
-        "status": "ok", "error": None, "provenance": "measured", "preset": "nvila-8b", "config": {"preset": "nvila-8b"},
+        "schema_version": 1,
+        "run_id": "r",
+        "point_id": "x",
+        "timestamp": "2026-11-27T11:32:11Z",
+        "suite": "decode",
+        "status": "ok",
+        "error": None,
+        "provenance": "measured",
+        "preset": "nvila-8b",
+        "config": {"preset": "nvila-8b"},
         "environment": None,
         "metrics": {
-            "ttft": {"value": 0.1, "unit": "s", "provenance": "measured", "samples": [0.1, 0.1],
-                     "summary": Metric.timing([0.1, 0.1]).summary},
-            "decode_tokens_per_s": {"value": 50.0, "unit": "tokens/s", "provenance": "measured",
-                                    "samples": [50.0, 50.0], "summary": Metric.rate([0.02, 0.02], 1, "tokens/s").summary},
+            "ttft": {
+                "value": 0.1,
+                "unit": "s",
+                "provenance": "measured",
+                "samples": [0.1, 0.1],
+                "summary": Metric.timing([0.1, 0.1]).summary,
+            },
+            "decode_tokens_per_s": {
+                "value": 50.0,
+                "unit": "tokens/s",
+                "provenance": "measured",
+                "samples": [50.0, 50.0],
+                "summary": Metric.rate([0.02, 0.02], 1, "tokens/s").summary,
+            },
             "llm_prefill_mfu": {"value": 0.8, "unit": "fraction", "provenance": "measured", "of": "llm_prefill"},
             "mfu": {"value": 0.4, "unit": "fraction", "provenance": "measured"},
             "peak_memory_allocated": {"value": 123, "unit": "bytes", "provenance": "measured"},
             "iterations": {"value": 5, "unit": "count", "provenance": "measured"},
             "llm_prefill_flops": {"value": 1e12, "unit": "FLOP", "provenance": "analytic"},
         },
-    }  # fmt: skip
+    }
     r = Record.from_dict(v1)
     assert r.schema_version == SCHEMA_VERSION and r.preset == "nvila-8b"
     m = r.metrics

@@ -11,11 +11,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import read_dicts
 
 from nvila_bench.cli import main
 from nvila_bench.core.measuring.results import STATUSES, Metric, Record, ResultWriter, read_results
 from nvila_bench.runner import sweep
-from conftest import read_dicts
 
 REPO = Path(__file__).resolve().parents[1]
 MEASUREMENTS = REPO.parent / "shared" / "measurements"
@@ -25,7 +25,9 @@ NAN, INF = float("nan"), float("inf")
 
 
 def record(**kw) -> Record:
-    args = dict(suite="prefill", config={"preset": "nvila-tiny"}, metrics={"ttft": Metric.timing([0.1, 0.2, 0.3])}, run_id="r1")
+    args = dict(
+        suite="prefill", config={"preset": "nvila-tiny"}, metrics={"ttft": Metric.timing([0.1, 0.2, 0.3])}, run_id="r1"
+    )
     return Record(**(args | kw))
 
 
@@ -37,9 +39,15 @@ def line_of(r: Record | dict) -> str:
 def test_a_non_finite_figure_becomes_null_with_a_note(tmp_path):
     ttft = Metric.timing([0.1, 0.2, 0.3])
     ttft.samples = [0.1, NAN, 0.3]
-    r = record(metrics={"loss_final": Metric.measured(NAN, "nats"), "ttft": ttft, "tokens": Metric.measured(7, "tokens"),
-                        "table": Metric.measured([{"stage": "vision", "seconds": INF}], "per step")},
-               config={"preset": "nvila-tiny", "extra": {"lr": INF}})  # fmt: skip
+    r = record(
+        metrics={
+            "loss_final": Metric.measured(NAN, "nats"),
+            "ttft": ttft,
+            "tokens": Metric.measured(7, "tokens"),
+            "table": Metric.measured([{"stage": "vision", "seconds": INF}], "per step"),
+        },
+        config={"preset": "nvila-tiny", "extra": {"lr": INF}},
+    )
     assert r.status == "nonfinite"
     assert r.error == "non-finite figures: loss_final (nan), ttft (nan), table (inf)"
     ResultWriter(tmp_path).write(r)
@@ -67,7 +75,21 @@ def test_a_failed_point_keeps_its_status_and_error():
 
 
 def test_a_diverging_train_sweep_records_every_point(tmp_path, capsys):
-    code = main(["run", "train", "--preset", "nvila-tiny", "--preset", "vila-tiny", "--lr", "1e30", "--out", str(tmp_path), *FAST])
+    code = main(
+        [
+            "run",
+            "train",
+            "--preset",
+            "nvila-tiny",
+            "--preset",
+            "vila-tiny",
+            "--lr",
+            "1e30",
+            "--out",
+            str(tmp_path),
+            *FAST,
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     records = read_dicts(tmp_path)
     assert [(r["preset"], r["status"]) for r in records] == [("nvila-tiny", "nonfinite"), ("vila-tiny", "nonfinite")]
@@ -85,7 +107,11 @@ def test_host_memory_error_is_an_oom_record(tmp_path, monkeypatch, fault):
     assert main([*args, "--out", str(tmp_path), *FAST]) == 0
     records = read_dicts(tmp_path)
     assert [r["status"] for r in records] == ["oom", "ok"], records[1]["error"]
-    expected = "MemoryError" if fault == "memory" else "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory"
+    expected = (
+        "MemoryError"
+        if fault == "memory"
+        else "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory"
+    )
     assert records[0]["error"].startswith(f"host out of memory: {expected}")
 
 
@@ -100,8 +126,9 @@ def test_isolated_workers_keep_skipped_and_nonfinite(tmp_path):
 
 
 def test_sweep_counts_every_status(tmp_path, monkeypatch):
-    from nvila_bench.core.measuring.point import BenchPoint
     from nvila_bench.suites.registry import Job
+
+    from nvila_bench.core.measuring.point import BenchPoint
 
     statuses = iter(STATUSES)
 
@@ -169,7 +196,9 @@ def test_the_writer_starts_its_line_after_a_torn_one(tmp_path, capsys):
     ResultWriter(tmp_path).write(record(run_id="b"))
     assert path.read_text().splitlines()[2].startswith('{"config"')  # not glued onto the fragment
     assert [r.run_id for r in read_results(tmp_path)] == ["a", "b"]
-    assert capsys.readouterr().err == f"nvila-bench: warning: {path}:2: truncated record skipped (a write was cut off)\n"
+    assert (
+        capsys.readouterr().err == f"nvila-bench: warning: {path}:2: truncated record skipped (a write was cut off)\n"
+    )
 
 
 # ---- 4. torn lines on reading --------------------------------------------------------------------------------
@@ -178,7 +207,10 @@ def test_a_torn_last_line_is_skipped_with_one_warning(tmp_path, capsys):
     path.write_text(line_of(record(run_id="a")) + line_of(record(run_id="b"))[:-40])
     assert [r.run_id for r in read_results(path)] == ["a"]
     assert [r.run_id for r in read_results(path)] == ["a"]  # read twice, warned once
-    assert capsys.readouterr().err == f"nvila-bench: warning: {path}:2: truncated record skipped (the file ends mid-line)\n"
+    assert (
+        capsys.readouterr().err
+        == f"nvila-bench: warning: {path}:2: truncated record skipped (the file ends mid-line)\n"
+    )
     path.write_text(line_of(record())[:-40])  # nothing but a torn record: one error line says both
     with pytest.raises(ValueError, match=r"results.jsonl: no result records \(line 1: truncated record\)$"):
         read_results(path)
@@ -239,15 +271,23 @@ def test_nan_and_infinity_are_refused(tmp_path, constant):
 def test_deep_nesting_is_an_error_not_a_crash(tmp_path, capsys):
     (tmp_path / "results.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n")
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "r.html")]) == 2
-    assert capsys.readouterr().err == f"nvila-bench: error: {tmp_path / 'results.jsonl'}:1: not JSON (nested too deeply)\n"
+    assert (
+        capsys.readouterr().err == f"nvila-bench: error: {tmp_path / 'results.jsonl'}:1: not JSON (nested too deeply)\n"
+    )
 
 
 def test_bad_records_exit_2_in_report_and_gate(tmp_path, capsys):
     (tmp_path / "results.jsonl").write_text(line_of(GOOD | {"metrics": {"ttft": TTFT | {"summary": {}}}}))
-    for args in (["report", str(tmp_path), "--out", str(tmp_path / "r.html")], ["gate", "--baseline", str(tmp_path), "--candidate", str(tmp_path)]):
+    for args in (
+        ["report", str(tmp_path), "--out", str(tmp_path / "r.html")],
+        ["gate", "--baseline", str(tmp_path), "--candidate", str(tmp_path)],
+    ):
         assert main(args) == 2
         err = capsys.readouterr().err
-        assert err.startswith(f"nvila-bench: error: {tmp_path / 'results.jsonl'}:1: invalid result record") and err.count("\n") == 1
+        assert (
+            err.startswith(f"nvila-bench: error: {tmp_path / 'results.jsonl'}:1: invalid result record")
+            and err.count("\n") == 1
+        )
 
 
 @pytest.mark.skipif(not MEASUREMENTS.is_dir(), reason="no shared measurements beside the repository")
@@ -265,7 +305,9 @@ def test_statuses_and_the_note_round_trip():
 def test_the_schema_ships_with_the_package():
     pyproject = (REPO / "pyproject.toml").read_text()
     assert '"record.schema.json"]' in pyproject and '"fastjsonschema>=' in pyproject
-    assert json.loads((REPO / "nvila_bench" / "core" / "record.schema.json").read_text())["properties"]["status"]["enum"] == list(STATUSES)
+    assert json.loads((REPO / "nvila_bench" / "core" / "measuring" / "record.schema.json").read_text())["properties"][
+        "status"
+    ]["enum"] == list(STATUSES)
 
 
 # ---- 6. outputs that cannot be written ---------------------------------------------------------------------
@@ -279,7 +321,9 @@ def unwritable(tmp_path) -> dict[str, str]:
 def test_run_refuses_an_unwritable_out_before_measuring(tmp_path, capsys, monkeypatch, case):
     measured = []
     monkeypatch.setattr(sweep, "run_job", lambda *a: measured.append(a))
-    code = main(["run", "prefill", "--preset", "nvila-tiny", "--image", "448x448", "--out", unwritable(tmp_path)[case], *FAST])
+    code = main(
+        ["run", "prefill", "--preset", "nvila-tiny", "--image", "448x448", "--out", unwritable(tmp_path)[case], *FAST]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("nvila-bench: error: ") and err.count("\n") == 1 and not measured
     assert "cannot write results here" in err or "output directory is ''" in err
@@ -314,7 +358,8 @@ def test_measuring_needs_no_validator_and_reading_without_one_says_what_to_insta
     code = (
         "import sys; sys.modules['fastjsonschema'] = None\n"
         "from nvila_bench.core.measuring.results import Metric, Record, ResultWriter, read_results\n"
-        f"ResultWriter({str(tmp_path)!r}).write(Record('prefill', {{'preset': 'nvila-tiny'}}, {{'ttft': Metric.timing([0.1, 0.2])}}, 'r'))\n"
+        f"ResultWriter({str(tmp_path)!r}).write(Record('prefill', {{'preset': 'nvila-tiny'}}, {{'ttft': "
+        "Metric.timing([0.1, 0.2])}}, 'r'))\n"
         f"try:\n    read_results({str(tmp_path)!r})\nexcept ValueError as e:\n    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import read_dicts
 
 from nvila_bench.cli import main
 from nvila_bench.core.measuring.point import BenchPoint
-from conftest import read_dicts
 from nvila_bench.core.measuring.point import points_from_axes as expand
 from nvila_bench.runner.suite_file import load_suite_file
 
@@ -29,7 +29,10 @@ def test_expand_is_a_cartesian_product_in_order():
 
 def test_suite_file_axes(tmp_path):
     path = tmp_path / "s.toml"
-    path.write_text('suite = "prefill"\npreset = ["nvila-tiny", "vila-tiny"]\nimages = [["448x448"], ["640x480", "64x64"]]\nprompt_tokens = 16\n')
+    path.write_text(
+        'suite = "prefill"\npreset = ["nvila-tiny", "vila-tiny"]\n'
+        'images = [["448x448"], ["640x480", "64x64"]]\nprompt_tokens = 16\n'
+    )
     suite, axes = load_suite_file(path)
     assert suite == "prefill"
     assert axes["images"] == [((448, 448),), ((640, 480), (64, 64))]
@@ -39,12 +42,50 @@ def test_suite_file_axes(tmp_path):
 
 def test_prefill_and_decode_records(tmp_path):
     out = tmp_path / "out"
-    assert main(["run", "prefill", "--preset", "nvila-tiny", "--preset", "vila-tiny", "--image", "640x480", "--out", str(out), *FAST]) == 0
-    assert main(["run", "decode", "--preset", "nvila-lite-tiny", "--video-frames", "8", "--new-tokens", "5", "--cache", "static", "--out", str(out), *FAST]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "prefill",
+                "--preset",
+                "nvila-tiny",
+                "--preset",
+                "vila-tiny",
+                "--image",
+                "640x480",
+                "--out",
+                str(out),
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "run",
+                "decode",
+                "--preset",
+                "nvila-lite-tiny",
+                "--video-frames",
+                "8",
+                "--new-tokens",
+                "5",
+                "--cache",
+                "static",
+                "--out",
+                str(out),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     records = read_dicts(out)
     assert [(r["suite"], r["preset"], r["status"]) for r in records] == [
-        ("prefill", "nvila-tiny", "ok"), ("prefill", "vila-tiny", "ok"), ("decode", "nvila-lite-tiny", "ok"),
-    ]  # fmt: skip
+        ("prefill", "nvila-tiny", "ok"),
+        ("prefill", "vila-tiny", "ok"),
+        ("decode", "nvila-lite-tiny", "ok"),
+    ]
     prefill = records[0]["metrics"]
     assert prefill["visual_tokens"]["value"] == 3072 and prefill["media_tokens"]["value"] == 3073
     assert prefill["ttft"]["summary"]["n"] == 2 and len(prefill["ttft"]["samples"]) == 2
@@ -72,7 +113,19 @@ def test_injected_oom_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
 @pytest.mark.parametrize("fault, status", [("oom", "oom"), ("error", "error")])
 def test_isolated_points(tmp_path, fault, status):
     env = os.environ | {"NVILA_BENCH_FAULT": f"{fault}:vila-tiny"}
-    args = [NVILA_BENCH, "run", "prefill", "--preset", "vila-tiny", "--preset", "nvila-tiny", "--isolate", "--out", str(tmp_path), *FAST]
+    args = [
+        NVILA_BENCH,
+        "run",
+        "prefill",
+        "--preset",
+        "vila-tiny",
+        "--preset",
+        "nvila-tiny",
+        "--isolate",
+        "--out",
+        str(tmp_path),
+        *FAST,
+    ]
     proc = subprocess.run(args, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert [r["status"] for r in read_dicts(tmp_path)] == [status, "ok"]
@@ -80,8 +133,25 @@ def test_isolated_points(tmp_path, fault, status):
 
 def test_sigint_keeps_completed_points(tmp_path):
     args = [a for pair in zip(["--prompt-tokens"] * 12, [str(i) for i in range(1, 13)]) for a in pair]
-    cmd = [NVILA_BENCH, "run", "prefill", "--preset", "vila-tiny", *args, "--image", "448x448", "--out", str(tmp_path),
-           "--warmup", "0", "--repeats", "1", "--min-seconds", "0.3", "--quiet"]  # fmt: skip
+    cmd = [
+        NVILA_BENCH,
+        "run",
+        "prefill",
+        "--preset",
+        "vila-tiny",
+        *args,
+        "--image",
+        "448x448",
+        "--out",
+        str(tmp_path),
+        "--warmup",
+        "0",
+        "--repeats",
+        "1",
+        "--min-seconds",
+        "0.3",
+        "--quiet",
+    ]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     results = tmp_path / "results.jsonl"
     deadline = time.time() + 60
@@ -151,7 +221,9 @@ def test_merge_runs_pools_samples_and_rescales_utilisation():
 def test_measured_ceilings_feed_mfu_only_for_their_dtype(tmp_path):
     from nvila_bench.core.analysis.hardware import resolve_peaks
 
-    (tmp_path / "ceilings.json").write_text(json.dumps({"device": "cpu", "dtype": "float32", "gemm_tflops": 0.5, "copy_gbs": 20.0}))
+    (tmp_path / "ceilings.json").write_text(
+        json.dumps({"device": "cpu", "dtype": "float32", "gemm_tflops": 0.5, "copy_gbs": 20.0})
+    )
     peaks = resolve_peaks("cpu", "float32", ceilings=str(tmp_path / "ceilings.json"))
     assert (peaks.flops, peaks.bandwidth) == (0.5e12, 20e9) and peaks.source.startswith("measured:")
     assert resolve_peaks("cpu", "bfloat16", ceilings=str(tmp_path / "ceilings.json")) is None
@@ -162,7 +234,18 @@ def test_measured_ceilings_feed_mfu_only_for_their_dtype(tmp_path):
 
 
 def test_each_dtype_of_a_sweep_gets_its_own_peaks(tmp_path):
-    args = ["run", "prefill", "--preset", "vila-tiny", "--dtype", "float32", "--dtype", "bfloat16", "--hardware", "h100-sxm"]
+    args = [
+        "run",
+        "prefill",
+        "--preset",
+        "vila-tiny",
+        "--dtype",
+        "float32",
+        "--dtype",
+        "bfloat16",
+        "--hardware",
+        "h100-sxm",
+    ]
     assert main([*args, "--out", str(tmp_path), *FAST]) == 0
     fp32, bf16 = read_dicts(tmp_path)
     assert "vision_mfu" not in fp32["metrics"]  # the table has no fp32 tensor-core peak: no made-up MFU

@@ -48,7 +48,11 @@ def test_repeated_laps_give_one_sample_each():
 
 def test_warmup_seconds_is_honoured():
     started = time.perf_counter()
-    measure(lambda clock: clock.lap("x"), torch.device("cpu"), MeasureConfig(warmup=0, warmup_seconds=0.05, repeats=1, min_seconds=0))
+    measure(
+        lambda clock: clock.lap("x"),
+        torch.device("cpu"),
+        MeasureConfig(warmup=0, warmup_seconds=0.05, repeats=1, min_seconds=0),
+    )
     assert time.perf_counter() - started >= 0.05
 
 

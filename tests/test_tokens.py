@@ -1,11 +1,12 @@
-"""Token counts: the reference's worked examples (docs/reference.md#worked-examples), multi-image and video budgets (docs/reference.md#image-preprocessing-and-token-counts, docs/reference.md#video-and-temporal-pooling-tsp)."""
+"""Token counts: the reference's worked examples (docs/reference.md#worked-examples), multi-image and video budgets
+(docs/reference.md#image-preprocessing-and-token-counts, docs/reference.md#video-and-temporal-pooling-tsp)."""
 
 import pytest
-
 from nvila_bench.model import count_visual_tokens, get_preset
 from nvila_bench.model.tiling import candidate_grids, closest_grid
 
-# (W, H): NVILA-8B grid, ViT tiles, visual, LLM pos | Lite grid, tiles, visual, LLM pos  (reference docs/reference.md#worked-examples)
+# (W, H): NVILA-8B grid, ViT tiles, visual, LLM pos | Lite grid, tiles, visual, LLM pos  (reference
+# docs/reference.md#worked-examples)
 WORKED = {
     (448, 448): ((3, 3), 14, 2304, 2305, (1, 1), 1, 121, 123),
     (640, 480): ((4, 3), 17, 3072, 3073, (4, 3), 13, 1573, 1599),
@@ -24,9 +25,22 @@ FAMILY_PRESETS = {
 
 def test_candidate_grid_order_matches_upstream_set_order():
     assert candidate_grids(9, 12) == [
-        (3, 3), (9, 1), (1, 9), (10, 1), (1, 10), (2, 5), (5, 2), (11, 1), (1, 11),
-        (1, 12), (6, 2), (12, 1), (3, 4), (4, 3), (2, 6),
-    ]  # fmt: skip
+        (3, 3),
+        (9, 1),
+        (1, 9),
+        (10, 1),
+        (1, 10),
+        (2, 5),
+        (5, 2),
+        (11, 1),
+        (1, 11),
+        (1, 12),
+        (6, 2),
+        (12, 1),
+        (3, 4),
+        (4, 3),
+        (2, 6),
+    ]
 
 
 def test_area_tie_break_picks_larger_grid_for_large_images():
@@ -78,7 +92,12 @@ def test_multi_image_requests_skip_tiling(preset, per_image):
 @pytest.mark.parametrize(
     "preset, frames, pool, tokens",
     [
-        ("nvila-8b", 8, True, 2056),  # docs/reference.md#video-and-temporal-pooling-tsp budgets: no TSP in the image model
+        (
+            "nvila-8b",
+            8,
+            True,
+            2056,
+        ),  # docs/reference.md#video-and-temporal-pooling-tsp budgets: no TSP in the image model
         ("nvila-8b", 32, True, 8224),
         ("nvila-8b", 64, True, 16448),
         ("nvila-lite-8b", 8, True, 976),
@@ -103,7 +122,9 @@ def test_image_plus_video_request_totals():
 def test_tsp_needs_divisible_frame_count():
     with pytest.raises(ValueError, match="not a multiple of 8.*--no-temporal-pool"):
         count_visual_tokens(get_preset("nvila-8b-video"), video_frames=12)
-    assert count_visual_tokens(get_preset("nvila-8b-video"), video_frames=12, temporal_pool=False).video.tokens == 12 * 257
+    assert (
+        count_visual_tokens(get_preset("nvila-8b-video"), video_frames=12, temporal_pool=False).video.tokens == 12 * 257
+    )
 
 
 @pytest.mark.parametrize("bad", [(0, 10), (10, -1)])

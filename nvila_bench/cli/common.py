@@ -27,7 +27,9 @@ class ImageSize(click.ParamType):
             return value
         m = _SIZE.match(str(value))
         if not m or int(m[1]) < 1 or int(m[2]) < 1:
-            self.fail(f"{value!r} is not an image size: expected WxH with positive integers, e.g. 1920x1080", param, ctx)
+            self.fail(
+                f"{value!r} is not an image size: expected WxH with positive integers, e.g. 1920x1080", param, ctx
+            )
         return int(m[1]), int(m[2])
 
 
@@ -55,12 +57,22 @@ def table(rows: list[dict]) -> str:
 
 def request_options(f):
     """--preset, --image (repeatable: one multi-image request), --video-frames, --no-temporal-pool."""
-    for option in reversed([
-        click.option("--preset", "cfg", type=PresetName(), required=True, help="A preset name."),
-        click.option("--image", "images", type=ImageSize(), multiple=True, help="Image WxH; repeat for a multi-image request."),
-        click.option("--video-frames", type=int, help="Frames of one video in the request."),
-        click.option("--no-temporal-pool", is_flag=True, help="Disable TSP temporal pooling (a peer VLM has none)."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--preset", "cfg", type=PresetName(), required=True, help="A preset name."),
+            click.option(
+                "--image",
+                "images",
+                type=ImageSize(),
+                multiple=True,
+                help="Image WxH; repeat for a multi-image request.",
+            ),
+            click.option("--video-frames", type=int, help="Frames of one video in the request."),
+            click.option(
+                "--no-temporal-pool", is_flag=True, help="Disable TSP temporal pooling (a peer VLM has none)."
+            ),
+        ]
+    ):
         f = option(f)
     return f
 

@@ -7,7 +7,7 @@ from dataclasses import asdict
 import click
 
 from nvila_bench.model.peer_config import PeerConfig
-from nvila_bench.model.presets import Preset, get_preset, nvila_only, preset_names
+from nvila_bench.model.presets import Preset, get_preset, preset_names
 from nvila_bench.model.tokens import count_visual_tokens
 
 from .common import PresetName, check_request, emit, request_options, table
@@ -150,7 +150,20 @@ def tokens(cfg, images, video_frames, no_temporal_pool, as_json):
     data = count.to_dict()
     lines = [f"{cfg.name}: {data['total_tokens']} LLM positions for media"]
     if data["images"]:
-        lines.append(table([{"image": f"{i['width']}x{i['height']}", "grid": "x".join(map(str, i["grid"])), "vit_tiles": i["vit_tiles"], "visual_tokens": i["visual_tokens"], "tokens": i["tokens"]} for i in data["images"]]))
+        lines.append(
+            table(
+                [
+                    {
+                        "image": f"{i['width']}x{i['height']}",
+                        "grid": "x".join(map(str, i["grid"])),
+                        "vit_tiles": i["vit_tiles"],
+                        "visual_tokens": i["visual_tokens"],
+                        "tokens": i["tokens"],
+                    }
+                    for i in data["images"]
+                ]
+            )
+        )
     if data["images"] and isinstance(cfg, PeerConfig):
         unit = "384-px crops" if cfg.kind == "llava-onevision" else "14-px patches"
         lines.append(f"grid: {unit} (cols x rows)")
@@ -181,7 +194,8 @@ def summary():
 @click.option("--hardware", help="Hardware table entry for the time floor, e.g. h100-sxm.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def cost(cfg, images, video_frames, no_temporal_pool, prompt_tokens, context, batch_size, dtype, hardware, as_json):
-    """Analytic FLOPs (model: full N x N attention; executed: causal attention once per kept key), minimum bytes and time floor (executed FLOPs) per stage."""
+    """Analytic FLOPs (model: full N x N attention; executed: causal attention once per kept key), minimum bytes and
+    time floor (executed FLOPs) per stage."""
     from nvila_bench.core.analysis import costmodel
     from nvila_bench.core.analysis.hardware import get_hardware, hardware_keys
     from nvila_bench.core.measuring.point import canonical_dtype
@@ -192,7 +206,9 @@ def cost(cfg, images, video_frames, no_temporal_pool, prompt_tokens, context, ba
             raise click.BadParameter(f"out of range: {value}", param_hint=name)
     dtype = canonical_dtype(dtype)
     hw = get_hardware(hardware) if hardware else None
-    costs = costmodel.request_costs(cfg, images, video_frames, not no_temporal_pool, prompt_tokens, context, batch_size, dtype)
+    costs = costmodel.request_costs(
+        cfg, images, video_frames, not no_temporal_pool, prompt_tokens, context, batch_size, dtype
+    )
     stages = {name: c.to_dict() for name, c in costs.items()}
     data = {"preset": cfg.name, "dtype": dtype, "batch_size": batch_size, "provenance": "analytic"} | stages
     lines = [f"{cfg.name} ({dtype}, batch {batch_size}), analytic:"]
@@ -204,7 +220,9 @@ def cost(cfg, images, video_frames, no_temporal_pool, prompt_tokens, context, ba
 
     for name, st in stages.items():
         floor = f"  floor {small(st['time_floor_s'] * 1e3, 3):>9} ms on {hw.key}" if hw is not None else ""
-        lines.append(f"  {name:<12} {small(st['flops'] / 1e9, 2):>12} GFLOP {small(st['bytes'] / 1e6, 2):>12} MB{floor}")
+        lines.append(
+            f"  {name:<12} {small(st['flops'] / 1e9, 2):>12} GFLOP {small(st['bytes'] / 1e6, 2):>12} MB{floor}"
+        )
     if hw is None:
         lines.append(f"  (add --hardware for time floors: {', '.join(hardware_keys())})")
     emit(data, as_json, "\n".join(lines))

@@ -19,8 +19,8 @@ def register(cli: click.Group) -> None:
 def report(results, out_file, title):
     """One self-contained HTML report from RESULTS (results files or directories)."""
     from nvila_bench.core.measuring.files import write_atomic
-    from nvila_bench.reports.render import render_report
     from nvila_bench.core.measuring.results import load_results
+    from nvila_bench.reports.render import render_report
 
     check_output(out_file)
     records = load_results(results)
@@ -31,7 +31,9 @@ def report(results, out_file, title):
 
 @click.command()
 @click.argument("results_dir", type=click.Path())
-@click.option("--out", "site_dir", required=True, type=click.Path(file_okay=False), help="Directory of the static site.")
+@click.option(
+    "--out", "site_dir", required=True, type=click.Path(file_okay=False), help="Directory of the static site."
+)
 @click.option("--threshold", default="5%", show_default=True, help="Smallest change flagged, as in `gate`.")
 def dashboard(results_dir, site_dir, threshold):
     """History over many runs (each *.jsonl under RESULTS_DIR is one run): trends, flagged changes, reports."""
@@ -45,11 +47,34 @@ def dashboard(results_dir, site_dir, threshold):
 
 
 @click.command(name="gate")
-@click.option("--baseline", "baseline", required=True, multiple=True, type=click.Path(), help="Baseline results file or directory.")
-@click.option("--candidate", "candidate", required=True, multiple=True, type=click.Path(), help="Candidate results file or directory.")
+@click.option(
+    "--baseline",
+    "baseline",
+    required=True,
+    multiple=True,
+    type=click.Path(),
+    help="Baseline results file or directory.",
+)
+@click.option(
+    "--candidate",
+    "candidate",
+    required=True,
+    multiple=True,
+    type=click.Path(),
+    help="Candidate results file or directory.",
+)
 @click.option("--threshold", default="5%", show_default=True, help="Smallest change that counts, e.g. 5% or 0.05.")
-@click.option("--metrics", "metrics", multiple=True, help="Metrics to gate (repeat or comma-separate) [ttft, tpot, decode_tokens_per_s, ...].")
-@click.option("--summary-md", type=click.Path(dir_okay=False), help="Also write the Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).")
+@click.option(
+    "--metrics",
+    "metrics",
+    multiple=True,
+    help="Metrics to gate (repeat or comma-separate) [ttft, tpot, decode_tokens_per_s, ...].",
+)
+@click.option(
+    "--summary-md",
+    type=click.Path(dir_okay=False),
+    help="Also write the Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).",
+)
 @click.pass_context
 def gate_command(ctx, baseline, candidate, threshold, metrics, summary_md):
     """Exit 0 when the candidate did not regress against the baseline, 1 when it did, 2 when the two cannot be
@@ -69,12 +94,15 @@ def gate_command(ctx, baseline, candidate, threshold, metrics, summary_md):
             f.write(text)
     click.echo(text)
     if result.passed:
-        missing = f"; {result.unmatched_baseline} baseline point(s) not in the candidate" if result.unmatched_baseline else ""
+        missing = (
+            f"; {result.unmatched_baseline} baseline point(s) not in the candidate" if result.unmatched_baseline else ""
+        )
         click.echo(f"nvila-bench gate: pass ({len(result.comparisons)} comparison(s){missing})", err=True)
         return 0
     worst = result.regressions[0]
-    click.echo(f"nvila-bench gate: regression: {worst.label} {worst.metric} {worst.change_text}"
-               f"{' and ' + str(len(result.regressions) - 1) + ' more' if len(result.regressions) > 1 else ''}", err=True)
+    click.echo(
+        f"nvila-bench gate: regression: {worst.label} {worst.metric} {worst.change_text}"
+        f"{' and ' + str(len(result.regressions) - 1) + ' more' if len(result.regressions) > 1 else ''}",
+        err=True,
+    )
     ctx.exit(1)
-
-

@@ -49,7 +49,11 @@ class Seconds(click.ParamType):
     def convert(self, value, param, ctx):
         seconds = _float(value, self, param, ctx)
         if not (math.isfinite(seconds) and (seconds > 0 if self.positive else seconds >= 0) and seconds <= MAX_SECONDS):
-            self.fail(f"{value!r} seconds: must be finite, {'> 0' if self.positive else '>= 0'} and <= {MAX_SECONDS:g}", param, ctx)
+            self.fail(
+                f"{value!r} seconds: must be finite, {'> 0' if self.positive else '>= 0'} and <= {MAX_SECONDS:g}",
+                param,
+                ctx,
+            )
         return seconds
 
 
@@ -72,43 +76,123 @@ def _float(value, kind, param, ctx) -> float:
 
 def _measure_options() -> list:
     return [
-        click.option("--warmup", default=2, show_default=True, type=click.IntRange(0, MAX_ITERATIONS), help="Minimum warm-up iterations."),
+        click.option(
+            "--warmup",
+            default=2,
+            show_default=True,
+            type=click.IntRange(0, MAX_ITERATIONS),
+            help="Minimum warm-up iterations.",
+        ),
         click.option("--warmup-seconds", default=0.0, show_default=True, type=Seconds(), help="Minimum warm-up time."),
-        click.option("--repeats", default=5, show_default=True, type=click.IntRange(1, MAX_ITERATIONS), help="Minimum measured iterations."),
-        click.option("--min-seconds", default=1.0, show_default=True, type=Seconds(), help="Minimum measuring time per point."),
-        click.option("--max-repeats", default=1000, show_default=True, type=click.IntRange(1, MAX_ITERATIONS), help="Cap on measured iterations."),
+        click.option(
+            "--repeats",
+            default=5,
+            show_default=True,
+            type=click.IntRange(1, MAX_ITERATIONS),
+            help="Minimum measured iterations.",
+        ),
+        click.option(
+            "--min-seconds", default=1.0, show_default=True, type=Seconds(), help="Minimum measuring time per point."
+        ),
+        click.option(
+            "--max-repeats",
+            default=1000,
+            show_default=True,
+            type=click.IntRange(1, MAX_ITERATIONS),
+            help="Cap on measured iterations.",
+        ),
     ]
 
 
 COMMON = [
     click.option("--preset", "presets", multiple=True, help="Preset(s); several make a sweep axis."),
     click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N]."),
-    click.option("--dtype", "dtypes", multiple=True, help="float32 / bfloat16 / float16 (default: bf16 on cuda, fp32 on cpu)."),
-    click.option("--image", "images", type=ImageSize(), multiple=True, help="Image WxH; repeat for a multi-image request."),
+    click.option(
+        "--dtype", "dtypes", multiple=True, help="float32 / bfloat16 / float16 (default: bf16 on cuda, fp32 on cpu)."
+    ),
+    click.option(
+        "--image", "images", type=ImageSize(), multiple=True, help="Image WxH; repeat for a multi-image request."
+    ),
     click.option("--video-frames", "video_frames", type=int, multiple=True, help="Video frames (sweep axis)."),
     click.option("--no-temporal-pool", is_flag=True, help="Disable TSP temporal pooling."),
     click.option("--prompt-tokens", "prompt_tokens", type=int, multiple=True, help="Text tokens after the media [64]."),
     click.option("--new-tokens", "new_tokens", type=int, multiple=True, help="Tokens generated, EOS ignored [32]."),
     click.option("--batch-size", "batch_sizes", type=int, multiple=True, help="Identical requests per batch [1]."),
     click.option("--attn", default="sdpa", show_default=True, help="sdpa, eager or flash_attention_2."),
-    click.option("--cache", "caches", type=click.Choice(["dynamic", "static"]), multiple=True, help="Decode KV cache of the eager engine [dynamic]."),
-    click.option("--engine", "engines", type=click.Choice(list(ENGINES)), multiple=True,
-                 help="How prefill / decode run (sweep axis): compiled (CUDA graphs; default on cuda), eager (default on cpu), and the transformers peers hf-generate, hf-static."),
-    click.option("--preprocess", "preprocess", type=click.Choice(["cpu", "gpu"]), multiple=True,
-                 help="Image tiling on the host with PIL (cpu) or by tensor ops on the point's device (gpu; default on cuda)."),
-    click.option("--config", "suite_file", type=click.Path(dir_okay=False), help="TOML/YAML suite file; lists are sweep axes."),
-    click.option("--hardware", help="Hardware table entry for analytic floors and MFU (default: the GPU's own, or measured ceilings)."),
-    click.option("--ceilings", "ceilings_file", type=click.Path(dir_okay=False), help="ceilings.json from `nvila-bench ceilings`."),
+    click.option(
+        "--cache",
+        "caches",
+        type=click.Choice(["dynamic", "static"]),
+        multiple=True,
+        help="Decode KV cache of the eager engine [dynamic].",
+    ),
+    click.option(
+        "--engine",
+        "engines",
+        type=click.Choice(list(ENGINES)),
+        multiple=True,
+        help="How prefill / decode run (sweep axis): compiled (CUDA graphs; default on cuda), eager (default on cpu), "
+        "and the transformers peers hf-generate, hf-static.",
+    ),
+    click.option(
+        "--preprocess",
+        "preprocess",
+        type=click.Choice(["cpu", "gpu"]),
+        multiple=True,
+        help="Image tiling on the host with PIL (cpu) or by tensor ops on the point's device (gpu; default on cuda).",
+    ),
+    click.option(
+        "--config", "suite_file", type=click.Path(dir_okay=False), help="TOML/YAML suite file; lists are sweep axes."
+    ),
+    click.option(
+        "--hardware",
+        help="Hardware table entry for analytic floors and MFU (default: the GPU's own, or measured ceilings).",
+    ),
+    click.option(
+        "--ceilings",
+        "ceilings_file",
+        type=click.Path(dir_okay=False),
+        help="ceilings.json from `nvila-bench ceilings`.",
+    ),
     click.option("--isolate", is_flag=True, help="Run every point in its own subprocess."),
-    click.option("--processes", default=1, show_default=True, type=click.IntRange(1, MAX_PROCESSES),
-                 help="Measure every point in this many fresh subprocesses; the CI then covers run-to-run noise."),
+    click.option(
+        "--processes",
+        default=1,
+        show_default=True,
+        type=click.IntRange(1, MAX_PROCESSES),
+        help="Measure every point in this many fresh subprocesses; the CI then covers run-to-run noise.",
+    ),
     click.option("--quiet", is_flag=True, help="No progress output."),
     click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory."),
     *_measure_options(),
-]  # fmt: skip
-COMMON_NAMES = {"presets", "device", "dtypes", "images", "video_frames", "no_temporal_pool", "prompt_tokens", "new_tokens",
-                "batch_sizes", "attn", "caches", "engines", "preprocess", "suite_file", "hardware", "ceilings_file", "isolate", "processes", "quiet",
-                "out_dir", "warmup", "warmup_seconds", "repeats", "min_seconds", "max_repeats"}  # fmt: skip
+]
+COMMON_NAMES = {
+    "presets",
+    "device",
+    "dtypes",
+    "images",
+    "video_frames",
+    "no_temporal_pool",
+    "prompt_tokens",
+    "new_tokens",
+    "batch_sizes",
+    "attn",
+    "caches",
+    "engines",
+    "preprocess",
+    "suite_file",
+    "hardware",
+    "ceilings_file",
+    "isolate",
+    "processes",
+    "quiet",
+    "out_dir",
+    "warmup",
+    "warmup_seconds",
+    "repeats",
+    "min_seconds",
+    "max_repeats",
+}
 
 
 def _click_option(option) -> click.Option:
@@ -117,8 +201,15 @@ def _click_option(option) -> click.Option:
         return click.option(flag, option.name, is_flag=True, default=bool(option.default), help=option.help)
     kind = click.Choice(list(option.type)) if isinstance(option.type, tuple) else option.type
     kind = FiniteFloat() if kind is float else kind
-    return click.option(flag, option.name, type=kind, default=option.default, multiple=option.multiple,
-                        show_default=option.default is not None, help=option.help)  # fmt: skip
+    return click.option(
+        flag,
+        option.name,
+        type=kind,
+        default=option.default,
+        multiple=option.multiple,
+        show_default=option.default is not None,
+        help=option.help,
+    )
 
 
 def suite_command(suite: Suite) -> click.Command:
@@ -195,7 +286,11 @@ def sweep_axes(suite: Suite, c: dict) -> dict[str, list]:
 
 
 def _text(value) -> str:
-    return "x".join(map(str, value[0])) if isinstance(value, tuple) and value and isinstance(value[0], tuple) else str(value)
+    return (
+        "x".join(map(str, value[0]))
+        if isinstance(value, tuple) and value and isinstance(value[0], tuple)
+        else str(value)
+    )
 
 
 def plan(suite: Suite, c: dict, options: dict) -> tuple[list, dict]:
@@ -226,7 +321,9 @@ def check_device(device: str) -> None:
         if not torch.cuda.is_available():
             raise click.BadParameter(f"{device}, but torch sees no CUDA device here", param_hint="--device")
         if int(device.partition(":")[2] or 0) >= torch.cuda.device_count():
-            raise click.BadParameter(f"{device}: torch sees {torch.cuda.device_count()} CUDA device(s)", param_hint="--device")
+            raise click.BadParameter(
+                f"{device}: torch sees {torch.cuda.device_count()} CUDA device(s)", param_hint="--device"
+            )
 
 
 def check_ceilings(path: Path) -> str:
@@ -240,8 +337,10 @@ def check_ceilings(path: Path) -> str:
     for key in ("gemm_tflops", "copy_gbs"):
         value = data.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-            raise click.UsageError(f"{path}: {key} must be a positive finite number, got {value!r}; "
-                                   "measure again with `nvila-bench ceilings`")  # fmt: skip
+            raise click.UsageError(
+                f"{path}: {key} must be a positive finite number, got {value!r}; "
+                "measure again with `nvila-bench ceilings`"
+            )
     for key in ("device", "dtype"):
         if not isinstance(data.get(key), str):
             raise click.UsageError(f"{path}: {key} must be a string, got {data.get(key)!r}")
@@ -265,8 +364,10 @@ def check_ceilings_device(c: dict, device: str, ceilings: str | None) -> None:
 
         measured_on = str(load_ceilings(ceilings).get("device", ""))
         if measured_on.split(":")[0] != device.split(":")[0]:
-            raise click.UsageError(f"{c['ceilings_file']} was measured on {measured_on}, and this run measures on "
-                                   f"{device}: measure this device's with `nvila-bench ceilings --device {device}`")  # fmt: skip
+            raise click.UsageError(
+                f"{c['ceilings_file']} was measured on {measured_on}, and this run measures on "
+                f"{device}: measure this device's with `nvila-bench ceilings --device {device}`"
+            )
 
 
 def summary_line(name: str, records: list, path) -> str:
@@ -281,8 +382,8 @@ def summary_line(name: str, records: list, path) -> str:
 
 
 def run_suite(suite: Suite, c: dict, options: dict) -> int:
-    from nvila_bench.core.measuring.env import capture_environment
     from nvila_bench.core.analysis.hardware import resolve_peaks
+    from nvila_bench.core.measuring.env import capture_environment
     from nvila_bench.core.measuring.results import ResultWriter, new_run_id
     from nvila_bench.core.measuring.session import Session
     from nvila_bench.core.measuring.timing import MeasureConfig
@@ -299,20 +400,33 @@ def run_suite(suite: Suite, c: dict, options: dict) -> int:
 
         for job in jobs:  # FSDP2 units are NVILA's modules (runner/distributed.py)
             if job.point.preset in preset_names() and is_peer(get_preset(job.point.preset)):
-                raise click.UsageError(f"torchrun data-parallel training (FSDP2) covers NVILA and VILA1.5 presets "
-                                       f"only; {job.point.preset} is a peer VLM (run it in one process)")
+                raise click.UsageError(
+                    f"torchrun data-parallel training (FSDP2) covers NVILA and VILA1.5 presets "
+                    f"only; {job.point.preset} is a peer VLM (run it in one process)"
+                )
         return run_distributed([j.point for j in jobs], measure, c["out_dir"], c["quiet"])
     ceilings = ceilings_of(c)
     check_ceilings_device(c, device, ceilings)
     writer, run_id = ResultWriter(c["out_dir"]), new_run_id()
-    dtypes = {j.point.dtype for j in jobs} | ({"bfloat16"} if any(j.point.extra.get("autocast") for j in jobs) else set())
-    dtypes |= {"int8", "fp8"}  # tensor-core peaks of quantized (W8A8) stages (core/hardware.toml; None on CPU)
+    dtypes = {j.point.dtype for j in jobs} | (
+        {"bfloat16"} if any(j.point.extra.get("autocast") for j in jobs) else set()
+    )
+    dtypes |= {"int8", "fp8"}  # tensor-core peaks of quantized (W8A8) stages (core/analysis/hardware.toml; None on CPU)
     peaks = {dtype: resolve_peaks(device, dtype, c["hardware"], ceilings) for dtype in dtypes}
     session = Session(measure, peaks, Path(c["out_dir"]))
     environment = capture_environment(c["attn"], device)
     show = not c["quiet"] and sys.stderr.isatty()
-    bar = click.progressbar(length=len(jobs), label=f"{suite.name}: {len(jobs)} points", file=sys.stderr, show_eta=True,
-                            item_show_func=lambda job: f"{job.suite} {job.point.label}" if job else "") if show else None  # fmt: skip
+    bar = (
+        click.progressbar(
+            length=len(jobs),
+            label=f"{suite.name}: {len(jobs)} points",
+            file=sys.stderr,
+            show_eta=True,
+            item_show_func=lambda job: f"{job.suite} {job.point.label}" if job else "",
+        )
+        if show
+        else None
+    )
 
     records = []
 
@@ -339,7 +453,9 @@ def run_suite(suite: Suite, c: dict, options: dict) -> int:
     return 1 if suite.fail_on_error and any(r.status != "ok" for r in records) else 0
 
 
-run = SuiteGroup(name="run", help="Measure a suite over the cartesian product of the given settings; writes OUT/results.jsonl.")
+run = SuiteGroup(
+    name="run", help="Measure a suite over the cartesian product of the given settings; writes OUT/results.jsonl."
+)
 
 
 @click.command()
@@ -362,10 +478,13 @@ def ceilings(device, dtype, size, seconds, out_dir, as_json):
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
         if isinstance(e, RuntimeError) and "can't allocate memory" not in str(e):  # torch's CPU allocator
             raise
-        raise click.UsageError(f"--size {size} does not fit in memory here ({one_line(e)[:200]}); use a smaller --size") from None
+        raise click.UsageError(
+            f"--size {size} does not fit in memory here ({one_line(e)[:200]}); use a smaller --size"
+        ) from None
     for key in ("gemm_tflops", "copy_gbs"):  # a zero rate would make every later point's utilisation an error
         if not (math.isfinite(result[key]) and result[key] > 0):
             raise click.ClickException(f"measured {key} = {result[key]}: not saved; try a larger --size or --seconds")
     path = save_ceilings(result, out_dir)
-    text = f"{result['device_name']}: GEMM {result['gemm_tflops']:.2f} TFLOP/s ({result['dtype']}), copy {result['copy_gbs']:.1f} GB/s -> {path}"
+    rates = f"GEMM {result['gemm_tflops']:.2f} TFLOP/s ({result['dtype']}), copy {result['copy_gbs']:.1f} GB/s"
+    text = f"{result['device_name']}: {rates} -> {path}"
     emit(result, as_json, text)

@@ -67,9 +67,13 @@ def print_summary(echo: Callable[[str], None] = print) -> None:
     tiny = [n for n in preset_names() if get_preset(n).is_tiny and not is_peer(get_preset(n))]
     echo("Parameters (exact, from the modules on the meta device; peer VLMs in closed form, equal to transformers')")
     echo(params_table(real).to_string(index=False))
-    echo("\nLLM positions per request (analytic: tokens.count_visual_tokens; videos with the preset's TSP, "
-         "a peer's frames at 640x360 as its processor counts them)")
+    echo(
+        "\nLLM positions per request (analytic: tokens.count_visual_tokens; videos with the preset's TSP, "
+        "a peer's frames at 640x360 as its processor counts them)"
+    )
     echo(tokens_table(real).to_string(index=False))
-    echo("\nTiny NVILA / VILA1.5 presets end to end on CPU (random weights): "
-         "vision -> projector -> prefill -> 8 decode steps")
+    echo(
+        "\nTiny NVILA / VILA1.5 presets end to end on CPU (random weights): "
+        "vision -> projector -> prefill -> 8 decode steps"
+    )
     echo(pd.DataFrame([smoke_run(n) for n in tiny]).to_string(index=False))

@@ -22,14 +22,14 @@ import torch.distributed as dist
 
 from nvila_bench.core.analysis import costmodel
 from nvila_bench.core.analysis.memory_model import geometry
-from nvila_bench.model import get_preset
-from nvila_bench.model.vision import _body
 from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.results import Metric, Record, ResultWriter, new_run_id
 from nvila_bench.core.measuring.stats import summarize
-from nvila_bench.suites.train import prepare, settings
 from nvila_bench.core.measuring.timing import MeasureConfig, StageClock, synchronize
+from nvila_bench.model import get_preset
 from nvila_bench.model.training import build_optimizer, flop_modes, synthetic_batch, train_step
+from nvila_bench.model.vision import _body
+from nvila_bench.suites.train import prepare, settings
 
 
 def shard(model) -> None:
@@ -77,7 +77,9 @@ def run_distributed(points: list[BenchPoint], mcfg: MeasureConfig, out_dir: str,
     return 0
 
 
-def train_ranks(point: BenchPoint, s: dict, mcfg: MeasureConfig, rank: int, world: int, steps: int | None = None) -> dict:
+def train_ranks(
+    point: BenchPoint, s: dict, mcfg: MeasureConfig, rank: int, world: int, steps: int | None = None
+) -> dict:
     """This rank's share of `warmup + repeats` steps; every rank returns the same metrics (gathered)."""
     device = torch.device(point.device)
     model, recipe, _, autocast = prepare(point, s)
@@ -116,13 +118,23 @@ def train_ranks(point: BenchPoint, s: dict, mcfg: MeasureConfig, rank: int, worl
         "loss_first": Metric.measured(losses[0], "nats"),
         "loss_last": Metric.measured(losses[-1], "nats"),
         "step_flops": Metric.analytic(
-            world * costmodel.train_step_flops(cfg, flop_modes(recipe), point.images, point.video_frames,
-                                               point.temporal_pool, point.prompt_tokens, rows, s["grad_ckpt"]), "FLOP"),
-    }  # fmt: skip
+            world
+            * costmodel.train_step_flops(
+                cfg,
+                flop_modes(recipe),
+                point.images,
+                point.video_frames,
+                point.temporal_pool,
+                point.prompt_tokens,
+                rows,
+                s["grad_ckpt"],
+            ),
+            "FLOP",
+        ),
+    }
 
 
 def _broadcast(value):
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-

@@ -6,16 +6,29 @@ a mapping, an unknown key, a value of the wrong type (a table where a list belon
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from nvila_bench.core.measuring.point import SWEEP_FIELDS, check_value
 
 MAX_BYTES = 1 << 20  # a suite file lists settings: a larger one is not one
 
 # The type of one value of each axis (images: a request, a list of WxH).
-KINDS = {"preset": str, "device": str, "dtype": str, "video_frames": int, "temporal_pool": bool, "prompt_tokens": int,
-         "batch_size": int, "new_tokens": int, "attn_implementation": str, "cache": str, "engine": str, "preprocess": str}  # fmt: skip
+KINDS = {
+    "preset": str,
+    "device": str,
+    "dtype": str,
+    "video_frames": int,
+    "temporal_pool": bool,
+    "prompt_tokens": int,
+    "batch_size": int,
+    "new_tokens": int,
+    "attn_implementation": str,
+    "cache": str,
+    "engine": str,
+    "preprocess": str,
+}
 
 
 def load_suite_file(path: str | Path) -> tuple[str | None, dict[str, list]]:
@@ -24,7 +37,7 @@ def load_suite_file(path: str | Path) -> tuple[str | None, dict[str, list]]:
     path = Path(path)
     data = _parse(path)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of settings (e.g. preset = [\"nvila-tiny\"]), got {_kind(data)}")
+        raise ValueError(f'{path}: expected a mapping of settings (e.g. preset = ["nvila-tiny"]), got {_kind(data)}')
     suite = data.pop("suite", None)
     if suite is not None and not isinstance(suite, str):
         raise ValueError(f"{path}: suite: expected a suite name, got {_kind(suite)}")
@@ -66,10 +79,12 @@ def _axis(path: Path, key: str, value) -> list:
     """The values of one axis: a list, or one value (a one-value axis), each of the key's type."""
     if key == "images":  # one request (a list of WxH) or a list of requests
         if not isinstance(value, list):
-            raise ValueError(f"{path}: images: expected a list of WxH (one request) or a list of such lists, got {_kind(value)}")
+            raise ValueError(
+                f"{path}: images: expected a list of WxH (one request) or a list of such lists, got {_kind(value)}"
+            )
         requests = value if value and isinstance(value[0], list) else [value]
         if not all(requests) or not all(isinstance(r, list) for r in requests):
-            raise ValueError(f"{path}: images: every request must be a non-empty list of WxH, e.g. [\"448x448\"]")
+            raise ValueError(f'{path}: images: every request must be a non-empty list of WxH, e.g. ["448x448"]')
         values = [tuple(_size(path, s) for s in request) for request in requests]
         _check(path, key, values)
         return values
@@ -94,12 +109,21 @@ def _check(path: Path, key: str, values: list) -> None:
 
 
 def _kind(value) -> str:
-    return {dict: "a table", list: "a list", str: "a string", bool: "a boolean", int: "an integer", float: "a number",
-            type(None): "nothing"}.get(type(value), type(value).__name__)  # fmt: skip
+    return {
+        dict: "a table",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "nothing",
+    }.get(type(value), type(value).__name__)
 
 
 def _size(path: Path, text) -> tuple[int, int]:
     w, _, h = str(text).lower().partition("x")
     if not isinstance(text, str) or not (w.isdigit() and h.isdigit()) or int(w) < 1 or int(h) < 1:
-        raise ValueError(f"{path}: images: {text!r} is not an image size: expected WxH with positive integers, e.g. 1920x1080")
+        raise ValueError(
+            f"{path}: images: {text!r} is not an image size: expected WxH with positive integers, e.g. 1920x1080"
+        )
     return int(w), int(h)

@@ -45,8 +45,10 @@ def _injected_fault(point) -> None:
         if kind == "memory":
             raise MemoryError()
         if kind == "alloc":  # what torch's CPU allocator raises for a tensor the host cannot hold
-            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
-                               "you tried to allocate 52000000000 bytes. Error code 12 (Cannot allocate memory)")  # fmt: skip
+            raise RuntimeError(
+                "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                "you tried to allocate 52000000000 bytes. Error code 12 (Cannot allocate memory)"
+            )
         if kind == "skip":
             raise PointSkipped("injected: cannot run here (NVILA_BENCH_FAULT)")
         raise RuntimeError("injected failure (NVILA_BENCH_FAULT)")
@@ -77,19 +79,29 @@ def run_job(job: Job, session: Session, run_id: str, environment: dict | None) -
             return failed_record(job, run_id, environment, "oom", f"host out of memory: {_one_line(e)}")
         return failed_record(job, run_id, environment, "error", f"{type(e).__name__}: {_one_line(e)}")
     analytic = suite.provenance == "analytic"
-    return Record(job.suite, suite.config(job.point), metrics, run_id, provenance=suite.provenance,
-                  environment=None if analytic else environment)  # fmt: skip
+    return Record(
+        job.suite,
+        suite.config(job.point),
+        metrics,
+        run_id,
+        provenance=suite.provenance,
+        environment=None if analytic else environment,
+    )
 
 
 def run_isolated(job: Job, session: Session, run_id: str, environment: dict | None) -> Record:
     """Measure one job in a fresh subprocess; a crash or kill becomes an oom / error record."""
     peaks = session.peaks_for(job.point.dtype)
     payload = {
-        "suite": job.suite, "point": job.point.to_config(), "measure": asdict(session.measure), "run_id": run_id,
-        "environment": environment, "peaks": asdict(peaks) if peaks else None,
+        "suite": job.suite,
+        "point": job.point.to_config(),
+        "measure": asdict(session.measure),
+        "run_id": run_id,
+        "environment": environment,
+        "peaks": asdict(peaks) if peaks else None,
         "other_peaks": {d: asdict(p) for d, p in session.peaks.items() if p and d != job.point.dtype},
         "out_dir": str(session.out_dir) if session.out_dir else None,
-    }  # fmt: skip
+    }
     proc = subprocess.run(
         [sys.executable, "-m", "nvila_bench.runner.worker"], input=json.dumps(payload), capture_output=True, text=True
     )
@@ -123,7 +135,12 @@ def merge_runs(records: list[Record]) -> Record:
             # Each run's samples stay a contiguous group (bounded per run), so a later comparison (the gate)
             # can bootstrap over processes too.
             groups = [bounded_samples(r.samples, max(2, 1000 // len(runs))) for r in runs]
-            m.value, m.summary, m.samples, m.groups = summary.median, summary.to_dict(), sum(groups, []), [len(g) for g in groups]
+            m.value, m.summary, m.samples, m.groups = (
+                summary.median,
+                summary.to_dict(),
+                sum(groups, []),
+                [len(g) for g in groups],
+            )
         elif m.merge == "max":
             m.value = max(r.value for r in runs)
     for m in merged.metrics.values():

@@ -14,16 +14,27 @@ from nvila_bench.core.measuring.results import Metric
 from nvila_bench.model import get_preset
 
 
-def analytic_metrics(point: BenchPoint, metrics: dict[str, Metric], timed: dict[str, str], peaks: Peaks | None,
-                     context: int | None = None) -> dict[str, Metric]:
+def analytic_metrics(
+    point: BenchPoint,
+    metrics: dict[str, Metric],
+    timed: dict[str, str],
+    peaks: Peaks | None,
+    context: int | None = None,
+) -> dict[str, Metric]:
     """Cost-model FLOPs and bytes per stage; with peaks, the time floor, and the MFU / MBU of each stage in
     `timed` (cost-model stage -> name of the measured metric holding its median). MFU / MBU are derived from
     that metric, so merging runs rescales them to the merged median."""
     cfg = get_preset(point.preset)
     costs = costmodel.request_costs(
-        cfg, point.images, point.video_frames, point.temporal_pool, point.prompt_tokens,
-        context=context, batch=point.batch_size, dtype=point.dtype,
-    )  # fmt: skip
+        cfg,
+        point.images,
+        point.video_frames,
+        point.temporal_pool,
+        point.prompt_tokens,
+        context=context,
+        batch=point.batch_size,
+        dtype=point.dtype,
+    )
     out = {"flops_convention": Metric.analytic(costmodel.FLOPS_CONVENTION, "text")}
     for stage, cost in costs.items():
         out[f"{stage}_flops"] = Metric.analytic(cost.flops, "FLOP")

@@ -161,20 +161,25 @@ def _llm_io(cfg: NVILAConfig, positions: int, batch: int) -> int:
     return batch * (positions * cfg.llm.hidden_size + cfg.llm.vocab_size)
 
 
-def llm_prefill_cost(cfg: NVILAConfig, n_tokens: int, batch: int = 1, dtype: str = "bfloat16",
-                     weights: int | None = None) -> Cost:  # fmt: skip
+def llm_prefill_cost(
+    cfg: NVILAConfig, n_tokens: int, batch: int = 1, dtype: str = "bfloat16", weights: int | None = None
+) -> Cost:
     """One forward over `n_tokens` positions per row that writes their KV cache; logits of the last position.
     `weights`: bytes of the weights read when they are not all `dtype` (quantized, see `weights_read`)."""
     _check_count("n_tokens", n_tokens)
     _check_count("batch", batch)
     read = llm_weights(cfg) * dtype_bytes(dtype) if weights is None else weights
     moved = read + _llm_io(cfg, n_tokens, batch) * dtype_bytes(dtype)
-    return Cost(batch * _llm_flops(cfg, n_tokens, n_tokens), moved + kv_cache_bytes(cfg, n_tokens, batch, dtype),
-                batch * _llm_flops(cfg, n_tokens, n_tokens, causal=True))
+    return Cost(
+        batch * _llm_flops(cfg, n_tokens, n_tokens),
+        moved + kv_cache_bytes(cfg, n_tokens, batch, dtype),
+        batch * _llm_flops(cfg, n_tokens, n_tokens, causal=True),
+    )
 
 
-def decode_step_cost(cfg: NVILAConfig, context: int, batch: int = 1, dtype: str = "bfloat16",
-                     weights: int | None = None) -> Cost:  # fmt: skip
+def decode_step_cost(
+    cfg: NVILAConfig, context: int, batch: int = 1, dtype: str = "bfloat16", weights: int | None = None
+) -> Cost:
     """One new token per row with `context` positions cached: it attends context + 1 keys, reads the weights
     (`weights` bytes when quantized, see `weights_read`) and the cached KV, and writes its own KV."""
     _check_count("context", context, minimum=0)
@@ -205,10 +210,14 @@ def weights_read(cfg: NVILAConfig, plan, device: str = "cuda") -> dict[str, int]
         return {"llm": 2 * llm_weights(cfg) + change("llm", quantized_shapes(cfg, plan, "llm"))}
 
     v = cfg.vision
-    vision_shapes = ([(v.hidden_size, v.hidden_size)] * 4 + [(v.hidden_size, v.intermediate_size),
-                     (v.intermediate_size, v.hidden_size)]) * v.layers_used  # fmt: skip
-    return {"vision": 2 * vision_weights(cfg) + change("vision", vision_shapes),
-            "llm": 2 * llm_weights(cfg) + change("llm", quantized_shapes(cfg, plan, "llm"))}  # fmt: skip
+    vision_shapes = (
+        [(v.hidden_size, v.hidden_size)] * 4
+        + [(v.hidden_size, v.intermediate_size), (v.intermediate_size, v.hidden_size)]
+    ) * v.layers_used
+    return {
+        "vision": 2 * vision_weights(cfg) + change("vision", vision_shapes),
+        "llm": 2 * llm_weights(cfg) + change("llm", quantized_shapes(cfg, plan, "llm")),
+    }
 
 
 # ---- a whole request -------------------------------------------------------------------------------------
@@ -244,7 +253,9 @@ def request_costs(
         "vision": vision_cost(cfg, count.vit_tiles, dtype, (weights or {}).get("vision")),
         "projector": projector_cost(cfg, projected, dtype),
         "llm_prefill": llm_prefill_cost(cfg, n, batch, dtype, (weights or {}).get("llm")),
-        "decode_step": decode_step_cost(cfg, n if context is None else context, batch, dtype, (weights or {}).get("llm")),
+        "decode_step": decode_step_cost(
+            cfg, n if context is None else context, batch, dtype, (weights or {}).get("llm")
+        ),
     }
 
 

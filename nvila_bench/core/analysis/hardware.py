@@ -1,7 +1,7 @@
 """Accelerator peak rates, the table of vendor-document numbers turned into utilisation denominators.
 
 Peaks turn measured throughput into utilisation (MFU, bandwidth utilisation). The table lives in the package
-data file `core/hardware.toml`, each entry citing its vendor document; the rates are DENSE tensor-core rates
+data file `core/analysis/hardware.toml`, each entry citing its vendor document; the rates are DENSE tensor-core rates
 with FP32 accumulate (the file's header says why). Measured ceilings complement the paper peaks with what a
 plain square GEMM and a device copy actually reach (`nvila_bench.suites.ceilings.measure_ceilings`, a more
 honest denominator than the datasheet); this module only saves, loads and prefers them (`resolve_peaks`).
@@ -12,13 +12,13 @@ from __future__ import annotations
 import functools
 import json
 import re
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from nvila_bench.core.measuring.files import write_atomic
+import tomllib
 
+from nvila_bench.core.measuring.files import write_atomic
 
 CEILINGS_FILE = "ceilings.json"
 
@@ -67,7 +67,7 @@ class _Table:
 @functools.cache
 def _table() -> _Table:
     """hardware.toml, parsed and checked once per process."""
-    text = resources.files("nvila_bench.core").joinpath("hardware.toml").read_text(encoding="utf-8")
+    text = resources.files("nvila_bench.core.analysis").joinpath("hardware.toml").read_text(encoding="utf-8")
     data = tomllib.loads(text)
     # fp8_tflops is left out of the file for GPUs without FP8 tensor cores; any other missing or extra field
     # is a typo in the file and fails here rather than as a wrong utilisation later.

@@ -61,8 +61,15 @@ def _vit_linears(cfg: NVILAConfig) -> dict[str, tuple[int, int]]:
 def _llm_linears(cfg: NVILAConfig) -> dict[str, tuple[int, int]]:
     llm = cfg.llm
     h, q, kv, i = llm.hidden_size, llm.num_heads * llm.head_dim, llm.num_kv_heads * llm.head_dim, llm.intermediate_size
-    return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}  # fmt: skip
+    return {
+        "q_proj": (h, q),
+        "k_proj": (h, kv),
+        "v_proj": (h, kv),
+        "o_proj": (q, h),
+        "gate_proj": (h, i),
+        "up_proj": (h, i),
+        "down_proj": (i, h),
+    }
 
 
 def lora_parameters(cfg: NVILAConfig, recipe: Recipe) -> dict[str, tuple[int, int]]:
@@ -71,7 +78,10 @@ def lora_parameters(cfg: NVILAConfig, recipe: Recipe) -> dict[str, tuple[int, in
     out = {"vision": (0, 0), "llm": (0, 0)}
     if recipe.vision == "lora":
         shapes = [s for name, s in _vit_linears(cfg).items() if name in recipe.lora.vision_targets]
-        out["vision"] = (cfg.vision.layers_used * sum(_lora(a, b, r) for a, b in shapes), cfg.vision.layers_used * 2 * len(shapes))
+        out["vision"] = (
+            cfg.vision.layers_used * sum(_lora(a, b, r) for a, b in shapes),
+            cfg.vision.layers_used * 2 * len(shapes),
+        )
     if recipe.llm in ("lora", "qlora"):
         shapes = [s for name, s in _llm_linears(cfg).items() if name in recipe.lora.llm_targets]
         out["llm"] = (cfg.llm.num_layers * sum(_lora(a, b, r) for a, b in shapes), cfg.llm.num_layers * 2 * len(shapes))
@@ -91,12 +101,21 @@ def trainable_parameters(cfg: NVILAConfig, recipe: Recipe) -> dict[str, tuple[in
     """(parameters, tensors) that learn, per part."""
     lora = lora_parameters(cfg, recipe)
     v, llm = cfg.vision, cfg.llm
-    vision = {"frozen": (0, 0), "full": _vit_used_params(cfg), "ln": (v.layers_used * 2 * layer_norm(v.hidden_size), v.layers_used * 4),
-              "lora": lora["vision"]}[recipe.vision]  # fmt: skip
+    vision = {
+        "frozen": (0, 0),
+        "full": _vit_used_params(cfg),
+        "ln": (v.layers_used * 2 * layer_norm(v.hidden_size), v.layers_used * 4),
+        "lora": lora["vision"],
+    }[recipe.vision]
     proj_tensors = {1: 4, 2: 6, 3: 10}[cfg.projector.window]
     bias = 3 if llm.arch == "qwen2" else 0
     llm_tensors = (1 if llm.tie_word_embeddings else 2) + llm.num_layers * (9 + bias) + 1
-    language = {"frozen": (0, 0), "full": (param_counts(cfg)["llm"], llm_tensors), "lora": lora["llm"], "qlora": lora["llm"]}[recipe.llm]
+    language = {
+        "frozen": (0, 0),
+        "full": (param_counts(cfg)["llm"], llm_tensors),
+        "lora": lora["llm"],
+        "qlora": lora["llm"],
+    }[recipe.llm]
     return {"vision": vision, "projector": (projector_params(cfg.projector), proj_tensors), "llm": language}
 
 
@@ -129,8 +148,14 @@ class Geometry:
 def geometry(cfg: NVILAConfig, images=(), video_frames=None, temporal_pool=True, prompt_tokens=64, batch=1) -> Geometry:
     count = count_visual_tokens(cfg, list(images), video_frames, temporal_pool)
     patches = cfg.vision.grid**2
-    projected = sum(im.visual_tokens for im in count.images) + (count.video.frames * cfg.tokens_per_tile if count.video else 0)
-    s2 = sum(im.vit_tiles * patches - patches for im in count.images) if cfg.media.image_mode == "dynamic_s2" and len(count.images) == 1 else 0
+    projected = sum(im.visual_tokens for im in count.images) + (
+        count.video.frames * cfg.tokens_per_tile if count.video else 0
+    )
+    s2 = (
+        sum(im.vit_tiles * patches - patches for im in count.images)
+        if cfg.media.image_mode == "dynamic_s2" and len(count.images) == 1
+        else 0
+    )
     return Geometry(count.vit_tiles * patches, s2, projected, count.total_tokens + prompt_tokens, batch)
 
 
@@ -150,7 +175,15 @@ def vision_activations(cfg: NVILAConfig, recipe: Recipe, g: Geometry, dtype: str
     v = cfg.vision
     b, d, f = dtype_bytes(dtype), v.hidden_size, v.intermediate_size
     mode = {"full": "full", "lora": "lora"}.get(recipe.vision, "frozen")
-    lin = lambda name: _linear_saved(*_vit_linears(cfg)[name], mode if name in recipe.lora.vision_targets or mode == "full" else "frozen", recipe.lora.rank, recipe.lora.dropout > 0)  # noqa: E731
+
+    def lin(name):
+        return _linear_saved(
+            *_vit_linears(cfg)[name],
+            mode if name in recipe.lora.vision_targets or mode == "full" else "frozen",
+            recipe.lora.rank,
+            recipe.lora.dropout > 0,
+        )
+
     per_token = (
         2 * (d * b + 2 * FP32)  # two LayerNorms: input, mean, rstd
         + (4 * d + v.num_heads) * b  # SDPA q, k, v, out, log-sum-exp
@@ -161,7 +194,9 @@ def vision_activations(cfg: NVILAConfig, recipe: Recipe, g: Geometry, dtype: str
         per_token -= 2 * d * b
     total = v.layers_used * per_token * g.vit_tokens * g.batch
     if recipe.vision == "full":
-        total += g.batch * g.vit_tokens // v.grid**2 * 3 * v.image_size**2 * b  # pixels, for the patch embedding's gradient
+        total += (
+            g.batch * g.vit_tokens // v.grid**2 * 3 * v.image_size**2 * b
+        )  # pixels, for the patch embedding's gradient
     if g.s2_extra:
         total += g.batch * (g.vit_tokens + g.s2_extra) * d * b  # S2 stitch copies
     return total
@@ -170,7 +205,10 @@ def vision_activations(cfg: NVILAConfig, recipe: Recipe, g: Geometry, dtype: str
 def projector_activations(cfg: NVILAConfig, g: Geometry, dtype: str) -> int:
     """The projector always learns: LayerNorm (input, mean, rstd), every Linear's input, GELU inputs."""
     b, c, h, m = dtype_bytes(dtype), cfg.projector.mm_hidden_size, cfg.projector.hidden_size, g.projector_tokens
-    ln = lambda w: w * b + 2 * FP32  # noqa: E731
+
+    def ln(w):
+        return w * b + 2 * FP32
+
     if cfg.projector.window == 1:
         per = c * b + 2 * h * b
     elif cfg.projector.window == 2:
@@ -188,15 +226,27 @@ def llm_activations(cfg: NVILAConfig, recipe: Recipe, g: Geometry, dtype: str) -
     q, kv = llm.num_heads * llm.head_dim, llm.num_kv_heads * llm.head_dim
     mode = {"full": "full", "lora": "lora", "qlora": "lora"}.get(recipe.llm, "frozen")
     norm = h * FP32 + FP32 + (h * b if mode == "full" else 0)  # RMSNorm: fp32 input, rstd (+ normalised)
-    lin = sum(
-        _linear_saved(*shape, mode if (mode == "full" or name in recipe.lora.llm_targets) else "frozen", recipe.lora.rank, recipe.lora.dropout > 0)
-        for name, shape in _llm_linears(cfg).items()
-    ) * b  # fmt: skip
+    lin = (
+        sum(
+            _linear_saved(
+                *shape,
+                mode if (mode == "full" or name in recipe.lora.llm_targets) else "frozen",
+                recipe.lora.rank,
+                recipe.lora.dropout > 0,
+            )
+            for name, shape in _llm_linears(cfg).items()
+        )
+        * b
+    )
     if mode == "full":  # q, k and v share one input, as do gate and up: each saved once
         lin -= 3 * h * b
-    per_token = 2 * norm + (2 * q + 2 * kv + llm.num_heads) * b + 3 * i * b + lin  # SDPA; SiLU input, both SwiGLU factors
+    per_token = (
+        2 * norm + (2 * q + 2 * kv + llm.num_heads) * b + 3 * i * b + lin
+    )  # SDPA; SiLU input, both SwiGLU factors
     rows = g.batch * g.sequence
-    head = norm + (h * b if mode == "full" else 0) + llm.vocab_size * FP32 + 8  # final norm, LM head input, log-probs, target
+    head = (
+        norm + (h * b if mode == "full" else 0) + llm.vocab_size * FP32 + 8
+    )  # final norm, LM head input, log-probs, target
     return rows * (llm.num_layers * per_token + head) + 2 * g.sequence * llm.head_dim * b  # + rotary cos / sin
 
 
@@ -207,5 +257,9 @@ def estimate(cfg: NVILAConfig, recipe: Recipe, g: Geometry, dtype: str = "bfloat
     trainable = trainable_parameters(cfg, recipe)
     n = sum(p for p, _ in trainable.values())
     tensors = sum(t for _, t in trainable.values())
-    activations = vision_activations(cfg, recipe, g, dtype) + projector_activations(cfg, g, dtype) + llm_activations(cfg, recipe, g, dtype)
+    activations = (
+        vision_activations(cfg, recipe, g, dtype)
+        + projector_activations(cfg, g, dtype)
+        + llm_activations(cfg, recipe, g, dtype)
+    )
     return MemoryEstimate(weight_bytes(cfg, recipe, dtype), n * b, 2 * n * b + tensors * FP32, activations, n, tensors)

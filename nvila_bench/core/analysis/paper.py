@@ -1,16 +1,17 @@
-"""The paper's published numbers, read from the package data file `core/paper.toml` (never typed into a
+"""The paper's published numbers, read from the package data file `core/analysis/paper.toml` (never typed into a
 template). Every value read from here is provenance "paper"."""
 
 from __future__ import annotations
 
 import functools
-import tomllib
 from importlib import resources
+
+import tomllib
 
 
 @functools.cache
 def paper_data() -> dict:
-    text = resources.files("nvila_bench.core").joinpath("paper.toml").read_text()
+    text = resources.files("nvila_bench.core.analysis").joinpath("paper.toml").read_text()
     return tomllib.loads(text)
 
 
@@ -29,7 +30,9 @@ def accuracy_table(kind: str) -> dict[str, dict]:
     for task, entry in table.items():
         nested = [k for k, v in entry.items() if isinstance(v, dict)]
         if nested:
-            raise ValueError(f"paper.toml: accuracy.{kind}.{task}: key(s) {nested} hold tables; quote dotted preset names")
+            raise ValueError(
+                f"paper.toml: accuracy.{kind}.{task}: key(s) {nested} hold tables; quote dotted preset names"
+            )
     return table
 
 

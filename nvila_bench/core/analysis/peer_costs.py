@@ -31,7 +31,10 @@ def _qwen_widths(cfg: PeerConfig) -> tuple[int, int, int]:
 def _window_pairs(cols: int, rows: int, window: int) -> int:
     """Sum over Qwen2.5-VL's attention windows of (patches in it)^2: windows of `window` x `window` patches
     tile the grid from its top-left corner; the last row and column of windows may be smaller."""
-    sides = lambda n: [min(window, n - start) for start in range(0, n, window)]
+
+    def sides(n):
+        return [min(window, n - start) for start in range(0, n, window)]
+
     return sum((h * w) ** 2 for h in sides(rows) for w in sides(cols))
 
 
@@ -53,7 +56,9 @@ def _qwen_media(cfg: PeerConfig, grids: list[tuple[int, int, int]], dtype: str) 
     counts = peer_param_counts(cfg)
     tokens = patches // merge
     vision = Cost(flops, (counts["vision"] + patches * patch_in + patches * d) * b)
-    merger = Cost(2 * tokens * (merge * d * merge * d + merge * d * h), (counts["projector"] + patches * d + tokens * h) * b)
+    merger = Cost(
+        2 * tokens * (merge * d * merge * d + merge * d * h), (counts["projector"] + patches * d + tokens * h) * b
+    )
     # The merger opens with a LayerNorm whose weights learn: its first linear computes an input gradient anyway.
     return vision, merger, {"patch_embed": patch_embed, "vision_attention": attention, "projector_first": 0}
 
@@ -69,7 +74,11 @@ def _llava_media(cfg: PeerConfig, views: int, dtype: str) -> tuple[Cost, Cost, d
     vision = Cost(flops, (vision_params(vc) + views * (3 * vc.image_size**2 + p * d)) * b)
     tokens = views * p
     projector = Cost(2 * tokens * (d * h + h * h), (linear(d, h) + linear(h, h) + tokens * (d + h)) * b)
-    return vision, projector, {"patch_embed": patch_embed, "vision_attention": attention, "projector_first": 2 * tokens * d * h}
+    return (
+        vision,
+        projector,
+        {"patch_embed": patch_embed, "vision_attention": attention, "projector_first": 2 * tokens * d * h},
+    )
 
 
 def _media(cfg: PeerConfig, images, video_frames: int | None, dtype: str):
@@ -86,9 +95,16 @@ def _media(cfg: PeerConfig, images, video_frames: int | None, dtype: str):
     return (*_qwen_media(cfg, grids, dtype), count)
 
 
-def peer_request_costs(cfg: PeerConfig, images=(), video_frames: int | None = None, prompt_tokens: int = 64,
-                       context: int | None = None, batch: int = 1, dtype: str = "bfloat16",
-                       weights: dict[str, int] | None = None) -> dict[str, Cost]:
+def peer_request_costs(
+    cfg: PeerConfig,
+    images=(),
+    video_frames: int | None = None,
+    prompt_tokens: int = 64,
+    context: int | None = None,
+    batch: int = 1,
+    dtype: str = "bfloat16",
+    weights: dict[str, int] | None = None,
+) -> dict[str, Cost]:
     """costmodel.request_costs for a peer: "vision", "projector" (the merger), "llm_prefill", "decode_step";
     `weights["llm"]`: bytes the LLM reads when its weights are quantized."""
     _check_count("prompt_tokens", prompt_tokens, minimum=0)
@@ -98,13 +114,22 @@ def peer_request_costs(cfg: PeerConfig, images=(), video_frames: int | None = No
         "vision": vision,
         "projector": projector,
         "llm_prefill": llm_prefill_cost(cfg, n, batch, dtype, (weights or {}).get("llm")),
-        "decode_step": decode_step_cost(cfg, n if context is None else context, batch, dtype, (weights or {}).get("llm")),
+        "decode_step": decode_step_cost(
+            cfg, n if context is None else context, batch, dtype, (weights or {}).get("llm")
+        ),
     }
 
 
 # ---- a training step -------------------------------------------------------------------------------------------
-def peer_train_step_flops(cfg: PeerConfig, learns: dict[str, str], images=(), video_frames: int | None = None,
-                          prompt_tokens: int = 64, batch: int = 1, checkpointing: bool = False) -> int:
+def peer_train_step_flops(
+    cfg: PeerConfig,
+    learns: dict[str, str],
+    images=(),
+    video_frames: int | None = None,
+    prompt_tokens: int = 64,
+    batch: int = 1,
+    checkpointing: bool = False,
+) -> int:
     """costmodel.train_step_flops for a peer (transformers' forward with labels: the LM head at every position),
     `batch` samples each with its own media. Backward, per part, as autograd runs it (equal to FlopCounterMode on
     the tiny peers, tests/test_peer_training.py), refining costmodel's 2x / 1x / 0 where a small model shows it:
@@ -120,14 +145,20 @@ def peer_train_step_flops(cfg: PeerConfig, learns: dict[str, str], images=(), vi
         "projector": projector.flops,
         "llm": llm_prefill_cost(cfg, n).flops + 2 * (n - 1) * llm.hidden_size * llm.vocab_size,
     }
-    attention = {"vision": parts["vision_attention"], "projector": 0,
-                 "llm": llm.num_layers * 2 * 2 * n * n * llm.num_heads * llm.head_dim}
+    attention = {
+        "vision": parts["vision_attention"],
+        "projector": 0,
+        "llm": llm.num_layers * 2 * 2 * n * n * llm.num_heads * llm.head_dim,
+    }
     modes = {part: learns.get(part, "none") for part in forward}
     for part, mode in modes.items():
         if mode not in ("weights", "input", "none"):
             raise ValueError(f"learns[{part!r}] must be weights, input or none, got {mode!r}")
-    unneeded = {"vision": parts["patch_embed"], "llm": 0,
-                "projector": parts["projector_first"] if modes["vision"] == "none" else 0}
+    unneeded = {
+        "vision": parts["patch_embed"],
+        "llm": 0,
+        "projector": parts["projector_first"] if modes["vision"] == "none" else 0,
+    }
     total = 0
     for part, flops in forward.items():
         backward = {"weights": 2 * flops - unneeded[part], "input": flops + attention[part], "none": 0}[modes[part]]

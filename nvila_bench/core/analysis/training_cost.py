@@ -32,7 +32,9 @@ NVILA = "nvila-8b"  # the model whose cost the paper states; its baseline comes 
 
 SFT_SAMPLES = 10_000_000  # docs/reference.md#training-and-fine-tuning-recipes: "~10M SFT mix pruned to 5M by DeltaLoss"
 PRUNE_KEEP = 0.5  # docs/reference.md#training-and-fine-tuning-recipes: DeltaLoss rho = 50%
-PAPER_FP8 = 390.1 / 199.2  # docs/reference.md#published-efficiency-numbers, FP8 training table (no gradient checkpointing)
+PAPER_FP8 = (
+    390.1 / 199.2
+)  # docs/reference.md#published-efficiency-numbers, FP8 training table (no gradient checkpointing)
 ALL_LEARN = {"vision": "weights", "projector": "weights", "llm": "weights"}
 
 
@@ -87,8 +89,15 @@ def is_nvila(preset: str | None) -> bool:
         return True
 
 
-def estimate(hardware: str, image=(1920, 1080), text_tokens: int = 128, samples: dict[str, int] | None = None,
-             mfu: float = 0.4, fp8_factor: float | None = None, fp8_source: str = "") -> CostEstimate:  # fmt: skip
+def estimate(
+    hardware: str,
+    image=(1920, 1080),
+    text_tokens: int = 128,
+    samples: dict[str, int] | None = None,
+    mfu: float = 0.4,
+    fp8_factor: float | None = None,
+    fp8_source: str = "",
+) -> CostEstimate:
     if not 0 < mfu <= 1:
         raise ValueError(f"--mfu must be in (0, 1], got {mfu}")
     get_hardware(hardware)  # clear error for an unknown name
@@ -102,8 +111,9 @@ def estimate(hardware: str, image=(1920, 1080), text_tokens: int = 128, samples:
         flops[preset] = costmodel.train_step_flops(cfg, ALL_LEARN, [tuple(image)], prompt_tokens=text_tokens)
     if fp8_factor is None:
         fp8_factor, fp8_source = PAPER_FP8, "paper: FP8 training table (v3 Table 5), 390.1 / 199.2"
-    return CostEstimate(hardware, tuple(image), text_tokens, dict(samples), mfu, tokens, flops, fp8_factor, fp8_source,
-                        1 / PRUNE_KEEP)  # fmt: skip
+    return CostEstimate(
+        hardware, tuple(image), text_tokens, dict(samples), mfu, tokens, flops, fp8_factor, fp8_source, 1 / PRUNE_KEEP
+    )
 
 
 def fp8_speedup(records: list[Record]) -> tuple[float, str, str] | None:

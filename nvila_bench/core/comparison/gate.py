@@ -93,8 +93,10 @@ class GateResult:
             if share is None:
                 out.append(f"warning: {name} runs on the host CPU; its noise (not the GPU's) decides this comparison")
             else:
-                out.append(f"warning: {name} includes {HOST_TOTALS[name]} (up to {share:.0%} of it), which runs on the "
-                           f"host CPU; its noise (not the GPU's) can decide this comparison")
+                out.append(
+                    f"warning: {name} includes {HOST_TOTALS[name]} (up to {share:.0%} of it), which runs on the "
+                    f"host CPU; its noise (not the GPU's) can decide this comparison"
+                )
         return out
 
     @property
@@ -190,8 +192,9 @@ def compare_metric(
     return Comparison(label, name, unit, b, c, ratio, ci, verdict, note)
 
 
-def gate(baseline: list[Record], candidate: list[Record], threshold: float = 0.05,
-         metrics: tuple[str, ...] | None = None) -> GateResult:  # fmt: skip
+def gate(
+    baseline: list[Record], candidate: list[Record], threshold: float = 0.05, metrics: tuple[str, ...] | None = None
+) -> GateResult:
     """Compare the measured points the two runs share, on `metrics` (default: DEFAULT_METRICS) that state a
     better direction. Raises IncomparableError (exit 2) when nothing can be compared: no measured points, no
     point in common, the common points ran on different hardware, or none of the named metrics is measured
@@ -204,7 +207,9 @@ def gate(baseline: list[Record], candidate: list[Record], threshold: float = 0.0
     if not common and {_portable_key(rs[0]) for rs in base.values()} & {_portable_key(rs[0]) for rs in cand.values()}:
         base_hw = sorted({hardware_of(rs[0]) for rs in base.values()})
         cand_hw = sorted({hardware_of(rs[0]) for rs in cand.values()})
-        raise IncomparableError(f"different hardware: baseline ran on {', '.join(base_hw)}; candidate on {', '.join(cand_hw)}")
+        raise IncomparableError(
+            f"different hardware: baseline ran on {', '.join(base_hw)}; candidate on {', '.join(cand_hw)}"
+        )
     if not common:
         raise IncomparableError(
             f"no matching points: the baseline's {len(base)} and the candidate's {len(cand)} measured points share "
@@ -213,7 +218,9 @@ def gate(baseline: list[Record], candidate: list[Record], threshold: float = 0.0
     base_hw = sorted({hardware_of(r) for k in common for r in base[k]})
     cand_hw = sorted({hardware_of(r) for k in common for r in cand[k]})
     if base_hw != cand_hw or len(base_hw) != 1:
-        raise IncomparableError(f"different hardware: baseline ran on {', '.join(base_hw)}; candidate on {', '.join(cand_hw)}")
+        raise IncomparableError(
+            f"different hardware: baseline ran on {', '.join(base_hw)}; candidate on {', '.join(cand_hw)}"
+        )
     wanted = set(metrics) if metrics else None
     comparisons, not_gated, host_stages = [], set(), {}
     for key in common:
@@ -224,7 +231,9 @@ def gate(baseline: list[Record], candidate: list[Record], threshold: float = 0.0
         if not b_ok:
             continue  # nothing to regress from
         if not last.ok:  # the candidate's latest run of the point failed
-            comparisons.append(Comparison(label, "status", "", None, None, None, None, "failed", f"{last.status}: {last.error}"))
+            comparisons.append(
+                Comparison(label, "status", "", None, None, None, None, "failed", f"{last.status}: {last.error}")
+            )
             continue
         names = [m for m in b_ok[-1].metrics if (m in wanted if wanted else m in DEFAULT_METRICS)]
         for name in names:
@@ -246,7 +255,8 @@ def gate(baseline: list[Record], candidate: list[Record], threshold: float = 0.0
         if not_gated:
             raise IncomparableError(
                 f"none of the metrics {', '.join(sorted(wanted))} can be gated: {', '.join(sorted(not_gated))} "
-                "state(s) no better direction (lower or higher), or its runs disagree on it, so no change of it is a regression"
+                "state(s) no better direction (lower or higher), or its runs disagree on it, so no change of it is a "
+                "regression"
             )
         raise IncomparableError(f"none of the metrics {', '.join(sorted(wanted))} is measured in the matching points")
     if not comparisons:  # a pass would say nothing: e.g. profile records only, or every baseline point failed
@@ -255,11 +265,16 @@ def gate(baseline: list[Record], candidate: list[Record], threshold: float = 0.0
             f"({', '.join(DEFAULT_METRICS)}) in a baseline run that succeeded; name one with --metrics"
         )
     return GateResult(
-        threshold, comparisons, len(set(base) - set(cand)), len(set(cand) - set(base)), base_hw[0],
+        threshold,
+        comparisons,
+        len(set(base) - set(cand)),
+        len(set(cand) - set(base)),
+        base_hw[0],
         _environment_changes(base[common[0]][-1], cand[common[0]][-1]),
         single_process=all(_groups(rs) < 2 for rs in list(base.values()) + list(cand.values())),
-        not_gated=sorted(not_gated), host_stages=host_stages,
-    )  # fmt: skip
+        not_gated=sorted(not_gated),
+        host_stages=host_stages,
+    )
 
 
 def _on_gpu(record: Record) -> bool:
@@ -268,8 +283,11 @@ def _on_gpu(record: Record) -> bool:
 
 def _host_share(total: str, *records: Record) -> float:
     """The largest share of `total` (its median) that its host stage took in `records` (0 when not recorded)."""
-    shares = [r.value(HOST_TOTALS[total]) / r.value(total) for r in records
-              if _is_number(r.value(HOST_TOTALS[total])) and _is_number(r.value(total)) and r.value(total) > 0]
+    shares = [
+        r.value(HOST_TOTALS[total]) / r.value(total)
+        for r in records
+        if _is_number(r.value(HOST_TOTALS[total])) and _is_number(r.value(total)) and r.value(total) > 0
+    ]
     return max(shares, default=0.0)
 
 
@@ -345,7 +363,10 @@ def markdown_summary(result: GateResult, baseline: list[Record], candidate: list
     if result.not_gated:
         lines.append(f"- Not gated (no better direction stated): {', '.join(result.not_gated)}")
     if result.unmatched_baseline or result.unmatched_candidate:
-        lines.append(f"- Not compared: {result.unmatched_baseline} baseline-only and {result.unmatched_candidate} candidate-only point(s)")
+        lines.append(
+            f"- Not compared: {result.unmatched_baseline} baseline-only and {result.unmatched_candidate} "
+            "candidate-only point(s)"
+        )
     lines += ["", "| point | metric | baseline | candidate | change [95% CI] | verdict |", "|---|---|---|---|---|---|"]
     icon = {"regression": "❌ regression", "failed": "❌ failed", "improvement": "✅ improvement", "pass": "pass"}
     order = {"failed": 0, "regression": 1, "improvement": 2, "pass": 3}

@@ -45,7 +45,9 @@ class EnergyMeter:
         try:  # CUDA ordinal -> NVML index (NVML ignores CUDA_VISIBLE_DEVICES)
             ordinal = device.index if device.index is not None else torch.cuda.current_device()
             index = _visible_indices(pynvml)[ordinal]
-            pynvml.nvmlDeviceGetTotalEnergyConsumption(pynvml.nvmlDeviceGetHandleByIndex(index))  # pre-Volta: unsupported
+            pynvml.nvmlDeviceGetTotalEnergyConsumption(
+                pynvml.nvmlDeviceGetHandleByIndex(index)
+            )  # pre-Volta: unsupported
         except Exception:
             return None
         finally:

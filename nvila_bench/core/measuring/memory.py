@@ -23,4 +23,6 @@ def memory_metrics(device: torch.device) -> dict[str, Metric]:
             "peak_memory_reserved": Metric.measured(torch.cuda.max_memory_reserved(device), "bytes", "lower", "max"),
         }
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is KiB on Linux
-    return {"peak_rss": Metric.measured(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, "bytes", "lower", "max")}
+    return {
+        "peak_rss": Metric.measured(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, "bytes", "lower", "max")
+    }

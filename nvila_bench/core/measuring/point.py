@@ -132,7 +132,9 @@ class BenchPoint:
         for name in CHECKS:  # every setting through the same check as its option and its suite-file key
             check_value(name, getattr(self, name))
         cuda = self.device.startswith("cuda")
-        object.__setattr__(self, "dtype", canonical_dtype(self.dtype or ("float32" if self.device == "cpu" else "bfloat16")))
+        object.__setattr__(
+            self, "dtype", canonical_dtype(self.dtype or ("float32" if self.device == "cpu" else "bfloat16"))
+        )
         object.__setattr__(self, "images", tuple(tuple(int(x) for x in im) for im in self.images))
         object.__setattr__(self, "engine", self.engine or default_engine(self.device))
         object.__setattr__(self, "cache", ENGINE_CACHE.get(self.engine, self.cache))

@@ -27,7 +27,7 @@ def validate_record(d: dict) -> None:
         validator(d)
     except invalid as e:
         where = ".".join(map(str, e.path[1:])) or "the record"
-        what = f"{e.message[len(e.name):].strip()}, got {repr(e.value)[:60]}"
+        what = f"{e.message[len(e.name) :].strip()}, got {repr(e.value)[:60]}"
         if e.rule == "required":
             what = "missing " + ", ".join(repr(k) for k in e.rule_definition if k not in e.value)
         raise ValueError(f"invalid result record: {what} ({where})") from None

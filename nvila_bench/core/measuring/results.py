@@ -24,7 +24,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-
 from nvila_bench.core.measuring.record_schema import validate_record
 from nvila_bench.core.measuring.stats import Summary, bounded_samples, summarize, throughput_from_samples
 
@@ -88,16 +87,28 @@ class Metric:
     def timing(cls, seconds: Sequence[float], unit: str = "s") -> Metric:
         """A measured duration: median of the samples, lower is better, runs pool their samples."""
         summary = summarize(seconds, unit)
-        return cls(summary.median, unit, better="lower", merge="pool", summary=summary.to_dict(),
-                   samples=bounded_samples(seconds))  # fmt: skip
+        return cls(
+            summary.median,
+            unit,
+            better="lower",
+            merge="pool",
+            summary=summary.to_dict(),
+            samples=bounded_samples(seconds),
+        )
 
     @classmethod
     def rate(cls, seconds: Sequence[float], items: float, unit: str) -> Metric:
         """A measured throughput, higher is better: `items` over each iteration's seconds (never the median)."""
         summary = throughput_from_samples(seconds, items, unit)
         rates = [items / s for s in seconds]
-        return cls(summary.median, unit, better="higher", merge="pool", summary=summary.to_dict(),
-                   samples=bounded_samples(rates))  # fmt: skip
+        return cls(
+            summary.median,
+            unit,
+            better="higher",
+            merge="pool",
+            summary=summary.to_dict(),
+            samples=bounded_samples(rates),
+        )
 
     @classmethod
     def analytic(cls, value, unit: str, better: str | None = None) -> Metric:
@@ -119,8 +130,13 @@ class Metric:
         return Summary.from_dict(self.summary) if self.summary else None
 
     def to_dict(self) -> dict:
-        out = {"value": self.value, "unit": self.unit, "provenance": self.provenance, "better": self.better,
-               "merge": self.merge}  # fmt: skip
+        out = {
+            "value": self.value,
+            "unit": self.unit,
+            "provenance": self.provenance,
+            "better": self.better,
+            "merge": self.merge,
+        }
         return out | {name: getattr(self, name) for name in _OPTIONAL if getattr(self, name) is not None}
 
     @classmethod
@@ -148,12 +164,14 @@ class Record:
         checks = [
             (isinstance(self.suite, str) and self.suite, f"suite {self.suite!r} is not a name"),
             (isinstance(self.config, dict), "config must be an object"),
-            (isinstance(self.metrics, dict) and all(isinstance(m, Metric) for m in self.metrics.values()),
-             "metrics must map names to Metric"),
+            (
+                isinstance(self.metrics, dict) and all(isinstance(m, Metric) for m in self.metrics.values()),
+                "metrics must map names to Metric",
+            ),
             (self.status in STATUSES, f"status {self.status!r} not in {STATUSES}"),
             (self.provenance in PROVENANCES, f"provenance {self.provenance!r} not in {PROVENANCES}"),
             (self.status == "ok" or self.error, f"status {self.status!r} needs an error message"),
-        ]  # fmt: skip
+        ]
         problems = [message for passed, message in checks if not passed]
         if problems:
             raise ValueError("invalid result record: " + "; ".join(problems))
@@ -171,8 +189,9 @@ class Record:
             if found:
                 kinds = ", ".join(sorted(set(found)))
                 samples = [x for x in m.samples or () if math.isfinite(x)] or None
-                self.metrics[name] = replace(m, value=None, summary=None, samples=samples, groups=None,
-                                             note=f"non-finite ({kinds})")  # fmt: skip
+                self.metrics[name] = replace(
+                    m, value=None, summary=None, samples=samples, groups=None, note=f"non-finite ({kinds})"
+                )
                 bad.append(f"{name} ({kinds})")
         if bad and self.status == "ok":
             self.status, self.error = "nonfinite", "non-finite figures: " + ", ".join(bad)
@@ -201,11 +220,19 @@ class Record:
     def to_dict(self) -> dict:
         self.make_finite()  # again: a figure may have turned non-finite after construction (a merge)
         return {
-            "schema_version": self.schema_version, "run_id": self.run_id, "point_id": self.point_id,
-            "timestamp": self.timestamp, "suite": self.suite, "status": self.status, "error": self.error,
-            "provenance": self.provenance, "preset": self.preset, "config": self.config,
-            "environment": self.environment, "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
-        }  # fmt: skip
+            "schema_version": self.schema_version,
+            "run_id": self.run_id,
+            "point_id": self.point_id,
+            "timestamp": self.timestamp,
+            "suite": self.suite,
+            "status": self.status,
+            "error": self.error,
+            "provenance": self.provenance,
+            "preset": self.preset,
+            "config": self.config,
+            "environment": self.environment,
+            "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
@@ -222,8 +249,18 @@ class Record:
         validate_record(d)  # then every metric below is well-formed
         raw = upgrade_v1(d["metrics"]) if version == 1 else d["metrics"]
         metrics = {name: Metric.from_dict(m) for name, m in raw.items()}
-        return cls(d["suite"], d["config"], metrics, d["run_id"], d["status"], d.get("error"), d["provenance"],
-                   d.get("environment"), d["timestamp"], SCHEMA_VERSION)  # fmt: skip
+        return cls(
+            d["suite"],
+            d["config"],
+            metrics,
+            d["run_id"],
+            d["status"],
+            d.get("error"),
+            d["provenance"],
+            d.get("environment"),
+            d["timestamp"],
+            SCHEMA_VERSION,
+        )
 
 
 def _scrub(obj, found: list):
@@ -305,8 +342,10 @@ class ResultWriter:
             with suppress(OSError):
                 os.ftruncate(fd, start)  # whole lines or nothing: the file stays readable
             if isinstance(e, OSError):
-                raise ValueError(f"{self.path}: cannot write the record ({e.strerror or e}); the file is left as "
-                                 f"it was, with {self.count} record(s) of this run") from None  # fmt: skip
+                raise ValueError(
+                    f"{self.path}: cannot write the record ({e.strerror or e}); the file is left as "
+                    f"it was, with {self.count} record(s) of this run"
+                ) from None
             raise
         finally:
             if fd >= 0:
@@ -368,7 +407,9 @@ def _lines(path: Path) -> list[str]:
             while line := f.readline(MAX_LINE_BYTES + 1):
                 ended = line.endswith(b"\n")
                 if len(line) > MAX_LINE_BYTES and not (ended and len(line) == MAX_LINE_BYTES + 1):
-                    raise ValueError(f"{path}:{len(lines) + 1}: a line over {MAX_LINE_BYTES:,} bytes: not a result record")
+                    raise ValueError(
+                        f"{path}:{len(lines) + 1}: a line over {MAX_LINE_BYTES:,} bytes: not a result record"
+                    )
                 lines.append(line.decode().removesuffix("\n"))
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: cannot read results: {e}") from None

@@ -34,7 +34,10 @@ class Session:
 
     def model(self, point: BenchPoint) -> NVILAModel:
         key = (point.preset, point.device, point.dtype, point.attn_implementation)
-        build = lambda: build_model(get_preset(point.preset), point.torch_dtype, point.device, point.attn_implementation)  # noqa: E731
+
+        def build():
+            return build_model(get_preset(point.preset), point.torch_dtype, point.device, point.attn_implementation)
+
         return self.cached(key, build)
 
     def cached(self, key: tuple, build):

@@ -51,6 +51,7 @@ class Summary:
             raise KeyError(f"Summary dict lacks {', '.join(missing)}")
         return cls(unit=str(d["unit"]), n=int(d["n"]), **{name: float(d[name]) for name in _FLOAT_FIELDS})
 
+
 def _as_samples(samples: Samples) -> np.ndarray:
     """Samples as a 1-D float64 array; empty or non-finite input is an error, since every statistic would lie."""
     x = np.asarray(samples, dtype=np.float64)
@@ -92,9 +93,7 @@ def bootstrap_median_ci(
     return float(low), float(high)
 
 
-def summarize(
-    samples: Samples, unit: str, confidence: float = 0.95, resamples: int = 2000, seed: int = 0
-) -> Summary:
+def summarize(samples: Samples, unit: str, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> Summary:
     """Summarise one metric's samples (raises ValueError for empty or non-finite input)."""
     x = _as_samples(samples)
     mean = float(np.mean(x))
@@ -205,7 +204,10 @@ def split_groups(samples: Samples, sizes: Sequence[int] | None) -> list[np.ndarr
 
 
 def median_ratio_ci(
-    baseline: Sequence[Samples], candidate: Sequence[Samples], confidence: float = 0.95, resamples: int = 2000,
+    baseline: Sequence[Samples],
+    candidate: Sequence[Samples],
+    confidence: float = 0.95,
+    resamples: int = 2000,
     seed: int = 0,
 ) -> tuple[float, float, float]:
     """median(candidate) / median(baseline) and a bootstrap confidence interval of that ratio.

@@ -62,7 +62,12 @@ def colour_sample(rng: random.Random, index: int) -> Sample:
     for _ in range(rng.randint(0, 2)):  # smaller distractors of other colours
         s = rng.randint(8, 16)
         dx, dy = rng.randint(0, SIZE - s), rng.randint(0, SIZE - s)
-        _shape(draw, rng.choice(["square", "circle"]), (dx, dy, dx + s, dy + s), COLOURS[rng.choice([n for n in names if n != answer])])
+        _shape(
+            draw,
+            rng.choice(["square", "circle"]),
+            (dx, dy, dx + s, dy + s),
+            COLOURS[rng.choice([n for n in names if n != answer])],
+        )
     return Sample(f"colour-{index}", answer, [img])
 
 
@@ -118,8 +123,15 @@ def generate(data_dir: str | Path, seed: int = 0, splits: dict[str, int] | None 
                     name = f"{sample.id}.png" if len(sample.images) == 1 else f"{sample.id}-{j}.png"
                     img.save(folder / name)
                     paths.append(f"{task}/{split}/{name}")
-                rows.append({"id": sample.id, "question": QUESTIONS[task], "answer": sample.answer,
-                             "media": paths, "kind": "video" if task == "synthetic_frame" else "image"})  # fmt: skip
+                rows.append(
+                    {
+                        "id": sample.id,
+                        "question": QUESTIONS[task],
+                        "answer": sample.answer,
+                        "media": paths,
+                        "kind": "video" if task == "synthetic_frame" else "image",
+                    }
+                )
             tmp = root / task / f"{split}.jsonl.tmp"
             tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
             tmp.replace(root / task / f"{split}.jsonl")
@@ -137,12 +149,20 @@ def write_lmms_tasks(data_dir: str | Path, split: str = "test") -> Path:
     tasks_dir.mkdir(exist_ok=True)
     shutil.copyfile(Path(__file__).with_name("lmms_tasks") / "utils.py", tasks_dir / "utils.py")
     names = []
+
+    def head_of(task: str) -> str:  # the YAML lines naming a task's data file and split
+        data = tasks_dir / f"{task}.{split}.jsonl"
+        return f"dataset_path: json\ndataset_kwargs:\n  data_files:\n    {split}: {data}\ntest_split: {split}\n"
+
     for task in TASKS:
         rows = load_split(root, task, split)
         data = tasks_dir / f"{task}.{split}.jsonl"
         data.write_text("".join(json.dumps(r | {"media": [str(root / m) for m in r["media"]]}) + "\n" for r in rows))
-        head = f"dataset_path: json\ndataset_kwargs:\n  data_files:\n    {split}: {data}\ntest_split: {split}\n"
-        common = "doc_to_visual: !function utils.doc_to_visual\ndoc_to_text: !function utils.doc_to_text\nmetadata:\n  version: 1.0\n"
+        head = head_of(task)
+        common = (
+            "doc_to_visual: !function utils.doc_to_visual\ndoc_to_text: !function utils.doc_to_text\n"
+            "metadata:\n  version: 1.0\n"
+        )
         (tasks_dir / f"{task}.yaml").write_text(
             f"task: {task}\n{head}output_type: multiple_choice\n{common}"
             "doc_to_choice: !function utils.doc_to_choice\ndoc_to_target: !function utils.doc_to_target\n"
@@ -152,12 +172,12 @@ def write_lmms_tasks(data_dir: str | Path, split: str = "test") -> Path:
     # A free-form twin of the colour task: exercises generate_until (exact match on the generated word).
     gen = "synthetic_colour_gen"
     (tasks_dir / f"{gen}.yaml").write_text(
-        f"task: {gen}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    {split}: {tasks_dir / f'synthetic_colour.{split}.jsonl'}\n"
-        f"test_split: {split}\noutput_type: generate_until\ndoc_to_visual: !function utils.doc_to_visual\n"
+        f"task: {gen}\n{head_of('synthetic_colour')}output_type: generate_until\n"
+        "doc_to_visual: !function utils.doc_to_visual\n"
         "doc_to_text: !function utils.doc_to_text\ndoc_to_target: !function utils.doc_to_answer\n"
-        "generation_kwargs:\n  max_new_tokens: 4\n  do_sample: false\n  until: [\"\\n\"]\n"
-        "metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n    ignore_case: true\n"
-        "    ignore_punctuation: true\nmetadata:\n  version: 1.0\n"
+        'generation_kwargs:\n  max_new_tokens: 4\n  do_sample: false\n  until: ["\\n"]\n'
+        "metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n"
+        "    ignore_case: true\n    ignore_punctuation: true\nmetadata:\n  version: 1.0\n"
     )
     names.append(gen)
     (tasks_dir / "synthetic.yaml").write_text(

@@ -86,7 +86,9 @@ class StageClock:
 
 
 def measure(
-    iteration: Callable[[StageClock], None], device: torch.device, cfg: MeasureConfig,
+    iteration: Callable[[StageClock], None],
+    device: torch.device,
+    cfg: MeasureConfig,
     region: contextlib.AbstractContextManager | None = None,
 ) -> dict[str, list[float]]:
     """Warm up, then repeat `iteration` until cfg's count and duration are both met.
