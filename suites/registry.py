@@ -20,6 +20,7 @@ from nvila_bench.model.tokens import check_temporal_pool, temporal_pool_size
 from nvila_bench.core.analysis.fits import fit_problem
 from nvila_bench.core.measuring.point import BenchPoint, check_axes, points_from_axes
 from nvila_bench.core.measuring.results import Metric
+from nvila_bench.core.measuring.specs import MetricSpec, SuiteOutputs
 from nvila_bench.core.measuring.session import Session
 
 # name -> module under nvila_bench.suites (imported only when that suite runs, so the CLI starts fast)
@@ -91,10 +92,20 @@ class Suite:
     describe: Callable[[object], str | None] | None = None  # a line to print per record (else a progress bar)
     fail_on_error: bool = False  # exit 1 when a point failed (accuracy: a failed task is no score)
     decodes: bool = False  # its points generate `new_tokens` tokens, which count against the context
+    metrics: tuple[MetricSpec, ...] = ()  # what it writes, declared once: the report, gate and dashboard read them
+    view: str | None = None  # its own report view (reports/views/<view>.py), else the generic per-suite table
+
+    def outputs(self) -> SuiteOutputs:
+        return SuiteOutputs(self.name, self.help, self.metrics, self.view)
 
 
 def suite_names() -> list[str]:
     return list(REGISTRY)
+
+
+def declared_outputs() -> dict[str, SuiteOutputs]:
+    """Every registered suite's declared outputs, by name (suite modules import no torch at import time)."""
+    return {name: get_suite(name).outputs() for name in REGISTRY}
 
 
 def get_suite(name: str) -> Suite:
