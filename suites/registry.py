@@ -20,8 +20,8 @@ from nvila_bench.model.tokens import check_temporal_pool, temporal_pool_size
 from nvila_bench.core.analysis.fits import fit_problem
 from nvila_bench.core.measuring.point import BenchPoint, check_axes, points_from_axes
 from nvila_bench.core.measuring.results import Metric
-from nvila_bench.core.measuring.specs import MetricSpec, SuiteOutputs
 from nvila_bench.core.measuring.session import Session
+from nvila_bench.core.measuring.specs import MetricSpec, SuiteOutputs
 
 # name -> module under nvila_bench.suites (imported only when that suite runs, so the CLI starts fast)
 REGISTRY = {
