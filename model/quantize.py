@@ -314,13 +314,13 @@ def quantize_model(model, plan: QuantPlan, calibration=None) -> None:
         if calibration is None:
             raise ValueError("activation-aware scales need calibration requests")
         from .calibrate import llm_groups, smooth, vision_groups
-        from .vision import _body
+        from .vision import vision_body
 
         head = (
             plan.lm_head and not model.config.llm.tie_word_embeddings
         )  # a tied head's scales would change the embeddings
         groups = {
-            "vision": lambda: vision_groups(_body(model.vision_tower).encoder),
+            "vision": lambda: vision_groups(vision_body(model.vision_tower).encoder),
             "llm": lambda: llm_groups(model.llm, head),
         }
         for component, make in groups.items():

@@ -28,7 +28,7 @@ from .peer_training import (
 from .pipeline import no_sections
 from .preprocess import preprocess_media
 from .stages import BACKWARD, OPTIMIZER
-from .vision import _body
+from .vision import vision_body
 
 VISION_MODES = ("frozen", "ln", "lora", "full")
 LLM_MODES = ("frozen", "lora", "qlora", "full")
@@ -90,7 +90,7 @@ class Recipe:
 
 def unused_vision_parameters(model: NVILAModel) -> list[nn.Parameter]:
     """ViT parameters the model never runs: layers after the feature layer, post_layernorm, the head."""
-    body = _body(model.vision_tower)
+    body = vision_body(model.vision_tower)
     used = set(map(id, body.embeddings.parameters()))
     for layer in body.encoder.layers[: model.config.vision.layers_used]:
         used |= set(map(id, layer.parameters()))

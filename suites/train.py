@@ -31,7 +31,7 @@ from nvila_bench.model.training import (
     trainable_counts,
     unavailable,
 )
-from nvila_bench.model.vision import _body
+from nvila_bench.model.vision import vision_body
 
 from nvila_bench.core.analysis import costmodel
 from nvila_bench.core.measuring.memory import memory_metrics, reset_peak_memory
@@ -78,7 +78,7 @@ def prepare(point: BenchPoint, s: dict, seed: int = 0):
     if s["fp8"]:
         enable_fp8(model)
     if s["compile"]:
-        for layer in [*model.llm.model.layers, *_body(model.vision_tower).encoder.layers]:
+        for layer in [*model.llm.model.layers, *vision_body(model.vision_tower).encoder.layers]:
             layer.compile()  # per layer: one graph reused by every layer, short compile times
     optimizer = build_optimizer(model, recipe, lr=float(s["lr"]))
     return model, recipe, optimizer, (torch.bfloat16 if s["autocast"] else None)

@@ -28,7 +28,7 @@ from nvila_bench.core.measuring.stats import summarize
 from nvila_bench.core.measuring.timing import MeasureConfig, StageClock, synchronize
 from nvila_bench.model import get_preset
 from nvila_bench.model.training import build_optimizer, flop_modes, synthetic_batch, train_step
-from nvila_bench.model.vision import _body
+from nvila_bench.model.vision import vision_body
 from nvila_bench.suites.train import prepare, settings
 
 
@@ -36,7 +36,7 @@ def shard(model) -> None:
     """FSDP2 units: each ViT layer, each LLM layer, the input embedding; then the root."""
     from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 
-    for layer in _body(model.vision_tower).encoder.layers:
+    for layer in vision_body(model.vision_tower).encoder.layers:
         fully_shard(layer)
     for layer in model.llm.model.layers:
         fully_shard(layer)
