@@ -24,7 +24,7 @@ from nvila_bench.model.nvila import build_model
 from nvila_bench.model.pipeline import embed
 from nvila_bench.model.presets import get_preset
 from nvila_bench.model.stages import DECODE_STEP
-from nvila_bench.suites.prefill import request_of, ttft_iteration
+from nvila_bench.suites.common import request_of, ttft_iteration
 
 from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.timing import MeasureConfig, measure

@@ -16,28 +16,27 @@ from __future__ import annotations
 
 import hashlib
 import math
+from typing import TYPE_CHECKING
 
-import torch
-from nvila_bench.model.compiling import compile_media
-from nvila_bench.model.engines import make_engine
-from nvila_bench.model.pipeline import embed
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL
 
 from nvila_bench.core.analysis import costmodel
-from nvila_bench.core.analysis.analytic import analytic_metrics
-from nvila_bench.core.measuring.energy import EnergyMeter, energy_metrics
-from nvila_bench.core.measuring.memory import memory_metrics, reset_peak_memory
-from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.results import Metric
-from nvila_bench.core.measuring.session import Session
-from nvila_bench.core.measuring.timing import OneTimeClock, StageClock, measure
 
-from .prefill import request_of, setup_metrics, timed_setup, token_metrics
+from .common import request_of, setup_metrics, timed_setup, token_metrics
 from .registry import Suite, SuiteError, sweep_points
+
+if TYPE_CHECKING:
+    import torch
+
+    from nvila_bench.core.measuring.point import BenchPoint
+    from nvila_bench.core.measuring.session import Session
 
 
 def cache_bytes(cache) -> int:
     """Bytes held by a transformers cache's key and value tensors (allocated size for a static cache)."""
+    import torch
+
     total = 0
     for layer in getattr(cache, "layers", []):
         for name in ("keys", "values"):
@@ -56,6 +55,8 @@ def logits_metrics(logits: torch.Tensor) -> dict[str, Metric]:
     relative) from a wrong result, a non-finite one as None (a -inf is a token a logits processor masked:
     transformers' min_new_tokens masks EOS); and `last_step_logits_nan`, how many of the row's V are NaN or +inf:
     an engine computing those is broken, which its agreement says (its timings stay figures)."""
+    import torch
+
     row = logits[0].float()
     picked = torch.linspace(0, row.shape[0] - 1, min(LOGIT_SAMPLE, row.shape[0]), device=row.device).round().long()
     sample = [float(f"{x:.6g}") if math.isfinite(x) else None for x in row[picked].tolist()]
@@ -83,6 +84,16 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
 
 
 def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
+    import torch
+    from nvila_bench.model.compiling import compile_media
+    from nvila_bench.model.engines import make_engine
+    from nvila_bench.model.pipeline import embed
+
+    from nvila_bench.core.analysis.analytic import analytic_metrics
+    from nvila_bench.core.measuring.energy import EnergyMeter, energy_metrics
+    from nvila_bench.core.measuring.memory import memory_metrics, reset_peak_memory
+    from nvila_bench.core.measuring.timing import OneTimeClock, measure
+
     model = session.model(point)
     device = torch.device(point.device)
     compile_media(model, on=False)  # the same context for every engine (a prefill point may have compiled them)
@@ -96,7 +107,7 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
         engine.setup(embeds, point.new_tokens)
     ids = []
 
-    def iteration(clock: StageClock) -> None:
+    def iteration(clock) -> None:
         ids[:] = [engine.generate(embeds, point.new_tokens, clock.section)]
 
     meter = EnergyMeter.open(device)  # None on CPU: the record then has no energy fields

@@ -7,22 +7,25 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-
-import torch
-from nvila_bench.model import build_model, get_preset
-from nvila_bench.model.pipeline import embed
-from nvila_bench.model.quantize import QuantPlan, quantize_model
+from typing import TYPE_CHECKING
 
 from nvila_bench.core.measuring import synthetic_tasks as st
-from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.results import Metric
 
-from .accuracy import SYNTHETIC, _score, default_data_dir
-from .prefill import request_of
+from .common import request_of
+from .lmms_tasks import SYNTHETIC, default_data_dir, score
+
+if TYPE_CHECKING:
+    import torch
+    from nvila_bench.model.quant_plan import QuantPlan
+
+    from nvila_bench.core.measuring.point import BenchPoint
 
 
 def logits_agreement(ours: torch.Tensor, reference: torch.Tensor, prefix: str = "") -> dict[str, Metric]:
     """Top-1 agreement and KL(reference || ours) of two sets of next-token log-probabilities."""
+    import torch
+
     agreement = (ours.argmax(-1) == reference.argmax(-1)).float().mean().item()
     kl = torch.nn.functional.kl_div(ours, reference, log_target=True, reduction="batchmean").item()
     return {
@@ -36,6 +39,9 @@ QUALITY_POSITIONS = 16  # text positions of each quality prompt whose next-token
 
 def logprobs(model, point: BenchPoint) -> torch.Tensor:
     """Next-token log-probabilities at every text position of `quality_prompts` requests (float32, CPU)."""
+    import torch
+    from nvila_bench.model.pipeline import embed
+
     out = []
     with torch.inference_mode():
         for seed in range(point.extra["quality_prompts"]):
@@ -54,6 +60,9 @@ def reference_key(point: BenchPoint) -> tuple:
 
 def quality(model, point: BenchPoint, plan: QuantPlan) -> dict[str, Metric]:
     """Top-1 agreement and KL of the rung's next-token logits against the same preset's in bf16 (`REFERENCE`)."""
+    import torch
+    from nvila_bench.model import build_model, get_preset
+
     key = reference_key(point)
     ours = logprobs(model, point)
     if plan.is_bf16:
@@ -70,19 +79,18 @@ TEST_QUESTIONS = 16  # per synthetic task: the checkpoint's logits are compared 
 def answer_logprobs(model, tokenizer, data_dir: str | Path, per_task: int = TEST_QUESTIONS) -> torch.Tensor:
     """Next-token log-probabilities (float32, CPU) at every answer position (its tokens and EOS, teacher-forced)
     of the first `per_task` test questions of each synthetic task: where the checkpoint's answers are decided."""
-    from .synthetic_train import example
+    import torch
+    from nvila_bench.model.pipeline import embed
+
+    from .synthetic_train import example_request
 
     out = []
     with torch.inference_mode():
         for task in st.TASKS:
             for row in st.load_split(data_dir, task, "test")[:per_task]:
-                media, ids, answer = example(model.config, tokenizer, data_dir, row)
-                prompt = torch.tensor([ids])
-                embeds = model.embed(prompt, model.project(model.encode_media(media), media))
-                logits = model.prefill(embeds, all_logits=True).logits[0]
-                out.append(
-                    logits[-answer - 1 : -1].float().log_softmax(-1).cpu()
-                )  # the positions predicting the answer
+                request, answer = example_request(model.config, tokenizer, data_dir, row)
+                logits = model.prefill(embed(model, request), all_logits=True).logits[0]
+                out.append(logits[-answer - 1 : -1].float().log_softmax(-1).cpu())  # the positions predicting it
     return torch.cat(out)
 
 
@@ -107,6 +115,8 @@ def rung_accuracy(
         from lmms_eval.tasks import TaskManager
     except ImportError as e:
         raise ValueError(f"accuracy per rung needs lmms-eval (pip install 'nvila-bench[eval]'): {e}") from None
+    from nvila_bench.model.quantize import quantize_model
+
     from .lmms_adapter import NVILABench
 
     root = Path(data_dir) if data_dir else default_data_dir()
@@ -128,7 +138,7 @@ def rung_accuracy(
         result = simple_evaluate(
             model=model, tasks=[task], limit=limit, task_manager=manager, log_samples=False, verbosity="WARNING"
         )
-        scores[task] = _score(result, task)["score"].value
+        scores[task] = score(result, task)["score"].value
         out[f"accuracy_{task}"] = Metric.measured(scores[task], "fraction", "higher")
     for name, group in (
         ("synthetic_accuracy", [t for t in tasks if t in st.TASKS]),

@@ -15,6 +15,7 @@ gets measured prefill and decode records from those suites, marked with the same
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from nvila_bench.model import count_visual_tokens, get_preset
 
@@ -22,9 +23,11 @@ from nvila_bench.core.analysis import costmodel
 from nvila_bench.core.analysis.hardware import get_hardware, hardware_keys
 from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.results import Metric
-from nvila_bench.core.measuring.session import Session
 
 from .registry import Job, Option, Suite, SuiteError
+
+if TYPE_CHECKING:
+    from nvila_bench.core.measuring.session import Session
 
 NVILA = {"real": "nvila-8b", "tiny": "nvila-tiny"}
 
