@@ -24,6 +24,7 @@ from nvila_bench.model import count_visual_tokens, get_preset
 from nvila_bench.core.measuring import synthetic_tasks as st
 from nvila_bench.core.measuring.point import canonical_dtype
 from nvila_bench.core.measuring.results import Metric
+from nvila_bench.core.measuring.specs import MetricSpec
 
 from . import lmms_peers
 from .lmms_tasks import (
@@ -295,6 +296,15 @@ def describe(record) -> str:
     return f"accuracy: {task}: {m['metric'].value} {m['score'].value:.3f}{stderr}, n={m['n'].value}{chance}"
 
 
+METRICS = (
+    MetricSpec("score", "fraction", "higher", headline=True, help="The task's primary metric (lmms-eval's)."),
+    MetricSpec("stderr", "fraction", None, help="The score's standard error (lmms-eval's)."),
+    MetricSpec("n", "samples", None, headline=True, help="Samples scored."),
+    MetricSpec("chance", "fraction", None, headline=True, help="A uniform guess's score, where known."),
+    MetricSpec("metric", "text", None, help="Which of the task's metrics `score` is."),
+    MetricSpec("media_tokens", "tokens", None, help="Positions one sample's media take (synthetic tasks)."),
+)
+
 SUITE = Suite(
     "accuracy",
     "lmms-eval tasks over the model adapter, one record per task.",
@@ -314,4 +324,5 @@ SUITE = Suite(
     config=TaskPoint.to_config,
     describe=describe,
     fail_on_error=True,
+    metrics=METRICS,
 )

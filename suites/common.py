@@ -1,7 +1,7 @@
 """What several suites share, so that no suite imports another (an import-linter contract, pyproject.toml): a
 point's request, the timed TTFT iteration and its run, an engine's one-time setup timed on its own, a point's
-token counts. Importing it loads no torch (the registry's `declared_outputs` imports every suite): the heavy
-imports live inside the functions."""
+token counts; and the declarations (`MetricSpec`) of the metrics these and the core's helpers write. Importing it
+loads no torch (the registry's `declared_outputs` imports every suite): the heavy imports live in the functions."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from nvila_bench.model import count_visual_tokens, get_preset
 from nvila_bench.model.presets import is_peer
-from nvila_bench.model.stages import GRAPH_CAPTURE, LLM_PREFILL
+from nvila_bench.model.stages import DECODE_STEP, GRAPH_CAPTURE, LLM_PREFILL, PREPROCESS, PROJECTOR, VISION
 
 from nvila_bench.core.measuring.results import Metric, PointSkipped
+from nvila_bench.core.measuring.specs import MetricSpec
 
 if TYPE_CHECKING:
     from nvila_bench.core.measuring.point import BenchPoint
@@ -145,3 +146,74 @@ def measure_ttft(point: BenchPoint, session: Session) -> TTFTRun:
     with torch.inference_mode():
         samples = measure(ttft_iteration(model, request, engine), device, session.measure, region=meter)
     return TTFTRun(samples, engine, clock, meter)
+
+
+# ---- declared metrics: the families several suites write ------------------------------------------------------
+TOKEN_SPECS = (
+    MetricSpec("vit_tiles", "tiles", None, help="Tiles (images) and frames (video) the vision tower encodes."),
+    MetricSpec("visual_tokens", "tokens", None, help="Visual tokens the LLM sees, separators excluded."),
+    MetricSpec(
+        "media_tokens", "tokens", None, help="Positions the media take in the LLM's input, separators included."
+    ),
+    MetricSpec("sequence_tokens", "tokens", None, help="Positions of one request: media and prompt."),
+)
+STAGE_SPECS = (  # the stages of TTFT, `ttft_iteration`'s laps
+    MetricSpec(PREPROCESS, "s", "lower", help="Decoding (image files), tiling and normalising the media."),
+    MetricSpec(VISION, "s", "lower", help="The vision tower over every tile and frame."),
+    MetricSpec(PROJECTOR, "s", "lower", help="Dynamic-S2 merge, token compression (STC, TSP) and the MLP projector."),
+    MetricSpec(LLM_PREFILL, "s", "lower", help="The LLM prefill of media and prompt, up to the first token."),
+)
+SETUP_SPECS = (
+    MetricSpec("setup_seconds", "s", "lower", help="The engine's one-time compile and capture, outside the timings."),
+    MetricSpec("graph_capture_seconds", "s", "lower", help="The CUDA graph captures within setup (compiled, CUDA)."),
+)
+ENGINE_NOTE = MetricSpec("engine_note", "text", None, help="What the engine ran otherwise than asked, and why.")
+MEMORY_SPECS = (  # core/measuring/memory.py: the device's allocator on a GPU, the process's peak RSS on a CPU
+    MetricSpec("peak_memory_allocated", "bytes", "lower", help="Peak memory the CUDA caching allocator handed out."),
+    MetricSpec("peak_memory_reserved", "bytes", "lower", help="Peak memory the CUDA caching allocator held."),
+    MetricSpec("peak_rss", "bytes", "lower", help="The process's peak resident memory (CPU runs; an upper bound)."),
+)
+ENERGY_SPECS = (  # core/measuring/energy.py: NVML's energy counter over the timed iterations (GPU only)
+    MetricSpec("energy_j", "J", "lower", help="GPU energy of the timed iterations."),
+    MetricSpec("joules_per_token", "J/token", "lower", help="GPU energy per token processed."),
+    MetricSpec("avg_power_w", "W", None, help="Mean GPU power over the timed iterations."),
+)
+COST_STAGES = (VISION, PROJECTOR, LLM_PREFILL, DECODE_STEP)  # the stages core/analysis/costmodel.request_costs costs
+
+
+def cost_specs(stages: tuple[str, ...] = COST_STAGES, executed: bool = True, floors: bool = True):
+    """The cost model's figures of each stage (one spec per stage): `{stage}_flops`, `{stage}_executed_flops` (what
+    a causal kernel runs), `{stage}_bytes` and, with known peaks, `{stage}_floor`."""
+    out = []
+    for stage in stages:
+        out.append(MetricSpec(f"{stage}_flops", "FLOP", None, help=f"Cost model: model FLOPs of {stage}."))
+        if executed:
+            out.append(MetricSpec(f"{stage}_executed_flops", "FLOP", None, help=f"Cost model: FLOPs {stage} runs."))
+        out.append(MetricSpec(f"{stage}_bytes", "bytes", None, help=f"Cost model: bytes {stage} moves."))
+        if floors:
+            out.append(MetricSpec(f"{stage}_floor", "s", None, help=f"Roofline floor of {stage} at the peaks."))
+    return tuple(out)
+
+
+def utilisation_specs(stages: tuple[str, ...], kinds: tuple[str, ...] = ("mfu", "mbu")) -> tuple[MetricSpec, ...]:
+    """MFU / MBU of each timed stage: the cost model's FLOPs / bytes over its measured median, against the peaks."""
+    what = {"mfu": "FLOPs", "mbu": "bandwidth"}
+    return tuple(
+        MetricSpec(f"{stage}_{kind}", "fraction", "higher", help=f"Share of the peak {what[kind]} {stage} reached.")
+        for stage in stages
+        for kind in kinds
+    )
+
+
+PEAK_SPECS = (
+    MetricSpec("peaks_source", "text", None, help="Where the peaks come from: measured ceilings or a datasheet."),
+    MetricSpec("peak_flops", "FLOP/s", None, help="The peak FLOP/s the floors and MFU divide by."),
+    MetricSpec("peak_bandwidth", "bytes/s", None, help="The peak memory bandwidth the floors and MBU divide by."),
+)
+
+
+def analytic_specs(timed: tuple[str, ...]) -> tuple[MetricSpec, ...]:
+    """What core/analysis/analytic.py `analytic_metrics` writes beside a measured point whose `timed` stages have
+    a measured median: every stage's cost, the timed stages' MFU and MBU, and the peaks."""
+    convention = MetricSpec("flops_convention", "text", None, help="Which FLOPs the floors and MFU count.")
+    return (convention, *cost_specs(), *utilisation_specs(timed), *PEAK_SPECS)

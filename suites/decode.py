@@ -22,8 +22,20 @@ from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL
 
 from nvila_bench.core.analysis import costmodel
 from nvila_bench.core.measuring.results import Metric
+from nvila_bench.core.measuring.specs import MetricSpec
 
-from .common import request_of, setup_metrics, timed_setup, token_metrics
+from .common import (
+    ENERGY_SPECS,
+    ENGINE_NOTE,
+    MEMORY_SPECS,
+    SETUP_SPECS,
+    TOKEN_SPECS,
+    analytic_specs,
+    request_of,
+    setup_metrics,
+    timed_setup,
+    token_metrics,
+)
 from .registry import Suite, SuiteError, sweep_points
 
 if TYPE_CHECKING:
@@ -147,10 +159,37 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     )
 
 
+METRICS = (
+    MetricSpec("tpot", "s", "lower", gated=True, headline=True, help="Time per output token: one decode step."),
+    MetricSpec(
+        "decode_tokens_per_s", "tokens/s", "higher", gated=True, headline=True, help="Generated tokens per second."
+    ),
+    MetricSpec("prefill", "s", "lower", help="The LLM prefill of the embedded context (the first token)."),
+    MetricSpec("e2e_latency", "s", "lower", help="The prefill and every decode step of one request."),
+    MetricSpec("context_tokens", "tokens", None, headline=True, help="Positions of the context before decoding."),
+    *(spec for spec in TOKEN_SPECS if spec.name == "media_tokens"),
+    MetricSpec("kv_cache_bytes", "bytes", "lower", help="Bytes the KV cache holds (allocated, for a static cache)."),
+    MetricSpec("kv_cache_bytes_analytic", "bytes", None, help="Cost model: the KV cache of the context and steps."),
+    MetricSpec("iterations", "count", None, help="Timed requests."),
+    MetricSpec("output_ids", "token ids", None, help="The first 64 generated ids (row 0)."),
+    MetricSpec("output_ids_digest", "sha256", None, help="A digest of every generated id (row 0)."),
+    MetricSpec("last_step_logits", "logits", None, help=f"Row 0's last-step logits at {LOGIT_SAMPLE} vocabulary ids."),
+    MetricSpec("last_step_logits_nan", "count", None, help="NaN or +inf entries of row 0's last-step logits."),
+    *SETUP_SPECS,
+    ENGINE_NOTE,
+    MetricSpec(
+        "prefill_engine", "text", None, help="How generate's prefill ran, where not as the engine's own prefill."
+    ),
+    *MEMORY_SPECS,
+    *ENERGY_SPECS,
+    *analytic_specs((DECODE_STEP, LLM_PREFILL)),
+)
+
 SUITE = Suite(
     "decode",
     "Time per output token after a real prefill (greedy, EOS ignored).",
     measure_point,
     expand=expand,
     decodes=True,
+    metrics=METRICS,
 )

@@ -27,14 +27,26 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from nvila_bench.model.quant_plan import COMPONENTS, INT4_KERNELS, SCALES, QuantPlan, unavailable
-from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES
+from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES, VISION
 
 from nvila_bench.core.analysis import costmodel
 from nvila_bench.core.measuring.results import Metric, PointSkipped
+from nvila_bench.core.measuring.specs import MetricSpec
 
-from .common import request_of, setup_metrics, timed_setup, token_metrics, ttft_iteration
+from .common import (
+    ENGINE_NOTE,
+    MEMORY_SPECS,
+    SETUP_SPECS,
+    STAGE_SPECS,
+    TOKEN_SPECS,
+    request_of,
+    setup_metrics,
+    timed_setup,
+    token_metrics,
+    ttft_iteration,
+)
 from .deployment_ladder import ACCURACY_LIMIT, QUALITY_PROMPTS, RUNGS, expand, plan_of
-from .deployment_quality import REFERENCE, logprobs, quality, reference_key, rung_accuracy
+from .deployment_quality import QUALITY_SPECS, REFERENCE, logprobs, quality, reference_key, rung_accuracy
 from .registry import Option, Suite
 
 if TYPE_CHECKING:
@@ -188,6 +200,42 @@ def stage_roofline(
     return out
 
 
+ROOFLINE = (VISION, LLM_PREFILL)  # the stages `stage_roofline` costs in the rung's formats
+METRICS = (
+    MetricSpec("ttft", "s", "lower", gated=True, headline=True, help="Time to first token of the rung."),
+    *STAGE_SPECS,
+    MetricSpec("tpot", "s", "lower", gated=True, headline=True, help="Time per output token of the rung."),
+    MetricSpec("decode_tokens_per_s", "tokens/s", "higher", gated=True, help="Generated tokens per second."),
+    *SETUP_SPECS,
+    MetricSpec("quantize_seconds", "s", "lower", help="Calibration, scales and quantization of the rung's weights."),
+    *(
+        spec
+        for c in COMPONENTS
+        for spec in (
+            MetricSpec(f"{c}_weights_bytes", "bytes", "lower", headline=c == "llm", help=f"The {c}'s weights, stored."),
+            MetricSpec(f"{c}_weights_bytes_predicted", "bytes", None, help=f"The {c}'s weights, predicted."),
+        )
+    ),
+    *TOKEN_SPECS,
+    *MEMORY_SPECS,
+    *QUALITY_SPECS,
+    MetricSpec("decode_step_bytes", "bytes", None, help="Cost model: bytes one decode step reads, in these formats."),
+    MetricSpec("decode_step_floor", "s", None, help="Roofline floor of one decode step."),
+    MetricSpec("decode_step_mbu", "fraction", "higher", help="Share of the peak bandwidth a decode step reached."),
+    *(
+        spec
+        for stage in ROOFLINE
+        for spec in (
+            MetricSpec(f"{stage}_bytes", "bytes", None, help=f"Cost model: bytes {stage} moves, in these formats."),
+            MetricSpec(f"{stage}_floor", "s", None, help=f"Roofline floor of {stage} at its GEMMs' peak."),
+            MetricSpec(f"{stage}_mfu", "fraction", "higher", help=f"Share of the peak FLOPs {stage} reached."),
+            MetricSpec(f"{stage}_mfu_dtype", "text", None, help=f"The dtype of {stage}'s GEMMs, whose peak MFU uses."),
+            MetricSpec(f"{stage}_peak_source", "text", None, help=f"Where {stage}'s peak comes from."),
+        )
+    ),
+    ENGINE_NOTE,
+)
+
 SUITE = Suite(
     "deployment",
     "The deployment ladder (paper Figure 5): bf16 scaled-only -> token compression -> W4A16 LLM -> W8A8 ViT, with "
@@ -240,4 +288,5 @@ SUITE = Suite(
     ),
     expand=expand,
     decodes=True,
+    metrics=METRICS,
 )

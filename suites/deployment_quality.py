@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 
 from nvila_bench.core.measuring import synthetic_tasks as st
 from nvila_bench.core.measuring.results import Metric
+from nvila_bench.core.measuring.specs import MetricSpec
 
 from .common import request_of
-from .lmms_tasks import SYNTHETIC, default_data_dir, score
+from .lmms_tasks import SYNTHETIC, default_data_dir, paper_tasks, score
 
 if TYPE_CHECKING:
     import torch
@@ -147,3 +148,23 @@ def rung_accuracy(
         if group:
             out[name] = Metric.measured(sum(scores[t] for t in group) / len(group), "fraction", "higher")
     return out
+
+
+def _agreement_specs(prefix: str, of: str, headline: bool = False) -> tuple[MetricSpec, ...]:
+    return (
+        MetricSpec(f"{prefix}top1_agreement", "fraction", "higher", headline=headline, help=f"{of}: top-1 agreement."),
+        MetricSpec(f"{prefix}logits_kl", "nats", "lower", help=f"{of}: KL divergence from bf16."),
+        MetricSpec(f"{prefix}quality_positions", "positions", None, help=f"{of}: positions compared."),
+    )
+
+
+QUALITY_SPECS = (  # what `quality` and (a run with --checkpoint) `rung_accuracy` write
+    *_agreement_specs("", "Next-token logits against the same model in bf16", headline=True),
+    *_agreement_specs("checkpoint_", "The checkpoint's logits at the answers against itself in bf16"),
+    *(
+        MetricSpec(f"accuracy_{task}", "fraction", "higher", help=f"The checkpoint's {task} score, quantized.")
+        for task in (*SYNTHETIC, *paper_tasks("image"), *paper_tasks("video"))  # other lmms-eval tasks: undeclared
+    ),
+    MetricSpec("synthetic_accuracy", "fraction", "higher", help="Mean score over the synthetic multiple choice."),
+    MetricSpec("benchmark_accuracy", "fraction", "higher", help="Mean score over the paper's lmms-eval tasks."),
+)

@@ -21,7 +21,9 @@ from nvila_bench.model.recipes import LoraSettings, Recipe
 
 from nvila_bench.core.analysis.memory_model import estimate, geometry
 from nvila_bench.core.measuring.results import Metric, PointSkipped
+from nvila_bench.core.measuring.specs import MetricSpec
 
+from .common import MEMORY_SPECS, TOKEN_SPECS
 from .registry import Option, Suite, SuiteError, check_training, nvila_presets_only, sweep_points, with_extra
 
 if TYPE_CHECKING:
@@ -157,6 +159,32 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
     return points
 
 
+PARTS = {  # what the measured step counts, part by part
+    "weights": "the parameters",
+    "gradients": "the gradients",
+    "optimizer": "AdamW's state",
+    "activations": "what autograd saves in the forward",
+}
+METRICS = (
+    MetricSpec("memory_counted", "bytes", "lower", headline=True, help="The four parts, counted tensor by tensor."),
+    MetricSpec("peak_memory_predicted", "bytes", None, headline=True, help="The memory model's total."),
+    MetricSpec("step_time", "s", "lower", gated=True, headline=True, help="One optimizer step."),
+    MetricSpec("iterations_per_s", "it/s", "higher", help="Optimizer steps per second."),
+    *(
+        spec
+        for part, what in PARTS.items()
+        for spec in (
+            MetricSpec(f"{part}_bytes", "bytes", "lower", help=f"Bytes of {what}, counted."),
+            MetricSpec(f"{part}_bytes_predicted", "bytes", None, help=f"Bytes of {what}, predicted."),
+        )
+    ),
+    MetricSpec("trainable_params", "params", None, help="Parameters the recipe trains."),
+    MetricSpec("trainable_params_predicted", "params", None, help="Parameters the recipe trains, predicted."),
+    *(spec for spec in TOKEN_SPECS if spec.name == "sequence_tokens"),
+    MetricSpec("loss_first", "nats", None, help="The loss of the measured step."),
+    *(spec for spec in MEMORY_SPECS if spec.name != "peak_rss"),  # the allocator's peak of the step (GPU)
+)
+
 SUITE = Suite(
     "finetune-memory",
     "Memory (counted part by part, and predicted) and speed of each fine-tuning recipe.",
@@ -174,4 +202,5 @@ SUITE = Suite(
         Option("lora_dropout", "LoRA dropout.", float, 0.05),
     ),
     expand=expand,
+    metrics=METRICS,
 )

@@ -14,19 +14,34 @@ captured for this context length; its one-time cost is `setup_seconds` (of which
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nvila_bench.model.stages import PREFILL_STAGES, PREPROCESS
+from nvila_bench.model.stages import LLM_PREFILL, PREFILL_STAGES, PROJECTOR, VISION
 
 from nvila_bench.core.measuring.results import Metric
+from nvila_bench.core.measuring.specs import MetricSpec
 
-from .common import measure_ttft, setup_metrics, token_metrics
+from .common import (
+    ENERGY_SPECS,
+    ENGINE_NOTE,
+    MEMORY_SPECS,
+    SETUP_SPECS,
+    STAGE_SPECS,
+    TOKEN_SPECS,
+    analytic_specs,
+    measure_ttft,
+    setup_metrics,
+    token_metrics,
+)
 from .registry import Option, Suite, SuiteError, sweep_points, with_extra
 
 if TYPE_CHECKING:
     from nvila_bench.core.measuring.point import BenchPoint
     from nvila_bench.core.measuring.session import Session
+
+COSTED = (VISION, PROJECTOR, LLM_PREFILL)  # timed stages the cost model costs too (preprocessing is not)
 
 
 def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
@@ -54,7 +69,7 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     # Joules per prefilled position (media + prompt, every row of the batch), preprocessing and vision included.
     positions = metrics["sequence_tokens"].value * point.batch_size
     metrics |= energy_metrics(run.meter, len(samples["total"]) * positions)
-    timed = {stage: stage for stage in PREFILL_STAGES if stage != PREPROCESS}
+    timed = {stage: stage for stage in COSTED}
     return metrics | analytic_metrics(point, metrics, timed, session.peaks_for(point.dtype))
 
 
@@ -80,6 +95,20 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
     return points
 
 
+METRICS = (
+    MetricSpec("ttft", "s", "lower", gated=True, headline=True, help="Time to first token: the sum of the stages."),
+    *(replace(spec, headline=spec.name in (VISION, LLM_PREFILL)) for spec in STAGE_SPECS),
+    *(replace(spec, headline=spec.name == "media_tokens") for spec in TOKEN_SPECS),
+    MetricSpec("iterations", "count", None, help="Timed requests."),
+    *SETUP_SPECS,
+    ENGINE_NOTE,
+    MetricSpec("vision_attention", "text", None, help="The kernel the vision tower's attention runs."),
+    MetricSpec("llm_prefill_attention", "text", None, help="The SDPA backend of the compiled LLM prefill."),
+    *MEMORY_SPECS,
+    *ENERGY_SPECS,
+    *analytic_specs(COSTED),
+)
+
 SUITE = Suite(
     "prefill",
     "TTFT and its stages (preprocess, vision, projector, LLM prefill).",
@@ -93,4 +122,5 @@ SUITE = Suite(
         ),
     ),
     expand=expand,
+    metrics=METRICS,
 )

@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES, PREPROCESS, TRAIN_STAGES
 
 from nvila_bench.core.measuring.results import Metric
+from nvila_bench.core.measuring.specs import MetricSpec
 
+from .common import ENERGY_SPECS, MEMORY_SPECS
 from .registry import Option, Suite, SuiteError, nvila_presets_only, sweep_points, with_extra
 
 if TYPE_CHECKING:
@@ -89,6 +91,21 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
     return [with_extra(p, **extra) for p in sweep_points(axes, {})]
 
 
+METRICS = (
+    MetricSpec("unprofiled_step_time", "s", "lower", headline=True, help="One step's time without the profiler."),
+    MetricSpec("profiled_step_time", "s", "lower", help="One step's time under the profiler."),
+    MetricSpec("profiler_overhead", "ratio", "lower", headline=True, help="Profiled over unprofiled step time."),
+    MetricSpec("stage_times", "per step", None, help="Each stage's ranges: wall, self CPU / CUDA time and FLOPs."),
+    MetricSpec("top_ops", "per step", None, help="The operators that took the most time, per stage."),
+    MetricSpec("tokens_per_step", "tokens", None, help="Tokens one step processes (for J/token)."),
+    MetricSpec("chrome_trace", "path", None, help="The trace for chrome://tracing or ui.perfetto.dev."),
+    MetricSpec("tensorboard_dir", "path", None, help="The trace for TensorBoard's profiler plugin."),
+    *ENERGY_SPECS,
+    *(spec for spec in MEMORY_SPECS if spec.name != "peak_rss"),  # one more step under the allocator's history
+    MetricSpec("peak_memory_breakdown", "bytes", None, help="The peak split: weights, gradients, optimizer, rest."),
+    MetricSpec("memory_snapshot", "path", None, help="The allocator's snapshot for pytorch.org/memory_viz."),
+)
+
 SUITE = Suite(
     "profile",
     "torch.profiler traces, top operators per stage, the profiler's overhead (also `nvila-bench profile`).",
@@ -103,4 +120,5 @@ SUITE = Suite(
     ),
     expand=expand,
     decodes=True,  # a decode profile generates --new-tokens; prefill and train profiles count them too
+    metrics=METRICS,
 )

@@ -29,8 +29,10 @@ from nvila_bench.model.stages import BACKWARD, LLM_FORWARD, OPTIMIZER, PROJECTOR
 
 from nvila_bench.core.analysis import costmodel
 from nvila_bench.core.measuring.results import Metric, PointSkipped
+from nvila_bench.core.measuring.specs import MetricSpec
 from nvila_bench.core.measuring.stats import summarize
 
+from .common import MEMORY_SPECS, TOKEN_SPECS
 from .registry import Option, Suite, SuiteError, check_training, sweep_points, with_extra
 
 if TYPE_CHECKING:
@@ -266,6 +268,35 @@ def check_peers(axes: dict[str, list], fixed: dict) -> None:
             raise SuiteError(f"{name}: a peer VLM's training sample holds images or a video, not both")
 
 
+STAGE_HELP = {
+    VISION: "The vision tower's forward, summed over the micro-batches.",
+    PROJECTOR: "The projector's forward, summed over the micro-batches.",
+    LLM_FORWARD: "The LLM's forward and loss, summed over the micro-batches.",
+    "forward": "The loss forward: vision, projector and LLM.",
+    BACKWARD: "The backward pass, summed over the micro-batches.",
+    OPTIMIZER: "The AdamW update.",
+}
+METRICS = (
+    MetricSpec("step_time", "s", "lower", gated=True, headline=True, help="One optimizer step (slowest rank's)."),
+    MetricSpec("samples_per_s", "samples/s", "higher", gated=True, headline=True, help="Training samples per second."),
+    MetricSpec("tokens_per_s", "tokens/s", "higher", headline=True, help="Training positions per second."),
+    *(MetricSpec(name, "s", "lower", help=text) for name, text in STAGE_HELP.items()),
+    *(spec for spec in TOKEN_SPECS if spec.name == "sequence_tokens"),
+    MetricSpec("trainable_params", "params", None, help="Parameters the stage trains."),
+    MetricSpec("loss_first", "nats", None, help="The loss of the first step."),
+    MetricSpec("loss_last", "nats", None, help="The loss of the last step."),
+    MetricSpec("steps", "count", None, help="Optimizer steps run, warm-up included."),
+    *MEMORY_SPECS,
+    MetricSpec("step_flops", "FLOP", None, help="Cost model: FLOPs of one step (recomputation included)."),
+    MetricSpec("mfu", "fraction", "higher", help="Model FLOPs utilisation of a step (recomputation excluded)."),
+    MetricSpec("peaks_source", "text", None, help="Where the peak FLOP/s comes from: measured or a datasheet."),
+    # A torchrun launch's (runner/distributed.py): the ranks' figures, gathered.
+    MetricSpec("per_gpu_samples_per_s", "samples/s", "higher", help="Samples per second of one rank."),
+    MetricSpec("rank_step_time_median", "s", None, help="Each rank's median step time."),
+    MetricSpec("world_size", "ranks", None, help="Ranks of the torchrun launch."),
+    MetricSpec("losses", "nats", None, help="The global batch's loss at every step."),
+)
+
 SUITE = Suite(
     "train",
     "Optimizer steps of a training stage on synthetic batches, NVILA or a peer VLM (torchrun: FSDP2, NVILA only).",
@@ -286,4 +317,5 @@ SUITE = Suite(
     ),
     expand=expand,
     distributed=True,
+    metrics=METRICS,
 )
