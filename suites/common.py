@@ -195,13 +195,12 @@ def cost_specs(stages: tuple[str, ...] = COST_STAGES, executed: bool = True, flo
     return tuple(out)
 
 
-def utilisation_specs(stages: tuple[str, ...], kinds: tuple[str, ...] = ("mfu", "mbu")) -> tuple[MetricSpec, ...]:
-    """MFU / MBU of each timed stage: the cost model's FLOPs / bytes over its measured median, against the peaks."""
-    what = {"mfu": "FLOPs", "mbu": "bandwidth"}
+def utilisation_specs(stages: tuple[str, ...]) -> tuple[MetricSpec, ...]:
+    """MFU and MBU of each timed stage: the cost model's FLOPs and bytes over its measured median, against the peaks."""
     return tuple(
-        MetricSpec(f"{stage}_{kind}", "fraction", "higher", help=f"Share of the peak {what[kind]} {stage} reached.")
+        MetricSpec(f"{stage}_{kind}", "fraction", "higher", help=f"Share of the peak {what} {stage} reached.")
         for stage in stages
-        for kind in kinds
+        for kind, what in (("mfu", "FLOP/s"), ("mbu", "bandwidth"))
     )
 
 
