@@ -13,7 +13,8 @@ from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.quantize import QuantPlan, measured_weight_bytes, predicted_weight_bytes, quantize_model
 from nvila_bench.reports import deployment as ladder_section
 from nvila_bench.reports import peers as peers_section
-from nvila_bench.suites.deployment import PEER_RUNGS, RUNGS, calibration, expand, plan_of
+from nvila_bench.suites.deployment import calibration
+from nvila_bench.suites.deployment_ladder import PEER_RUNGS, RUNGS, expand, plan_of
 from torch import nn
 
 from nvila_bench.cli import main

@@ -31,7 +31,28 @@ def test_import_layers_hold(tmp_path):
         [lint, str(REPO / "pyproject.toml"), "--no-cache"], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Contracts: 4 kept, 0 broken" in proc.stdout
+    assert "Contracts: 5 kept, 0 broken" in proc.stdout
+
+
+def test_every_suite_is_in_the_independence_contract():
+    """The contract "suites are independent" (pyproject.toml) lists exactly the registry's suite modules."""
+    from nvila_bench.suites.registry import REGISTRY
+
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (independent,) = [c for c in contracts if c["type"] == "independence"]
+    assert sorted(independent["modules"]) == sorted(f"nvila_bench.suites.{m}" for m in REGISTRY.values())
+
+
+def test_a_suite_importing_another_breaks_independence(tmp_path):
+    site = installed_layout(tmp_path / "site")
+    with (site / "nvila_bench" / "suites" / "overhead.py").open("a") as f:
+        f.write("from .prefill import measure_point as _prefill  # noqa\n")
+    env = os.environ | {"PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1"}
+    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or "lint-imports"
+    proc = subprocess.run(
+        [lint, str(REPO / "pyproject.toml"), "--no-cache"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and "nvila_bench.suites.overhead -> nvila_bench.suites.prefill" in proc.stdout
 
 
 def test_an_upward_import_breaks_the_layers(tmp_path):

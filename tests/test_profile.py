@@ -11,7 +11,8 @@ import torch
 from conftest import read_dicts
 from fake_records import GPU_ENV, prefill_record
 from nvila_bench.reports.render import render_report
-from nvila_bench.suites.profile import STAGE_RANGES, operator_tables
+from nvila_bench.suites.profile import STAGE_RANGES
+from nvila_bench.suites.profiler import operator_tables
 from torch.autograd import DeviceType
 
 from nvila_bench.cli import main
