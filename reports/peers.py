@@ -20,10 +20,10 @@ from nvila_bench.model.stages import PREFILL_STAGES
 from nvila_bench.core.analysis import paper
 from nvila_bench.core.measuring.results import Record
 
-from .deployment import formats_text
 from .records import (
     ENGINES,
     engine_of,
+    formats_text,
     hardware_of,
     is_nvila,
     is_peer,
