@@ -680,3 +680,24 @@ def test_the_fine_tuning_memory_claim_pairs_recipes_of_one_preset_on_one_hardwar
     real = [real_nvila, finetune("nvila-8b", "full-full", GPU_ENV, peak_memory_allocated=70e9)]
     ours = {r["id"]: r for r in claims_table([*real, *tiny])}["finetune-memory"]["ours"]  # the tiny pair written last
     assert ours.text == "3.50x" and ours.comparable and "H100" in ours.hardware and "allocator peak" in ours.note
+
+
+def test_sources_are_named_relative_to_the_report_never_by_absolute_path(tmp_path):
+    """The report names its results files below its own folder by their relative path, others by folder and file
+    name: never an absolute path of the machine that measured."""
+    from nvila_bench.reports.render import source_names
+
+    out = tmp_path / "out"
+    elsewhere = tmp_path / "runs" / "h100"
+    assert source_names([str(out / "results.jsonl"), str(out / "a" / "b.jsonl")], str(out / "report.html")) == [
+        "results.jsonl",
+        "a/b.jsonl",
+    ]
+    assert source_names([str(elsewhere), str(elsewhere / "results.jsonl")], str(out / "report.html")) == [
+        "runs/h100",
+        "h100/results.jsonl",
+    ]
+    write(elsewhere, [prefill_record()])
+    assert main(["report", str(elsewhere), "--out", str(out / "report.html")]) == 0
+    html = (out / "report.html").read_text()
+    assert "sources: <code>runs/h100</code>" in html and str(tmp_path) not in html
