@@ -228,7 +228,10 @@ def baseline_pairs(records: list[Record], suite: str) -> list[tuple[Record, Reco
     return prefer_engine(pairs, record=lambda pair: pair[0])
 
 
-COMPONENT_NAMES = {"vision": "ViT", "projector": "projector", "llm": "LLM"}  # model/quantize.py COMPONENTS
+# model/quantize.py COMPONENTS, in its order (tests/test_report_ladder.py checks), and their names in the report:
+# not imported from there, which imports torch, so the report renders without it.
+COMPONENT_NAMES = {"vision": "ViT", "projector": "projector", "llm": "LLM"}
+COMPONENTS = tuple(COMPONENT_NAMES)
 
 
 def formats_text(
@@ -271,4 +274,6 @@ __all__ = [
     "stands_for",
     "is_scaled_only",
     "formats_text",
+    "COMPONENTS",
+    "COMPONENT_NAMES",
 ]

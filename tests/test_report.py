@@ -701,3 +701,34 @@ def test_sources_are_named_relative_to_the_report_never_by_absolute_path(tmp_pat
     assert main(["report", str(elsewhere), "--out", str(out / "report.html")]) == 0
     html = (out / "report.html").read_text()
     assert "sources: <code>runs/h100</code>" in html and str(tmp_path) not in html
+
+
+def test_each_declared_view_is_found_and_a_missing_one_is_named():
+    """Every view a registered suite declares has its module and template partial; a view that lacks either is
+    one line naming the two files."""
+    from nvila_bench.reports import views
+    from nvila_bench.suites.registry import declared_outputs
+
+    declared = {o.view for o in declared_outputs().values() if o.view}
+    assert declared == {"deployment", "scale_then_compress", "training", "accuracy", "profile"}
+    for name in declared:
+        module = views.find(name)
+        assert module.TITLE and module.ANCHOR and callable(module.build)
+    for bad in ("nope", "../deployment", ""):
+        with pytest.raises(ValueError, match="report view"):
+            views.find(bad)
+
+
+def test_a_suite_no_declaration_names_shows_every_metric_of_its_records():
+    """Records of a suite this version does not register (an older file) still get their suite's table: every
+    metric their records hold, each formatted by its unit."""
+    old = Record(
+        "retired-suite",
+        prefill_record().config,
+        {"latency": Metric.timing([0.002, 0.002, 0.002]), "share": Metric.measured(0.25, "fraction", "lower")},
+        "run-a",
+        environment=CPU_ENV,
+    )
+    table = html_section(report_html([old]), "suite-retired-suite")
+    assert "No suite of this version declares retired-suite's metrics: every metric its records hold." in table
+    assert "<th>latency <span" in table and '<td class="num">2.000 ms</td>' in table and ">25.0%</td>" in table

@@ -183,3 +183,23 @@ def test_a_deployment_records_label_names_its_rung():
         point_label(_with(deployment_record(*LADDER[2]), "compiled", int4_kernel=k)) for k in ("gemlite", "tinygemm")
     }
     assert len(kernels) == 2 and all("compiled" in label for label in kernels)  # two kernels' rows: two labels
+
+
+def test_the_reports_components_are_the_models_and_the_reports_import_no_torch():
+    """The report names the quantized components itself (model/quantize.py imports torch): the same ones, in the
+    same order; and the report, the dashboard, the gate and every view import neither torch nor transformers."""
+    import subprocess
+    import sys
+
+    from nvila_bench.model.quantize import COMPONENTS
+    from nvila_bench.reports import records
+
+    assert records.COMPONENTS == COMPONENTS and list(records.COMPONENT_NAMES) == list(COMPONENTS)
+    code = (
+        "import sys, nvila_bench.reports.render, nvila_bench.reports.dashboard, nvila_bench.core.comparison.gate\n"
+        "from nvila_bench.reports import views\n"
+        "for name in ('deployment', 'scale_then_compress', 'training', 'accuracy', 'profile'): views.find(name)\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr

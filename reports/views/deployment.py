@@ -20,12 +20,11 @@ import functools
 
 from nvila_bench.model import get_preset
 from nvila_bench.model.presets import preset_names
-from nvila_bench.model.quantize import COMPONENTS
 
 from nvila_bench.core.measuring.results import Record
 
 from ..deployment_paper import PAPER_HARDWARE, PAPER_MODEL, figure5, same_hardware, tinychat
-from ..records import COMPONENT_NAMES, formats_text, hardware_of, is_nvila, is_peer, preset_config, value
+from ..records import COMPONENT_NAMES, COMPONENTS, formats_text, hardware_of, is_nvila, is_peer, preset_config, value
 
 TITLE = "Deployment ladder"  # the page's navigation
 ANCHOR = "deployment"  # the section's id
