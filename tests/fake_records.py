@@ -126,8 +126,8 @@ def rung_record(
 
 
 # ---- what the CLI hands the report, gate and dashboard: the suites' declarations ---------------------------
-# The gate's defaults before each suite declared its gated metrics (issue 31); a suite that declares none yet
-# gates these of what it writes, so the tests keep today's verdicts while the declarations arrive.
+# The gate's defaults before each suite declared its gated metrics (issue 31): the suites whose records held them
+# (prefill, decode, train, deployment) gate them until they declare their own, so the tests keep today's verdicts.
 FORMER_GATED = (
     MetricSpec("ttft", "s", "lower", gated=True),
     MetricSpec("tpot", "s", "lower", gated=True),
@@ -140,14 +140,16 @@ GATED = {suite: tuple(m.name for m in FORMER_GATED) for suite in ("prefill", "de
 
 @functools.cache
 def declared() -> dict[str, SuiteOutputs]:
-    """Every registered suite's declared outputs, as `nvila-bench report / gate / dashboard` pass them; a suite
-    that declares no gated metric yet gates FORMER_GATED."""
+    """Every registered suite's declared outputs, as `nvila-bench report / gate / dashboard` pass them; a suite of
+    GATED that declares no gated metric yet gates FORMER_GATED."""
     from nvila_bench.suites.registry import declared_outputs
 
-    return {
-        name: o if o.gated else replace(o, metrics=o.metrics + tuple(m for m in FORMER_GATED if not o.spec(m.name)))
-        for name, o in declared_outputs().items()
-    }
+    def former(o: SuiteOutputs) -> SuiteOutputs:
+        if o.gated or o.suite not in GATED:
+            return o
+        return replace(o, metrics=o.metrics + tuple(m for m in FORMER_GATED if not o.spec(m.name)))
+
+    return {name: former(o) for name, o in declared_outputs().items()}
 
 
 def report_html(records: list[Record], sources=("x.jsonl",), title: str = "nvila-bench report") -> str:
