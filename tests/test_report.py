@@ -727,10 +727,15 @@ def test_a_suite_no_declaration_names_shows_every_metric_of_its_records():
     old = Record(
         "retired-suite",
         prefill_record().config,
-        {"latency": Metric.timing([0.002, 0.002, 0.002]), "share": Metric.measured(0.25, "fraction", "lower")},
+        {
+            "latency": Metric.timing([0.002, 0.002, 0.002]),
+            "share": Metric.measured(0.25, "fraction", "lower"),
+            "count": Metric.measured(1234, "tokens"),
+        },
         "run-a",
         environment=CPU_ENV,
     )
     table = html_section(report_html([old]), "suite-retired-suite")
     assert "No suite of this version declares retired-suite's metrics: every metric its records hold." in table
-    assert "<th>latency <span" in table and '<td class="num">2.000 ms</td>' in table and ">25.0%</td>" in table
+    assert '<th>count <span class="muted">tokens</span></th>' in table and ">1,234</td>" in table
+    assert "<th>latency</th>" in table and '<td class="num">2.000 ms</td>' in table and ">25.0%</td>" in table
