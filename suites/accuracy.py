@@ -309,6 +309,7 @@ SUITE = Suite(
     "accuracy",
     "lmms-eval tasks over the model adapter, one record per task.",
     measure_point,
+    view="accuracy",  # its report section: reports/views/accuracy.py
     options=(
         Option("tasks", "synthetic, paper-image, paper-video or lmms-eval task names, comma-separated.", str),
         Option(

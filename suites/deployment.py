@@ -241,6 +241,7 @@ SUITE = Suite(
     "The deployment ladder (paper Figure 5): bf16 scaled-only -> token compression -> W4A16 LLM -> W8A8 ViT, with "
     "quality; a peer VLM's: bf16 -> W4A16 LLM.",
     measure_point,
+    view="deployment",  # its report section: reports/views/deployment.py
     options=(
         Option("rung", "Run only these rungs (default: the whole ladder).", tuple(RUNGS), multiple=True),
         Option("media", "Run only this request (default: image and video).", ("image", "video")),

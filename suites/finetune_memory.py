@@ -189,6 +189,7 @@ SUITE = Suite(
     "finetune-memory",
     "Memory (counted part by part, and predicted) and speed of each fine-tuning recipe.",
     measure_point,
+    view="training",  # its report section: reports/views/training.py
     options=(
         Option(
             "recipe", "VISION-LLM recipe, e.g. ln-lora, full-full, frozen-qlora, or nvila [nvila].", str, multiple=True

@@ -110,6 +110,7 @@ SUITE = Suite(
     "profile",
     "torch.profiler traces, top operators per stage, the profiler's overhead (also `nvila-bench profile`).",
     measure_point,
+    view="profile",  # its report section: reports/views/profile.py
     options=(
         Option("stage", "What one profiled step runs: prefill, decode or train.", tuple(STAGE_RANGES), "prefill"),
         Option("wait", "Schedule: steps before tracing.", int, 1),

@@ -161,6 +161,7 @@ SUITE = Suite(
     "scale-then-compress",
     "VILA1.5 vs NVILA scaled-only vs NVILA on one image and one video: analytic, and measured where possible.",
     analytic,
+    view="scale_then_compress",  # its report section: reports/views/scale_then_compress.py
     options=(
         Option(
             "tiny",

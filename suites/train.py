@@ -301,6 +301,7 @@ SUITE = Suite(
     "train",
     "Optimizer steps of a training stage on synthetic batches, NVILA or a peer VLM (torchrun: FSDP2, NVILA only).",
     measure_point,
+    view="training",  # its report section: reports/views/training.py
     options=(
         Option(
             "stage",
