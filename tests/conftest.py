@@ -32,3 +32,15 @@ def read_dicts(path) -> list[dict]:
     from nvila_bench.core.measuring.results import read_results
 
     return [r.to_dict() for r in read_results(path)]
+
+
+@pytest.fixture
+def declared_suites(monkeypatch):
+    """`nvila-bench report / gate / dashboard` read every suite's declarations: here `fake_records.declared()`,
+    where a suite that declares no gated metric yet gates the gate's former defaults."""
+    from fake_records import declared
+    from nvila_bench.suites import registry
+
+    outputs = declared()
+    monkeypatch.setattr(registry, "declared_outputs", lambda: outputs)
+    return outputs

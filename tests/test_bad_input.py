@@ -390,7 +390,8 @@ def test_every_committed_results_file_reads_under_the_typed_schema():
 @FIFO
 def test_a_checkpoint_whose_weights_are_a_fifo_is_refused_not_read(tmp_path):
     from nvila_bench.model import build_model, get_preset
-    from nvila_bench.model.checkpoint import CheckpointError, load_checkpoint
+    from nvila_bench.model.checkpoint import load_checkpoint
+    from nvila_bench.model.checkpoint_config import CheckpointError
     from nvila_bench.model.tokenizer import build_tokenizer
     from nvila_bench.suites.synthetic_train import save_trained
 

@@ -359,7 +359,7 @@ def test_measuring_needs_no_validator_and_reading_without_one_says_what_to_insta
         "import sys; sys.modules['fastjsonschema'] = None\n"
         "from nvila_bench.core.measuring.results import Metric, Record, ResultWriter, read_results\n"
         f"ResultWriter({str(tmp_path)!r}).write(Record('prefill', {{'preset': 'nvila-tiny'}}, {{'ttft': "
-        "Metric.timing([0.1, 0.2])}}, 'r'))\n"
+        "Metric.timing([0.1, 0.2])}, 'r'))\n"
         f"try:\n    read_results({str(tmp_path)!r})\nexcept ValueError as e:\n    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

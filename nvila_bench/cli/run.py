@@ -404,7 +404,7 @@ def run_suite(suite: Suite, c: dict, options: dict) -> int:
                     f"torchrun data-parallel training (FSDP2) covers NVILA and VILA1.5 presets "
                     f"only; {job.point.preset} is a peer VLM (run it in one process)"
                 )
-        return run_distributed([j.point for j in jobs], measure, c["out_dir"], c["quiet"])
+        return run_distributed(jobs, measure, c["out_dir"], c["quiet"])
     ceilings = ceilings_of(c)
     check_ceilings_device(c, device, ceilings)
     writer, run_id = ResultWriter(c["out_dir"]), new_run_id()

@@ -10,15 +10,15 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING
 
-import torch
-
-from nvila_bench.model.engines import check_engine, default_engine
-from nvila_bench.model.nvila import check_attn_implementation
 from nvila_bench.model.presets import get_preset
 from nvila_bench.model.tokens import MAX_SIDE
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+if TYPE_CHECKING:
+    import torch
+
+DTYPES = ("float32", "bfloat16", "float16")  # torch's names: `BenchPoint.torch_dtype` is getattr(torch, name)
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 CACHES = ("dynamic", "static")
 PREPROCESS = ("cpu", "gpu")  # where images are tiled and normalised
@@ -74,6 +74,26 @@ def _choice(name: str, known: tuple):
 
 def _optional(check):
     return lambda value: value is None or check(value)
+
+
+# The engine and attention checks live beside the model, which imports torch: loaded when a point is checked,
+# so that importing this module (the registry does, for `declared_outputs`) loads no torch.
+def check_attn_implementation(value) -> None:
+    from nvila_bench.model.nvila import check_attn_implementation
+
+    check_attn_implementation(value)
+
+
+def check_engine(value) -> None:
+    from nvila_bench.model.engines import check_engine
+
+    check_engine(value)
+
+
+def default_engine(device: str) -> str:
+    from nvila_bench.model.engines import default_engine
+
+    return default_engine(device)
 
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
@@ -142,7 +162,9 @@ class BenchPoint:
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype]
+        import torch
+
+        return getattr(torch, self.dtype)
 
     @property
     def label(self) -> str:
