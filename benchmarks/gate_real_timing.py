@@ -15,7 +15,7 @@ from pathlib import Path
 
 from nvila_bench.cli import main
 from nvila_bench.core.comparison.gate import gate
-from nvila_bench.core.measuring.results import load_results
+from nvila_bench.core.measuring.result_files import load_results
 
 
 def run() -> int:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from nvila_bench.core.comparison.gate import compare_metric, direction, match_key
 from nvila_bench.core.measuring.files import write_atomic
-from nvila_bench.core.measuring.results import STATUSES, Record, hardware_of, read_results
+from nvila_bench.core.measuring.result_files import read_results
+from nvila_bench.core.measuring.results import STATUSES, Record, hardware_of
 from nvila_bench.core.measuring.specs import SuiteOutputs
 
 from . import charts

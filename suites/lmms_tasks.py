@@ -49,7 +49,7 @@ def check_lmms_tasks(tasks: list[str], prefix: str = "") -> None:
 def check_checkpoint(checkpoint: str, prefix: str = "", preset: str | None = None) -> None:
     """SuiteError when the directory's config does not describe an NVILA / VILA checkpoint, or (given `preset`)
     describes another model than that preset: its records would carry the preset's name."""
-    from nvila_bench.model.checkpoint import CheckpointError, config_from_checkpoint
+    from nvila_bench.model.checkpoint_config import CheckpointError, config_from_checkpoint
 
     try:
         cfg = config_from_checkpoint(checkpoint)

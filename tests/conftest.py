@@ -29,7 +29,7 @@ def tiny(request):
 
 def read_dicts(path) -> list[dict]:
     """The records of a results file as the JSON objects the file holds (version 2, with every field)."""
-    from nvila_bench.core.measuring.results import read_results
+    from nvila_bench.core.measuring.result_files import read_results
 
     return [r.to_dict() for r in read_results(path)]
 

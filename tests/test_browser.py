@@ -12,7 +12,7 @@ import pytest
 from fake_records import decode_record, prefill_record
 
 from nvila_bench.cli import main
-from nvila_bench.core.measuring.results import ResultWriter
+from nvila_bench.core.measuring.result_files import ResultWriter
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")

@@ -10,7 +10,8 @@ import torch
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.calibrate import awq_scale, fake_int4, fold, llm_groups, smooth, smoothquant_scale, vision_groups
 from nvila_bench.model.pipeline import embed, synthetic_request
-from nvila_bench.model.quantize import QuantPlan, quantize_model
+from nvila_bench.model.quant_plan import QuantPlan
+from nvila_bench.model.quantize import quantize_model
 from nvila_bench.model.vision import vision_body
 
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 from fake_records import html_section
 from nvila_bench.model import build_model, get_preset
-from nvila_bench.model.quantize import QuantPlan, measured_weight_bytes, predicted_weight_bytes, quantize_model
+from nvila_bench.model.quant_plan import QuantPlan
+from nvila_bench.model.quantize import measured_weight_bytes, predicted_weight_bytes, quantize_model
 from nvila_bench.reports import peers as peers_section
 from nvila_bench.reports.views import deployment as ladder_section
 from nvila_bench.suites.deployment import calibration
@@ -20,7 +21,7 @@ from torch import nn
 
 from nvila_bench.cli import main
 from nvila_bench.core.analysis import costmodel
-from nvila_bench.core.measuring.results import load_results
+from nvila_bench.core.measuring.result_files import load_results
 
 pytest.importorskip("torchao")
 PEERS = ["qwen2-vl-tiny", "qwen2.5-vl-tiny", "llava-onevision-tiny"]

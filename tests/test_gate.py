@@ -9,7 +9,8 @@ from fake_records import CPU_ENV, GATED, GPU_ENV, decode_record, prefill_record,
 from nvila_bench.cli import main
 from nvila_bench.core.comparison import gate as gate_module
 from nvila_bench.core.comparison.gate import IncomparableError, compare_metric, markdown_summary, parse_threshold
-from nvila_bench.core.measuring.results import Metric, Record, ResultWriter, read_results
+from nvila_bench.core.measuring.result_files import ResultWriter, read_results
+from nvila_bench.core.measuring.results import Metric, Record
 
 MEASUREMENTS = Path(__file__).resolve().parents[2] / "shared" / "measurements" / "h100-2026-11-27"
 

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from nvila_bench.cli import main
 from nvila_bench.core.analysis import paper
-from nvila_bench.core.measuring.results import ResultWriter
+from nvila_bench.core.measuring.result_files import ResultWriter
 
 ROOT = Path(__file__).parent.parent
 HUGE = 99999999999999999999999

@@ -8,14 +8,13 @@ import pytest
 import torch
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.pipeline import embed, synthetic_request
+from nvila_bench.model.quant_plan import QuantPlan, unavailable
 from nvila_bench.model.quantize import (
-    QuantPlan,
     linear_bytes,
     linear_shapes,
     measured_weight_bytes,
     predicted_weight_bytes,
     quantize_model,
-    unavailable,
 )
 
 pytest.importorskip("torchao")
@@ -88,7 +87,7 @@ def test_w4a16_on_cuda_is_about_a_quarter_of_bf16_for_nvila_8b_linears():
 def test_the_int4_kernel_is_gemlite_where_installed(monkeypatch):
     import importlib.util
 
-    from nvila_bench.model import quantize
+    from nvila_bench.model import quant_plan as quantize
 
     plan = QuantPlan(llm="w4a16")
     assert quantize.int4_kernel(plan, "cpu") == "opaque"  # PyTorch's CPU int4 GEMM

@@ -27,7 +27,8 @@ from nvila_bench.cli import main
 from nvila_bench.core.analysis import paper
 from nvila_bench.core.analysis.training_cost import fp8_speedup
 from nvila_bench.core.comparison.gate import gate
-from nvila_bench.core.measuring.results import Metric, Record, ResultWriter, load_results, read_results
+from nvila_bench.core.measuring.result_files import ResultWriter, load_results, read_results
+from nvila_bench.core.measuring.results import Metric, Record
 
 SECTIONS = (
     "headline",

@@ -191,7 +191,7 @@ def test_the_reports_components_are_the_models_and_the_reports_import_no_torch()
     import subprocess
     import sys
 
-    from nvila_bench.model.quantize import COMPONENTS
+    from nvila_bench.model.quant_plan import COMPONENTS
     from nvila_bench.reports import records
 
     assert records.COMPONENTS == COMPONENTS and list(records.COMPONENT_NAMES) == list(COMPONENTS)

@@ -24,7 +24,8 @@ from nvila_bench.reports import peers
 from nvila_bench.reports.claims import claims_table
 
 from nvila_bench.cli import main
-from nvila_bench.core.measuring.results import Metric, load_results
+from nvila_bench.core.measuring.result_files import load_results
+from nvila_bench.core.measuring.results import Metric
 
 NOTE = "decode step fell back to sdpa: flex attention failed to capture"
 MARK = f'<span class="regression fell-back" title="{NOTE}">fell back: {NOTE}</span>'

@@ -27,7 +27,7 @@ def register(cli: click.Group) -> None:
 def report(results, out_file, title):
     """One self-contained HTML report from RESULTS (results files or directories)."""
     from nvila_bench.core.measuring.files import write_atomic
-    from nvila_bench.core.measuring.results import load_results
+    from nvila_bench.core.measuring.result_files import load_results
     from nvila_bench.reports.render import render_report, source_names
 
     check_output(out_file)
@@ -89,7 +89,7 @@ def gate_command(ctx, baseline, candidate, threshold, metrics, summary_md):
     """Exit 0 when the candidate did not regress against the baseline, 1 when it did, 2 when the two cannot be
     compared. A point regresses only when the 95% CI of its change lies beyond the threshold."""
     from nvila_bench.core.comparison.gate import gate, markdown_summary, parse_threshold
-    from nvila_bench.core.measuring.results import load_results
+    from nvila_bench.core.measuring.result_files import load_results
     from nvila_bench.reports.records import point_label
 
     if summary_md:

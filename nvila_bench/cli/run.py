@@ -384,7 +384,8 @@ def summary_line(name: str, records: list, path) -> str:
 def run_suite(suite: Suite, c: dict, options: dict) -> int:
     from nvila_bench.core.analysis.hardware import resolve_peaks
     from nvila_bench.core.measuring.env import capture_environment
-    from nvila_bench.core.measuring.results import ResultWriter, new_run_id
+    from nvila_bench.core.measuring.result_files import ResultWriter
+    from nvila_bench.core.measuring.results import new_run_id
     from nvila_bench.core.measuring.session import Session
     from nvila_bench.core.measuring.timing import MeasureConfig
     from nvila_bench.runner.sweep import run_sweep

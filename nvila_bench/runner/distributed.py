@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nvila_bench.core.measuring.results import ResultWriter, new_run_id
+from nvila_bench.core.measuring.result_files import ResultWriter
+from nvila_bench.core.measuring.results import new_run_id
 from nvila_bench.core.measuring.session import Session
 from nvila_bench.core.measuring.timing import MeasureConfig
 from nvila_bench.runner.sweep import Ranks, run_sweep

@@ -29,7 +29,8 @@ from typing import Callable, Iterable
 
 import torch
 
-from nvila_bench.core.measuring.results import STATUSES, PointSkipped, Record, ResultWriter
+from nvila_bench.core.measuring.result_files import ResultWriter
+from nvila_bench.core.measuring.results import STATUSES, PointSkipped, Record
 from nvila_bench.core.measuring.session import Session
 from nvila_bench.core.measuring.stats import bounded_samples, summarize_groups
 from nvila_bench.suites.registry import Job, get_suite
