@@ -32,9 +32,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --no-warn-conflicts -e '.[test]' $(TORCH) $(EXTRA_PINS)
 	$(BIN)/python -m pip install -q --no-deps $(LMMS_EVAL)
 	$(BIN)/python -m pip install -q --no-warn-conflicts $(LMMS_DEPS) $(TORCH) $(EXTRA_PINS)
-	@# pip check must be clean, except for lmms-eval's deliberately skipped model extras
+	@# pip check must be clean, except for lmms-eval's deliberately skipped model extras and decord's only wheel,
+	@# tagged cp36 (a ctypes wrapper of its own shared library: it imports and runs on Python 3.11)
 	$(BIN)/python -m pip check > $(VENV)/pip-check.txt || true
-	! grep -v -e '^lmms-eval ' -e '^No broken requirements' $(VENV)/pip-check.txt
+	! grep -v -e '^lmms-eval ' -e '^No broken requirements' -e '^decord 0.6.0 is not supported on this platform$$' \
+		$(VENV)/pip-check.txt
 	touch $@
 
 # The main job: model summary, this machine's GEMM / copy ceilings (for the roofline), the latency, training
