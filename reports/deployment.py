@@ -22,7 +22,7 @@ import re
 
 from nvila_bench.model import get_preset
 from nvila_bench.model.presets import preset_names
-from nvila_bench.model.quantize import COMPONENTS
+from nvila_bench.model.quant_plan import COMPONENTS
 
 from nvila_bench.core.analysis import paper
 from nvila_bench.core.measuring.results import Record

@@ -14,7 +14,7 @@ fall back, named beside each figure: the paper measures each model with its best
 
 from __future__ import annotations
 
-from nvila_bench.model.quantize import COMPONENTS
+from nvila_bench.model.quant_plan import COMPONENTS
 from nvila_bench.model.stages import PREFILL_STAGES
 
 from nvila_bench.core.analysis import paper
