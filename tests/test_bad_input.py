@@ -403,14 +403,14 @@ def test_a_checkpoint_whose_weights_are_a_fifo_is_refused_not_read(tmp_path):
         load_checkpoint(tmp_path / "ckpt")
 
 
-@pytest.mark.parametrize("args, caches", [([], ()), (["--cache", "static"], ("static",))])
-def test_profile_passes_a_cache_only_where_given(monkeypatch, tmp_path, args, caches):
+@pytest.mark.parametrize("args, cache", [([], None), (["--cache", "static"], "static")])
+def test_profile_passes_a_cache_only_where_given(monkeypatch, tmp_path, args, cache):
     """--cache beside no eager point is refused for every suite: a profile on CUDA (compiled) must not send
     a default cache it was never given."""
     run = importlib.import_module("nvila_bench.cli.run")  # the module: `nvila_bench.cli.run` is the command group
 
     seen = []
-    monkeypatch.setattr(run, "run_suite", lambda suite, common, options: seen.append(common["caches"]) or 0)
+    monkeypatch.setattr(run, "run_suite", lambda suite, common, options: seen.append(common["cache"]) or 0)
     monkeypatch.setattr(results, "read_results", lambda path: [Record("profile", {}, {}, "r", "error", "stop")])
     argv = ["profile", "--preset", "nvila-tiny", "--stage", "decode", *args, "--out", str(tmp_path)]
-    assert main(argv) == 1 and seen == [caches]
+    assert main(argv) == 1 and seen == [cache]
