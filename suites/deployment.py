@@ -51,7 +51,7 @@ from nvila_bench.core.analysis import costmodel
 from nvila_bench.core.analysis.fits import device_memory
 from nvila_bench.core.measuring import synthetic_tasks as st
 from nvila_bench.core.measuring.memory import memory_metrics, reset_peak_memory
-from nvila_bench.core.measuring.point import BenchPoint, canonical_dtype
+from nvila_bench.core.measuring.point import CPU_REQUEST_TEXT, BenchPoint, canonical_dtype, request_default
 from nvila_bench.core.measuring.results import Metric, PointSkipped
 from nvila_bench.core.measuring.session import Session
 from nvila_bench.core.measuring.timing import OneTimeClock, measure, timed_once
@@ -210,9 +210,10 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
     def one(name, default):
         return axes[name][0] if axes.get(name) else default
 
-    image = one("images", ((1920, 1080),))[0]
-    frames = one("video_frames", 64)
     device = one("device", "cpu")
+    cpu = not device.startswith("cuda")  # a request sized for a CPU unless given (CPU_REQUEST)
+    image = one("images", request_default("images", ((1920, 1080),), cpu))[0]
+    frames = one("video_frames", request_default("video_frames", 64, cpu))
     kernel_plan = QuantPlan(llm="w4a16", int4_kernel=options.get("int4_kernel") or "auto")
     if kernel_plan.int4_kernel != "auto" and unavailable(kernel_plan, device):
         raise SuiteError(f"--int4-kernel {kernel_plan.int4_kernel}: {unavailable(kernel_plan, device)}")
@@ -253,7 +254,7 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
                 images=(image,) if media == "image" else (),
                 video_frames=frames if media == "video" else None,
                 prompt_tokens=one("prompt_tokens", 64),
-                new_tokens=one("new_tokens", 32),
+                new_tokens=one("new_tokens", request_default("new_tokens", 32, cpu)),
                 engine=engine,
                 preprocess=one("preprocess", None),
                 cache=one("cache", "dynamic"),  # the eager engine's; the others run their own (ENGINE_CACHE)
@@ -389,7 +390,8 @@ def stage_roofline(
 SUITE = Suite(
     "deployment",
     "The deployment ladder (paper Figure 5): bf16 scaled-only -> token compression -> W4A16 LLM -> W8A8 ViT, with "
-    "quality; a peer VLM's: bf16 -> W4A16 LLM.",
+    f"quality; a peer VLM's: bf16 -> W4A16 LLM. Default request: a 1920x1080 image and a 64-frame video, 32 new "
+    f"tokens; on cpu {CPU_REQUEST_TEXT}.",
     measure_point,
     options=(
         Option("rung", "Run only these rungs (default: the whole ladder).", tuple(RUNGS), multiple=True),
