@@ -57,28 +57,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join("  ".join(v.rjust(w) for v, w in zip(line, widths)) for line in lines)
 
 
-def request_options(f):
-    """--preset, --image (repeatable: one multi-image request), --video-frames, --no-temporal-pool."""
-    for option in reversed(
-        [
-            click.option("--preset", "cfg", type=PresetName(), required=True, help="A preset name."),
-            click.option(
-                "--image",
-                "images",
-                type=ImageSize(),
-                multiple=True,
-                help="Image WxH; repeat for a multi-image request.",
-            ),
-            click.option("--video-frames", type=int, help="Frames of one video in the request."),
-            click.option(
-                "--no-temporal-pool", is_flag=True, help="Disable TSP temporal pooling (a peer VLM has none)."
-            ),
-        ]
-    ):
-        f = option(f)
-    return f
-
-
 def check_request(images, video_frames) -> None:
     if video_frames is not None and video_frames < 1:
         raise click.BadParameter(f"must be a positive integer, got {video_frames}", param_hint="--video-frames")

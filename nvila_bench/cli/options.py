@@ -14,7 +14,7 @@ from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.settings import REQUEST, Declared, axes_of, declared
 from nvila_bench.core.measuring.timing import MAX_SECONDS, MeasureConfig
 
-from .common import ImageSize
+from .common import ImageSize, PresetName
 
 MAX_PROCESSES = 1000  # fresh subprocesses per point (each loads the model anew)
 
@@ -79,7 +79,7 @@ def declared_option(d: Declared, once: bool = False, **overrides):
     s, dest = d.setting, d.name
     if s.kind is bool:
         kw = {"is_flag": True, "flag_value": not d.default, "default": d.default}
-        return click.option(d.flag, dest, help=s.help, **kw | overrides)
+        return click.option(d.flag, dest, **{"help": s.help} | kw | overrides)
     repeat = s.kind is REQUEST or (s.axis and s.repeat and not once)
     default = None if d.default is MISSING else d.default
     help = s.help
@@ -95,6 +95,17 @@ def point_options(cls=BenchPoint, names=None, once: bool = False, **overrides) -
     """The options of a point's sweep axes (`names`: these only, in this order), e.g. --preset, --image."""
     axes = axes_of(cls)
     return [declared_option(axes[name], once, **overrides.get(name, {})) for name in names or axes]
+
+
+def request_options(f):
+    """One request of a point's declared settings, given once: --preset, --image (repeatable: one multi-image
+    request), --video-frames, --no-temporal-pool (`tokens`, `cost`)."""
+    preset = {"type": PresetName(), "required": True, "help": "A preset name."}
+    no_pool = {"help": "Disable TSP temporal pooling (a peer VLM has none)."}
+    names = ("preset", "images", "video_frames", "temporal_pool")
+    for option in reversed(point_options(names=names, once=True, preset=preset, temporal_pool=no_pool)):
+        f = option(f)
+    return f
 
 
 def measure_options() -> list:

@@ -29,7 +29,12 @@ SETTINGS = (
     "cache",
 )
 OVERRIDES = {
-    "preset": {"type": PresetName(), "required": True, "multiple": True, "help": "A preset name (one: a profile is of one point)."},
+    "preset": {
+        "type": PresetName(),
+        "required": True,
+        "multiple": True,
+        "help": "A preset name (one: a profile is of one point).",
+    },
     "images": {"help": "Image WxH; repeat for a multi-image request [448x448]."},
     "new_tokens": {"help": "decode: tokens generated per step, EOS ignored."},
     "cache": {"default": None, "show_default": False, "help": "decode: the eager engine's KV cache [dynamic]."},

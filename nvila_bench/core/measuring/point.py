@@ -90,7 +90,7 @@ class BenchPoint:
     images: tuple[tuple[int, int], ...] = setting(
         (), flag="--image", kind=REQUEST, help="Image WxH; repeat for a multi-image request.", check=_images
     )
-    video_frames: int | None = setting(None, kind=int, help="Video frames (sweep axis).", check=_frames)
+    video_frames: int | None = setting(None, kind=int, help="Frames of one video in the request.", check=_frames)
     temporal_pool: bool = setting(True, kind=bool, choices=(True, False), help="Disable TSP temporal pooling.")
     prompt_tokens: int = setting(64, kind=int, minimum=0, help="Text tokens after the media.")
     batch_size: int = setting(1, kind=int, minimum=1, help="Identical requests per batch.")
