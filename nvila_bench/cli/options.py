@@ -73,8 +73,8 @@ def _type(d: Declared):
 
 
 def declared_option(d: Declared, once: bool = False, **overrides):
-    """The click option of one declared setting. Sweep axes repeat (each value a point) unless declared given
-    `repeat=False` or `once`; an image request repeats either way (its images). A bool is a flag that gives the
+    """The click option of one declared setting. A sweep axis repeats (each value a point) unless declared with
+    `repeat=False` or asked `once`; an image request repeats either way (its images). A bool is a flag giving the
     value other than its default. `overrides` replace click keywords (a type, `required`)."""
     s, dest = d.setting, d.name
     if s.kind is bool:
@@ -82,12 +82,11 @@ def declared_option(d: Declared, once: bool = False, **overrides):
         return click.option(d.flag, dest, **{"help": s.help} | kw | overrides)
     repeat = s.kind is REQUEST or (s.axis and s.repeat and not once)
     default = None if d.default is MISSING else d.default
-    help = s.help
-    if repeat:
+    if repeat:  # click shows no default of a repeated option: the declared one, in click's words
         shown = f"  [default: {default}]" if default not in (None, ()) and s.show_default else ""
-        kw = {"multiple": True, "help": help + shown}
+        kw = {"multiple": True, "help": s.help + shown}
     else:
-        kw = {"default": default, "show_default": s.show_default and default is not None, "help": help}
+        kw = {"default": default, "show_default": s.show_default and default is not None, "help": s.help}
     return click.option(d.flag, dest, **{"type": _type(d)} | kw | overrides)
 
 
