@@ -23,7 +23,8 @@ from nvila_bench.suites.registry import Job
 from nvila_bench.cli import main as cli
 from nvila_bench.core.measuring.env import capture_environment
 from nvila_bench.core.measuring.point import BenchPoint
-from nvila_bench.core.measuring.results import ResultWriter, new_run_id
+from nvila_bench.core.measuring.result_files import ResultWriter
+from nvila_bench.core.measuring.results import new_run_id
 from nvila_bench.core.measuring.session import Session
 from nvila_bench.core.measuring.timing import MeasureConfig
 from nvila_bench.runner.sweep import merge_runs, run_isolated, run_job

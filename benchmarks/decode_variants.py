@@ -25,7 +25,7 @@ from nvila_bench.model.nvila import build_model
 from nvila_bench.model.pipeline import embed
 from nvila_bench.model.presets import get_preset
 from nvila_bench.model.stages import DECODE_STEP
-from nvila_bench.suites.prefill import request_of, ttft_iteration
+from nvila_bench.suites.common import request_of, ttft_iteration
 
 from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.timing import MeasureConfig, measure
@@ -198,7 +198,7 @@ def _vision(model, name: str) -> None:
     compiled: the compiled engine's), "fast-noepilogue" (fast, with fc1's GELU as its own pass); "-autotune"
     appended: inductor's max-autotune-no-cudagraphs."""
     from nvila_bench.model.fast_vision import FastVision
-    from nvila_bench.model.vision import _body
+    from nvila_bench.model.vision import vision_body
 
     base, autotune = name.removesuffix("-autotune"), name.endswith("-autotune")
     if base not in ("layers", "fast", "fast-noepilogue"):
@@ -206,7 +206,7 @@ def _vision(model, name: str) -> None:
     compile_media(model, on=False)
     torch.compiler.reset()
     options = {"dynamic": False, "mode": AUTOTUNE if autotune else None}
-    body = _body(model.vision_tower)
+    body = vision_body(model.vision_tower)
     if base == "layers":
         for module in (body.embeddings, *body.encoder.layers, model.mm_projector):
             module.compile(**options)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from nvila_bench.cli import main
 from nvila_bench.core.comparison.gate import gate
-from nvila_bench.core.measuring.results import load_results
+from nvila_bench.core.measuring.result_files import load_results
 
 
 def run() -> int:
@@ -42,7 +42,7 @@ def run() -> int:
         assert main(argv + ["--out", str(out / "slow" / str(i))]) == 0
     os.environ.pop("NVILA_BENCH_SLOWDOWN", None)
     a, b, slow = (load_results([out / side]) for side in ("a", "b", "slow"))
-    aa, ab = gate(a, b), gate(a, slow)
+    aa, ab = gate(a, b, metrics=("ttft",)), gate(a, slow, metrics=("ttft",))
     print(f"A/A: {'pass' if aa.passed else 'FALSE ALARM'} {[c.change_text for c in aa.comparisons]}")
     print(f"A/slow: {[(c.verdict, c.change_text) for c in ab.comparisons]}")
     ok = aa.passed and [c.verdict for c in ab.comparisons] == ["regression"] and not ab.single_process

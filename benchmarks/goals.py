@@ -26,7 +26,8 @@ from pathlib import Path
 from nvila_bench.reports.deployment import matches
 from nvila_bench.reports.engines import AGREE_TOKENS, LOGITS_CLOSE, agreement
 
-from nvila_bench.core.measuring.results import Record, hardware_of, read_results
+from nvila_bench.core.measuring.result_files import read_results
+from nvila_bench.core.measuring.results import Record, hardware_of
 
 BIG, SMALL = "nvila-8b", "nvila-lite-2b"
 AA_PAIRS, AA_PROCESSES = 5, 2  # the A/A goal: 0 false alarms in 5 pairs, each side measured in 2+ fresh processes

@@ -27,7 +27,7 @@ _EXPORTS = {
     "synthetic_prompt": "prompt",
     "load_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint",
-    "CheckpointError": "checkpoint",
+    "CheckpointError": "checkpoint_config",
     "param_counts": "params",
 }
 __all__ = list(_EXPORTS)

@@ -39,9 +39,9 @@ def compile_media(model, on: bool = True, on_fail=None) -> None:
             on_fail("vision tower and projector eager (a peer's run transformers' own forward, not compiled)")
         return
     from .fast_vision import FastVision
-    from .vision import _body, vision_features
+    from .vision import vision_body, vision_features
 
-    body = _body(model.vision_tower)
+    body = vision_body(model.vision_tower)
     layers = (body.embeddings, *body.encoder.layers)
     if not on:
         model.vision_forward = None

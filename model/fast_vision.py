@@ -69,9 +69,9 @@ class FastVision:
     post_layernorm, as model/vision.py `vision_features` computes it with transformers' modules."""
 
     def __init__(self, tower: nn.Module, layers_used: int):
-        from .vision import _body
+        from .vision import vision_body
 
-        body, config = _body(tower), tower.config
+        body, config = vision_body(tower), tower.config
         implementation = getattr(config, "_attn_implementation", None) or "sdpa"
         if implementation != "sdpa":
             raise ValueError(f"the fast vision tower runs SDPA attention, not the tower's {implementation!r}")
@@ -100,12 +100,12 @@ def fast_vision_attention_kernel(tower: nn.Module) -> str:
     """The SDPA backend FastVision's attention gets for one tile in the tower's dtype and device: q, k and v as
     their strided slices of the fused q/k/v output. E.g. "cudnn_attention", "flash_attention", "math"."""
     from .attention import sdpa_backend
-    from .vision import _body
+    from .vision import vision_body
 
     config = tower.config
     heads, width = config.num_attention_heads, config.hidden_size
     patches = (config.image_size // config.patch_size) ** 2
-    weight = _body(tower).embeddings.patch_embedding.weight
+    weight = vision_body(tower).embeddings.patch_embedding.weight
     fused = torch.empty(1, patches, 3 * width, dtype=weight.dtype, device=weight.device)
     q, k, v = (t.view(1, patches, heads, -1).transpose(1, 2) for t in fused.split(width, -1))
     return sdpa_backend(q, k, v, scale=(width // heads) ** -0.5)

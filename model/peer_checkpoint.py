@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, _own, _preview, _weight_files, _write_json
+from .checkpoint import _own, _write_json
+from .checkpoint_config import CheckpointError, _preview, _weight_files
 from .nvila import check_attn_implementation
 from .peer_checkpoint_config import peer_config_from_checkpoint
 from .peer_model import HF_CLASSES, PeerModel, _transformers, hf_config

@@ -1,6 +1,7 @@
-"""Weight formats: which format each component (vision tower, projector, LLM) stores, and whether this machine
-can run them. Torch-free, so the report and the command line read them without loading torch; model/quantize.py
-applies them."""
+"""Weight formats as plain data: the formats, the components they apply to, a `QuantPlan` (a format per
+component), which int4 kernel a plan runs with and whether it can run here. Importing it loads no torch (the
+suites declare their options and the reports name the components without it); model/quantize.py applies a plan.
+"""
 
 from __future__ import annotations
 
@@ -90,6 +91,3 @@ def unavailable(plan: QuantPlan, device: str) -> str | None:
         if not (cuda and torch.cuda.is_available()) or torch.cuda.get_device_capability(torch.device(device)) < (8, 9):
             return "w8a8-fp8 needs a CUDA GPU with FP8 (compute capability 8.9+: Ada / Hopper)"
     return None
-
-
-# ---- which layers --------------------------------------------------------------------------------------

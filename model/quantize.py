@@ -33,7 +33,8 @@ embedding is a convolution and stays), every linear layer of the projector. A pe
 its LLM's decoder layers quantized the same way (transformers' module paths, `PATHS`); its vision tower and merger /
 projector stay bf16, as the paper's W4A16 comparison has them. Storage per format is what
 torchao 0.18 (and gemlite 0.6) keep: checked on CPU by tests/test_quantize.py; the CUDA layouts are read from
-their source and checked on a GPU by tests/test_quantize_cuda.py (not yet run there).
+their source and checked on a GPU by tests/test_quantize_cuda.py (not yet run there). The formats and plans
+themselves are plain data in model/quant_plan.py (no torch).
 """
 
 from __future__ import annotations
@@ -45,21 +46,10 @@ from torch import nn
 
 from .config import NVILAConfig
 from .peer_config import PeerConfig
-
-# The formats and plans are torch-free (quant_plan.py); imported from here as before.
-from .quant_plan import (  # noqa: F401
-    COMPONENTS,
-    CUDA_INT4,
-    FORMATS,
-    INT4_KERNELS,
-    SCALES,
-    UNFUSED_INT4,
-    QuantPlan,
-    int4_kernel,
-    unavailable,
-)
+from .quant_plan import COMPONENTS, UNFUSED_INT4, QuantPlan, int4_kernel, unavailable
 
 
+# ---- which layers --------------------------------------------------------------------------------------
 def linear_shapes(cfg: NVILAConfig, component: str) -> list[tuple[int, int]]:
     """(in_features, out_features) of every linear layer a format applies to in `component`, from the config (a
     peer VLM's LLM only: its vision tower and projector stay bf16)."""
@@ -243,13 +233,13 @@ def quantize_model(model, plan: QuantPlan, calibration=None) -> None:
         if calibration is None:
             raise ValueError("activation-aware scales need calibration requests")
         from .calibrate import llm_groups, smooth, vision_groups
-        from .vision import _body
+        from .vision import vision_body
 
         head = (
             plan.lm_head and not model.config.llm.tie_word_embeddings
         )  # a tied head's scales would change the embeddings
         groups = {
-            "vision": lambda: vision_groups(_body(model.vision_tower).encoder),
+            "vision": lambda: vision_groups(vision_body(model.vision_tower).encoder),
             "llm": lambda: llm_groups(model.llm, head),
         }
         for component, make in groups.items():

@@ -28,7 +28,7 @@ def siglip_config(cfg: VisionConfig, attn_implementation: str = "sdpa") -> Sigli
     return hf
 
 
-def _body(tower: SiglipVisionModel):
+def vision_body(tower: SiglipVisionModel):
     """The module holding `embeddings` and `encoder` (transformers nests it as `vision_model` in some
     releases and not in others)."""
     return getattr(tower, "vision_model", tower)
@@ -45,7 +45,7 @@ def attention_kernel(tower: SiglipVisionModel) -> str:
     implementation = getattr(hf, "_attn_implementation", None) or "sdpa"
     if implementation != "sdpa":
         return implementation
-    weight = _body(tower).embeddings.patch_embedding.weight
+    weight = vision_body(tower).embeddings.patch_embedding.weight
     heads = hf.num_attention_heads
     q = torch.empty(
         1,
@@ -62,7 +62,7 @@ def vision_features(tower: SiglipVisionModel, pixels: torch.Tensor, layers_used:
     """(T, 3, S, S) -> (T, patches, C): hidden_states[select_layer], i.e. the output of encoder layer
     `layers_used`, before post_layernorm. Later layers are never run: their output is unused
     (docs/reference.md#vision-encoder)."""
-    body = _body(tower)
+    body = vision_body(tower)
     hidden = body.embeddings(pixels)
     for layer in body.encoder.layers[:layers_used]:
         hidden = layer(hidden, None)

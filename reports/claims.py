@@ -25,7 +25,7 @@ from nvila_bench.core.analysis import paper
 from nvila_bench.core.analysis.training_cost import NVILA, fp8_speedup
 from nvila_bench.core.measuring.results import Record
 
-from .deployment import paper_gpu_of, same_hardware
+from .deployment_paper import paper_gpu_of, same_hardware
 from .peers import per_sample_seconds, same_run_pairs, train_pairs, weights_of
 from .records import baseline_pairs, by_setting, engine_of, hardware_of, is_tiny, media_label, value
 
@@ -66,6 +66,11 @@ COMMANDS = {  # claim id -> (suite it needs, the command that measures it)
     ),
     "training-cost": ("training-cost", "nvila-bench estimate training-cost --hardware h100-sxm --out results/"),
 }
+
+
+def not_measured(suite: str, command: str) -> dict:
+    """A figure no record holds: its suite and the command that measures it."""
+    return {"suite": suite, "command": command, "available": suite in RUN_SUITES}
 
 
 @dataclass(frozen=True)

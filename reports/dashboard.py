@@ -4,9 +4,10 @@
                              regressions and improvements marked, and the list of flagged changes
     SITE/runs/<run>.html     each run's full report
 
-A change is flagged with the gate's own rule (`nvila_bench.core.comparison.gate.compare_metric`): between consecutive
-runs
-of the same point on the same hardware, only when the 95% CI of the change lies beyond the threshold.
+The key metrics are each suite's declared headline and gated metrics (`SuiteOutputs`, passed in by the CLI). A
+change is flagged with the gate's own rule (`nvila_bench.core.comparison.gate.compare_metric`): between
+consecutive runs of the same point on the same hardware, only when the 95% CI of the change lies beyond the
+threshold.
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from nvila_bench.core.comparison.gate import DEFAULT_METRICS, compare_metric, direction, match_key, point_label
+from nvila_bench.core.comparison.gate import compare_metric, direction, match_key
 from nvila_bench.core.measuring.files import write_atomic
-from nvila_bench.core.measuring.results import STATUSES, Record, hardware_of, read_results
+from nvila_bench.core.measuring.result_files import read_results
+from nvila_bench.core.measuring.results import STATUSES, Record, hardware_of
+from nvila_bench.core.measuring.specs import SuiteOutputs
 
 from . import charts
-from .records import latest
+from .records import latest, point_label
 from .render import render_dashboard, render_report
 
 
@@ -82,12 +86,15 @@ def page_names(rels: list[str], limit: int = 80) -> list[str]:
     return names
 
 
-def trends(
-    runs: list[Run], threshold: float, metrics: tuple[str, ...] = DEFAULT_METRICS
-) -> tuple[list[dict], list[dict]]:
-    """(one chart per metric and preset, the flagged changes). Each point's series follows its match key and
-    hardware across runs; a flag compares a run with the previous run that measured the same point (only for a
-    metric that states which direction is better)."""
+def series_metrics(outputs: Mapping[str, SuiteOutputs]) -> dict[str, tuple[str, ...]]:
+    """Suite -> the metrics the dashboard follows: its declared headline metrics, then its gated ones."""
+    return {name: tuple(dict.fromkeys(o.headline + o.gated)) for name, o in outputs.items()}
+
+
+def trends(runs: list[Run], threshold: float, metrics: Mapping[str, tuple[str, ...]]) -> tuple[list[dict], list[dict]]:
+    """(one chart per metric and preset, the flagged changes) of `metrics` (suite -> the names it follows). Each
+    point's series follows its match key and hardware across runs; a flag compares a run with the previous run
+    that measured the same point (only for a metric that states which direction is better)."""
     series: dict[tuple[str, str], dict[tuple[str, str], dict]] = {}  # (metric, preset) -> (point, hw) -> series
     flags = []
     last: dict[tuple[str, str, str], tuple[int, Record]] = {}
@@ -95,7 +102,7 @@ def trends(
         for r in latest(run.records):  # a point measured twice in one file counts once: its newest record
             if r.provenance != "measured" or not r.ok:
                 continue
-            for metric in metrics:
+            for metric in metrics.get(r.suite, ()):
                 m = r.metrics.get(metric)
                 if m is None or m.summary is None:
                     continue
@@ -156,17 +163,21 @@ def trends(
     return out, flags
 
 
-def build_site(results_dir: str | Path, site_dir: str | Path, threshold: float = 0.05) -> Path:
-    """Write the dashboard and every run's report; returns the index page's path."""
+def build_site(
+    results_dir: str | Path, site_dir: str | Path, threshold: float, outputs: Mapping[str, SuiteOutputs]
+) -> Path:
+    """Write the dashboard and every run's report (`outputs`: every suite's declarations); returns the index
+    page's path."""
     runs = find_runs(results_dir)
     site = Path(site_dir)
     for run in runs:
-        html = render_report(run.records, [str(run.path)], title=f"nvila-bench report: {run.slug}")
+        source = run.path.relative_to(results_dir).as_posix()  # never the measuring machine's absolute path
+        html = render_report(run.records, [source], outputs, title=f"nvila-bench report: {run.slug}")
         write_atomic(site / "runs" / f"{run.slug}.html", html)
-    charts_, flags = trends(runs, threshold)
+    charts_, flags = trends(runs, threshold, series_metrics(outputs))
     context = {
         "title": "nvila-bench dashboard",
-        "source": str(results_dir),
+        "source": Path(results_dir).resolve().name,
         "threshold": threshold,
         "runs": [
             {

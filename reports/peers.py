@@ -14,16 +14,16 @@ fall back, named beside each figure: the paper measures each model with its best
 
 from __future__ import annotations
 
-from nvila_bench.model.quant_plan import COMPONENTS
 from nvila_bench.model.stages import PREFILL_STAGES
 
 from nvila_bench.core.analysis import paper
 from nvila_bench.core.measuring.results import Record
 
-from .deployment import formats_text
 from .records import (
+    COMPONENTS,
     ENGINES,
     engine_of,
+    formats_text,
     hardware_of,
     is_nvila,
     is_peer,

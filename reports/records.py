@@ -17,7 +17,7 @@ from pathlib import PurePath
 from nvila_bench.model import get_preset
 from nvila_bench.model.presets import Preset, UnknownPresetError, preset_names
 
-from nvila_bench.core.comparison.gate import match_key, point_label
+from nvila_bench.core.comparison.gate import match_key
 from nvila_bench.core.measuring.results import Record, hardware_of
 
 
@@ -76,6 +76,32 @@ def stands_for(name) -> str | None:
 def is_scaled_only(name) -> bool:
     """NVILA without token compression (a preset's `scaled_only` variant): an ablation, not NVILA as published."""
     return any(getattr(get_preset(n), "scaled_only", None) == name for n in preset_names())
+
+
+def point_label(record: Record) -> str:
+    """A point in words, as the report, the dashboard and `nvila-bench gate` name it: suite, preset, media, batch
+    and dtype, then the settings that tell its suite's points apart (a decode's tokens and cache, a ladder's rung
+    and kernel, the engine where one ran the LLM, where a prefill preprocessed)."""
+    c = record.config
+    extra = record.extra
+    media = list(c.get("images") or []) + ([f"{c['video_frames']}f"] if c.get("video_frames") else [])
+    if extra.get("image_file"):  # a real file, not a random image of its size
+        media.append(PurePath(extra["image_file"]).name)
+    parts = [record.suite, str(record.preset), "+".join(media), f"b{c.get('batch_size', 1)}", str(c.get("dtype"))]
+    if record.suite == "decode":
+        parts.append(f"{c.get('new_tokens')}tok {c.get('cache')}")
+    for key in ("variant", "stage", "recipe", "rung", "int4_kernel", "scales", "lm_head"):
+        if extra.get(key):
+            parts.append(str(extra[key]))
+    if extra.get("fp8"):
+        parts.append("fp8")
+    if c.get("engine") and record.suite in ("prefill", "decode", "deployment"):  # how the LLM ran, when recorded
+        parts.append(str(c["engine"]))
+    if record.suite == "prefill" and c.get("preprocess"):  # where the images were preprocessed, when recorded
+        parts.append(f"{c['preprocess']}-preprocess")
+    if (extra.get("world_size") or 1) > 1:
+        parts.append(f"x{extra['world_size']} ranks")
+    return " ".join(p for p in parts if p and p != "None")
 
 
 def latest(records: list[Record]) -> list[Record]:
@@ -202,6 +228,28 @@ def baseline_pairs(records: list[Record], suite: str) -> list[tuple[Record, Reco
     return prefer_engine(pairs, record=lambda pair: pair[0])
 
 
+# model/quantize.py COMPONENTS, in its order (tests/test_report_ladder.py checks), and their names in the report:
+# not imported from there, which imports torch, so the report renders without it.
+COMPONENT_NAMES = {"vision": "ViT", "projector": "projector", "llm": "LLM"}
+COMPONENTS = tuple(COMPONENT_NAMES)
+
+
+def formats_text(
+    formats: dict[str, str], scales: str = "none", int4_kernel: str | None = None, lm_head: bool = False
+) -> str:
+    kernel = f" ({int4_kernel})" if int4_kernel else ""
+    quantized = [
+        f"{COMPONENT_NAMES[c]} {f}{kernel if f == 'w4a16' else ''}{' + LM head' if c == 'llm' and lm_head else ''}"
+        for c, f in formats.items()
+        if f != "bf16"
+    ]
+    if quantized and scales == "activation-aware":
+        quantized.append("AWQ / SmoothQuant scales")
+    elif quantized:
+        quantized.append("round to nearest")
+    return ", ".join(quantized) or "bf16"
+
+
 __all__ = [
     "preset_config",
     "baseline_of",
@@ -225,4 +273,7 @@ __all__ = [
     "is_peer",
     "stands_for",
     "is_scaled_only",
+    "formats_text",
+    "COMPONENTS",
+    "COMPONENT_NAMES",
 ]

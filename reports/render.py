@@ -5,12 +5,15 @@ marked safe. The output is one self-contained HTML file per page: no scripts fro
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
 
 import jinja2
 from markupsafe import Markup
 
 import nvila_bench
 from nvila_bench.core.measuring.results import Record
+from nvila_bench.core.measuring.specs import SuiteOutputs
 
 from . import sections
 
@@ -61,9 +64,30 @@ def _meta() -> dict:
     }
 
 
-def render_report(records: list[Record], sources: list[str], title: str = "nvila-bench report") -> str:
-    """The HTML report of the records (as `load_results` returns them; version-1 files are upgraded there)."""
-    context = sections.build(records, sources)
+def source_names(sources: list[str], out_file: str) -> list[str]:
+    """How the report names its results files: relative to the report's folder where they lie below it, else by
+    folder and file name; never an absolute path of the machine that measured."""
+    folder = Path(out_file).resolve().parent
+    out = []
+    for source in sources:
+        path = Path(source).resolve()
+        if path.is_relative_to(folder) and path != folder:
+            out.append(path.relative_to(folder).as_posix())
+        else:
+            out.append("/".join(part for part in (path.parent.name, path.name) if part))
+    return out
+
+
+def render_report(
+    records: list[Record],
+    sources: list[str],
+    outputs: Mapping[str, SuiteOutputs],
+    title: str = "nvila-bench report",
+) -> str:
+    """The HTML report of the records (as `load_results` returns them; version-1 files are upgraded there).
+    `sources` name the results files as the page shows them (`source_names`); `outputs` are the suites'
+    declarations (suite -> SuiteOutputs: the CLI passes every registered suite's)."""
+    context = sections.build(records, sources, outputs)
     return _env().get_template("report.html.j2").render(title=title, meta=_meta(), **context)
 
 

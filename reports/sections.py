@@ -2,18 +2,23 @@
 
 Each function returns what one template section shows (rows, an SVG chart, and the commands that would
 fill what is missing). A figure that no record holds is None, and the template prints "not measured".
+These are the sections that span suites (the headline, stages, roofline, distributions, energy; claims, peers
+and engines have modules of their own); each suite's own section is its view or its generic table
+(suite_sections.py).
 """
 
 from __future__ import annotations
 
-from nvila_bench.model import get_preset
+from collections.abc import Mapping
+
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES, PROJECTOR, VISION
 
-from nvila_bench.core.analysis import paper
 from nvila_bench.core.measuring.results import Record
+from nvila_bench.core.measuring.specs import SuiteOutputs
 
-from . import charts, deployment, peers
-from .claims import RUN_SUITES, claims_table
+from . import charts, peers
+from .claims import claims_table, not_measured
+from .deployment_paper import decode_reference
 from .engines import peer_key, peer_ratios, side_by_side
 from .records import (
     ENGINES,
@@ -33,12 +38,7 @@ from .records import (
     value,
 )
 from .runs import environments, failures
-
-PAPER_MODEL = "nvila-8b"  # the model the paper's accuracy tables are about
-
-
-def _not_measured(suite: str, command: str) -> dict:
-    return {"suite": suite, "command": command, "available": suite in RUN_SUITES}
+from .suite_sections import suite_sections
 
 
 def _decode_key(r: Record) -> tuple:
@@ -142,7 +142,7 @@ def headline(records: list[Record]) -> dict:
     missing = []
     if not decode:
         missing.append(
-            _not_measured(
+            not_measured(
                 "decode",
                 "nvila-bench run decode --preset nvila-8b --preset vila1.5-8b --device cuda --image 1920x1080 --out "
                 "results/",
@@ -150,17 +150,17 @@ def headline(records: list[Record]) -> dict:
         )
     if not train:
         missing.append(
-            _not_measured("train", "nvila-bench run train --preset nvila-lite-2b --device cuda --out results/")
+            not_measured("train", "nvila-bench run train --preset nvila-lite-2b --device cuda --out results/")
         )
     if not ftmem:
         missing.append(
-            _not_measured(
+            not_measured(
                 "finetune-memory", "nvila-bench run finetune-memory --preset nvila-8b --device cuda --out results/"
             )
         )
     if not acc:
         missing.append(
-            _not_measured("accuracy", "nvila-bench run accuracy --preset nvila-8b --tasks ai2d,mmmu_val --out results/")
+            not_measured("accuracy", "nvila-bench run accuracy --preset nvila-8b --tasks ai2d,mmmu_val --out results/")
         )
     return {
         "groups": groups,
@@ -263,61 +263,6 @@ def roofline(records: list[Record]) -> dict:
     }
 
 
-def scale_then_compress(records: list[Record]) -> dict:
-    """Tokens and latency of baseline / scaled-only / NVILA on the image and the video request."""
-    rows, tokens, latency = [], {}, {}
-    variants = ("baseline", "scaled-only", "nvila")
-    for r in records:
-        extra = r.extra
-        if extra.get("comparison") != "scale-then-compress" or not r.ok:
-            continue
-        kind = "analytic" if r.suite == "scale-then-compress" else r.suite
-        rows.append(
-            {
-                "media": extra["media"],
-                "variant": extra["variant"],
-                "preset": r.preset,
-                "kind": kind,
-                "provenance": r.provenance,
-                "hardware": hardware_of(r),
-                "tokens": value(r, "media_tokens"),
-                "ttft": value(r, "ttft"),
-                "ttft_floor": value(r, "ttft_floor"),
-                "tpot": value(r, "tpot"),
-                "tpot_floor": value(r, "tpot_floor"),
-                "decode_tps": value(r, "decode_tokens_per_s"),
-            }
-        )
-    order = {v: i for i, v in enumerate(variants)}
-    rows.sort(key=lambda x: (x["media"], order.get(x["variant"], 9), x["kind"]))
-    charts_out = {}
-    if rows:
-        for row in rows:
-            tokens.setdefault(row["variant"], {})[row["media"]] = row["tokens"]
-            if row["kind"] == "prefill" and row["ttft"] is not None:
-                latency.setdefault(row["variant"], {})[row["media"]] = row["ttft"] * 1e3
-        media = ["image", "video"]
-        series = {v: [tokens.get(v, {}).get(m) for m in media] for v in variants if v in tokens}
-        charts_out["tokens"] = charts.grouped_bars(media, series, "LLM positions for the media", log=True)
-        if latency:
-            lat = {v: [latency.get(v, {}).get(m) for m in media] for v in variants if v in latency}
-            charts_out["latency"] = charts.grouped_bars(media, lat, "TTFT, ms (measured)", log=True)
-        else:
-            floors = {}
-            for row in rows:
-                if row["kind"] == "analytic" and row["ttft_floor"]:
-                    floors.setdefault(row["variant"], {})[row["media"]] = row["ttft_floor"] * 1e3
-            if floors:
-                fl = {v: [floors.get(v, {}).get(m) for m in media] for v in variants if v in floors}
-                charts_out["latency"] = charts.grouped_bars(media, fl, "TTFT floor, ms (analytic)", log=True)
-    return {
-        "rows": rows,
-        "charts": charts_out,
-        "command": "nvila-bench run scale-then-compress --out results/  "
-        "(--tiny to measure the stand-ins on CPU, --device cuda for the real models)",
-    }
-
-
 def distributions(records: list[Record]) -> dict:
     """p50 / p90 / p99 of TTFT and TPOT per point, from the stored summaries, and box plots of raw samples."""
     rows, plots = [], {}
@@ -346,150 +291,9 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def accuracy(records: list[Record]) -> dict:
-    """Our accuracy records beside the paper's (Table 9 / 10) and beside our TTFT for the same preset."""
-    ours = {(r.preset, r.config.get("task")): r for r in records if r.suite == "accuracy" and r.ok}
-    tables = {}
-    for kind in ("image", "video"):
-        rows = []
-        for task, entry in paper.accuracy_table(kind).items():
-            scores = paper.scores(entry)
-            rows.append(
-                {
-                    "task": task,
-                    "name": entry["name"],
-                    "paper": scores,
-                    "ours": {p: value(ours.get((p, task)), "score") for p in scores},
-                }
-            )
-        tables[kind] = rows
-    ttft = {}
-    for r in measured(records, "prefill"):
-        if value(r, "ttft") is not None:
-            ttft.setdefault(r.preset, value(r, "ttft"))
-    scatter_points = [
-        {"label": str(p), "x": ttft[p] * 1e3, "y": value(r, "score")}
-        for (p, task), r in ours.items()
-        if p in ttft and value(r, "score") is not None
-    ]
-    chart = charts.scatter(scatter_points, "TTFT, ms (measured)", "score") if scatter_points else None
-    nvila = get_preset(
-        PAPER_MODEL
-    )  # the paper's tables: NVILA-8B, NVILA-Lite-8B and the VILA1.5 baseline; the video model
-    presets = {"image": [nvila.name, "nvila-lite-8b", nvila.baseline], "video": [nvila.video_model]}
-    synthetic = [
-        {
-            "task": r.config.get("task"),
-            "preset": r.preset,
-            "hardware": hardware_of(r),
-            "weights": r.extra.get("weights"),
-            "checkpoint": r.config.get("checkpoint"),
-            "temporal_pool": r.config.get("temporal_pool"),
-            "score": value(r, "score"),
-            "stderr": value(r, "stderr"),
-            "n": value(r, "n"),
-            "chance": value(r, "chance"),
-            "tokens": value(r, "media_tokens"),
-        }
-        for r in records
-        if r.suite == "accuracy" and r.ok and str(r.config.get("task", "")).startswith("synthetic")
-    ]
-    return {
-        "tables": tables,
-        "presets": presets,
-        "chart": chart,
-        "measured": bool(ours),
-        "synthetic": synthetic,
-        "command": "nvila-bench run accuracy --preset nvila-8b --checkpoint /path/to/NVILA-8B --tasks ai2d,mmmu_val "
-        "--out results/",
-        "available": "accuracy" in RUN_SUITES,
-    }
-
-
-def training(records: list[Record]) -> dict:
-    """Training throughput and fine-tuning memory records, with the paper's Table 5 / 6 settings beside."""
-    train = [r for r in records if r.suite == "train" and r.ok]
-    ft = [r for r in records if r.suite == "finetune-memory" and r.ok]
-    return {
-        "train": [
-            {
-                "label": point_label(r),
-                "hardware": hardware_of(r),
-                "samples_per_s": value(r, "samples_per_s"),
-                "tokens_per_s": value(r, "tokens_per_s"),
-                "step_time": value(r, "step_time"),
-                "peak": value(r, "peak_memory_allocated"),
-                "mfu": value(r, "mfu"),
-            }
-            for r in train
-        ],
-        "finetune": [
-            {
-                "label": point_label(r),
-                "hardware": hardware_of(r),
-                "peak": value(r, "peak_memory_allocated"),
-                "counted": value(r, "memory_counted"),
-                "predicted": value(r, "peak_memory_predicted"),
-                "its": value(r, "iterations_per_s"),
-                "trainable": value(r, "trainable_params"),
-                "parts": [
-                    (part, value(r, f"{part}_bytes"), value(r, f"{part}_bytes_predicted"))
-                    for part in ("weights", "gradients", "optimizer", "activations")
-                ],
-                "provenance": r.provenance,
-            }
-            for r in ft
-        ],
-        "missing": [
-            m
-            for m, have in (
-                (
-                    _not_measured("train", "nvila-bench run train --preset nvila-lite-2b --device cuda --out results/"),
-                    train,
-                ),
-                (
-                    _not_measured(
-                        "finetune-memory",
-                        "nvila-bench run finetune-memory --preset nvila-8b --device cuda --out results/",
-                    ),
-                    ft,
-                ),
-            )
-            if not have
-        ],
-    }
-
-
-def profiles(records: list[Record]) -> dict:
-    """`nvila-bench profile` records (time per stage, top operators, the profiler's overhead, GPU memory) and the
-    energy of every record that has it (GPU runs with NVML; CPU records have no energy fields)."""
-
-    def gflop(rows):
-        return [r | {"gflop": None if r["flops"] is None else r["flops"] / 1e9} for r in rows]
-
-    rows = []
-    for r in records:
-        if r.suite != "profile" or not r.ok:
-            continue
-        rows.append(
-            {
-                "label": point_name(r),
-                "stage": r.extra.get("stage"),
-                "hardware": hardware_of(r),
-                "stages": gflop(value(r, "stage_times") or []),
-                "top_ops": gflop(value(r, "top_ops") or []),
-                "profiled": value(r, "profiled_step_time"),
-                "unprofiled": value(r, "unprofiled_step_time"),
-                "overhead": value(r, "profiler_overhead"),
-                "trace": value(r, "chrome_trace"),
-                "tensorboard": value(r, "tensorboard_dir"),
-                "snapshot": value(r, "memory_snapshot"),
-                "peak": value(r, "peak_memory_allocated"),
-                "breakdown": value(r, "peak_memory_breakdown") or {},
-                "cuda": any(s.get("self_cuda_s") is not None for s in value(r, "stage_times") or []),
-            }
-        )
-    energy = [
+def energy(records: list[Record]) -> dict:
+    """The energy of every record that has it (GPU runs with NVML; CPU records have no energy fields)."""
+    rows = [
         {
             "label": point_label(r),
             "hardware": hardware_of(r),
@@ -502,14 +306,12 @@ def profiles(records: list[Record]) -> dict:
     ]
     return {
         "rows": rows,
-        "energy": energy,
-        "command": "nvila-bench profile --preset nvila-tiny --stage prefill --image 1920x1080 --out out/",
-        "energy_command": "nvila-bench run prefill --preset nvila-8b --device cuda --image 1920x1080 --out results/",
+        "command": "nvila-bench run prefill --preset nvila-8b --device cuda --image 1920x1080 --out results/",
     }
 
 
-def build(records: list[Record], sources: list[str]) -> dict:
-    """Everything the report template shows."""
+def build(records: list[Record], sources: list[str], outputs: Mapping[str, SuiteOutputs]) -> dict:
+    """Everything the report template shows; `outputs` are the suites' declarations (suite -> SuiteOutputs)."""
     current = latest(records)
     provenance = {p: sum(r.provenance == p for r in current) for p in ("measured", "analytic", "paper")}
     return {
@@ -522,15 +324,12 @@ def build(records: list[Record], sources: list[str]) -> dict:
         "peers": peers.comparison(current),
         "engines": side_by_side(current),
         "claims": claims_table(current),
-        "roofline": roofline(current),
-        "stc": scale_then_compress(current),
-        "deployment": deployment.ladder(current),
+        "decode_reference": decode_reference(current),
         "stages": stage_breakdown(current),
+        "roofline": roofline(current),
         "distributions": distributions(current),
-        "accuracy": accuracy(current),
-        "training": training(current),
-        "profile": profiles(current),
-        "decode_reference": deployment.decode_reference(current),
+        "energy": energy(current),
+        "suites": suite_sections(current, outputs),
         "failures": failures(current),
         "environments": environments(current),
     }

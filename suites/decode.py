@@ -16,28 +16,39 @@ from __future__ import annotations
 
 import hashlib
 import math
+from typing import TYPE_CHECKING
 
-import torch
-from nvila_bench.model.compiling import compile_media
-from nvila_bench.model.engines import make_engine
-from nvila_bench.model.pipeline import embed
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL
 
 from nvila_bench.core.analysis import costmodel
-from nvila_bench.core.analysis.analytic import analytic_metrics
-from nvila_bench.core.measuring.energy import EnergyMeter, energy_metrics
-from nvila_bench.core.measuring.memory import memory_metrics, reset_peak_memory
-from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.results import Metric
-from nvila_bench.core.measuring.session import Session
-from nvila_bench.core.measuring.timing import OneTimeClock, StageClock, measure
+from nvila_bench.core.measuring.specs import MetricSpec
 
-from .prefill import request_of, setup_metrics, timed_setup, token_metrics
+from .common import (
+    ENERGY_SPECS,
+    ENGINE_NOTE,
+    MEMORY_SPECS,
+    SETUP_SPECS,
+    TOKEN_SPECS,
+    analytic_specs,
+    request_of,
+    setup_metrics,
+    timed_setup,
+    token_metrics,
+)
 from .registry import Suite, SuiteError, sweep_points
+
+if TYPE_CHECKING:
+    import torch
+
+    from nvila_bench.core.measuring.point import BenchPoint
+    from nvila_bench.core.measuring.session import Session
 
 
 def cache_bytes(cache) -> int:
     """Bytes held by a transformers cache's key and value tensors (allocated size for a static cache)."""
+    import torch
+
     total = 0
     for layer in getattr(cache, "layers", []):
         for name in ("keys", "values"):
@@ -56,6 +67,8 @@ def logits_metrics(logits: torch.Tensor) -> dict[str, Metric]:
     relative) from a wrong result, a non-finite one as None (a -inf is a token a logits processor masked:
     transformers' min_new_tokens masks EOS); and `last_step_logits_nan`, how many of the row's V are NaN or +inf:
     an engine computing those is broken, which its agreement says (its timings stay figures)."""
+    import torch
+
     row = logits[0].float()
     picked = torch.linspace(0, row.shape[0] - 1, min(LOGIT_SAMPLE, row.shape[0]), device=row.device).round().long()
     sample = [float(f"{x:.6g}") if math.isfinite(x) else None for x in row[picked].tolist()]
@@ -83,6 +96,16 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
 
 
 def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
+    import torch
+    from nvila_bench.model.compiling import compile_media
+    from nvila_bench.model.engines import make_engine
+    from nvila_bench.model.pipeline import embed
+
+    from nvila_bench.core.analysis.analytic import analytic_metrics
+    from nvila_bench.core.measuring.energy import EnergyMeter, energy_metrics
+    from nvila_bench.core.measuring.memory import memory_metrics, reset_peak_memory
+    from nvila_bench.core.measuring.timing import OneTimeClock, measure
+
     model = session.model(point)
     device = torch.device(point.device)
     compile_media(model, on=False)  # the same context for every engine (a prefill point may have compiled them)
@@ -96,7 +119,7 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
         engine.setup(embeds, point.new_tokens)
     ids = []
 
-    def iteration(clock: StageClock) -> None:
+    def iteration(clock) -> None:
         ids[:] = [engine.generate(embeds, point.new_tokens, clock.section)]
 
     meter = EnergyMeter.open(device)  # None on CPU: the record then has no energy fields
@@ -136,10 +159,37 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     )
 
 
+METRICS = (
+    MetricSpec("tpot", "s", "lower", gated=True, headline=True, help="Time per output token: one decode step."),
+    MetricSpec(
+        "decode_tokens_per_s", "tokens/s", "higher", gated=True, headline=True, help="Generated tokens per second."
+    ),
+    MetricSpec("prefill", "s", "lower", help="The LLM prefill of the embedded context (the first token)."),
+    MetricSpec("e2e_latency", "s", "lower", help="The prefill and every decode step of one request."),
+    MetricSpec("context_tokens", "tokens", None, headline=True, help="Positions of the context before decoding."),
+    *(spec for spec in TOKEN_SPECS if spec.name == "media_tokens"),
+    MetricSpec("kv_cache_bytes", "bytes", "lower", help="Bytes the KV cache holds (allocated, for a static cache)."),
+    MetricSpec("kv_cache_bytes_analytic", "bytes", None, help="Cost model: the KV cache of the context and steps."),
+    MetricSpec("iterations", "count", None, help="Timed requests."),
+    MetricSpec("output_ids", "token ids", None, help="The first 64 generated ids (row 0)."),
+    MetricSpec("output_ids_digest", "sha256", None, help="A digest of every generated id (row 0)."),
+    MetricSpec("last_step_logits", "logits", None, help=f"Row 0's last-step logits at {LOGIT_SAMPLE} vocabulary ids."),
+    MetricSpec("last_step_logits_nan", "count", None, help="NaN or +inf entries of row 0's last-step logits."),
+    *SETUP_SPECS,
+    ENGINE_NOTE,
+    MetricSpec(
+        "prefill_engine", "text", None, help="How generate's prefill ran, where not as the engine's own prefill."
+    ),
+    *MEMORY_SPECS,
+    *ENERGY_SPECS,
+    *analytic_specs((DECODE_STEP, LLM_PREFILL)),
+)
+
 SUITE = Suite(
     "decode",
     "Time per output token after a real prefill (greedy, EOS ignored).",
     measure_point,
     expand=expand,
     decodes=True,
+    metrics=METRICS,
 )

@@ -7,22 +7,26 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-
-import torch
-from nvila_bench.model import build_model, get_preset
-from nvila_bench.model.pipeline import embed
-from nvila_bench.model.quantize import QuantPlan, quantize_model
+from typing import TYPE_CHECKING
 
 from nvila_bench.core.measuring import synthetic_tasks as st
-from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.results import Metric
+from nvila_bench.core.measuring.specs import MetricSpec
 
-from .accuracy import SYNTHETIC, _score, default_data_dir
-from .prefill import request_of
+from .common import request_of
+from .lmms_tasks import SYNTHETIC, default_data_dir, paper_tasks, score
+
+if TYPE_CHECKING:
+    import torch
+    from nvila_bench.model.quant_plan import QuantPlan
+
+    from nvila_bench.core.measuring.point import BenchPoint
 
 
 def logits_agreement(ours: torch.Tensor, reference: torch.Tensor, prefix: str = "") -> dict[str, Metric]:
     """Top-1 agreement and KL(reference || ours) of two sets of next-token log-probabilities."""
+    import torch
+
     agreement = (ours.argmax(-1) == reference.argmax(-1)).float().mean().item()
     kl = torch.nn.functional.kl_div(ours, reference, log_target=True, reduction="batchmean").item()
     return {
@@ -36,6 +40,9 @@ QUALITY_POSITIONS = 16  # text positions of each quality prompt whose next-token
 
 def logprobs(model, point: BenchPoint) -> torch.Tensor:
     """Next-token log-probabilities at every text position of `quality_prompts` requests (float32, CPU)."""
+    import torch
+    from nvila_bench.model.pipeline import embed
+
     out = []
     with torch.inference_mode():
         for seed in range(point.extra["quality_prompts"]):
@@ -54,6 +61,9 @@ def reference_key(point: BenchPoint) -> tuple:
 
 def quality(model, point: BenchPoint, plan: QuantPlan) -> dict[str, Metric]:
     """Top-1 agreement and KL of the rung's next-token logits against the same preset's in bf16 (`REFERENCE`)."""
+    import torch
+    from nvila_bench.model import build_model, get_preset
+
     key = reference_key(point)
     ours = logprobs(model, point)
     if plan.is_bf16:
@@ -70,19 +80,18 @@ TEST_QUESTIONS = 16  # per synthetic task: the checkpoint's logits are compared 
 def answer_logprobs(model, tokenizer, data_dir: str | Path, per_task: int = TEST_QUESTIONS) -> torch.Tensor:
     """Next-token log-probabilities (float32, CPU) at every answer position (its tokens and EOS, teacher-forced)
     of the first `per_task` test questions of each synthetic task: where the checkpoint's answers are decided."""
-    from .synthetic_train import example
+    import torch
+    from nvila_bench.model.pipeline import embed
+
+    from .synthetic_train import example_request
 
     out = []
     with torch.inference_mode():
         for task in st.TASKS:
             for row in st.load_split(data_dir, task, "test")[:per_task]:
-                media, ids, answer = example(model.config, tokenizer, data_dir, row)
-                prompt = torch.tensor([ids])
-                embeds = model.embed(prompt, model.project(model.encode_media(media), media))
-                logits = model.prefill(embeds, all_logits=True).logits[0]
-                out.append(
-                    logits[-answer - 1 : -1].float().log_softmax(-1).cpu()
-                )  # the positions predicting the answer
+                request, answer = example_request(model.config, tokenizer, data_dir, row)
+                logits = model.prefill(embed(model, request), all_logits=True).logits[0]
+                out.append(logits[-answer - 1 : -1].float().log_softmax(-1).cpu())  # the positions predicting it
     return torch.cat(out)
 
 
@@ -107,6 +116,8 @@ def rung_accuracy(
         from lmms_eval.tasks import TaskManager
     except ImportError as e:
         raise ValueError(f"accuracy per rung needs lmms-eval (pip install 'nvila-bench[eval]'): {e}") from None
+    from nvila_bench.model.quantize import quantize_model
+
     from .lmms_adapter import NVILABench
 
     root = Path(data_dir) if data_dir else default_data_dir()
@@ -128,7 +139,7 @@ def rung_accuracy(
         result = simple_evaluate(
             model=model, tasks=[task], limit=limit, task_manager=manager, log_samples=False, verbosity="WARNING"
         )
-        scores[task] = _score(result, task)["score"].value
+        scores[task] = score(result, task)["score"].value
         out[f"accuracy_{task}"] = Metric.measured(scores[task], "fraction", "higher")
     for name, group in (
         ("synthetic_accuracy", [t for t in tasks if t in st.TASKS]),
@@ -137,3 +148,23 @@ def rung_accuracy(
         if group:
             out[name] = Metric.measured(sum(scores[t] for t in group) / len(group), "fraction", "higher")
     return out
+
+
+def _agreement_specs(prefix: str, of: str, headline: bool = False) -> tuple[MetricSpec, ...]:
+    return (
+        MetricSpec(f"{prefix}top1_agreement", "fraction", "higher", headline=headline, help=f"{of}: top-1 agreement."),
+        MetricSpec(f"{prefix}logits_kl", "nats", "lower", help=f"{of}: KL divergence from bf16."),
+        MetricSpec(f"{prefix}quality_positions", "positions", None, help=f"{of}: positions compared."),
+    )
+
+
+QUALITY_SPECS = (  # what `quality` and (a run with --checkpoint) `rung_accuracy` write
+    *_agreement_specs("", "Next-token logits against the same model in bf16", headline=True),
+    *_agreement_specs("checkpoint_", "The checkpoint's logits at the answers against itself in bf16"),
+    *(
+        MetricSpec(f"accuracy_{task}", "fraction", "higher", help=f"The checkpoint's {task} score, quantized.")
+        for task in (*SYNTHETIC, *paper_tasks("image"), *paper_tasks("video"))  # other lmms-eval tasks: undeclared
+    ),
+    MetricSpec("synthetic_accuracy", "fraction", "higher", help="Mean score over the synthetic multiple choice."),
+    MetricSpec("benchmark_accuracy", "fraction", "higher", help="Mean score over the paper's lmms-eval tasks."),
+)

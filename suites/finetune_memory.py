@@ -14,33 +14,21 @@ from the config alone; both are recorded. Then steps are timed for iterations/s.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-import torch
-from nvila_bench.model import build_model, count_visual_tokens, get_preset
-from nvila_bench.model.training import (
-    LoraSettings,
-    Recipe,
-    SavedTensors,
-    apply_recipe,
-    build_optimizer,
-    gradient_bytes,
-    loss_of,
-    optimizer_bytes,
-    synthetic_batch,
-    train_step,
-    trainable_counts,
-    unavailable,
-    weight_bytes,
-)
+from nvila_bench.model import count_visual_tokens, get_preset
+from nvila_bench.model.recipes import LoraSettings, Recipe
 
 from nvila_bench.core.analysis.memory_model import estimate, geometry
-from nvila_bench.core.measuring.memory import memory_metrics, reset_peak_memory
-from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.results import Metric, PointSkipped
-from nvila_bench.core.measuring.session import Session
-from nvila_bench.core.measuring.timing import StageClock, measure, synchronize
+from nvila_bench.core.measuring.specs import MetricSpec
 
+from .common import MEMORY_SPECS, TOKEN_SPECS
 from .registry import Option, Suite, SuiteError, check_training, nvila_presets_only, sweep_points, with_extra
+
+if TYPE_CHECKING:
+    from nvila_bench.core.measuring.point import BenchPoint
+    from nvila_bench.core.measuring.session import Session
 
 DEFAULTS = {"recipe": "nvila", "lora_rank": 64, "lora_alpha": 16, "lora_dropout": 0.05, "lr": 2e-5}
 # v1 Table 5 / v3 Table 6: one A100 80 GB, batch 1, 448 px, context 300, no gradient checkpointing.
@@ -58,6 +46,25 @@ def recipe_of(point: BenchPoint) -> Recipe:
 
 
 def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
+    import torch
+    from nvila_bench.model import build_model
+    from nvila_bench.model.training import (
+        SavedTensors,
+        apply_recipe,
+        build_optimizer,
+        gradient_bytes,
+        loss_of,
+        optimizer_bytes,
+        synthetic_batch,
+        train_step,
+        trainable_counts,
+        unavailable,
+        weight_bytes,
+    )
+
+    from nvila_bench.core.measuring.memory import memory_metrics, reset_peak_memory
+    from nvila_bench.core.measuring.timing import measure, synchronize
+
     recipe = recipe_of(point)
     reason = unavailable(recipe, point.device)
     if reason:  # e.g. QLoRA on CPU: a skipped record with the reason, not an error
@@ -90,7 +97,7 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
 
     step = [1]
 
-    def iteration(clock: StageClock) -> None:
+    def iteration(clock) -> None:
         b = synthetic_batch(point, step[0])
         clock.start()
         train_step(model, [b], optimizer, clock.section)
@@ -152,10 +159,37 @@ def expand(axes: dict[str, list], options: dict) -> list[BenchPoint]:
     return points
 
 
+PARTS = {  # what the measured step counts, part by part
+    "weights": "the parameters",
+    "gradients": "the gradients",
+    "optimizer": "AdamW's state",
+    "activations": "what autograd saves in the forward",
+}
+METRICS = (
+    MetricSpec("memory_counted", "bytes", "lower", headline=True, help="The four parts, counted tensor by tensor."),
+    MetricSpec("peak_memory_predicted", "bytes", None, headline=True, help="The memory model's total."),
+    MetricSpec("step_time", "s", "lower", gated=True, headline=True, help="One optimizer step."),
+    MetricSpec("iterations_per_s", "it/s", "higher", help="Optimizer steps per second."),
+    *(
+        spec
+        for part, what in PARTS.items()
+        for spec in (
+            MetricSpec(f"{part}_bytes", "bytes", "lower", help=f"Bytes of {what}, counted."),
+            MetricSpec(f"{part}_bytes_predicted", "bytes", None, help=f"Bytes of {what}, predicted."),
+        )
+    ),
+    MetricSpec("trainable_params", "params", None, help="Parameters the recipe trains."),
+    MetricSpec("trainable_params_predicted", "params", None, help="Parameters the recipe trains, predicted."),
+    *(spec for spec in TOKEN_SPECS if spec.name == "sequence_tokens"),
+    MetricSpec("loss_first", "nats", None, help="The loss of the measured step."),
+    *(spec for spec in MEMORY_SPECS if spec.name != "peak_rss"),  # the allocator's peak of the step (GPU)
+)
+
 SUITE = Suite(
     "finetune-memory",
     "Memory (counted part by part, and predicted) and speed of each fine-tuning recipe.",
     measure_point,
+    view="training",  # its report section: reports/views/training.py
     options=(
         Option(
             "recipe", "VISION-LLM recipe, e.g. ln-lora, full-full, frozen-qlora, or nvila [nvila].", str, multiple=True
@@ -169,4 +203,5 @@ SUITE = Suite(
         Option("lora_dropout", "LoRA dropout.", float, 0.05),
     ),
     expand=expand,
+    metrics=METRICS,
 )

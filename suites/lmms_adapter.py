@@ -26,7 +26,7 @@ from nvila_bench.model.tokenizer import chat_prompt, encode_with_media, load_tok
 from PIL import Image
 from tqdm import tqdm
 
-from nvila_bench.core.measuring.point import torch_dtype as dtype_of
+from nvila_bench.core.measuring.point import canonical_dtype
 
 
 class NVILABench(lmms):
@@ -47,7 +47,7 @@ class NVILABench(lmms):
         if bool(pretrained) == bool(preset):
             raise ValueError("nvila_bench needs exactly one of pretrained=CHECKPOINT_DIR or preset=NAME")
         device = "cuda" if str(device).startswith("cuda") and torch.cuda.is_available() else "cpu"
-        torch_dtype = dtype_of(dtype or ("bfloat16" if device == "cuda" else "float32"))
+        torch_dtype = getattr(torch, canonical_dtype(dtype or ("bfloat16" if device == "cuda" else "float32")))
         if pretrained:
             model = load_checkpoint(pretrained, dtype=torch_dtype, device=device, attn_implementation=attn)
         else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from importlib import import_module
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from nvila_bench.model import get_preset
 from nvila_bench.model.presets import UnknownPresetError, nvila_only, preset_names
@@ -20,8 +20,10 @@ from nvila_bench.model.tokens import check_temporal_pool, temporal_pool_size
 from nvila_bench.core.analysis.fits import fit_problem
 from nvila_bench.core.measuring.point import BenchPoint, check_axes, points_from_axes
 from nvila_bench.core.measuring.results import Metric
-from nvila_bench.core.measuring.session import Session
 from nvila_bench.core.measuring.specs import MetricSpec, SuiteOutputs
+
+if TYPE_CHECKING:
+    from nvila_bench.core.measuring.session import Session
 
 # name -> module under nvila_bench.suites (imported only when that suite runs, so the CLI starts fast)
 REGISTRY = {
@@ -92,6 +94,7 @@ class Suite:
     describe: Callable[[object], str | None] | None = None  # a line to print per record (else a progress bar)
     fail_on_error: bool = False  # exit 1 when a point failed (accuracy: a failed task is no score)
     decodes: bool = False  # its points generate `new_tokens` tokens, which count against the context
+    distributed: bool = False  # its measure runs on every rank of a torchrun launch (runner/distributed.py)
     metrics: tuple[MetricSpec, ...] = ()  # what it writes, declared once: the report, gate and dashboard read them
     view: str | None = None  # its own report view (reports/views/<view>.py), else the generic per-suite table
 

@@ -15,6 +15,7 @@ gets measured prefill and decode records from those suites, marked with the same
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from nvila_bench.model import count_visual_tokens, get_preset
 
@@ -22,9 +23,13 @@ from nvila_bench.core.analysis import costmodel
 from nvila_bench.core.analysis.hardware import get_hardware, hardware_keys
 from nvila_bench.core.measuring.point import CPU_REQUEST_TEXT, BenchPoint, request_default
 from nvila_bench.core.measuring.results import Metric
-from nvila_bench.core.measuring.session import Session
+from nvila_bench.core.measuring.specs import MetricSpec
 
+from .common import COST_STAGES, TOKEN_SPECS, cost_specs
 from .registry import Job, Option, Suite, SuiteError
+
+if TYPE_CHECKING:
+    from nvila_bench.core.measuring.session import Session
 
 NVILA = {"real": "nvila-8b", "tiny": "nvila-tiny"}
 
@@ -144,10 +149,20 @@ def record_config(point: BenchPoint) -> dict:
     return replace(point, extra=extra).to_config() | {"hardware": point.extra["hardware"]}
 
 
+METRICS = (  # every figure analytic: the cost model's on --hardware (the measured records are prefill's and decode's)
+    *(replace(spec, headline=spec.name == "media_tokens") for spec in TOKEN_SPECS if spec.name != "sequence_tokens"),
+    MetricSpec("ttft_floor", "s", None, headline=True, help="Roofline floor of TTFT: vision, projector, prefill."),
+    MetricSpec("tpot_floor", "s", None, headline=True, help="Roofline floor of one decode step."),
+    MetricSpec("kv_cache_bytes", "bytes", None, help="The KV cache of the request's context."),
+    MetricSpec("context_limit", "tokens", None, help="The LLM's context window."),
+    *cost_specs(COST_STAGES, executed=False),
+)
+
 SUITE = Suite(
     "scale-then-compress",
     "VILA1.5 vs NVILA scaled-only vs NVILA on one image and one video: analytic, and measured where possible.",
     analytic,
+    view="scale_then_compress",  # its report section: reports/views/scale_then_compress.py
     options=(
         Option(
             "tiny",
@@ -161,4 +176,5 @@ SUITE = Suite(
     provenance="analytic",
     config=record_config,
     takes_presets=False,
+    metrics=METRICS,
 )

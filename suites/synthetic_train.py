@@ -14,10 +14,20 @@ from pathlib import Path
 import torch
 from nvila_bench.model import build_model, get_preset, preprocess_media
 from nvila_bench.model.checkpoint import save_checkpoint
+from nvila_bench.model.pipeline import Request
 from nvila_bench.model.tokenizer import build_tokenizer, chat_prompt, encode_with_media
 from nvila_bench.model.training import Recipe, apply_recipe, build_optimizer
 
 from nvila_bench.core.measuring.synthetic_tasks import generate, load_split, open_media
+
+
+def example_ids(cfg, tokenizer, row: dict) -> tuple[list[int], int]:
+    """(prompt + answer ids, answer length) of one row: the chat prompt with its media placeholder, then the
+    answer and the closing EOS (what the loss covers)."""
+    video = row["kind"] == "video"
+    prompt = encode_with_media(tokenizer, cfg, chat_prompt(tokenizer, row["question"], 0 if video else 1, video))
+    answer = tokenizer(row["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return prompt + answer, len(answer)
 
 
 def example(cfg, tokenizer, data_dir, row: dict):
@@ -25,9 +35,16 @@ def example(cfg, tokenizer, data_dir, row: dict):
     frames = open_media(data_dir, row)
     video = row["kind"] == "video"
     media = preprocess_media(cfg, [] if video else frames, frames if video else None)
-    prompt = encode_with_media(tokenizer, cfg, chat_prompt(tokenizer, row["question"], 0 if video else 1, video))
-    answer = tokenizer(row["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    return media, prompt + answer, len(answer)
+    return media, *example_ids(cfg, tokenizer, row)
+
+
+def example_request(cfg, tokenizer, data_dir, row: dict):
+    """(the row as a request of the pipeline, model/pipeline.py: its image or video and its prompt + answer ids,
+    the answer teacher-forced; the answer's length)."""
+    frames = open_media(data_dir, row)
+    video = row["kind"] == "video"
+    ids, answer = example_ids(cfg, tokenizer, row)
+    return Request([] if video else frames, frames if video else None, torch.tensor([ids])), answer
 
 
 def examples(cfg, tokenizer, data_dir, task: str, split: str, limit: int | None = None):

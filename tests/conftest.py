@@ -29,6 +29,18 @@ def tiny(request):
 
 def read_dicts(path) -> list[dict]:
     """The records of a results file as the JSON objects the file holds (version 2, with every field)."""
-    from nvila_bench.core.measuring.results import read_results
+    from nvila_bench.core.measuring.result_files import read_results
 
     return [r.to_dict() for r in read_results(path)]
+
+
+@pytest.fixture
+def declared_suites(monkeypatch):
+    """`nvila-bench report / gate / dashboard` read every suite's declarations: here `fake_records.declared()`,
+    where a suite that declares no gated metric yet gates the gate's former defaults."""
+    from fake_records import declared
+    from nvila_bench.suites import registry
+
+    outputs = declared()
+    monkeypatch.setattr(registry, "declared_outputs", lambda: outputs)
+    return outputs

@@ -106,9 +106,9 @@ def model() -> dict:
     from nvila_bench.model import build_model, get_preset
     from nvila_bench.model.engines import make_engine
     from nvila_bench.model.pipeline import embed, synthetic_request
+    from nvila_bench.model.quant_plan import QuantPlan
     from nvila_bench.model.quantize import (
         FUSED_GROUPS,
-        QuantPlan,
         measured_weight_bytes,
         predicted_weight_bytes,
         quantize_component,

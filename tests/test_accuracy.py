@@ -9,7 +9,7 @@ import pytest
 
 lmms_eval = pytest.importorskip("lmms_eval", reason="lmms-eval not installed (make test installs it)")
 
-from nvila_bench.suites import accuracy  # noqa: E402
+from nvila_bench.suites import lmms_tasks  # noqa: E402
 from nvila_bench.suites.synthetic_train import save_trained, train_synthetic  # noqa: E402
 
 from nvila_bench.cli import main  # noqa: E402
@@ -112,7 +112,7 @@ def test_a_failing_task_is_an_error_not_a_score(tmp_path, data_dir, capsys):
 )
 def test_no_numeric_score_is_a_failure(result):
     with pytest.raises(ValueError, match="no results|no metric|non-numeric"):
-        accuracy._score(result, "t")
+        lmms_tasks.score(result, "t")
 
 
 @pytest.mark.parametrize(

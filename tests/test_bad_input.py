@@ -13,7 +13,7 @@ from fake_records import decode_record, prefill_record
 from nvila_bench.suites.registry import get_suite, jobs_of
 
 from nvila_bench.cli import main
-from nvila_bench.core.measuring import results
+from nvila_bench.core.measuring import result_files
 from nvila_bench.core.measuring.results import Metric, Record
 from nvila_bench.core.measuring.session import Session
 from nvila_bench.runner import sweep
@@ -93,7 +93,7 @@ def test_readers_refuse_a_fifo_and_a_device(tmp_path, capsys):
 
 
 def test_a_line_over_the_bound_is_an_error_naming_file_and_line(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(results, "MAX_LINE_BYTES", 100_000)  # 16 MiB in use: /dev/zero as a file would be one line
+    monkeypatch.setattr(result_files, "MAX_LINE_BYTES", 100_000)  # 16 MiB in use: /dev/zero as a file would be one line
     path = tmp_path / "results.jsonl"
     path.write_text(json.dumps(prefill_record().to_dict()) + "\n" + "x" * 200_000 + "\n")
     refused(capsys, ["report", str(path), "--out", str(tmp_path / "r.html")], f"{path}:2: a line over 100,000 bytes")
@@ -147,10 +147,10 @@ def test_a_ladder_rung_past_its_own_context_is_skipped_not_measured(tmp_path, ca
     assert skipped["baseline bf16"] == (
         "vila-tiny: 131,808 positions (131,712 media + 64 prompt + 32 new tokens) exceed its 131,072-position context"
     )
-    writer = results.ResultWriter(tmp_path)
+    writer = result_files.ResultWriter(tmp_path)
     sweep.run_sweep([j for j in jobs if j.skip], writer, Session(), "r", None)  # nothing is measured
-    assert [r.status for r in results.read_results(tmp_path)] == ["skipped"] * 3
-    assert results.read_results(tmp_path)[1].error == skipped["baseline bf16"]
+    assert [r.status for r in result_files.read_results(tmp_path)] == ["skipped"] * 3
+    assert result_files.read_results(tmp_path)[1].error == skipped["baseline bf16"]
     refused(
         capsys,
         [
@@ -384,13 +384,14 @@ def test_every_committed_results_file_reads_under_the_typed_schema():
     from pathlib import Path
 
     files = sorted((Path(__file__).parents[1] / "results").rglob("*.jsonl"))
-    assert files and all(results.read_results(f) for f in files)
+    assert files and all(result_files.read_results(f) for f in files)
 
 
 @FIFO
 def test_a_checkpoint_whose_weights_are_a_fifo_is_refused_not_read(tmp_path):
     from nvila_bench.model import build_model, get_preset
-    from nvila_bench.model.checkpoint import CheckpointError, load_checkpoint
+    from nvila_bench.model.checkpoint import load_checkpoint
+    from nvila_bench.model.checkpoint_config import CheckpointError
     from nvila_bench.model.tokenizer import build_tokenizer
     from nvila_bench.suites.synthetic_train import save_trained
 
@@ -411,6 +412,6 @@ def test_profile_passes_a_cache_only_where_given(monkeypatch, tmp_path, args, ca
 
     seen = []
     monkeypatch.setattr(run, "run_suite", lambda suite, common, options: seen.append(common["cache"]) or 0)
-    monkeypatch.setattr(results, "read_results", lambda path: [Record("profile", {}, {}, "r", "error", "stop")])
+    monkeypatch.setattr(result_files, "read_results", lambda path: [Record("profile", {}, {}, "r", "error", "stop")])
     argv = ["profile", "--preset", "nvila-tiny", "--stage", "decode", *args, "--out", str(tmp_path)]
     assert main(argv) == 1 and seen == [cache]

@@ -12,7 +12,7 @@ import pytest
 from fake_records import decode_record, prefill_record
 
 from nvila_bench.cli import main
-from nvila_bench.core.measuring.results import ResultWriter
+from nvila_bench.core.measuring.result_files import ResultWriter
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -22,6 +22,7 @@ if not (CHROMIUM and DRIVER):
         pytest.fail("CI=true but chromium / chromedriver are missing (.ci/run installs them)", pytrace=False)
     pytest.skip("needs Debian's chromium and chromium-driver", allow_module_level=True)
 webdriver = pytest.importorskip("selenium.webdriver")
+pytestmark = pytest.mark.usefixtures("declared_suites")  # `nvila-bench report / dashboard` read them
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +108,57 @@ def test_report_and_dashboard_open_cleanly(browser, tmp_path):
     keep = os.environ.get("NVILA_BENCH_SCREENSHOTS")  # CI uploads these
     if keep:
         shutil.copytree(shots, keep, dirs_exist_ok=True)
+
+
+WIDTHS = """
+const page = document.documentElement;
+const out = {page: page.scrollWidth, window: window.innerWidth, tables: []};
+for (const table of document.querySelectorAll("section table")) {
+  const section = table.closest("section");
+  const style = getComputedStyle(section);
+  out.tables.push({
+    section: section.id,
+    table: Math.ceil(table.getBoundingClientRect().width),
+    content: table.scrollWidth,
+    room: section.clientWidth,
+    right: Math.ceil(section.getBoundingClientRect().right),
+    scrolls: ["auto", "scroll"].includes(getComputedStyle(table).overflowX),
+    section_scrolls: ["auto", "scroll"].includes(style.overflowX),
+  });
+}
+return out;
+"""
+
+
+def test_wide_tables_fit_or_scroll_inside_their_section_at_1400_px(browser, tmp_path):
+    """At a 1400-px window nothing widens the page: each table fits its section or scrolls inside it (the
+    deployment ladder's and the peers' tables are the widest), and the sources line names files, not paths."""
+    from fake_records import RTX4090_ENV, rung_record
+
+    results = tmp_path / ("a-long-folder-name-" * 8) / "results"
+    ladder = [
+        rung_record("nvila-8b-scaled-only", 0.3, 40.0, "scaled-only bf16", formats={}),
+        rung_record("nvila-8b", 0.2, 50.0, "bf16", formats={}),
+        rung_record("nvila-8b", 0.15, 120.0, "w4a16-llm"),
+        rung_record("qwen2-vl-7b", 0.25, 45.0, "bf16", formats={}),
+    ]
+    records = [
+        prefill_record("nvila-tiny", 0.2, env=RTX4090_ENV),
+        prefill_record("qwen2-vl-tiny", 0.3, env=RTX4090_ENV),
+    ]
+    writer = ResultWriter(results)
+    for r in ladder + records + [decode_record("nvila-tiny", env=RTX4090_ENV)]:
+        writer.write(r)
+    report = tmp_path / "report.html"
+    assert main(["report", str(results), "--out", str(report)]) == 0
+    browser.set_window_size(1400, 1000)
+    browser.get(report.as_uri())
+    widths = browser.execute_script(WIDTHS)
+    assert widths["page"] <= widths["window"], widths["page"]  # no sideways scroll of the whole page
+    tables = widths["tables"]
+    assert all(t["right"] <= widths["window"] for t in tables)
+    assert all(t["table"] <= t["room"] or t["section_scrolls"] for t in tables)  # each fits in its section ...
+    wide = [t for t in tables if t["content"] > t["table"]]
+    assert {t["section"] for t in wide} >= {"deployment"} and all(t["scrolls"] for t in wide)  # ... or scrolls itself
+    sources = browser.find_element("css selector", "p.muted code").text
+    assert sources == f"{results.parent.name}/results" and str(tmp_path) not in browser.page_source

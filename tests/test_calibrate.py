@@ -10,8 +10,9 @@ import torch
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.calibrate import awq_scale, fake_int4, fold, llm_groups, smooth, smoothquant_scale, vision_groups
 from nvila_bench.model.pipeline import embed, synthetic_request
-from nvila_bench.model.quantize import QuantPlan, quantize_model
-from nvila_bench.model.vision import _body
+from nvila_bench.model.quant_plan import QuantPlan
+from nvila_bench.model.quantize import quantize_model
+from nvila_bench.model.vision import vision_body
 
 
 def _request(cfg, seed: int):
@@ -26,7 +27,7 @@ def test_folded_scales_leave_the_full_precision_outputs_as_they_were(preset):
     with torch.inference_mode():
         before = model.prefill(embed(model, request), all_logits=True).logits
     torch.manual_seed(0)
-    groups = llm_groups(model.llm) + vision_groups(_body(model.vision_tower).encoder)
+    groups = llm_groups(model.llm) + vision_groups(vision_body(model.vision_tower).encoder)
     assert len(groups) >= 3 * cfg.llm.num_layers
     for group in groups:
         fold(group, torch.rand(group.in_features) * 4 + 0.25)
@@ -71,7 +72,7 @@ def _with_outliers(preset: str):
         for layer in model.llm.model.layers:
             for norm in (layer.input_layernorm, layer.post_attention_layernorm):
                 norm.weight[:3] *= 30
-        for layer in _body(model.vision_tower).encoder.layers:
+        for layer in vision_body(model.vision_tower).encoder.layers:
             layer.layer_norm1.weight[:3] *= 30
     return cfg, model
 

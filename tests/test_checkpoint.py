@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import TINY, tiny_model
 from nvila_bench.model import CheckpointError, load_checkpoint, save_checkpoint, synthetic_image, synthetic_prompt
-from nvila_bench.model.checkpoint import config_from_checkpoint
+from nvila_bench.model.checkpoint_config import config_from_checkpoint
 from nvila_bench.model.preprocess import preprocess_media
 from safetensors.torch import load_file, save_file
 

@@ -68,10 +68,10 @@ def test_a_checkpoint_that_is_not_one_is_refused_before_any_rung(tmp_path, capsy
 
 
 def test_a_checkpoint_without_lmms_eval_is_refused_before_any_rung(tmp_path, monkeypatch):
-    from nvila_bench.suites import deployment
+    from nvila_bench.suites import deployment_ladder
     from nvila_bench.suites.registry import SuiteError
 
-    monkeypatch.setattr(deployment.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(deployment_ladder.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(SuiteError, match=r"needs lmms-eval \(pip install 'nvila-bench\[eval\]'\)"):
         expand({"preset": ["nvila-tiny"]}, {"checkpoint": str(tmp_path)})
 

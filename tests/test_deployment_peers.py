@@ -9,16 +9,19 @@ import math
 
 import pytest
 import torch
+from fake_records import html_section
 from nvila_bench.model import build_model, get_preset
-from nvila_bench.model.quantize import QuantPlan, measured_weight_bytes, predicted_weight_bytes, quantize_model
-from nvila_bench.reports import deployment as ladder_section
+from nvila_bench.model.quant_plan import QuantPlan
+from nvila_bench.model.quantize import measured_weight_bytes, predicted_weight_bytes, quantize_model
 from nvila_bench.reports import peers as peers_section
-from nvila_bench.suites.deployment import PEER_RUNGS, RUNGS, calibration, expand, plan_of
+from nvila_bench.reports.views import deployment as ladder_section
+from nvila_bench.suites.deployment import calibration
+from nvila_bench.suites.deployment_ladder import PEER_RUNGS, RUNGS, expand, plan_of
 from torch import nn
 
 from nvila_bench.cli import main
 from nvila_bench.core.analysis import costmodel
-from nvila_bench.core.measuring.results import load_results
+from nvila_bench.core.measuring.result_files import load_results
 
 pytest.importorskip("torchao")
 PEERS = ["qwen2-vl-tiny", "qwen2.5-vl-tiny", "llava-onevision-tiny"]
@@ -123,7 +126,7 @@ def test_the_report_sets_nvila_beside_each_peer_at_w4a16_and_gives_each_peer_its
     page = tmp_path / "report.html"
     assert main(["report", str(ladders), "--out", str(page)]) == 0
     html = page.read_text()
-    section = html[html.index('<section id="peers">') : html.index('<section id="engines">')]
+    section = html_section(html, "peers")
     assert "weights LLM w4a16 (opaque), AWQ / SmoothQuant scales" in section
     assert '<tr class="nvila"><td>nvila-tiny' in section and '<tr class="peer"><td>qwen2-vl-tiny' in section
     assert "qwen2-vl-tiny is a peer VLM: its own ladder" in html

@@ -128,10 +128,12 @@ def test_media_stages_that_fail_to_compile_run_eagerly_with_a_note(monkeypatch):
         "vision tower and projector eager (FastVision failed to compile: RuntimeError: CppCompileError"
     )
     assert earlier.note is None  # the failure is told to the point that met it
-    from nvila_bench.model.vision import _body
+    from nvila_bench.model.vision import vision_body
 
     assert model.vision_forward is None
-    assert all(m._compiled_call_impl is None for m in (*_body(model.vision_tower).encoder.layers, model.mm_projector))
+    assert all(
+        m._compiled_call_impl is None for m in (*vision_body(model.vision_tower).encoder.layers, model.mm_projector)
+    )
 
 
 def test_point_engine_defaults_and_the_cache_each_engine_runs_with():

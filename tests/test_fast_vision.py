@@ -14,7 +14,7 @@ from nvila_bench.model.compiling import compile_media, compiled
 from nvila_bench.model.engines import make_engine
 from nvila_bench.model.fast_vision import FastVision, _VisionLayer, fast_vision_attention_kernel
 from nvila_bench.model.pipeline import embed, synthetic_request
-from nvila_bench.model.vision import _body, attention_kernel, vision_features
+from nvila_bench.model.vision import attention_kernel, vision_body, vision_features
 
 
 def _tower(preset: str, layers: int | None = None):
@@ -42,7 +42,7 @@ def test_fast_vision_features_are_the_towers_hidden_state_at_the_select_layer(pr
         torch.testing.assert_close(compiled(fast.__call__)(pixels), expected, rtol=1e-4, atol=1e-4)
         # q/k/v are row slices of one tensor now: no memory added, transformers' own forward unchanged
         assert sum(p.numel() for p in model.parameters()) == before
-        attn = _body(model.vision_tower).encoder.layers[0].self_attn
+        attn = vision_body(model.vision_tower).encoder.layers[0].self_attn
         assert attn.k_proj.weight.data_ptr() == attn.q_proj.weight.data_ptr() + attn.q_proj.weight.nbytes
         torch.testing.assert_close(vision_features(model.vision_tower, pixels, used), expected, rtol=1e-5, atol=1e-5)
 
@@ -51,7 +51,7 @@ def test_the_gelu_epilogue_is_used_only_where_it_is_siglips_gelu():
     """torch._addmm_activation's GELU is the tanh approximation on CUDA but the exact one on CPU (CUDA's
     side: tests/test_engines_cuda.py)."""
     model, _ = _tower("nvila-tiny")
-    layer = _body(model.vision_tower).encoder.layers[0]
+    layer = vision_body(model.vision_tower).encoder.layers[0]
     assert model.vision_tower.config.hidden_act == "gelu_pytorch_tanh"
     assert not _VisionLayer.of(layer, "gelu_pytorch_tanh").epilogue  # on CPU
     x = torch.randn(5, layer.mlp.fc1.in_features)
@@ -126,5 +126,5 @@ def test_a_tower_without_sdpa_attention_gets_its_own_layers_compiled():
         FastVision(model.vision_tower, cfg.vision.layers_used)
     compile_media(model)
     assert model.vision_forward is None
-    assert all(m._compiled_call_impl is not None for m in _body(model.vision_tower).encoder.layers)
+    assert all(m._compiled_call_impl is not None for m in vision_body(model.vision_tower).encoder.layers)
     assert make_engine("compiled", model).vision_attention() == "eager"

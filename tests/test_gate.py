@@ -4,14 +4,23 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_records import CPU_ENV, GPU_ENV, decode_record, prefill_record, train_record
+from fake_records import CPU_ENV, GATED, GPU_ENV, decode_record, prefill_record, train_record
 
 from nvila_bench.cli import main
 from nvila_bench.core.comparison import gate as gate_module
-from nvila_bench.core.comparison.gate import IncomparableError, compare_metric, gate, markdown_summary, parse_threshold
-from nvila_bench.core.measuring.results import Metric, Record, ResultWriter, read_results
+from nvila_bench.core.comparison.gate import IncomparableError, compare_metric, markdown_summary, parse_threshold
+from nvila_bench.core.measuring.result_files import ResultWriter, read_results
+from nvila_bench.core.measuring.results import Metric, Record
 
 MEASUREMENTS = Path(__file__).resolve().parents[2] / "shared" / "measurements" / "h100-2026-11-27"
+
+
+def gate(baseline, candidate, threshold=0.05, metrics=None):
+    """The gate as the CLI calls it: the metrics named, else each suite's declared gated metrics (GATED)."""
+    return gate_module.gate(baseline, candidate, threshold, metrics, GATED)
+
+
+pytestmark = pytest.mark.usefixtures("declared_suites")  # the CLI's gate reads the suites' declarations
 
 
 def write(path, records):
@@ -343,3 +352,42 @@ def test_direction_is_metric_better_even_when_the_unit_says_seconds():
 
     assert compare_metric("p", "odd", timed(0.1, 1, "higher"), timed(0.08, 2, "higher"), 0.05).verdict == "regression"
     assert compare_metric("p", "odd", timed(0.1, 1, "lower"), timed(0.08, 2, "lower"), 0.05).verdict == "improvement"
+
+
+# ---- the gated metrics are the caller's: the suites' declarations ------------------------------------------
+def test_the_gate_names_no_suite_and_gates_what_the_caller_declares():
+    """core/comparison/gate.py holds no suite's name and no default metric list: which metrics are gated is the
+    declarations' (suite -> gated names), or the names the caller asks for."""
+    from nvila_bench.suites.registry import REGISTRY
+
+    source = Path(gate_module.__file__).read_text()
+    assert not hasattr(gate_module, "DEFAULT_METRICS")
+    assert not [name for name in REGISTRY if f'"{name}"' in source or f"'{name}'" in source]
+    base, cand = [prefill_record(seed=1), decode_record(seed=1)], [prefill_record(seed=2), decode_record(seed=2)]
+    only_tpot = gate_module.gate(base, cand, 0.05, gated={"decode": ("tpot",)})
+    assert [(c.label.split()[0], c.metric) for c in only_tpot.comparisons] == [("decode", "tpot")]
+    with pytest.raises(IncomparableError, match="their suites declare no gated metric.*name one with --metrics"):
+        gate_module.gate(base, cand, 0.05)
+    with pytest.raises(IncomparableError, match=r"have no measured metric the gate compares \(mfu\)"):
+        gate_module.gate(base, cand, 0.05, gated={"prefill": ("mfu",)})
+
+
+def test_the_cli_gates_each_suites_declared_metrics(tmp_path, monkeypatch, capsys):
+    """Without --metrics, `nvila-bench gate` compares the metrics each record's suite declares gated; a run whose
+    suites declare none is one line naming --metrics, exit 2."""
+    from nvila_bench.suites import registry
+
+    from nvila_bench.core.measuring.specs import MetricSpec, SuiteOutputs
+
+    a = write(tmp_path / "a", [prefill_record(seed=1), decode_record(seed=1)])
+    b = write(tmp_path / "b", [prefill_record(ttft=0.13, seed=2, run_id="b"), decode_record(seed=2, run_id="b")])
+    tpot = SuiteOutputs("decode", "Decode.", (MetricSpec("tpot", "s", "lower", gated=True),))
+    monkeypatch.setattr(registry, "declared_outputs", lambda: {"decode": tpot})
+    assert main(["gate", "--baseline", a, "--candidate", b]) == 0  # TTFT regressed, but prefill gates nothing here
+    out = capsys.readouterr().out
+    assert "| tpot |" in out and "| ttft |" not in out
+    monkeypatch.setattr(registry, "declared_outputs", lambda: {})
+    assert main(["gate", "--baseline", a, "--candidate", b]) == 2
+    err = capsys.readouterr().err
+    assert "declare no gated metric" in err and "--metrics" in err and err.count("\n") == 1
+    assert main(["gate", "--baseline", a, "--candidate", b, "--metrics", "ttft"]) == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_model
-from fake_records import prefill_record
+from fake_records import declared, prefill_record
 from nvila_bench.model import CheckpointError, get_preset, load_checkpoint, save_checkpoint
 from nvila_bench.model.tiling import closest_grid
 from nvila_bench.reports.charts import stacked_stages_figure
@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from nvila_bench.cli import main
 from nvila_bench.core.analysis import paper
-from nvila_bench.core.measuring.results import ResultWriter
+from nvila_bench.core.measuring.result_files import ResultWriter
 
 ROOT = Path(__file__).parent.parent
 HUGE = 99999999999999999999999
@@ -195,7 +195,7 @@ def test_dashboard_files_differing_in_punctuation_get_two_pages(tmp_path):
     history = tmp_path / "history"
     for filename, preset in (("a b.jsonl", "nvila-tiny"), ("a_b.jsonl", "vila-tiny")):
         ResultWriter(history, filename).write(prefill_record(preset))
-    build_site(history, tmp_path / "site")
+    build_site(history, tmp_path / "site", 0.05, declared())
     pages = sorted((tmp_path / "site" / "runs").glob("*.html"))
     assert len(pages) == 2
     a, b = (p.read_text() for p in pages)

@@ -10,12 +10,12 @@ from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.peer_params import peer_param_counts
 from nvila_bench.model.peer_training import IGNORE_INDEX, peer_batch, peer_labels, peer_parts
 from nvila_bench.model.pipeline import peer_request
+from nvila_bench.model.recipes import flop_modes
 from nvila_bench.model.stages import TRAIN_STAGES
 from nvila_bench.model.training import (
     Recipe,
     apply_recipe,
     build_optimizer,
-    flop_modes,
     loss_of,
     synthetic_batch,
     train_step,

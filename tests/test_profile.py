@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import read_dicts
-from fake_records import GPU_ENV, prefill_record
-from nvila_bench.reports.render import render_report
-from nvila_bench.suites.profile import STAGE_RANGES, operator_tables
+from fake_records import GPU_ENV, html_section, prefill_record, report_html
+from nvila_bench.suites.profile import STAGE_RANGES
+from nvila_bench.suites.profiler import operator_tables
 from torch.autograd import DeviceType
 
 from nvila_bench.cli import main
@@ -84,20 +84,21 @@ def test_overhead_is_stated_and_energy_and_gpu_memory_are_absent_on_cpu(profiled
 
 def test_report_shows_profiles_and_energy(profiled):
     out, records = profiled
-    html = render_report(as_records(records.values()), [str(out)])
-    section = html[html.index('<section id="profile">') : html.index('<section id="training">')]
+    html = report_html(as_records(records.values()), [str(out)])
+    section = html_section(html, "profile")
     assert "vila-tiny 64x64, train step" in section and "aten::mm" in section and "llm_forward" in section
-    assert "not measured" in section and "nvila-bench run prefill --preset nvila-8b --device cuda" in section  # energy
+    energy = html_section(html, "energy")  # every record's energy, whatever its suite: none on a CPU
+    assert "not measured" in energy and "nvila-bench run prefill --preset nvila-8b --device cuda" in energy
     gpu = prefill_record(env=GPU_ENV).to_dict()
     gpu["metrics"] |= {
         "energy_j": metric(120.0, "J"),
         "joules_per_token": metric(0.0123, "J/token"),
         "avg_power_w": metric(412.5, "W"),
     }
-    html = render_report(as_records([gpu]), ["x.jsonl"])
-    section = html[html.index('<section id="profile">') : html.index('<section id="training">')]
-    assert "0.0123" in section and "412.5 W" in section and "NVIDIA H100" in section
-    assert "nvila-bench profile --preset nvila-tiny --stage prefill" in section  # no profile record: the command
+    html = report_html(as_records([gpu]), ["x.jsonl"])
+    energy = html_section(html, "energy")
+    assert "0.0123" in energy and "412.5 W" in energy and "NVIDIA H100" in energy
+    assert "nvila-bench profile --preset nvila-tiny --stage prefill" in html_section(html, "profile")  # the command
 
 
 def test_prefill_suite_records_have_no_energy_fields_on_cpu(tmp_path):
@@ -241,8 +242,8 @@ def test_report_shows_gpu_profile_columns_and_memory_breakdown():
             "peak_memory_breakdown": metric({"weights": 2**31, "activations_and_other": 2**30}, "bytes"),
         },
     }
-    html = render_report(as_records([record]), ["x.jsonl"])
-    section = html[html.index('<section id="profile">') : html.index('<section id="training">')]
+    html = report_html(as_records([record]), ["x.jsonl"])
+    section = html_section(html, "profile")
     assert "self CUDA / step" in section and "8.000 ms" in section and "5,000" in section
     assert (
         "x.memory.pickle" in section and "weights 2.00 GiB" in section and "activations and other 1.00 GiB" in section

@@ -8,14 +8,13 @@ import pytest
 import torch
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.pipeline import embed, synthetic_request
+from nvila_bench.model.quant_plan import QuantPlan, unavailable
 from nvila_bench.model.quantize import (
-    QuantPlan,
     linear_bytes,
     linear_shapes,
     measured_weight_bytes,
     predicted_weight_bytes,
     quantize_model,
-    unavailable,
 )
 
 pytest.importorskip("torchao")
@@ -88,7 +87,7 @@ def test_w4a16_on_cuda_is_about_a_quarter_of_bf16_for_nvila_8b_linears():
 def test_the_int4_kernel_is_gemlite_where_installed(monkeypatch):
     import importlib.util
 
-    from nvila_bench.model import quantize
+    from nvila_bench.model import quant_plan as quantize
 
     plan = QuantPlan(llm="w4a16")
     assert quantize.int4_kernel(plan, "cpu") == "opaque"  # PyTorch's CPU int4 GEMM
@@ -354,6 +353,35 @@ def test_accuracy_per_rung_runs_the_synthetic_tasks_on_the_quantized_checkpoint(
     assert metrics["checkpoint_quality_positions"].value >= 3 * 16 * 2
     assert all(0 <= metrics[k].value <= 1 for k in tasks | {"synthetic_accuracy", "checkpoint_top1_agreement"})
     assert metrics["checkpoint_logits_kl"].value > 0  # the LLM was quantized: its logits moved
+    from nvila_bench.suites.registry import declared_outputs
+
+    specs = {m.name: m for m in declared_outputs()["deployment"].metrics}  # each declared as written
+    assert all((specs[k].unit, specs[k].better) == (m.unit, m.better) for k, m in metrics.items())
+
+
+def test_answer_logprobs_run_the_request_pipeline_on_the_rows_media(tmp_path):
+    """The checkpoint's answer positions go through model/pipeline.py (a Request of the row's media and ids): the
+    same log-probabilities as the row's preprocessed media through the model's own stages."""
+    from nvila_bench.model.tokenizer import build_tokenizer
+    from nvila_bench.suites.deployment_quality import answer_logprobs
+    from nvila_bench.suites.synthetic_train import example
+
+    from nvila_bench.core.measuring import synthetic_tasks as st
+
+    cfg = get_preset("nvila-tiny")
+    model, tokenizer = build_model(cfg).eval(), build_tokenizer(cfg)
+    st.generate(tmp_path)
+    rows = [st.load_split(tmp_path, task, "test")[0] for task in st.TASKS]  # an image task and a video task
+    expected = []
+    with torch.inference_mode():
+        for row in rows:
+            media, ids, answer = example(cfg, tokenizer, tmp_path, row)
+            embeds = model.embed(torch.tensor([ids]), model.project(model.encode_media(media), media))
+            logits = model.prefill(embeds, all_logits=True).logits[0, -answer - 1 : -1]
+            expected.append(logits.float().log_softmax(-1))
+    got = answer_logprobs(model, tokenizer, tmp_path, per_task=1)
+    assert got.shape[0] == sum(e.shape[0] for e in expected) >= 3 * 2
+    torch.testing.assert_close(got, torch.cat(expected))
 
 
 def test_a_w8a8_stage_reports_its_mfu_against_the_int8_peak(tmp_path, capsys):

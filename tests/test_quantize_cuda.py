@@ -13,13 +13,8 @@ import torch
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.engines import make_engine
 from nvila_bench.model.pipeline import embed, synthetic_request
-from nvila_bench.model.quantize import (
-    QuantPlan,
-    int4_kernel,
-    measured_weight_bytes,
-    predicted_weight_bytes,
-    quantize_model,
-)
+from nvila_bench.model.quant_plan import QuantPlan, int4_kernel
+from nvila_bench.model.quantize import measured_weight_bytes, predicted_weight_bytes, quantize_model
 
 pytest.importorskip("torchao")
 pytestmark = pytest.mark.skipif(

@@ -9,13 +9,8 @@ import pytest
 import torch
 from nvila_bench.model import build_model, get_preset
 from nvila_bench.model.fast_llm import FastDecoder, cache_length
-from nvila_bench.model.quantize import (
-    FUSED_GROUPS,
-    QuantPlan,
-    measured_weight_bytes,
-    predicted_weight_bytes,
-    quantize_model,
-)
+from nvila_bench.model.quant_plan import QuantPlan
+from nvila_bench.model.quantize import FUSED_GROUPS, measured_weight_bytes, predicted_weight_bytes, quantize_model
 from nvila_bench.model.quantize import _quantized as quantized_weight
 
 pytest.importorskip("torchao")

@@ -6,18 +6,29 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from fake_records import CPU_ENV, GPU_ENV, decode_record, prefill_record, train_record
+from fake_records import (
+    CPU_ENV,
+    GATED,
+    GPU_ENV,
+    decode_record,
+    html_section,
+    prefill_record,
+    report_data,
+    report_html,
+    train_record,
+)
 from nvila_bench.model.stages import PREFILL_STAGES
-from nvila_bench.reports import deployment, sections
+from nvila_bench.reports import deployment_paper, sections
 from nvila_bench.reports import records as report_records
 from nvila_bench.reports.claims import claims_table
-from nvila_bench.reports.render import render_report
+from nvila_bench.reports.views import deployment
 
 from nvila_bench.cli import main
 from nvila_bench.core.analysis import paper
 from nvila_bench.core.analysis.training_cost import fp8_speedup
-from nvila_bench.core.comparison.gate import gate, point_label
-from nvila_bench.core.measuring.results import Metric, Record, ResultWriter, load_results, read_results
+from nvila_bench.core.comparison.gate import gate
+from nvila_bench.core.measuring.result_files import ResultWriter, load_results, read_results
+from nvila_bench.core.measuring.results import Metric, Record
 
 SECTIONS = (
     "headline",
@@ -35,6 +46,8 @@ TEMPLATES = Path(__file__).parent.parent / "reports" / "templates"
 MEASUREMENTS = Path(__file__).resolve().parents[2] / "shared" / "measurements" / "h100-2026-11-27"
 HOSTILE = '<script>alert("x")</script>'
 
+pytestmark = pytest.mark.usefixtures("declared_suites")  # `nvila-bench report / gate / dashboard` read them
+
 
 def write(path, records):
     writer = ResultWriter(path)
@@ -45,7 +58,7 @@ def write(path, records):
 
 def test_report_has_every_section_and_marks_provenance():
     records = [prefill_record("nvila-tiny", 0.2), prefill_record("vila-tiny", 0.05), decode_record("nvila-tiny")]
-    html = render_report(records, ["x.jsonl"])
+    html = report_html(records, ["x.jsonl"])
     for section in SECTIONS:
         assert f'<section id="{section}">' in html
     for provenance in ("measured", "analytic", "paper"):
@@ -55,13 +68,13 @@ def test_report_has_every_section_and_marks_provenance():
 
 
 def test_missing_data_says_not_measured_with_the_command_never_zero():
-    html = render_report([prefill_record("nvila-tiny", 0.2)], ["x.jsonl"])
+    html = report_html([prefill_record("nvila-tiny", 0.2)], ["x.jsonl"])
     assert "not measured" in html
     assert "nvila-bench run decode --preset nvila-8b --preset vila1.5-8b" in html
     assert (
         "nvila-bench run finetune-memory" in html and "suite is not in this version yet" not in html
     )  # every suite exists now
-    headline = html[html.index('<section id="headline">') : html.index('<section id="claims">')]
+    headline = html_section(html, "headline")
     request, preset = re.findall(r"<tr><td>nvila-tiny</td>.*?</tr>", headline, re.S)
     assert request.count("not measured") == 2  # vs VILA1.5, decode
     assert preset.count("not measured") == 3  # train, fine-tune memory, accuracy
@@ -80,7 +93,7 @@ def test_hostile_strings_are_escaped_everywhere(tmp_path):
 
 
 def test_report_is_self_contained():
-    html = render_report([prefill_record(), decode_record()], ["x.jsonl"])
+    html = report_html([prefill_record(), decode_record()], ["x.jsonl"])
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
     assert "<link" not in html and "@import" not in html
     assert not re.search(r"url\((?!#)", html)  # only the SVGs' own clip paths, url(#id)
@@ -94,7 +107,7 @@ def test_paper_numbers_live_in_the_data_file_not_the_templates():
     numbers = {str(c["paper_low"]) for c in data["claims"]} | {"63.5", "19.2", "92.3", "82.1", "995", "268"}
     for n in numbers:
         assert not re.search(rf"(?<![\d.]){re.escape(n)}(?![\d.])", templates), n
-    html = render_report([prefill_record()], ["x.jsonl"])
+    html = report_html([prefill_record()], ["x.jsonl"])
     assert "92.3" in html and "82.1" in html  # ... yet the report shows them, from the data file
 
 
@@ -139,9 +152,9 @@ def test_report_from_real_suite_output(tmp_path):
     assert main(["report", str(out), "--out", str(page)]) == 0
     html = page.read_text()
     assert "measured:" in html and "ceilings.json" in html  # peaks source of the roofline
-    roofline = html[html.index('<section id="roofline">') : html.index('<section id="distributions">')]
+    roofline = html_section(html, "roofline")
     assert "<svg" in roofline and "%" in roofline
-    stc = html[html.index('<section id="stc">') : html.index('<section id="roofline">')]
+    stc = html_section(html, "stc")
     assert "nvila-8b-scaled-only" in stc and "h100-sxm (analytic)" in stc
 
 
@@ -156,8 +169,10 @@ def test_dashboard_marks_a_regression_and_links_each_run(tmp_path):
     site = tmp_path / "site"
     assert main(["dashboard", str(results), "--out", str(site)]) == 0
     index = (site / "index.html").read_text()
-    flags = index[index.index('<section id="flags">') : index.index('<section id="trends">')]
-    assert flags.count('class="regression"') == 1 and "2026-11-03_results" in flags and "+20." in flags
+    flags = html_section(index, "flags")
+    (ttft,) = re.findall(r"<tr><td><a[^>]*>2026-11-03_results</a>.*?<td>ttft</td>.*?</tr>", flags, re.S)
+    assert "+20." in ttft and 'class="regression"' in ttft  # the slower run's TTFT (its stages may be flagged too)
+    assert "2026-11-02_results</a>" not in flags and "improvement" not in flags
     for name in ("2026-11-01_results", "2026-11-02_results", "2026-11-03_results"):
         assert f'href="runs/{name}.html"' in index and (site / "runs" / f"{name}.html").is_file()
     assert "<svg" in index
@@ -192,8 +207,8 @@ def test_preset_roles_come_from_the_registry():
         prefill_record("nvila-tiny", 0.2),
         prefill_record("vila-tiny", 0.05),
     ]
-    html = render_report(records, ["x.jsonl"])
-    headline = html[html.index('<section id="headline">') : html.index('<section id="claims">')]
+    html = report_html(records, ["x.jsonl"])
+    headline = html_section(html, "headline")
 
     def row(preset):
         return re.search(rf"<tr><td>{re.escape(preset)}</td>.*?</tr>", headline, re.S).group(0)
@@ -228,11 +243,13 @@ def test_version_1_measurements_report_and_gate():
     assert files
     records = load_results(files)
     assert all(isinstance(r, Record) and r.schema_version == 2 for r in records)
-    html = render_report(records, [str(f) for f in files])
+    html = report_html(records, [str(f) for f in files])
     for section in SECTIONS:
         assert f'<section id="{section}">' in html
     assert "NVIDIA H100 80GB HBM3" in html and "nvila-lite-2b" in html
-    result = gate(read_results(MEASUREMENTS / "aa-run-a.jsonl"), read_results(MEASUREMENTS / "aa-run-b.jsonl"), 0.05)
+    result = gate(
+        read_results(MEASUREMENTS / "aa-run-a.jsonl"), read_results(MEASUREMENTS / "aa-run-b.jsonl"), 0.05, gated=GATED
+    )
     assert result.comparisons
     (ttft,) = [c for c in result.comparisons if c.metric == "ttft"]
     assert ttft.verdict in ("pass", "improvement")
@@ -266,8 +283,8 @@ def test_the_roofline_uses_executed_flops_and_says_so():
     executed, flops = record.value("llm_prefill_executed_flops"), record.value("llm_prefill_flops")
     assert executed < flops
     assert llm["mfu"] == pytest.approx(executed / record.value("llm_prefill") / 1e12)
-    html = render_report([record], ["x.jsonl"])
-    roofline = html[html.index('<section id="roofline">') : html.index('<section id="distributions">')]
+    html = report_html([record], ["x.jsonl"])
+    roofline = html_section(html, "roofline")
     assert "<th>MFU (executed FLOPs)</th>" in roofline and "executed FLOPs</strong>" in roofline
     assert "counted once per kept key" in roofline and "model FLOPs</span>" not in roofline
 
@@ -278,14 +295,14 @@ def test_older_records_without_executed_flops_are_marked_model_flops():
     conventions = {r["stage"]: r["convention"] for r in data["rows"]}  # only the causal LLM prefill differs
     assert conventions == {"vision": "executed", "projector": "executed", "llm_prefill": "model"}
     assert data["model_flops_rows"]
-    html = render_report([record], ["x.jsonl"])
-    roofline = html[html.index('<section id="roofline">') : html.index('<section id="distributions">')]
+    html = report_html([record], ["x.jsonl"])
+    roofline = html_section(html, "roofline")
     assert '<span class="muted">model FLOPs</span>' in roofline and "written before executed FLOPs" in roofline
 
 
 def test_training_mfu_is_labelled_model_flops():
-    html = render_report([train_record()], ["x.jsonl"])
-    training = html[html.index('<section id="training">') : html.index('<section id="accuracy">')]
+    html = report_html([train_record()], ["x.jsonl"])
+    training = html_section(html, "training")
     assert "<th>MFU (model FLOPs)</th>" in training and "6N" in training and "model FLOPs</strong>" in training
 
 
@@ -313,7 +330,7 @@ def test_engines_side_by_side_gives_the_compiled_speedup_over_each_peer():
         engine_record("prefill", "hf-static", 0.147),
         engine_record("prefill", "eager", 0.3, preprocess="cpu"),
     ]
-    rows = sections.build(records, ["x.jsonl"])["engines"]["rows"]
+    rows = report_data(records)["engines"]["rows"]
     decode = {r["engine"]: r for r in rows if r["suite"] == "decode"}
     assert set(decode) == {"hf-static", "eager"} and {r["reference"] for r in rows} == {"compiled"}
     assert decode["hf-static"]["ratio"] == pytest.approx(1.24, abs=0.005)
@@ -332,8 +349,8 @@ def test_engines_side_by_side_gives_the_compiled_speedup_over_each_peer():
     prefill = [r for r in rows if r["suite"] == "prefill"]
     assert [r["engine"] for r in prefill] == ["hf-static"]  # the eager prefill preprocessed on the CPU: another point
     assert prefill[0]["ratio"] == pytest.approx(0.147 / 0.132, rel=0.05) and prefill[0]["second_ratio"] is not None
-    html = render_report(records, ["x.jsonl"])
-    engines = html[html.index('<section id="engines">') : html.index('<section id="claims">')]
+    html = report_html(records, ["x.jsonl"])
+    engines = html_section(html, "engines")
     assert "compiled is 1.24x faster than hf-static" in engines
     assert "same run on the same weights and context" in engines
     assert "differ from id 5" in engines
@@ -354,11 +371,11 @@ def test_request_key_separates_engines_and_preprocessing_and_old_records_default
 
 
 def test_old_records_without_engine_still_render_and_claims_prefer_compiled():
-    html = render_report(
+    html = report_html(
         [prefill_record("nvila-tiny", 0.2), prefill_record("vila-tiny", 0.05), decode_record("nvila-tiny")], ["x.jsonl"]
     )
     assert '<section id="engines">' in html and "0.25x" in html
-    assert sections.build([prefill_record("nvila-tiny", 0.2)], ["x.jsonl"])["engines"]["rows"] == []
+    assert report_data([prefill_record("nvila-tiny", 0.2)])["engines"]["rows"] == []
     pairs = [
         engine_record("prefill", e, t, preset=p)
         for e, t in (("eager", 0.4), ("compiled", 0.2))
@@ -433,10 +450,14 @@ def ladder_records(media="image"):
 
 
 def test_deployment_ladder_rows_in_rung_order_with_skips_bytes_and_agreement():
-    from nvila_bench.reports import deployment
+    from nvila_bench.reports.views import deployment
     from nvila_bench.suites.deployment import RUNGS
 
-    section = sections.build(ladder_records() + ladder_records("video"), ["x.jsonl"])["deployment"]
+    (section,) = [
+        v["data"]
+        for v in report_data(ladder_records() + ladder_records("video"))["suites"]
+        if v["anchor"] == "deployment"
+    ]
     assert [(g["media"], g["family"]) for g in section["groups"]] == [("image", "nvila-tiny"), ("video", "nvila-tiny")]
     rows = section["groups"][0]["rows"]
     assert (
@@ -465,8 +486,8 @@ def test_deployment_ladder_rows_in_rung_order_with_skips_bytes_and_agreement():
     for group in section["groups"]:  # a CPU: nothing is comparable with the paper's A100 / RTX 4090 / Orin figures
         assert {x["verdict"] for x in group["figure5"] + group["tinychat"]} == {"not comparable: different hardware"}
         assert "nothing here is comparable" in group["note"]
-    html = render_report(ladder_records(), ["x.jsonl"])
-    part = html[html.index('<section id="deployment">') : html.index('<section id="roofline">')]
+    html = report_html(ladder_records(), ["x.jsonl"])
+    part = html_section(html, "deployment")
     assert '<a href="#deployment">Deployment ladder</a>' in html and "82.1" in part and "186.8" in part  # TinyChat
     assert FP8_REASON in part and "84.4%" in part and "0.82x" in part and "matches prediction" in part
     assert part.index(">scaled-only bf16<") < part.index(">w4a16-llm<") < part.index(">baseline quantized<")
@@ -485,7 +506,7 @@ def test_deployment_verdicts_need_the_papers_gpu_and_model_and_an_empty_section_
             deployment_record("bf16", preset, {}, 0.2, 80.0, (10, 10, 10), 1.0, 0.0, env=env),
             deployment_record("w8a8-vit-int8", preset, QUANTIZED_FORMATS, 0.1, 170.0, (9, 10, 5), 0.9, 1e-3, env=env),
         ]
-        return sections.deployment.ladder(recs)["groups"][0]
+        return deployment.ladder(recs)["groups"][0]
 
     a100 = group("NVIDIA A100-SXM4-80GB")
     verdicts = [(t["preset"], t["verdict"]) for t in a100["tinychat"]]  # nvila-8b Baseline, TinyChat; vila1.5-8b
@@ -497,8 +518,8 @@ def test_deployment_verdicts_need_the_papers_gpu_and_model_and_an_empty_section_
     assert {t["verdict"] for t in h100["tinychat"] + h100["figure5"]} == {"not comparable: different hardware"}
     assert "nothing here is comparable" in h100["note"]
     assert group("NVIDIA GeForce RTX 4090", "nvila-tiny")["tinychat"][0]["verdict"] == "not comparable: different model"
-    html = render_report([prefill_record("nvila-tiny", 0.2)], ["x.jsonl"])
-    part = html[html.index('<section id="deployment">') : html.index('<section id="roofline">')]
+    html = report_html([prefill_record("nvila-tiny", 0.2)], ["x.jsonl"])
+    part = html_section(html, "deployment")
     assert (
         "not measured" in part and "nvila-bench run deployment --preset nvila-8b --device cuda --out results/" in part
     )
@@ -525,7 +546,7 @@ def test_a_headline_row_takes_the_decode_of_its_own_request_not_a_comparisons():
     bars = {row["label"].split(" (")[0]: row for row in sections.stage_breakdown(records)["rows"]}  # less the hardware
     assert bars["nvila-tiny 448x448"]["decode"] == pytest.approx(0.01 * 7, rel=0.05)
     assert bars["nvila-tiny 448x448 [nvila]"]["decode"] == pytest.approx(0.001 * 31, rel=0.05)  # its own
-    assert "(8 new)" in render_report(records, ["x.jsonl"])
+    assert "(8 new)" in report_html(records, ["x.jsonl"])
 
 
 def test_a_real_image_file_is_its_own_request_named_by_its_file():
@@ -552,7 +573,8 @@ def test_a_real_image_file_is_its_own_request_named_by_its_file():
         rows[("nvila-tiny", "640x480 photo.jpg")]["decode_tps"] == rows[("nvila-tiny", "640x480")]["decode_tps"] > 0
     )  # same context
     assert report_records.point_name(records[2]) == "nvila-tiny 640x480 photo.jpg"
-    assert "photo.jpg" in point_label(records[2]) and "photo.jpg" not in point_label(records[0])
+    assert "photo.jpg" in report_records.point_label(records[2])
+    assert "photo.jpg" not in report_records.point_label(records[0])
 
 
 def test_pages_and_ceilings_get_the_mode_a_plain_open_would_give(tmp_path):
@@ -589,7 +611,7 @@ def test_the_papers_decode_rates_sit_beside_ours_in_the_same_weights():
     ladder = [replace(r, config=r.config | {"preset": "nvila-8b"}) for r in ladder]
     rows = {
         row["engine"]: row["ours"]
-        for row in deployment.decode_reference([bf16, *ladder])
+        for row in deployment_paper.decode_reference([bf16, *ladder])
         if row["preset"] == "nvila-8b"
     }
     baseline, tinychat = rows["Baseline (FP16)"], rows["TinyChat (W4A16 LLM + W8A8 ViT)"]
@@ -604,7 +626,7 @@ def test_a_small_figure_is_never_shown_as_zero():
     assert fmt_ms(3.4e-7) == "0.00034 ms" and fmt_ms(5.8e-6) == "0.006 ms" and fmt_ms(0.0123) == "12.300 ms"
     assert fmt_ms(0.0) == "0.000 ms" and fmt_ms(2.5) == "2.500 s"
     assert fmt_pct(6e-5) == "0.006%" and fmt_pct(0.25) == "25.0%" and fmt_pct(0.0) == "0.0%"
-    assert "no CUDA" in render_report([prefill_record()], ["x.jsonl"]) and "CUDA None" not in render_report(
+    assert "no CUDA" in report_html([prefill_record()], ["x.jsonl"]) and "CUDA None" not in report_html(
         [prefill_record()], ["x.jsonl"]
     )
 
@@ -636,7 +658,7 @@ def test_the_headline_gives_each_presets_training_figures_once_of_its_own_hardwa
     assert (row["ft_memory"], row["ft_recipe"]) == (2**30, "nvila")
     (row,) = built["presets"][gpu]
     assert row["train_sps"] is None and row["ft_memory"] is None
-    headline = (html := render_report(records, ["x.jsonl"]))[
+    headline = (html := report_html(records, ["x.jsonl"]))[
         html.index('<section id="headline">') : html.index('<section id="claims">')
     ]
     assert headline.count("full stage, batch 1") == 1 and headline.count("nvila recipe") == 1
@@ -661,3 +683,60 @@ def test_the_fine_tuning_memory_claim_pairs_recipes_of_one_preset_on_one_hardwar
     real = [real_nvila, finetune("nvila-8b", "full-full", GPU_ENV, peak_memory_allocated=70e9)]
     ours = {r["id"]: r for r in claims_table([*real, *tiny])}["finetune-memory"]["ours"]  # the tiny pair written last
     assert ours.text == "3.50x" and ours.comparable and "H100" in ours.hardware and "allocator peak" in ours.note
+
+
+def test_sources_are_named_relative_to_the_report_never_by_absolute_path(tmp_path):
+    """The report names its results files below its own folder by their relative path, others by folder and file
+    name: never an absolute path of the machine that measured."""
+    from nvila_bench.reports.render import source_names
+
+    out = tmp_path / "out"
+    elsewhere = tmp_path / "runs" / "h100"
+    assert source_names([str(out / "results.jsonl"), str(out / "a" / "b.jsonl")], str(out / "report.html")) == [
+        "results.jsonl",
+        "a/b.jsonl",
+    ]
+    assert source_names([str(elsewhere), str(elsewhere / "results.jsonl")], str(out / "report.html")) == [
+        "runs/h100",
+        "h100/results.jsonl",
+    ]
+    write(elsewhere, [prefill_record()])
+    assert main(["report", str(elsewhere), "--out", str(out / "report.html")]) == 0
+    html = (out / "report.html").read_text()
+    assert "sources: <code>runs/h100</code>" in html and str(tmp_path) not in html
+
+
+def test_each_declared_view_is_found_and_a_missing_one_is_named():
+    """Every view a registered suite declares has its module and template partial; a view that lacks either is
+    one line naming the two files."""
+    from nvila_bench.reports import views
+    from nvila_bench.suites.registry import declared_outputs
+
+    declared = {o.view for o in declared_outputs().values() if o.view}
+    assert declared == {"deployment", "scale_then_compress", "training", "accuracy", "profile"}
+    for name in declared:
+        module = views.find(name)
+        assert module.TITLE and module.ANCHOR and callable(module.build)
+    for bad in ("nope", "../deployment", ""):
+        with pytest.raises(ValueError, match="report view"):
+            views.find(bad)
+
+
+def test_a_suite_no_declaration_names_shows_every_metric_of_its_records():
+    """Records of a suite this version does not register (an older file) still get their suite's table: every
+    metric their records hold, each formatted by its unit."""
+    old = Record(
+        "retired-suite",
+        prefill_record().config,
+        {
+            "latency": Metric.timing([0.002, 0.002, 0.002]),
+            "share": Metric.measured(0.25, "fraction", "lower"),
+            "count": Metric.measured(1234, "tokens"),
+        },
+        "run-a",
+        environment=CPU_ENV,
+    )
+    table = html_section(report_html([old]), "suite-retired-suite")
+    assert "No suite of this version declares retired-suite's metrics: every metric its records hold." in table
+    assert '<th>count <span class="muted">tokens</span></th>' in table and ">1,234</td>" in table
+    assert "<th>latency</th>" in table and '<td class="num">2.000 ms</td>' in table and ">25.0%</td>" in table

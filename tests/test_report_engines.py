@@ -6,7 +6,7 @@ apart."""
 from __future__ import annotations
 
 import pytest
-from nvila_bench.reports import sections
+from fake_records import html_section, report_data
 from test_report import engine_record
 
 from nvila_bench.core.measuring.results import Metric
@@ -17,14 +17,14 @@ def test_a_prefill_row_notes_the_vision_and_llm_prefill_attention_kernels():
     compiled.metrics["vision_attention"] = Metric.measured("flash_attention", "text")
     compiled.metrics["llm_prefill_attention"] = Metric.measured("math", "text")
     peer = engine_record("prefill", "hf-static", 0.2)
-    (row,) = sections.build([compiled, peer], ["x.jsonl"])["engines"]["rows"]
+    (row,) = report_data([compiled, peer])["engines"]["rows"]
     assert row["notes"] == ["vision attention: flash_attention", "LLM prefill attention: math"]
-    (row,) = sections.build([engine_record("prefill", "compiled", 0.1), peer], ["x.jsonl"])["engines"]["rows"]
+    (row,) = report_data([engine_record("prefill", "compiled", 0.1), peer])["engines"]["rows"]
     assert row["notes"] == []  # older records: nothing claimed
 
 
 def test_headline_and_roofline_state_each_figure_over_the_transformers_peers():
-    from nvila_bench.reports.render import render_report
+    from fake_records import report_html
 
     records = [
         engine_record(suite, engine, seconds)
@@ -37,7 +37,7 @@ def test_headline_and_roofline_state_each_figure_over_the_transformers_peers():
                 f"{stage}_flops": Metric.analytic(1e12, "FLOP"),
                 f"{stage}_bytes": Metric.analytic(1e10, "bytes"),
             }
-    built = sections.build(records, ["x.jsonl"])
+    built = report_data(records)
     (group,) = built["headline"]["groups"].values()
     rows = {r["engine"]: r for r in group}
     assert [(p["engine"], round(p["ratio"], 3), p["same_run"]) for p in rows["compiled"]["ttft_vs_peers"]] == [
@@ -49,7 +49,7 @@ def test_headline_and_roofline_state_each_figure_over_the_transformers_peers():
     assert ("decode", "compiled", "decode_step") in stated and all(
         stage != "llm_prefill" or suite == "prefill" for suite, _, stage in stated
     )
-    assert "<strong>2.50x</strong> TTFT vs hf-static" in render_report(records, ["x.jsonl"])
+    assert "<strong>2.50x</strong> TTFT vs hf-static" in report_html(records, ["x.jsonl"])
 
 
 def test_a_compiled_decode_records_prefill_is_named_as_the_eager_one_it_is():
@@ -60,7 +60,7 @@ def test_a_compiled_decode_records_prefill_is_named_as_the_eager_one_it_is():
             f"{stage}_flops": Metric.analytic(1e12, "FLOP"),
             f"{stage}_bytes": Metric.analytic(1e10, "bytes"),
         }
-    built = sections.build([decode, engine_record("decode", "hf-static", 0.2)], ["x.jsonl"])
+    built = report_data([decode, engine_record("decode", "hf-static", 0.2)])
     engines = {r["stage"]: r["engine"] for r in built["roofline"]["rows"] if r["suite"] == "decode"}
     assert engines == {"llm_prefill": "eager, into the static cache", "decode_step": "compiled"}
     (row,) = built["engines"]["rows"]
@@ -68,7 +68,7 @@ def test_a_compiled_decode_records_prefill_is_named_as_the_eager_one_it_is():
 
 
 def test_the_setup_column_tells_the_graph_captures_apart_where_recorded():
-    from nvila_bench.reports.render import render_report
+    from fake_records import report_html
 
     compiled = engine_record("decode", "compiled", 0.1)
     compiled.metrics |= {
@@ -76,10 +76,10 @@ def test_the_setup_column_tells_the_graph_captures_apart_where_recorded():
         "graph_capture_seconds": Metric.measured(0.25, "s", "lower"),
     }
     peer = engine_record("decode", "hf-static", 0.2)
-    (row,) = sections.build([compiled, peer], ["x.jsonl"])["engines"]["rows"]
+    (row,) = report_data([compiled, peer])["engines"]["rows"]
     assert (row["reference_setup"], row["reference_capture"]) == (30.5, 0.25)
-    assert "of which graph capture 0.25 s" in render_report([compiled, peer], ["x.jsonl"])
-    (row,) = sections.build([engine_record("decode", "compiled", 0.1), peer], ["x.jsonl"])["engines"]["rows"]
+    assert "of which graph capture 0.25 s" in report_html([compiled, peer], ["x.jsonl"])
+    (row,) = report_data([engine_record("decode", "compiled", 0.1), peer])["engines"]["rows"]
     assert row["reference_capture"] is None  # no graph (a CPU, or an older record): nothing claimed
 
 
@@ -94,7 +94,7 @@ def _with_logits(record, digest: str, logits: list) -> object:
 def test_decode_engines_are_compared_by_their_last_step_logits_where_one_repeated_id_says_nothing():
     """NVILA-8B with random weights decodes one id 128 times on every engine (results/h100-sxm-2026-11-28): "agree"
     alone would pass an engine that computed anything else. The logits the last id came from do tell."""
-    from nvila_bench.reports.render import render_report
+    from fake_records import report_html
 
     same = [117939] * 20
     logits = [1.0, -2.0, None, 0.5] * 64  # None: a token transformers' min_new_tokens masked
@@ -105,7 +105,7 @@ def test_decode_engines_are_compared_by_their_last_step_logits_where_one_repeate
     far = _with_logits(
         engine_record("decode", "eager", 0.02, ids=same), "d1", [None if x is None else -x for x in logits]
     )
-    rows = {r["engine"]: r["tokens"] for r in sections.build([compiled, near, far], ["x.jsonl"])["engines"]["rows"]}
+    rows = {r["engine"]: r["tokens"] for r in report_data([compiled, near, far])["engines"]["rows"]}
     assert rows["hf-static"]["agree"] and rows["hf-static"]["distinct"] == 1 and rows["hf-static"]["same_sequence"]
     assert rows["hf-static"]["logits_difference"] == pytest.approx(0.003) and rows["hf-static"]["logits_close"]
     assert (
@@ -113,23 +113,23 @@ def test_decode_engines_are_compared_by_their_last_step_logits_where_one_repeate
         and rows["eager"]["logits_difference"] == pytest.approx(2.0)
         and not rows["eager"]["logits_close"]
     )
-    html = render_report([compiled, near, far], ["x.jsonl"])
-    engines = html[html.index('<section id="engines">') : html.index('<section id="claims">')]
+    html = report_html([compiled, near, far], ["x.jsonl"])
+    engines = html_section(html, "engines")
     assert "within 3.0e-03" in engines and '<span class="regression nowrap">2.0e+00 apart</span>' in engines
     assert "(one id repeated: no check)" not in engines  # the logits did check them
     # whole sequences that part after the kept ids: their last steps saw other contexts, nothing is compared
     parted = _with_logits(engine_record("decode", "hf-static", 0.0094, ids=same), "d2", logits)
-    (row,) = sections.build([compiled, parted], ["x.jsonl"])["engines"]["rows"]
+    (row,) = report_data([compiled, parted])["engines"]["rows"]
     assert row["tokens"]["same_sequence"] is False and row["tokens"]["logits_difference"] is None
-    assert "the sequences part later: logits not compared" in render_report([compiled, parted], ["x.jsonl"])
+    assert "the sequences part later: logits not compared" in report_html([compiled, parted], ["x.jsonl"])
     # records without logits (before 2026-12-06) and one id repeated: the ids checked nothing, and the row says so
     old = [engine_record("decode", engine, 0.006, ids=same) for engine in ("compiled", "hf-static")]
-    assert '<td>agree <span class="muted">(one id repeated: no check)</span>' in render_report(old, ["x.jsonl"])
+    assert '<td>agree <span class="muted">(one id repeated: no check)</span>' in report_html(old, ["x.jsonl"])
     # an engine whose logits hold NaN: not close, whatever its ids
     broken = _with_logits(engine_record("decode", "hf-static", 0.0094, ids=same), "d1", logits)
     broken.metrics["last_step_logits_nan"] = Metric.measured(7, "count")
-    (row,) = sections.build([compiled, broken], ["x.jsonl"])["engines"]["rows"]
-    assert row["tokens"]["logits_close"] is False and "NaN in the logits (7)" in render_report(
+    (row,) = report_data([compiled, broken])["engines"]["rows"]
+    assert row["tokens"]["logits_close"] is False and "NaN in the logits (7)" in report_html(
         [compiled, broken], ["x.jsonl"]
     )
 

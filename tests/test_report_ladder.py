@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from nvila_bench.reports import deployment
+from nvila_bench.reports.records import formats_text
+from nvila_bench.reports.views import deployment
 from test_report import LADDER, deployment_record
 
 
@@ -55,7 +56,7 @@ def test_a_rung_with_and_without_scales_shows_both_and_the_scaled_one_counts():
 
 
 def test_a_rung_shows_each_stages_mfu_and_the_peak_it_is_of():
-    from nvila_bench.reports.render import render_report
+    from fake_records import report_html
 
     from nvila_bench.core.measuring.results import Metric
 
@@ -68,17 +69,17 @@ def test_a_rung_shows_each_stages_mfu_and_the_peak_it_is_of():
     }
     row = deployment.ladder([record])["groups"][0]["rows"][0]
     assert (row["vision_mfu"], row["vision_mfu_dtype"], row["llm_prefill_mfu"]) == (0.31, "int8", 0.42)
-    html = render_report([record], ["x.jsonl"])
+    html = report_html([record], ["x.jsonl"])
     assert "MFU 31% (int8 peak) / 42% (bfloat16)" in html
     record.metrics |= {
         "vision_peak_source": Metric.analytic("table:h100-sxm", "text"),
         "llm_prefill_peak_source": Metric.analytic("measured:ceilings.json", "text"),
     }
-    assert "MFU 31% (int8 peak, datasheet) / 42% (bfloat16)" in render_report([record], ["x.jsonl"])  # a mix, said
+    assert "MFU 31% (int8 peak, datasheet) / 42% (bfloat16)" in report_html([record], ["x.jsonl"])  # a mix, said
 
 
 def test_two_int4_kernels_are_two_rows_named_by_kernel_with_their_setup_times():
-    from nvila_bench.reports.render import render_report
+    from fake_records import report_html
 
     from nvila_bench.core.measuring.results import Metric
 
@@ -99,15 +100,15 @@ def test_two_int4_kernels_are_two_rows_named_by_kernel_with_their_setup_times():
     assert deployment.ladder([prefill])["groups"][0]["rows"][0]["formats_text"] == (
         "LLM w4a16 (gemlite), round to nearest; int4 prefill: dequantize + cuBLAS from 256 tokens"
     )
-    assert deployment.formats_text({"llm": "w4a16"}, "activation-aware", "gemlite", lm_head=True) == (
+    assert formats_text({"llm": "w4a16"}, "activation-aware", "gemlite", lm_head=True) == (
         "LLM w4a16 (gemlite) + LM head, AWQ / SmoothQuant scales"
     )
     assert (rows[1]["quantize_seconds"], rows[1]["setup_seconds"], rows[2]["quantize_seconds"]) == (12.5, 48.0, None)
-    assert "quantize 12.5 s, compile + capture 48.0 s" in render_report([gemlite, bf16, tinygemm], ["x.jsonl"])
+    assert "quantize 12.5 s, compile + capture 48.0 s" in report_html([gemlite, bf16, tinygemm], ["x.jsonl"])
 
 
 def test_our_ladder_rows_state_their_speed_up_over_the_transformers_peer_of_the_same_rung():
-    from nvila_bench.reports.render import render_report
+    from fake_records import report_html
 
     ours = [
         _with(deployment_record(*LADDER[1]), "compiled"),
@@ -128,7 +129,7 @@ def test_our_ladder_rows_state_their_speed_up_over_the_transformers_peer_of_the_
     ]
     assert groups["compiled"]["rows"][0]["vs_peers"][0]["decode"] == pytest.approx(1.0)
     assert "vs_peers" not in groups["hf-static"]["rows"][0]  # the peer's own ladder states no ratio over itself
-    assert "3.00x</strong> hf-static (tinygemm)" in render_report(ours + peer, ["x.jsonl"])
+    assert "3.00x</strong> hf-static (tinygemm)" in report_html(ours + peer, ["x.jsonl"])
 
 
 def _rate(row: tuple, factor: float) -> tuple:
@@ -136,7 +137,7 @@ def _rate(row: tuple, factor: float) -> tuple:
 
 
 def test_the_row_closest_to_the_papers_deployment_stands_for_its_rung_in_speed_ups_and_peer_ratios():
-    from nvila_bench.reports.render import render_report
+    from fake_records import report_html
 
     bf16 = _with(deployment_record(*LADDER[1]), "compiled")
     w4 = {
@@ -169,11 +170,11 @@ def test_the_row_closest_to_the_papers_deployment_stands_for_its_rung_in_speed_u
         assert [(p["int4_kernel"], p["decode"]) for p in stands["vs_peers"]] == [("gemlite", pytest.approx(2.0))]
         variant = rows[("w4a16-llm", "tinygemm", False, "activation-aware")]  # over the peer's row of its own kernel
         assert [(p["int4_kernel"], p["decode"]) for p in variant["vs_peers"]] == [("tinygemm", pytest.approx(6.0))]
-    assert "variant: not in later rungs" in render_report(records + peer, ["x.jsonl"])
+    assert "variant: not in later rungs" in report_html(records + peer, ["x.jsonl"])
 
 
 def test_a_deployment_records_label_names_its_rung():
-    from nvila_bench.core.comparison.gate import point_label
+    from nvila_bench.reports.records import point_label
 
     labels = [point_label(deployment_record(*rung)) for rung in LADDER[:3]]
     assert [label.rsplit(" ", 2)[-2:] for label in labels[1:]] == [["bf16", "eager"], ["w4a16-llm", "eager"]], labels
@@ -182,3 +183,23 @@ def test_a_deployment_records_label_names_its_rung():
         point_label(_with(deployment_record(*LADDER[2]), "compiled", int4_kernel=k)) for k in ("gemlite", "tinygemm")
     }
     assert len(kernels) == 2 and all("compiled" in label for label in kernels)  # two kernels' rows: two labels
+
+
+def test_the_reports_components_are_the_models_and_the_reports_import_no_torch():
+    """The report names the quantized components itself (model/quantize.py imports torch): the same ones, in the
+    same order; and the report, the dashboard, the gate and every view import neither torch nor transformers."""
+    import subprocess
+    import sys
+
+    from nvila_bench.model.quant_plan import COMPONENTS
+    from nvila_bench.reports import records
+
+    assert records.COMPONENTS == COMPONENTS and list(records.COMPONENT_NAMES) == list(COMPONENTS)
+    code = (
+        "import sys, nvila_bench.reports.render, nvila_bench.reports.dashboard, nvila_bench.core.comparison.gate\n"
+        "from nvila_bench.reports import views\n"
+        "for name in ('deployment', 'scale_then_compress', 'training', 'accuracy', 'profile'): views.find(name)\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr

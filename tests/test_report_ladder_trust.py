@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from nvila_bench.reports import deployment
-from nvila_bench.reports.render import render_report
+from fake_records import report_html
+from nvila_bench.reports import deployment_paper
+from nvila_bench.reports.views import deployment
 from test_report import LADDER, deployment_record
 
 from nvila_bench.core.measuring.results import Metric
@@ -33,7 +34,7 @@ def test_ladders_of_different_requests_are_two_tables_never_one():
     assert all(
         [r["rung"] for r in g["rows"]] == ["bf16", "w4a16-llm"] for g in groups
     )  # nothing dropped as a duplicate
-    assert "Request: 1920x1080, 64 prompt tokens, 8 new tokens." in render_report(small + large, ["x.jsonl"])
+    assert "Request: 1920x1080, 64 prompt tokens, 8 new tokens." in report_html(small + large, ["x.jsonl"])
 
 
 def test_a_rung_that_fell_back_to_eager_says_so_in_its_row():
@@ -41,7 +42,7 @@ def test_a_rung_that_fell_back_to_eager_says_so_in_its_row():
     record = _metrics(deployment_record(*LADDER[2]), engine_note=Metric.measured(note, "text"))
     row = deployment.ladder([record])["groups"][0]["rows"][0]
     assert row["fell_back"] and row["engine_note"] == note
-    assert f'<span class="regression">note: {note}</span>' in render_report([record], ["x.jsonl"])
+    assert f'<span class="regression">note: {note}</span>' in report_html([record], ["x.jsonl"])
 
 
 def test_a_ratio_over_a_peer_of_another_run_says_so():
@@ -51,8 +52,8 @@ def test_a_ratio_over_a_peer_of_another_run_says_so():
     for peer, flag in ((same, True), (other, False)):
         row = {g["engine"]: g for g in deployment.ladder(ours + peer)["groups"]}["compiled"]["rows"][0]
         assert [(p["engine"], p["same_run"]) for p in row["vs_peers"]] == [("hf-static", flag)]
-    assert "hf-static, other run</span>" in render_report(ours + other, ["x.jsonl"])
-    assert "other run</span>" not in render_report(ours + same, ["x.jsonl"])
+    assert "hf-static, other run</span>" in report_html(ours + other, ["x.jsonl"])
+    assert "other run</span>" not in report_html(ours + same, ["x.jsonl"])
 
 
 def test_a_trained_checkpoints_accuracy_per_rung_with_its_points_against_bf16():
@@ -65,10 +66,10 @@ def test_a_trained_checkpoints_accuracy_per_rung_with_its_points_against_bf16():
     rows = {r["rung"]: r for r in deployment.ladder([bf16, w4])["groups"][0]["rows"]}
     assert rows["w4a16-llm"]["accuracy_points_vs_bf16"] == pytest.approx(-2.5)
     assert rows["w4a16-llm"]["checkpoint_top1"] == 0.96
-    html = render_report([bf16, w4], ["x.jsonl"])
+    html = report_html([bf16, w4], ["x.jsonl"])
     assert "-2.5 points" in html and "top-1 96.0%" in html
     alone = deployment.ladder([w4])["groups"][0]["rows"][0]  # no bf16 row to compare with: no points, still rendered
-    assert alone["accuracy_points_vs_bf16"] is None and "87.5%" in render_report([w4], ["x.jsonl"])
+    assert alone["accuracy_points_vs_bf16"] is None and "87.5%" in report_html([w4], ["x.jsonl"])
 
 
 @pytest.mark.parametrize(
@@ -82,4 +83,4 @@ def test_a_trained_checkpoints_accuracy_per_rung_with_its_points_against_bf16():
     ],
 )
 def test_the_papers_gpu_is_matched_by_whole_name(paper_gpu, hardware, same):
-    assert deployment.same_hardware(paper_gpu, hardware) is same
+    assert deployment_paper.same_hardware(paper_gpu, hardware) is same

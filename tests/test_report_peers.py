@@ -8,13 +8,24 @@ from __future__ import annotations
 import re
 
 import pytest
-from fake_records import GPU_ENV, RTX4090_ENV, W4A16, decode_record, prefill_record, rung_record, train_record
-from nvila_bench.reports import peers, sections
+from fake_records import (
+    GPU_ENV,
+    RTX4090_ENV,
+    W4A16,
+    decode_record,
+    html_section,
+    prefill_record,
+    report_data,
+    report_html,
+    rung_record,
+    train_record,
+)
+from nvila_bench.reports import peers
 from nvila_bench.reports.claims import claims_table
-from nvila_bench.reports.render import render_report
 
 from nvila_bench.cli import main
-from nvila_bench.core.measuring.results import Metric, load_results
+from nvila_bench.core.measuring.result_files import load_results
+from nvila_bench.core.measuring.results import Metric
 
 NOTE = "decode step fell back to sdpa: flex attention failed to capture"
 MARK = f'<span class="regression fell-back" title="{NOTE}">fell back: {NOTE}</span>'
@@ -25,11 +36,11 @@ def _claims(records) -> dict:
 
 
 def _section(html: str) -> str:
-    return html[html.index('<section id="peers">') : html.index('<section id="engines">')]
+    return html_section(html, "peers")
 
 
 def _groups(records) -> list[dict]:
-    return sections.build(records, ["x.jsonl"])["peers"]["groups"]
+    return report_data(records)["peers"]["groups"]
 
 
 def test_a_same_run_w4a16_pair_on_an_rtx_4090_holds_or_not_by_its_value():
@@ -62,7 +73,7 @@ def test_another_gpu_or_format_is_not_comparable_with_our_figure_shown():
     assert (row["verdict"], row["ours"].text) == ("not comparable", "2.00x")
     assert row["ours"].hardware == "NVIDIA H100 80GB HBM3"
     assert "not comparable: ran on NVIDIA H100 80GB HBM3, the paper on an RTX 4090" in row["ours"].note
-    claims = (html := render_report(h100, ["x.jsonl"]))[html.index('id="claim-prefill-speedup"') :]
+    claims = (html := report_html(h100, ["x.jsonl"]))[html.index('id="claim-prefill-speedup"') :]
     claims = claims[: claims.index("</tr>")]
     assert "2.00x" in claims and "not comparable" in claims
     bf16 = [rung_record("nvila-8b", 0.1, rung="bf16"), rung_record("qwen2-vl-7b", 0.2, rung="bf16")]  # 4090, bf16
@@ -94,7 +105,7 @@ def test_mixed_engines_dtypes_formats_or_runs_are_never_paired():
     (group,) = _groups(other_run)  # ... the table shows both, the ratio marked as from another run
     (vs,) = group["rows"][0]["vs_peers"]
     assert vs["ttft"] == pytest.approx(2.0, rel=0.02) and not vs["ttft_same_run"]
-    assert "other run" in _section(render_report(other_run, ["x.jsonl"]))
+    assert "other run" in _section(report_html(other_run, ["x.jsonl"]))
 
 
 def _with(record, **config):
@@ -134,7 +145,7 @@ def test_a_fallen_back_figure_is_marked_and_never_the_fastest_engine():
     assert (peer["decode_engine"], nvila["decode_engine"]) == ("eager", "eager")
     (vs,) = nvila["vs_peers"]
     assert vs["decode"] == pytest.approx(2.0, rel=0.05) and not vs["decode_fell_back"]
-    section = _section(render_report(records, ["x.jsonl"]))
+    section = _section(report_html(records, ["x.jsonl"]))
     assert section.count(MARK) == 1 and section.count("of a fallen-back figure") == 1
 
 
@@ -144,7 +155,7 @@ def test_the_table_renders_with_stages_memory_tokens_and_ratios_and_peers_leave_
         rung_record("qwen2-vl-7b", 0.2, 100.0),
         rung_record("llava-onevision-7b", 0.15, 80.0),
     ]
-    html = render_report(records, ["x.jsonl"])
+    html = report_html(records, ["x.jsonl"])
     section = _section(html)
     assert "weights LLM w4a16 (gemlite), AWQ / SmoothQuant scales" in section and "NVIDIA GeForce RTX 4090" in section
     headers = ("TTFT", "preprocess", "vision", "projector", "llm prefill", "decode tokens/s", "TPOT", "peak memory")
@@ -155,8 +166,8 @@ def test_the_table_renders_with_stages_memory_tokens_and_ratios_and_peers_leave_
     assert "6.00 GiB" in nvila and "GPU allocated" in nvila and "not measured" not in nvila
     assert section.count('<tr class="peer">') == 2
     prefill = [prefill_record("nvila-8b", 0.1, env=GPU_ENV), prefill_record("qwen2-vl-7b", 0.2, env=GPU_ENV)]
-    html = render_report(prefill, ["x.jsonl"])
-    headline = html[html.index('<section id="headline">') : html.index('<section id="peers">')]
+    html = report_html(prefill, ["x.jsonl"])
+    headline = html_section(html, "headline")
     assert "qwen2-vl-7b" not in headline and 'href="#peers"' in headline  # a peer is no VILA1.5 baseline row
     section = _section(html)  # no decode measured: its cells say so, with the command
     flags = "--device cuda --dtype float32 --image 448x448 --engine eager --preset nvila-8b --preset qwen2-vl-7b"
@@ -165,7 +176,7 @@ def test_the_table_renders_with_stages_memory_tokens_and_ratios_and_peers_leave_
 
 def test_without_peers_the_section_gives_the_commands():
     records = [prefill_record("nvila-tiny", 0.1), prefill_record("vila-tiny", 0.05)]
-    section = _section(render_report(records, ["x.jsonl"]))
+    section = _section(report_html(records, ["x.jsonl"]))
     assert "No peer VLM was measured" in section and peers.COMMAND in section and peers.W4A16_COMMAND in section
 
 

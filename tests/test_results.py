@@ -4,15 +4,8 @@ import json
 
 import pytest
 
-from nvila_bench.core.measuring.results import (
-    SCHEMA_VERSION,
-    Metric,
-    Record,
-    ResultWriter,
-    point_id,
-    read_results,
-    upgrade_v1,
-)
+from nvila_bench.core.measuring.result_files import ResultWriter, read_results
+from nvila_bench.core.measuring.results import SCHEMA_VERSION, Metric, Record, point_id, upgrade_v1
 
 
 def record(**kw) -> Record:

@@ -14,7 +14,8 @@ import pytest
 from conftest import read_dicts
 
 from nvila_bench.cli import main
-from nvila_bench.core.measuring.results import STATUSES, Metric, Record, ResultWriter, read_results
+from nvila_bench.core.measuring.result_files import ResultWriter, read_results
+from nvila_bench.core.measuring.results import STATUSES, Metric, Record
 from nvila_bench.runner import sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,7 +173,8 @@ def test_a_file_size_limit_stops_the_writer_not_the_process(tmp_path):
     """RLIMIT_FSIZE sends SIGXFSZ, which kills by default: the writer ignores it and undoes the partial line."""
     code = textwrap.dedent("""
         import resource, sys
-        from nvila_bench.core.measuring.results import Metric, Record, ResultWriter
+        from nvila_bench.core.measuring.results import Metric, Record
+        from nvila_bench.core.measuring.result_files import ResultWriter
         writer = ResultWriter(sys.argv[1])
         resource.setrlimit(resource.RLIMIT_FSIZE, (4000, resource.RLIM_INFINITY))
         record = Record("prefill", {"preset": "nvila-tiny"}, {"ttft": Metric.timing([0.1] * 20)}, "r")
@@ -357,9 +359,10 @@ def test_measuring_needs_no_validator_and_reading_without_one_says_what_to_insta
 
     code = (
         "import sys; sys.modules['fastjsonschema'] = None\n"
-        "from nvila_bench.core.measuring.results import Metric, Record, ResultWriter, read_results\n"
+        "from nvila_bench.core.measuring.results import Metric, Record\n"
+        "from nvila_bench.core.measuring.result_files import ResultWriter, read_results\n"
         f"ResultWriter({str(tmp_path)!r}).write(Record('prefill', {{'preset': 'nvila-tiny'}}, {{'ttft': "
-        "Metric.timing([0.1, 0.2])}}, 'r'))\n"
+        "Metric.timing([0.1, 0.2])}, 'r'))\n"
         f"try:\n    read_results({str(tmp_path)!r})\nexcept ValueError as e:\n    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

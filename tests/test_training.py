@@ -207,6 +207,11 @@ def test_fsdp2_two_gloo_ranks_match_one_process(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads((out / "results.jsonl").read_text().splitlines()[-1])
     assert record["config"]["extra"]["world_size"] == 2 and record["metrics"]["world_size"]["value"] == 2
+    assert record["config"]["extra"]["backend"] == "gloo" and record["config"]["device"] == "cpu"
+    assert set(record["metrics"]) == {  # the launch's record: the ranks' figures, gathered
+        *("step_time", "samples_per_s", "per_gpu_samples_per_s", "tokens_per_s", "rank_step_time_median"),
+        *("world_size", "losses", "loss_first", "loss_last", "step_flops"),
+    }
     assert len(record["metrics"]["rank_step_time_median"]["value"]) == 2
     point = BenchPoint(
         preset="nvila-tiny", images=((448, 448),), prompt_tokens=16, batch_size=2, extra={"stage": "full", "lr": 1e-3}

@@ -60,7 +60,7 @@ def training_cost(hardware, image, text_tokens, samples, mfu, results, as_json, 
         counts[stage] = int(n.replace("_", ""))
     fp8 = None
     if results:
-        from nvila_bench.core.measuring.results import load_results
+        from nvila_bench.core.measuring.result_files import load_results
 
         fp8 = tc.measured_fp8_factor(load_results(results))
     est = tc.estimate(hardware, image, text_tokens, counts or None, mfu, *(fp8 or (None, "")))
@@ -92,7 +92,8 @@ def training_cost(hardware, image, text_tokens, samples, mfu, results, as_json, 
     ]
     emit(data, as_json, "\n".join(lines))
     if out_dir:
-        from nvila_bench.core.measuring.results import Metric, Record, ResultWriter, new_run_id
+        from nvila_bench.core.measuring.result_files import ResultWriter
+        from nvila_bench.core.measuring.results import Metric, Record, new_run_id
 
         m = {
             "cost_ratio": Metric.analytic(est.cost_ratio, "x", "higher"),

@@ -125,7 +125,7 @@ def info(cfg, checkpoint, as_json):
         if peer_model_type(checkpoint):  # a transformers-saved Qwen2-VL, Qwen2.5-VL or LLaVA-OneVision
             cfg = peer_config_from_checkpoint(checkpoint)
         else:
-            from nvila_bench.model.checkpoint import config_from_checkpoint
+            from nvila_bench.model.checkpoint_config import config_from_checkpoint
 
             cfg = config_from_checkpoint(checkpoint)
     data = model_info(cfg)

@@ -88,7 +88,7 @@ def profile(stage, wait, warmup, active, repeats, top, with_stack, out_dir, **se
     """Profile a prefill, decode or train step (--stage): TensorBoard and Chrome traces, top operators per
     stage, the profiler's overhead; on CUDA also a memory snapshot and energy. Appends a "profile" record to
     OUT/results.jsonl. (The `profile` suite of `nvila-bench run`, with the profiler's option names.)"""
-    from nvila_bench.core.measuring.results import read_results
+    from nvila_bench.core.measuring.result_files import read_results
     from nvila_bench.suites.registry import get_suite
 
     from .run import run_suite

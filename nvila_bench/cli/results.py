@@ -1,10 +1,18 @@
-"""Commands over result files, no measuring: report, dashboard, gate."""
+"""Commands over result files, no measuring: report, dashboard, gate. What each suite writes (its metrics, units,
+which are gated and headline, its report view) comes from the suites' declarations (`declared_outputs`)."""
 
 from __future__ import annotations
 
 import click
 
 from .common import check_output, writing
+
+
+def declared():
+    """Every registered suite's declared outputs (suite -> SuiteOutputs), handed to the report, gate and dashboard."""
+    from nvila_bench.suites.registry import declared_outputs
+
+    return declared_outputs()
 
 
 def register(cli: click.Group) -> None:
@@ -19,13 +27,14 @@ def register(cli: click.Group) -> None:
 def report(results, out_file, title):
     """One self-contained HTML report from RESULTS (results files or directories)."""
     from nvila_bench.core.measuring.files import write_atomic
-    from nvila_bench.core.measuring.results import load_results
-    from nvila_bench.reports.render import render_report
+    from nvila_bench.core.measuring.result_files import load_results
+    from nvila_bench.reports.render import render_report, source_names
 
     check_output(out_file)
     records = load_results(results)
+    sources = source_names(results, out_file)
     with writing(out_file):
-        path = write_atomic(out_file, render_report(records, list(results), title))
+        path = write_atomic(out_file, render_report(records, sources, declared(), title))
     click.echo(f"report: {len(records)} record(s) -> {path}", err=True)
 
 
@@ -42,7 +51,7 @@ def dashboard(results_dir, site_dir, threshold):
 
     check_output(site_dir, directory=True)
     with writing(site_dir):  # reading problems are ValueErrors already (one line too)
-        path = build_site(results_dir, site_dir, parse_threshold(threshold))
+        path = build_site(results_dir, site_dir, parse_threshold(threshold), declared())
     click.echo(f"dashboard -> {path}", err=True)
 
 
@@ -68,7 +77,7 @@ def dashboard(results_dir, site_dir, threshold):
     "--metrics",
     "metrics",
     multiple=True,
-    help="Metrics to gate (repeat or comma-separate) [ttft, tpot, decode_tokens_per_s, ...].",
+    help="Metrics to gate (repeat or comma-separate) [each suite's gated metrics: `nvila-bench run SUITE --help`].",
 )
 @click.option(
     "--summary-md",
@@ -80,13 +89,16 @@ def gate_command(ctx, baseline, candidate, threshold, metrics, summary_md):
     """Exit 0 when the candidate did not regress against the baseline, 1 when it did, 2 when the two cannot be
     compared. A point regresses only when the 95% CI of its change lies beyond the threshold."""
     from nvila_bench.core.comparison.gate import gate, markdown_summary, parse_threshold
-    from nvila_bench.core.measuring.results import load_results
+    from nvila_bench.core.measuring.result_files import load_results
+    from nvila_bench.reports.records import point_label
 
     if summary_md:
         check_output(summary_md, "--summary-md")
     base, cand = load_results(baseline), load_results(candidate)
     names = tuple(m.strip() for item in metrics for m in item.split(",") if m.strip()) or None
-    result = gate(base, cand, parse_threshold(threshold), names)
+    limit = parse_threshold(threshold)
+    gated = None if names else {suite: outputs.gated for suite, outputs in declared().items()}
+    result = gate(base, cand, limit, names, gated, label=point_label)
     text = markdown_summary(result, base, cand)
     if summary_md:
         # Append: $GITHUB_STEP_SUMMARY may already hold other steps' output.

@@ -164,7 +164,8 @@ def announced(jobs: list, bar):
 def run_suite(suite: Suite, c: dict, options: dict) -> int:
     from nvila_bench.core.analysis.hardware import resolve_peaks
     from nvila_bench.core.measuring.env import capture_environment
-    from nvila_bench.core.measuring.results import ResultWriter, new_run_id
+    from nvila_bench.core.measuring.result_files import ResultWriter
+    from nvila_bench.core.measuring.results import new_run_id
     from nvila_bench.core.measuring.session import Session
     from nvila_bench.runner.sweep import run_sweep
 
@@ -222,7 +223,7 @@ def run_torchrun(suite: Suite, jobs: list, measure, c: dict) -> int:
                 f"torchrun data-parallel training (FSDP2) covers NVILA and VILA1.5 presets "
                 f"only; {job.point.preset} is a peer VLM (run it in one process)"
             )
-    return run_distributed([j.point for j in jobs], measure, c["out_dir"], c["quiet"])
+    return run_distributed(jobs, measure, c["out_dir"], c["quiet"])
 
 
 run = SuiteGroup(

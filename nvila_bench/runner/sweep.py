@@ -6,7 +6,9 @@ NaN or infinite figure makes the record `nonfinite` (`Record.make_finite`). With
 in its own Python subprocess (`python -m nvila_bench.runner.worker`), so even a hard crash or the host OOM
 killer takes only that point; with `processes=K` each point is measured in K fresh subprocesses and the K
 records merge into one, metric by metric as each metric says (`Metric.merge`). Ctrl-C stops the sweep; every
-completed point is already on disk.
+completed point is already on disk. Under torchrun (`ranks`, set up by runner/distributed.py) every rank measures
+each job and rank 0 writes its record. Whatever the mode, a point's record is built here (`measured_record`,
+`failed_record`) and written by the one writer.
 
 Testing hook: NVILA_BENCH_FAULT="oom:<preset>" makes points of that preset fail as if the device ran out of
 memory; "memory:" as if the host did (MemoryError; "alloc:" as torch's CPU allocator says so), "skip:" as if the
@@ -22,12 +24,13 @@ import signal
 import subprocess
 import sys
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Iterable
 
 import torch
 
-from nvila_bench.core.measuring.results import STATUSES, PointSkipped, Record, ResultWriter
+from nvila_bench.core.measuring.result_files import ResultWriter
+from nvila_bench.core.measuring.results import STATUSES, PointSkipped, Record
 from nvila_bench.core.measuring.session import Session
 from nvila_bench.core.measuring.stats import bounded_samples, summarize_groups
 from nvila_bench.suites.registry import Job, get_suite
@@ -59,6 +62,26 @@ def failed_record(job: Job, run_id: str, environment: dict | None, status: str, 
     return Record(job.suite, suite.config(job.point), {}, run_id, status, error, suite.provenance, environment)
 
 
+def measured_record(
+    job: Job, metrics: dict, run_id: str, environment: dict | None, launch: dict | None = None
+) -> Record:
+    """A measured job's record: the suite's settings of the point (with `launch`'s, e.g. a torchrun launch's
+    world size, in its `extra`) and the metrics its measure returned."""
+    suite = get_suite(job.suite)
+    config = suite.config(job.point)
+    if launch:
+        config["extra"] = config["extra"] | launch
+    analytic = suite.provenance == "analytic"
+    return Record(
+        job.suite,
+        config,
+        metrics,
+        run_id,
+        provenance=suite.provenance,
+        environment=None if analytic else environment,
+    )
+
+
 def run_job(job: Job, session: Session, run_id: str, environment: dict | None) -> Record:
     """Measure one job in this process; failures become oom / error / skipped records."""
     suite = get_suite(job.suite)
@@ -78,15 +101,33 @@ def run_job(job: Job, session: Session, run_id: str, environment: dict | None) -
         if isinstance(e, RuntimeError) and HOST_OOM_MARKER in str(e):
             return failed_record(job, run_id, environment, "oom", f"host out of memory: {_one_line(e)}")
         return failed_record(job, run_id, environment, "error", f"{type(e).__name__}: {_one_line(e)}")
-    analytic = suite.provenance == "analytic"
-    return Record(
-        job.suite,
-        suite.config(job.point),
-        metrics,
-        run_id,
-        provenance=suite.provenance,
-        environment=None if analytic else environment,
-    )
+    return measured_record(job, metrics, run_id, environment)
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in a torchrun launch (runner/distributed.py sets up the process group)."""
+
+    rank: int
+    world: int
+    local: int  # LOCAL_RANK: this process's GPU on its node
+    backend: str  # nccl (GPUs) or gloo (CPU)
+
+
+def run_on_ranks(job: Job, session: Session, run_id: str, environment: dict | None, ranks: Ranks) -> Record:
+    """Measure one job on this rank's device (cuda:LOCAL_RANK), every rank alike; the suite's measure shards its
+    model and takes this rank's rows. A failure is raised, not recorded: the other ranks would wait inside a
+    collective for ever, so it ends the launch (torchrun stops every rank), as a crash would."""
+    suite = get_suite(job.suite)
+    point = job.point
+    if point.device.startswith("cuda"):
+        point = replace(point, device=f"cuda:{ranks.local}")
+    try:
+        _injected_fault(point)
+        metrics = suite.measure(point, session)
+    except PointSkipped as e:  # raised before any collective, on every rank alike
+        return failed_record(job, run_id, environment, "skipped", _one_line(e) or "cannot run here")
+    return measured_record(job, metrics, run_id, environment, {"world_size": ranks.world, "backend": ranks.backend})
 
 
 def run_isolated(job: Job, session: Session, run_id: str, environment: dict | None) -> Record:
@@ -152,15 +193,17 @@ def merge_runs(records: list[Record]) -> Record:
 
 def run_sweep(
     jobs: Iterable[Job],
-    writer: ResultWriter,
+    writer: ResultWriter | None,
     session: Session,
     run_id: str,
     environment: dict | None,
     isolate: bool = False,
     processes: int = 1,
     on_record: Callable[[Job, Record], None] | None = None,
+    ranks: Ranks | None = None,
 ) -> dict[str, int]:
-    """Run and write every job; returns counts per status."""
+    """Run and write every job (`writer` None: a torchrun rank other than 0, which measures but writes nothing);
+    returns counts per status."""
     counts = dict.fromkeys(STATUSES, 0)
     interrupted: list[int] = []
 
@@ -178,13 +221,16 @@ def run_sweep(
                 raise KeyboardInterrupt
             if job.skip:  # found before the sweep (registry.jobs_of): e.g. a ladder's baseline past its context
                 record = failed_record(job, run_id, environment, "skipped", job.skip)
+            elif ranks is not None:
+                record = run_on_ranks(job, session, run_id, environment, ranks)
             elif processes > 1:
                 record = merge_runs([run_isolated(job, session, run_id, environment) for _ in range(processes)])
             elif isolate:
                 record = run_isolated(job, session, run_id, environment)
             else:
                 record = run_job(job, session, run_id, environment)
-            writer.write(record)
+            if writer is not None:
+                writer.write(record)
             counts[record.status] += 1
             if on_record:
                 on_record(job, record)

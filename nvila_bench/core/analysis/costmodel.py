@@ -193,10 +193,11 @@ def decode_step_cost(
 
 def weights_read(cfg: NVILAConfig, plan, device: str = "cuda") -> dict[str, int]:
     """Bytes of weights the vision tower and the LLM read per forward with the weight formats of `plan` (a
-    model.quantize.QuantPlan): bf16 everywhere except the quantized linear layers, which take what their
+    model.quant_plan.QuantPlan): bf16 everywhere except the quantized linear layers, which take what their
     format stores (docs/reference.md: the embeddings stay bf16, the LM head too unless `plan.lm_head`). A peer
     VLM's: the LLM's only (its tower's bytes are core/peer_costs.py's; it stays bf16)."""
-    from nvila_bench.model.quantize import int4_kernel, linear_bytes, quantized_shapes
+    from nvila_bench.model.quant_plan import int4_kernel
+    from nvila_bench.model.quantize import linear_bytes, quantized_shapes
 
     kernel = int4_kernel(plan, device)
 

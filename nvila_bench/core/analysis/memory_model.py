@@ -25,7 +25,7 @@ from nvila_bench.core.analysis.costmodel import dtype_bytes
 from nvila_bench.model import count_visual_tokens
 from nvila_bench.model.config import NVILAConfig
 from nvila_bench.model.params import layer_norm, linear, param_counts, projector_params
-from nvila_bench.model.training import Recipe
+from nvila_bench.model.recipes import Recipe
 
 FP32 = 4
 

@@ -1,7 +1,9 @@
 """The regression gate: compare a candidate run with a baseline, point by point, from raw samples.
 
 Two points match when they ran the same suite with the same settings (the number of processes aside) on
-the same hardware. For each gated metric the change is the ratio of medians, candidate / baseline, with a
+the same hardware. Which metrics are gated is the caller's: the names asked for (`--metrics`), else each suite's
+declared gated metrics (`SuiteOutputs.gated`, which the CLI reads from the suite registry). For each gated metric
+the change is the ratio of medians, candidate / baseline, with a
 bootstrap 95% confidence interval drawn from both runs' per-iteration samples (and over processes when a
 run used `--processes`). A point regresses only when the whole interval lies beyond the threshold:
 
@@ -27,6 +29,7 @@ groups: the CI then carries run-to-run noise, which on a shared runner is larger
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
@@ -36,7 +39,6 @@ from nvila_bench.core.measuring.results import Metric, Record, hardware_of, poin
 from nvila_bench.core.measuring.stats import median_ratio_ci, split_groups
 from nvila_bench.model.stages import PREPROCESS
 
-DEFAULT_METRICS = ("ttft", "tpot", "decode_tokens_per_s", "step_time", "samples_per_s")
 HOST_STAGES = (PREPROCESS,)  # stage metrics timed on the host CPU whatever the device
 HOST_TOTALS = {"ttft": PREPROCESS}  # totals that include a host stage
 HOST_SHARE = 0.25  # a total this much host time (median share, either side) is warned about too
@@ -127,27 +129,18 @@ def _portable_key(record: Record) -> str:
     return point_id(record.suite, config)
 
 
-def point_label(record: Record) -> str:
+def settings_label(record: Record) -> str:
+    """A point in words: suite, preset, media, batch, dtype, then its suite's own settings (the record's `extra`).
+    The gate's default label; the CLI passes the report's, which knows each suite's telling settings."""
     c = record.config
-    extra = record.extra
     media = list(c.get("images") or []) + ([f"{c['video_frames']}f"] if c.get("video_frames") else [])
-    if extra.get("image_file"):  # a real file, not a random image of its size
-        media.append(PurePath(extra["image_file"]).name)
-    parts = [record.suite, str(record.preset), "+".join(media), f"b{c.get('batch_size', 1)}", str(c.get("dtype"))]
-    if record.suite == "decode":
-        parts.append(f"{c.get('new_tokens')}tok {c.get('cache')}")
-    for key in ("variant", "stage", "recipe", "rung", "int4_kernel", "scales", "lm_head"):
-        if extra.get(key):
-            parts.append(str(extra[key]))
-    if extra.get("fp8"):
-        parts.append("fp8")
-    if c.get("engine") and record.suite in ("prefill", "decode", "deployment"):  # how the LLM ran, when recorded
-        parts.append(str(c["engine"]))
-    if record.suite == "prefill" and c.get("preprocess"):  # where the images were preprocessed, when recorded
-        parts.append(f"{c['preprocess']}-preprocess")
-    if (extra.get("world_size") or 1) > 1:
-        parts.append(f"x{extra['world_size']} ranks")
-    return " ".join(p for p in parts if p and p != "None")
+    own = [
+        PurePath(v).name if k == "image_file" else v
+        for k, v in record.extra.items()
+        if isinstance(v, (str, int)) and not isinstance(v, bool)
+    ]
+    parts = [record.suite, record.preset, "+".join(media), f"b{c.get('batch_size', 1)}", c.get("dtype"), *own]
+    return " ".join(str(p) for p in parts if p is not None and p != "")
 
 
 def sample_groups(metrics: list[Metric]) -> list:
@@ -193,12 +186,18 @@ def compare_metric(
 
 
 def gate(
-    baseline: list[Record], candidate: list[Record], threshold: float = 0.05, metrics: tuple[str, ...] | None = None
+    baseline: list[Record],
+    candidate: list[Record],
+    threshold: float = 0.05,
+    metrics: tuple[str, ...] | None = None,
+    gated: Mapping[str, tuple[str, ...]] | None = None,
+    label: Callable[[Record], str] = settings_label,
 ) -> GateResult:
-    """Compare the measured points the two runs share, on `metrics` (default: DEFAULT_METRICS) that state a
-    better direction. Raises IncomparableError (exit 2) when nothing can be compared: no measured points, no
-    point in common, the common points ran on different hardware, or none of the named metrics is measured
-    there with a direction."""
+    """Compare the measured points the two runs share, on the `metrics` named (for every suite), else on each
+    suite's `gated` metrics (suite -> names: the declarations), those that state a better direction. `label`
+    names a point in the comparisons. Raises IncomparableError (exit 2) when nothing can be compared: no
+    measured points, no point in common, the common points ran on different hardware, or none of the metrics is
+    measured there with a direction."""
     if not 0 <= threshold < 1:
         raise IncomparableError(f"threshold must be in [0%, 100%), got {threshold * 100:g}%")
     base = _measured(baseline, "baseline")
@@ -222,20 +221,23 @@ def gate(
             f"different hardware: baseline ran on {', '.join(base_hw)}; candidate on {', '.join(cand_hw)}"
         )
     wanted = set(metrics) if metrics else None
+    gated = gated or {}
     comparisons, not_gated, host_stages = [], set(), {}
     for key in common:
         b_ok = [r for r in base[key] if r.ok]
         c_ok = [r for r in cand[key] if r.ok]
         last = cand[key][-1]
-        label = point_label(base[key][-1])
+        name_of_point = label(base[key][-1])
         if not b_ok:
             continue  # nothing to regress from
         if not last.ok:  # the candidate's latest run of the point failed
             comparisons.append(
-                Comparison(label, "status", "", None, None, None, None, "failed", f"{last.status}: {last.error}")
+                Comparison(
+                    name_of_point, "status", "", None, None, None, None, "failed", f"{last.status}: {last.error}"
+                )
             )
             continue
-        names = [m for m in b_ok[-1].metrics if (m in wanted if wanted else m in DEFAULT_METRICS)]
+        names = [m for m in b_ok[-1].metrics if m in (wanted or gated.get(last.suite, ()))]
         for name in names:
             bm = [r.metrics[name] for r in b_ok if name in r.metrics]
             cm = [r.metrics[name] for r in c_ok if name in r.metrics]
@@ -244,7 +246,7 @@ def gate(
             if direction(bm + cm) is None:  # a count or a setting: nothing is better
                 not_gated.add(name)
                 continue
-            comparisons.append(compare_metric(label, name, bm, cm, threshold))
+            comparisons.append(compare_metric(name_of_point, name, bm, cm, threshold))
             # --preprocess gpu moves the stage onto the device; records before that option preprocessed on the host.
             if _on_gpu(last) and last.config.get("preprocess", "cpu") == "cpu":
                 if name in HOST_STAGES:
@@ -260,9 +262,11 @@ def gate(
             )
         raise IncomparableError(f"none of the metrics {', '.join(sorted(wanted))} is measured in the matching points")
     if not comparisons:  # a pass would say nothing: e.g. profile records only, or every baseline point failed
+        declared = sorted({m for k in common for m in gated.get(base[k][-1].suite, ())})
         raise IncomparableError(
             f"nothing to compare: the {len(common)} matching point(s) have no measured metric the gate compares "
-            f"({', '.join(DEFAULT_METRICS)}) in a baseline run that succeeded; name one with --metrics"
+            f"({', '.join(declared) or 'their suites declare no gated metric'}) in a baseline run that succeeded; "
+            "name one with --metrics"
         )
     return GateResult(
         threshold,
@@ -300,10 +304,10 @@ def _measured(records: list[Record], side: str) -> dict[str, list[Record]]:
     or interleaved repeats) are pooled by the comparison as process groups, so run-to-run noise enters the CI."""
     out: dict[str, list[Record]] = defaultdict(list)
     for r in records:
-        if r.provenance == "measured" and r.suite != "overhead":
+        if r.provenance == "measured":
             out[match_key(r)].append(r)
     if not out:
-        raise IncomparableError(f"the {side} holds no measured points (only analytic or overhead records)")
+        raise IncomparableError(f"the {side} holds no measured points (only analytic records)")
     return dict(out)
 
 
