@@ -140,7 +140,8 @@ def test_a_count_no_model_or_machine_can_hold_is_refused(tmp_path, capsys, no_me
 def test_a_ladder_rung_past_its_own_context_is_skipped_not_measured(tmp_path, capsys):
     """The ladder picks its scaled-only and VILA1.5 rungs itself: their video past their context is a skipped
     record, and the rungs of the user's preset are measured; a point of the user's preset past it refuses the run."""
-    axes = {"preset": ["nvila-tiny"], "device": ["cpu"], "video_frames": [672]}  # vila-tiny: 672 x 196 > 131,072
+    # vila-tiny: 672 x 196 > 131,072; 32 new tokens (a CPU's default request has 8)
+    axes = {"preset": ["nvila-tiny"], "device": ["cpu"], "video_frames": [672], "new_tokens": [32]}
     jobs = jobs_of(get_suite("deployment"), axes, {"media": "video"})
     skipped = {j.point.extra["rung"]: j.skip for j in jobs if j.skip}
     assert set(skipped) == {"scaled-only bf16", "baseline bf16", "baseline quantized"}  # no TSP, or 196 tokens a frame
