@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 import torch
-from nvila_bench.model.engines import CompiledEngine, Engine, HFEngine, compile_media
+from nvila_bench.model.compiling import compile_media
+from nvila_bench.model.engines import CompiledEngine, Engine, HFEngine
 from nvila_bench.model.nvila import build_model
 from nvila_bench.model.pipeline import embed
 from nvila_bench.model.presets import get_preset

@@ -23,8 +23,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from nvila_bench.reports.deployment import matches
 from nvila_bench.reports.engines import AGREE_TOKENS, LOGITS_CLOSE, agreement
+from nvila_bench.reports.views.deployment import matches
 
 from nvila_bench.core.measuring.result_files import read_results
 from nvila_bench.core.measuring.results import Record, hardware_of

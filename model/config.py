@@ -8,8 +8,19 @@ written back to, a checkpoint directory without loss.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Literal
+
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+
+
+def check_attn_implementation(name: str) -> None:
+    if name not in ATTN_IMPLEMENTATIONS:
+        raise ValueError(f"unknown attention implementation {name!r}; known: {', '.join(ATTN_IMPLEMENTATIONS)}")
+    if name == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        raise ValueError("flash_attention_2 needs the flash-attn package (pip install 'nvila-bench[gpu]', CUDA only)")
+
 
 ImageMode = Literal["dynamic_s2", "dynamic", "resize"]
 ProjectorType = Literal["mlp2x_gelu", "mlp_downsample", "mlp_downsample_2x2_fix", "mlp_downsample_3x3_fix"]

@@ -16,7 +16,6 @@ embedding lookup, never embedded.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import inspect
 from dataclasses import dataclass
 
@@ -24,21 +23,12 @@ import torch
 from torch import nn
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, StaticCache
 
-from .config import LLMConfig, NVILAConfig
+from .config import LLMConfig, NVILAConfig, check_attn_implementation
 from .preprocess import ImageTiles, MediaInputs, VideoFrames
 from .projector import MultimodalProjector
 from .stages import LLM_FORWARD, PROJECTOR, VISION
 from .tokens import positions_per_block, temporal_pool_size
 from .vision import S2Merge, siglip_config, vision_features
-
-ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
-
-
-def check_attn_implementation(name: str) -> None:
-    if name not in ATTN_IMPLEMENTATIONS:
-        raise ValueError(f"unknown attention implementation {name!r}; known: {', '.join(ATTN_IMPLEMENTATIONS)}")
-    if name == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
-        raise ValueError("flash_attention_2 needs the flash-attn package (pip install 'nvila-bench[gpu]', CUDA only)")
 
 
 def llm_hf_config(cfg: LLMConfig, attn_implementation: str = "sdpa"):

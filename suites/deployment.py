@@ -30,6 +30,7 @@ from nvila_bench.model.quant_plan import COMPONENTS, INT4_KERNELS, SCALES, Quant
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES, VISION
 
 from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.measuring.point import CPU_REQUEST_TEXT
 from nvila_bench.core.measuring.results import Metric, PointSkipped
 from nvila_bench.core.measuring.specs import MetricSpec
 
@@ -239,7 +240,8 @@ METRICS = (
 SUITE = Suite(
     "deployment",
     "The deployment ladder (paper Figure 5): bf16 scaled-only -> token compression -> W4A16 LLM -> W8A8 ViT, with "
-    "quality; a peer VLM's: bf16 -> W4A16 LLM.",
+    f"quality; a peer VLM's: bf16 -> W4A16 LLM. Default request: a 1920x1080 image and a 64-frame video, 32 new "
+    f"tokens; on cpu {CPU_REQUEST_TEXT}.",
     measure_point,
     view="deployment",  # its report section: reports/views/deployment.py
     options=(

@@ -14,7 +14,7 @@ from nvila_bench.model.quant_plan import COMPONENTS, INT4_KERNELS, QuantPlan, in
 
 from nvila_bench.core.analysis.fits import device_memory
 from nvila_bench.core.measuring import synthetic_tasks as st
-from nvila_bench.core.measuring.point import BenchPoint, canonical_dtype
+from nvila_bench.core.measuring.point import BenchPoint, canonical_dtype, request_default
 
 from .deployment_quality import QUALITY_POSITIONS
 from .lmms_tasks import check_checkpoint, check_lmms_tasks, expand_tasks
@@ -157,9 +157,10 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
     def one(name, default):
         return axes[name][0] if axes.get(name) else default
 
-    image = one("images", ((1920, 1080),))[0]
-    frames = one("video_frames", 64)
     device = one("device", "cpu")
+    cpu = not device.startswith("cuda")  # a request sized for a CPU unless given (CPU_REQUEST)
+    image = one("images", request_default("images", ((1920, 1080),), cpu))[0]
+    frames = one("video_frames", request_default("video_frames", 64, cpu))
     kernel_plan = QuantPlan(llm="w4a16", int4_kernel=options.get("int4_kernel") or "auto")
     if kernel_plan.int4_kernel != "auto" and unavailable(kernel_plan, device):
         raise SuiteError(f"--int4-kernel {kernel_plan.int4_kernel}: {unavailable(kernel_plan, device)}")
@@ -201,7 +202,7 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
                 images=(image,) if media == "image" else (),
                 video_frames=frames if media == "video" else None,
                 prompt_tokens=one("prompt_tokens", 64),
-                new_tokens=one("new_tokens", 32),
+                new_tokens=one("new_tokens", request_default("new_tokens", 32, cpu)),
                 engine=engine,
                 preprocess=one("preprocess", None),
                 cache=one("cache", "dynamic"),  # the eager engine's; the others run their own (ENGINE_CACHE)

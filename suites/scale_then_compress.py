@@ -21,7 +21,7 @@ from nvila_bench.model import count_visual_tokens, get_preset
 
 from nvila_bench.core.analysis import costmodel
 from nvila_bench.core.analysis.hardware import get_hardware, hardware_keys
-from nvila_bench.core.measuring.point import BenchPoint
+from nvila_bench.core.measuring.point import CPU_REQUEST_TEXT, BenchPoint, request_default
 from nvila_bench.core.measuring.results import Metric
 from nvila_bench.core.measuring.specs import MetricSpec
 
@@ -83,20 +83,21 @@ def expand(axes: dict[str, list], options: dict) -> list[Job]:
     def one(name, default):
         return axes[name][0] if axes.get(name) else default
 
-    image = one("images", ((1920, 1080),))[0]
     device = one("device", "cpu")
+    tiny = bool(options.get("tiny"))
+    cpu = tiny and not device.startswith("cuda")  # measured on a CPU: a request sized for it unless given
+    image = one("images", request_default("images", ((1920, 1080),), cpu))[0]
     hardware = options.get("hardware") or "h100-sxm"
     if hardware not in hardware_keys():
         raise SuiteError(f"unknown hardware {hardware!r}; known: {', '.join(hardware_keys())}")
-    tiny = bool(options.get("tiny"))
     comparison = comparison_points(
         "tiny" if tiny else "real",
         image,
-        one("video_frames", 32),
+        one("video_frames", request_default("video_frames", 32, cpu)),
         device,
         one("dtype", None),
         one("prompt_tokens", 64),
-        one("new_tokens", 32),
+        one("new_tokens", request_default("new_tokens", 32, cpu)),
     )
     # The analytic figures are of the deployment dtype unless one is given.
     analytic_dtype = one("dtype", "bfloat16")
@@ -165,7 +166,8 @@ SUITE = Suite(
     options=(
         Option(
             "tiny",
-            "The tiny stand-ins, measurable on CPU (analytic floors: --hardware, default h100-sxm).",
+            "The tiny stand-ins, measurable on CPU (analytic floors: --hardware, default h100-sxm). Default request: "
+            f"a 1920x1080 image, a 32-frame video, 32 new tokens; with --tiny on cpu {CPU_REQUEST_TEXT}.",
             bool,
             False,
         ),

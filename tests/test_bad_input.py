@@ -140,7 +140,8 @@ def test_a_count_no_model_or_machine_can_hold_is_refused(tmp_path, capsys, no_me
 def test_a_ladder_rung_past_its_own_context_is_skipped_not_measured(tmp_path, capsys):
     """The ladder picks its scaled-only and VILA1.5 rungs itself: their video past their context is a skipped
     record, and the rungs of the user's preset are measured; a point of the user's preset past it refuses the run."""
-    axes = {"preset": ["nvila-tiny"], "device": ["cpu"], "video_frames": [672]}  # vila-tiny: 672 x 196 > 131,072
+    # vila-tiny: 672 x 196 > 131,072; 32 new tokens (a CPU's default request has 8)
+    axes = {"preset": ["nvila-tiny"], "device": ["cpu"], "video_frames": [672], "new_tokens": [32]}
     jobs = jobs_of(get_suite("deployment"), axes, {"media": "video"})
     skipped = {j.point.extra["rung"]: j.skip for j in jobs if j.skip}
     assert set(skipped) == {"scaled-only bf16", "baseline bf16", "baseline quantized"}  # no TSP, or 196 tokens a frame
@@ -404,14 +405,14 @@ def test_a_checkpoint_whose_weights_are_a_fifo_is_refused_not_read(tmp_path):
         load_checkpoint(tmp_path / "ckpt")
 
 
-@pytest.mark.parametrize("args, caches", [([], ()), (["--cache", "static"], ("static",))])
-def test_profile_passes_a_cache_only_where_given(monkeypatch, tmp_path, args, caches):
+@pytest.mark.parametrize("args, cache", [([], None), (["--cache", "static"], "static")])
+def test_profile_passes_a_cache_only_where_given(monkeypatch, tmp_path, args, cache):
     """--cache beside no eager point is refused for every suite: a profile on CUDA (compiled) must not send
     a default cache it was never given."""
     run = importlib.import_module("nvila_bench.cli.run")  # the module: `nvila_bench.cli.run` is the command group
 
     seen = []
-    monkeypatch.setattr(run, "run_suite", lambda suite, common, options: seen.append(common["caches"]) or 0)
+    monkeypatch.setattr(run, "run_suite", lambda suite, common, options: seen.append(common["cache"]) or 0)
     monkeypatch.setattr(result_files, "read_results", lambda path: [Record("profile", {}, {}, "r", "error", "stop")])
     argv = ["profile", "--preset", "nvila-tiny", "--stage", "decode", *args, "--out", str(tmp_path)]
-    assert main(argv) == 1 and seen == [caches]
+    assert main(argv) == 1 and seen == [cache]

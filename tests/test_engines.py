@@ -1,4 +1,4 @@
-"""Engines (model/engines.py) and tensor preprocessing (model/preprocess_tensor.py) on CPU: every engine gives
+"""Engines (model/engines/) and tensor preprocessing (model/preprocess_tensor.py) on CPU: every engine gives
 the eager reference's ids, the compiled path included (torch.compile without CUDA graphs); the GPU
 preprocessing path gives the PIL path's token geometry and pixels within the stated tolerance."""
 
@@ -105,8 +105,6 @@ def test_a_capture_that_fails_falls_back_to_eager_with_a_note(contexts, monkeypa
 def test_media_stages_that_fail_to_compile_run_eagerly_with_a_note(monkeypatch):
     """The vision tower and projector compile at their first call; one that fails there (inductor's CPU code for
     int8 activations did, 2026-11) must not lose the point: all media stages run plain, the note says why."""
-    from nvila_bench.model import engines
-
     cfg = get_preset("nvila-tiny")
     model = build_model(cfg)
     request = synthetic_request(cfg, ((448, 448),), None, 16)
@@ -119,7 +117,7 @@ def test_media_stages_that_fail_to_compile_run_eagerly_with_a_note(monkeypatch):
 
         return call
 
-    monkeypatch.setattr(engines.torch, "compile", broken)
+    monkeypatch.setattr(torch, "compile", broken)
     earlier = make_engine("compiled", model)
     earlier.setup_media()  # installs the media stages to compile at their first call, which is not its point's
     engine = make_engine("compiled", model)
@@ -223,7 +221,7 @@ def test_a_compiled_decode_whose_prefill_fails_to_compile_prefills_eagerly_and_s
     def broken(*args, **kwargs):
         raise RuntimeError("inductor: no kernel")
 
-    monkeypatch.setattr("nvila_bench.model.engines.CapturedPrefill.build", broken)
+    monkeypatch.setattr("nvila_bench.model.compiling.CapturedPrefill.build", broken)
     engine = make_engine("compiled", model)
     engine.setup(embeds, 6)
     assert engine.note == "the decode prefill fell back to eager: RuntimeError: inductor: no kernel"
@@ -343,7 +341,7 @@ def test_running_out_of_memory_while_compiling_ends_the_point_rather_than_fallin
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr("nvila_bench.model.engines.CapturedPrefill.build", oom)
+    monkeypatch.setattr("nvila_bench.model.compiling.CapturedPrefill.build", oom)
     with pytest.raises(torch.OutOfMemoryError):
         make_engine("compiled", model).setup(embeds, 4)
     with pytest.raises(torch.OutOfMemoryError):

@@ -160,7 +160,7 @@ def test_a_step_that_cannot_be_captured_gives_way_to_the_next_with_a_note(monkey
         return real(self, embeds, new_tokens, attention)
 
     monkeypatch.setattr(CompiledEngine, "_prepare", flaky)
-    monkeypatch.setattr("nvila_bench.model.engines.default_attention", lambda device: "flex")  # as on CUDA
+    monkeypatch.setattr("nvila_bench.model.engines.compiled.default_attention", lambda device: "flex")  # as on CUDA
     engine = CompiledEngine(model)
     assert engine.attentions(embeds.device) == ("flex", "sdpa")
     engine.setup(embeds, 6)

@@ -228,9 +228,10 @@ def _plan(argv: list[str]) -> list:
 
     suite = get_suite(argv[0])
     params = run.suite_command(suite).make_context(suite.name, list(argv[1:])).params
-    common = {k: v for k, v in params.items() if k in run.COMMON_NAMES}
+    own = {option.name for option in suite.options}
+    common = {k: v for k, v in params.items() if k not in own}
     with mock.patch.object(run, "check_device", lambda device: None):
-        jobs, _ = run.plan(suite, common, {k: v for k, v in params.items() if k not in run.COMMON_NAMES})
+        jobs, _ = run.plan(suite, common, {k: v for k, v in params.items() if k in own})
     return jobs
 
 

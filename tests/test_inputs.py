@@ -286,10 +286,12 @@ def test_bad_suite_file_is_one_line_naming_file_and_key(capsys, tmp_path, name, 
 
 
 def test_suite_file_types_cover_every_sweep_field():
-    from nvila_bench.core.measuring.point import SWEEP_FIELDS
-    from nvila_bench.runner.suite_file import KINDS
+    """Each sweep field declares the type of its values, which a suite file's values are checked against."""
+    from nvila_bench.core.measuring.point import SETTINGS, SWEEP_FIELDS
+    from nvila_bench.core.measuring.settings import REQUEST
 
-    assert set(KINDS) | {"images"} == set(SWEEP_FIELDS)
+    assert set(SETTINGS) == set(SWEEP_FIELDS)
+    assert all(s.setting.kind in (str, int, bool, REQUEST) for s in SETTINGS.values())
 
 
 # ------------------------------------------------------------------------------------------------------ summary line

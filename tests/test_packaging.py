@@ -49,6 +49,7 @@ def test_built_wheel_layout_and_import(tmp_path):
     for layer in LAYERS:
         assert f"nvila_bench/{layer}/__init__.py" in names
     assert "nvila_bench/model/nvila.py" in names and "nvila_bench/core/analysis/hardware.toml" in names
+    assert "nvila_bench/model/engines/compiled.py" in names  # a subpackage of a mapped one
     assert not [n for n in names if n.split("/")[0] in (*SUBPACKAGES, "tests")]
     assert any(n.endswith("entry_points.txt") for n in names)
 

@@ -1,7 +1,9 @@
 """The `nvila-bench` command line (click), one module per command group:
 
     models.py    presets, info, tokens, summary, cost     (no measuring)
-    run.py       run SUITE (generated from the suite registry), ceilings
+    run.py       run SUITE (generated from the suite registry)
+    options.py   the options of a point's settings and measuring rules, from their declarations
+    ceilings.py  ceilings
     profile.py   profile (the profile suite with profiler-style options)
     results.py   report, dashboard, gate                  (records in)
     estimate.py  estimate training-cost
@@ -17,9 +19,10 @@ import sys
 import click
 
 from . import data, estimate, models, results
+from .ceilings import ceilings
 from .common import one_line
 from .profile import profile
-from .run import ceilings, run
+from .run import run
 
 EXIT_USAGE = 2
 

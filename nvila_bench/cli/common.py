@@ -50,31 +50,11 @@ def emit(data, as_json: bool, text: str) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    import pandas as pd
-
-    return pd.DataFrame(rows).to_string(index=False)
-
-
-def request_options(f):
-    """--preset, --image (repeatable: one multi-image request), --video-frames, --no-temporal-pool."""
-    for option in reversed(
-        [
-            click.option("--preset", "cfg", type=PresetName(), required=True, help="A preset name."),
-            click.option(
-                "--image",
-                "images",
-                type=ImageSize(),
-                multiple=True,
-                help="Image WxH; repeat for a multi-image request.",
-            ),
-            click.option("--video-frames", type=int, help="Frames of one video in the request."),
-            click.option(
-                "--no-temporal-pool", is_flag=True, help="Disable TSP temporal pooling (a peer VLM has none)."
-            ),
-        ]
-    ):
-        f = option(f)
-    return f
+    """A text table of `rows` (columns right-justified, two spaces apart), without loading pandas."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    lines = [columns, *([str(row.get(k, "")) for k in columns] for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
+    return "\n".join("  ".join(v.rjust(w) for v, w in zip(line, widths)) for line in lines)
 
 
 def check_request(images, video_frames) -> None:
@@ -107,6 +87,24 @@ def writing(path, option: str = "--out"):
     except OSError as e:
         why = "a file is in the way" if isinstance(e, FileExistsError) else e.strerror or e  # mkdir under a file
         raise click.BadParameter(f"cannot write {path}: {why}", param_hint=option) from None
+
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def check_device(device: str) -> None:
+    """cpu, or cuda[:N] of a device torch sees here."""
+    if not _DEVICE.match(device):
+        raise click.BadParameter(f"unknown device {device!r}; use cpu or cuda[:N]", param_hint="--device")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise click.BadParameter(f"{device}, but torch sees no CUDA device here", param_hint="--device")
+        if int(device.partition(":")[2] or 0) >= torch.cuda.device_count():
+            raise click.BadParameter(
+                f"{device}: torch sees {torch.cuda.device_count()} CUDA device(s)", param_hint="--device"
+            )
 
 
 def one_line(message: str) -> str:

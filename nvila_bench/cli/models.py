@@ -10,7 +10,8 @@ from nvila_bench.model.peer_config import PeerConfig
 from nvila_bench.model.presets import Preset, get_preset, preset_names
 from nvila_bench.model.tokens import count_visual_tokens
 
-from .common import PresetName, check_request, emit, request_options, table
+from .common import PresetName, check_request, emit, table
+from .options import request_options
 
 
 def register(cli: click.Group) -> None:
@@ -143,10 +144,11 @@ def info(cfg, checkpoint, as_json):
 @click.command()
 @request_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def tokens(cfg, images, video_frames, no_temporal_pool, as_json):
+def tokens(preset, images, video_frames, temporal_pool, as_json):
     """Visual token counts of one request, computed without building a model."""
     check_request(images, video_frames)
-    count = count_visual_tokens(cfg, list(images), video_frames, temporal_pool=not no_temporal_pool)
+    cfg = preset
+    count = count_visual_tokens(cfg, list(images), video_frames, temporal_pool=temporal_pool)
     data = count.to_dict()
     lines = [f"{cfg.name}: {data['total_tokens']} LLM positions for media"]
     if data["images"]:
@@ -193,7 +195,7 @@ def summary():
 @click.option("--dtype", default="bfloat16", show_default=True, help="Weights and activations dtype.")
 @click.option("--hardware", help="Hardware table entry for the time floor, e.g. h100-sxm.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def cost(cfg, images, video_frames, no_temporal_pool, prompt_tokens, context, batch_size, dtype, hardware, as_json):
+def cost(preset, images, video_frames, temporal_pool, prompt_tokens, context, batch_size, dtype, hardware, as_json):
     """Analytic FLOPs (model: full N x N attention; executed: causal attention once per kept key), minimum bytes and
     time floor (executed FLOPs) per stage."""
     from nvila_bench.core.analysis import costmodel
@@ -201,14 +203,13 @@ def cost(cfg, images, video_frames, no_temporal_pool, prompt_tokens, context, ba
     from nvila_bench.core.measuring.point import canonical_dtype
 
     check_request(images, video_frames)
+    cfg = preset
     for name, value in (("--prompt-tokens", prompt_tokens), ("--batch-size", batch_size), ("--context", context)):
         if value is not None and value < (0 if name == "--prompt-tokens" else 1):
             raise click.BadParameter(f"out of range: {value}", param_hint=name)
     dtype = canonical_dtype(dtype)
     hw = get_hardware(hardware) if hardware else None
-    costs = costmodel.request_costs(
-        cfg, images, video_frames, not no_temporal_pool, prompt_tokens, context, batch_size, dtype
-    )
+    costs = costmodel.request_costs(cfg, images, video_frames, temporal_pool, prompt_tokens, context, batch_size, dtype)
     stages = {name: c.to_dict() for name, c in costs.items()}
     data = {"preset": cfg.name, "dtype": dtype, "batch_size": batch_size, "provenance": "analytic"} | stages
     lines = [f"{cfg.name} ({dtype}, batch {batch_size}), analytic:"]

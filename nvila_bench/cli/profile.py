@@ -7,82 +7,84 @@ from pathlib import Path
 
 import click
 
-from .common import ImageSize, PresetName
-from .run import MAX_ITERATIONS
+from nvila_bench.core.measuring.settings import declared
+from nvila_bench.core.measuring.timing import MeasureConfig
+
+from .common import PresetName
+from .options import point_options
 
 MAX_STEPS = 1000  # profiled steps of one schedule phase: every traced step's events are kept in memory
+# A profile is of one point: these settings, each given once (the declared options of `run`, generated alike).
+SETTINGS = (
+    "preset",
+    "device",
+    "dtype",
+    "images",
+    "video_frames",
+    "temporal_pool",
+    "prompt_tokens",
+    "new_tokens",
+    "batch_size",
+    "attn_implementation",
+    "cache",
+)
+OVERRIDES = {
+    "preset": {
+        "type": PresetName(),
+        "required": True,
+        "multiple": True,
+        "help": "A preset name (one: a profile is of one point).",
+    },
+    "images": {"help": "Image WxH; repeat for a multi-image request [448x448]."},
+    "new_tokens": {"help": "decode: tokens generated per step, EOS ignored."},
+    "cache": {"default": None, "show_default": False, "help": "decode: the eager engine's KV cache [dynamic]."},
+}
+
+
+def _options(f):
+    repeats = declared(MeasureConfig)["repeats"].setting
+    steps = click.IntRange(0, MAX_STEPS)
+    for option in reversed(
+        [
+            *point_options(names=SETTINGS, once=True, **OVERRIDES),
+            click.option(
+                "--stage",
+                required=True,
+                type=click.Choice(["prefill", "decode", "train"]),
+                help="What one profiled step runs.",
+            ),
+            click.option("--wait", default=1, show_default=True, type=steps, help="Schedule: steps before tracing."),
+            click.option(
+                "--warmup", default=1, show_default=True, type=steps, help="Schedule: traced steps discarded."
+            ),
+            click.option(
+                "--active",
+                default=3,
+                show_default=True,
+                type=click.IntRange(1, MAX_STEPS),
+                help="Schedule: traced steps kept.",
+            ),
+            click.option(
+                "--repeats",
+                default=5,
+                show_default=True,
+                type=click.IntRange(repeats.minimum, repeats.maximum),
+                help="Unprofiled steps timed (the overhead's reference).",
+            ),
+            click.option(
+                "--top", default=10, show_default=True, type=click.IntRange(min=1), help="Operators kept per stage."
+            ),
+            click.option("--with-stack", is_flag=True, help="Record Python stacks (larger traces, more overhead)."),
+            click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory."),
+        ]
+    ):
+        f = option(f)
+    return f
 
 
 @click.command(name="profile")
-@click.option(
-    "--preset",
-    "cfgs",
-    type=PresetName(),
-    required=True,
-    multiple=True,
-    help="A preset name (one: a profile is of one point).",
-)
-@click.option(
-    "--stage", required=True, type=click.Choice(["prefill", "decode", "train"]), help="What one profiled step runs."
-)
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
-@click.option("--dtype", help="float32 / bfloat16 / float16 (default: bf16 on cuda, fp32 on cpu).")
-@click.option(
-    "--image", "images", type=ImageSize(), multiple=True, help="Image WxH; repeat for a multi-image request [448x448]."
-)
-@click.option("--video-frames", type=int, help="Frames of one video in the request.")
-@click.option("--no-temporal-pool", is_flag=True, help="Disable TSP temporal pooling.")
-@click.option("--prompt-tokens", default=64, show_default=True, help="Text tokens after the media.")
-@click.option("--new-tokens", default=32, show_default=True, help="decode: tokens generated per step, EOS ignored.")
-@click.option("--batch-size", default=1, show_default=True, help="Identical requests per batch.")
-@click.option("--attn", default="sdpa", show_default=True, help="sdpa, eager or flash_attention_2.")
-@click.option(
-    "--cache", type=click.Choice(["dynamic", "static"]), help="decode: the eager engine's KV cache [dynamic]."
-)
-@click.option(
-    "--wait", default=1, show_default=True, type=click.IntRange(0, MAX_STEPS), help="Schedule: steps before tracing."
-)
-@click.option(
-    "--warmup",
-    default=1,
-    show_default=True,
-    type=click.IntRange(0, MAX_STEPS),
-    help="Schedule: traced steps discarded.",
-)
-@click.option(
-    "--active", default=3, show_default=True, type=click.IntRange(1, MAX_STEPS), help="Schedule: traced steps kept."
-)
-@click.option(
-    "--repeats",
-    default=5,
-    show_default=True,
-    type=click.IntRange(1, MAX_ITERATIONS),
-    help="Unprofiled steps timed (the overhead's reference).",
-)
-@click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Operators kept per stage.")
-@click.option("--with-stack", is_flag=True, help="Record Python stacks (larger traces, more overhead).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
-def profile(
-    cfgs,
-    stage,
-    device,
-    dtype,
-    images,
-    video_frames,
-    no_temporal_pool,
-    prompt_tokens,
-    new_tokens,
-    batch_size,
-    attn,
-    cache,
-    wait,
-    warmup,
-    active,
-    repeats,
-    top,
-    with_stack,
-    out_dir,
-):
+@_options
+def profile(stage, wait, warmup, active, repeats, top, with_stack, out_dir, **settings):
     """Profile a prefill, decode or train step (--stage): TensorBoard and Chrome traces, top operators per
     stage, the profiler's overhead; on CUDA also a memory snapshot and energy. Appends a "profile" record to
     OUT/results.jsonl. (The `profile` suite of `nvila-bench run`, with the profiler's option names.)"""
@@ -91,31 +93,26 @@ def profile(
 
     from .run import run_suite
 
+    cfgs = settings["preset"]
     if len(cfgs) > 1:  # `run` sweeps several; a profile would keep the last one without a word
         raise click.BadParameter(
             f"a profile is of one preset, got {len(cfgs)}: {', '.join(c.name for c in cfgs)}", param_hint="--preset"
         )
     (cfg,) = cfgs
-    if video_frames is not None and video_frames < 1:
-        raise click.BadParameter(f"must be a positive integer, got {video_frames}", param_hint="--video-frames")
-    common = {
-        "presets": (cfg.name,),
-        "device": device,
-        "dtypes": (dtype,) if dtype else (),
-        "images": images,
-        "video_frames": (video_frames,) if video_frames else (),
-        "no_temporal_pool": no_temporal_pool,
-        "prompt_tokens": (prompt_tokens,),
-        "new_tokens": (new_tokens,),
-        "batch_sizes": (batch_size,),
-        "attn": attn,
-        "caches": (cache,) if cache else (),
+    if settings["video_frames"] is not None and settings["video_frames"] < 1:
+        raise click.BadParameter(
+            f"must be a positive integer, got {settings['video_frames']}", param_hint="--video-frames"
+        )
+    common = settings | {
+        "preset": cfg.name,
+        "given": None,  # every setting counts as written
         "suite_file": None,
         "hardware": None,
         "ceilings_file": None,
         "isolate": False,
         "processes": 1,
         "quiet": True,
+        "progress": False,
         "out_dir": out_dir,
         "warmup": 0,
         "warmup_seconds": 0.0,

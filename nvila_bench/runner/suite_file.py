@@ -1,7 +1,9 @@
 """Suite files (`--config`): TOML or YAML whose list values are sweep axes.
 
-Every problem is a ValueError of one line naming the file and the key: a file that does not parse or is not
-a mapping, an unknown key, a value of the wrong type (a table where a list belongs, 8.0 frames), an empty list.
+Its keys are a point's declared settings (core/measuring/point.py), each value checked against the setting's
+declared kind and then by the setting's own check, the same as its command-line option. Every problem is a
+ValueError of one line naming the file and the key: a file that does not parse or is not a mapping, an unknown
+key, a value of the wrong type (a table where a list belongs, 8.0 frames), an empty list.
 """
 
 from __future__ import annotations
@@ -10,25 +12,10 @@ from pathlib import Path
 
 import tomllib
 
-from nvila_bench.core.measuring.point import SWEEP_FIELDS, check_value
+from nvila_bench.core.measuring.point import SETTINGS, SWEEP_FIELDS, check_value
+from nvila_bench.core.measuring.settings import REQUEST
 
 MAX_BYTES = 1 << 20  # a suite file lists settings: a larger one is not one
-
-# The type of one value of each axis (images: a request, a list of WxH).
-KINDS = {
-    "preset": str,
-    "device": str,
-    "dtype": str,
-    "video_frames": int,
-    "temporal_pool": bool,
-    "prompt_tokens": int,
-    "batch_size": int,
-    "new_tokens": int,
-    "attn_implementation": str,
-    "cache": str,
-    "engine": str,
-    "preprocess": str,
-}
 
 
 def load_suite_file(path: str | Path) -> tuple[str | None, dict[str, list]]:
@@ -76,8 +63,9 @@ def _parse(path: Path):
 
 
 def _axis(path: Path, key: str, value) -> list:
-    """The values of one axis: a list, or one value (a one-value axis), each of the key's type."""
-    if key == "images":  # one request (a list of WxH) or a list of requests
+    """The values of one axis: a list, or one value (a one-value axis), each of the key's declared kind."""
+    kind = SETTINGS[key].setting.kind
+    if kind is REQUEST:  # one request (a list of WxH) or a list of requests
         if not isinstance(value, list):
             raise ValueError(
                 f"{path}: images: expected a list of WxH (one request) or a list of such lists, got {_kind(value)}"
@@ -91,7 +79,6 @@ def _axis(path: Path, key: str, value) -> list:
     values = value if isinstance(value, list) else [value]
     if not values:
         raise ValueError(f"{path}: {key}: empty list; give at least one value or leave the key out")
-    kind = KINDS.get(key, object)
     for v in values:
         if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
             raise ValueError(f"{path}: {key}: each value must be {_kind(kind())}, got {_kind(v)} {v!r}"[:300])

@@ -9,21 +9,30 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, field
 
+from nvila_bench.model.config import check_attn_implementation
+from nvila_bench.model.engines import CACHES, ENGINE_CACHE, ENGINES, default_engine
 from nvila_bench.model.presets import get_preset
 from nvila_bench.model.tokens import MAX_SIDE
 
-if TYPE_CHECKING:
-    import torch
+from .settings import REQUEST, axes_of, setting
 
-DTYPES = ("float32", "bfloat16", "float16")  # torch's names: `BenchPoint.torch_dtype` is getattr(torch, name)
+DTYPES = ("float32", "bfloat16", "float16")  # torch's names: torch loads only where a point is measured
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-CACHES = ("dynamic", "static")
 PREPROCESS = ("cpu", "gpu")  # where images are tiled and normalised
-# The KV cache each engine runs with, whatever --cache says (eager alone takes either).
-ENGINE_CACHE = {"compiled": "static", "hf-static": "static", "hf-generate": "dynamic"}
+
+# The request a suite measures on a CPU where the command line names none (no --image, --video-frames,
+# --new-tokens): a suite whose default is the paper's (a 1920x1080 image, a 64-frame video) measures this one there,
+# in seconds per point on 2 cores (the paper's took minutes per point).
+CPU_REQUEST = {"images": ((448, 448),), "video_frames": 8, "new_tokens": 8}
+CPU_REQUEST_TEXT = "one 448x448 image, 8 video frames, 8 new tokens"
+
+
+def request_default(name: str, default, on_cpu: bool):
+    """A suite's default of one request setting (images: one request): `default` (its GPU request), or CPU_REQUEST's
+    where the suite measures on a CPU."""
+    return CPU_REQUEST[name] if on_cpu else default
 
 
 def canonical_dtype(name: str) -> str:
@@ -31,6 +40,13 @@ def canonical_dtype(name: str) -> str:
     if name not in DTYPES:
         raise ValueError(f"unknown dtype {name!r}; known: {', '.join(DTYPES)} (or bf16, fp16, fp32)")
     return name
+
+
+def torch_dtype(name: str):
+    """torch's dtype of a dtype name or alias (imports torch)."""
+    import torch
+
+    return getattr(torch, canonical_dtype(name))
 
 
 def _preset(value) -> None:
@@ -51,106 +67,56 @@ def _images(value) -> None:
             raise ValueError(f"image size {w}x{h} is too large: each side must be at most {MAX_SIDE:,} px")
 
 
-def _count(name: str, minimum: int):
-    def check(value) -> None:
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise ValueError(f"{name} must be >= {minimum}, got {value!r}"[:200])
-
-    return check
-
-
 def _frames(value) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"video frames must be a positive integer, got {value!r}"[:200])
 
 
-def _choice(name: str, known: tuple):
-    def check(value) -> None:
-        if value not in known:
-            raise ValueError(f"unknown {name} {value!r:.60}; known: {', '.join(map(str, known))}")
-
-    return check
-
-
-def _optional(check):
-    return lambda value: value is None or check(value)
-
-
-# The engine and attention checks live beside the model, which imports torch: loaded when a point is checked,
-# so that importing this module (the registry does, for `declared_outputs`) loads no torch.
-def check_attn_implementation(value) -> None:
-    from nvila_bench.model.nvila import check_attn_implementation
-
-    check_attn_implementation(value)
-
-
-def check_engine(value) -> None:
-    from nvila_bench.model.engines import check_engine
-
-    check_engine(value)
-
-
-def default_engine(device: str) -> str:
-    from nvila_bench.model.engines import default_engine
-
-    return default_engine(device)
-
-
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
-# One check per setting, run on a point's values and, before any suite expands them, on every value of a sweep
-# axis (a command-line option or a suite file's key): an empty engine or a negative frame count that a suite
-# never turns into a point (deployment's --media image) is refused all the same, never replaced by a default.
-CHECKS = {
-    "preset": _preset,
-    "device": _device,
-    "dtype": _optional(canonical_dtype),
-    "images": _images,
-    "video_frames": _optional(_frames),
-    "temporal_pool": _choice("temporal_pool", (True, False)),
-    "prompt_tokens": _count("prompt_tokens", 0),
-    "batch_size": _count("batch_size", 1),
-    "new_tokens": _count("new_tokens", 1),
-    "attn_implementation": check_attn_implementation,
-    "cache": _choice("cache", CACHES),
-    "engine": _optional(check_engine),
-    "preprocess": _optional(_choice("preprocess", PREPROCESS)),
-}
-
-
-def check_value(name: str, value) -> None:
-    """ValueError of one line unless `value` is a valid setting `name` of a point."""
-    CHECKS[name](value)
-
-
-def check_axes(axes: dict[str, list]) -> None:
-    """Every value of every sweep axis checked as a point's setting would be (images: each request)."""
-    for name, values in axes.items():
-        if name in CHECKS:
-            for value in values:
-                check_value(name, value)
 
 
 @dataclass(frozen=True)
 class BenchPoint:
-    preset: str
-    device: str = "cpu"
-    dtype: str | None = None  # default: bfloat16 on cuda, float32 on cpu
-    images: tuple[tuple[int, int], ...] = ()
-    video_frames: int | None = None
-    temporal_pool: bool = True
-    prompt_tokens: int = 64
-    batch_size: int = 1
-    new_tokens: int = 32  # decode only; EOS is ignored so every run decodes exactly this many
-    attn_implementation: str = "sdpa"
-    cache: str = "dynamic"  # decode only: dynamic or static KV cache (the eager engine's choice)
-    engine: str | None = None  # eager, compiled, hf-generate, hf-static (default: compiled on cuda, eager on cpu)
-    preprocess: str | None = None  # cpu (PIL) or gpu (tensor ops on the device); default: gpu on cuda
+    """Every setting of one measurement. Each field's `setting` is its command-line option, its suite-file key and
+    its check (core/measuring/settings.py): a value is checked the same way wherever it comes from, before any
+    suite expands it (an empty engine or a negative frame count that a suite never turns into a point is refused
+    all the same, never replaced by a default)."""
+
+    preset: str = setting(flag="--preset", help="Preset(s); several make a sweep axis.", check=_preset)
+    device: str = setting("cpu", help="cpu or cuda[:N].", repeat=False, check=_device)
+    dtype: str | None = setting(
+        None, help="float32 / bfloat16 / float16 (default: bf16 on cuda, fp32 on cpu).", check=canonical_dtype
+    )
+    images: tuple[tuple[int, int], ...] = setting(
+        (), flag="--image", kind=REQUEST, help="Image WxH; repeat for a multi-image request.", check=_images
+    )
+    video_frames: int | None = setting(None, kind=int, help="Frames of one video in the request.", check=_frames)
+    temporal_pool: bool = setting(True, kind=bool, choices=(True, False), help="Disable TSP temporal pooling.")
+    prompt_tokens: int = setting(64, kind=int, minimum=0, help="Text tokens after the media.")
+    batch_size: int = setting(1, kind=int, minimum=1, help="Identical requests per batch.")
+    # decode only; EOS is ignored so every run decodes exactly this many
+    new_tokens: int = setting(32, kind=int, minimum=1, help="Tokens generated, EOS ignored.")
+    attn_implementation: str = setting(
+        "sdpa", flag="--attn", repeat=False, help="sdpa, eager or flash_attention_2.", check=check_attn_implementation
+    )
+    cache: str = setting("dynamic", choices=CACHES, help="Decode KV cache of the eager engine.")
+    engine: str | None = setting(
+        None,
+        choices=ENGINES,
+        help="How prefill / decode run (sweep axis): compiled (CUDA graphs; default on cuda), eager (default on "
+        "cpu), and the transformers peers hf-generate, hf-static.",
+    )
+    preprocess: str | None = setting(
+        None,
+        choices=PREPROCESS,
+        help="Image tiling on the host with PIL (cpu) or by tensor ops on the point's device (gpu; default on cuda).",
+    )
     seed: int = 0
     extra: dict = field(default_factory=dict)  # suite-specific settings, recorded verbatim
 
     def __post_init__(self):
-        for name in CHECKS:  # every setting through the same check as its option and its suite-file key
-            check_value(name, getattr(self, name))
+        for name, declared in axes_of(type(self)).items():  # each setting checked as its option and its file key
+            declared.validate(getattr(self, name))
         cuda = self.device.startswith("cuda")
         object.__setattr__(
             self, "dtype", canonical_dtype(self.dtype or ("float32" if self.device == "cpu" else "bfloat16"))
@@ -161,10 +127,9 @@ class BenchPoint:
         object.__setattr__(self, "preprocess", self.preprocess or ("gpu" if cuda else "cpu"))
 
     @property
-    def torch_dtype(self) -> torch.dtype:
-        import torch
-
-        return getattr(torch, self.dtype)
+    def torch_dtype(self):
+        """torch's dtype (imports torch: a point is being measured)."""
+        return torch_dtype(self.dtype)
 
     @property
     def label(self) -> str:
@@ -182,13 +147,30 @@ class BenchPoint:
         return cls(**(config | {"images": images}))
 
 
-SWEEP_FIELDS = tuple(f.name for f in fields(BenchPoint) if f.name not in ("seed", "extra"))
+SETTINGS = axes_of(BenchPoint)  # name -> Declared, in field order
 
 
-def points_from_axes(axes: dict[str, list]) -> list[BenchPoint]:
+def check_value(name: str, value) -> None:
+    """ValueError of one line unless `value` is a valid setting `name` of a point."""
+    SETTINGS[name].validate(value)
+
+
+def check_axes(axes: dict[str, list]) -> None:
+    """Every value of every sweep axis checked as a point's setting would be (images: each request)."""
+    for name, values in axes.items():
+        if name in SETTINGS:
+            for value in values:
+                check_value(name, value)
+
+
+SWEEP_FIELDS = tuple(SETTINGS)
+
+
+def points_from_axes(axes: dict[str, list], cls=BenchPoint) -> list[BenchPoint]:
     """Every combination of the axes' values, in order (the first axis varies slowest)."""
-    unknown = sorted(set(axes) - set(SWEEP_FIELDS))
+    known = tuple(axes_of(cls))
+    unknown = sorted(set(axes) - set(known))
     if unknown:
-        raise ValueError(f"unknown sweep setting(s) {', '.join(unknown)}; known: {', '.join(SWEEP_FIELDS)}")
+        raise ValueError(f"unknown sweep setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
     names = list(axes)
-    return [BenchPoint(**dict(zip(names, values))) for values in itertools.product(*(axes[n] for n in names))]
+    return [cls(**dict(zip(names, values))) for values in itertools.product(*(axes[n] for n in names))]

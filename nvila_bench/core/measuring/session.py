@@ -1,7 +1,8 @@
 """What one run gives every point it measures: the measuring rule, the peaks of each dtype, the output
 folder, and a cache of the last model built (a sweep over inputs reuses it; a new preset frees the old one).
 
-The running layer creates a Session; a suite's `measure(point, session)` asks it for the model."""
+The running layer creates a Session; a suite's `measure(point, session)` asks it for the model. Importing it loads
+no torch (a suite module names it at import time)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from nvila_bench.core.measuring.point import BenchPoint
 from nvila_bench.core.measuring.timing import MeasureConfig
-from nvila_bench.model import build_model, get_preset
-from nvila_bench.model.nvila import NVILAModel
+from nvila_bench.model import get_preset
 
 if TYPE_CHECKING:  # the session carries the run's peaks to the suites; measuring computes none
     from nvila_bench.core.analysis.hardware import Peaks
+    from nvila_bench.model.nvila import NVILAModel
 
 
 @dataclass
@@ -36,6 +35,8 @@ class Session:
         key = (point.preset, point.device, point.dtype, point.attn_implementation)
 
         def build():
+            from nvila_bench.model import build_model  # torch loads when a point is measured
+
             return build_model(get_preset(point.preset), point.torch_dtype, point.device, point.attn_implementation)
 
         return self.cached(key, build)
@@ -52,5 +53,7 @@ class Session:
     def release(self) -> None:
         self._model, self._key = None, None
         gc.collect()
+        import torch
+
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -15,20 +15,35 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
+from .settings import setting
+
+if TYPE_CHECKING:  # torch loads where a point is measured, not where a command line is read
+    import torch
+
+MAX_SECONDS = 3600.0
+MAX_ITERATIONS = 10**6  # warm-up or measured iterations of one point: a larger count would run for days
+
+
+def _count(default: int, minimum: int, help: str):
+    return setting(default, kind=int, minimum=minimum, maximum=MAX_ITERATIONS, axis=False, repeat=False, help=help)
+
+
+def _seconds(default: float, help: str):
+    return setting(default, kind=float, minimum=0.0, maximum=MAX_SECONDS, unit="s", axis=False, repeat=False, help=help)
 
 
 @dataclass(frozen=True)
 class MeasureConfig:
-    """When to stop warming up and when to stop measuring (both conditions must hold)."""
+    """When to stop warming up and when to stop measuring (both conditions must hold). Each field is a command-line
+    option of every `nvila-bench run` suite (core/measuring/settings.py)."""
 
-    warmup: int = 2  # at least this many warm-up iterations ...
-    warmup_seconds: float = 0.0  # ... and at least this long warming up
-    repeats: int = 5  # at least this many measured iterations ...
-    min_seconds: float = 1.0  # ... and at least this long measuring
-    max_repeats: int = 1000  # hard cap, whatever min_seconds says
+    warmup: int = _count(2, 0, "Minimum warm-up iterations.")  # at least this many warm-up iterations ...
+    warmup_seconds: float = _seconds(0.0, "Minimum warm-up time.")  # ... and at least this long warming up
+    repeats: int = _count(5, 1, "Minimum measured iterations.")  # at least this many measured iterations ...
+    min_seconds: float = _seconds(1.0, "Minimum measuring time per point.")  # ... and at least this long measuring
+    max_repeats: int = _count(1000, 1, "Cap on measured iterations.")  # hard cap, whatever min_seconds says
 
     def __post_init__(self):
         if self.warmup < 0 or self.repeats < 1 or self.max_repeats < self.repeats:
@@ -39,6 +54,8 @@ class MeasureConfig:
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
+        import torch
+
         torch.cuda.synchronize(device)
 
 
@@ -72,6 +89,8 @@ class StageClock:
 
     def _mark(self):
         if self.cuda:
+            import torch
+
             event = torch.cuda.Event(enable_timing=True)
             event.record()
             return event

@@ -1,26 +1,11 @@
-"""Inference engines: how the LLM's prefill and greedy decode run (docs/architecture.md#engines).
+"""The compiled engine: static KV cache; the whole decode step (LLM forward + greedy argmax + writing the id) is
+captured once as a CUDA graph and replayed per token: no Python, no host sync per token, the ids are read once at
+the end. The forward is torch.compile'd first (on CPU: compiled only, no graph). A batch or context it cannot
+capture falls back to eager, with a note.
 
-    eager        the reference: one Python-driven forward per token (the pipeline's greedy_decode loop)
-    compiled     static KV cache; the whole decode step (LLM forward + greedy argmax + writing the id) is
-                 captured once as a CUDA graph and replayed per token: no Python, no host sync per token,
-                 the ids are read once at the end. The forward is torch.compile'd first (on CPU: compiled
-                 only, no graph). A batch or context it cannot capture falls back to eager, with a note.
-    hf-generate  peer: transformers `generate()` with its dynamic cache
-    hf-static    peer: transformers `generate(cache_implementation="static")`, which compiles the forward
-                 itself on CUDA (the path transformers documents for fast decoding)
-
-Every engine is driven the same way, so a suite times them side by side on the same weights and context:
-`setup(embeds, new_tokens)` does the one-time work (compile, graph capture; the caller times it), then each
-`generate(embeds, new_tokens, section)` prefills and decodes, marking section("llm_prefill") once and
-section("decode_step") per step. The model never times itself: `section` is the caller's clock. After
-`generate`, `last_logits` (B, V) are the logits the last id was chosen from (the last decode step's), kept at no
-cost to the steps, so engines can be compared by more than their ids (a random-weight model's greedy ids can be
-one id repeated, whatever the engine computed).
-
-A peer VLM (model/peer_model.py) runs on every engine. For Qwen2-VL / Qwen2.5-VL (M-RoPE) the compiled engine's
-decode step adds the request's rope offset to its positions, and its prefill is transformers' own forward into
-the static cache (model/fast_llm.py's prefill has no 3-D positions; the note says so); hf-generate / hf-static
-hand transformers the prompt ids, grids and token types, from which it places M-RoPE itself.
+For Qwen2-VL / Qwen2.5-VL (M-RoPE) the decode step adds the request's rope offset to its positions, and the
+prefill is transformers' own forward into the static cache (model/fast_llm.py's prefill has no 3-D positions; the
+note says so).
 """
 
 from __future__ import annotations
@@ -29,95 +14,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .compiling import CapturedPrefill, allow_a_sweep_of_shapes, capture, compile_media, compiled
-from .fast_llm import FastDecoder, cache_length, default_attention, prefill_attention_kernel
-from .fast_vision import fast_vision_attention_kernel
-from .pipeline import Section, greedy_decode, no_sections, prefill
-from .stages import DECODE_STEP, LLM_PREFILL
-from .vision import attention_kernel
+from ..compiling import CapturedPrefill, capture, compiled
+from ..fast_llm import FastDecoder, cache_length, default_attention, prefill_attention_kernel
+from ..pipeline import Section, no_sections, prefill
+from ..stages import DECODE_STEP, LLM_PREFILL
+from .eager import Engine
 
 _WARMUP = 3  # eager runs of the decode step before its capture (compile, cuBLAS workspaces)
 # Failures that running another way would not cure, or would hide: they end the point, whose record says why.
 _FATAL = tuple(e for e in (torch.OutOfMemoryError, getattr(torch._dynamo.exc, "FailOnRecompileLimitHit", None)) if e)
-ENGINES = ("eager", "compiled", "hf-generate", "hf-static")
-PEERS = ("hf-generate", "hf-static")
-
-
-def default_engine(device: str) -> str:
-    return "compiled" if str(device).startswith("cuda") else "eager"
-
-
-def check_engine(name: str) -> None:
-    if name not in ENGINES:
-        raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
-
-
-@dataclass
-class Engine:
-    """The eager reference; subclasses change how the steps run. `note` says what happened that a reader of
-    the figures must know (a fallback); `cache` is the last KV cache (for its size)."""
-
-    model: object
-    cache_kind: str = "dynamic"
-    name: str = "eager"
-    note: str | None = None
-    cache: object = field(default=None, repr=False)
-    # Encloses each CUDA graph capture of setup (stages.GRAPH_CAPTURE): a suite's one-time clock times them
-    setup_section: Section = field(default=no_sections, repr=False)
-    # (B, V) of generate's last decode step; the compiled engine's is its CUDA graph's buffer, rewritten by each replay
-    last_logits: torch.Tensor | None = field(default=None, repr=False)
-
-    @property
-    def generate_prefill(self) -> str | None:
-        """How `generate` runs its prefill, where that is not how this engine's `first_token` runs it (recorded:
-        a decode record's prefill time is then not this engine's prefill figure)."""
-        return None
-
-    def setup(self, embeds: torch.Tensor, new_tokens: int) -> None:
-        """One-time work before timing (compile, capture). The eager engine has none."""
-
-    def setup_media(self) -> None:
-        """Set the media stages this engine measures: compiled for `compiled`, plain for the others (they
-        compile on their first run; run them once after this)."""
-        compile_media(self.model, on=self.name == "compiled", on_fail=lambda reason: self._set_note("media", reason))
-
-    def _set_note(self, part: str, text: str | None) -> None:
-        self.note = "; ".join(n for n in (self.note, text) if n) or None
-
-    def setup_prefill(self, embeds: torch.Tensor) -> None:
-        """One-time work before timing `first_token` (the prefill suite)."""
-
-    def prefill_attention(self) -> str | None:
-        """The attention kernel of this engine's own prefill, where it has one (transformers' is its own)."""
-        return None
-
-    def vision_attention(self) -> str:
-        """The vision tower's attention kernel as the media stages run now (after `setup_media`)."""
-        if getattr(self.model, "is_peer", False):  # transformers' own tower: its attention implementation
-            return self.model.vision_attention()
-        tower = self.model.vision_tower
-        return fast_vision_attention_kernel(tower) if self.model.vision_forward is not None else attention_kernel(tower)
-
-    @torch.inference_mode()
-    def first_token(self, embeds: torch.Tensor) -> torch.Tensor:
-        """The LLM prefill of the whole context and its greedy pick (B, 1): the LLM's part of TTFT."""
-        return prefill(self.model, embeds, self.model.new_cache(self.cache_kind, embeds.shape[1] + 1))[0]
-
-    @torch.inference_mode()
-    def generate(self, embeds: torch.Tensor, new_tokens: int, section: Section = no_sections) -> torch.Tensor:
-        """Greedy ids (B, new_tokens): the prefill's token, then new_tokens - 1 decode steps, EOS ignored."""
-        self.cache, self.last_logits = self.model.new_cache(self.cache_kind, embeds.shape[1] + new_tokens), None
-        with section(LLM_PREFILL):
-            token, self.cache = prefill(self.model, embeds, self.cache)
-        steps = greedy_decode(
-            self.model,
-            token,
-            self.cache,
-            new_tokens - 1,
-            section,
-            on_logits=lambda logits: setattr(self, "last_logits", logits),
-        )
-        return torch.cat([token, steps], dim=1)
 
 
 @dataclass
@@ -325,85 +230,12 @@ class CompiledEngine(Engine):
         return self._first(embeds)
 
 
-class _Lap:
-    """A transformers logits processor that marks stage boundaries: it runs once per generated token, right
-    after that token's forward, so the first call ends the prefill and each later one a decode step."""
-
-    def __init__(self, section: Section):
-        self.section, self.calls, self.open, self.scores = section, 0, None, None
-
-    def begin(self) -> None:
-        self.open = self.section(LLM_PREFILL)
-        self.open.__enter__()
-
-    def __call__(self, input_ids, scores):
-        self.open.__exit__(None, None, None)
-        self.calls += 1
-        self.scores = scores  # the logits this token is chosen from (kept, not copied)
-        self.open = self.section(DECODE_STEP)
-        self.open.__enter__()
-        return scores
-
-    def end(self) -> None:  # the section opened after the last token has no step: leave it unrecorded
-        self.open = None
-
-
-@dataclass
-class HFEngine(Engine):
-    """transformers' own `generate()` on the same LLM and the same inputs_embeds (greedy, EOS ignored)."""
-
-    name: str = "hf-generate"
-
-    def setup(self, embeds: torch.Tensor, new_tokens: int) -> None:
-        self.generate(embeds, new_tokens)  # hf-static compiles the forward on its first call
-
-    def setup_prefill(self, embeds: torch.Tensor) -> None:
-        self.first_token(embeds)
-
-    def first_token(self, embeds: torch.Tensor) -> torch.Tensor:
-        return self.generate(embeds, 1)
-
-    @torch.inference_mode()
-    def generate(self, embeds: torch.Tensor, new_tokens: int, section: Section = no_sections) -> torch.Tensor:
-        from transformers import GenerationConfig, LogitsProcessorList
-
-        config = GenerationConfig(
-            max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens,
-            do_sample=False,
-            eos_token_id=None,
-            pad_token_id=0,
-            cache_implementation="static" if self.name == "hf-static" else None,
-        )
-        # A peer's prompt ids, grids and token types, where transformers computes M-RoPE from them (its vision tower
-        # does not run: no pixels are passed)
-        kwargs = self.model.generate_kwargs(embeds) if hasattr(self.model, "generate_kwargs") else {}
-        lap = _Lap(section)
-        lap.begin()
-        ids = self.model.llm.generate(
-            inputs_embeds=embeds, generation_config=config, logits_processor=LogitsProcessorList([lap]), **kwargs
-        )
-        lap.end()
-        self.last_logits = lap.scores if new_tokens > 1 else None  # the prefill's are not a decode step's
-        return ids[:, -new_tokens:]
-
-
-def make_engine(name: str, model, cache_kind: str = "dynamic") -> Engine:
-    check_engine(name)
-    allow_a_sweep_of_shapes()  # hf-static compiles too, and must not run uncompiled unsaid
-    if name == "compiled":
-        return CompiledEngine(model)
-    if name in PEERS:
-        return HFEngine(model, name=name)
-    return Engine(model, cache_kind)
-
-
 def _rope_offset(model, embeds: torch.Tensor) -> torch.Tensor | None:
     """(B, 1) M-RoPE offset of a peer's text positions after `embeds` (PeerModel.rope_deltas); None without M-RoPE."""
     return model.rope_deltas(embeds) if hasattr(model, "rope_deltas") else None
 
 
 def _cache_kwarg() -> str:
-    from .nvila import _CACHE_KWARG
+    from ..nvila import _CACHE_KWARG
 
     return _CACHE_KWARG
