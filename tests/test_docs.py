@@ -1,0 +1,100 @@
+"""The docs stay true and short: docs/cli.md is what docs/gen_cli.py generates from the commands, the README is a
+five-minute read, no sentence in README.md or docs/ runs over 45 words (split as the project's hook splits them),
+and every relative link points to a file and heading that exist."""
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+MAX_WORDS = 45
+
+
+def gen_cli():
+    spec = importlib.util.spec_from_file_location("gen_cli", REPO / "docs" / "gen_cli.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def paragraphs(text: str) -> list[str]:
+    """The page's prose, one paragraph per item on one line: blank lines, table rows and code blocks end a
+    paragraph; list items and headings do not (a list without blank lines between its items is one paragraph)."""
+    out, lines, fenced = [], [], False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            fenced = not fenced
+        if fenced or stripped.startswith(("```", "|")) or not stripped:
+            out.append(" ".join(lines))
+            lines = []
+        else:
+            lines.append(stripped)
+    return [p for p in (re.sub(r"\s+", " ", p).strip() for p in [*out, " ".join(lines)]) if p]
+
+
+def sentences(text: str) -> list[str]:
+    """Split where [.!?] is followed by a space and a capital, a backtick or a parenthesis."""
+    return [s for p in paragraphs(text) for s in re.split(r"(?<=[.!?]) (?=[A-Z`(])", p)]
+
+
+def test_the_cli_page_is_generated_from_the_commands():
+    assert (REPO / "docs" / "cli.md").read_text() == gen_cli().render(), "run: python docs/gen_cli.py --write"
+
+
+def test_the_cli_page_lists_every_command_and_suite():
+    page = (REPO / "docs" / "cli.md").read_text()
+    from nvila_bench.suites.registry import suite_names
+
+    for command in ("tokens", "report", "gate", "dashboard", "profile", "estimate training-cost"):
+        assert f"## `nvila-bench {command}`" in page
+    for suite in suite_names():
+        assert f"### `nvila-bench run {suite}`" in page
+    assert "| `--engine` (repeatable) |" in page and "| `ttft` | s | lower | yes | yes |" in page
+
+
+def test_the_readme_is_a_five_minute_read():
+    assert len((REPO / "README.md").read_text().splitlines()) <= 150
+
+
+def test_the_sentence_splitter_splits_sentences_not_names():
+    text = "# Title\n\nOne `nvila_bench.cli` call. Then (e.g. this)\nmore:\n- An item.\n- Another.\n\n| a. B |\n"
+    text += "```\nx. Y\n```\nEnd. 2 more."
+    expected = [
+        "# Title",
+        "One `nvila_bench.cli` call.",
+        "Then (e.g. this) more: - An item. - Another.",
+        "End. 2 more.",
+    ]
+    assert sentences(text) == expected
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_no_sentence_runs_over_45_words(page):
+    long = [s for s in sentences(page.read_text()) if len(s.split()) > MAX_WORDS]
+    assert not long, f"{page.name}: {len(long)} sentence(s) over {MAX_WORDS} words, e.g. {long[0][:200]!r}"
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)|(?:src|href)=\"([^\"]+)\"")
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces to dashes."""
+    headings = re.findall(r"^#+ (.+)$", page.read_text(), flags=re.M)
+    return {re.sub(r"[^a-z0-9 _-]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_relative_link_points_to_a_file_and_heading(page):
+    targets = [a or b for a, b in LINK.findall(page.read_text())]
+    relative = [t for t in targets if not re.match(r"[a-z]+:", t)]
+    assert relative or page.name != "README.md"
+    for target in relative:
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path) if path else page
+        assert linked.exists(), f"{page.name} links to a missing file: {target}"
+        if anchor and linked.suffix == ".md":
+            assert anchor in anchors(linked), f"{page.name} links to a missing heading: {target}"
