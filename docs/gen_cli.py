@@ -54,8 +54,8 @@ def _default(param: click.Parameter) -> str:
     value = param.default
     if value is None or callable(value) or type(value).__name__ == "Sentinel" or value == () or value == []:
         return ""
-    if isinstance(param, click.Option) and param.is_flag:
-        return "on" if value else ""
+    if isinstance(param, click.Option) and param.is_flag and not param.secondary_opts:
+        return ""  # a lone flag is off until given, whatever value it stores (--no-temporal-pool stores False)
     if isinstance(value, (list, tuple)):
         return ", ".join(f"`{v}`" for v in value)
     return f"`{value}`"
