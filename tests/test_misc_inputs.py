@@ -232,13 +232,13 @@ def test_a_nested_accuracy_key_is_refused(monkeypatch):
         paper.accuracy_table("image")
 
 
-# ---- 6. README: lmms-eval's CLI on the synthetic tasks -------------------------------------------------------
-def test_readme_lmms_eval_command_matches_the_task_files(tmp_path):
+# ---- 6. docs/accuracy.md: lmms-eval's CLI on the synthetic tasks -------------------------------------------------------
+def test_the_docs_lmms_eval_command_matches_the_task_files(tmp_path):
     from nvila_bench.core.measuring.synthetic_tasks import TASKS, generate, write_lmms_tasks
 
-    readme = (ROOT / "README.md").read_text()
-    assert "nvila-bench synthetic-data --out DIR" in readme
-    line = next(x for x in readme.splitlines() if x.startswith("$ lmms-eval") and "--include_path" in x)
+    page = (ROOT / "docs" / "accuracy.md").read_text()
+    assert "nvila-bench synthetic-data --out DIR" in page
+    line = next(x for x in page.splitlines() if x.startswith("lmms-eval") and "--include_path" in x)
     tasks = re.search(r"--tasks (\S+)", line)[1].split(",")
     assert set(tasks) <= set(TASKS) and "--include_path DIR/lmms_tasks" in line and "--model nvila_bench" in line
     include = write_lmms_tasks(generate(tmp_path, 0, {"test": 2}))
