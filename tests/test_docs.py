@@ -98,3 +98,46 @@ def test_every_relative_link_points_to_a_file_and_heading(page):
         assert linked.exists(), f"{page.name} links to a missing file: {target}"
         if anchor and linked.suffix == ".md":
             assert anchor in anchors(linked), f"{page.name} links to a missing heading: {target}"
+
+
+# Options of other tools the pages show: lmms-eval, pip, torchrun, git, huggingface-cli, tensorboard, ruff,
+# docs/gen_cli.py, upstream VILA's scripts, and the placeholder of "Adding a setting".
+OTHER_TOOLS = {
+    "--include_path",
+    "--model",
+    "--model_args",
+    "--no-deps",
+    "--no-build-isolation",
+    "--check",
+    "--logdir",
+    "--binary",
+    "--write",
+    "--nproc-per-node",
+    "--local-dir",
+    "--chat_template",
+    "--quantize_model",
+    "--my-option",
+}
+
+
+def cli_options() -> set[str]:
+    import click
+
+    from nvila_bench.cli import cli
+
+    found, todo = {"--help"}, [(cli, click.Context(cli, info_name="nvila-bench"))]
+    while todo:
+        command, ctx = todo.pop()
+        found |= {o for p in command.params if isinstance(p, click.Option) for o in (*p.opts, *p.secondary_opts)}
+        for name in command.list_commands(ctx) if isinstance(command, click.Group) else ():
+            sub = command.get_command(ctx, name)
+            todo.append((sub, click.Context(sub, parent=ctx, info_name=name)))
+    return found
+
+
+def test_every_option_a_page_names_exists():
+    """An option renamed or removed in the code is caught in the prose too (cli.md is regenerated, pages are not)."""
+    known = cli_options() | OTHER_TOOLS
+    named = {(page.name, o) for page in PAGES for o in re.findall(r"(?<![\w-])--[a-z][a-z0-9_-]*", page.read_text())}
+    assert {"--engine", "--preset", "--processes"} <= {o for _, o in named}
+    assert sorted(x for x in named if x[1] not in known) == []
