@@ -232,7 +232,7 @@ def test_a_nested_accuracy_key_is_refused(monkeypatch):
         paper.accuracy_table("image")
 
 
-# ---- 6. docs/accuracy.md: lmms-eval's CLI on the synthetic tasks -------------------------------------------------------
+# ---- 6. docs/accuracy.md: lmms-eval's CLI on the synthetic tasks ------------------------------------------------
 def test_the_docs_lmms_eval_command_matches_the_task_files(tmp_path):
     from nvila_bench.core.measuring.synthetic_tasks import TASKS, generate, write_lmms_tasks
 
