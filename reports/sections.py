@@ -198,7 +198,8 @@ TIMED = {  # suite -> cost-model stage -> the measured metric holding its time
 }
 
 
-EXECUTED, MODEL = "executed", "model"  # FLOP conventions (core/costmodel.py FLOPS_CONVENTION / MODEL_FLOPS_CONVENTION)
+# FLOP conventions (core/analysis/costmodel.py FLOPS_CONVENTION / MODEL_FLOPS_CONVENTION)
+EXECUTED, MODEL = "executed", "model"
 
 
 def roofline(records: list[Record]) -> dict:

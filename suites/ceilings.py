@@ -2,8 +2,9 @@
 
 The datasheet peaks in core/analysis/hardware.toml are paper numbers; these are the rates a plain `torch.matmul` and a
 `copy_` really reach here, a more honest utilisation denominator. `nvila-bench ceilings` saves them as
-ceilings.json (`core.hardware.save_ceilings`), which `core.hardware.resolve_peaks` prefers to the table.
-Timed with the core harness (`core.timing.measure`) like every other measurement: each iteration runs a batch
+ceilings.json (`core.analysis.hardware.save_ceilings`), which `core.analysis.hardware.resolve_peaks` prefers to the
+table.
+Timed with the core harness (`core.measuring.timing.measure`) like every other measurement: each iteration runs a batch
 of calls and laps once, the batch long enough that the clock's own cost is lost in the noise.
 """
 

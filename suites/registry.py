@@ -90,7 +90,7 @@ class Suite:
     takes_presets: bool = True  # False: the suite picks its presets itself (--preset is refused)
     config: Callable[[BenchPoint], dict] = BenchPoint.to_config  # what the record stores as settings
     # A point this machine cannot run (a missing library, a GPU-only option on CPU): `measure` raises
-    # core.results.PointSkipped(reason) and the runner records it as `skipped` with that reason.
+    # core.measuring.results.PointSkipped(reason) and the runner records it as `skipped` with that reason.
     describe: Callable[[object], str | None] | None = None  # a line to print per record (else a progress bar)
     fail_on_error: bool = False  # exit 1 when a point failed (accuracy: a failed task is no score)
     decodes: bool = False  # its points generate `new_tokens` tokens, which count against the context
@@ -122,7 +122,7 @@ def jobs_of(suite: Suite, axes: dict[str, list], options: dict) -> list[Job]:
     anything is measured, the same way for every suite: each axis value as its option checks it; every video
     against its preset's temporal pooling; `--cache` only where a point runs the eager engine (the others run
     their own cache); and each measured point against its preset's context and its device's memory
-    (core/fits.py). A point of a preset the user named that cannot fit is refused (SuiteError), as is a run
+    (core/analysis/fits.py). A point of a preset the user named that cannot fit is refused (SuiteError), as is a run
     where none fits; one of a preset the suite chose itself (a ladder's baseline) is recorded as skipped."""
     try:
         check_axes(axes)

@@ -247,7 +247,7 @@ def test_unreadable_peer_configs_are_one_line_errors(capsys, tmp_path):
 
 
 def test_cost_of_a_peer_states_its_stages(capsys):
-    """The analytic cost model covers the peers too (core/peer_costs.py): Qwen2-VL-7B at 1920x1080 runs 10,764
+    """The analytic cost model covers the peers too (core/analysis/peer_costs.py): Qwen2-VL-7B at 1920x1080 runs 10,764
     patches through 32 blocks, more vision FLOPs than NVILA-8B's 17 tiles of 448 px."""
     assert main(["cost", "--preset", "qwen2-vl-7b", "--image", "1920x1080", "--json"]) == 0
     qwen = json.loads(capsys.readouterr().out)

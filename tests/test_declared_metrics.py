@@ -98,3 +98,13 @@ def test_declared_outputs_import_neither_torch_nor_transformers():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.splitlines()[-1]) == [len(REGISTRY), False, False]
+
+
+@pytest.mark.parametrize("suite", ["prefill", "decode", "accuracy"])
+def test_a_suites_help_names_what_it_gates_and_headlines_from_its_declarations(suite, capsys):
+    assert main(["run", suite, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # click wraps the epilog
+    metrics = declared_outputs()[suite].metrics
+    gated = [m.name for m in metrics if m.gated]
+    assert (f"Gated by default: {', '.join(gated)}." in text) == bool(gated)
+    assert all(m.name in text for m in metrics if m.headline) and f"{len(metrics)} metrics in all" in text

@@ -104,6 +104,7 @@ def test_every_relative_link_points_to_a_file_and_heading(page):
 # docs/gen_cli.py, upstream VILA's scripts, and the placeholder of "Adding a setting".
 OTHER_TOOLS = {
     "--include_path",
+    "--extra-index-url",
     "--model",
     "--model_args",
     "--no-deps",
@@ -141,3 +142,12 @@ def test_every_option_a_page_names_exists():
     named = {(page.name, o) for page in PAGES for o in re.findall(r"(?<![\w-])--[a-z][a-z0-9_-]*", page.read_text())}
     assert {"--engine", "--preset", "--processes"} <= {o for _, o in named}
     assert sorted(x for x in named if x[1] not in known) == []
+
+
+def test_the_python_api_example_runs():
+    """docs/models.md's API walk-through, executed as written: stage by stage, then 32 greedy tokens."""
+    page = (REPO / "docs" / "models.md").read_text()
+    code = re.search(r"## The Python API\n\n```python\n(.*?)```", page, re.S)[1]
+    scope = {}
+    exec(compile(code, "docs/models.md", "exec"), scope)
+    assert tuple(scope["media"].all_pixels().shape) == (17, 3, 448, 448) and tuple(scope["tokens"].shape) == (1, 32)

@@ -1,5 +1,5 @@
-"""The peers' analytic cost model (core/peer_costs.py) against torch's FlopCounterMode on the tiny peers, run by
-transformers' own modules with eager attention (CPU SDPA kernels are not counted), and its window arithmetic
+"""The peers' analytic cost model (core/analysis/peer_costs.py) against torch's FlopCounterMode on the tiny peers,
+run by transformers' own modules with eager attention (CPU SDPA kernels are not counted), and its window arithmetic
 against Qwen2.5-VL's own window index."""
 
 import pytest

@@ -72,7 +72,20 @@ def suite_command(suite: Suite) -> click.Command:
     common = [*point_options(), *RUN_OPTIONS, *measure_options()]
     for option in reversed([*common, *map(_click_option, suite.options)]):
         command = option(command)
-    return click.command(name=suite.name, help=suite.help)(command)
+    return click.command(name=suite.name, help=suite.help, epilog=metrics_epilog(suite))(command)
+
+
+def metrics_epilog(suite: Suite) -> str | None:
+    """What the suite writes, from its declarations: the metrics the gate compares by default and the headline."""
+    if not suite.metrics:
+        return None
+    gated = [m.name for m in suite.metrics if m.gated]
+    headline = [m.name for m in suite.metrics if m.headline and not m.gated]
+    parts = [
+        f"Gated by default: {', '.join(gated)}." if gated else "",
+        f"Headline: {', '.join(headline)}." if headline else "",
+    ]
+    return " ".join([*filter(None, parts), f"{len(suite.metrics)} metrics in all, with units: docs/cli.md."])
 
 
 def sweep_axes(suite: Suite, c: dict) -> dict[str, list]:
