@@ -257,14 +257,19 @@ def _first(value):
     return value[0] if isinstance(value, list) and value else value
 
 
-def _read_json(path: Path) -> _Json:
+def read_json_object(path: Path, error: type[ValueError] = CheckpointError) -> dict:
+    """A config file's JSON object, bounded in size; anything else raises `error` in one line."""
     try:
         text = path.read_text() if path.stat().st_size <= MAX_JSON_BYTES else None
         data = json.loads(text) if text is not None else None
     except (OSError, ValueError, RecursionError) as e:  # ValueError: not JSON, not UTF-8
-        raise CheckpointError(f"cannot read {path}: {type(e).__name__}: {e}") from None
+        raise error(f"cannot read {path}: {type(e).__name__}: {e}") from None
     if text is None:
-        raise CheckpointError(f"{path}: over {MAX_JSON_BYTES >> 20} MiB, not a config")
+        raise error(f"{path}: over {MAX_JSON_BYTES >> 20} MiB, not a config")
     if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return _Json(data, path)
+        raise error(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _read_json(path: Path) -> _Json:
+    return _Json(read_json_object(path), path)

@@ -13,13 +13,12 @@ one is a one-line `PeerCheckpointError` naming its file.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from .checkpoint_config import read_json_object
 from .config import MAX_LAYERS, MAX_PIXELS, MAX_VOCAB, MAX_WIDTH
 from .peer_config import MODEL_TYPES, PEER_PRESETS, PeerConfig
 
-MAX_JSON_BYTES = 64 << 20  # as model/checkpoint.py: real configs are kilobytes
 MAX_PINPOINTS = 1024
 PUBLISHED = {cfg.kind: cfg for cfg in PEER_PRESETS if not cfg.is_tiny}
 
@@ -222,13 +221,4 @@ def _optional(file: Path, sources: list) -> dict | None:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        text = path.read_text() if path.stat().st_size <= MAX_JSON_BYTES else None
-        data = json.loads(text) if text is not None else None
-    except (OSError, ValueError, RecursionError) as e:  # ValueError: not JSON, not UTF-8
-        raise PeerCheckpointError(f"cannot read {path}: {type(e).__name__}: {e}") from None
-    if text is None:
-        raise PeerCheckpointError(f"{path}: over {MAX_JSON_BYTES >> 20} MiB, not a config")
-    if not isinstance(data, dict):
-        raise PeerCheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
+    return read_json_object(path, PeerCheckpointError)
