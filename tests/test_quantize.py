@@ -255,6 +255,11 @@ def test_an_int4_kernel_that_cannot_run_here_is_one_line_before_measuring(tmp_pa
         assert not (tmp_path / kernel).exists()
 
 
+# The ladder on nvila-tiny at its smallest: one 448x448 image, 3 new tokens, one repeat, 2 quality prompts
+TINY_LADDER = ["run", "deployment", *"--preset nvila-tiny --image 448x448 --new-tokens 3 --prompt-tokens 8".split()]
+TINY_LADDER += [*"--repeats 1 --warmup 0 --min-seconds 0 --quality-prompts 2 --media image".split()]
+
+
 def test_a_quantized_rung_on_its_own_compares_with_its_own_bf16_weights(tmp_path, capsys):
     """--rung / --media run part of the ladder; a quantized rung without the bf16 rung before it takes its
     reference logits from its model before quantizing, and agrees with the full ladder's figure."""
@@ -265,28 +270,7 @@ def test_a_quantized_rung_on_its_own_compares_with_its_own_bf16_weights(tmp_path
     from nvila_bench.cli import main
 
     deployment_quality.REFERENCE.clear()
-    common = [
-        "run",
-        "deployment",
-        "--preset",
-        "nvila-tiny",
-        "--image",
-        "448x448",
-        "--new-tokens",
-        "3",
-        "--prompt-tokens",
-        "8",
-        "--repeats",
-        "1",
-        "--warmup",
-        "0",
-        "--min-seconds",
-        "0",
-        "--quality-prompts",
-        "2",
-        "--media",
-        "image",
-    ]
+    common = TINY_LADDER
     assert main([*common, "--rung", "w4a16-llm", "--out", str(tmp_path / "alone")]) == 0, capsys.readouterr().err
     deployment_quality.REFERENCE.clear()
     assert main([*common, "--rung", "bf16", "--rung", "w4a16-llm", "--out", str(tmp_path / "after")]) == 0
@@ -532,26 +516,7 @@ def test_the_deployment_suite_quantizes_the_lm_head_when_asked(tmp_path, capsys)
 
     code = main(
         [
-            "run",
-            "deployment",
-            "--preset",
-            "nvila-tiny",
-            "--image",
-            "448x448",
-            "--new-tokens",
-            "3",
-            "--prompt-tokens",
-            "8",
-            "--repeats",
-            "1",
-            "--warmup",
-            "0",
-            "--min-seconds",
-            "0",
-            "--quality-prompts",
-            "2",
-            "--media",
-            "image",
+            *TINY_LADDER,
             "--rung",
             "bf16",
             "--rung",
