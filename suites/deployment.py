@@ -30,6 +30,7 @@ from nvila_bench.model.quant_plan import COMPONENTS, INT4_KERNELS, SCALES, Quant
 from nvila_bench.model.stages import DECODE_STEP, LLM_PREFILL, PREFILL_STAGES, VISION
 
 from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.analysis.analytic import point_costs
 from nvila_bench.core.measuring.point import CPU_REQUEST_TEXT
 from nvila_bench.core.measuring.results import Metric, PointSkipped
 from nvila_bench.core.measuring.specs import MetricSpec
@@ -142,17 +143,8 @@ def measure_point(point: BenchPoint, session: Session) -> dict[str, Metric]:
     metrics |= token_metrics(point) | memory_metrics(device) | quality(model, point, plan)
     # Every stage's cost in the plan's weight formats (the decode step at the mean context of its steps).
     context = metrics["sequence_tokens"].value + point.new_tokens // 2
-    costs = costmodel.request_costs(
-        model.config,
-        point.images,
-        point.video_frames,
-        point.temporal_pool,
-        point.prompt_tokens,
-        context=context,
-        batch=point.batch_size,
-        dtype=point.dtype,
-        weights=costmodel.weights_read(model.config, plan, point.device),
-    )
+    weights = costmodel.weights_read(model.config, plan, point.device)
+    costs = point_costs(point, context, cfg=model.config, weights=weights)
     step = costs["decode_step"]
     metrics["decode_step_bytes"] = Metric.analytic(step.bytes, "bytes")
     peaks = session.peaks_for(point.dtype)

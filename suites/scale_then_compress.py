@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from nvila_bench.model import count_visual_tokens, get_preset
 
 from nvila_bench.core.analysis import costmodel
+from nvila_bench.core.analysis.analytic import point_costs
 from nvila_bench.core.analysis.hardware import get_hardware, hardware_keys
 from nvila_bench.core.measuring.point import CPU_REQUEST_TEXT, BenchPoint, request_default
 from nvila_bench.core.measuring.results import Metric
@@ -116,16 +117,7 @@ def analytic(point: BenchPoint, session: Session) -> dict[str, Metric]:
     hw = get_hardware(point.extra["hardware"])
     count = count_visual_tokens(cfg, point.images, point.video_frames, point.temporal_pool)
     n = count.total_tokens + point.prompt_tokens
-    costs = costmodel.request_costs(
-        cfg,
-        point.images,
-        point.video_frames,
-        point.temporal_pool,
-        point.prompt_tokens,
-        context=n,
-        batch=point.batch_size,
-        dtype=point.dtype,
-    )
+    costs = point_costs(point, context=n, cfg=cfg)
     floors = {s: costmodel.time_floor(c, hw.peak_flops(point.dtype), hw.bandwidth) for s, c in costs.items()}
     metrics = {
         "visual_tokens": Metric.analytic(count.visual_tokens, "tokens"),

@@ -14,6 +14,21 @@ from nvila_bench.core.measuring.results import Metric
 from nvila_bench.model import get_preset
 
 
+def point_costs(point: BenchPoint, context: int | None, cfg=None, weights: dict[str, int] | None = None) -> dict:
+    """costmodel.request_costs of a point's request (`cfg`: the model's config, default the point's preset)."""
+    return costmodel.request_costs(
+        cfg or get_preset(point.preset),
+        point.images,
+        point.video_frames,
+        point.temporal_pool,
+        point.prompt_tokens,
+        context=context,
+        batch=point.batch_size,
+        dtype=point.dtype,
+        weights=weights,
+    )
+
+
 def analytic_metrics(
     point: BenchPoint,
     metrics: dict[str, Metric],
@@ -24,17 +39,7 @@ def analytic_metrics(
     """Cost-model FLOPs and bytes per stage; with peaks, the time floor, and the MFU / MBU of each stage in
     `timed` (cost-model stage -> name of the measured metric holding its median). MFU / MBU are derived from
     that metric, so merging runs rescales them to the merged median."""
-    cfg = get_preset(point.preset)
-    costs = costmodel.request_costs(
-        cfg,
-        point.images,
-        point.video_frames,
-        point.temporal_pool,
-        point.prompt_tokens,
-        context=context,
-        batch=point.batch_size,
-        dtype=point.dtype,
-    )
+    costs = point_costs(point, context)
     out = {"flops_convention": Metric.analytic(costmodel.FLOPS_CONVENTION, "text")}
     for stage, cost in costs.items():
         out[f"{stage}_flops"] = Metric.analytic(cost.flops, "FLOP")
